@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Set up the project's virtual environment at .venv (created or reused) and run the demo or the tests.
+
+    python3 dev.py demo [args for `zk demo`]
+    python3 dev.py test [args for pytest]
+
+Needs only Python 3.11 and pip. The environment is reinstalled only when pyproject.toml or
+constraints.txt changed since the last install (a stamp file in .venv records their hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / "zk-install.stamp"
+
+
+def _venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _wanted_stamp() -> str:
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_environment() -> Path:
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"zk_pipelines needs Python 3.11; this is {sys.version.split()[0]} ({sys.executable})")
+    python = _venv_python()
+    if not python.exists():
+        print(f"creating virtual environment at {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    wanted = _wanted_stamp()
+    if not STAMP.exists() or STAMP.read_text() != wanted:
+        print("installing zk_pipelines and its pinned dependencies into .venv", flush=True)
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+        subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], check=True)
+        subprocess.run(
+            [*pip, "install", "--quiet", "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"],
+            check=True,
+        )
+        STAMP.write_text(wanted)
+    return python
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test"}:
+        print(__doc__.strip())
+        return 2
+    python = ensure_environment()
+    command, rest = argv[0], argv[1:]
+    if command == "demo":
+        cmd = [str(python), "-m", "zk_pipelines.cli", "demo", *rest]
+    else:
+        cmd = [str(python), "-m", "pytest", *rest]
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

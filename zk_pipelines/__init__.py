@@ -1,0 +1,1 @@
+"""zk_pipelines: keeps Kaseya BMS and Zomentum in sync, orchestrated by Dagster."""
