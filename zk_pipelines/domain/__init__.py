@@ -1,0 +1,1 @@
+"""Pure business rules of the integration: no Dagster, HTTP or DuckDB imports here."""
