@@ -1,0 +1,595 @@
+"""What a staged Kaseya row must satisfy before it reaches `stg.*`, and the split of a batch into valid rows
+and rejects.
+
+One pandera model per staged entity (types, required fields, e-mail shape, non-negative prices, allowed
+values); foreign keys are checked against the ids the caller knows (`known_ids`), since a contact's account
+may have been staged in an earlier run. `validate_rows` never raises for bad rows: every failure of every
+row becomes one reject line `(entity, kaseya_id, check, column, value, reason)`, and the other rows go on.
+
+Order of work in `validate_rows`: rows the staging could not flatten are rejected as they are; duplicates of
+one key keep only the latest `modified_on` (the newest version is the truth, even when it turns out
+invalid); values that are not of the column's type are rejected; then the pandera model runs lazily, so
+every failing check of every row is collected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from zk_pipelines.domain.kaseya_staging import (
+    ENTITY_COLUMNS,
+    ITEM_TYPES,
+    RECORD_LABELS,
+    STAGING_PROBLEM,
+    STATUS_KINDS,
+    Column,
+    StagingProblem,
+    parse_kaseya_moment,
+)
+
+REJECT_COLUMNS: tuple[Column, ...] = (
+    ("entity", "VARCHAR"),
+    ("kaseya_id", "BIGINT"),
+    ("check", "VARCHAR"),
+    ("column", "VARCHAR"),
+    ("value", "VARCHAR"),
+    ("reason", "VARCHAR"),
+)
+
+VALUE_LIMIT = 200  # characters of an offending value kept in a reject
+
+# The same shape Zomentum's API accepts; a stricter rule would reject addresses Zomentum takes.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+Timestamp = Annotated[pd.DatetimeTZDtype, "us", "UTC"]  # DuckDB's TIMESTAMPTZ has microseconds
+
+
+class _StagedModel(pa.DataFrameModel):
+    class Config:
+        strict = True
+        coerce = False  # `validate_rows` has already typed every column and rejected what did not fit
+
+
+class AccountModel(_StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    account_code: Series[str] = pa.Field(nullable=True)
+    name: Series[str] = pa.Field(nullable=False)
+    account_type_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    account_type: Series[str] = pa.Field(nullable=True)
+    website: Series[str] = pa.Field(nullable=True)
+    is_active: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    account_manager_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    # Not shape-checked: a manager without a usable e-mail only makes the owner the fallback owner.
+    account_manager_email: Series[str] = pa.Field(nullable=True)
+    main_location_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    main_location_name: Series[str] = pa.Field(nullable=True)
+    main_phone: Series[str] = pa.Field(nullable=True)
+    billing_address1: Series[str] = pa.Field(nullable=True)
+    billing_address2: Series[str] = pa.Field(nullable=True)
+    billing_city: Series[str] = pa.Field(nullable=True)
+    billing_state: Series[str] = pa.Field(nullable=True)
+    billing_zip_code: Series[str] = pa.Field(nullable=True)
+    billing_country: Series[str] = pa.Field(nullable=True)
+    billing_phone: Series[str] = pa.Field(nullable=True)
+    shipping_addresses: Series[str] = pa.Field(nullable=False)
+    created_on: Series[Timestamp] = pa.Field(nullable=True)
+    modified_on: Series[Timestamp] = pa.Field(nullable=True)
+
+    @pa.check("shipping_addresses", name="address_list", element_wise=True)
+    def _shipping_is_a_list(cls, value: str) -> bool:
+        return _address_list_problem(value) is None
+
+
+class ContactModel(_StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    account_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    account_name: Series[str] = pa.Field(nullable=True)
+    location_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    first_name: Series[str] = pa.Field(nullable=False)  # Zomentum requires a first name
+    last_name: Series[str] = pa.Field(nullable=True)
+    job_title: Series[str] = pa.Field(nullable=True)
+    email: Series[str] = pa.Field(nullable=True, str_matches=EMAIL_PATTERN)
+    phone: Series[str] = pa.Field(nullable=True)
+    is_poc: Series[pd.BooleanDtype] = pa.Field(nullable=False)
+    is_active: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    created_on: Series[Timestamp] = pa.Field(nullable=True)
+    modified_on: Series[Timestamp] = pa.Field(nullable=True)
+
+
+class OpportunityModel(_StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    subject: Series[str] = pa.Field(nullable=False)
+    status_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    status: Series[str] = pa.Field(nullable=True)
+    account_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    account_name: Series[str] = pa.Field(nullable=True)
+    account_location_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    contact_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    type_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    type: Series[str] = pa.Field(nullable=True)
+    rating: Series[str] = pa.Field(nullable=True)
+    lead_source: Series[str] = pa.Field(nullable=True)
+    probability: Series[float] = pa.Field(nullable=False, in_range={"min_value": 0, "max_value": 100})
+    amount: Series[float] = pa.Field(nullable=False, ge=0)
+    sales_rep_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    sales_rep_name: Series[str] = pa.Field(nullable=True)
+    sales_rep_email: Series[str] = pa.Field(nullable=True)
+    in_pipeline: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    description: Series[str] = pa.Field(nullable=True)
+    customer_po: Series[str] = pa.Field(nullable=True)
+    close_date: Series[Timestamp] = pa.Field(nullable=True)
+    created_on: Series[Timestamp] = pa.Field(nullable=True)
+    modified_on: Series[Timestamp] = pa.Field(nullable=True)
+
+
+class ProductModel(_StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    product_number: Series[str] = pa.Field(nullable=True)
+    name: Series[str] = pa.Field(nullable=False)
+    description: Series[str] = pa.Field(nullable=True)
+    upc: Series[str] = pa.Field(nullable=True)
+    category: Series[str] = pa.Field(nullable=True)
+    product_type: Series[str] = pa.Field(nullable=True)
+    item_type: Series[str] = pa.Field(nullable=False, isin=list(ITEM_TYPES))
+    manufacturer: Series[str] = pa.Field(nullable=True)
+    supplier_name: Series[str] = pa.Field(nullable=True)
+    supplier_part_number: Series[str] = pa.Field(nullable=True)
+    unit_cost: Series[float] = pa.Field(nullable=True, ge=0)
+    pricing_levels: Series[str] = pa.Field(nullable=True)
+
+    @pa.check("pricing_levels", name="pricing_levels", element_wise=True)
+    def _levels_are_priced(cls, value: str) -> bool:
+        return _pricing_problem(value) is None
+
+    @pa.dataframe_check(name="cost_known")
+    def _cost_known_once_priced(cls, frame: pd.DataFrame) -> pd.Series:
+        # A NULL pricing column means "not read yet"; once read, Kaseya always answers a default cost, so a
+        # missing (or NaN) cost is a broken answer, not a free product.
+        return frame["pricing_levels"].isna() | frame["unit_cost"].notna()
+
+
+class EmployeeModel(_StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    first_name: Series[str] = pa.Field(nullable=True)
+    last_name: Series[str] = pa.Field(nullable=True)
+    email: Series[str] = pa.Field(nullable=True, str_matches=EMAIL_PATTERN)
+    username: Series[str] = pa.Field(nullable=True)
+    job_title: Series[str] = pa.Field(nullable=True)
+    is_active: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+
+
+class OpportunityStatusModel(_StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    name: Series[str] = pa.Field(nullable=False)
+    probability: Series[float] = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 100})
+    is_active: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    is_pipeline: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    status_action_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    status_action: Series[str] = pa.Field(nullable=True)
+    kind: Series[str] = pa.Field(nullable=False, isin=list(STATUS_KINDS))
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    column: str
+    target: str  # key of `known_ids`, an entity name
+    check: str
+
+
+@dataclass(frozen=True)
+class StagedEntity:
+    name: str
+    model: type[_StagedModel]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return ENTITY_COLUMNS[self.name]
+
+    @property
+    def label(self) -> str:
+        return RECORD_LABELS[self.name]
+
+
+STAGED_ENTITIES: dict[str, StagedEntity] = {
+    entity.name: entity
+    for entity in (
+        StagedEntity("accounts", AccountModel),
+        StagedEntity("contacts", ContactModel, (ForeignKey("account_id", "accounts", "known_account"),)),
+        StagedEntity("opportunities", OpportunityModel, (
+            ForeignKey("account_id", "accounts", "known_account"),
+            ForeignKey("status_id", "opportunity_statuses", "known_status"),
+        )),
+        StagedEntity("products", ProductModel),
+        StagedEntity("employees", EmployeeModel),
+        StagedEntity("opportunity_statuses", OpportunityStatusModel),
+    )
+}
+
+
+# --- JSON columns ---------------------------------------------------------------------------------
+
+
+def _finite_non_negative(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def _pricing_problem(text: str) -> str | None:
+    """What is wrong with a `pricing_levels` JSON value, in words; None when nothing is."""
+    try:
+        levels = json.loads(text)
+    except (TypeError, ValueError):
+        return "is not a JSON list"
+    if not isinstance(levels, list) or not all(isinstance(level, dict) for level in levels):
+        return "is not a list of pricing levels"
+    for level in levels:
+        name = level.get("name")
+        if not isinstance(name, str) or not name.strip():
+            return f"has a level without a name (level id {level.get('id')})"
+        if not _finite_non_negative(level.get("price")):
+            return f"has level {name!r} priced {level.get('price')}, which is not a number of 0 or more"
+    return None
+
+
+def _address_list_problem(text: str) -> str | None:
+    try:
+        addresses = json.loads(text)
+    except (TypeError, ValueError):
+        return "is not a JSON list"
+    if not isinstance(addresses, list) or not all(isinstance(a, dict) for a in addresses):
+        return "is not a list of addresses"
+    return None
+
+
+# --- typing a batch -------------------------------------------------------------------------------
+
+
+class _Untypable(ValueError):
+    pass
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+def _as_bigint(value: Any) -> int | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        raise _Untypable("is not a whole number")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise _Untypable("is not a whole number")
+
+
+def _as_double(value: Any) -> float:
+    # NaN stays NaN (read as missing): a required column then rejects it as "missing or not a number".
+    if value is None or value is pd.NA:
+        return math.nan
+    if isinstance(value, bool | np.bool_):
+        raise _Untypable("is not a number")
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise _Untypable("is not a number")
+
+
+def _as_boolean(value: Any) -> bool | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise _Untypable("is not true or false")
+
+
+def _as_varchar(value: Any) -> str | None:
+    if _missing(value):
+        return None
+    if isinstance(value, str):
+        return value
+    raise _Untypable("is not text")
+
+
+def _as_timestamptz(value: Any) -> datetime | None:
+    if _missing(value):
+        return None
+    try:
+        moment = parse_kaseya_moment(value)
+    except (TypeError, ValueError):
+        raise _Untypable("is not a date-time") from None
+    if moment is not None and moment.year < 1:
+        raise _Untypable("is not a date-time")
+    return moment
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "BIGINT": _as_bigint,
+    "INTEGER": _as_bigint,
+    "DOUBLE": _as_double,
+    "BOOLEAN": _as_boolean,
+    "VARCHAR": _as_varchar,
+    "TIMESTAMPTZ": _as_timestamptz,
+}
+
+
+def _typed_series(values: list[Any], duckdb_type: str) -> pd.Series:
+    if duckdb_type in ("BIGINT", "INTEGER"):
+        return pd.Series(pd.array(values, dtype="Int64"))
+    if duckdb_type == "DOUBLE":
+        return pd.Series(np.array(values, dtype="float64"))
+    if duckdb_type == "BOOLEAN":
+        return pd.Series(pd.array(values, dtype="boolean"))
+    if duckdb_type == "TIMESTAMPTZ":
+        return pd.Series(
+            [pd.Timestamp(v) if v is not None else pd.NaT for v in values], dtype="datetime64[us, UTC]"
+        )
+    return pd.Series(values, dtype=object)
+
+
+def empty_frame(entity_name: str) -> pd.DataFrame:
+    """A frame with the entity's columns and dtypes and no rows."""
+    return pd.DataFrame({name: _typed_series([], kind) for name, kind in ENTITY_COLUMNS[entity_name]})
+
+
+def empty_rejects() -> pd.DataFrame:
+    return _rejects_frame([])
+
+
+# --- rejects ----------------------------------------------------------------------------------------
+
+
+def _value_text(value: Any) -> str | None:
+    if isinstance(value, StagingProblem):
+        return value.value
+    if _missing(value) and not (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value)
+    return text if len(text) <= VALUE_LIMIT else text[: VALUE_LIMIT - 1] + "…"
+
+
+def _subject(entity: StagedEntity, kaseya_id: Any) -> str:
+    return f"{entity.label} {kaseya_id}" if not _missing(kaseya_id) else f"{entity.label} without an id"
+
+
+def _label(column: str) -> str:
+    return column.replace("_", " ")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 80 else value[:79] + "…")
+    return str(value)
+
+
+def _reason(entity: StagedEntity, kaseya_id: Any, check: str, column: str | None, value: Any) -> str:
+    subject = _subject(entity, kaseya_id)
+    label = _label(column or "record")
+    shown = _shown(value)
+    if check == "not_nullable":
+        if isinstance(value, float) and math.isnan(value):
+            return f"{subject}: {label} is missing or not a number; set it in Kaseya"
+        return f"{subject}: {label} is missing; set it in Kaseya"
+    if check == "email_shape":
+        return f"{subject}: {label} {shown} is not an e-mail address; correct it in Kaseya"
+    if check == "non_negative":
+        return f"{subject}: {label} {shown} is negative; it must be 0 or more, correct it in Kaseya"
+    if check == "percentage":
+        return f"{subject}: {label} {shown} is not between 0 and 100; correct it in Kaseya"
+    if check == "allowed_value":
+        return f"{subject}: {label} {shown} is not one of the values the pipeline knows"
+    if check == "known_account":
+        return (f"{subject}: {label} {shown} is not a Kaseya account the pipeline has staged (unknown, or "
+                "itself rejected); fix or sync that account first")
+    if check == "known_status":
+        return (f"{subject}: {label} {shown} is not a known Kaseya opportunity status; refresh the status "
+                "lookup or fix the opportunity in Kaseya")
+    if check == "pricing_levels":
+        return f"{subject}: pricing levels {_pricing_problem(value) or 'are invalid'}; correct them in Kaseya"
+    if check == "address_list":
+        return f"{subject}: {label} {_address_list_problem(value) or 'is invalid'}"
+    if check == "cost_known":
+        return (f"{subject}: unit cost is missing or not a number although its pricing was read; check the "
+                "product's first supplier cost and default cost in Kaseya")
+    if check == "duplicate_key":
+        return f"{subject}: appears twice with the same key after de-duplication"
+    return f"{subject}: {label} {shown} failed the check {check}"
+
+
+# Pandera names its built-in checks after their arguments ("greater_than_or_equal_to(0)"): keep the gist.
+_CHECK_NAMES = {
+    "not_nullable": "not_nullable",
+    "str_matches": "email_shape",
+    "greater_than_or_equal_to": "non_negative",
+    "in_range": "percentage",
+    "isin": "allowed_value",
+    "field_uniqueness": "duplicate_key",
+}
+
+
+def _check_name(pandera_check: str) -> str:
+    base = pandera_check.split("(", 1)[0]
+    return _CHECK_NAMES.get(base, base)
+
+
+# The column a row-level (dataframe) check is reported under.
+_WIDE_CHECK_COLUMNS = {"cost_known": "unit_cost"}
+
+
+def _reject(entity: StagedEntity, kaseya_id: Any, check: str, column: str | None, value: Any,
+            reason: str | None = None) -> dict[str, Any]:
+    return {
+        "entity": entity.name,
+        "kaseya_id": None if _missing(kaseya_id) else int(kaseya_id),
+        "check": check,
+        "column": column,
+        "value": _value_text(value),
+        "reason": reason or _reason(entity, kaseya_id, check, column, value),
+    }
+
+
+def _rejects_frame(rejects: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame({
+        name: _typed_series([r[name] for r in rejects], kind) for name, kind in REJECT_COLUMNS
+    })
+
+
+# --- the batch ----------------------------------------------------------------------------------------
+
+
+def _order_moment(value: Any) -> float:
+    try:
+        moment = parse_kaseya_moment(value) if not _missing(value) else None
+    except (TypeError, ValueError):
+        moment = None
+    return moment.timestamp() if moment is not None else -math.inf
+
+
+def _order_key(value: Any) -> int | None:
+    try:
+        return _as_bigint(value)
+    except _Untypable:
+        return None
+
+
+def _latest_per_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per kaseya_id: the latest `modified_on`, the last one read on a tie (later pages are later
+    reads). Rows without a usable key are all kept; validation rejects them."""
+    chosen: dict[int, tuple[float, int]] = {}
+    for position, record in enumerate(records):
+        key = _order_key(record.get("kaseya_id"))
+        if key is None:
+            continue
+        moment = _order_moment(record.get("modified_on"))
+        if key not in chosen or moment >= chosen[key][0]:
+            chosen[key] = (moment, position)
+    keep = {position for _, position in chosen.values()}
+    return [r for i, r in enumerate(records) if i in keep or _order_key(r.get("kaseya_id")) is None]
+
+
+def _schema(entity: StagedEntity, known_ids: Mapping[str, Any] | None) -> pa.DataFrameSchema:
+    schema = entity.model.to_schema()
+    for key in entity.foreign_keys:
+        if known_ids is None or key.target not in known_ids:
+            continue
+        known = {_order_key(v) for v in known_ids[key.target]} - {None}
+        column = schema.columns[key.column]
+        schema = schema.update_column(key.column, checks=[
+            *column.checks, pa.Check(lambda s, known=known: s.isin(known), name=key.check),
+        ])
+    return schema
+
+
+def _pandera_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame | None:
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        return errors.failure_cases
+    return None
+
+
+def _rejects_from_failures(entity: StagedEntity, frame: pd.DataFrame, failures: pd.DataFrame
+                           ) -> tuple[list[dict[str, Any]], set[int]]:
+    rejects, bad_rows, reported = [], set(), set()
+    for failure in failures.itertuples(index=False):
+        row = int(failure.index)
+        check = _check_name(str(failure.check))
+        if failure.schema_context == "DataFrameSchema":
+            column = _WIDE_CHECK_COLUMNS.get(check, failure.column)
+            if (row, check) in reported:
+                continue  # a row-level check lists every column of the row; report it once
+            reported.add((row, check))
+            value = frame.at[row, column] if column in frame.columns else None
+        else:
+            column = failure.column
+            value = failure.failure_case
+            if check == "not_nullable" and dict(entity.columns).get(column) != "DOUBLE":
+                value = None  # pandas shows a missing integer or text as NaN; only a float can really be NaN
+        bad_rows.add(row)
+        rejects.append(_reject(entity, frame.at[row, "kaseya_id"], check, column, value))
+    return rejects, bad_rows
+
+
+def validate_rows(
+    entity_name: str, df: pd.DataFrame, known_ids: Mapping[str, Any] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split staged rows of one entity into (valid rows, rejects).
+
+    `df` holds rows from `kaseya_staging.stage_*` (extra columns other than `staging_problem` are ignored;
+    missing ones are NULL). `known_ids` maps an entity name to the Kaseya ids that exist in `stg`
+    (e.g. {"accounts": {...}, "opportunity_statuses": {...}}); a foreign key whose target is not given is
+    not checked. The valid frame has exactly the entity's columns, typed for DuckDB, one row per kaseya_id;
+    the rejects frame has REJECT_COLUMNS, one line per failed check.
+    """
+    entity = STAGED_ENTITIES[entity_name]
+    columns = entity.columns
+    records = df.to_dict("records") if len(df) else []
+    rejects: list[dict[str, Any]] = []
+
+    readable = []
+    for record in records:
+        problem = record.get(STAGING_PROBLEM)
+        if isinstance(problem, StagingProblem):
+            rejects.append(_reject(entity, record.get("kaseya_id"), problem.check, problem.column, problem,
+                                   reason=problem.reason))
+        else:
+            readable.append(record)
+
+    typed_rows = []
+    for record in _latest_per_key(readable):
+        typed, failed = {}, False
+        for name, kind in columns:
+            try:
+                typed[name] = _CONVERTERS[kind](record.get(name))
+            except _Untypable as problem:
+                failed = True
+                rejects.append(_reject(
+                    entity, _order_key(record.get("kaseya_id")), "type", name, record.get(name),
+                    reason=f"{_subject(entity, _order_key(record.get('kaseya_id')))}: {_label(name)} "
+                           f"{_shown(record.get(name))} {problem}; correct it in Kaseya",
+                ))
+        if not failed:
+            typed_rows.append(typed)
+
+    frame = pd.DataFrame({name: _typed_series([r[name] for r in typed_rows], kind) for name, kind in columns})
+    schema = _schema(entity, known_ids)
+    failures = _pandera_failures(schema, frame)
+    bad_rows: set[int] = set()
+    if failures is not None:
+        if failures["index"].isna().any():
+            # A check failed for the frame as a whole (no row to blame): find the rows one at a time.
+            for row in range(len(frame)):
+                one = frame.iloc[[row]].reset_index(drop=True)
+                row_failures = _pandera_failures(schema, one)
+                if row_failures is None:
+                    continue
+                row_failures = row_failures.assign(index=0)
+                row_rejects, _ = _rejects_from_failures(entity, one, row_failures)
+                rejects.extend(row_rejects)
+                bad_rows.add(row)
+        else:
+            row_rejects, bad_rows = _rejects_from_failures(entity, frame, failures)
+            rejects.extend(row_rejects)
+
+    valid = frame.drop(index=sorted(bad_rows)).reset_index(drop=True)
+    return valid, _rejects_frame(rejects)
