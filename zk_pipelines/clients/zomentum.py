@@ -1,0 +1,386 @@
+"""Zomentum REST API v2 client: bearer tokens from a refresh token, paging, typed errors, line items.
+
+The HTTP policy is the shared one (`clients/http.py`): timeouts, bounded retries of reads on 429/5xx
+honouring `Retry-After`, writes never retried blindly. On top of it: a 401 refreshes the access token
+once and repeats the request (a 401 means the server did nothing, so even a write may be repeated);
+a refresh token Zomentum rejects is an `AuthenticationError` with one sentence a person can act on.
+
+What the API looks like (paths, paging, filters, record shapes, the line-item CSV) lives in
+`zomentum_models.py`, the one module to correct against a real account.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import requests
+
+from zk_pipelines.clients import zomentum_models as contract
+from zk_pipelines.clients.http import (
+    ApiError,
+    ApiUnavailable,
+    AuthenticationError,
+    CallCounter,
+    HttpPolicy,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ValidationFailed,
+    WriteOutcomeUnknown,
+    retry_after_seconds,
+    send,
+)
+from zk_pipelines.clients.probe import EndpointCheck
+from zk_pipelines.clients.zomentum_models import (
+    ClientCompany,
+    ClientUser,
+    CustomField,
+    Document,
+    DocumentLineItem,
+    Item,
+    LineItemsFormatError,
+    Opportunity,
+    Pipeline,
+    User,
+)
+from zk_pipelines.config import ZomentumCredentials
+from zk_pipelines.secrets import Secret, redact
+
+API = "zomentum"
+REFRESH_REJECTED = (
+    "Zomentum rejected the refresh token; create a new one for the API user (Settings > Users, permission "
+    "level API User) and set ZOMENTUM_REFRESH_TOKEN"
+)
+ACCESS_REJECTED_AFTER_REFRESH = (
+    "Zomentum rejected a freshly issued access token; check that the API user is active and still has the "
+    "API User permission level"
+)
+FORBIDDEN_HINT = "the API user lacks a permission for this; check its permission level in Settings > Users"
+
+log = logging.getLogger(__name__)
+
+
+class _RefreshTokenFilter(logging.Filter):
+    """urllib3 logs request URLs at DEBUG; the refresh call carries the refresh token in its query."""
+
+    _pattern = re.compile(r"(refresh_token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "refresh_token=" in message:
+            record.msg, record.args = self._pattern.sub(r"\1***", message), None
+        return True
+
+
+def _install_log_redaction() -> None:
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RefreshTokenFilter) for f in urllib3_log.filters):
+        urllib3_log.addFilter(_RefreshTokenFilter())
+
+
+@dataclass
+class ZomentumCallCounter(CallCounter):
+    """Requests sent, by kind; every attempt counts, so a retried read counts twice in `reads`."""
+
+    reads: int = 0
+    writes: int = 0
+    refreshes: int = 0
+
+
+class ZomentumClient:
+    """One tenant's Zomentum API user.
+
+        client = ZomentumClient(config.zomentum)
+        for company in client.clients(updated_since=window_start): ...
+        lines = client.document_line_items(document["id"], document["current_revision_id"])
+
+    `counter` counts every request sent (reads, writes, refreshes, retries) for metadata and tests.
+    """
+
+    def __init__(
+        self,
+        credentials: ZomentumCredentials,
+        policy: HttpPolicy | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.root = contract.api_root(credentials.base_url)
+        self.policy = policy or HttpPolicy(api_name=API)
+        self.session = session or requests.Session()
+        self.counter = ZomentumCallCounter()
+        self._refresh_token = credentials.refresh_token
+        self._access_token: Secret | None = credentials.access_token
+        self._sleep = sleep
+        _install_log_redaction()
+
+    def __repr__(self) -> str:
+        return f"ZomentumClient({self.root})"
+
+    # ----- authentication ----------------------------------------------------------------------------
+
+    def refresh_access_token(self) -> None:
+        """Exchange the refresh token for a new access token (which invalidates the previous one)."""
+        operation = f"GET {contract.API_PREFIX}/{contract.REFRESH_PATH}"
+        before = self.counter.sent
+        response = send(
+            self.session, self.policy, "GET", f"{self.root}/{contract.REFRESH_PATH}",
+            operation=operation, idempotent=True, secrets=self._secrets(), sleep=self._sleep, counter=self.counter,
+            params={contract.REFRESH_PARAM: self._refresh_token.reveal()}, headers={"Accept": contract.JSON},
+        )
+        self.counter.refreshes += self.counter.sent - before
+        if response.status_code in contract.REFRESH_TOKEN_REJECTED_STATUSES:
+            raise AuthenticationError(API, operation, REFRESH_REJECTED, status=response.status_code)
+        if response.status_code != 200:
+            raise self._error(response, operation, idempotent=True)
+        try:
+            token = response.json()["access_token"]
+        except (ValueError, KeyError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise ApiError(API, operation, "the refresh answer had no access_token", status=response.status_code)
+        self._access_token = Secret(token)
+        log.debug("zomentum: access token refreshed")
+
+    def _secrets(self) -> tuple[Secret | None, ...]:
+        return (self._refresh_token, self._access_token)
+
+    # ----- requests ----------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, idempotent: bool, params: Mapping[str, str] | None = None,
+        json: Any = None, accept: str = contract.JSON,
+    ) -> requests.Response:
+        """Send one API request; 2xx comes back, anything else is raised as a typed error."""
+        operation = f"{method} {contract.API_PREFIX}/{path}"
+        if self._access_token is None:
+            self.refresh_access_token()
+        request = {"params": params, "json": json, "accept": accept}
+        response = self._send(method, path, operation, idempotent=idempotent, **request)
+        if response.status_code == 401:
+            self.refresh_access_token()
+            response = self._send(method, path, operation, idempotent=idempotent, **request)
+            if response.status_code == 401:
+                raise AuthenticationError(API, operation, ACCESS_REJECTED_AFTER_REFRESH, status=401)
+        if 200 <= response.status_code < 300:
+            return response
+        raise self._error(response, operation, idempotent=idempotent)
+
+    def _send(
+        self, method: str, path: str, operation: str, *, idempotent: bool, accept: str, **kwargs: Any,
+    ) -> requests.Response:
+        before = self.counter.sent
+        try:
+            return send(
+                self.session, self.policy, method, f"{self.root}/{path}", operation=operation,
+                idempotent=idempotent, secrets=self._secrets(), sleep=self._sleep, counter=self.counter,
+                headers={"Authorization": f"Bearer {self._access_token.reveal()}", "Accept": accept},
+                **kwargs,
+            )
+        finally:
+            sent = self.counter.sent - before
+            if idempotent:
+                self.counter.reads += sent
+            else:
+                self.counter.writes += sent
+
+    def _error(self, response: requests.Response, operation: str, *, idempotent: bool) -> ApiError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message = redact(contract.error_message(body, response.text), self._secrets())
+        status = response.status_code
+        if status == 400:
+            return ValidationFailed(API, operation, message, status=status)
+        if status == 403:
+            return PermissionDenied(API, operation, f"{message} ({FORBIDDEN_HINT})", status=status)
+        if status == 404:
+            return NotFound(API, operation, message, status=status)
+        if status == 429:
+            return RateLimited(API, operation, message, status=status, retry_after=retry_after_seconds(response))
+        if status >= 500 and not idempotent:
+            return WriteOutcomeUnknown(
+                API, operation, f"{message}; the write may or may not have happened: search before repeating it",
+                status=status)
+        if status >= 500:
+            return ApiUnavailable(API, operation, message, status=status)
+        return ApiError(API, operation, message, status=status)
+
+    @staticmethod
+    def _json_of(response: requests.Response, operation: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(API, operation, "the answer was not JSON", status=response.status_code) from None
+
+    def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        response = self._request("GET", path, idempotent=True, params=params)
+        return self._json_of(response, f"GET {contract.API_PREFIX}/{path}")
+
+    def _page(self, resource: str, query: Mapping[str, str]) -> tuple[list[dict[str, Any]], int | None]:
+        body = self._get_json(resource, query)
+        try:
+            return contract.page_records(body)
+        except ValueError as exc:
+            raise ApiError(API, f"GET {contract.API_PREFIX}/{resource}", str(exc)) from None
+
+    # ----- generic record access ---------------------------------------------------------------------
+
+    def iter_records(
+        self,
+        resource: str,
+        *,
+        filters: Mapping[str, object] | None = None,
+        updated_since: datetime | None = None,
+        updated_until: datetime | None = None,
+        params: Mapping[str, str] | None = None,
+        limit: int = contract.PAGE_LIMIT,
+    ) -> Iterator[dict[str, Any]]:
+        """Every record of a list, page by page (`filters` are `eq` terms; `updated_*` are inclusive).
+
+        Stops on a short page or once `filtered_count_map.all` records have arrived, so a list whose size
+        is a multiple of `limit` costs no extra empty page.
+        """
+        if not 1 <= limit <= contract.PAGE_LIMIT:
+            raise ValueError(f"limit must be between 1 and {contract.PAGE_LIMIT}")
+        filter_text = contract.filters_param(filters, updated_since=updated_since, updated_until=updated_until)
+        received = 0
+        for page in itertools.count(1):
+            records, total = self._page(resource, {**contract.list_params(page, limit, filter_text), **(params or {})})
+            yield from records
+            received += len(records)
+            if len(records) < limit or (total is not None and received >= total):
+                return
+
+    def get(self, resource: str, record_id: str) -> dict[str, Any]:
+        return self._get_json(contract.record_path(resource, record_id))
+
+    def create(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a new record. Never retried blindly: on `WriteOutcomeUnknown`, `find_by` before re-creating."""
+        if "id" in body:
+            raise ValueError("a create must not carry an id")
+        path = contract.create_path(resource)
+        response = self._request("POST", path, idempotent=False, json=dict(body))
+        return self._json_of(response, f"POST {contract.API_PREFIX}/{path}")
+
+    def update(self, resource: str, record_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT only the changed fields (Zomentum merges them into the record)."""
+        path = contract.record_path(resource, record_id)
+        response = self._request("PUT", path, idempotent=False, json=dict(changes))
+        return self._json_of(response, f"PUT {contract.API_PREFIX}/{path}")
+
+    def find_by(self, resource: str, field: str, value: object, **params: str) -> list[dict[str, Any]]:
+        """The records whose `field` equals `value` (exact match), e.g. before repeating a lost create."""
+        return list(self.iter_records(resource, filters={field: value}, params=params or None))
+
+    # ----- the resources the pipeline uses -----------------------------------------------------------
+
+    def clients(self, *, updated_since: datetime | None = None) -> Iterator[ClientCompany]:
+        return cast(Iterator[ClientCompany], self.iter_records(contract.CLIENTS, updated_since=updated_since))
+
+    def client_users(
+        self, *, updated_since: datetime | None = None, client_company_id: str | None = None,
+    ) -> Iterator[ClientUser]:
+        filters = {"client_company_id": client_company_id} if client_company_id else None
+        return cast(Iterator[ClientUser],
+                    self.iter_records(contract.CLIENT_USERS, filters=filters, updated_since=updated_since))
+
+    def opportunities(
+        self, *, pipeline_id: str | None = None, updated_since: datetime | None = None,
+    ) -> Iterator[Opportunity]:
+        """One pipeline's opportunities; without `pipeline_id` Zomentum lists only the default pipeline."""
+        params = {contract.OPPORTUNITY_PIPELINE_PARAM: pipeline_id} if pipeline_id else None
+        return cast(Iterator[Opportunity],
+                    self.iter_records(contract.OPPORTUNITIES, updated_since=updated_since, params=params))
+
+    def all_opportunities(self, *, updated_since: datetime | None = None) -> Iterator[Opportunity]:
+        """Every pipeline's opportunities, one pipeline after another."""
+        for pipeline in self.pipelines():
+            yield from self.opportunities(pipeline_id=pipeline.id, updated_since=updated_since)
+
+    def pipelines(self) -> list[Pipeline]:
+        return [Pipeline.from_record(record) for record in self.iter_records(contract.PIPELINES)]
+
+    def items(self, *, updated_since: datetime | None = None) -> Iterator[Item]:
+        return cast(Iterator[Item], self.iter_records(contract.ITEMS, updated_since=updated_since))
+
+    def documents(self, *, updated_since: datetime | None = None, status: str | None = None) -> Iterator[Document]:
+        filters = {"status": status} if status else None
+        return cast(Iterator[Document],
+                    self.iter_records(contract.DOCUMENTS, filters=filters, updated_since=updated_since))
+
+    def users(self) -> list[User]:
+        return cast(list[User], list(self.iter_records(contract.USERS)))
+
+    def custom_fields(self, entity_type: str) -> list[CustomField]:
+        if entity_type not in contract.CUSTOM_FIELD_ENTITY_TYPES:
+            raise ValueError(f"entity_type must be one of {', '.join(contract.CUSTOM_FIELD_ENTITY_TYPES)}")
+        records = self.iter_records(contract.CUSTOM_FIELDS, params={"entity_type": entity_type})
+        return [CustomField.from_record(record) for record in records]
+
+    def create_custom_field(self, entity_type: str, display_name: str, field_type: str = "text") -> CustomField:
+        record = self.create(contract.CUSTOM_FIELDS, {"entity_type": entity_type, "display_name": display_name,
+                                                      "field_type": field_type})
+        return CustomField.from_record(record)
+
+    def document_line_items(self, document_id: str, revision_id: str) -> tuple[DocumentLineItem, ...]:
+        """The revision's lines from the CSV endpoint: top-level lines, bundle children attached."""
+        path = contract.line_items_path(document_id, revision_id)
+        response = self._request("GET", path, idempotent=True, accept=contract.CSV)
+        try:
+            return contract.parse_line_items_csv(response.content.decode("utf-8-sig"))
+        except (LineItemsFormatError, UnicodeDecodeError) as exc:
+            raise ApiError(API, f"GET {contract.API_PREFIX}/{path}", f"unreadable line items: {exc}") from None
+
+    def download_document(self, document_id: str) -> bytes:
+        """The document as Zomentum renders it (PDF bytes)."""
+        path = contract.download_path(document_id)
+        content = self._request("GET", path, idempotent=True, accept=contract.PDF).content
+        if not content.startswith(b"%PDF-"):
+            raise ApiError(API, f"GET {contract.API_PREFIX}/{path}", "the download is not a PDF")
+        return content
+
+    # ----- zk check ----------------------------------------------------------------------------------
+
+    def probe_endpoints(self) -> list[EndpointCheck]:
+        """Refresh the access token, then one small read per endpoint the pipeline uses."""
+        refresh = f"GET {contract.API_PREFIX}/{contract.REFRESH_PATH}"
+        try:
+            self.refresh_access_token()
+        except ApiError as exc:
+            return [EndpointCheck(API, refresh, False, str(exc))]
+        checks = [EndpointCheck(API, refresh, True, "ok")]
+
+        def probe(endpoint: str, read: Callable[[], Any]) -> Any:
+            try:
+                result = read()
+            except ApiError as exc:
+                checks.append(EndpointCheck(API, f"GET {contract.API_PREFIX}/{endpoint}", False, str(exc)))
+                return None
+            checks.append(EndpointCheck(API, f"GET {contract.API_PREFIX}/{endpoint}", True, "ok"))
+            return result
+
+        def first_page(resource: str, **params: str) -> list[dict[str, Any]]:
+            return self._page(resource, {**contract.list_params(1, 1, None), **params})[0]
+
+        for resource in (contract.CLIENTS, contract.CLIENT_USERS, contract.OPPORTUNITIES, contract.PIPELINES,
+                         contract.ITEMS, contract.USERS):
+            probe(resource, lambda resource=resource: first_page(resource))
+        probe(f"{contract.CUSTOM_FIELDS}?entity_type=client_company",
+              lambda: first_page(contract.CUSTOM_FIELDS, entity_type="client_company"))
+        documents = probe(contract.DOCUMENTS, lambda: first_page(contract.DOCUMENTS))
+        line_items = contract.line_items_path("{id}", "{revision_id}")
+        if documents:
+            document = documents[0]
+            probe(line_items, lambda: self.document_line_items(document["id"], document["current_revision_id"]))
+        elif documents is not None:
+            checks.append(EndpointCheck(API, f"GET {contract.API_PREFIX}/{line_items}", True,
+                                        "skipped: the account has no document to read line items from"))
+        return checks

@@ -1,0 +1,73 @@
+"""A real HTTP server that behaves like Zomentum's REST API v2, for the demo and the tests.
+
+    with start_zomentum_sandbox(seed=7, scale="small") as sandbox:
+        sandbox.base_url        # server root; the API is under /v2
+        sandbox.refresh_token   # the API user's refresh token
+        sandbox.state           # records, knobs, clock, request log (see state.py)
+
+The contract it implements is `zomentum-api-notes.md`, known and assumed parts; `schema.py` and
+`openapi.yaml` write the assumed parts down.
+"""
+
+from __future__ import annotations
+
+from zk_pipelines.sandbox.runtime import RunningServer
+from zk_pipelines.sandbox.zomentum.app import create_zomentum_app
+from zk_pipelines.sandbox.zomentum.seed import API_USER_EMAIL
+from zk_pipelines.sandbox.zomentum.state import REFRESH_TOKEN, ZomentumState
+
+
+class ZomentumSandbox:
+    """A started sandbox server and its state; stop it with `stop()` or by leaving the `with` block."""
+
+    def __init__(self, state: ZomentumState, server: RunningServer) -> None:
+        self.state = state
+        self._server = server
+
+    @property
+    def base_url(self) -> str:
+        return self._server.base_url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self._server.base_url}/v2"
+
+    @property
+    def refresh_token(self) -> str:
+        return REFRESH_TOKEN
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> ZomentumSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ZomentumSandbox({self.base_url}, seed={self.state.seed}, scale={self.state.scale!r})"
+
+
+def start_zomentum_sandbox(
+    seed: int = 7,
+    scale: str = "small",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_token_lifetime_seconds: float = 86400.0,
+    rate_limit: int | None = None,
+    rate_limit_window_seconds: float = 60.0,
+) -> ZomentumSandbox:
+    """Seed the state and start serving it on `host:port` (0 = a free port) in a background thread.
+
+    `rate_limit` is the number of requests one access token may make per `rate_limit_window_seconds`
+    (None: unlimited); past it the API answers 429 with `Retry-After`.
+    """
+    state = ZomentumState(seed, scale, access_token_lifetime_seconds=access_token_lifetime_seconds,
+                          rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds)
+    server = RunningServer(create_zomentum_app(state), host=host, port=port).start()
+    return ZomentumSandbox(state, server)
+
+
+__all__ = ["API_USER_EMAIL", "REFRESH_TOKEN", "ZomentumSandbox", "ZomentumState", "create_zomentum_app",
+           "start_zomentum_sandbox"]
