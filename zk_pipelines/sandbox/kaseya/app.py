@@ -1,0 +1,261 @@
+"""The Starlette app: Kaseya's API under `/v2`, the sandbox's control surface under `/_sandbox/`.
+
+Every `/v2` request goes through `Gateway.handle`, one pipeline in one place: match the route -> read the
+body (400 if malformed) -> resolve the bearer token (401) and the user's API access (403) -> rate limit per
+(user, method, route template) (429 + Retry-After) -> denied-route knob (403) -> the operation -> the
+envelope -> the request log. Per-route fault injection (latency, 5xx, 429 bursts, resets, success:false,
+malformed JSON, lost answers) belongs between the deny check and the operation, and around the response.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HttpRoute
+
+from zk_pipelines.sandbox.kaseya import auth, dto, reads, writes
+from zk_pipelines.sandbox.kaseya.editing import EditRefused
+from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Query, Reply, Route, Router, route_shape
+from zk_pipelines.sandbox.kaseya.state import KaseyaState
+from zk_pipelines.sandbox.runtime import LoggedRequest
+
+ROUTES: tuple[Route, ...] = auth.ROUTES + reads.ROUTES + writes.ROUTES
+
+_SECRET_FIELDS = {"password", "accesstoken", "refreshtoken", "mfacode", "clientsecret", "itctoken", "code"}
+_MODULES = {"crm": "CRM", "inventory": "Inventory", "hr": "HR", "system": "System", "admin": "Admin",
+            "security": "Security"}
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), status_code=status,
+                    headers=headers, media_type="application/json; charset=utf-8")
+
+
+def success(reply: Reply) -> dict[str, Any]:
+    payload = {"success": True, "error": None, "result": reply.result}
+    if reply.total is not None:
+        payload["totalRecords"] = reply.total
+    return payload
+
+
+def failure(code: int, problems: list[str], details: str | None = None) -> dict[str, Any]:
+    message = problems[0] if len(problems) == 1 else f"{len(problems)} problems: {'; '.join(problems)}"
+    return {"success": False, "result": None,
+            "error": dto.ERROR_INFO.render(Code=code, Message=message, StackStrace=details, SubErrors=problems)}
+
+
+def permission_name(route: Route) -> str:
+    """The role permission a route needs, named as Kaseya's role editor groups them (module > area)."""
+    literals = [s for s in route.template.strip("/").split("/")[1:] if not s.startswith("{")]
+    module = _MODULES.get(literals[0].lower(), literals[0].title())
+    area = literals[1].title() if len(literals) > 1 else module
+    return f"{module} > {area}: {'View' if route.method == 'GET' else 'Add/Edit'}"
+
+
+def _denied(entries: tuple[str, ...], route: Route) -> bool:
+    for entry in entries:
+        parts = entry.split()
+        method = parts[0].upper() if len(parts) > 1 else None
+        if route_shape(entry) == route.shape and method in (None, route.method):
+            return True
+    return False
+
+
+def _redacted(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: ("***" if str(k).lower() in _SECRET_FIELDS else v) for k, v in body.items()}
+    return body
+
+
+class Gateway:
+    def __init__(self, state: KaseyaState, router: Router) -> None:
+        self.state = state
+        self.router = router
+
+    async def _body(self, request: Request, route: Route, raw: bytes) -> Any:
+        if route.form:
+            content_type = request.headers.get("content-type", "").lower()
+            if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+                raise ApiFailure(415, "Send the fields as a form (application/x-www-form-urlencoded or "
+                                      "multipart/form-data).")
+            form = await request.form()
+            return {key: value for key, value in form.items() if isinstance(value, str)}
+        if route.method in ("GET", "DELETE"):
+            return None
+        if not raw.strip():
+            raise ApiFailure(400, "A non-empty request body is required.")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiFailure(400, f"The request body is not valid JSON: {exc}.") from None
+
+    def _authorise(self, request: Request, route: Route, body: Any) -> tuple[int | None, str]:
+        """(user id, user name) of the caller; raises 401/403."""
+        state = self.state
+        if route.anonymous:
+            named = next((v for k, v in (body or {}).items() if str(k).lower() == "username"), None)
+            return None, (named or "anonymous").strip().lower()
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        grant = state.tokens.resolve(token, state.clock.now())
+        if not state.knobs.api_access:
+            raise ApiFailure(403, auth.NO_API_ACCESS)
+        return grant.user_id, state.tenant.employees[grant.user_id].email_address
+
+    def _rate_limit(self, user: str, route: Route) -> None:
+        wait = self.state.limiter.hit((user, route.method, route.template.lower()))
+        if wait is not None:
+            seconds = math.ceil(wait)
+            raise ApiFailure(429, f"Rate limit exceeded: {self.state.knobs.rate_limit} calls per hour for "
+                                  f"{route.label}; retry after {seconds} seconds.",
+                             headers={"Retry-After": str(seconds)})
+
+    def _check_permission(self, route: Route) -> None:
+        if _denied(self.state.knobs.denied_routes, route):
+            raise ApiFailure(403, f"Access denied: the API user's role lacks the permission "
+                                  f"'{permission_name(route)}' needed for {route.label}.")
+
+    async def handle(self, request: Request) -> Response:
+        state = self.state
+        raw = await request.body()
+        route: Route | None = None
+        logged_body: Any = None
+        user: str | None = None
+        try:
+            if not request.url.path.lower().startswith("/v2/"):
+                raise ApiFailure(404, f"No API route matches {request.url.path}; the API is under /v2.")
+            route, params = self.router.match(request.method, request.url.path)
+            body = await self._body(request, route, raw)
+            logged_body = _redacted(body)
+            with state.lock:
+                user_id, user = self._authorise(request, route, body)
+                self._rate_limit(user, route)
+                self._check_permission(route)
+                call = Call(tenant=state.tenant, now=state.clock.now(), params=params,
+                            query=Query(request.query_params.multi_items()), body=body, user_id=user_id,
+                            state=state)
+                response = _json(success(route.operation(call)))
+        except Invalid as exc:
+            response = _json(failure(exc.code, exc.problems))
+        except ApiFailure as exc:
+            response = _json(failure(exc.status, [exc.message]), exc.status, exc.headers)
+        except Exception as exc:  # a sandbox bug: answer like a server fault, with the trace for whoever debugs
+            response = _json(failure(500, [f"Internal server error: {exc!r}"], traceback.format_exc()), 500)
+        state.log.add(LoggedRequest(
+            at=state.clock.now().isoformat().replace("+00:00", "Z"), method=request.method, path=request.url.path,
+            query=request.url.query, status=response.status_code, body=logged_body, user=user,
+            route=route.template if route else None,
+        ))
+        return response
+
+
+class ControlSurface:
+    """`/_sandbox/...`: reset, request log, knobs, clock and records. Never under `/v2`."""
+
+    def __init__(self, state: KaseyaState) -> None:
+        self.state = state
+
+    def routes(self) -> list[HttpRoute]:
+        return [
+            HttpRoute("/_sandbox/", self.index, methods=["GET"]),
+            HttpRoute("/_sandbox/routes", self.served_routes, methods=["GET"]),
+            HttpRoute("/_sandbox/reset", self.reset, methods=["POST"]),
+            HttpRoute("/_sandbox/requests", self.requests, methods=["GET", "DELETE"]),
+            HttpRoute("/_sandbox/knobs", self.knobs, methods=["GET", "POST"]),
+            HttpRoute("/_sandbox/clock", self.clock, methods=["GET"]),
+            HttpRoute("/_sandbox/clock/advance", self.advance, methods=["POST"]),
+            HttpRoute("/_sandbox/records/{entity}", self.records, methods=["GET", "POST"]),
+            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", self.record, methods=["GET", "PATCH"]),
+        ]
+
+    @staticmethod
+    async def _payload(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        payload = json.loads(raw)
+        if not isinstance(payload, dict):
+            raise ValueError("the body must be a JSON object")
+        return payload
+
+    async def _guarded(self, request: Request, action) -> Response:
+        try:
+            return await action(await self._payload(request))
+        except KeyError as exc:
+            return _json({"error": str(exc.args[0])}, 404)
+        except (ValueError, EditRefused) as exc:
+            return _json({"error": str(exc)}, 400)
+
+    async def index(self, request: Request) -> Response:
+        return _json({"seed": self.state.seed, "scale": self.state.scale, "api": "/v2", "control": [
+            "GET /_sandbox/routes", "POST /_sandbox/reset {seed?, scale?}", "GET|DELETE /_sandbox/requests",
+            "GET|POST /_sandbox/knobs", "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
+            "GET|POST /_sandbox/records/{entity}", "GET|PATCH /_sandbox/records/{entity}/{id}",
+        ]})
+
+    async def served_routes(self, request: Request) -> Response:
+        return _json([{"method": r.method, "template": r.template, "published": r.published} for r in ROUTES])
+
+    async def reset(self, request: Request) -> Response:
+        async def act(payload: dict[str, Any]) -> Response:
+            self.state.reset(seed=payload.get("seed"), scale=payload.get("scale"))
+            return _json({"seed": self.state.seed, "scale": self.state.scale})
+        return await self._guarded(request, act)
+
+    async def requests(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.state.clear_requests()
+            return Response(status_code=204)
+        return _json(self.state.requests())
+
+    async def knobs(self, request: Request) -> Response:
+        async def act(payload: dict[str, Any]) -> Response:
+            if request.method == "POST":
+                self.state.set_knobs(**payload)
+            return _json(self.state.knobs.as_json())
+        return await self._guarded(request, act)
+
+    async def clock(self, request: Request) -> Response:
+        return _json(self.state.clock_json())
+
+    async def advance(self, request: Request) -> Response:
+        async def act(payload: dict[str, Any]) -> Response:
+            seconds = payload.get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                raise ValueError("give the seconds to advance as a number: {\"seconds\": 3600}")
+            self.state.advance_clock(seconds)
+            return _json(self.state.clock_json())
+        return await self._guarded(request, act)
+
+    async def records(self, request: Request) -> Response:
+        entity = request.path_params["entity"]
+
+        async def act(payload: dict[str, Any]) -> Response:
+            if request.method == "POST":
+                return _json(self.state.create_record(entity, payload), 201)
+            return _json(self.state.records(entity))
+        return await self._guarded(request, act)
+
+    async def record(self, request: Request) -> Response:
+        entity, record_id = request.path_params["entity"], request.path_params["record_id"]
+
+        async def act(payload: dict[str, Any]) -> Response:
+            if request.method == "PATCH":
+                return _json(self.state.update_record(entity, record_id, payload))
+            return _json(self.state.record(entity, record_id))
+        return await self._guarded(request, act)
+
+
+def create_kaseya_app(state: KaseyaState) -> Starlette:
+    gateway = Gateway(state, Router(ROUTES))
+    return Starlette(routes=[
+        *ControlSurface(state).routes(),
+        HttpRoute("/{path:path}", gateway.handle, methods=_ALL_METHODS),
+    ])
