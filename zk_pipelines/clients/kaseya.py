@@ -1,0 +1,534 @@
+"""The Kaseya BMS REST API v2 client: login and token refresh for the caller, the HTTP policy, envelope
+errors as typed exceptions, pagination as generators, and a client-side hourly budget per endpoint.
+
+Plain Python (no Dagster). Secrets never reach a log line, a repr or an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from zk_pipelines.clients.http import (
+    ApiError,
+    ApiUnavailable,
+    AuthenticationError,
+    CallCounter,
+    HttpPolicy,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ValidationFailed,
+    WriteOutcomeUnknown,
+    retry_after_seconds,
+    send,
+)
+from zk_pipelines.clients.kaseya_wire import (
+    ENDPOINTS,
+    LOOKUP_TABLES,
+    MAX_PAGE_SIZE,
+    Endpoint,
+    KaseyaRecord,
+    kaseya_datetime,
+    parse_json,
+    parse_kaseya_datetime,
+    read_envelope,
+)
+from zk_pipelines.clients.probe import EndpointCheck
+from zk_pipelines.config import KaseyaCredentials
+from zk_pipelines.secrets import redact
+
+log = logging.getLogger(__name__)
+
+KASEYA_POLICY = HttpPolicy(api_name="Kaseya")
+
+# Refresh this long before the access token's announced expiry (tokens live ~20 minutes).
+REFRESH_MARGIN_SECONDS = 60.0
+DEFAULT_TOKEN_LIFETIME_SECONDS = 1200.0
+
+
+class BudgetExhausted(RateLimited):
+    """The client-side hourly budget of one endpoint is spent; the work resumes next hour."""
+
+
+class RouteBudget:
+    """Keeps each endpoint (route template) under `hourly_limit` calls in any sliding hour.
+
+    Kaseya allows 1500 calls per hour per endpoint; we stay below it so other integrations of the tenant
+    and our own retries have room. `used()` reports the calls each endpoint made in the current hour.
+    """
+
+    def __init__(self, hourly_limit: int, clock: Callable[[], float] = time.time) -> None:
+        self.hourly_limit = hourly_limit
+        self._clock = clock
+        self._calls: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, calls: deque[float], now: float) -> None:
+        while calls and calls[0] <= now - 3600:
+            calls.popleft()
+
+    def take(self, endpoint: Endpoint) -> None:
+        now = self._clock()
+        with self._lock:
+            calls = self._calls[endpoint.label]
+            self._trim(calls, now)
+            if len(calls) >= self.hourly_limit:
+                wait = calls[0] + 3600 - now
+                raise BudgetExhausted(
+                    "Kaseya",
+                    endpoint.label,
+                    f"rate budget exhausted for {endpoint.label} ({self.hourly_limit} calls/hour), "
+                    f"resumes next hour (in {wait / 60:.0f} min)",
+                    retry_after=wait,
+                )
+            calls.append(now)
+
+    def remaining(self, endpoint: Endpoint) -> int:
+        now = self._clock()
+        with self._lock:
+            calls = self._calls[endpoint.label]
+            self._trim(calls, now)
+            return self.hourly_limit - len(calls)
+
+    def used(self) -> dict[str, int]:
+        now = self._clock()
+        with self._lock:
+            for calls in self._calls.values():
+                self._trim(calls, now)
+            return {label: len(calls) for label, calls in sorted(self._calls.items()) if calls}
+
+
+@dataclass
+class _Token:
+    access: str
+    refresh: str
+    expires_at: float  # local epoch seconds
+
+    def __repr__(self) -> str:
+        return "_Token(***)"
+
+
+@dataclass
+class KaseyaStats:
+    """Calls sent per endpoint (retries included) and the retry counter, for metadata and tests."""
+
+    counter: CallCounter = field(default_factory=CallCounter)
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    logins: int = 0
+    refreshes: int = 0
+
+
+class KaseyaClient:
+    def __init__(
+        self,
+        credentials: KaseyaCredentials,
+        *,
+        policy: HttpPolicy = KASEYA_POLICY,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        budget: RouteBudget | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self.base_url = credentials.base_url.rstrip("/")
+        self.policy = policy
+        self._session = session or requests.Session()
+        self._session.headers.update({"Accept": "application/json", "User-Agent": "zk_pipelines"})
+        self._sleep = sleep
+        self._clock = clock
+        self.budget = budget or RouteBudget(credentials.hourly_call_budget, clock)
+        self.stats = KaseyaStats()
+        self._token: _Token | None = None
+        self._token_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"KaseyaClient({self.base_url!r}, user={self._credentials.username!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- authentication -------------------------------------------------------------------------
+
+    def _secrets(self) -> list[Any]:
+        secrets: list[Any] = list(self._credentials.secrets())
+        if self._token:
+            secrets += [self._token.access, self._token.refresh]
+        return secrets
+
+    def _store_token(self, result: Mapping[str, Any]) -> None:
+        expires = parse_kaseya_datetime(result.get("accessTokenExpireOn"))
+        # The server's clock may differ from ours, so its instant is only an upper bound on the lifetime;
+        # Kaseya's tokens are short (~20 min, unpublished), and a 401 renews the token anyway.
+        lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS
+        if expires is not None:
+            announced = (expires - datetime.now(expires.tzinfo)).total_seconds()
+            lifetime = max(2 * REFRESH_MARGIN_SECONDS, min(announced, lifetime))
+        self._token = _Token(
+            access=result.get("accessToken") or "",
+            refresh=result.get("refreshToken") or "",
+            expires_at=self._clock() + lifetime,
+        )
+
+    def _auth_post(self, endpoint: Endpoint, form: dict[str, str]) -> Mapping[str, Any]:
+        self.budget.take(endpoint)
+        self.stats.calls[endpoint.label] += 1
+        response = send(
+            self._session, self.policy, "POST", self.base_url + endpoint.template,
+            operation=endpoint.label, idempotent=True, secrets=self._secrets() + list(form.values()),
+            sleep=self._sleep, counter=self.stats.counter, data=form,
+        )
+        if response.status_code != 200:
+            raise self._http_error(endpoint, response, idempotent=True, extra_secrets=list(form.values()))
+        envelope = read_envelope(self._parse(endpoint, response))
+        if not envelope.success or not isinstance(envelope.result, Mapping):
+            message = redact(envelope.error_message or "authentication failed", self._secrets())
+            raise AuthenticationError("Kaseya", endpoint.label, message, status=200, code=envelope.error_code)
+        return envelope.result
+
+    def login(self) -> None:
+        """`POST /v2/security/authenticate` with the API user's credentials (form-urlencoded)."""
+        creds = self._credentials
+        form = {
+            "UserName": creds.username,
+            "Password": creds.password.reveal(),
+            "Tenant": creds.tenant,
+            "GrantType": "password",
+        }
+        if creds.mfa_code:
+            form["MFACode"] = creds.mfa_code.reveal()
+        try:
+            result = self._auth_post(ENDPOINTS["authenticate"], form)
+        except AuthenticationError as exc:
+            raise AuthenticationError(
+                "Kaseya", "login",
+                f"Kaseya rejected the login of {creds.username!r} for tenant {creds.tenant!r}: {exc.message}. "
+                "Check KASEYA_USERNAME, KASEYA_PASSWORD and KASEYA_TENANT (the company name), and that the "
+                "user's role has 'Has API Access'.",
+                status=exc.status, code=exc.code,
+            ) from None
+        self.stats.logins += 1
+        self._store_token(result)
+
+    def _refresh(self) -> bool:
+        """Exchange the refresh token; False when Kaseya refuses it (the caller logs in again)."""
+        if not self._token or not self._token.refresh:
+            return False
+        form = {"AccessToken": self._token.access, "RefreshToken": self._token.refresh}
+        try:
+            result = self._auth_post(ENDPOINTS["refresh_token"], form)
+        except (AuthenticationError, NotFound):
+            return False
+        self.stats.refreshes += 1
+        self._store_token(result)
+        return True
+
+    def _access_token(self, *, force_renew: bool = False) -> str:
+        with self._token_lock:
+            stale = self._token is None or self._clock() >= self._token.expires_at - REFRESH_MARGIN_SECONDS
+            if force_renew or stale:
+                if self._token is None or not self._refresh():
+                    self.login()
+            assert self._token is not None
+            return self._token.access
+
+    # --- one request ----------------------------------------------------------------------------
+
+    def _parse(self, endpoint: Endpoint, response: requests.Response) -> Any:
+        try:
+            return parse_json(response.text) if response.text.strip() else KaseyaRecord()
+        except ValueError:
+            raise ApiUnavailable(
+                "Kaseya", endpoint.label, f"the answer was not JSON (HTTP {response.status_code})",
+                status=response.status_code,
+            ) from None
+
+    def _http_error(
+        self, endpoint: Endpoint, response: requests.Response, *, idempotent: bool, extra_secrets: list[Any] = ()
+    ) -> ApiError:
+        status = response.status_code
+        try:
+            envelope = read_envelope(parse_json(response.text))
+            message, code = envelope.error_message, envelope.error_code
+        except ValueError:
+            message, code = None, None
+        message = redact(message or response.reason or "no message", self._secrets() + list(extra_secrets))
+        args = ("Kaseya", endpoint.label)
+        if status == 401:
+            return AuthenticationError(*args, f"access token rejected: {message}", status=status, code=code)
+        if status == 403:
+            return PermissionDenied(
+                *args,
+                f"the API user has no permission for {endpoint.label} ({message}); grant it to the user's "
+                "role in Kaseya (Admin > Roles) or turn off the entity that needs it",
+                status=status, code=code,
+            )
+        if status == 404:
+            return NotFound(*args, message, status=status, code=code)
+        if status == 429:
+            return RateLimited(*args, f"Kaseya rate limit: {message}", status=status, code=code,
+                               retry_after=retry_after_seconds(response))
+        if status >= 500:
+            if idempotent:
+                return ApiUnavailable(*args, message, status=status, code=code)
+            return WriteOutcomeUnknown(*args, f"{message}; the write may have happened", status=status, code=code)
+        return ValidationFailed(*args, message, status=status, code=code)
+
+    def call(
+        self,
+        name: str,
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> tuple[Any, int | None]:
+        """Call one endpoint of the table; return (result, totalRecords) or raise a typed error."""
+        endpoint = ENDPOINTS[name]
+        idempotent = endpoint.method == "GET"
+        url = self.base_url + endpoint.path(**(path_params or {}))
+        for attempt in (1, 2):
+            token = self._access_token(force_renew=attempt == 2)
+            self.budget.take(endpoint)
+            self.stats.calls[endpoint.label] += 1
+            response = send(
+                self._session, self.policy, endpoint.method, url, operation=endpoint.label,
+                idempotent=idempotent, secrets=self._secrets(), sleep=self._sleep, counter=self.stats.counter,
+                params=params, json=body, headers={"Authorization": f"Bearer {token}"},
+            )
+            if response.status_code == 401 and attempt == 1:
+                log.info("Kaseya answered 401 on %s; renewing the token once", endpoint.label)
+                continue
+            break
+        if response.status_code != 200:
+            raise self._http_error(endpoint, response, idempotent=idempotent)
+        envelope = read_envelope(self._parse(endpoint, response))
+        if not envelope.success:
+            raise ValidationFailed(
+                "Kaseya", endpoint.label, redact(envelope.error_message or "success:false", self._secrets()),
+                status=200, code=envelope.error_code,
+            )
+        return envelope.result, envelope.total_records
+
+    def paginate(
+        self, name: str, params: Mapping[str, Any] | None = None, *, page_size: int = MAX_PAGE_SIZE,
+        path_params: Mapping[str, Any] | None = None,
+    ) -> Iterator[KaseyaRecord]:
+        """Every row of a paged list, page by page (1-based `PageNumber`); stops on `totalRecords` or on a
+        short page, whichever comes first (some lists carry no total)."""
+        page_size = min(page_size, MAX_PAGE_SIZE)
+        page, seen = 1, 0
+        while True:
+            query = {**(params or {}), "PageNumber": page, "PageSize": page_size}
+            rows, total = self.call(name, params=query, path_params=path_params)
+            rows = rows or []
+            yield from rows
+            seen += len(rows)
+            if len(rows) < page_size or (total is not None and seen >= total):
+                return
+            page += 1
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _window(modified_from: datetime | None, modified_to: datetime | None) -> dict[str, str]:
+        window = {}
+        if modified_from is not None:
+            window["Filter.ModifiedOnFrom"] = kaseya_datetime(modified_from)
+        if modified_to is not None:
+            window["Filter.ModifiedOnTo"] = kaseya_datetime(modified_to)
+        return window
+
+    def user_info(self) -> KaseyaRecord:
+        return self.call("user_info")[0]
+
+    def iter_accounts(self, modified_from: datetime | None = None, modified_to: datetime | None = None
+                      ) -> Iterator[KaseyaRecord]:
+        return self.paginate("accounts", self._window(modified_from, modified_to))
+
+    def account(self, account_id: int) -> KaseyaRecord:
+        return self.call("account", path_params={"account_id": account_id})[0]
+
+    def account_location(self, account_id: int, location_id: int) -> KaseyaRecord:
+        return self.call("account_location", path_params={"account_id": account_id, "location_id": location_id})[0]
+
+    def account_locations(self, account_id: int) -> list[KaseyaRecord]:
+        return self.call("account_locations", path_params={"account_id": account_id})[0] or []
+
+    def account_types(self) -> list[KaseyaRecord]:
+        return self.call("account_types")[0] or []
+
+    def iter_contacts(self, modified_from: datetime | None = None, modified_to: datetime | None = None
+                      ) -> Iterator[KaseyaRecord]:
+        return self.paginate("contacts", self._window(modified_from, modified_to))
+
+    def contact(self, contact_id: int) -> KaseyaRecord:
+        return self.call("contact", path_params={"contact_id": contact_id})[0]
+
+    def search_contacts(self, **filters: Any) -> list[KaseyaRecord]:
+        """`contacts/search` with `Filter.<Name>` filters (e.g. EmailAddress=..., AccountIds=[...])."""
+        return list(self.paginate("search_contacts", {f"Filter.{k}": v for k, v in filters.items()}))
+
+    def iter_opportunities(self, modified_from: datetime | None = None, modified_to: datetime | None = None
+                           ) -> Iterator[KaseyaRecord]:
+        return self.paginate("opportunities", self._window(modified_from, modified_to))
+
+    def opportunity(self, opportunity_id: int) -> KaseyaRecord:
+        return self.call("opportunity", path_params={"opportunity_id": opportunity_id})[0]
+
+    def opportunity_statuses(self) -> list[KaseyaRecord]:
+        return self.call("opportunity_statuses")[0] or []
+
+    def iter_products(self, **filters: Any) -> Iterator[KaseyaRecord]:
+        """One row per product x warehouse; callers de-duplicate on `productIndexId`."""
+        return self.paginate("products", {f"Filter.{k}": v for k, v in filters.items()})
+
+    def product_pricing_levels(self, product_index_id: int) -> list[KaseyaRecord]:
+        return self.call("product_pricing_levels", path_params={"product_index_id": product_index_id})[0] or []
+
+    def product_suppliers(self, product_index_id: int) -> list[KaseyaRecord]:
+        return self.call("product_suppliers", path_params={"product_index_id": product_index_id})[0] or []
+
+    def product_default_cost(self, product_index_id: int) -> Any:
+        return self.call("product_default_cost", path_params={"product_index_id": product_index_id})[0]
+
+    def product_categories(self) -> list[KaseyaRecord]:
+        return list(self.paginate("product_categories"))
+
+    def warehouses(self) -> list[KaseyaRecord]:
+        return self.call("warehouses")[0] or []
+
+    def employees(self) -> list[KaseyaRecord]:
+        return list(self.paginate("employees"))
+
+    def iter_quotes(self, created_from: datetime | None = None, created_to: datetime | None = None,
+                    **filters: Any) -> Iterator[KaseyaRecord]:
+        params = {f"Filter.{k}": v for k, v in filters.items()}
+        if created_from is not None:
+            params["Filter.CreatedOnFrom"] = kaseya_datetime(created_from)
+        if created_to is not None:
+            params["Filter.CreatedOnTo"] = kaseya_datetime(created_to)
+        return self.paginate("quotes", params)
+
+    def quote(self, quote_id: int) -> KaseyaRecord:
+        return self.call("quote", path_params={"quote_id": quote_id})[0]
+
+    def quote_line_items(self, quote_id: int) -> list[KaseyaRecord]:
+        """Not in Kaseya's published contract (see kaseya_wire)."""
+        return self.call("quote_line_items", path_params={"quote_id": quote_id})[0] or []
+
+    def quote_line_item(self, quote_id: int, line_item_id: int) -> KaseyaRecord:
+        return self.call("quote_line_item", path_params={"quote_id": quote_id, "line_item_id": line_item_id})[0]
+
+    def lookup(self, table: str) -> list[KaseyaRecord]:
+        """`system/lookup/{tableName}`; `table` is a key of LOOKUP_TABLES or a raw table name."""
+        return self.call("lookup", path_params={"table_name": LOOKUP_TABLES.get(table, table)})[0] or []
+
+    # --- writes (never retried blindly: callers search before re-creating) -------------------------
+
+    def create_account(self, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("create_account", body=body)[0]
+
+    def update_account(self, account_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("update_account", path_params={"account_id": account_id}, body=body)[0]
+
+    def create_contact(self, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("create_contact", body=body)[0]
+
+    def update_contact(self, contact_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("update_contact", path_params={"contact_id": contact_id}, body=body)[0]
+
+    def create_opportunity(self, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("create_opportunity", body=body)[0]
+
+    def update_opportunity(self, opportunity_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
+        """A full replace: `body` must carry every required field (Kaseya has no partial update here)."""
+        return self.call("update_opportunity", path_params={"opportunity_id": opportunity_id}, body=body)[0]
+
+    def add_opportunity_note(self, opportunity_id: int, body: Mapping[str, Any]) -> Any:
+        return self.call("add_opportunity_note", path_params={"opportunity_id": opportunity_id}, body=body)[0]
+
+    def create_quote(self, body: Mapping[str, Any]) -> KaseyaRecord:
+        """Not in Kaseya's published contract (see kaseya_wire)."""
+        return self.call("create_quote", body=body)[0]
+
+    def update_quote(self, quote_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
+        """Not in Kaseya's published contract (see kaseya_wire)."""
+        return self.call("update_quote", path_params={"quote_id": quote_id}, body=body)[0]
+
+    def add_quote_line_item(self, quote_id: int, item_type_id: int, body: Mapping[str, Any],
+                            distributer_type_id: int = 0) -> KaseyaRecord:
+        return self.call("add_quote_line_item", path_params={
+            "quote_id": quote_id, "item_type_id": item_type_id, "distributer_type_id": distributer_type_id,
+        }, body=body)[0]
+
+    def update_quote_line_item(self, quote_id: int, line_item_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("update_quote_line_item",
+                         path_params={"quote_id": quote_id, "line_item_id": line_item_id}, body=body)[0]
+
+    def create_service(self, body: Mapping[str, Any]) -> KaseyaRecord:
+        return self.call("create_service", body=body)[0]
+
+    def create_product_category(self, body: Mapping[str, Any]) -> Any:
+        return self.call("create_product_category", body=body)[0]
+
+    def create_product(self, body: Mapping[str, Any]) -> KaseyaRecord:
+        """Not in Kaseya's published contract (see kaseya_wire)."""
+        return self.call("create_product", body=body)[0]
+
+    # --- zk check -------------------------------------------------------------------------------
+
+    def probe_endpoints(self) -> list[EndpointCheck]:
+        """Log in, then make one read per endpoint the pipeline uses; each answer is ok or the reason."""
+        checks: list[EndpointCheck] = []
+        try:
+            self.login()
+        except ApiError as exc:
+            return [EndpointCheck("kaseya", ENDPOINTS["authenticate"].label, False, exc.message)]
+        checks.append(EndpointCheck("kaseya", ENDPOINTS["authenticate"].label, True, "ok"))
+
+        def first_row(name: str) -> Any:
+            rows, _ = self.call(name, params={"PageNumber": 1, "PageSize": 1})
+            return rows[0] if rows else None
+
+        product = None
+        probes: list[tuple[str, Callable[[], Any]]] = [
+            ("user_info", self.user_info),
+            ("accounts", lambda: first_row("accounts")),
+            ("account_types", self.account_types),
+            ("contacts", lambda: first_row("contacts")),
+            ("opportunities", lambda: first_row("opportunities")),
+            ("opportunity_statuses", self.opportunity_statuses),
+            ("products", lambda: first_row("products")),
+            ("product_categories", lambda: first_row("product_categories")),
+            ("warehouses", self.warehouses),
+            ("employees", lambda: first_row("employees")),
+            ("quotes", lambda: first_row("quotes")),
+        ] + [(f"lookup:{table}", lambda t=table: self.lookup(t)) for table in LOOKUP_TABLES]
+        for name, probe in probes:
+            label = (f"GET /v2/system/lookup/{LOOKUP_TABLES[name.split(':')[1]]}" if name.startswith("lookup:")
+                     else ENDPOINTS[name].label)
+            try:
+                result = probe()
+            except ApiError as exc:
+                checks.append(EndpointCheck("kaseya", label, False, exc.message))
+                continue
+            if name == "products":
+                product = result
+            checks.append(EndpointCheck("kaseya", label, True, "ok"))
+        if product is not None:
+            index_id = product.get("productIndexId")
+            for name in ("product_pricing_levels", "product_suppliers", "product_default_cost"):
+                try:
+                    self.call(name, path_params={"product_index_id": index_id})
+                    checks.append(EndpointCheck("kaseya", ENDPOINTS[name].label, True, "ok"))
+                except ApiError as exc:
+                    checks.append(EndpointCheck("kaseya", ENDPOINTS[name].label, False, exc.message))
+        return checks
