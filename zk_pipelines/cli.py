@@ -27,6 +27,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return run_check(os.environ, out=sys.stdout)
 
 
+def _cmd_settings(args: argparse.Namespace) -> int:
+    from zk_pipelines.settings_commands import run_settings_command
+
+    return run_settings_command(args.action, os.environ, out=sys.stdout)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from zk_pipelines.demo import run_demo
 
@@ -47,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="authenticate and make one read per endpoint the pipeline uses")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("settings", help="check the settings file against the live systems, or show it resolved")
+    p.add_argument("action", choices=["check", "show"])
+    p.set_defaults(func=_cmd_settings)
 
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)

@@ -1,0 +1,114 @@
+"""`zk sandbox`, `zk check` and `zk settings` as a person runs them: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zk_pipelines.sandbox.runtime import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS_DATA = Path(__file__).parent / "data" / "settings"
+
+
+def zk(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zk_pipelines.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def running_sandbox() -> Iterator[dict[str, str]]:
+    """`zk sandbox` in its own process; yields the environment it printed."""
+    ports = [str(free_port()), str(free_port())]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zk_pipelines.cli", "sandbox", "--scale", "small",
+         "--kaseya-port", ports[0], "--zomentum-port", ports[1]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    exported: dict[str, str] = {}
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].strip().partition("=")
+            exported[name] = shlex.split(value)[0]
+        if line.startswith("Ctrl-C"):
+            break
+    yield exported
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "sandboxes stopped" in out
+
+
+def base_env(exported: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KASEYA_", "ZOMENTUM_", "ZK_"))}
+    return {**env, **exported, **extra}
+
+
+def test_zk_sandbox_prints_every_variable_bound_to_localhost(running_sandbox):
+    assert set(running_sandbox) == {"KASEYA_BASE_URL", "KASEYA_USERNAME", "KASEYA_PASSWORD", "KASEYA_TENANT",
+                                    "ZOMENTUM_BASE_URL", "ZOMENTUM_REFRESH_TOKEN"}
+    assert running_sandbox["KASEYA_BASE_URL"].startswith("http://127.0.0.1:")
+    assert running_sandbox["ZOMENTUM_BASE_URL"].startswith("http://127.0.0.1:")
+    assert running_sandbox["KASEYA_TENANT"] == "Sandbox MSP Ltd"
+
+
+def test_zk_check_reports_every_endpoint_ok(running_sandbox):
+    result = zk("check", env=base_env(running_sandbox))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert any(line.startswith("kaseya") and "GET /v2/crm/accounts/summary" in line for line in lines)
+    assert any(line.startswith("zomentum") for line in lines)
+    assert "FAILED" not in result.stdout
+    assert re.search(r"^\d+ ok, 0 failed$", lines[-1])
+
+
+def test_zk_check_with_a_wrong_password_says_so_in_one_line(running_sandbox):
+    result = zk("check", env=base_env(running_sandbox, KASEYA_PASSWORD="wrong-password-xyz"))
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert len(failed) == 1
+    assert "rejected the login" in failed[0] and "KASEYA_PASSWORD" in failed[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "wrong-password-xyz" not in result.stdout + result.stderr
+
+
+def test_zk_check_without_configuration_is_one_clear_line(running_sandbox):
+    env = base_env({})
+    result = zk("check", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "zk check: environment variable KASEYA_BASE_URL is not set"
+
+
+def test_zk_settings_check_passes_for_the_shipped_example(running_sandbox):
+    result = zk("settings", "check", env=base_env(running_sandbox, ZK_SETTINGS=str(REPO / "settings.example.yaml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every name resolves" in result.stdout
+
+
+@pytest.mark.parametrize(("file", "expected"), [
+    ("unknown_status.yaml", "no Kaseya opportunity status is named 'Negotiating' (closest: 'Negotiation'"),
+    ("stage_mapped_twice.yaml", "stage 'Sales Pipeline / Won' is mapped to Kaseya status 'Closed Won'"),
+    ("misspelt_warehouse.yaml", "no Kaseya warehouse is named 'Main Warehose' (closest: 'Main Warehouse'"),
+])
+def test_zk_settings_check_fails_usefully(running_sandbox, file, expected):
+    result = zk("settings", "check", env=base_env(running_sandbox, ZK_SETTINGS=str(SETTINGS_DATA / file)))
+    assert result.returncode == 1
+    assert expected in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_zk_settings_show_prints_resolved_ids_and_the_product_type_table(running_sandbox):
+    result = zk("settings", "show", env=base_env(running_sandbox, ZK_SETTINGS=str(REPO / "settings.example.yaml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Closed Won" in result.stdout and "Main Warehouse" in result.stdout
+    assert re.search(r"Main Warehouse\D+\d{4,}", result.stdout)  # the Kaseya id next to the name
+    assert "hardware" in result.stdout and "inventory" in result.stdout.lower()
