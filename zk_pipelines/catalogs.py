@@ -72,3 +72,27 @@ def fetch_kaseya_catalog(client: KaseyaClient) -> KaseyaCatalog:
 
 def fetch_zomentum_catalog(client: ZomentumClient) -> ZomentumCatalog:
     return zomentum_catalog_from_records(client.pipelines(), client.users())
+
+
+def catalogs_to_json(kaseya: KaseyaCatalog, zomentum: ZomentumCatalog) -> dict[str, Any]:
+    return {
+        "kaseya": {name: dict(getattr(kaseya, name)) for name in KASEYA_CATALOG_SOURCES},
+        "zomentum": {
+            "pipelines": [{"id": p.id, "name": p.name, "is_default": p.is_default,
+                           "stages": [{"id": s.id, "name": s.name, "kind": s.kind} for s in p.stages]}
+                          for p in zomentum.pipelines],
+            "users": dict(zomentum.users),
+        },
+    }
+
+
+def catalogs_from_json(data: Mapping[str, Any]) -> tuple[KaseyaCatalog, ZomentumCatalog]:
+    kaseya = KaseyaCatalog(**{name: {k: int(v) for k, v in data["kaseya"][name].items()}
+                              for name in KASEYA_CATALOG_SOURCES})
+    zomentum = ZomentumCatalog(
+        pipelines=tuple(ZomentumPipeline(id=p["id"], name=p["name"], is_default=p["is_default"],
+                                         stages=tuple(ZomentumStage(**s) for s in p["stages"]))
+                        for p in data["zomentum"]["pipelines"]),
+        users=dict(data["zomentum"]["users"]),
+    )
+    return kaseya, zomentum

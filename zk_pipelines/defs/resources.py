@@ -1,40 +1,73 @@
-"""Dagster resources: the one place where configuration enters from the environment (`EnvVar`)."""
+"""Dagster resources: the one place where configuration enters from the environment (`EnvVar`).
+
+`TenantResource` holds everything tenant-specific and hands it on as the one `TenantConfig` object;
+`PullTuning` holds the pull's knobs, which have defaults and are not secrets.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from zk_pipelines.config import KaseyaCredentials
+from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
 from zk_pipelines.secrets import Secret
 
 
-class KaseyaResource(dg.ConfigurableResource):
-    """Kaseya BMS credentials of the tenant; `credentials()` hands them to the client."""
+class TenantResource(dg.ConfigurableResource):
+    """One MSP tenant: Kaseya and Zomentum credentials, the settings file and the DuckDB file."""
 
-    base_url: str
-    username: str
-    password: str
-    tenant: str
-    mfa_code: str | None = None
-    hourly_call_budget: int = 1400
+    kaseya_base_url: str
+    kaseya_username: str
+    kaseya_password: str
+    kaseya_tenant: str
+    kaseya_hourly_call_budget: int = 1400
+    zomentum_base_url: str
+    zomentum_refresh_token: str
+    settings_path: str
+    duckdb_path: str = "zk_pipelines.duckdb"
 
-    def credentials(self) -> KaseyaCredentials:
-        return KaseyaCredentials(
-            base_url=self.base_url,
-            username=self.username,
-            password=Secret(self.password),
-            tenant=self.tenant,
-            mfa_code=Secret(self.mfa_code) if self.mfa_code else None,
-            hourly_call_budget=self.hourly_call_budget,
+    def config(self) -> TenantConfig:
+        if not self.settings_path:
+            raise ConfigurationError("ZK_SETTINGS is not set (path of the settings YAML)")
+        return TenantConfig(
+            kaseya=KaseyaCredentials(
+                base_url=self.kaseya_base_url, username=self.kaseya_username, password=Secret(self.kaseya_password),
+                tenant=self.kaseya_tenant, hourly_call_budget=self.kaseya_hourly_call_budget,
+            ),
+            zomentum=ZomentumCredentials(base_url=self.zomentum_base_url,
+                                         refresh_token=Secret(self.zomentum_refresh_token)),
+            settings_path=Path(self.settings_path),
+            duckdb_path=Path(self.duckdb_path),
         )
 
+    def kaseya_client(self) -> KaseyaClient:
+        return KaseyaClient(self.config().kaseya)
 
-def resource_definitions() -> dict[str, dg.ConfigurableResource]:
-    return {
-        "kaseya": KaseyaResource(
-            base_url=dg.EnvVar("KASEYA_BASE_URL"),
-            username=dg.EnvVar("KASEYA_USERNAME"),
-            password=dg.EnvVar("KASEYA_PASSWORD"),
-            tenant=dg.EnvVar("KASEYA_TENANT"),
-        ),
-    }
+    def zomentum_client(self) -> ZomentumClient:
+        zomentum = self.config().zomentum
+        assert zomentum is not None
+        return ZomentumClient(zomentum)
+
+
+class PullTuning(dg.ConfigurableResource):
+    """Knobs of the hourly pull."""
+
+    overlap_minutes: int = 15  # how far before each window the Kaseya query starts
+    max_reject_share: float = 0.2  # above this share of rejected rows, the blocking check stops the load
+    pricing_calls_per_hour: int = 300  # per-product pricing calls (3 per product) allowed per run
+
+
+def tenant_from_env() -> TenantResource:
+    return TenantResource(
+        kaseya_base_url=dg.EnvVar("KASEYA_BASE_URL"),
+        kaseya_username=dg.EnvVar("KASEYA_USERNAME"),
+        kaseya_password=dg.EnvVar("KASEYA_PASSWORD"),
+        kaseya_tenant=dg.EnvVar("KASEYA_TENANT"),
+        zomentum_base_url=dg.EnvVar("ZOMENTUM_BASE_URL"),
+        zomentum_refresh_token=dg.EnvVar("ZOMENTUM_REFRESH_TOKEN"),
+        settings_path=dg.EnvVar("ZK_SETTINGS"),
+        duckdb_path=dg.EnvVar("ZK_DUCKDB_PATH"),
+    )

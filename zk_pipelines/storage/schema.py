@@ -88,7 +88,7 @@ FIXED_DDL = (
     """
     CREATE TABLE IF NOT EXISTS audit.sync_events (
         event_id             BIGINT DEFAULT nextval('audit.sync_event_seq') PRIMARY KEY,
-        at                   TIMESTAMPTZ NOT NULL,
+        occurred_at          TIMESTAMPTZ NOT NULL,
         run_id               VARCHAR,
         partition_key        VARCHAR,
         direction            VARCHAR NOT NULL,

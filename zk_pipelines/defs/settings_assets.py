@@ -1,0 +1,35 @@
+"""Group `settings`: the run's settings, resolved against the live names before anything is mapped."""
+
+
+import dagster as dg
+
+from zk_pipelines.defs.partitions import SINGLE_RUN, now
+from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.domain.settings_check import render_settings
+from zk_pipelines.pull.run_settings import resolve_for_run
+
+RESOLVED_SETTINGS_KEY = dg.AssetKey(["settings", "resolved"])
+LOOKUP_SOURCES = ("employees", "opportunity_statuses", "product_categories", "warehouses", "lookups")
+
+
+def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=RESOLVED_SETTINGS_KEY, group_name="settings", partitions_def=partitions, backfill_policy=SINGLE_RUN,
+        pool="zomentum_api", kinds={"duckdb"},
+        deps=[dg.AssetKey(["raw", f"kaseya_{name}"]) for name in LOOKUP_SOURCES],
+        description="The settings file (ZK_SETTINGS) with every name resolved against the Kaseya lookups this "
+                    "run extracted and Zomentum's pipelines and users. Table settings.resolved, keyed by the "
+                    "settings fingerprint. An unknown name fails the run here, before anything is mapped.",
+    )
+    def resolved_settings(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
+        config = tenant.config()
+        assert config.settings_path is not None
+        resolved = resolve_for_run(config.duckdb_path, config.settings_path, tenant.zomentum_client(),
+                                   run_id=context.run.run_id, now=now())
+        return dg.MaterializeResult(metadata={
+            "settings_fingerprint": resolved.fingerprint,
+            "mode": resolved.settings.mode.value,
+            "settings": dg.MetadataValue.md(f"```\n{render_settings(resolved)}\n```"),
+        })
+
+    return resolved_settings

@@ -1,0 +1,84 @@
+"""Group `staging`: raw payloads validated into `stg.*`; rejects to `audit.rejects`, with a blocking check
+that stops the load when too many rows of a run are rejected."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_label, run_window
+from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.pull.stage import stage_entity
+
+GROUP = "staging"
+SAMPLE_ROWS = 20
+
+# entity -> (description, upstream staged entities it reads)
+STAGED_ASSETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "employees": ("Kaseya employees, typed and validated (e-mail shape).", ()),
+    "opportunity_statuses": ("Kaseya opportunity statuses with their kind (open, won, lost).", ()),
+    "accounts": ("Kaseya accounts flattened: the main location's billing address as columns, shipping addresses "
+                 "as a JSON list, the account manager's e-mail from the employees.", ("employees",)),
+    "contacts": ("Kaseya contacts with their default e-mail and phone and the POC flag; the account must be a "
+                 "known (staged) account.", ("accounts",)),
+    "opportunities": ("Kaseya opportunities; the account and status must be known, the sales rep's e-mail comes "
+                      "from the employees.", ("accounts", "opportunity_statuses", "employees")),
+    "products": ("Kaseya products, one row per product (warehouse rows de-duplicated), with the category, the "
+                 "pricing levels, the first supplier and the default cost.", ()),
+}
+INCREMENTAL = ("accounts", "contacts", "opportunities")
+CHECKED = ("accounts", "contacts", "opportunities", "products")
+
+
+def reject_table(rejects) -> dg.MetadataValue:
+    sample = rejects.head(SAMPLE_ROWS)
+    lines = ["| Kaseya id | check | column | value | reason |", "|---|---|---|---|---|"]
+    for row in sample.itertuples(index=False):
+        cells = [str(getattr(row, name) if getattr(row, name) is not None else "").replace("|", "\\|")
+                 .replace("\n", " ")[:120] for name in ("kaseya_id", "check", "column", "value", "reason")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return dg.MetadataValue.md("\n".join(lines) if len(sample) else "no rejects")
+
+
+def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    description, upstream = STAGED_ASSETS[entity]
+    key = dg.AssetKey(["stg", f"kaseya_{entity}"])
+    check_specs = ([dg.AssetCheckSpec("reject_share_within_limit", asset=key, blocking=True,
+                                      description="Fails, and stops the load, when the share of this run's rows "
+                                                  "rejected by validation exceeds PullTuning.max_reject_share.")]
+                   if entity in CHECKED else [])
+
+    @dg.asset(
+        key=key, group_name=GROUP, partitions_def=partitions, backfill_policy=SINGLE_RUN, pool="duckdb",
+        kinds={"duckdb", "pandera"}, check_specs=check_specs,
+        deps=[dg.AssetKey(["raw", f"kaseya_{entity}"]), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
+        description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "
+                    "with the record's Kaseya id, the failed check and the offending value.",
+    )
+    def staged(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
+               ) -> dg.MaterializeResult:
+        config = tenant.config()
+        window = run_window(context, timedelta(minutes=tuning.overlap_minutes)) if entity in INCREMENTAL else None
+        report = stage_entity(config.duckdb_path, entity, window, run_id=context.run.run_id,
+                              partition_key=partition_label(context), now=now())
+        metadata = {"rows_read": report.read, "rows_staged": report.staged,
+                    "records_rejected": report.rejected_records, "reject_share": round(report.reject_share, 4),
+                    "rejects": reject_table(report.rejects)}
+        checks = []
+        if check_specs:
+            passed = report.reject_share <= tuning.max_reject_share
+            checks.append(dg.AssetCheckResult(
+                check_name="reject_share_within_limit", passed=passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=(f"{report.rejected_records} of {report.read} rows rejected "
+                             f"({report.reject_share:.1%}; limit {tuning.max_reject_share:.0%})"),
+                metadata={"records_rejected": report.rejected_records, "rows_read": report.read,
+                          "sample": reject_table(report.rejects)},
+            ))
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+    return staged
+
+
+def staged_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build_staged_asset(entity, partitions) for entity in STAGED_ASSETS]

@@ -1,0 +1,108 @@
+"""Groups `mapped` and `zomentum_load`: staged rows mapped to Zomentum payloads, then upserted into
+Zomentum in dependency order (clients before client users and opportunities)."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_label, run_window
+from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
+from zk_pipelines.domain.entities import ZOMENTUM_TARGETS, ZomentumTarget
+from zk_pipelines.pull.load import load_target
+from zk_pipelines.pull.map import map_target
+from zk_pipelines.pull.run_settings import resolved_for_step
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import ensure_pull_tables
+
+INCREMENTAL_SOURCES = ("accounts", "contacts", "opportunities")
+TABLE_ROWS = 25
+
+
+def _mapped_key(target: ZomentumTarget) -> dg.AssetKey:
+    return dg.AssetKey(["mapped", f"zomentum_{target.name}"])
+
+
+def _load_key(target: ZomentumTarget) -> dg.AssetKey:
+    return dg.AssetKey(["zomentum", target.name])
+
+
+def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents]
+
+    @dg.asset(
+        key=_mapped_key(target), group_name="mapped", partitions_def=partitions, backfill_policy=SINGLE_RUN,
+        pool="duckdb", kinds={"duckdb", "python"},
+        deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
+        description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
+                    f"(the spec's entity mapping), references resolved through the id map. Table "
+                    f"mapped.zomentum_{target.name}: the desired state, with a payload hash; a record whose "
+                    "parent is not in Zomentum yet carries the reason and is mapped again every run.",
+    )
+    def mapped(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
+               ) -> dg.MaterializeResult:
+        config = tenant.config()
+        assert config.settings_path is not None
+        with connect(config.duckdb_path) as connection:
+            ensure_pull_tables(connection, [t.name for t in ZOMENTUM_TARGETS])
+        resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+        enabled = getattr(resolved.settings.sync, target.family)
+        if not enabled:
+            return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
+        window = (run_window(context, timedelta(minutes=tuning.overlap_minutes))
+                  if target.source in INCREMENTAL_SOURCES else None)
+        report = map_target(config.duckdb_path, target, window, resolved, run_id=context.run.run_id, now=now())
+        return dg.MaterializeResult(metadata={"mapped": report.mapped, "not_mappable_yet": report.problems,
+                                              "settings_fingerprint": resolved.fingerprint})
+
+    return mapped
+
+
+def _event_table(events, *, link_title: str) -> dg.MetadataValue:
+    lines = [f"| Kaseya id | Zomentum id | {'reason' if link_title == 'failures' else 'link'} |", "|---|---|---|"]
+    for event in events[:TABLE_ROWS]:
+        if link_title == "failures":
+            tail = (event.reason or "").replace("|", "\\|").replace("\n", " ")
+        else:
+            tail = f"[Go to {link_title}]({event.link})" if event.link else ""
+        lines.append(f"| {event.kaseya_id or ''} | {event.zomentum_id or ''} | {tail} |")
+    if len(events) > TABLE_ROWS:
+        lines.append(f"| ... | {len(events) - TABLE_ROWS} more in audit.sync_events | |")
+    return dg.MetadataValue.md("\n".join(lines) if events else "none")
+
+
+def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_load_key(target), group_name="zomentum_load", partitions_def=partitions, backfill_policy=SINGLE_RUN,
+        pool="zomentum_api", kinds={"duckdb", "python"}, deps=[_mapped_key(target)],
+        description=f"Zomentum {target.label}s upserted from mapped.zomentum_{target.name}: created, matched to "
+                    f"an existing record, updated, or left alone when unchanged (no call). The id map "
+                    "(zomentum.id_map) pairs the records; every outcome is in audit.sync_events.",
+    )
+    def loaded(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
+        config = tenant.config()
+        assert config.settings_path is not None
+        resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+        if not getattr(resolved.settings.sync, target.family):
+            return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
+        client = tenant.zomentum_client()
+        report = load_target(config.duckdb_path, client, target, resolved, run_id=context.run.run_id,
+                             partition_key=partition_label(context), clock=now)
+        counts = {action: report.counts.get(action, 0)
+                  for action in ("created", "updated", "unchanged", "matched", "failed")}
+        return dg.MaterializeResult(metadata={
+            **counts,
+            "zomentum_writes": report.zomentum_writes,
+            "zomentum_calls": client.counter.sent,
+            "failures": _event_table(report.failures, link_title="failures"),
+            "created_records": _event_table(report.created, link_title=target.label),
+            "settings_fingerprint": resolved.fingerprint,
+        })
+
+    return loaded
+
+
+def zomentum_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build(target, partitions) for target in ZOMENTUM_TARGETS
+            for build in (build_mapped_asset, build_load_asset)]

@@ -1,0 +1,144 @@
+"""Extraction: Kaseya lists into the raw tables.
+
+Incremental entities make one paged query over the whole window (a single-run backfill of a month is one
+query, not 720). Snapshot entities are read whole and change-detected by content hash. Per-product pricing
+costs three calls per product, so it is budgeted: new products first, then the least recently refreshed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.clients.kaseya_wire import LOOKUP_TABLES
+from zk_pipelines.domain.change_detection import payload_hash
+from zk_pipelines.domain.entities import KaseyaSource
+from zk_pipelines.domain.incremental import ExtractionWindow
+from zk_pipelines.domain.kaseya_staging import parse_kaseya_moment, read_field
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import (
+    RawRecord,
+    SnapshotCounts,
+    oldest_pricing_refresh,
+    pricing_refresh_order,
+    upsert_incremental_raw,
+    upsert_pricing,
+    upsert_snapshot,
+)
+
+# The settings' lookups read from `system/lookup/{table}`.
+SETTINGS_LOOKUPS = ("quote_statuses", "labour_periods", "opportunity_types", "opportunity_ratings", "lead_sources")
+
+
+@dataclass(frozen=True)
+class IncrementalExtract:
+    rows: int
+    unreadable: int  # payloads without a usable id: kept out of raw, reported
+
+
+def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSource, window: ExtractionWindow, *,
+                        run_id: str, now: datetime) -> IncrementalExtract:
+    list_rows: Callable[..., Any] = {
+        "accounts": client.iter_accounts, "contacts": client.iter_contacts,
+        "opportunities": client.iter_opportunities,
+    }[source.name]
+    records: list[RawRecord] = []
+    unreadable = 0
+    for payload in list_rows(modified_from=window.query_from, modified_to=window.query_to):
+        kaseya_id = read_field(payload, source.key_field)
+        try:
+            kaseya_id = int(kaseya_id)
+        except (TypeError, ValueError):
+            unreadable += 1
+            continue
+        try:
+            modified = parse_kaseya_moment(read_field(payload, "ModifiedOn"))
+        except ValueError:
+            modified = None
+        records.append(RawRecord(kaseya_id, modified, payload))
+    with connect(database) as connection:
+        stored = upsert_incremental_raw(connection, source.raw_table, records, window_start=window.query_from,
+                                        window_end=window.query_to, run_id=run_id, now=now)
+    return IncrementalExtract(rows=stored, unreadable=unreadable)
+
+
+def _snapshot_rows(client: KaseyaClient, source: KaseyaSource) -> list[tuple[str, Any, str]]:
+    if source.name == "lookups":
+        rows = []
+        for table in SETTINGS_LOOKUPS:
+            for record in client.lookup(table):
+                key = f"{LOOKUP_TABLES[table]}:{read_field(record, 'Id')}"
+                payload = {"table": LOOKUP_TABLES[table], **record}
+                rows.append((key, payload, payload_hash(payload)))
+        return rows
+    if source.name == "products":
+        return _product_snapshot(client)
+    reader = {
+        "employees": client.employees, "opportunity_statuses": client.opportunity_statuses,
+        "account_types": client.account_types, "product_categories": client.product_categories,
+        "warehouses": client.warehouses,
+    }[source.name]
+    return [(str(read_field(r, source.key_field)), r, payload_hash(r)) for r in reader()]
+
+
+def _product_snapshot(client: KaseyaClient) -> list[tuple[str, Any, str]]:
+    """Products arrive one row per product x warehouse; the published row has no category, so the category
+    comes from one category-filtered scan per category (the filter matches substrings: the longest matching
+    category name wins)."""
+    by_product: dict[int, list[Any]] = defaultdict(list)
+    for row in client.iter_products():
+        by_product[int(read_field(row, "ProductIndexId"))].append(row)
+    category_of: dict[int, str] = {}
+    categories = sorted((read_field(c, "Name") for c in client.product_categories() if read_field(c, "Name")),
+                        key=len)
+    for name in categories:  # shortest first, so a longer (more specific) name overwrites
+        for row in client.iter_products(Category=name):
+            category_of[int(read_field(row, "ProductIndexId"))] = name
+    snapshot = []
+    for index_id, rows in sorted(by_product.items()):
+        payload = {"productIndexId": index_id, "category": category_of.get(index_id), "warehouseRows": rows}
+        snapshot.append((str(index_id), payload, payload_hash(payload)))
+    return snapshot
+
+
+def extract_snapshot(client: KaseyaClient, database: Path, source: KaseyaSource, *, run_id: str, now: datetime
+                     ) -> SnapshotCounts:
+    rows = _snapshot_rows(client, source)
+    with connect(database) as connection:
+        return upsert_snapshot(connection, source.raw_table, rows, run_id=run_id, now=now)
+
+
+@dataclass(frozen=True)
+class PricingRefresh:
+    refreshed: int
+    wanted: int  # products that could have been refreshed
+    calls: int
+    oldest_refresh: datetime | None
+
+
+def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_ids: list[int], *,
+                            calls_per_hour: int, run_id: str, now: datetime) -> PricingRefresh:
+    """Three calls per product (pricing levels, suppliers, default cost), within `calls_per_hour`."""
+    budget_products = max(0, calls_per_hour // 3)
+    with connect(database) as connection:
+        order = pricing_refresh_order(connection, product_index_ids, budget_products)
+    fetched: list[tuple[int, Any, Any, Any]] = []
+    try:
+        for index_id in order:
+            fetched.append((index_id, client.product_pricing_levels(index_id), client.product_suppliers(index_id),
+                            client.product_default_cost(index_id)))
+    finally:  # keep what was read even when the budget or the API stops the refresh midway
+        with connect(database) as connection:
+            for index_id, levels, suppliers, cost in fetched:
+                upsert_pricing(connection, index_id, pricing_levels=levels, suppliers=suppliers,
+                               default_cost=cost, run_id=run_id, now=now)
+    refreshed = len(fetched)
+    with connect(database) as connection:
+        oldest = oldest_pricing_refresh(connection)
+    return PricingRefresh(refreshed=refreshed, wanted=len(product_index_ids), calls=3 * refreshed,
+                          oldest_refresh=oldest)

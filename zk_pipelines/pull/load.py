@@ -1,0 +1,262 @@
+"""Loading: the mapped payloads that differ from what Zomentum was last sent become Zomentum writes.
+
+- Never sent: an existing Zomentum record is matched first (client by exact name, contact by e-mail, item
+  by manufacturer part number, opportunity by its Kaseya link custom field); else it is created.
+- Sent before and changed since: updated with the changed fields only (Kaseya as CRM); Zomentum as CRM
+  leaves linked records as they are.
+- Unchanged: no call at all.
+Every outcome goes to the ledger (`audit.sync_events`), and the id map records the pair and the hash of
+what was sent. A create whose answer was lost is looked for and adopted, never repeated blindly; a crash
+between a create and the id-map write is recovered the same way by the next run, through the match.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from zk_pipelines.clients.http import ApiError, NotFound, WriteOutcomeUnknown
+from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.domain.change_detection import changed_fields, partial_update
+from zk_pipelines.domain.entities import ZomentumTarget
+from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import (
+    IdMapEntry,
+    PendingRecord,
+    SyncEvent,
+    pending_records,
+    record_events,
+    upsert_id_map,
+)
+
+# The custom field on Zomentum opportunities that links to the Kaseya opportunity.
+KASEYA_LINK_FIELD = "Kaseya opportunity"
+
+ZOMENTUM_LINK_ENTITY = {"clients": "client", "client_users": "client_user", "opportunities": "opportunity",
+                        "items": "item"}
+KASEYA_LINK_ENTITY = {"clients": "account", "client_users": "contact", "opportunities": "opportunity",
+                      "items": "product"}
+
+FLUSH_EVERY = 50
+FLUSH_SECONDS = 5.0
+
+
+@dataclass
+class LoadReport:
+    target: str
+    counts: Counter = field(default_factory=Counter)
+    failures: list[SyncEvent] = field(default_factory=list)
+    created: list[SyncEvent] = field(default_factory=list)
+    zomentum_writes: int = 0
+
+
+def kaseya_link(resolved: ResolvedSettings, target: str, kaseya_id: str) -> str:
+    return resolved.settings.links.kaseya.url(KASEYA_LINK_ENTITY[target], kaseya_id)
+
+
+def zomentum_link(resolved: ResolvedSettings, target: str, zomentum_id: str) -> str:
+    return resolved.settings.links.zomentum.url(ZOMENTUM_LINK_ENTITY[target], zomentum_id)
+
+
+def ensure_link_field(client: ZomentumClient) -> str:
+    """The id of the opportunity custom field holding the Kaseya link, created if missing."""
+    for custom_field in client.custom_fields("opportunity"):
+        if custom_field.display_name.lower() == KASEYA_LINK_FIELD.lower():
+            return custom_field.id
+    return client.create_custom_field("opportunity", KASEYA_LINK_FIELD, "text").id
+
+
+def _link_value(record: dict[str, Any], field_id: str) -> str | None:
+    for value in record.get("custom_fields") or []:
+        if value.get("id") == field_id and value.get("values"):
+            return str(value["values"][0])
+    return None
+
+
+def _match_key(target: ZomentumTarget, record: dict[str, Any], link_field: str | None) -> str | None:
+    if target.name == "opportunities":
+        return _link_value(record, link_field) if link_field else None
+    value = record.get(target.match_field) if target.match_field else None
+    if value is None:
+        return None
+    return value.lower() if target.match_field == "email" else str(value)
+
+
+class MatchIndex:
+    """Existing Zomentum records by match key, read once per load (one paged listing) and only when a
+    record has to be created."""
+
+    def __init__(self, client: ZomentumClient, target: ZomentumTarget, link_field: str | None) -> None:
+        self._client = client
+        self._target = target
+        self._link_field = link_field
+        self._index: dict[str, dict[str, Any]] | None = None
+
+    def _records(self) -> Iterator[dict[str, Any]]:
+        if self._target.name == "opportunities":
+            return iter(self._client.all_opportunities())
+        return self._client.iter_records(self._target.resource)
+
+    def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
+        if self._index is None or fresh:
+            self._index = {}
+            for record in self._records():
+                key = _match_key(self._target, record, self._link_field)
+                if key is not None:
+                    self._index.setdefault(key, record)
+        key = _match_key(self._target, payload, self._link_field)
+        return self._index.get(key) if key is not None else None
+
+    def add(self, record: dict[str, Any]) -> None:
+        key = _match_key(self._target, record, self._link_field)
+        if self._index is not None and key is not None:
+            self._index.setdefault(key, record)
+
+
+class _Ledger:
+    """Buffers id-map entries and ledger events; flushed every few records and at the end."""
+
+    def __init__(self, database: Path, *, run_id: str, partition_key: str | None, fingerprint: str,
+                 clock: Callable[[], datetime]) -> None:
+        self.database = database
+        self.run_id = run_id
+        self.partition_key = partition_key
+        self.fingerprint = fingerprint
+        self.clock = clock
+        self.entries: list[IdMapEntry] = []
+        self.events: list[SyncEvent] = []
+        self._last_flush = time.monotonic()
+
+    def add(self, event: SyncEvent, entry: IdMapEntry | None = None) -> None:
+        self.events.append(event)
+        if entry is not None:
+            self.entries.append(entry)
+        if len(self.events) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.entries or self.events:
+            now = self.clock()
+            with connect(self.database) as connection:
+                upsert_id_map(connection, self.entries, now)
+                record_events(connection, self.events, run_id=self.run_id, partition_key=self.partition_key,
+                              settings_fingerprint=self.fingerprint, now=now)
+            self.entries, self.events = [], []
+        self._last_flush = time.monotonic()
+
+
+@contextmanager
+def _ledger(database: Path, **kwargs: Any) -> Iterator[_Ledger]:
+    ledger = _Ledger(database, **kwargs)
+    try:
+        yield ledger
+    finally:
+        ledger.flush()
+
+
+def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, resolved: ResolvedSettings, *,
+                run_id: str, partition_key: str | None, clock: Callable[[], datetime]) -> LoadReport:
+    updates_linked = resolved.settings.mode.pull_updates_linked_entities
+    with connect(database) as connection:
+        pending = pending_records(connection, target.name, include_linked_updates=updates_linked)
+        unchanged = connection.execute(
+            f"""SELECT m.kaseya_id, i.zomentum_id FROM mapped.zomentum_{target.name} m
+                JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
+                WHERE m.run_id = $run_id AND m.problem IS NULL
+                  AND ($updates = false OR i.payload_hash = m.payload_hash)""",
+            {"entity": target.name, "run_id": run_id, "updates": updates_linked},
+        ).fetchall()
+    report = LoadReport(target.name)
+    link_field = ensure_link_field(client) if target.name == "opportunities" and pending else None
+    index = MatchIndex(client, target, link_field)
+    with _ledger(database, run_id=run_id, partition_key=partition_key, fingerprint=resolved.fingerprint,
+                 clock=clock) as ledger:
+        pending_ids = {p.kaseya_id for p in pending}
+        for kaseya_id, zomentum_id in unchanged:
+            if kaseya_id in pending_ids:
+                continue
+            report.counts["unchanged"] += 1
+            ledger.add(SyncEvent("pull", target.name, "unchanged", kaseya_id, zomentum_id))
+        for record in pending:
+            event, entry = _load_one(client, target, record, resolved, index, link_field, report)
+            report.counts[event.action] += 1
+            if event.action == "failed":
+                report.failures.append(event)
+            elif event.action == "created":
+                report.created.append(event)
+            ledger.add(event, entry)
+    return report
+
+
+def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str | None, link: str
+               ) -> dict[str, Any]:
+    if target.name != "opportunities" or link_field is None:
+        return payload
+    return {**payload, "custom_fields": [{"id": link_field, "values": [link]}]}
+
+
+def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
+              index: MatchIndex, link_field: str | None, report: LoadReport
+              ) -> tuple[SyncEvent, IdMapEntry | None]:
+    kid = record.kaseya_id
+    k_link = kaseya_link(resolved, target.name, kid)
+
+    def failed(reason: str, zomentum_id: str | None = None) -> tuple[SyncEvent, None]:
+        return SyncEvent("pull", target.name, "failed", kid, zomentum_id, reason=reason, link=k_link), None
+
+    if record.problem is not None:
+        return failed(record.problem)
+    payload = record.payload or {}
+
+    def linked(action: str, zomentum_id: str, kind: str, fields: list[str] | None = None, reason: str | None = None
+               ) -> tuple[SyncEvent, IdMapEntry]:
+        return (SyncEvent("pull", target.name, action, kid, zomentum_id, reason=reason, changed_fields=fields,
+                          link=zomentum_link(resolved, target.name, zomentum_id)),
+                IdMapEntry(target.name, kid, zomentum_id, kind, record.payload_hash, payload))
+
+    label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kid}"
+    try:
+        if record.zomentum_id is not None:
+            changes = partial_update(record.sent_payload, payload)
+            if changes:
+                try:
+                    client.update(target.resource, record.zomentum_id, _with_link(target, changes, None, k_link))
+                    report.zomentum_writes += 1
+                    return linked("updated", record.zomentum_id, "created",
+                                  changed_fields(record.sent_payload, payload))
+                except NotFound:
+                    pass  # deleted in Zomentum: Kaseya still has it, so it is created again below
+            else:
+                return linked("unchanged", record.zomentum_id, "created")
+        desired = _with_link(target, payload, link_field, k_link)
+        existing = index.find(desired)
+        if existing is not None:
+            current = {key: existing.get(key) for key in payload}
+            changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
+            if changes:
+                client.update(target.resource, existing["id"], changes)
+                report.zomentum_writes += 1
+            return linked("matched", existing["id"], "matched", sorted(changes) or None,
+                          reason=f"matched an existing Zomentum {target.label} by {target.match_field or 'link'}")
+        try:
+            created = client.create(target.resource, desired)
+            report.zomentum_writes += 1
+        except WriteOutcomeUnknown:
+            report.zomentum_writes += 1
+            found = index.find(desired, fresh=True)
+            if found is None:
+                return failed(f"{label}: Zomentum's answer to the create was lost and no such record exists; "
+                              "it is created again next run")
+            return linked("created", found["id"], "created",
+                          reason="Zomentum's answer to the create was lost; the created record was found and adopted")
+        index.add(created)
+        return linked("created", created["id"], "created")
+    except ApiError as exc:
+        return failed(f"{label}: {exc}", record.zomentum_id)

@@ -1,0 +1,123 @@
+"""Mapping: staged Kaseya rows -> the Zomentum payloads they should be (`mapped.zomentum_*`), with the
+references (client, contact, owner, stage) resolved. A row that cannot be mapped yet (its parent is not in
+Zomentum) keeps a `problem` and is mapped again by every later run until it can be."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from zk_pipelines.domain.change_detection import payload_hash
+from zk_pipelines.domain.entities import ZomentumTarget
+from zk_pipelines.domain.incremental import ExtractionWindow
+from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.domain.zomentum_mapping import map_client, map_client_user, map_item, map_opportunity
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import (
+    MappedRecord,
+    mapped_problem_ids,
+    read_id_map,
+    read_id_map_payloads,
+    read_stg,
+    upsert_mapped,
+)
+
+
+@dataclass(frozen=True)
+class MapReport:
+    target: str
+    mapped: int
+    problems: int
+
+
+def owner_resolver(resolved: ResolvedSettings) -> Callable[[str | None], str]:
+    users = {email.lower(): user_id for email, user_id in resolved.zomentum.users.items()}
+    fallback = str(resolved.fallback_owner.id)
+
+    def owner_for(email: str | None) -> str:
+        return users.get(email.lower(), fallback) if email else fallback
+
+    return owner_for
+
+
+def _plain(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA else value
+
+
+def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: ResolvedSettings,
+             id_maps: dict[str, dict[str, str]], sent: dict[str, dict[str, Any]]) -> list[MappedRecord]:
+    """Pure: staged rows -> mapped records. `id_maps[target]` is Kaseya id -> Zomentum id of the parents;
+    `sent` the payloads last sent for this target (for the opportunity's current stage)."""
+    owner_for = owner_resolver(resolved)
+
+    def stage_for(status_id: int, current_stage_id: str | None) -> tuple[str, str]:
+        stage = resolved.import_stage(status_id, current_stage_id)
+        return stage.pipeline_id, stage.stage_id
+
+    records = []
+    for row in rows:
+        kaseya_id = str(int(row["kaseya_id"]))
+        problem = None
+        payload: dict[str, Any] | None = None
+        if target.name == "clients":
+            payload = map_client(row, owner_for)
+        elif target.name == "client_users":
+            account_id = _plain(row.get("account_id"))
+            client_id = id_maps["clients"].get(str(int(account_id))) if account_id is not None else None
+            if client_id is None:
+                problem = (f"contact {kaseya_id}: its Kaseya account {account_id} is not in Zomentum yet "
+                           "(the client failed or was not pulled); it is retried every run")
+            else:
+                payload = map_client_user(row, client_id)
+        elif target.name == "opportunities":
+            account_id = _plain(row.get("account_id"))
+            contact = _plain(row.get("contact_id"))
+            client_id = id_maps["clients"].get(str(int(account_id))) if account_id is not None else None
+            contact_id = id_maps["client_users"].get(str(int(contact))) if contact is not None else None
+            if client_id is None:
+                problem = (f"opportunity {kaseya_id}: its Kaseya account {account_id} is not in Zomentum yet "
+                           "(the client failed or was not pulled); it is retried every run")
+            elif contact is not None and contact_id is None:
+                problem = (f"opportunity {kaseya_id}: its Kaseya contact {int(contact)} is not in Zomentum yet "
+                           "(the client user failed or was not pulled); it is retried every run")
+            else:
+                current = (sent.get(kaseya_id) or {}).get("opportunity_pipeline_stage_id")
+                payload = map_opportunity(row, client_id=client_id, contact_id=contact_id, owner_for=owner_for,
+                                          stage_for=stage_for, current_stage_id=current)
+        elif target.name == "items":
+            payload = map_item(row)
+        else:
+            raise KeyError(target.name)
+        modified = _plain(row.get("modified_on"))
+        records.append(MappedRecord(kaseya_id=kaseya_id, payload=payload,
+                                    payload_hash=payload_hash(payload) if payload is not None else None,
+                                    problem=problem, source_modified_on=modified))
+    return records
+
+
+def map_target(database: Path, target: ZomentumTarget, window: ExtractionWindow | None,
+               resolved: ResolvedSettings, *, run_id: str, now: datetime) -> MapReport:
+    """Map the staged rows of this window (snapshot entities: all of them), plus every row that could not be
+    mapped before."""
+    with connect(database) as connection:
+        retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
+        if window is None:
+            frame = read_stg(connection, target.source)
+        else:
+            frame = read_stg(connection, target.source, modified_from=window.query_from,
+                             modified_to=window.query_to, kaseya_ids=retry)
+        id_maps = {parent: read_id_map(connection, parent) for parent in target.parents}
+        sent = read_id_map_payloads(connection, target.name) if target.name == "opportunities" else {}
+        rows = [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+        records = map_rows(target, rows, resolved, id_maps, sent)
+        if window is None:  # a snapshot: rewrite only what changed, so "unchanged" means "seen and unchanged"
+            existing = dict(connection.execute(
+                f"SELECT kaseya_id, payload_hash FROM mapped.zomentum_{target.name}").fetchall())
+            records = [r for r in records if r.problem or existing.get(r.kaseya_id) != r.payload_hash]
+        upsert_mapped(connection, target.name, records, run_id=run_id, now=now)
+    return MapReport(target=target.name, mapped=len(records), problems=sum(1 for r in records if r.problem))
