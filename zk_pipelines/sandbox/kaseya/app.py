@@ -3,8 +3,9 @@
 Every `/v2` request goes through `Gateway.handle`, one pipeline in one place: match the route -> read the
 body (400 if malformed) -> resolve the bearer token (401) and the user's API access (403) -> rate limit per
 (user, method, route template) (429 + Retry-After) -> denied-route knob (403) -> the operation -> the
-envelope -> the request log. Per-route fault injection (latency, 5xx, 429 bursts, resets, success:false,
-malformed JSON, lost answers) belongs between the deny check and the operation, and around the response.
+envelope -> the request log. The fault plan (`sandbox/faults.py`) is consulted between the deny check and the
+operation: a fault that strikes before the operation answers instead of it; the others change how the answer
+is delivered (late, truncated, never).
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ from __future__ import annotations
 import json
 import math
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
+from zk_pipelines.sandbox.faults import (
+    SUCCESS_FALSE,
+    TOKEN_EXPIRY,
+    ConnectionDroppingStarlette,
+    Fault,
+    FaultLoggedRequest,
+    ServedRoute,
+    deliver,
+)
 from zk_pipelines.sandbox.kaseya import auth, dto, reads, writes
 from zk_pipelines.sandbox.kaseya.editing import EditRefused
 from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Query, Reply, Route, Router, route_shape
 from zk_pipelines.sandbox.kaseya.state import KaseyaState
-from zk_pipelines.sandbox.runtime import LoggedRequest
 
 ROUTES: tuple[Route, ...] = auth.ROUTES + reads.ROUTES + writes.ROUTES
 
@@ -68,6 +76,11 @@ def _denied(entries: tuple[str, ...], route: Route) -> bool:
     return False
 
 
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
 def _redacted(body: Any) -> Any:
     if isinstance(body, dict):
         return {k: ("***" if str(k).lower() in _SECRET_FIELDS else v) for k, v in body.items()}
@@ -102,9 +115,7 @@ class Gateway:
         if route.anonymous:
             named = next((v for k, v in (body or {}).items() if str(k).lower() == "username"), None)
             return None, (named or "anonymous").strip().lower()
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        grant = state.tokens.resolve(token, state.clock.now())
+        grant = state.tokens.resolve(_bearer_token(request), state.clock.now())
         if not state.knobs.api_access:
             raise ApiFailure(403, auth.NO_API_ACCESS)
         return grant.user_id, state.tenant.employees[grant.user_id].email_address
@@ -122,12 +133,22 @@ class Gateway:
             raise ApiFailure(403, f"Access denied: the API user's role lacks the permission "
                                   f"'{permission_name(route)}' needed for {route.label}.")
 
+    def _inject(self, fault: Fault, request: Request, route: Route, body: Any) -> NoReturn:
+        """Answer as the fault says instead of running the operation."""
+        if fault.kind == TOKEN_EXPIRY:
+            self.state.expire_access_token(_bearer_token(request) or "")
+            self._authorise(request, route, body)  # raises the 401 an expired token gets
+        if fault.kind == SUCCESS_FALSE:
+            raise Invalid(fault.message, code=500)
+        raise ApiFailure(fault.status, fault.message, headers=fault.headers)
+
     async def handle(self, request: Request) -> Response:
         state = self.state
         raw = await request.body()
         route: Route | None = None
         logged_body: Any = None
         user: str | None = None
+        fault: Fault | None = None
         try:
             if not request.url.path.lower().startswith("/v2/"):
                 raise ApiFailure(404, f"No API route matches {request.url.path}; the API is under /v2.")
@@ -138,6 +159,9 @@ class Gateway:
                 user_id, user = self._authorise(request, route, body)
                 self._rate_limit(user, route)
                 self._check_permission(route)
+                fault = state.faults.decide(route.method, route.template, auth_route=route.anonymous)
+                if fault is not None and fault.before_operation:
+                    self._inject(fault, request, route, body)
                 call = Call(tenant=state.tenant, now=state.clock.now(), params=params,
                             query=Query(request.query_params.multi_items()), body=body, user_id=user_id,
                             state=state)
@@ -148,16 +172,17 @@ class Gateway:
             response = _json(failure(exc.status, [exc.message]), exc.status, exc.headers)
         except Exception as exc:  # a sandbox bug: answer like a server fault, with the trace for whoever debugs
             response = _json(failure(500, [f"Internal server error: {exc!r}"], traceback.format_exc()), 500)
-        state.log.add(LoggedRequest(
+        delivery = deliver(response, fault)
+        state.log.add(FaultLoggedRequest(
             at=state.clock.now().isoformat().replace("+00:00", "Z"), method=request.method, path=request.url.path,
-            query=request.url.query, status=response.status_code, body=logged_body, user=user,
-            route=route.template if route else None,
+            query=request.url.query, status=delivery.status, body=logged_body, user=user,
+            route=route.template if route else None, fault=delivery.fault,
         ))
-        return response
+        return delivery.response
 
 
 class ControlSurface:
-    """`/_sandbox/...`: reset, request log, knobs, clock and records. Never under `/v2`."""
+    """`/_sandbox/...`: reset, request log, knobs, faults, clock and records. Never under `/v2`."""
 
     def __init__(self, state: KaseyaState) -> None:
         self.state = state
@@ -169,6 +194,7 @@ class ControlSurface:
             HttpRoute("/_sandbox/reset", self.reset, methods=["POST"]),
             HttpRoute("/_sandbox/requests", self.requests, methods=["GET", "DELETE"]),
             HttpRoute("/_sandbox/knobs", self.knobs, methods=["GET", "POST"]),
+            HttpRoute("/_sandbox/faults", self.faults, methods=["GET", "POST", "DELETE"]),
             HttpRoute("/_sandbox/clock", self.clock, methods=["GET"]),
             HttpRoute("/_sandbox/clock/advance", self.advance, methods=["POST"]),
             HttpRoute("/_sandbox/records/{entity}", self.records, methods=["GET", "POST"]),
@@ -196,7 +222,8 @@ class ControlSurface:
     async def index(self, request: Request) -> Response:
         return _json({"seed": self.state.seed, "scale": self.state.scale, "api": "/v2", "control": [
             "GET /_sandbox/routes", "POST /_sandbox/reset {seed?, scale?}", "GET|DELETE /_sandbox/requests",
-            "GET|POST /_sandbox/knobs", "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
+            "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}", "GET /_sandbox/clock",
+            "POST /_sandbox/clock/advance {seconds}",
             "GET|POST /_sandbox/records/{entity}", "GET|PATCH /_sandbox/records/{entity}/{id}",
         ]})
 
@@ -220,6 +247,17 @@ class ControlSurface:
             if request.method == "POST":
                 self.state.set_knobs(**payload)
             return _json(self.state.knobs.as_json())
+        return await self._guarded(request, act)
+
+    async def faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.state.clear_faults()
+            return Response(status_code=204)
+
+        async def act(payload: dict[str, Any]) -> Response:
+            if request.method == "POST":
+                return _json(self.state.set_faults(**payload))
+            return _json(self.state.fault_plan())
         return await self._guarded(request, act)
 
     async def clock(self, request: Request) -> Response:
@@ -253,9 +291,10 @@ class ControlSurface:
         return await self._guarded(request, act)
 
 
-def create_kaseya_app(state: KaseyaState) -> Starlette:
+def create_kaseya_app(state: KaseyaState) -> ConnectionDroppingStarlette:
     gateway = Gateway(state, Router(ROUTES))
-    return Starlette(routes=[
+    state.faults.serve(ServedRoute(r.method, r.template, auth=r.anonymous) for r in ROUTES)
+    return ConnectionDroppingStarlette(routes=[
         *ControlSurface(state).routes(),
         HttpRoute("/{path:path}", gateway.handle, methods=_ALL_METHODS),
     ])

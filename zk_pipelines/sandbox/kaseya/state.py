@@ -1,4 +1,5 @@
-"""The Kaseya sandbox's state: the tenant's records, the clock, the knobs, the tokens, the request log.
+"""The Kaseya sandbox's state: the tenant's records, the clock, the knobs, the tokens, the fault plan, the
+request log.
 
 Every control-surface operation (`/_sandbox/...`) is a method here too, so tests can drive the sandbox
 from Python or over HTTP alike. One re-entrant lock serialises the server thread and the caller's thread.
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from zk_pipelines.sandbox.faults import FAULT_KINDS, FaultInjector
 from zk_pipelines.sandbox.kaseya import editing
 from zk_pipelines.sandbox.kaseya.auth import TokenStore
 from zk_pipelines.sandbox.kaseya.records import Tenant
@@ -70,6 +72,7 @@ class KaseyaState:
         self.default_knobs = knobs or Knobs()
         self.knobs = self.default_knobs
         self.limiter = SlidingWindowLimiter(self.clock, self.knobs.rate_limit)
+        self.faults = FaultInjector(FAULT_KINDS)
         self.seed, self.scale = seed, scale
         self.tenant: Tenant = seed_tenant(seed, scale, self.clock.now())
 
@@ -79,8 +82,8 @@ class KaseyaState:
     # --- control operations ---------------------------------------------------------------------------
 
     def reset(self, seed: int | None = None, scale: str | None = None) -> None:
-        """A fresh tenant (the given or current seed and scale), default knobs, no tokens, an empty request
-        log, the clock back to real time and the rate-limit windows empty."""
+        """A fresh tenant (the given or current seed and scale), default knobs, no fault plan, no tokens, an
+        empty request log, the clock back to real time and the rate-limit windows empty."""
         scale = scale or self.scale
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r} (known: {', '.join(SCALES)})")
@@ -91,6 +94,7 @@ class KaseyaState:
             self.knobs = self.default_knobs
             self.limiter.limit = self.knobs.rate_limit
             self.limiter.reset()
+            self.faults.clear()
             self.tokens.clear()
             self.log.clear()
             self.tenant = seed_tenant(self.seed, self.scale, self.clock.now())
@@ -108,6 +112,27 @@ class KaseyaState:
             self.knobs = _checked_knobs(self.knobs, changes)
             self.limiter.limit = self.knobs.rate_limit
             return self.knobs
+
+    def set_faults(self, **plan: Any) -> dict[str, Any]:
+        """Replace the fault plan: `set_faults(seed=42, rules=[{"kind": "http_error", "rate": 0.5}])` (see
+        `sandbox/faults.py` and the README); returns it as `fault_plan()` shows it."""
+        return self.faults.configure(plan)
+
+    def fault_plan(self) -> dict[str, Any]:
+        """The plan, each rule's matched and injected requests, and the injections by kind and route."""
+        return self.faults.view()
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        return self.faults.counts()
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def expire_access_token(self, access_token: str) -> None:
+        """The access token stops working now, as if its lifetime had run out; its refresh token still works."""
+        with self.lock:
+            grant = self.tokens.resolve(access_token, self.clock.now())
+            grant.access_expires = self.clock.now()
 
     def requests(self) -> list[dict[str, Any]]:
         return self.log.as_json()

@@ -1,8 +1,8 @@
 """The Zomentum sandbox as an ASGI app: the API under `/v2`, the control surface under `/_sandbox/`.
 
 Every API request goes through `_dispatch`, the one place that matches the route table, authenticates,
-applies the rate limit, calls the handler, renders errors as `{"status_code", "message"}` and logs the
-request. Per-route fault injection (a later issue) belongs in `_dispatch`, keyed by `ApiRoute.template`.
+applies the rate limit, consults the fault plan (`sandbox/faults.py`, keyed by `ApiRoute.template`), calls the
+handler, renders errors as `{"status_code", "message"}` and logs the request.
 """
 
 from __future__ import annotations
@@ -12,16 +12,22 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from zk_pipelines.sandbox.runtime import LoggedRequest
+from zk_pipelines.sandbox.faults import (
+    TOKEN_EXPIRY,
+    ConnectionDroppingStarlette,
+    Fault,
+    FaultLoggedRequest,
+    ServedRoute,
+    deliver,
+)
 from zk_pipelines.sandbox.zomentum.schema import RESOURCES, ApiProblem, bad_request, format_timestamp
 from zk_pipelines.sandbox.zomentum.state import API_USER_EMAIL, ZAPIER_DOCUMENTS, ZomentumState
 
@@ -118,13 +124,22 @@ def api_routes() -> list[ApiRoute]:
     return routes
 
 
+def _inject(state: ZomentumState, fault: Fault, request: Request, token: str | None) -> NoReturn:
+    """Answer as the fault says instead of calling the handler."""
+    if fault.kind == TOKEN_EXPIRY and token is not None:
+        state.expire_access_token(token)
+        state.authenticate(request.headers.get("authorization"))  # raises the 401 an expired token gets
+    raise ApiProblem(fault.status, fault.message, fault.headers)
+
+
 def _logged_query(request: Request) -> str:
     pairs = [(k, "***" if k in _SECRET_PARAMS else v) for k, v in request.query_params.multi_items()]
     return urlencode(pairs, safe="*")
 
 
-def create_zomentum_app(state: ZomentumState) -> Starlette:
+def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
     routes = api_routes()
+    state.faults.serve(ServedRoute(r.method, r.template, auth=not r.authenticated) for r in routes)
 
     def find_route(method: str, path: str) -> tuple[ApiRoute | None, dict[str, str], list[str]]:
         allowed = []
@@ -143,6 +158,8 @@ def create_zomentum_app(state: ZomentumState) -> Starlette:
         route, params, allowed = find_route(method, path)
         body: Any = None
         user = None
+        token: str | None = None
+        fault: Fault | None = None
         try:
             if raw:
                 try:
@@ -159,13 +176,18 @@ def create_zomentum_app(state: ZomentumState) -> Starlette:
                 token = state.authenticate(request.headers.get("authorization"))
                 user = API_USER_EMAIL
                 state.admit(token)
+            fault = state.faults.decide(method, route.template, auth_route=not route.authenticated)
+            if fault is not None and fault.before_operation:
+                _inject(state, fault, request, token)
             response = route.handler(state, ApiCall(params, dict(request.query_params), body))
         except ApiProblem as problem:
             response = _problem(problem)
-        state.log.add(LoggedRequest(
+        delivery = deliver(response, fault)
+        state.log.add(FaultLoggedRequest(
             at=format_timestamp(state.now()), method=method, path=path, query=_logged_query(request),
-            status=response.status_code, body=body, user=user, route=route.template if route else None))
-        return response
+            status=delivery.status, body=body, user=user, route=route.template if route else None,
+            fault=delivery.fault))
+        return delivery.response
 
     async def control(handler: Callable[[Any], Any], request: Request, status: int = 200) -> Response:
         raw = await request.body()
@@ -185,7 +207,8 @@ def create_zomentum_app(state: ZomentumState) -> Starlette:
             "api": "/v2",
             "openapi": "/_sandbox/openapi.yaml",
             "control": ["POST /_sandbox/reset {seed?, scale?}", "GET|DELETE /_sandbox/requests",
-                        "GET|POST /_sandbox/knobs", "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
+                        "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}",
+                        "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
                         "POST /_sandbox/documents", "POST /_sandbox/documents/{document_id}/revisions",
                         "GET /_sandbox/records/{resource}"],
         })
@@ -209,6 +232,14 @@ def create_zomentum_app(state: ZomentumState) -> Starlette:
         if request.method == "GET":
             return _json(state.knobs())
         return await control(lambda body: state.set_knobs(**body), request)
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.clear_faults()
+            return Response(status_code=204)
+        if request.method == "GET":
+            return _json(state.fault_plan())
+        return await control(lambda body: state.set_faults(**body), request)
 
     async def clock(request: Request) -> Response:
         return _json({"now": format_timestamp(state.now())})
@@ -241,12 +272,13 @@ def create_zomentum_app(state: ZomentumState) -> Starlette:
         detail = exc.detail if isinstance(exc, HTTPException) else "internal sandbox error"
         return JSONResponse({"status_code": status, "message": detail}, status_code=status)
 
-    return Starlette(
+    return ConnectionDroppingStarlette(
         routes=[
             Route("/_sandbox/", index, methods=["GET"]),
             Route("/_sandbox/reset", reset, methods=["POST"]),
             Route("/_sandbox/requests", requests_log, methods=["GET", "DELETE"]),
             Route("/_sandbox/knobs", knobs, methods=["GET", "POST"]),
+            Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sandbox/clock", clock, methods=["GET"]),
             Route("/_sandbox/clock/advance", clock_advance, methods=["POST"]),
             Route("/_sandbox/documents", documents, methods=["POST"]),

@@ -1,4 +1,5 @@
-"""Everything the Zomentum sandbox knows: records, document revisions, tokens, knobs, clock, request log.
+"""Everything the Zomentum sandbox knows: records, document revisions, tokens, knobs, fault plan, clock,
+request log.
 
 The HTTP app (`app.py`) is a thin layer over this object; tests and the demo call the same methods
 directly (`reset`, `set_knobs`, `advance_clock`, `create_document`, `records`, ...), which is what the
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from zk_pipelines.sandbox.faults import FAULT_KINDS, SUCCESS_FALSE, FaultInjector
 from zk_pipelines.sandbox.runtime import RequestLog, SandboxClock, SlidingWindowLimiter
 from zk_pipelines.sandbox.world import SCALES, build_world
 from zk_pipelines.sandbox.zomentum.documents import (
@@ -141,12 +143,14 @@ class ZomentumState:
             "rate_limit_window_seconds": rate_limit_window_seconds,
         })
         self._lock = threading.RLock()
+        self.faults = FaultInjector(k for k in FAULT_KINDS if k != SUCCESS_FALSE)  # no envelope to say false in
         self.reset()
 
     # ----- control surface -------------------------------------------------------------------------
 
     def reset(self, seed: int | None = None, scale: str | None = None) -> None:
-        """Back to the seeded account (optionally another seed or scale): records, clock, knobs, tokens, log."""
+        """Back to the seeded account (optionally another seed or scale): records, clock, knobs, no fault plan,
+        tokens, log."""
         if scale is not None and scale not in SCALES:
             raise bad_request("scale", f"{scale!r} is not one of {', '.join(SCALES)}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -158,6 +162,7 @@ class ZomentumState:
                 self.scale = scale
             self.clock.reset()
             self.log.clear()
+            self.faults.clear()
             self._knobs = self._start_knobs
             self._limiter = self._make_limiter(self._knobs)
             self._new_id = IdMaker(self.seed)
@@ -179,6 +184,24 @@ class ZomentumState:
             self._knobs = self._checked_knobs(self._knobs, changes)
             self._limiter = self._make_limiter(self._knobs)
             return self.knobs()
+
+    def set_faults(self, **plan: Any) -> dict[str, Any]:
+        """Replace the fault plan: `set_faults(seed=42, rules=[{"kind": "http_error", "rate": 0.5}])` (see
+        `sandbox/faults.py` and the README); returns it as `fault_plan()` shows it."""
+        try:
+            return self.faults.configure(plan)
+        except ValueError as exc:
+            raise ApiProblem(400, str(exc)) from None
+
+    def fault_plan(self) -> dict[str, Any]:
+        """The plan, each rule's matched and injected requests, and the injections by kind and route."""
+        return self.faults.view()
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        return self.faults.counts()
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -307,6 +330,12 @@ class ZomentumState:
             if token in self._retired_tokens:
                 raise ApiProblem(401, "the access token was invalidated by a newer one")
         raise ApiProblem(401, "invalid access token")
+
+    def expire_access_token(self, token: str) -> None:
+        """The access token stops working now, as if its lifetime had run out (the refresh token still works)."""
+        with self._lock:
+            if self._access_token and hmac.compare_digest(token.encode(), self._access_token.encode()):
+                self._access_expires_at = self.clock.now()
 
     def admit(self, token: str) -> None:
         """Count a request against the token's rate limit; 429 with Retry-After past it."""
