@@ -260,7 +260,7 @@ def insert_rejects(connection: duckdb.DuckDBPyConnection, rejects: pd.DataFrame,
                    partition_key: str | None, now: datetime) -> int:
     if not len(rejects):
         return 0
-    frame = rejects[list(REJECT_COLUMNS)].copy()
+    frame = rejects[[name for name, _ in REJECT_COLUMNS]].copy()
     frame["kaseya_id"] = frame["kaseya_id"].astype("string")
     frame.columns = ["entity", "kaseya_id", "check_name", "column_name", "value", "reason"]
     connection.register("incoming_rejects", frame)
