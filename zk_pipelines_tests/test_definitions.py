@@ -1,22 +1,59 @@
-"""The code location loads, and its names are pinned: renaming an asset, job or sensor is a visible change."""
+"""The code location loads, and its names are pinned: renaming an asset, check, job, schedule or sensor is a
+visible change."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
+import yaml
 
-from zk_pipelines.definitions import defs
+from zk_pipelines.definitions import build_definitions, defs
+
+PULL_ASSETS = {
+    *(f"raw/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
+                                        "opportunity_statuses", "account_types", "product_categories",
+                                        "warehouses", "lookups")),
+    "settings/resolved",
+    *(f"stg/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
+                                        "opportunity_statuses")),
+    *(f"mapped/zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
+    *(f"zomentum/{name}" for name in ("clients", "client_users", "opportunities", "items")),
+}
 
 
-def test_definitions_load():
-    assert isinstance(defs, dg.Definitions)
-    repository = defs.get_repository_def()
-    assert repository.name
+def test_the_code_location_loads_lazily_from_the_workspace_module():
+    loaded = defs()
+    assert isinstance(loaded, dg.Definitions)
+    assert loaded.get_repository_def().name
+
+
+def test_every_pull_asset_check_job_and_schedule_name_is_pinned():
+    repository = build_definitions().get_repository_def()
+    assets = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert PULL_ASSETS <= assets
+    checks = {(key.asset_key.to_user_string(), key.name) for key in repository.asset_graph.asset_check_keys}
+    assert {(f"stg/kaseya_{name}", "reject_share_within_limit")
+            for name in ("accounts", "contacts", "opportunities", "products")} <= checks
+    assert "hourly_sync_job" in {job.name for job in repository.get_all_jobs()}
+    schedule = repository.get_schedule_def("hourly_sync_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "hourly_sync_job"
+
+
+def test_every_step_that_calls_an_api_or_writes_duckdb_is_in_a_pool():
+    repository = build_definitions().get_repository_def()
+    for key in repository.asset_graph.get_all_asset_keys():
+        node = repository.asset_graph.get(key).assets_def
+        pools = {op.pool for op in [node.op]}
+        prefix = key.path[0]
+        expected = {"raw": "kaseya_api", "settings": "zomentum_api", "stg": "duckdb", "mapped": "duckdb",
+                    "zomentum": "zomentum_api"}.get(prefix)
+        if expected:
+            assert pools == {expected}, key
 
 
 def test_dagster_yaml_limits_every_pool_to_one():
-    import yaml
-    from pathlib import Path
-
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
     assert config["telemetry"] == {"enabled": False}
     assert config["concurrency"]["pools"]["default_limit"] == 1

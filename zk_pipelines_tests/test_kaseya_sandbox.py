@@ -10,7 +10,9 @@ import requests
 
 from zk_pipelines.sandbox.kaseya import PASSWORD, TENANT, USERNAME, KaseyaState
 from zk_pipelines.sandbox.kaseya.dto import parse_datetime, wire_datetime
-from zk_pipelines.sandbox.world import HISTORY_DAYS
+from zk_pipelines.sandbox.world import SCALES
+
+HISTORY_DAYS = SCALES["small"].history_days
 
 
 def error_of(response: requests.Response) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load")
+PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load", "audit")
 
 
 def hourly_sync_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:

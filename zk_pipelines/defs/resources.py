@@ -56,7 +56,9 @@ class PullTuning(dg.ConfigurableResource):
     """Knobs of the hourly pull."""
 
     overlap_minutes: int = 15  # how far before each window the Kaseya query starts
-    max_reject_share: float = 0.2  # above this share of rejected rows, the blocking check stops the load
+    max_reject_share: float = 0.2  # above this share of rejected rows, the blocking check stops the load...
+    min_rejects_to_block: int = 5  # ...once at least this many rows are rejected (a quiet hour's one bad row
+    # is reported, not allowed to stop the load)
     pricing_calls_per_hour: int = 300  # per-product pricing calls (3 per product) allowed per run
 
 

@@ -62,16 +62,20 @@ def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.A
         report = stage_entity(config.duckdb_path, entity, window, run_id=context.run.run_id,
                               partition_key=partition_label(context), now=now())
         metadata = {"rows_read": report.read, "rows_staged": report.staged,
-                    "records_rejected": report.rejected_records, "reject_share": round(report.reject_share, 4),
+                    "records_rejected": report.rejected_records, "records_waiting_for_parent": report.waiting_records,
+                    "reject_share": round(report.reject_share, 4),
                     "rejects": reject_table(report.rejects)}
         checks = []
         if check_specs:
-            passed = report.reject_share <= tuning.max_reject_share
+            passed = (report.reject_share <= tuning.max_reject_share
+                      or report.rejected_records < tuning.min_rejects_to_block)
             checks.append(dg.AssetCheckResult(
                 check_name="reject_share_within_limit", passed=passed,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=(f"{report.rejected_records} of {report.read} rows rejected "
-                             f"({report.reject_share:.1%}; limit {tuning.max_reject_share:.0%})"),
+                description=(f"{report.rejected_records} of {report.read - report.waiting_records} rows rejected "
+                             f"({report.reject_share:.1%}; limit {tuning.max_reject_share:.0%} once "
+                             f"{tuning.min_rejects_to_block} rows are rejected); {report.waiting_records} waiting "
+                             "for their account or status"),
                 metadata={"records_rejected": report.rejected_records, "rows_read": report.read,
                           "sample": reject_table(report.rejects)},
             ))

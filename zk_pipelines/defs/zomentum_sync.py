@@ -10,7 +10,7 @@ from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_label, run_w
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS, ZomentumTarget
-from zk_pipelines.pull.load import load_target
+from zk_pipelines.pull.load import KASEYA_LINK_ENTITY, kaseya_link, load_target
 from zk_pipelines.pull.map import map_target
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.storage.database import connect
@@ -59,16 +59,34 @@ def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefiniti
     return mapped
 
 
-def _event_table(events, *, link_title: str) -> dg.MetadataValue:
-    lines = [f"| Kaseya id | Zomentum id | {'reason' if link_title == 'failures' else 'link'} |", "|---|---|---|"]
-    for event in events[:TABLE_ROWS]:
-        if link_title == "failures":
-            tail = (event.reason or "").replace("|", "\\|").replace("\n", " ")
-        else:
-            tail = f"[Go to {link_title}]({event.link})" if event.link else ""
-        lines.append(f"| {event.kaseya_id or ''} | {event.zomentum_id or ''} | {tail} |")
+FAILURE_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("entity", "string"), dg.TableColumn("kaseya_id", "string"),
+    dg.TableColumn("zomentum_id", "string"), dg.TableColumn("reason", "string"),
+])
+
+
+def _failure_table(target: ZomentumTarget, events, run_id: str) -> dg.MetadataValue:
+    # A table (not markdown): the Dagster UI shows it inline on the asset page, however long.
+    records = [dg.TableRecord({"entity": event.entity, "kaseya_id": event.kaseya_id or "",
+                               "zomentum_id": event.zomentum_id or "", "reason": event.reason or ""})
+               for event in events[:TABLE_ROWS]]
     if len(events) > TABLE_ROWS:
-        lines.append(f"| ... | {len(events) - TABLE_ROWS} more in audit.sync_events | |")
+        records.append(dg.TableRecord({"entity": target.name, "kaseya_id": "...", "zomentum_id": "",
+                                       "reason": f"{len(events) - TABLE_ROWS} more: zk audit --run {run_id[:8]} "
+                                                 f"--entity {target.name} --status error"}))
+    return dg.MetadataValue.table(records=records, schema=FAILURE_COLUMNS)
+
+
+def _created_table(target: ZomentumTarget, events, resolved) -> dg.MetadataValue:
+    kaseya_entity = KASEYA_LINK_ENTITY[target.name]
+    lines = ["| Kaseya id | Zomentum id | Zomentum | Kaseya |", "|---|---|---|---|"]
+    for event in events[:TABLE_ROWS]:
+        zomentum = f"[Go to {target.label}]({event.link})" if event.link else ""
+        kaseya = (f"[Go to Kaseya {kaseya_entity}]({kaseya_link(resolved, target.name, event.kaseya_id)})"
+                  if event.kaseya_id else "")
+        lines.append(f"| {event.kaseya_id or ''} | {event.zomentum_id or ''} | {zomentum} | {kaseya} |")
+    if len(events) > TABLE_ROWS:
+        lines.append(f"| ... | {len(events) - TABLE_ROWS} more in audit.sync_events | | |")
     return dg.MetadataValue.md("\n".join(lines) if events else "none")
 
 
@@ -95,8 +113,11 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
             **counts,
             "zomentum_writes": report.zomentum_writes,
             "zomentum_calls": client.counter.sent,
-            "failures": _event_table(report.failures, link_title="failures"),
-            "created_records": _event_table(report.created, link_title=target.label),
+            # Zomentum publishes no quota: what its rate limit cost is the retries and the time waited.
+            "zomentum_retries": client.counter.retries,
+            "zomentum_retry_wait_seconds": round(client.counter.waited_seconds, 1),
+            "failures": _failure_table(target, report.failures, context.run.run_id),
+            "created_records": _created_table(target, report.created, resolved),
             "settings_fingerprint": resolved.fingerprint,
         })
 

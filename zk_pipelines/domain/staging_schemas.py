@@ -400,10 +400,10 @@ def _reason(entity: StagedEntity, kaseya_id: Any, check: str, column: str | None
         return f"{subject}: {label} {shown} is not one of the values the pipeline knows"
     if check == "known_account":
         return (f"{subject}: {label} {shown} is not a Kaseya account the pipeline has staged (unknown, or "
-                "itself rejected); fix or sync that account first")
+                "itself rejected); it waits and is staged again every run until its account is")
     if check == "known_status":
         return (f"{subject}: {label} {shown} is not a known Kaseya opportunity status; refresh the status "
-                "lookup or fix the opportunity in Kaseya")
+                "lookup or fix the opportunity in Kaseya; it is staged again every run")
     if check == "pricing_levels":
         return f"{subject}: pricing levels {_pricing_problem(value) or 'are invalid'}; correct them in Kaseya"
     if check == "address_list":

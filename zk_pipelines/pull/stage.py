@@ -24,8 +24,10 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
+    deferred_ids,
     insert_rejects,
     read_pricing,
+    read_raw_ids,
     read_raw_window,
     read_snapshot,
     read_stg,
@@ -34,23 +36,32 @@ from zk_pipelines.storage.pull_store import (
 )
 
 
+# Checks of references (known_account, known_status): the record waits for its parent rather than being bad.
+FOREIGN_KEY_CHECK = "known_"
+
+
 @dataclass(frozen=True)
 class StageReport:
     entity: str
     read: int
     staged: int
-    rejected_records: int
+    rejected_records: int  # failed a check on their own content
+    waiting_records: int  # only their account or status is not staged yet: retried every run, not bad
     rejects: pd.DataFrame  # one line per failed check
 
     @property
     def reject_share(self) -> float:
-        return self.rejected_records / self.read if self.read else 0.0
+        judged = self.read - self.waiting_records
+        return self.rejected_records / judged if judged else 0.0
 
 
 def _staged_rows(connection, entity: str, window: ExtractionWindow | None) -> list[dict]:
     if entity in ("accounts", "contacts", "opportunities"):
         assert window is not None
         records = read_raw_window(connection, f"kaseya_{entity}", window.query_from, window.query_to)
+        seen = {int(r.get("id") or r.get("Id") or 0) for r in records if isinstance(r, dict)}
+        retry = [i for i in deferred_ids(connection, entity) if i not in seen]
+        records += read_raw_ids(connection, f"kaseya_{entity}", retry)
         if entity == "contacts":
             return stage_contacts(records)
         emails = employee_emails(read_stg(connection, "employees").to_dict("records"))
@@ -79,6 +90,10 @@ def stage_entity(database: Path, entity: str, window: ExtractionWindow | None, *
         valid, rejects = validate_rows(entity, pd.DataFrame(rows), known_ids=known)
         staged = upsert_stg(connection, entity, valid, run_id=run_id, now=now)
         insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
-    rejected = rejects["kaseya_id"].nunique(dropna=False) if len(rejects) else 0
-    return StageReport(entity=entity, read=len(rows), staged=staged, rejected_records=int(rejected),
-                       rejects=rejects)
+    waiting_only = set()
+    rejected = set()
+    if len(rejects):
+        for kaseya_id, checks in rejects.groupby("kaseya_id", dropna=False)["check"]:
+            (waiting_only if all(str(c).startswith(FOREIGN_KEY_CHECK) for c in checks) else rejected).add(kaseya_id)
+    return StageReport(entity=entity, read=len(rows), staged=staged, rejected_records=len(rejected),
+                       waiting_records=len(waiting_only), rejects=rejects)

@@ -20,15 +20,18 @@ class Scale:
     opportunities: int
     products: int
     employees: int
+    history_days: int = 90  # CreatedOn/ModifiedOn are spread over this many days before "now", for backfills
 
 
 SCALES: dict[str, Scale] = {
     "small": Scale("small", accounts=40, contacts_per_account=3, opportunities=50, products=30, employees=8),
+    # small, with its history in the last 2 days: pipeline tests backfill 48 hourly partitions, not 2,160.
+    "small_recent": Scale("small_recent", accounts=40, contacts_per_account=3, opportunities=50, products=30,
+                          employees=8, history_days=2),
     "medium": Scale("medium", accounts=2000, contacts_per_account=3, opportunities=2000, products=1000, employees=25),
     "large": Scale("large", accounts=20000, contacts_per_account=3, opportunities=20000, products=10000, employees=60),
 }
 
-HISTORY_DAYS = 90  # CreatedOn/ModifiedOn are spread over this many days before "now", for backfills.
 
 _FIRST = ["Anna", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kavya", "Liam",
           "María", "Noah", "Olga", "Pedro", "Quinn", "Rania", "Søren", "Tomás", "Uma", "Viktor", "Wen", "Yusuf",
@@ -161,8 +164,8 @@ def _address(rng: random.Random, label: str) -> Address:
     )
 
 
-def _moment(rng: random.Random, now: datetime) -> tuple[datetime, datetime]:
-    created = now - timedelta(seconds=rng.randint(3600, HISTORY_DAYS * 86400))
+def _moment(rng: random.Random, now: datetime, history_days: int) -> tuple[datetime, datetime]:
+    created = now - timedelta(seconds=rng.randint(3600, history_days * 86400))
     modified = created + timedelta(seconds=rng.randint(0, int((now - created).total_seconds()) - 60))
     return created.replace(microsecond=0), modified.replace(microsecond=0)
 
@@ -205,7 +208,7 @@ def build_world(seed: int, scale: str | Scale, now: datetime | None = None) -> W
             first, last = rng.choice(_FIRST), rng.choice(_LAST)
             contacts.append(Person(first, last, f"{_slug(first)}.{_slug(last)}.{k}@{domain}"))
             titles.append(rng.choice([None, "Office Manager", "CEO", "IT Lead", "Controller", "Owner"]))
-        created, modified = _moment(rng, now)
+        created, modified = _moment(rng, now, scale.history_days)
         companies.append(Company(
             index=i, name=name, website=rng.choice([None, f"https://www.{domain}"]),
             account_manager=rng.randrange(scale.employees), locations=tuple(locations),
@@ -219,7 +222,7 @@ def build_world(seed: int, scale: str | Scale, now: datetime | None = None) -> W
         noun = rng.choice(_PRODUCT_NOUNS[ptype])
         manufacturer = rng.choice(MANUFACTURERS)
         cost = round(rng.uniform(5, 1500), 2)
-        created, _ = _moment(rng, now)
+        created, _ = _moment(rng, now, scale.history_days)
         products.append(Product(
             index=i, part_number=f"{ptype[:2].upper()}-{seed % 100:02d}{i:05d}", name=f"{manufacturer} {noun} #{i}",
             description=f"{noun} by {manufacturer}", type=ptype, manufacturer=manufacturer,
@@ -229,7 +232,7 @@ def build_world(seed: int, scale: str | Scale, now: datetime | None = None) -> W
     deals = []
     for i in range(scale.opportunities):
         company = rng.randrange(scale.accounts)
-        created, modified = _moment(rng, now)
+        created, modified = _moment(rng, now, scale.history_days)
         deals.append(Deal(
             index=i, company=company, contact=rng.randrange(scale.contacts_per_account),
             sales_rep=rng.randrange(scale.employees),

@@ -252,6 +252,21 @@ def read_stg(connection: duckdb.DuckDBPyConnection, entity: str, *, modified_fro
     ).df()
 
 
+def deferred_ids(connection: duckdb.DuckDBPyConnection, entity: str) -> list[int]:
+    """Raw records held back only because a record they reference (an account, a status) was not staged
+    yet: staged again by every run until the reference arrives, so that a contact extracted an hour before
+    its account is not lost."""
+    rows = connection.execute(
+        f"""SELECT DISTINCT r.kaseya_id FROM raw.kaseya_{entity} r
+            JOIN audit.rejects j ON j.entity = $entity AND j.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
+            WHERE starts_with(j.check_name, $prefix)
+              AND r.kaseya_id NOT IN (SELECT kaseya_id FROM stg.kaseya_{entity})
+            ORDER BY r.kaseya_id""",
+        {"entity": entity, "prefix": "known_"},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def stg_ids(connection: duckdb.DuckDBPyConnection, entity: str) -> set[int]:
     return {r[0] for r in connection.execute(f"SELECT kaseya_id FROM stg.kaseya_{entity}").fetchall()}
 

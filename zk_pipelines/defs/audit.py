@@ -1,0 +1,67 @@
+"""Group `audit`: the entity-level audit log (`audit.sync_events`, validation rejects counted as errors),
+summarised after every hourly sync. The run-level audit log is the materialization history of the load and
+push assets; `zk audit` and `zk history` list the entries behind these counts."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from zk_pipelines.defs.partitions import SINGLE_RUN, now
+from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
+from zk_pipelines.storage.audit_store import EntityOutcomes, entity_outcomes, has_ledger
+from zk_pipelines.storage.database import connect
+
+GROUP = "audit"
+AUDIT_KEY = dg.AssetKey(["audit", "sync_events"])
+RECENT = timedelta(days=1)
+
+OUTCOME_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("direction", "string", description="pull (Kaseya -> Zomentum) or push (Zomentum -> Kaseya)"),
+    dg.TableColumn("entity", "string"),
+    dg.TableColumn("last_run", "string", description="the last run that recorded an outcome for the entity"),
+    dg.TableColumn("last_run_at", "string", description="UTC"),
+    dg.TableColumn("last_run_succeeded", "int"),
+    dg.TableColumn("last_run_errors", "int", description="failed writes and validation rejects"),
+    dg.TableColumn("last_day_succeeded", "int"),
+    dg.TableColumn("last_day_errors", "int"),
+])
+
+
+def outcome_table(outcomes: list[EntityOutcomes]) -> dg.MetadataValue:
+    return dg.MetadataValue.table(schema=OUTCOME_COLUMNS, records=[dg.TableRecord({
+        "direction": o.direction, "entity": o.entity, "last_run": o.last_run_id or "",
+        "last_run_at": o.last_run_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "last_run_succeeded": o.last_run_succeeded, "last_run_errors": o.last_run_errors,
+        "last_day_succeeded": o.recent_succeeded, "last_day_errors": o.recent_errors,
+    }) for o in outcomes])
+
+
+def audit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=AUDIT_KEY, group_name=GROUP, partitions_def=partitions, backfill_policy=SINGLE_RUN, pool="duckdb",
+        kinds={"duckdb"}, deps=[dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS],
+        description="The ledger: every outcome of every record the pull or the push touched (created, matched, "
+                    "updated, unchanged, failed with its reason, skipped), with run id, ids in both systems, "
+                    "changed fields and links; validation rejects (audit.rejects) count as errors of the pull. "
+                    "Materialized after each hourly sync with, per entity, the successes and errors of the last "
+                    "run and of the last 24 hours. `zk audit` lists the entries, `zk history` follows one record.",
+    )
+    def sync_events(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
+        config = tenant.config()
+        with connect(config.duckdb_path, read_only=True) as connection:
+            outcomes = entity_outcomes(connection, now() - RECENT) if has_ledger(connection) else []
+        this_run = context.run.run_id
+        return dg.MaterializeResult(metadata={
+            "outcomes": outcome_table(outcomes),
+            "errors_this_run": sum(o.last_run_errors for o in outcomes if o.last_run_id == this_run),
+            "succeeded_this_run": sum(o.last_run_succeeded for o in outcomes if o.last_run_id == this_run),
+            "errors_last_day": sum(o.recent_errors for o in outcomes),
+            "succeeded_last_day": sum(o.recent_succeeded for o in outcomes),
+            "details": dg.MetadataValue.md(
+                f"`zk audit --run {this_run[:8]} --status error` lists this run's errors; "
+                "`zk history client|contact|opportunity|item ID` follows one record."),
+        })
+
+    return sync_events

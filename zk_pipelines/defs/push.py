@@ -1,0 +1,136 @@
+"""The push path: the Won-document sensor -> the push job -> Kaseya, ledgered (`push.documents`,
+`push.requests`, `audit.sync_events`).
+
+- Zomentum as CRM: `won_document_sensor` (running by default) launches `push_document_job` once per
+  document version newly marked Won.
+- Kaseya as CRM: a person launches `push_document_job` from the launchpad (or runs `zk push`) for one
+  document, after reviewing what it will send with `dry_run: true`.
+"""
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.domain.push_plan import render_plan
+from zk_pipelines.domain.settings import load_settings
+from zk_pipelines.push.failures import PushFailed
+from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
+from zk_pipelines.push.won_documents import PollCursor, poll_won_documents
+
+PUSH_JOB = "push_document_job"
+PUSH_OP = "push_won_document"
+WON_DOCUMENT_SENSOR = "won_document_sensor"
+DOCUMENT_TAG = "zk/document_id"
+VERSION_TAG = "zk/document_version"
+
+
+class PushConfig(dg.Config):
+    """What to push: the document, optional overrides of the opportunity and quote fields (as in the
+    spec's "Push Changes to PSA" pop-up), and whether to only show the writes."""
+
+    document_id: str = Field(description="The Zomentum document id.")
+    overrides: list[str] = Field(
+        default=[],
+        description="field=value overrides: subject, close_date, probability, amount, customer_po, description, "
+                    "status_id, type_id, rating_id, lead_source_id, contact_id, sales_representative_user_id, "
+                    "quote.name, quote.expiry_date, quote.status_id, quote.sales_representative_user_id.",
+    )
+    dry_run: bool = Field(default=False, description="Plan and show every Kaseya write (method, path, body); "
+                                                      "send nothing.")
+
+
+def push_run_config(document_id: str, overrides: Sequence[str] = (), dry_run: bool = False) -> dict:
+    return {"ops": {PUSH_OP: {"config": {"document_id": document_id, "overrides": list(overrides),
+                                         "dry_run": dry_run}}}}
+
+
+def _tag_run(context: dg.OpExecutionContext, document_id: str, version: str | None) -> None:
+    tags = {DOCUMENT_TAG: document_id}
+    if version is not None:
+        tags[VERSION_TAG] = version
+    context.instance.add_run_tags(context.run_id, tags)
+
+
+@dg.op(
+    name=PUSH_OP, pool="kaseya_api",
+    description="Push one Zomentum document to Kaseya: the opportunity (created or fully replaced), and with "
+                "push_quotes_on_won the quote and its lines and the catalogue items they need; Kaseya read back "
+                "and compared; the Kaseya link written onto the Zomentum opportunity. Exactly once: every write "
+                "is ledgered before and after it is sent (push.requests) and an interrupted push's records are "
+                "found by their document marker and adopted.",
+)
+def push_won_document(context: dg.OpExecutionContext, config: PushConfig, tenant: TenantResource
+                      ) -> dg.Output[None]:
+    sources = PushSources.from_config(tenant.config())
+    try:
+        outcome = push_document(sources, config.document_id, config.overrides, dry_run=config.dry_run,
+                                run_id=context.run_id)
+    except PushFailed as failure:
+        _tag_run(context, failure.document_id, failure.document_version)
+        raise dg.Failure(description=str(failure), metadata={
+            "document_id": failure.document_id,
+            "document_version": failure.document_version or "unknown",
+            "audit_log": "audit.sync_events (direction push), push.documents, push.requests",
+        }) from failure
+    _tag_run(context, outcome.document_id, outcome.document_version)
+    context.log.info(render_outcome(outcome))
+    metadata: dict = {
+        "document_id": outcome.document_id,
+        "document_version": outcome.document_version,
+        "settings_fingerprint": outcome.settings_fingerprint,
+        "dry_run": outcome.dry_run,
+        "planned_writes": len(outcome.plan.requests),
+    }
+    if outcome.dry_run:
+        metadata["plan"] = dg.MetadataValue.md(f"```\n{render_plan(outcome.plan)}\n```")
+    else:
+        metadata.update({
+            "kaseya_writes": len(outcome.sent),
+            "kaseya_opportunity_id": outcome.ids.opportunity_id,
+            "kaseya_opportunity": dg.MetadataValue.url(outcome.opportunity_link or ""),
+            "kaseya_quote_id": outcome.ids.quote_id if outcome.ids.quote_id is not None else "none",
+            "recovered": "\n".join(outcome.recovered) or "nothing in doubt",
+            "writes_sent": dg.MetadataValue.md(f"```\n{render_outcome(outcome)}\n```"),
+        })
+    return dg.Output(None, metadata=metadata)
+
+
+def build_push_job() -> dg.JobDefinition:
+    @dg.job(name=PUSH_JOB, executor_def=dg.in_process_executor,
+            description="Push one Zomentum document to Kaseya (config: document_id, overrides, dry_run).")
+    def push_document_job() -> None:
+        push_won_document()
+
+    return push_document_job
+
+
+def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+                              ) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=WON_DOCUMENT_SENSOR, job=job, default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        description="Zomentum as CRM: polls Zomentum for documents newly marked Won (cursor on updated_at) and "
+                    "launches the push job once per document version (run key: document id and version). Does "
+                    "nothing in kaseya_as_crm mode, where documents are pushed on demand.",
+    )
+    def won_document_sensor(context: dg.SensorEvaluationContext, tenant: TenantResource
+                            ) -> dg.SensorResult | dg.SkipReason:
+        config = tenant.config()
+        assert config.settings_path is not None
+        mode = load_settings(config.settings_path).mode
+        if not mode.pushes_won_opportunity:
+            return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
+                                 "launchpad)")
+        cursor = PollCursor.from_json(context.cursor) if context.cursor else None
+        found, new_cursor = poll_won_documents(tenant.zomentum_client(), cursor, clock())
+        requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
+                                  tags={DOCUMENT_TAG: document.document_id, VERSION_TAG: document.version})
+                    for document in found]
+        skip = None if requests else ("first poll: documents Won from now on are pushed" if cursor is None
+                                      else "no document newly marked Won")
+        return dg.SensorResult(run_requests=requests, cursor=new_cursor.to_json(), skip_reason=skip)
+
+    return won_document_sensor

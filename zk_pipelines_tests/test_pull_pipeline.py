@@ -1,0 +1,238 @@
+"""The hourly pull end to end: the real Dagster job, a real DuckDB file, both sandboxes over HTTP.
+Outcomes are checked in the sandboxes' own records, not in the pipeline's counters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
+from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
+
+
+@pytest.fixture(scope="module")
+def sandboxes():
+    kaseya = start_kaseya_sandbox(scale="small_recent")
+    zomentum = start_zomentum_sandbox(scale="small_recent")
+    yield kaseya, zomentum
+    kaseya.stop()
+    zomentum.stop()
+
+
+@pytest.fixture(scope="module")
+def synced_once(sandboxes, tmp_path_factory) -> PipelineHarness:
+    """One full sync shared by the tests that only read its outcome; the Kaseya request log of the backfill is
+    kept in `backfill_requests`."""
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("synced_once"))
+    harness.backfill_result = harness.backfill()
+    assert harness.backfill_result.success, step_errors(harness.backfill_result)
+    harness.backfill_requests = kaseya.state.requests()
+    return harness
+
+
+@pytest.fixture
+def harness(sandboxes, tmp_path) -> PipelineHarness:
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    return PipelineHarness(kaseya, zomentum, tmp_path)
+
+
+def synced(harness: PipelineHarness) -> PipelineHarness:
+    result = harness.backfill()
+    assert result.success, step_errors(result)
+    return harness
+
+
+def _default(entries: list[dict], field: str) -> str | None:
+    chosen = next((e for e in entries if e.get("isDefault")), entries[0] if entries else None)
+    return chosen.get(field) if chosen else None
+
+
+def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(synced_once):
+    harness = synced_once
+    cutoff = harness.current_hour - timedelta(hours=1)  # the backfill ends with the partition two hours ago
+    clients = harness.zomentum_records("client/companies")
+    users = {u["email"].lower(): u["id"] for u in harness.zomentum.state.records("users")}
+    employees = {e["id"]: e for e in harness.kaseya_records("employees")}
+    client_ids = harness.id_map("clients")
+    accounts = [a for a in harness.kaseya_records("accounts") if a["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H")]
+    assert len(accounts) > 20
+    for account in accounts:
+        client = clients[client_ids[str(account["id"])]]
+        assert client["name"] == account["accountName"]
+        assert client["website"] == account["website"]
+        main = next(loc for loc in account["locations"] if loc["isMain"])
+        billing = next((a for a in main["addresses"] if a["isBilling"]), None) or next(
+            a for a in main["addresses"] if a["isMain"])
+        assert client["billing_address"]["address_line_1"] == billing["address1"]
+        assert client["billing_address"]["city"] == billing["city"]
+        assert client["billing_address"]["pincode"] == billing["zipCode"]
+        manager_email = (employees.get(account["accountManagerId"]) or {}).get("emailAddress", "").lower()
+        assert client["owner_user_id"] == users.get(manager_email, users["api.user@msp.example"])
+
+    contacts = harness.zomentum_records("client/users")
+    contact_ids = harness.id_map("client_users")
+    kaseya_contacts = [c for c in harness.kaseya_records("contacts")
+                       if c["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H") and str(c["accountId"]) in client_ids]
+    assert len(kaseya_contacts) > 50
+    for contact in kaseya_contacts:
+        user = contacts[contact_ids[str(contact["id"])]]
+        assert user["name"] == {"first": contact["firstName"], "last": contact["lastName"]}
+        assert user["email"] == _default(contact["emails"], "emailAddress")
+        assert user["client_company_id"] == client_ids[str(contact["accountId"])]
+        assert user["contact_type"] == ("primary_contact" if contact["isPoc"] else "secondary_contact")
+        assert user["job_title"] == contact["jobTitle"]
+
+    opportunities = harness.zomentum_records("opportunities")
+    opportunity_ids = harness.id_map("opportunities")
+    assert len(opportunity_ids) > 20
+    kaseya_opportunities = {str(o["id"]): o for o in harness.kaseya_records("opportunities")}
+    for kaseya_id, zomentum_id in opportunity_ids.items():
+        source, target = kaseya_opportunities[kaseya_id], opportunities[zomentum_id]
+        assert target["name"] == source["subject"]
+        assert target["estimated_value"] == pytest.approx(source["amount"])
+        assert target["client_company_id"] == client_ids[str(source["accountId"])]
+        assert target["primary_client_user_id"] == contact_ids.get(str(source["contactId"]))
+        assert target["close_probability"] == round(source["probability"])
+
+    items = harness.zomentum_records("items")
+    item_ids = harness.id_map("items")
+    products = harness.kaseya_records("products")
+    assert set(item_ids) == {str(p["productIndexId"]) for p in products}
+    for product in products:
+        item = items[item_ids[str(product["productIndexId"])]]
+        assert item["manufacturer_part_number"] == product["productNumber"]
+        if not item["name"].endswith("(catalogue)"):  # matched, pre-existing Zomentum items keep their name
+            assert item["name"] == product["productName"]
+            retail = next(level for level in product["pricingLevels"] if level["isDefault"])
+            assert item["pricing"][0]["name"] == retail["name"]
+            assert item["pricing"][0]["sell_price"] == pytest.approx(retail["price"])
+            assert item["pricing"][0]["supplier_name"] == product["suppliers"][0]["name"]
+
+
+def test_existing_zomentum_records_are_matched_not_duplicated(synced_once):
+    harness = synced_once
+    names = [c["name"] for c in harness.zomentum.state.records("client/companies")]
+    assert len(names) == len(set(names))
+    kinds = dict(harness.sql("SELECT link_kind, count(*) FROM zomentum.id_map WHERE entity='clients' GROUP BY 1"))
+    assert kinds["matched"] >= 1 and kinds["created"] >= 1
+
+
+def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(harness):
+    synced(harness)
+    harness.zomentum.state.clear_requests()
+    result = harness.backfill()
+    assert result.success, step_errors(result)
+    assert harness.zomentum_writes() == []
+    assert materialization_metadata(result, "zomentum/clients")["created"] == 0
+
+
+def test_a_kaseya_edit_is_picked_up_by_the_next_hour_and_updates_exactly_that_record(harness):
+    synced(harness)
+    account_id = int(next(iter(harness.id_map("clients"))))
+    harness.kaseya.state.update_record("accounts", account_id, {"website": "https://renamed.example"})
+    next_hour = harness.current_hour - timedelta(hours=1)
+    harness.set_modified_on("accounts", account_id, next_hour + timedelta(minutes=20))
+    harness.zomentum.state.clear_requests()
+    before = harness.id_map("clients")
+
+    result = harness.run_hour(next_hour)
+
+    assert result.success, step_errors(result)
+    client_id = harness.id_map("clients")[str(account_id)]
+    puts = [e for e in harness.zomentum_writes() if e["method"] == "PUT"]  # new records of that hour aside
+    already_synced = {f"/v2/client/companies/{zid}" for zid in before.values()}
+    assert [e["path"] for e in puts if e["path"] in already_synced] == [f"/v2/client/companies/{client_id}"]
+    assert next(e for e in puts if e["path"].endswith(client_id))["body"] == {"website": "https://renamed.example"}
+    assert harness.zomentum_records("client/companies")[client_id]["website"] == "https://renamed.example"
+    events = harness.sql("SELECT action, changed_fields FROM audit.sync_events WHERE entity='clients' "
+                         "AND kaseya_id=? AND action='updated'", [str(account_id)])
+    assert events == [("updated", '["website"]')]
+
+
+def test_zomentum_as_crm_leaves_linked_records_alone(sandboxes, tmp_path):
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    harness = synced(PipelineHarness(kaseya, zomentum, tmp_path, mode="zomentum_as_crm"))
+    account_id = int(next(iter(harness.id_map("clients"))))
+    kaseya.state.update_record("accounts", account_id, {"website": "https://ignored.example"})
+    next_hour = harness.current_hour - timedelta(hours=1)
+    harness.set_modified_on("accounts", account_id, next_hour + timedelta(minutes=5))
+    zomentum.state.clear_requests()
+    assert harness.run_hour(next_hour).success
+    assert not [e for e in harness.zomentum_writes() if e["method"] == "PUT"]
+
+
+def test_a_record_modified_exactly_on_a_partition_boundary_is_neither_missed_nor_duplicated(harness):
+    synced(harness)
+    boundary = harness.current_hour - timedelta(hours=1)  # end of partition H-2, start of partition H-1
+    created = harness.kaseya.state.create_record("accounts", {"accountName": "On The Boundary GmbH"})
+    harness.set_modified_on("accounts", created["id"], boundary)
+
+    first = harness.run_hour(boundary - timedelta(hours=1))
+    second = harness.run_hour(boundary)
+
+    assert first.success and second.success
+    matching = [c for c in harness.zomentum.state.records("client/companies") if c["name"] == "On The Boundary GmbH"]
+    assert len(matching) == 1
+    assert harness.id_map("clients")[str(created["id"])] == matching[0]["id"]
+    actions = [a for (a,) in harness.sql(
+        "SELECT action FROM audit.sync_events WHERE entity='clients' AND kaseya_id=? ORDER BY event_id",
+        [str(created["id"])])]
+    assert actions == ["created", "unchanged"]
+
+
+def test_a_backfill_of_several_days_is_one_run_with_one_query_per_page(synced_once):
+    harness, result = synced_once, synced_once.backfill_result
+    runs = harness.sql("SELECT DISTINCT run_id FROM audit.sync_events")
+    assert runs == [(result.run_id,)]
+    account_reads = [e for e in harness.backfill_requests
+                     if e["method"] == "GET" and e["path"].lower() == "/v2/crm/accounts/summary"]
+    assert len(account_reads) == 1  # 40 accounts over ~48 hours: one page, not 48 queries
+    assert materialization_metadata(result, "raw/kaseya_accounts")["query_from"] < \
+        (harness.partitions_start - timedelta(minutes=1)).isoformat()
+
+
+def test_bad_rows_land_in_rejects_with_their_reason_while_the_rest_sync(harness):
+    account = harness.kaseya_records("accounts")[0]
+    bad = harness.kaseya.state.create_record("contacts", {
+        "accountId": account["id"], "firstName": "Broken", "lastName": "Mail", "emailAddress": "not-an-email"})
+    harness.set_modified_on("contacts", bad["id"], harness.current_hour - timedelta(hours=5))
+
+    synced(harness)
+
+    rejects = harness.sql("SELECT check_name, value, reason FROM audit.rejects WHERE entity='contacts' "
+                          "AND kaseya_id = ?", [str(bad["id"])])
+    assert [(check, value) for check, value, _ in rejects] == [("email_shape", "not-an-email")]
+    assert f"contact {bad['id']}" in rejects[0][2] and "not-an-email" in rejects[0][2]
+    others = harness.sql("SELECT DISTINCT check_name FROM audit.rejects WHERE kaseya_id <> ?", [str(bad["id"])])
+    assert {check for (check,) in others} <= {"known_account"}  # contacts waiting for an account of this hour
+    assert str(bad["id"]) not in harness.id_map("client_users")
+    assert len(harness.id_map("client_users")) > 50
+
+
+def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, tmp_path):
+    from zk_pipelines.defs.resources import PullTuning
+
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    harness = PipelineHarness(kaseya, zomentum, tmp_path,
+                              tuning=PullTuning(max_reject_share=0.0, min_rejects_to_block=1))
+    account = harness.kaseya_records("accounts")[0]
+    bad = kaseya.state.create_record("contacts", {"accountId": account["id"], "firstName": "X", "lastName": "Y",
+                                                  "emailAddress": "broken@"})
+    harness.set_modified_on("contacts", bad["id"], harness.current_hour - timedelta(hours=5))
+    result = harness.backfill()
+    failed_checks = {e.asset_key.to_user_string() for e in result.get_asset_check_evaluations() if not e.passed}
+    assert failed_checks == {"stg/kaseya_contacts"}
+    assert not result.success
+    assert harness.id_map("client_users") == {}
+    assert harness.id_map("clients")  # the accounts' load was not blocked
