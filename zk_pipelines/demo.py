@@ -1,30 +1,131 @@
-"""`zk demo`: start both sandboxes and exercise the integration end to end, printing what happened."""
+"""`zk demo`: both sandboxes, a backfill of the seeded history in one run, then a live hour with edits made
+"in Kaseya", and a summary of what happened and where to look.
+
+The runs are recorded in a real Dagster instance (`$DAGSTER_HOME`, default `.dagster_home/`), so
+`dagster dev` shows them afterwards, and the data is in a real DuckDB file.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
-from zk_pipelines.clients.kaseya import KaseyaClient
-from zk_pipelines.config import TenantConfig
-from zk_pipelines.sandbox.launcher import running_sandboxes
+import dagster as dg
+import duckdb
+
+from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
+from zk_pipelines.sandbox.world import SCALES
+
+REPO = Path(__file__).resolve().parents[1]
+HOUR = "%Y-%m-%d-%H:00"
 
 
-def run_demo(seed: int, scale: str, out: TextIO) -> int:
+def prepare_dagster_home(home: Path) -> Path:
+    """A Dagster instance directory holding this repository's dagster.yaml."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def _tenant(boxes: Sandboxes, settings: Path, database: Path) -> TenantResource:
+    env = boxes.environment()
+    return TenantResource(
+        kaseya_base_url=env["KASEYA_BASE_URL"], kaseya_username=env["KASEYA_USERNAME"],
+        kaseya_password=env["KASEYA_PASSWORD"], kaseya_tenant=env["KASEYA_TENANT"],
+        zomentum_base_url=env["ZOMENTUM_BASE_URL"], zomentum_refresh_token=env["ZOMENTUM_REFRESH_TOKEN"],
+        settings_path=str(settings), duckdb_path=str(database),
+    )
+
+
+def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
+    """What a Kaseya user does during the live hour: rename a website, add a contact, win an opportunity."""
+    state = boxes.kaseya.state
+    account = min(state.records("accounts"), key=lambda a: a["id"])
+    opportunity = min(state.records("opportunities"), key=lambda o: o["id"])
+    state.update_record("accounts", account["id"], {"website": "https://www.renamed-in-kaseya.example"})
+    contact = state.create_record("contacts", {"accountId": account["id"], "firstName": "Demo",
+                                               "lastName": "Newcontact", "emailAddress": "demo.new@example.com"})
+    state.update_record("opportunities", opportunity["id"], {"status": "Closed Won"})
+    with state.lock:  # the edits happened during the live hour (the sandbox clock only moves forward)
+        for table, kaseya_id in (("accounts", account["id"]), ("contacts", contact["id"]),
+                                 ("opportunities", opportunity["id"])):
+            getattr(state.tenant, table)[kaseya_id].stamps.modified_on = hour + timedelta(minutes=30)
+    return [f"account {account['id']}: website changed", f"contact {contact['id']}: created",
+            f"opportunity {opportunity['id']}: status -> Closed Won"]
+
+
+def _summary(database: Path, run_id: str) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return connection.execute(
+            """SELECT entity, action, count(*) FROM audit.sync_events WHERE run_id = ?
+               GROUP BY ALL ORDER BY entity, action""", [run_id]).fetchall()
+
+
+def _print_summary(out: TextIO, title: str, rows: list[tuple]) -> None:
+    print(title, file=out)
+    by_entity: dict[str, dict[str, int]] = {}
+    for entity, action, count in rows:
+        by_entity.setdefault(entity, {})[action] = count
+    actions = ("created", "matched", "updated", "unchanged", "failed")
+    print(f"  {'entity':<14}" + "".join(f"{a:>11}" for a in actions), file=out)
+    for entity, counts in by_entity.items():
+        print(f"  {entity:<14}" + "".join(f"{counts.get(a, 0):>11}" for a in actions), file=out)
+
+
+def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) -> int:
+    workdir = workdir or REPO / ".demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    home = prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home"))
+    os.environ["DAGSTER_HOME"] = str(home)
+    database = workdir / "demo.duckdb"
+    for stale in (database, database.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    settings = REPO / "settings.example.yaml"
+    now = datetime.now(UTC)
+    current_hour = now.replace(minute=0, second=0, microsecond=0)
+    first = current_hour - timedelta(days=SCALES[scale].history_days, hours=2)
     print(f"starting the Kaseya BMS and Zomentum sandboxes (seed {seed}, scale {scale}) ...", file=out, flush=True)
     with running_sandboxes(seed=seed, scale=scale) as boxes:
-        config = TenantConfig.from_env(boxes.environment())
-        kaseya = KaseyaClient(config.kaseya)
-        counts = {
-            "accounts": sum(1 for _ in kaseya.iter_accounts()),
-            "contacts": sum(1 for _ in kaseya.iter_contacts()),
-            "opportunities": sum(1 for _ in kaseya.iter_opportunities()),
-            "products": len({row["productIndexId"] for row in kaseya.iter_products()}),
-            "employees": len(kaseya.employees()),
-        }
-        print("Kaseya entities paged through:", file=out)
-        for entity, count in counts.items():
-            print(f"  {entity:<14} {count:>6}", file=out)
-        print("Kaseya calls per endpoint this hour:", file=out)
-        for endpoint, used in kaseya.budget.used().items():
-            print(f"  {used:>5}  {endpoint}", file=out)
-    return 0
+        definitions = build_definitions(partitions_start=first.strftime(HOUR),
+                                        tenant=_tenant(boxes, settings, database))
+        job = definitions.resolve_job_def("hourly_sync_job")
+        instance = dg.DagsterInstance.get()
+        last_backfilled = current_hour - timedelta(hours=2)
+        print(f"backfill: one run over {first:%Y-%m-%d %H:00} .. {last_backfilled:%Y-%m-%d %H:00} UTC "
+              f"({int((last_backfilled - first).total_seconds() // 3600) + 1} hourly partitions) ...",
+              file=out, flush=True)
+        started = time.monotonic()
+        backfill = job.execute_in_process(instance=instance, raise_on_error=False, tags={
+            "dagster/asset_partition_range_start": first.strftime(HOUR),
+            "dagster/asset_partition_range_end": last_backfilled.strftime(HOUR),
+        })
+        print(f"  run {backfill.run_id}: {'success' if backfill.success else 'FAILED'} "
+              f"in {time.monotonic() - started:.0f} s", file=out)
+        _print_summary(out, "  per entity:", _summary(database, backfill.run_id))
+
+        live_hour = current_hour - timedelta(hours=1)
+        edits = _edit_in_kaseya(boxes, live_hour)
+        print(f"live hour {live_hour:%Y-%m-%d %H:00} UTC, after these edits in Kaseya: {'; '.join(edits)}",
+              file=out, flush=True)
+        live = job.execute_in_process(instance=instance, partition_key=live_hour.strftime(HOUR),
+                                      raise_on_error=False)
+        print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'}", file=out)
+        _print_summary(out, "  per entity:", _summary(database, live.run_id))
+        kaseya_calls = sum(1 for e in boxes.kaseya.state.requests() if e["path"].lower().startswith("/v2/"))
+        zomentum_writes = sum(1 for e in boxes.zomentum.state.requests()
+                              if e["method"] in ("POST", "PUT") and e["path"].startswith("/v2/"))
+        print(f"API calls: Kaseya {kaseya_calls}, Zomentum writes {zomentum_writes}", file=out)
+
+    print("\nWhere to look:", file=out)
+    print(f"  Dagster UI:  DAGSTER_HOME={home} ZK_PARTITIONS_START={first:%Y-%m-%d-%H:00} "
+          ".venv/bin/dagster dev -w workspace.yaml   (runs, asset metadata, checks)", file=out)
+    print(f"  DuckDB file: {database}", file=out)
+    print(f"  The ledger:  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{database}', read_only=True)"
+          ".sql('SELECT entity, action, count(*) FROM audit.sync_events GROUP BY ALL ORDER BY ALL'))\"", file=out)
+    return 0 if backfill.success and live.success else 1

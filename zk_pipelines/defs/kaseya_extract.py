@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from zk_pipelines.clients.kaseya import KaseyaClient
-from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_label, run_window
+from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES, KaseyaSource
 from zk_pipelines.pull.extract import extract_incremental, extract_snapshot, refresh_product_pricing
@@ -34,7 +34,7 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
             if source.incremental else "an hourly snapshot, change-detected by content hash")
 
     @dg.asset(
-        key=["raw", source.raw_table], group_name=GROUP, partitions_def=partitions, backfill_policy=SINGLE_RUN,
+        key=["raw", source.raw_table], group_name=GROUP, **partitioning(partitions, source.incremental),
         pool="kaseya_api", kinds={"duckdb", "python"},
         description=f"{source.description} Table raw.{source.raw_table}: the source payload as Kaseya sent "
                     f"it, with the extraction window and time. {kind[0].upper()}{kind[1:]}.",
@@ -46,7 +46,7 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
         with connect(config.duckdb_path) as connection:
             ensure_pull_tables(connection)
         run_id = context.run.run_id
-        metadata: dict[str, object] = {"partition": partition_label(context)}
+        metadata: dict[str, object] = {"partition": partition_label(context) or "snapshot (not partitioned)"}
         if source.incremental:
             window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
             result = extract_incremental(client, config.duckdb_path, source, window, run_id=run_id, now=now())
@@ -60,8 +60,9 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
                 with connect(config.duckdb_path) as connection:
                     ids = [int(p["productIndexId"]) for p in read_snapshot(connection, source.raw_table)]
                 pricing = refresh_product_pricing(client, config.duckdb_path, ids,
-                                                  calls_per_hour=tuning.pricing_calls_per_hour, run_id=run_id,
-                                                  now=now())
+                                                  calls_per_hour=tuning.pricing_calls_per_hour,
+                                                  max_age=timedelta(hours=tuning.pricing_max_age_hours),
+                                                  run_id=run_id, now=now())
                 oldest = pricing.oldest_refresh
                 metadata |= {
                     "prices_refreshed": pricing.refreshed,

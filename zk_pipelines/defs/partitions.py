@@ -12,6 +12,12 @@ DEFAULT_PARTITIONS_START = "2026-08-01-00:00"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
+def partitioning(partitions: dg.PartitionsDefinition, incremental: bool) -> dict:
+    """Incremental entities are hourly-partitioned (single-run backfills); snapshots and everything derived
+    only from them are not partitioned: a backfill of a month runs them once, not 720 times."""
+    return {"partitions_def": partitions, "backfill_policy": SINGLE_RUN} if incremental else {}
+
+
 def hourly_partitions(start: str = DEFAULT_PARTITIONS_START) -> dg.HourlyPartitionsDefinition:
     return dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC")
 
@@ -22,7 +28,9 @@ def run_window(context: dg.AssetExecutionContext, overlap: timedelta) -> Extract
     return extraction_window(window.start.astimezone(UTC), window.end.astimezone(UTC), overlap)
 
 
-def partition_label(context: dg.AssetExecutionContext) -> str:
+def partition_label(context: dg.AssetExecutionContext) -> str | None:
+    if not context.has_partition_key_range:
+        return None  # a snapshot asset: not partitioned
     keys = context.partition_key_range
     return keys.start if keys.start == keys.end else f"{keys.start}...{keys.end}"
 

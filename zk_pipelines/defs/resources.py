@@ -59,7 +59,10 @@ class PullTuning(dg.ConfigurableResource):
     max_reject_share: float = 0.2  # above this share of rejected rows, the blocking check stops the load...
     min_rejects_to_block: int = 5  # ...once at least this many rows are rejected (a quiet hour's one bad row
     # is reported, not allowed to stop the load)
-    pricing_calls_per_hour: int = 300  # per-product pricing calls (3 per product) allowed per run
+    # Per-product pricing: calls per pricing endpoint (= products) per run, and how old a price may get before
+    # it is read again. Kaseya allows 1500 calls per hour per endpoint.
+    pricing_calls_per_hour: int = 1000
+    pricing_max_age_hours: int = 24
 
 
 def tenant_from_env() -> TenantResource:

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from zk_pipelines.defs.partitions import SINGLE_RUN, now
+from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.settings_check import render_settings
 from zk_pipelines.pull.run_settings import resolve_for_run
@@ -14,8 +14,7 @@ LOOKUP_SOURCES = ("employees", "opportunity_statuses", "product_categories", "wa
 
 def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
-        key=RESOLVED_SETTINGS_KEY, group_name="settings", partitions_def=partitions, backfill_policy=SINGLE_RUN,
-        pool="zomentum_api", kinds={"duckdb"},
+        key=RESOLVED_SETTINGS_KEY, group_name="settings", pool="zomentum_api", kinds={"duckdb"},
         deps=[dg.AssetKey(["raw", f"kaseya_{name}"]) for name in LOOKUP_SOURCES],
         description="The settings file (ZK_SETTINGS) with every name resolved against the Kaseya lookups this "
                     "run extracted and Zomentum's pipelines and users. Table settings.resolved, keyed by the "

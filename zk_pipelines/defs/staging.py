@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_label, run_window
+from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.pull.stage import stage_entity
 
@@ -49,7 +49,7 @@ def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.A
                    if entity in CHECKED else [])
 
     @dg.asset(
-        key=key, group_name=GROUP, partitions_def=partitions, backfill_policy=SINGLE_RUN, pool="duckdb",
+        key=key, group_name=GROUP, **partitioning(partitions, entity in INCREMENTAL), pool="duckdb",
         kinds={"duckdb", "pandera"}, check_specs=check_specs,
         deps=[dg.AssetKey(["raw", f"kaseya_{entity}"]), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
         description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "

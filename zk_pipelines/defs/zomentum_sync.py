@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_label, run_window
+from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS, ZomentumTarget
@@ -32,8 +32,8 @@ def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefiniti
     parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents]
 
     @dg.asset(
-        key=_mapped_key(target), group_name="mapped", partitions_def=partitions, backfill_policy=SINGLE_RUN,
-        pool="duckdb", kinds={"duckdb", "python"},
+        key=_mapped_key(target), group_name="mapped", pool="duckdb", kinds={"duckdb", "python"},
+        **partitioning(partitions, target.source in INCREMENTAL_SOURCES),
         deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
         description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
                     f"(the spec's entity mapping), references resolved through the id map. Table "
@@ -53,7 +53,7 @@ def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefiniti
         window = (run_window(context, timedelta(minutes=tuning.overlap_minutes))
                   if target.source in INCREMENTAL_SOURCES else None)
         report = map_target(config.duckdb_path, target, window, resolved, run_id=context.run.run_id, now=now())
-        return dg.MaterializeResult(metadata={"mapped": report.mapped, "not_mappable_yet": report.problems,
+        return dg.MaterializeResult(metadata={"mapped": report.mapped, "waiting": report.problems,
                                               "settings_fingerprint": resolved.fingerprint})
 
     return mapped
@@ -92,8 +92,8 @@ def _created_table(target: ZomentumTarget, events, resolved) -> dg.MetadataValue
 
 def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_load_key(target), group_name="zomentum_load", partitions_def=partitions, backfill_policy=SINGLE_RUN,
-        pool="zomentum_api", kinds={"duckdb", "python"}, deps=[_mapped_key(target)],
+        key=_load_key(target), group_name="zomentum_load", pool="zomentum_api", kinds={"duckdb", "python"},
+        deps=[_mapped_key(target)], **partitioning(partitions, target.source in INCREMENTAL_SOURCES),
         description=f"Zomentum {target.label}s upserted from mapped.zomentum_{target.name}: created, matched to "
                     f"an existing record, updated, or left alone when unchanged (no call). The id map "
                     "(zomentum.id_map) pairs the records; every outcome is in audit.sync_events.",
@@ -108,7 +108,7 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
         report = load_target(config.duckdb_path, client, target, resolved, run_id=context.run.run_id,
                              partition_key=partition_label(context), clock=now)
         counts = {action: report.counts.get(action, 0)
-                  for action in ("created", "updated", "unchanged", "matched", "failed")}
+                  for action in ("created", "updated", "unchanged", "matched", "deferred", "failed")}
         return dg.MaterializeResult(metadata={
             **counts,
             "zomentum_writes": report.zomentum_writes,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +122,13 @@ class PricingRefresh:
 
 
 def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_ids: list[int], *,
-                            calls_per_hour: int, run_id: str, now: datetime) -> PricingRefresh:
-    """Three calls per product (pricing levels, suppliers, default cost), within `calls_per_hour`."""
-    budget_products = max(0, calls_per_hour // 3)
+                            calls_per_hour: int, max_age: timedelta, run_id: str, now: datetime
+                            ) -> PricingRefresh:
+    """One call per product on each of three endpoints (pricing levels, suppliers, default cost); Kaseya
+    counts calls per endpoint, so `calls_per_hour` products at most, new ones first, then those whose price
+    is older than `max_age`, stalest first."""
     with connect(database) as connection:
-        order = pricing_refresh_order(connection, product_index_ids, budget_products)
+        order = pricing_refresh_order(connection, product_index_ids, max(0, calls_per_hour), now - max_age)
     fetched: list[tuple[int, Any, Any, Any]] = []
     try:
         for index_id in order:

@@ -208,11 +208,11 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
     kid = record.kaseya_id
     k_link = kaseya_link(resolved, target.name, kid)
 
-    def failed(reason: str, zomentum_id: str | None = None) -> tuple[SyncEvent, None]:
-        return SyncEvent("pull", target.name, "failed", kid, zomentum_id, reason=reason, link=k_link), None
+    def failed(reason: str, zomentum_id: str | None = None, action: str = "failed") -> tuple[SyncEvent, None]:
+        return SyncEvent("pull", target.name, action, kid, zomentum_id, reason=reason, link=k_link), None
 
     if record.problem is not None:
-        return failed(record.problem)
+        return failed(record.problem, action="deferred" if record.waiting else "failed")
     payload = record.payload or {}
 
     def linked(action: str, zomentum_id: str, kind: str, fields: list[str] | None = None, reason: str | None = None

@@ -70,8 +70,8 @@ def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: Resol
             account_id = _plain(row.get("account_id"))
             client_id = id_maps["clients"].get(str(int(account_id))) if account_id is not None else None
             if client_id is None:
-                problem = (f"contact {kaseya_id}: its Kaseya account {account_id} is not in Zomentum yet "
-                           "(the client failed or was not pulled); it is retried every run")
+                problem = (f"contact {kaseya_id}: waits for its Kaseya account {account_id} to be in Zomentum "
+                           "(that client failed, or has not been pulled yet); retried every run")
             else:
                 payload = map_client_user(row, client_id)
         elif target.name == "opportunities":
@@ -80,23 +80,27 @@ def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: Resol
             client_id = id_maps["clients"].get(str(int(account_id))) if account_id is not None else None
             contact_id = id_maps["client_users"].get(str(int(contact))) if contact is not None else None
             if client_id is None:
-                problem = (f"opportunity {kaseya_id}: its Kaseya account {account_id} is not in Zomentum yet "
-                           "(the client failed or was not pulled); it is retried every run")
+                problem = (f"opportunity {kaseya_id}: waits for its Kaseya account {account_id} to be in Zomentum "
+                           "(that client failed, or has not been pulled yet); retried every run")
             elif contact is not None and contact_id is None:
-                problem = (f"opportunity {kaseya_id}: its Kaseya contact {int(contact)} is not in Zomentum yet "
-                           "(the client user failed or was not pulled); it is retried every run")
+                problem = (f"opportunity {kaseya_id}: waits for its Kaseya contact {int(contact)} to be in "
+                           "Zomentum (that client user failed, or has not been pulled yet); retried every run")
             else:
                 current = (sent.get(kaseya_id) or {}).get("opportunity_pipeline_stage_id")
                 payload = map_opportunity(row, client_id=client_id, contact_id=contact_id, owner_for=owner_for,
                                           stage_for=stage_for, current_stage_id=current)
         elif target.name == "items":
-            payload = map_item(row)
+            if row.get("pricing_levels") is None:
+                problem = (f"item {kaseya_id}: waits for its Kaseya pricing to be read (per-product pricing calls "
+                           "are budgeted, new products first); created once it is")
+            else:
+                payload = map_item(row)
         else:
             raise KeyError(target.name)
         modified = _plain(row.get("modified_on"))
         records.append(MappedRecord(kaseya_id=kaseya_id, payload=payload,
                                     payload_hash=payload_hash(payload) if payload is not None else None,
-                                    problem=problem, source_modified_on=modified))
+                                    problem=problem, source_modified_on=modified, waiting=problem is not None))
     return records
 
 

@@ -29,6 +29,9 @@ SCALES: dict[str, Scale] = {
     "small_recent": Scale("small_recent", accounts=40, contacts_per_account=3, opportunities=50, products=30,
                           employees=8, history_days=2),
     "medium": Scale("medium", accounts=2000, contacts_per_account=3, opportunities=2000, products=1000, employees=25),
+    # medium, with its history in the last 7 days: what `zk demo` backfills by default (168 hourly partitions).
+    "medium_recent": Scale("medium_recent", accounts=2000, contacts_per_account=3, opportunities=2000,
+                           products=1000, employees=25, history_days=7),
     "large": Scale("large", accounts=20000, contacts_per_account=3, opportunities=20000, products=10000, employees=60),
 }
 

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS mapped.zomentum_{name} (
     payload       JSON,
     payload_hash  VARCHAR,
     problem       VARCHAR,
+    waiting       BOOLEAN NOT NULL DEFAULT false,
     source_modified_on TIMESTAMPTZ,
     mapped_at     TIMESTAMPTZ NOT NULL,
     run_id        VARCHAR
@@ -171,8 +172,9 @@ def read_snapshot_changed_since(connection: duckdb.DuckDBPyConnection, table: st
 
 
 def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_ids: Iterable[int],
-                          limit: int) -> list[int]:
-    """New products first (never priced), then the least recently refreshed, at most `limit`."""
+                          limit: int, stale_before: datetime) -> list[int]:
+    """New products first (never priced), then the least recently refreshed of those refreshed before
+    `stale_before`, at most `limit`."""
     ids = sorted(set(int(i) for i in product_index_ids))
     if not ids or limit <= 0:
         return []
@@ -180,10 +182,11 @@ def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_i
         """
         SELECT ids.id FROM (SELECT unnest($ids) AS id) ids
         LEFT JOIN raw.kaseya_product_pricing p ON p.product_index_id = ids.id
+        WHERE p.refreshed_at IS NULL OR p.refreshed_at < $stale_before
         ORDER BY p.refreshed_at ASC NULLS FIRST, ids.id
         LIMIT $limit
         """,
-        {"ids": ids, "limit": limit},
+        {"ids": ids, "limit": limit, "stale_before": stale_before},
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -300,8 +303,9 @@ class MappedRecord:
     kaseya_id: str
     payload: Mapping[str, Any] | None
     payload_hash: str | None
-    problem: str | None
+    problem: str | None  # why it cannot be sent (yet)
     source_modified_on: datetime | None
+    waiting: bool = False  # the problem is a missing prerequisite (a parent, the pricing), not bad data
 
 
 def upsert_mapped(connection: duckdb.DuckDBPyConnection, name: str, records: Sequence[MappedRecord], *,
@@ -313,14 +317,15 @@ def upsert_mapped(connection: duckdb.DuckDBPyConnection, name: str, records: Seq
         "payload": [json.dumps(r.payload, ensure_ascii=False) if r.payload is not None else None for r in records],
         "payload_hash": [r.payload_hash for r in records],
         "problem": [r.problem for r in records],
+        "waiting": [r.waiting for r in records],
         "source_modified_on": pd.to_datetime([r.source_modified_on for r in records], utc=True),
     }).drop_duplicates("kaseya_id", keep="last")
     connection.register("incoming_mapped", frame)
     try:
         connection.execute(
             f"""INSERT OR REPLACE INTO mapped.zomentum_{name}
-                (kaseya_id, payload, payload_hash, problem, source_modified_on, mapped_at, run_id)
-                SELECT kaseya_id, payload::JSON, payload_hash, problem, source_modified_on, $now, $run_id
+                (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
+                SELECT kaseya_id, payload::JSON, payload_hash, problem, waiting, source_modified_on, $now, $run_id
                 FROM incoming_mapped""",
             {"now": now, "run_id": run_id},
         )
@@ -340,6 +345,7 @@ class PendingRecord:
     payload: dict[str, Any] | None
     payload_hash: str | None
     problem: str | None
+    waiting: bool
     zomentum_id: str | None
     sent_payload: dict[str, Any] | None
     sent_hash: str | None
@@ -351,7 +357,8 @@ def pending_records(connection: duckdb.DuckDBPyConnection, name: str, *, include
     linked records are updated, i.e. Kaseya as CRM), or unmappable (a problem to report)."""
     rows = connection.execute(
         f"""
-        SELECT m.kaseya_id, m.payload, m.payload_hash, m.problem, i.zomentum_id, i.payload, i.payload_hash
+        SELECT m.kaseya_id, m.payload, m.payload_hash, m.problem, m.waiting, i.zomentum_id, i.payload,
+               i.payload_hash
         FROM mapped.zomentum_{name} m
         LEFT JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
         WHERE m.problem IS NOT NULL
@@ -361,8 +368,9 @@ def pending_records(connection: duckdb.DuckDBPyConnection, name: str, *, include
         """,
         {"entity": name, "updates": include_linked_updates},
     ).fetchall()
-    return [PendingRecord(kid, json.loads(p) if p else None, h, problem, zid, json.loads(sp) if sp else None, sh)
-            for kid, p, h, problem, zid, sp, sh in rows]
+    return [PendingRecord(kid, json.loads(p) if p else None, h, problem, waiting, zid,
+                          json.loads(sp) if sp else None, sh)
+            for kid, p, h, problem, waiting, zid, sp, sh in rows]
 
 
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:

@@ -95,7 +95,7 @@ FIXED_DDL = (
         entity               VARCHAR NOT NULL,
         kaseya_id            VARCHAR,
         zomentum_id          VARCHAR,
-        action               VARCHAR NOT NULL,
+        action               VARCHAR NOT NULL,  -- created|updated|unchanged|matched|deferred|failed|skipped
         reason               VARCHAR,
         changed_fields       JSON,
         link                 VARCHAR,
