@@ -167,6 +167,7 @@ ENDPOINTS: dict[str, Endpoint] = _endpoints(
     Endpoint("add_quote_line_item", "POST", "/v2/crm/quotes/{quote_id}/lineItems/{item_type_id}/{distributer_type_id}"),
     Endpoint("update_quote_line_item", "PUT", "/v2/crm/quotes/{quote_id}/lineItems/{line_item_id}"),
     Endpoint("create_service", "POST", "/v2/admin/finance/services/services"),
+    Endpoint("services_lookup", "GET", "/v2/admin/finance/services/lookup"),
     Endpoint("lookup", "GET", "/v2/system/lookup/{table_name}"),
 )
 

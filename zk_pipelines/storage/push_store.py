@@ -1,7 +1,7 @@
 """The push ledger in DuckDB (schema `push`), as explicit SQL with parameters.
 
 - `push.documents`: one row per (document id, document version) pushed: its state, the Kaseya ids it
-  resolved to, the attempts made and the last error.
+  resolved to, the attempts made, and the writes sent and the error of the last attempt.
 - `push.requests`: every write one attempt sent, recorded twice: as an *intent* before it is sent and
   settled with its *outcome* after. A row still in `intent` (the process died in between) or `unknown`
   (the answer was lost) is *in doubt*: the next attempt looks for the record it may have created and
@@ -14,7 +14,6 @@ sees those records as linked. A pair the pull already holds for the Kaseya recor
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,6 +78,12 @@ KASEYA, ZOMENTUM = "kaseya", "zomentum"
 
 def ensure_push_tables(connection: duckdb.DuckDBPyConnection) -> None:
     create_tables(connection, PUSH_DDL)
+
+
+def existing_tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
+    """`schema.table` of every table in the file (a read-only reader cannot create the missing ones)."""
+    return {row[0] for row in connection.execute(
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
 
 
 # --- push.documents ----------------------------------------------------------------------------------
@@ -302,9 +307,3 @@ def pair_pushed_record(connection: duckdb.DuckDBPyConnection, entity: str, kasey
         {"entity": entity, "kaseya_id": str(kaseya_id), "zomentum_id": zomentum_id, "now": now},
     )
 
-
-def pushed_record_pairs(connection: duckdb.DuckDBPyConnection, entity: str) -> Mapping[str, str]:
-    """Kaseya id -> Zomentum id of the pairs the push made for an entity."""
-    return dict(connection.execute(
-        "SELECT kaseya_id, zomentum_id FROM zomentum.id_map WHERE entity = $entity AND link_kind = 'pushed'",
-        {"entity": entity}).fetchall())

@@ -1,0 +1,72 @@
+"""`zk push` as a person runs it: a real process against the sandboxes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zk_pipelines_tests.test_push_document import PushTenant, settings_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tenant(kaseya, zomentum, kaseya_credentials, zomentum_credentials, tmp_path) -> PushTenant:
+    return PushTenant(kaseya, zomentum, kaseya_credentials, zomentum_credentials, tmp_path)
+
+
+def zk_push(tenant: PushTenant, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KASEYA_", "ZOMENTUM_", "ZK_"))}
+    env.update(KASEYA_BASE_URL=tenant.kaseya.base_url, KASEYA_USERNAME=tenant.kaseya.username,
+               KASEYA_PASSWORD=tenant.kaseya.password, KASEYA_TENANT=tenant.kaseya.tenant,
+               ZOMENTUM_BASE_URL=tenant.zomentum.base_url, ZOMENTUM_REFRESH_TOKEN=tenant.zomentum.refresh_token,
+               ZK_SETTINGS=str(settings_file(tenant.directory)), ZK_DUCKDB_PATH=str(tenant.database))
+    return subprocess.run([sys.executable, "-m", "zk_pipelines.cli", "push", *args], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+
+
+def test_zk_push_dry_run_prints_every_request_and_sends_nothing_then_the_push_sends_them(tenant):
+    document_id = tenant.document([tenant.line("Rack Shelf 1U", 2)])
+    tenant.kaseya.state.clear_requests()
+
+    dry = zk_push(tenant, document_id, "--set", "subject=Signed: office move", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing is sent" in dry.stdout
+    assert "POST /v2/crm/opportunities" in dry.stdout and '"Subject": "Signed: office move"' in dry.stdout
+    assert "opportunity status Closed Won" in dry.stdout
+    assert tenant.kaseya_writes() == []
+
+    real = zk_push(tenant, document_id, "--set", "subject=Signed: office move")
+
+    assert real.returncode == 0, real.stderr
+    assert real.stdout.startswith(f"pushed Zomentum document {document_id}")
+    (opportunity,) = tenant.marked("opportunities", document_id, "description")
+    assert opportunity["subject"] == "Signed: office move"
+    assert tenant.sql("SELECT state FROM push.documents") == [("succeeded",)]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--set", "colour=red"), "cannot use the overrides: 'colour' is not a field that can be set; allowed keys: "),
+    (("--set", "status_id=12345"), "Kaseya refused POST /v2/crm/opportunities (create the opportunity): "),
+])
+def test_zk_push_failures_are_one_line_with_exit_status_1(tenant, args, expected):
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+
+    result = zk_push(tenant, document_id, *args)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"zk push: push of Zomentum document {document_id} failed: {expected}")
+
+
+def test_zk_push_of_an_unknown_document_says_so(tenant):
+    result = zk_push(tenant, "no-such-document")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("zk push: push of Zomentum document no-such-document failed: Zomentum has no "
+                                     "such document")
