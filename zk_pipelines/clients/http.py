@@ -152,7 +152,9 @@ def send(
         except requests.exceptions.ConnectTimeout as exc:
             # Nothing reached the server: safe to retry even a write.
             failure: Exception = exc
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # ChunkedEncodingError: the body ended before its declared length (the answer was cut).
             if not idempotent:
                 raise WriteOutcomeUnknown(
                     policy.api_name,

@@ -246,6 +246,10 @@ class KaseyaClient:
         try:
             return parse_json(response.text) if response.text.strip() else KaseyaRecord()
         except ValueError:
+            if endpoint.method != "GET" and endpoint.name not in ("authenticate", "refresh_token"):
+                raise WriteOutcomeUnknown(
+                    "Kaseya", endpoint.label, "the answer was not JSON; the write may have happened",
+                    status=response.status_code) from None
             raise ApiUnavailable(
                 "Kaseya", endpoint.label, f"the answer was not JSON (HTTP {response.status_code})",
                 status=response.status_code,

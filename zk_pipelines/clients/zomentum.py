@@ -214,10 +214,13 @@ class ZomentumClient:
         return ApiError(API, operation, message, status=status)
 
     @staticmethod
-    def _json_of(response: requests.Response, operation: str) -> Any:
+    def _json_of(response: requests.Response, operation: str, *, write: bool = False) -> Any:
         try:
             return response.json()
         except ValueError:
+            if write:  # the write was answered, so it happened, but we cannot tell what it made
+                raise WriteOutcomeUnknown(API, operation, "the answer was not JSON; the write may have happened",
+                                          status=response.status_code) from None
             raise ApiError(API, operation, "the answer was not JSON", status=response.status_code) from None
 
     def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
@@ -268,13 +271,13 @@ class ZomentumClient:
             raise ValueError("a create must not carry an id")
         path = contract.create_path(resource)
         response = self._request("POST", path, idempotent=False, json=dict(body))
-        return self._json_of(response, f"POST {contract.API_PREFIX}/{path}")
+        return self._json_of(response, f"POST {contract.API_PREFIX}/{path}", write=True)
 
     def update(self, resource: str, record_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """PUT only the changed fields (Zomentum merges them into the record)."""
         path = contract.record_path(resource, record_id)
         response = self._request("PUT", path, idempotent=False, json=dict(changes))
-        return self._json_of(response, f"PUT {contract.API_PREFIX}/{path}")
+        return self._json_of(response, f"PUT {contract.API_PREFIX}/{path}", write=True)
 
     def find_by(self, resource: str, field: str, value: object, **params: str) -> list[dict[str, Any]]:
         """The records whose `field` equals `value` (exact match), e.g. before repeating a lost create."""
@@ -345,6 +348,8 @@ class ZomentumClient:
         content = self._request("GET", path, idempotent=True, accept=contract.PDF).content
         if not content.startswith(b"%PDF-"):
             raise ApiError(API, f"GET {contract.API_PREFIX}/{path}", "the download is not a PDF")
+        if b"%%EOF" not in content[-1024:]:
+            raise ApiError(API, f"GET {contract.API_PREFIX}/{path}", "the PDF was cut short (no %%EOF at its end)")
         return content
 
     # ----- zk check ----------------------------------------------------------------------------------

@@ -371,12 +371,20 @@ def _amount(row: Mapping[str, str], column: str, row_number: int, *, required: b
 
 def parse_line_items_csv(text: str) -> tuple[DocumentLineItem, ...]:
     """The document's top-level lines in CSV order, each bundle with its children attached."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    text = text.lstrip("\ufeff")
+    # Every line of the CSV ends with a line break: an answer that does not was cut short (a partial body
+    # would otherwise parse as a document with fewer lines).
+    if text and not text.endswith(("\n", "\r")):
+        raise LineItemsFormatError("the line-item CSV was cut short (its last line has no line break)")
+    reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in LINE_ITEM_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise LineItemsFormatError(f"the line-item CSV lacks the column(s) {', '.join(missing)}")
     flat: list[DocumentLineItem] = []
     for row_number, row in enumerate(reader, start=2):
+        if any(row.get(column) is None for column in LINE_ITEM_COLUMNS) or None in row:
+            raise LineItemsFormatError(f"row {row_number} does not have exactly the {len(LINE_ITEM_COLUMNS)} "
+                                       "columns of the header")
         line_id = (row["line_id"] or "").strip()
         if not line_id:
             raise LineItemsFormatError(f"row {row_number}: line_id is empty")
