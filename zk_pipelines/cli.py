@@ -12,6 +12,9 @@ import sys
 
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.config import ConfigurationError
+from zk_pipelines.sandbox.world import SCALES
+
+SCALE_NAMES = list(SCALES)
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -33,10 +36,30 @@ def _cmd_settings(args: argparse.Namespace) -> int:
     return run_settings_command(args.action, os.environ, out=sys.stdout)
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from zk_pipelines.push.command import run_push_command
+
+    return run_push_command(args.document_id, args.assignments, dry_run=args.dry_run, env=os.environ,
+                            out=sys.stdout, err=sys.stderr)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from zk_pipelines.demo import run_demo
 
     return run_demo(seed=args.seed, scale=args.scale, out=sys.stdout)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from zk_pipelines.audit.log import run_audit
+
+    return run_audit(os.environ, entity=args.entity, status=args.status, since=args.since, run=args.run,
+                     output_format=args.format, out=sys.stdout, err=sys.stderr)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from zk_pipelines.audit.history import run_history
+
+    return run_history(os.environ, args.kind, args.id, out=sys.stdout, err=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", help="run the Kaseya and Zomentum sandboxes until interrupted")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scale", choices=["small", "medium", "large"], default="medium")
+    p.add_argument("--scale", choices=SCALE_NAMES, default="medium")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--kaseya-port", type=int, default=8601)
     p.add_argument("--zomentum-port", type=int, default=8602)
@@ -58,10 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["check", "show"])
     p.set_defaults(func=_cmd_settings)
 
+    p = sub.add_parser("push", help="push one Zomentum document to Kaseya (opportunity, quote, lines), exactly once")
+    p.add_argument("document_id", help="the Zomentum document id")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override an opportunity or quote field (repeatable), e.g. --set close_date=2026-12-31")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every Kaseya request the push would send (method, path, body); send nothing")
+    p.set_defaults(func=_cmd_push)
+
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scale", choices=["small", "medium", "large"], default="medium")
+    p.add_argument("--scale", choices=SCALE_NAMES, default="medium_recent")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("audit", help="the audit log: every outcome per record, from the ledger (ZK_DUCKDB_PATH)")
+    p.add_argument("--entity", help="clients, client_users (contacts), opportunities, items (products), documents...")
+    p.add_argument("--status", choices=["success", "error"], help="error: failed writes and validation rejects")
+    p.add_argument("--since", help="a duration back from now (30m, 2h, 3d, 1w) or an ISO date or date-time (UTC)")
+    p.add_argument("--run", help="a run id, or its first characters as the Dagster UI shows them")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("history", help="one record's trail between Kaseya and Zomentum, oldest first")
+    p.add_argument("kind", choices=["opportunity", "client", "contact", "item"])
+    p.add_argument("id", help="the record's Kaseya id or Zomentum id")
+    p.set_defaults(func=_cmd_history)
     return parser
 
 
