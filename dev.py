@@ -4,7 +4,8 @@
     python3 dev.py demo [args for `zk demo`]
     python3 dev.py test [args for pytest]
 
-Needs only Python 3.11 and pip. The environment is reinstalled only when pyproject.toml or
+Needs only Python 3.11 and pip (plus, for the browser test, Debian's chromium, which `test` installs with
+apt-get when run as root). The environment is reinstalled only when pyproject.toml or
 constraints.txt changed since the last install (a stamp file in .venv records their hash).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -53,6 +55,24 @@ def ensure_environment() -> Path:
     return python
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """The browser test drives Debian's Chromium headless. Install it when this user can (root with apt);
+    otherwise say what to do, and the browser test fails with the same message."""
+    if CHROMIUM.exists():
+        return
+    if os.name != "nt" and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing Debian's chromium for the browser test", flush=True)
+        quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, **quiet)
+    else:
+        print(f"note: {CHROMIUM} is missing and cannot be installed as this user; the browser test will fail "
+              "until `sudo apt-get install chromium` is run", flush=True)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__.strip())
@@ -62,6 +82,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         cmd = [str(python), "-m", "zk_pipelines.cli", "demo", *rest]
     else:
+        ensure_chromium()
         cmd = [str(python), "-m", "pytest", *rest]
     return subprocess.run(cmd, cwd=ROOT).returncode
 

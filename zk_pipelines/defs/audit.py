@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from zk_pipelines.defs.partitions import SINGLE_RUN, now
+from zk_pipelines.defs.partitions import now, partitioning
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.storage.audit_store import EntityOutcomes, entity_outcomes, has_ledger
@@ -24,8 +24,10 @@ OUTCOME_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("last_run_at", "string", description="UTC"),
     dg.TableColumn("last_run_succeeded", "int"),
     dg.TableColumn("last_run_errors", "int", description="failed writes and validation rejects"),
+    dg.TableColumn("last_run_waiting", "int", description="deferred: waiting for a parent record or pricing"),
     dg.TableColumn("last_day_succeeded", "int"),
     dg.TableColumn("last_day_errors", "int"),
+    dg.TableColumn("last_day_waiting", "int"),
 ])
 
 
@@ -34,19 +36,24 @@ def outcome_table(outcomes: list[EntityOutcomes]) -> dg.MetadataValue:
         "direction": o.direction, "entity": o.entity, "last_run": o.last_run_id or "",
         "last_run_at": o.last_run_at.strftime("%Y-%m-%d %H:%M:%S"),
         "last_run_succeeded": o.last_run_succeeded, "last_run_errors": o.last_run_errors,
+        "last_run_waiting": o.last_run_waiting,
         "last_day_succeeded": o.recent_succeeded, "last_day_errors": o.recent_errors,
+        "last_day_waiting": o.recent_waiting,
     }) for o in outcomes])
 
 
 def audit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
-        key=AUDIT_KEY, group_name=GROUP, partitions_def=partitions, backfill_policy=SINGLE_RUN, pool="duckdb",
-        kinds={"duckdb"}, deps=[dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS],
+        key=AUDIT_KEY, group_name=GROUP, pool="duckdb", kinds={"duckdb"},
+        # The whole ledger, whatever hours a run covered: materialized once per run, not once per partition.
+        **partitioning(partitions, incremental=False),
+        deps=[dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS],
         description="The ledger: every outcome of every record the pull or the push touched (created, matched, "
-                    "updated, unchanged, failed with its reason, skipped), with run id, ids in both systems, "
-                    "changed fields and links; validation rejects (audit.rejects) count as errors of the pull. "
-                    "Materialized after each hourly sync with, per entity, the successes and errors of the last "
-                    "run and of the last 24 hours. `zk audit` lists the entries, `zk history` follows one record.",
+                    "updated, unchanged, deferred while waiting for a parent, failed with its reason, skipped), "
+                    "with run id, ids in both systems, changed fields and links; validation rejects "
+                    "(audit.rejects) count as errors of the pull. Materialized after each hourly sync with, per "
+                    "entity, the successes, errors and waiting records of the last run and of the last 24 hours. "
+                    "`zk audit` lists the entries, `zk history` follows one record.",
     )
     def sync_events(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
         config = tenant.config()

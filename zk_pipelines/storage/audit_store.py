@@ -3,8 +3,9 @@ explicit SQL with parameters. Nothing here writes.
 
 The ledger is `audit.sync_events` (every outcome the pull or the push recorded) together with
 `audit.rejects` (rows that failed validation at staging). A reject is shown as an event of direction
-`pull` and action `rejected`, under the name of the Zomentum entity its Kaseya entity becomes (a rejected
-Kaseya contact is a `client_users` error), so one entity name selects a record's whole trail.
+`pull` and action `rejected` (`deferred` when only a reference check failed: the row waits for its account
+or status), under the name of the Zomentum entity its Kaseya entity becomes (a rejected Kaseya contact is a
+`client_users` error), so one entity name selects a record's whole trail.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ LEDGER_ENTITY_OF_REJECTS = {target.source: target.name for target in ZOMENTUM_TA
 REJECTED = "rejected"
 FAILED = "failed"
 ERROR_ACTIONS = (FAILED, REJECTED)
+# Not an error (nothing to fix on the record itself) and not done: waits for its parent or its pricing.
+DEFERRED = "deferred"
+# The reference checks of staging (known_account, known_status): a row rejected only by them waits for its
+# parent and is staged again every run (pull/stage.py), so the ledger shows it as deferred, not rejected.
+WAITING_CHECK_PREFIX = "known_"
 
 
 def table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -44,7 +50,7 @@ _LEDGER = """
     FROM audit.sync_events
     UNION ALL
     SELECT r.rejected_at, r.run_id, r.partition_key, 'pull', coalesce(m.ledger_entity, r.entity), r.kaseya_id,
-           NULL, 'rejected',
+           NULL, CASE WHEN starts_with(r.check_name, $waiting_check) THEN 'deferred' ELSE 'rejected' END,
            r.reason || CASE WHEN r.check_name IS NULL THEN '' ELSE ' [check ' || r.check_name || ']' END,
            NULL, NULL, NULL, 0, 0
     FROM audit.rejects r
@@ -53,8 +59,9 @@ _LEDGER = """
 """
 
 
-def _mapping_parameters() -> dict[str, list[str]]:
-    return {"kaseya_entities": list(LEDGER_ENTITY_OF_REJECTS), "ledger_entities": list(LEDGER_ENTITY_OF_REJECTS.values())}
+def _ledger_parameters() -> dict[str, object]:
+    return {"kaseya_entities": list(LEDGER_ENTITY_OF_REJECTS),
+            "ledger_entities": list(LEDGER_ENTITY_OF_REJECTS.values()), "waiting_check": WAITING_CHECK_PREFIX}
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class LedgerEntry:
     entity: str
     kaseya_id: str | None
     zomentum_id: str | None
-    action: str  # created | updated | unchanged | matched | failed | skipped | rejected
+    action: str  # created | updated | unchanged | matched | deferred | failed | skipped | rejected
     reason: str | None
     changed_fields: tuple[str, ...] | None
     link: str | None
@@ -107,7 +114,7 @@ def ledger_entries(connection: duckdb.DuckDBPyConnection, where: LedgerFilter) -
           AND ($run_prefix IS NULL OR starts_with(run_id, $run_prefix))
         ORDER BY occurred_at, source_order, seq, kaseya_id
         """,
-        {**_mapping_parameters(), "entities": list(where.entities) if where.entities is not None else None,
+        {**_ledger_parameters(), "entities": list(where.entities) if where.entities is not None else None,
          "errors": where.errors, "error_actions": list(ERROR_ACTIONS), "since": where.since,
          "run_prefix": where.run_id_prefix},
     ).fetchall()
@@ -116,7 +123,7 @@ def ledger_entries(connection: duckdb.DuckDBPyConnection, where: LedgerFilter) -
 
 def ledger_entity_names(connection: duckdb.DuckDBPyConnection) -> list[str]:
     return [name for (name,) in connection.execute(
-        f"SELECT DISTINCT entity FROM ({_LEDGER}) ledger ORDER BY entity", _mapping_parameters()).fetchall()]
+        f"SELECT DISTINCT entity FROM ({_LEDGER}) ledger ORDER BY entity", _ledger_parameters()).fetchall()]
 
 
 # --- one record's trail -----------------------------------------------------------------------------------
@@ -155,7 +162,7 @@ def find_record_pairs(connection: duckdb.DuckDBPyConnection, entity: str, record
         FROM ({_LEDGER}) ledger
         WHERE entity = $entity AND (kaseya_id = $id OR zomentum_id = $id)
         """,
-        {**_mapping_parameters(), "entity": entity, "id": record_id},
+        {**_ledger_parameters(), "entity": entity, "id": record_id},
     ).fetchall()
     return [RecordPair(entity, kid, zid, None, None, None) for kid, zid in rows if kid is not None or zid is not None]
 
@@ -169,7 +176,7 @@ def record_trail(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_id: 
         WHERE entity = $entity AND (kaseya_id = $kaseya_id OR zomentum_id = $zomentum_id)
         ORDER BY occurred_at, source_order, seq
         """,
-        {**_mapping_parameters(), "entity": entity, "kaseya_id": kaseya_id, "zomentum_id": zomentum_id},
+        {**_ledger_parameters(), "entity": entity, "kaseya_id": kaseya_id, "zomentum_id": zomentum_id},
     ).fetchall()
     return [_entry(row) for row in rows]
 
@@ -238,8 +245,8 @@ def push_requests_for(connection: duckdb.DuckDBPyConnection, entity: str, kaseya
 
 @dataclass(frozen=True)
 class EntityOutcomes:
-    """Success and error counts of one (direction, entity): in the last run that recorded any for it, and
-    since a moment (the last day)."""
+    """Counts of one (direction, entity) in the last run that recorded any for it, and since a moment (the
+    last day): errors (failed, rejected), waiting (deferred) and succeeded (every other outcome)."""
 
     direction: str
     entity: str
@@ -247,29 +254,35 @@ class EntityOutcomes:
     last_run_at: datetime
     last_run_succeeded: int
     last_run_errors: int
+    last_run_waiting: int
     recent_succeeded: int
     recent_errors: int
+    recent_waiting: int
 
 
 def entity_outcomes(connection: duckdb.DuckDBPyConnection, since: datetime) -> list[EntityOutcomes]:
     rows = connection.execute(
         f"""
         WITH ledger AS (
-            SELECT occurred_at, run_id, direction, entity, list_contains($error_actions, action) AS is_error
+            SELECT occurred_at, run_id, direction, entity,
+                   CASE WHEN list_contains($error_actions, action) THEN 'error'
+                        WHEN action = $deferred THEN 'waiting' ELSE 'succeeded' END AS outcome
             FROM ({_LEDGER}) l
         ), last_run AS (
             SELECT direction, entity, arg_max(run_id, occurred_at) AS run_id, max(occurred_at) AS at
             FROM ledger GROUP BY direction, entity
         )
         SELECT l.direction, l.entity, lr.run_id, lr.at,
-               count(*) FILTER (WHERE l.run_id IS NOT DISTINCT FROM lr.run_id AND NOT l.is_error),
-               count(*) FILTER (WHERE l.run_id IS NOT DISTINCT FROM lr.run_id AND l.is_error),
-               count(*) FILTER (WHERE l.occurred_at >= $since AND NOT l.is_error),
-               count(*) FILTER (WHERE l.occurred_at >= $since AND l.is_error)
+               count(*) FILTER (WHERE l.run_id IS NOT DISTINCT FROM lr.run_id AND l.outcome = 'succeeded'),
+               count(*) FILTER (WHERE l.run_id IS NOT DISTINCT FROM lr.run_id AND l.outcome = 'error'),
+               count(*) FILTER (WHERE l.run_id IS NOT DISTINCT FROM lr.run_id AND l.outcome = 'waiting'),
+               count(*) FILTER (WHERE l.occurred_at >= $since AND l.outcome = 'succeeded'),
+               count(*) FILTER (WHERE l.occurred_at >= $since AND l.outcome = 'error'),
+               count(*) FILTER (WHERE l.occurred_at >= $since AND l.outcome = 'waiting')
         FROM ledger l JOIN last_run lr ON lr.direction = l.direction AND lr.entity = l.entity
         GROUP BY l.direction, l.entity, lr.run_id, lr.at
         ORDER BY l.direction, l.entity
         """,
-        {**_mapping_parameters(), "error_actions": list(ERROR_ACTIONS), "since": since},
+        {**_ledger_parameters(), "error_actions": list(ERROR_ACTIONS), "deferred": DEFERRED, "since": since},
     ).fetchall()
     return [EntityOutcomes(*row) for row in rows]
