@@ -608,6 +608,20 @@ def test_opportunity_status_by_the_export_mapping_else_the_default(stage_id, sta
     assert (found, resolution.how) == (status_id, how)
 
 
+@pytest.mark.parametrize(("stage_id", "document_won", "status_id"), [
+    ("sales-0", True, 106),  # a Won document on an opportunity still at "New": exported as Won (Closed Won)
+    ("sales-5", True, 106),  # ... even from the lost stage: the document says it was won
+    ("sales-4", True, 106),  # already Won: unchanged
+    ("sales-0", False, None),  # not a Won document: the mapping of its own stage
+])
+def test_a_won_document_exports_its_opportunity_as_won(stage_id, document_won, status_id):
+    own, _ = opportunity_status_for(stage_id, _resolved())
+    found, resolution = opportunity_status_for(stage_id, _resolved(), document_won=document_won)
+    assert found == (status_id if status_id is not None else own)
+    if document_won and stage_id != "sales-4":
+        assert resolution.how == "the document is Won: exported as its pipeline's won stage Won"
+
+
 @pytest.mark.parametrize(("document_status", "status_id", "how"), [
     ("won", 204, "document status mapping"),  # won -> Accepted
     ("approved", 201, "default quote status"),  # unmapped -> Draft

@@ -922,10 +922,22 @@ def sales_representative_for(owner_email: str | None, resolved: ResolvedSettings
                                         "fallback: no Kaseya employee has the owner's e-mail")
 
 
-def opportunity_status_for(stage_id: str, resolved: ResolvedSettings) -> tuple[int, Resolution]:
-    """The Kaseya status for a Zomentum stage by the export mapping, else the default export status."""
-    status = resolved.export_status(stage_id)
+def opportunity_status_for(stage_id: str, resolved: ResolvedSettings, *, document_won: bool = False
+                           ) -> tuple[int, Resolution]:
+    """The Kaseya status for a Zomentum stage by the export mapping, else the default export status.
+
+    A Won document wins its opportunity: when the opportunity still sits in a stage that is not of the won
+    kind (nobody moved it yet), the status is exported from its pipeline's first won stage instead, so a Won
+    document never reaches Kaseya as an open or lost opportunity."""
     stage = resolved.stage_by_id(stage_id)
+    if document_won and stage is not None and stage.kind != "won":
+        won = next((s for s in resolved.stages if s.pipeline_id == stage.pipeline_id and s.kind == "won"), None)
+        if won is not None:
+            status = resolved.export_status(won.stage_id)
+            return int(status.id), Resolution(
+                f"stage {stage} of a Won document", f"opportunity status {status.name} (id {status.id})",
+                f"the document is Won: exported as its pipeline's won stage {won.stage}")
+    status = resolved.export_status(stage_id)
     mapped = stage is not None and any(e.stage == stage.ref for e in resolved.settings.opportunity_stages.entries)
     what = f"stage {stage}" if stage is not None else f"stage {stage_id} (unknown)"
     return int(status.id), Resolution(what, f"opportunity status {status.name} (id {status.id})",

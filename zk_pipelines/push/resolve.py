@@ -309,7 +309,8 @@ class _Planner:
         deal = self.source.opportunity
         deal_id = str(deal["id"])
         existing, how, searched = self._existing_opportunity(account)
-        status_id, status = opportunity_status_for(str(deal["opportunity_pipeline_stage_id"]), self.resolved)
+        status_id, status = opportunity_status_for(str(deal["opportunity_pipeline_stage_id"]), self.resolved,
+                                                   document_won=self.source.status == "won")
         self.resolutions.append(status)
         amount = _decimal(deal.get("estimated_value"))
         if amount is None:
