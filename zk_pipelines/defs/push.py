@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.push_plan import render_plan
 from zk_pipelines.domain.settings import load_settings
@@ -84,6 +85,8 @@ def push_won_document(context: dg.OpExecutionContext, config: PushConfig, tenant
         "dry_run": outcome.dry_run,
         "planned_writes": len(outcome.plan.requests),
     }
+    metadata |= api_usage(sources.kaseya)
+    metadata["zomentum_calls"] = sources.zomentum.counter.sent
     if outcome.dry_run:
         metadata["plan"] = dg.MetadataValue.md(f"```\n{render_plan(outcome.plan)}\n```")
     else:
