@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.config import ConfigurationError
@@ -46,7 +47,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from zk_pipelines.demo import run_demo
 
-    return run_demo(seed=args.seed, scale=args.scale, out=sys.stdout)
+    return run_demo(seed=args.seed, scale=args.scale, out=sys.stdout, workdir=args.workdir)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--scale", choices=SCALE_NAMES, default="medium_recent")
+    p.add_argument("--workdir", type=Path, default=None, help="where the demo's DuckDB file goes (default .demo/)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("audit", help="the audit log: every outcome per record, from the ledger (ZK_DUCKDB_PATH)")

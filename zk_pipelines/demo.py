@@ -79,6 +79,8 @@ def _print_summary(out: TextIO, title: str, rows: list[tuple]) -> None:
 
 
 def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) -> int:
+    """`workdir` holds the demo's DuckDB file (default `.demo/`); `$DAGSTER_HOME` (default `.dagster_home/`)
+    the Dagster instance."""
     workdir = workdir or REPO / ".demo"
     workdir.mkdir(parents=True, exist_ok=True)
     home = prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home"))

@@ -112,3 +112,20 @@ def test_zk_settings_show_prints_resolved_ids_and_the_product_type_table(running
     assert "Closed Won" in result.stdout and "Main Warehouse" in result.stdout
     assert re.search(r"Main Warehouse\D+\d{4,}", result.stdout)  # the Kaseya id next to the name
     assert "hardware" in result.stdout and "inventory" in result.stdout.lower()
+
+
+def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
+    env = {**base_env({}), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    result = zk("demo", "--scale", "small_recent", "--workdir", str(tmp_path / "demo"), env=env, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "backfill: one run over" in out and ": success in" in out
+    assert "live hour" in out and "Where to look:" in out
+    assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "demo" / "demo.duckdb"), read_only=True) as connection:
+        runs = connection.execute("SELECT count(DISTINCT run_id) FROM audit.sync_events").fetchone()[0]
+        created = connection.execute("SELECT count(*) FROM audit.sync_events WHERE action = 'created'").fetchone()[0]
+    assert runs == 2 and created > 100
+    assert any((tmp_path / "dagster_home").rglob("runs.db")) or any((tmp_path / "dagster_home").rglob("*.db"))

@@ -236,3 +236,15 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     assert not result.success
     assert harness.id_map("client_users") == {}
     assert harness.id_map("clients")  # the accounts' load was not blocked
+
+
+def test_a_settings_name_unknown_in_the_live_systems_fails_the_run_before_anything_is_mapped(harness):
+    from zk_pipelines_tests.pipeline_harness import write_settings
+
+    write_settings(harness.settings_path, **{"product_defaults.warehouse": "Main Warehose"})
+    result = harness.backfill()
+    assert not result.success
+    failure = next(e for e in result.get_step_failure_events() if e.step_key == "settings__resolved")
+    assert "no Kaseya warehouse is named 'Main Warehose' (closest: 'Main Warehouse'" in \
+        failure.event_specific_data.error.to_string()
+    assert harness.zomentum_writes() == []

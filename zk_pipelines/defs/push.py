@@ -16,7 +16,6 @@ from pydantic import Field
 from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.push_plan import render_plan
-from zk_pipelines.domain.settings import load_settings
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
 from zk_pipelines.push.won_documents import PollCursor, poll_won_documents
@@ -121,9 +120,7 @@ def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], date
     )
     def won_document_sensor(context: dg.SensorEvaluationContext, tenant: TenantResource
                             ) -> dg.SensorResult | dg.SkipReason:
-        config = tenant.config()
-        assert config.settings_path is not None
-        mode = load_settings(config.settings_path).mode
+        mode = tenant.settings().mode
         if not mode.pushes_won_opportunity:
             return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
                                  "launchpad)")

@@ -13,6 +13,7 @@ import dagster as dg
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
+from zk_pipelines.domain.settings import IntegrationSettings, load_settings
 from zk_pipelines.secrets import Secret
 
 
@@ -42,6 +43,12 @@ class TenantResource(dg.ConfigurableResource):
             settings_path=Path(self.settings_path),
             duckdb_path=Path(self.duckdb_path),
         )
+
+    def settings(self) -> IntegrationSettings:
+        """The integration settings (ZK_SETTINGS), validated; names are resolved by `settings/resolved`."""
+        config = self.config()
+        assert config.settings_path is not None
+        return load_settings(config.settings_path)
 
     def kaseya_client(self) -> KaseyaClient:
         return KaseyaClient(self.config().kaseya)
