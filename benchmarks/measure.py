@@ -1,0 +1,79 @@
+"""One contender's run as a child process, measured from outside: wall seconds, CPU seconds and peak RSS.
+
+`os.wait4` gives the resource usage of exactly that child (RUSAGE_CHILDREN would give the largest of every
+child waited for so far, so peak memory would only ever grow across scenarios).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPO = BENCHMARKS.parent
+
+
+class ChildFailed(RuntimeError):
+    """A measured child exited non-zero or timed out; the message ends with the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    wall_s: float
+    cpu_s: float  # user + system
+    peak_rss_mb: float
+    exit_code: int
+    report: dict[str, Any] = field(default_factory=dict)  # what the child wrote about itself
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def run_measured(argv: list[str], *, log: Path, report: Path, env: dict[str, str] | None = None,
+                 timeout_s: float = 3600.0, python: str | None = None) -> ProcessUsage:
+    """Run `python argv...` (a benchmark script and its arguments) to completion; the child writes a JSON
+    report of its own to `report`. Raises ChildFailed on a non-zero exit or a timeout."""
+    command = [python or sys.executable, *argv]
+    child_env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(REPO), str(BENCHMARKS)])}
+    report.unlink(missing_ok=True)
+    started = time.monotonic()
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env, cwd=REPO,
+                                   start_new_session=True)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout_s:
+                os.killpg(process.pid, signal.SIGKILL)
+                os.wait4(process.pid, 0)
+                process.returncode = -9
+                raise ChildFailed(f"{' '.join(argv[:2])} timed out after {timeout_s:.0f} s\n{_tail(log)}")
+            time.sleep(0.02)
+    wall = time.monotonic() - started
+    exit_code = os.waitstatus_to_exitcode(status)
+    process.returncode = exit_code  # reaped here, so Popen must not wait for it again
+    if exit_code != 0:
+        raise ChildFailed(f"{' '.join(argv[:2])} exited {exit_code}\n{_tail(log)}")
+    written = json.loads(report.read_text()) if report.exists() else {}
+    return ProcessUsage(wall_s=round(wall, 3), cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
+                        peak_rss_mb=round(usage.ru_maxrss / 1024, 1), exit_code=exit_code, report=written)
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    """What a child says about itself (run ids, step timings, counts), for the parent."""
+    Path(path).write_text(json.dumps(report, indent=2, default=str))

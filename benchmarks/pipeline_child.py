@@ -1,0 +1,166 @@
+"""Our pipeline, run in a child process exactly as production runs it: the real `hourly_sync_job` (one
+partition, or a range in one run) or the real `push_document_job` (once per document), against a
+persistent Dagster instance (SQLite under the given DAGSTER_HOME, the repository's dagster.yaml).
+
+The tenant comes from the environment (KASEYA_*, ZOMENTUM_*), as the Dagster resources take it.
+
+`noop` runs a job with the same assets, dependencies, partitions and backfill policy whose bodies do
+nothing: what Dagster itself costs for that run, against which our run's own work is read.
+
+    python benchmarks/pipeline_child.py REPORT hourly --first KEY --last KEY ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from measure import write_report
+from zk_pipelines.defs.jobs import PULL_GROUPS
+from zk_pipelines.defs.push import build_push_job, push_run_config
+from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.definitions import build_definitions
+from zk_pipelines.demo import prepare_dagster_home
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
+
+LOAD_COUNTS = ("created", "updated", "unchanged", "matched", "deferred", "failed", "zomentum_writes")
+
+
+def tenant_from_environment(settings: Path, database: Path) -> TenantResource:
+    env = os.environ
+    return TenantResource(
+        kaseya_base_url=env["KASEYA_BASE_URL"], kaseya_username=env["KASEYA_USERNAME"],
+        kaseya_password=env["KASEYA_PASSWORD"], kaseya_tenant=env["KASEYA_TENANT"],
+        zomentum_base_url=env["ZOMENTUM_BASE_URL"], zomentum_refresh_token=env["ZOMENTUM_REFRESH_TOKEN"],
+        settings_path=str(settings), duckdb_path=str(database),
+    )
+
+
+def noop_definitions(real: dg.Definitions) -> dg.Definitions:
+    """The real job's asset graph with bodies that do nothing."""
+    copies = []
+    for assets in real.assets:
+        for spec in assets.specs:
+            @dg.asset(key=spec.key, deps=[dep.asset_key for dep in spec.deps], partitions_def=spec.partitions_def,
+                      backfill_policy=assets.backfill_policy, group_name=spec.group_name)
+            def nothing() -> None:
+                return None
+
+            copies.append(nothing)
+    partitions = next(spec.partitions_def for a in real.assets for spec in a.specs if spec.partitions_def)
+    job = dg.define_asset_job("hourly_sync_job", selection=dg.AssetSelection.groups(*PULL_GROUPS),
+                              partitions_def=partitions, executor_def=dg.in_process_executor)
+    return dg.Definitions(assets=copies, jobs=[job])
+
+
+def _run_tags(first: str, last: str) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, first: str, last: str, **kwargs: Any
+             ) -> tuple[dg.ExecuteInProcessResult, float]:
+    started = time.monotonic()
+    if first == last:
+        result = job.execute_in_process(instance=instance, partition_key=first, raise_on_error=False, **kwargs)
+    else:
+        result = job.execute_in_process(instance=instance, tags=_run_tags(first, last), raise_on_error=False,
+                                        **kwargs)
+    return result, time.monotonic() - started
+
+
+def describe_run(result: dg.ExecuteInProcessResult, seconds: float) -> dict[str, Any]:
+    steps: dict[str, float] = {}
+    for event in result.all_events:
+        if event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            duration = getattr(event.event_specific_data, "duration_ms", None)
+            if duration is not None:
+                steps[event.step_key] = round(duration / 1000, 3)
+    loads: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        path = materialization.asset_key.path
+        if path[0] == "zomentum":
+            metadata = {name: value.value for name, value in materialization.metadata.items()}
+            loads[path[1]] = {name: metadata[name] for name in LOAD_COUNTS if name in metadata}
+    errors = [f"{event.step_key}: {event.event_specific_data.error.message.strip()}"
+              for event in result.get_step_failure_events()]
+    return {"run_id": result.run_id, "success": result.success, "run_s": round(seconds, 3),
+            "steps_s": steps, "step_total_s": round(sum(steps.values()), 3), "loads": loads, "errors": errors}
+
+
+def run_hourly(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
+    definitions = build_definitions(partitions_start=args.partitions_start,
+                                    tenant=tenant_from_environment(args.settings, args.database),
+                                    tuning=PullTuning(pricing_calls_per_hour=args.pricing_calls_per_hour))
+    result, seconds = _execute(definitions.resolve_job_def("hourly_sync_job"), instance, args.first, args.last)
+    return describe_run(result, seconds)
+
+
+def run_noop(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
+    real = build_definitions(partitions_start=args.partitions_start,
+                             tenant=tenant_from_environment(args.settings, args.database))
+    job = noop_definitions(real).resolve_job_def("hourly_sync_job")
+    runs = {}
+    for window in args.window:
+        first, last = window.split("..")
+        result, seconds = _execute(job, instance, first, last)
+        runs[window] = {"success": result.success, "run_s": round(seconds, 3)}
+    return {"noop_runs": runs}
+
+
+def run_push(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
+    job = build_push_job()
+    tenant = tenant_from_environment(args.settings, args.database)
+    pushes = []
+    for document_id in args.documents:
+        started = time.monotonic()
+        result = job.execute_in_process(run_config=push_run_config(document_id), resources={"tenant": tenant},
+                                        instance=instance, raise_on_error=False)
+        seconds = time.monotonic() - started
+        writes = 0
+        for event in result.all_events:
+            if event.event_type_value == "STEP_OUTPUT":
+                metadata = event.step_output_data.metadata
+                writes = metadata["kaseya_writes"].value if "kaseya_writes" in metadata else 0
+        errors = [event.event_specific_data.error.message.strip() for event in result.get_step_failure_events()]
+        pushes.append({"document_id": document_id, "success": result.success, "run_s": round(seconds, 3),
+                       "kaseya_writes": writes, "errors": errors})
+    return {"pushes": pushes, "success": all(p["success"] for p in pushes),
+            "run_s": round(sum(p["run_s"] for p in pushes), 3)}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path)
+    parser.add_argument("kind", choices=("hourly", "noop", "push"))
+    parser.add_argument("--settings", type=Path, required=True)
+    parser.add_argument("--database", type=Path, required=True)
+    parser.add_argument("--dagster-home", type=Path, required=True)
+    parser.add_argument("--partitions-start", required=True)
+    parser.add_argument("--first")
+    parser.add_argument("--last")
+    parser.add_argument("--window", action="append", default=[], help="FIRST..LAST (noop; repeatable)")
+    parser.add_argument("--documents", nargs="*", default=[])
+    parser.add_argument("--pricing-calls-per-hour", type=int, default=PullTuning().pricing_calls_per_hour)
+    args = parser.parse_args(argv)
+
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(args.dagster_home))
+    with dg.DagsterInstance.get() as instance:
+        started = time.monotonic()
+        report = {"hourly": run_hourly, "noop": run_noop, "push": run_push}[args.kind](args, instance)
+        report["child_s"] = round(time.monotonic() - started, 3)
+    write_report(args.report, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,411 @@
+"""Benchmarks of zk_pipelines: API calls, wall time against added latency, CPU and memory, with peers.
+
+    .venv/bin/python benchmarks/run.py          # small_recent @ 50 ms (1-3) + medium_recent @ 0 ms (1-5), ~10 min
+    .venv/bin/python benchmarks/run.py --runs medium_recent@50 large@0:1,2,3 --backfill-hours 720 --contacts 1000000
+
+For each run (a scale and an added latency per API answer) it starts the sandboxes in this process, one
+set per contender seeded alike, and runs scenarios 1-5 in order against them, each contender in a child
+process measured from outside (wall, CPU, peak RSS); API calls are read from the sandboxes' request logs.
+Scenario 6 (transform + change detection of N synthetic contacts, no network) runs once. It prints one
+table, the ratios ours / peer, the issue's targets judged against the figures, and writes
+`benchmarks/results/<timestamp>.json`. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from measure import BENCHMARKS, ChildFailed, ProcessUsage, run_measured
+from report import machine, scenario_label, ratios, render_ratios, render_table, render_targets, table_rows, targets
+from workload import (
+    Contenders,
+    KaseyaCalls,
+    Timeline,
+    ZomentumCalls,
+    apply_edits,
+    choose_edits,
+    clear_logs,
+    create_won_documents,
+    expected_incremental_calls,
+    hour_key,
+    next_hour,
+    rows_in_window,
+    running_contenders,
+    write_settings,
+)
+from zk_pipelines.sandbox.world import SCALES
+
+DEFAULT_RUNS = ("small_recent@50:1,2,3", "medium_recent@0")
+INCREMENTAL_ENTITIES = ("accounts", "contacts", "opportunities")
+
+
+def parse_run(text: str) -> tuple[str, float, list[str] | None]:
+    """SCALE@MS[:SCENARIOS], e.g. `medium_recent@0:1,2,3`: a scale, the latency added to every API answer,
+    and optionally which of scenarios 1-5 this run measures (default: those of --scenarios)."""
+    spec, _, numbers = text.partition(":")
+    scale, _, latency = spec.partition("@")
+    if scale not in SCALES:
+        raise argparse.ArgumentTypeError(f"{scale!r} is not a scale ({', '.join(SCALES)})")
+    try:
+        latency_ms = float(latency or 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the latency after @ is milliseconds") from None
+    chosen = [n for n in numbers.split(",") if n] if numbers else None
+    if chosen and not set(chosen) <= set("12345"):
+        raise argparse.ArgumentTypeError(f"{text!r}: scenarios after : are among 1,2,3,4,5")
+    return scale, latency_ms, chosen
+
+
+def _records_per_s(records: int | None, wall: float | None) -> float | None:
+    return round(records / wall, 1) if records is not None and wall else None
+
+
+class Benchmark:
+    """One run: a scale, an added latency, the contenders' sandboxes, and the scenarios in order."""
+
+    def __init__(self, args: argparse.Namespace, scale: str, latency_ms: float, scenarios: list[str],
+                 work: Path) -> None:
+        self.args = args
+        self.scale = scale
+        self.latency_ms = latency_ms
+        self.scenarios = scenarios
+        self.work = work
+        self.timeline = Timeline.starting_now(scale, args.backfill_hours)
+        self.settings = write_settings(work / "settings.yaml")
+        self.database = work / "ours.duckdb"
+        self.naive_ids = work / "naive-ids.json"
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    # --- contenders ---
+
+    def _child(self, name: str, argv: list[str], env: dict[str, str], python: str | None = None) -> ProcessUsage:
+        report = self.work / f"{name}.json"
+        return run_measured(argv[:1] + [str(report)] + argv[1:], log=self.logs / f"{name}.log", report=report,
+                            env=env, timeout_s=self.args.timeout, python=python)
+
+    def _pipeline_argv(self, kind: str) -> list[str]:
+        return [str(BENCHMARKS / "pipeline_child.py"), kind, "--settings", str(self.settings), "--database",
+                str(self.database), "--dagster-home", str(self.work / "dagster_home"), "--partitions-start",
+                hour_key(self.timeline.partitions_start)]
+
+    def ours(self, contenders: Contenders, name: str, first: str | None = None, last: str | None = None,
+             documents: list[str] | None = None) -> dict[str, Any]:
+        clear_logs([contenders.ours.kaseya.state, contenders.ours.zomentum.state])
+        argv = self._pipeline_argv("push" if documents is not None else "hourly")
+        argv += ["--documents", *documents] if documents is not None else ["--first", first, "--last", last]
+        usage = self._child(f"ours-{name}", argv, contenders.ours.environment())
+        kaseya = KaseyaCalls.read(contenders.ours.kaseya.state)
+        zomentum = ZomentumCalls.read(contenders.ours.zomentum.state)
+        report = usage.report
+        figures = self._figures(usage, kaseya, zomentum)
+        steps = report.get("steps_s", {})
+        figures |= {
+            "run_s": report.get("run_s"), "success": report.get("success"), "errors": report.get("errors", []),
+            "extract_s": round(sum(s for step, s in steps.items() if step.startswith("raw__")), 3),
+            "steps_s": steps, "loads": report.get("loads", {}),
+            "zomentum_record_writes": zomentum.record_writes,
+        }
+        if documents is not None:
+            figures["pushes"] = report.get("pushes", [])
+        else:
+            figures["ledger"] = self._ledger(report.get("run_id"))
+        if not report.get("success"):
+            figures["note"] = "RUN FAILED: " + "; ".join(figures["errors"])[:200]
+        return figures
+
+    def naive(self, contenders: Contenders, name: str) -> dict[str, Any]:
+        clear_logs([contenders.naive.kaseya.state, contenders.naive.zomentum.state])
+        usage = self._child(f"naive-{name}", [str(BENCHMARKS / "naive_peer.py"), str(self.naive_ids)],
+                            contenders.naive.environment())
+        kaseya = KaseyaCalls.read(contenders.naive.kaseya.state)
+        figures = self._figures(usage, kaseya, ZomentumCalls.read(contenders.naive.zomentum.state))
+        figures |= {"run_s": usage.report.get("run_s"), "outcomes": usage.report.get("outcomes"),
+                    "records": sum(usage.report.get("records", {}).values())}
+        figures["records_per_s"] = _records_per_s(figures["records"], figures["wall_s"])
+        if kaseya.busiest_endpoint > 1500 or usage.report.get("quota_blocked"):
+            figures["note"] = f"over Kaseya's 1,500 calls/hour on one endpoint ({kaseya.busiest_endpoint})"
+        return figures
+
+    def dlt(self, contenders: Contenders, name: str, window: tuple[datetime, datetime], pricing: int
+            ) -> dict[str, Any]:
+        sandbox = contenders.dlt_kaseya
+        clear_logs([sandbox.state])
+        env = {"KASEYA_BASE_URL": sandbox.base_url, "KASEYA_USERNAME": sandbox.username,
+               "KASEYA_PASSWORD": sandbox.password, "KASEYA_TENANT": sandbox.tenant,
+               "RUNTIME__DLTHUB_TELEMETRY": "false"}
+        usage = self._child(f"dlt-{name}", [str(BENCHMARKS / "dlt_peer.py"), str(self.work / "dlt"), "--from",
+                                            window[0].isoformat(), "--to", window[1].isoformat(), "--pricing",
+                                            str(pricing)], env, python=self.args.dlt_python)
+        figures = self._figures(usage, KaseyaCalls.read(sandbox.state), None)
+        figures |= {"run_s": usage.report.get("run_s"), "extract_s": usage.report.get("run_s"),
+                    "import_s": usage.report.get("import_s"), "dlt_rows": usage.report.get("rows")}
+        return figures
+
+    @staticmethod
+    def _figures(usage: ProcessUsage, kaseya: KaseyaCalls, zomentum: ZomentumCalls | None) -> dict[str, Any]:
+        return {
+            "wall_s": usage.wall_s, "cpu_s": usage.cpu_s, "peak_rss_mb": usage.peak_rss_mb,
+            "kaseya_calls": kaseya.total, "kaseya_logins": kaseya.logins, "kaseya_writes": kaseya.writes,
+            "kaseya_busiest_endpoint": kaseya.busiest_endpoint, "kaseya_by_endpoint": kaseya.by_endpoint,
+            "zomentum_calls": (zomentum.reads + zomentum.writes + zomentum.token_refreshes) if zomentum else None,
+            "zomentum_reads": zomentum.reads if zomentum else None,
+            "zomentum_writes": zomentum.writes if zomentum else None,
+            "zomentum_by_endpoint": zomentum.by_endpoint if zomentum else None,
+            "delayed_calls": kaseya.delayed + (zomentum.delayed if zomentum else 0),
+        }
+
+    def _ledger(self, run_id: str | None) -> dict[str, int]:
+        if not run_id or not self.database.exists():
+            return {}
+        with duckdb.connect(str(self.database), read_only=True) as connection:
+            rows = connection.execute(
+                """SELECT action, count(*), count(changed_fields) FROM audit.sync_events
+                   WHERE run_id = ? AND direction = 'pull' GROUP BY action""", [run_id]).fetchall()
+        ledger = {action: count for action, count, _ in rows}
+        ledger["matched_with_changes"] = sum(changed for action, _, changed in rows if action == "matched")
+        return ledger
+
+    # --- scenarios ---
+
+    def records_in(self, contenders: Contenders, window: tuple[datetime, datetime]) -> int:
+        state = contenders.ours.kaseya.state
+        with state.lock:
+            products = len(state.tenant.products)
+        return sum(rows_in_window(state, entity, window) for entity in INCREMENTAL_ENTITIES) + products
+
+    def scenario(self, contenders: Contenders, number: str) -> dict[str, Any]:
+        timeline = self.timeline
+        first, last = {
+            "1": (timeline.history_start, timeline.last_hour), "2": (timeline.last_hour, timeline.last_hour),
+            "3": (timeline.last_hour, timeline.last_hour), "4": (timeline.backfill_start, timeline.last_hour),
+            "5": (None, None)}[number]
+        result: dict[str, Any] = {"contenders": {}, "expected": {}}
+        expected = result["expected"]
+        if number == "5":
+            documents = create_won_documents(contenders.ours, self.database, self.args.documents)
+            ours = self.ours(contenders, "5", documents=documents)
+            ours["records"] = len(documents)
+            ours["records_per_s"] = _records_per_s(len(documents), ours["wall_s"])
+            ours["note"] = ours.get("note") or (f"{sum(p['kaseya_writes'] for p in ours['pushes'])} Kaseya writes "
+                                                f"for {len(documents)} documents")
+            result["contenders"]["ours"] = ours
+            return result
+        if number == "3":
+            edits = choose_edits(self.database, contenders.ours.kaseya.state, timeline.last_hour)
+            apply_edits(contenders.kaseya_states(), edits, timeline.last_hour)
+            expected |= {"record_writes": edits.count, "record_writes_basis": "edited in Kaseya",
+                         "edits": edits.ids}
+        window = timeline.window(first, last)
+        expected["window"] = [window[0].isoformat(), window[1].isoformat()]
+        expected["incremental_pages"] = expected_incremental_calls(contenders.ours.kaseya.state, window)
+        records = self.records_in(contenders, window)
+        ours = self.ours(contenders, number, hour_key(first), hour_key(last))
+        ours["records"] = records
+        ours["records_per_s"] = _records_per_s(records, ours["wall_s"])
+        if number in ("2", "4"):
+            expected |= {"record_writes": 0, "record_writes_basis": "(nothing changed in Kaseya)"}
+        elif number == "1":
+            ledger = ours["ledger"]
+            expected |= {"record_writes": ledger.get("created", 0) + ledger.get("updated", 0)
+                         + ledger.get("matched_with_changes", 0),
+                         "record_writes_basis": "created, updated or matched-and-changed in the ledger"}
+        result["contenders"]["ours"] = ours
+        if "naive" in self.args.peers:
+            if number == "4":
+                result["contenders"]["naive"] = {**self.previous_naive, "note": "the pass of scenario 2: the "
+                                                 "naive loop has no history to backfill"}
+            else:
+                result["contenders"]["naive"] = self.naive(contenders, number)
+                if number == "2":
+                    self.previous_naive = result["contenders"]["naive"]
+        if "dlt" in self.args.peers:
+            if self.dlt_unavailable:
+                result["contenders"]["dlt"] = {"note": self.dlt_unavailable}
+            else:
+                pricing = min(ours_products(contenders), self.args.pricing_calls_per_hour) if number == "1" else 0
+                result["contenders"]["dlt"] = self.dlt(contenders, number, window, pricing)
+                result["contenders"]["dlt"]["records"] = records
+                result["contenders"]["dlt"]["records_per_s"] = _records_per_s(
+                    records, result["contenders"]["dlt"]["wall_s"])
+        return result
+
+    def calibrate(self, contenders: Contenders, numbers: list[str]) -> dict[str, float]:
+        """Dagster's own cost of each scenario's run: the same job with empty asset bodies."""
+        timeline = self.timeline
+        windows = {"1": (timeline.history_start, timeline.last_hour), "2": (timeline.last_hour, timeline.last_hour),
+                   "4": (timeline.backfill_start, timeline.last_hour)}
+        chosen = {n: f"{hour_key(w[0])}..{hour_key(w[1])}" for n, w in windows.items() if n in numbers}
+        if not chosen:
+            return {}
+        argv = self._pipeline_argv("noop")
+        for window in chosen.values():
+            argv += ["--window", window]
+        usage = self._child("dagster-noop", argv, contenders.ours.environment())
+        runs = usage.report.get("noop_runs", {})
+        return {n: runs[w]["run_s"] for n, w in chosen.items() if w in runs}
+
+    def run(self) -> dict[str, Any]:
+        self.previous_naive: dict[str, Any] = {}
+        self.dlt_unavailable = dlt_unavailable(self.args) if "dlt" in self.args.peers else None
+        numbers = [n for n in ("1", "2", "3", "4", "5") if n in self.scenarios]
+        result: dict[str, Any] = {"scale": self.scale, "latency_ms": self.latency_ms,
+                                  "timeline": {"current_hour": self.timeline.current_hour.isoformat(),
+                                               "history_start": self.timeline.history_start.isoformat(),
+                                               "backfill_start": self.timeline.backfill_start.isoformat()},
+                                  "scenarios": {}}
+        with running_contenders(self.args.seed, self.scale, self.latency_ms / 1000) as contenders:
+            state = contenders.ours.kaseya.state
+            with state.lock:
+                result["records"] = sum(len(getattr(state.tenant, e)) for e in (*INCREMENTAL_ENTITIES, "products"))
+            for number in numbers:
+                started = time.monotonic()
+                print(f"  {self.scale} @ {self.latency_ms:g} ms: scenario {number} "
+                      f"({scenario_label(number, self.args.backfill_hours)}) ...",
+                      end="", flush=True)
+                next_hour(contenders)
+                result["scenarios"][number] = self.scenario(contenders, number)
+                print(f" {time.monotonic() - started:.0f} s", flush=True)
+            chosen = [n for n in numbers if n in self.args.calibrate]
+            if chosen:
+                result["calibration"] = self.calibrate(contenders, chosen)
+        return result
+
+
+def ours_products(contenders: Contenders) -> int:
+    state = contenders.ours.kaseya.state
+    with state.lock:
+        return len(state.tenant.products)
+
+
+def dlt_unavailable(args: argparse.Namespace) -> str | None:
+    """Why the dlt peer cannot be measured, or None when it can."""
+    if args.dlt_python:
+        found = subprocess.run([args.dlt_python, "-c", "import dlt"], capture_output=True).returncode == 0
+    else:
+        found = importlib.util.find_spec("dlt") is not None
+    if found:
+        return None
+    return ("not measured: dlt is not installed (pip install -r benchmarks/requirements.txt -c constraints.txt, "
+            "or --dlt-python for another environment)")
+
+
+def transform(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for path in args.transform_paths:
+        print(f"  scenario 6 ({args.contacts:,} contacts, {path}) ...", end="", flush=True)
+        report = work / f"transform-{path}.json"
+        usage = run_measured([str(BENCHMARKS / "transform_child.py"), str(report), path, "--contacts",
+                              str(args.contacts)], log=logs / f"transform-{path}.log", report=report,
+                             timeout_s=args.timeout)
+        paths[path] = {"wall_s": usage.wall_s, "cpu_s": usage.cpu_s, "peak_rss_mb": usage.peak_rss_mb,
+                       "records_per_s": _records_per_s(args.contacts, usage.report.get("transform_s")),
+                       **usage.report}
+        print(f" {usage.wall_s:.0f} s", flush=True)
+    result: dict[str, Any] = {"contacts": args.contacts, "paths": paths}
+    if args.profile_contacts:
+        report = work / "transform-profile.json"
+        usage = run_measured([str(BENCHMARKS / "transform_child.py"), str(report), "profile", "--contacts",
+                              str(args.profile_contacts)], log=logs / "transform-profile.log", report=report,
+                             timeout_s=args.timeout)
+        result["profile"] = {"contacts": args.profile_contacts, "steps_s": usage.report.get("steps_s"),
+                             "hot_functions": usage.report.get("hot_functions")}
+    return result
+
+
+def arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--runs", nargs="+", type=parse_run, default=[parse_run(r) for r in DEFAULT_RUNS],
+                        metavar="SCALE@MS", help=f"scales and added latency (default: {' '.join(DEFAULT_RUNS)})")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6", type=lambda s: s.split(","),
+                        help="comma-separated scenario numbers (default: all)")
+    parser.add_argument("--peers", default="naive,dlt", type=lambda s: [p for p in s.split(",") if p],
+                        help="naive,dlt (default both; '' for none)")
+    parser.add_argument("--contacts", type=int, default=100_000, help="scenario 6 size (default 100000)")
+    parser.add_argument("--transform-paths", default="per-record,bulk", type=lambda s: s.split(","))
+    parser.add_argument("--profile-contacts", type=int, default=20_000,
+                        help="scenario 6: profile the per-record path on this many contacts (0: not)")
+    parser.add_argument("--documents", type=int, default=50, help="scenario 5: Won documents pushed")
+    parser.add_argument("--backfill-hours", type=int, default=168,
+                        help="scenario 4: hours backfilled (default 168; 720 = the issue's 30 days, which adds "
+                             "minutes of Dagster's own bookkeeping per run)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="concurrent requests the latency bound assumes (default 8)")
+    parser.add_argument("--pricing-calls-per-hour", type=int, default=1000,
+                        help="our pull's per-product pricing budget (PullTuning), also dlt's")
+    parser.add_argument("--calibrate", default="2", type=lambda s: [n for n in s.split(",") if n],
+                        help="scenarios (among 1,2,4) whose runs are repeated with empty asset bodies, for "
+                             "Dagster's own overhead (default 2; '' for none)")
+    parser.add_argument("--dlt-python", help="a Python with dlt installed (default: this one)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--results-dir", type=Path, default=BENCHMARKS / "results")
+    parser.add_argument("--keep-work", action="store_true", help="keep the DuckDB files and Dagster homes")
+    parser.add_argument("--write-latest", action="store_true", help="also write benchmarks/latest.json")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per child process")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = arguments(argv)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    work = args.results_dir / stamp
+    work.mkdir(parents=True, exist_ok=True)
+    document: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(), "machine": machine(),
+        "options": {"runs": [f"{s}@{m:g}" + (f":{','.join(n)}" if n else "") for s, m, n in args.runs],
+                    "scenarios": args.scenarios,
+                    "peers": args.peers, "contacts": args.contacts, "documents": args.documents,
+                    "backfill_hours": args.backfill_hours, "concurrency": args.concurrency,
+                    "calibrate": args.calibrate,
+                    "pricing_calls_per_hour": args.pricing_calls_per_hour, "seed": args.seed},
+        "runs": [], "transform": None,
+    }
+    started = time.monotonic()
+    print(f"zk_pipelines benchmarks -> {args.results_dir / (stamp + '.json')}", flush=True)
+    try:
+        for scale, latency_ms, numbers in args.runs:
+            run_work = work / f"{scale}-{latency_ms:g}ms"
+            run_work.mkdir(parents=True, exist_ok=True)
+            chosen = [n for n in (numbers or args.scenarios) if n in args.scenarios]
+            document["runs"].append(Benchmark(args, scale, latency_ms, chosen, run_work).run())
+        if "6" in args.scenarios:
+            document["transform"] = transform(args, work)
+    except ChildFailed as failure:
+        print(f"\nbenchmark stopped: {failure}\n(work files kept in {work})", file=sys.stderr)
+        return 1
+    document["duration_s"] = round(time.monotonic() - started, 1)
+    document["ratios"] = ratios(document)
+    document["targets"] = targets(document)
+    output = args.results_dir / f"{stamp}.json"
+    output.write_text(json.dumps(document, indent=2, default=str))
+    if args.write_latest:
+        (BENCHMARKS / "latest.json").write_text(json.dumps(document, indent=2, default=str))
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(render_table(table_rows(document)))
+    if document["ratios"]:
+        print("\nours / peer\n" + render_ratios(document["ratios"]))
+    print("\ntargets\n" + render_targets(document["targets"]))
+    m = document["machine"]
+    print(f"\n{m['cpu_model']}, {m['nproc']} cores, {m['memory_gb']} GB; {document['duration_s']:.0f} s; "
+          f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,205 @@
+"""Scenario 6 in a child process: transform and change detection of N staged contacts, no network.
+
+- `per-record`: the pipeline's own domain code as the pipeline runs it, in one batch: the raw payloads
+  staged (`kaseya_staging.stage_contacts`), validated (`staging_schemas.validate_rows`), mapped
+  (`zomentum_mapping.map_client_user`, rows read back as `pull/map.py` reads them), hashed
+  (`change_detection.payload_hash`), compared with the hashes last sent, and the changed ones diffed
+  (`change_detection.partial_update`).
+- `bulk`: the column-wise path (`domain/bulk_change_detection.py`) from the staged contacts, in chunks of
+  `--chunk` contacts by ascending id (so each id's duplicates fall in one chunk): validated, mapped and
+  hashed, compared with the hashes last sent for that chunk; the changed ones diffed by `partial_update`.
+  `--chunk 0` does it in one batch.
+- `profile`: `per-record` on a sample under cProfile: the functions that take the time.
+
+Both report a digest of (id, hash, change) over every contact, equal when the two paths agree.
+
+    python benchmarks/transform_child.py REPORT per-record|bulk|profile --contacts N [--chunk N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import json
+import pstats
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from measure import write_report
+from synthetic_contacts import client_ids, known_accounts, previously_sent, raw_payloads, staged_contacts
+from zk_pipelines.domain.bulk_change_detection import (
+    CHANGED,
+    NEW,
+    UNCHANGED,
+    WAITING,
+    client_user_payloads,
+    detect_changes,
+    validate_contacts,
+)
+from zk_pipelines.domain.change_detection import partial_update, payload_hash
+from zk_pipelines.domain.kaseya_staging import stage_contacts
+from zk_pipelines.domain.staging_schemas import validate_rows
+from zk_pipelines.domain.zomentum_mapping import map_client_user
+from zk_pipelines.pull.map import _plain
+
+
+class Steps:
+    """Seconds per named step, summed over chunks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, name: str, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        result = work()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+        return result
+
+
+class Digest:
+    """sha256 over every contact's (id, hash, change), fed in ascending id order."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def add(self, changes: list[tuple[str, str | None, str]]) -> None:
+        for kaseya_id, hashed, change in sorted(changes, key=lambda c: int(c[0])):
+            self._hash.update(f"{kaseya_id}:{hashed}:{change}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def sent_state(n: int, clients: dict[int, str], start: int = 0, stop: int | None = None
+               ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Hashes last sent (by the bulk path, which the tests hold equal to the per-record one) and the
+    payloads last sent of the contacts whose job title changed since (all the diff needs)."""
+    before = client_user_payloads(previously_sent(staged_contacts(n, start, stop)), clients)
+    before = before[before["payload"].notna()]
+    hashes = dict(zip(before["kaseya_id"], before["payload_hash"], strict=True))
+    changed = before[before["payload"].str.contains('"Previous title"', regex=False)]
+    return hashes, {k: json.loads(p) for k, p in zip(changed["kaseya_id"], changed["payload"], strict=True)}
+
+
+def per_record(n: int, steps: Steps) -> dict[str, Any]:
+    clients = client_ids(n)
+    known = known_accounts(n)
+    sent, sent_payloads = steps.timed("setup: previous state", lambda: sent_state(n, clients))
+    raw = steps.timed("setup: raw payloads", lambda: list(raw_payloads(staged_contacts(n))))
+    rows = steps.timed("stage_contacts", lambda: stage_contacts(raw))
+    del raw
+    valid, rejects = steps.timed("validate_rows", lambda: validate_rows("contacts", pd.DataFrame(rows),
+                                                                        known_ids={"accounts": known}))
+    del rows
+
+    def map_and_hash() -> list[tuple[str, dict[str, Any] | None, str | None]]:
+        mapped = []
+        for row in ({k: _plain(v) for k, v in record.items()} for record in valid.to_dict("records")):
+            client = clients.get(int(row["account_id"]))
+            payload = map_client_user(row, client) if client is not None else None
+            mapped.append((str(int(row["kaseya_id"])), payload,
+                           payload_hash(payload) if payload is not None else None))
+        return mapped
+
+    mapped = steps.timed("map_client_user + payload_hash", map_and_hash)
+
+    def detect() -> tuple[list[tuple[str, str | None, str]], int]:
+        changes, bodies = [], 0
+        for kaseya_id, payload, hashed in mapped:
+            if hashed is None:
+                change = WAITING
+            elif kaseya_id not in sent:
+                change = NEW
+            elif sent[kaseya_id] == hashed:
+                change = UNCHANGED
+            else:
+                change = CHANGED
+                bodies += bool(partial_update(sent_payloads.get(kaseya_id), payload))
+            changes.append((kaseya_id, hashed, change))
+        return changes, bodies
+
+    changes, bodies = steps.timed("change detection + partial_update", detect)
+    digest = Digest()
+    digest.add(changes)
+    return summary(Counter(c for _, _, c in changes), len(valid), rejects, bodies, digest.hexdigest())
+
+
+def bulk(n: int, steps: Steps, chunk: int) -> dict[str, Any]:
+    clients = client_ids(n)
+    known = known_accounts(n)
+    digest, counts, bodies, valid_rows = Digest(), Counter(), 0, 0
+    rejects = []
+    for start in range(0, n, chunk or n):
+        stop = start + (chunk or n)
+        sent, sent_payloads = steps.timed("setup: previous state", lambda: sent_state(n, clients, start, stop))
+        contacts = steps.timed("setup: staged contacts", lambda: staged_contacts(n, start, stop))
+        valid, rejected = steps.timed("validate_contacts", lambda: validate_contacts(contacts, known))
+        del contacts
+        payloads = steps.timed("client_user_payloads", lambda: client_user_payloads(valid, clients))
+
+        def detect() -> tuple[list[tuple[str, str | None, str]], int]:
+            change = detect_changes(payloads, sent)
+            diffs = 0
+            for kaseya_id, text in zip(payloads["kaseya_id"][change == CHANGED],
+                                       payloads["payload"][change == CHANGED], strict=True):
+                diffs += bool(partial_update(sent_payloads.get(kaseya_id), json.loads(text)))
+            return list(zip(payloads["kaseya_id"], payloads["payload_hash"], change, strict=True)), diffs
+
+        changes, diffs = steps.timed("detect_changes + partial_update", detect)
+        digest.add(changes)
+        counts.update(c for _, _, c in changes)
+        bodies += diffs
+        valid_rows += len(valid)
+        rejects.append(rejected)
+    return summary(counts, valid_rows, pd.concat(rejects), bodies, digest.hexdigest())
+
+
+def summary(counts: Counter, valid: int, rejects: pd.DataFrame, bodies: int, digest: str) -> dict[str, Any]:
+    return {"valid": valid, "rejected_records": int(rejects["kaseya_id"].nunique(dropna=False)) if len(rejects)
+            else 0, "reject_lines": len(rejects), "changes": {k: int(v) for k, v in sorted(counts.items())},
+            "partial_updates": bodies, "digest": digest}
+
+
+def profile(n: int, steps: Steps) -> dict[str, Any]:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = per_record(n, steps)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    top = sorted(((key, value) for key, value in stats.stats.items()), key=lambda kv: kv[1][2], reverse=True)[:20]
+    result["hot_functions"] = [
+        {"function": f"{Path(file).name}:{line} {name}", "calls": calls, "own_s": round(own, 3),
+         "cumulative_s": round(cumulative, 3)}
+        for (file, line, name), (_, calls, own, cumulative, _) in top]
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path)
+    parser.add_argument("path", choices=("per-record", "bulk", "profile"))
+    parser.add_argument("--contacts", type=int, required=True)
+    parser.add_argument("--chunk", type=int, default=100_000, help="bulk: contacts per chunk (0: one batch)")
+    args = parser.parse_args(argv)
+    steps = Steps()
+    started = time.perf_counter()
+    if args.path == "bulk":
+        result = bulk(args.contacts, steps, args.chunk)
+    else:
+        result = {"per-record": per_record, "profile": profile}[args.path](args.contacts, steps)
+    total = time.perf_counter() - started
+    measured = sum(s for name, s in steps.seconds.items() if not name.startswith("setup"))
+    write_report(args.report, {"success": True, "contacts": args.contacts, "steps_s": steps.seconds,
+                               "transform_s": round(measured, 3), "run_s": round(total, 3), **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

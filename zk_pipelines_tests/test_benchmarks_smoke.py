@@ -1,0 +1,59 @@
+"""The benchmark harness (`benchmarks/run.py`) end to end at its tiniest setting: it runs our pipeline and
+the naive peer against the sandboxes, the transform scenario on both paths, prints its table and writes
+one JSON document holding what the README's Performance section is made of. Behaviour only: no timing is
+asserted (figures differ from machine to machine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_harness_runs_end_to_end_and_writes_one_valid_json_document(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--runs", "small_recent@0:1,3,5", "--documents", "1",
+         "--contacts", "300", "--profile-contacts", "100", "--peers", "naive", "--calibrate", "",
+         "--results-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=280)
+
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    (written,) = tmp_path.glob("*.json")
+    document = json.loads(written.read_text())
+    assert [p.name for p in tmp_path.iterdir()] == [written.name]  # the work files are cleaned up
+
+    (run,) = document["runs"]
+    assert (run["scale"], run["latency_ms"], sorted(run["scenarios"])) == ("small_recent", 0.0, ["1", "3", "5"])
+    for number in ("1", "3"):
+        contenders = run["scenarios"][number]["contenders"]
+        assert sorted(contenders) == ["naive", "ours"]
+        for figures in contenders.values():
+            assert figures["wall_s"] > 0 and figures["cpu_s"] > 0 and figures["peak_rss_mb"] > 0
+            assert figures["kaseya_calls"] > 0 and figures["zomentum_writes"] > 0
+    ours_initial = run["scenarios"]["1"]["contenders"]["ours"]
+    assert ours_initial["success"] and ours_initial["records"] > 0
+    assert set(run["scenarios"]["1"]["expected"]["incremental_pages"]) == {
+        "GET /v2/crm/accounts/summary", "GET /v2/crm/contacts/summary", "GET /v2/crm/opportunities"}
+
+    # Scenario 3 edits 1% of the linked records, so the pull writes exactly those; the naive loop rewrites
+    # everything it wrote before.
+    changed = run["scenarios"]["3"]
+    assert changed["contenders"]["ours"]["zomentum_record_writes"] == changed["expected"]["record_writes"] > 0
+    assert changed["contenders"]["naive"]["zomentum_writes"] == run["scenarios"]["1"]["contenders"]["naive"][
+        "zomentum_writes"]
+
+    (push,) = run["scenarios"]["5"]["contenders"]["ours"]["pushes"]
+    assert push["success"] and push["kaseya_writes"] > 0
+
+    transform = document["transform"]
+    assert transform["contacts"] == 300 and sorted(transform["paths"]) == ["bulk", "per-record"]
+    assert transform["paths"]["bulk"]["digest"] == transform["paths"]["per-record"]["digest"]
+    assert transform["profile"]["hot_functions"]
+
+    assert {r["peer"] for r in document["ratios"]} == {"naive"}
+    assert document["targets"] and {t["verdict"] for t in document["targets"]} <= {"met", "NOT met", "n/a"}
+    assert document["machine"]["nproc"] >= 1 and document["machine"]["cpu_model"]
+    assert "| scale" in finished.stdout and "targets" in finished.stdout
