@@ -59,6 +59,11 @@ class BudgetExhausted(RateLimited):
     """The client-side hourly budget of one endpoint is spent; the work resumes next hour."""
 
 
+class ListingChanged(ApiUnavailable):
+    """A paged list changed while it was read (its `totalRecords` moved between pages), so offset paging may
+    have skipped or repeated a record: every row was yielded, but the list must be read again to be whole."""
+
+
 class RouteBudget:
     """Keeps each endpoint (route template) under `hourly_limit` calls in any sliding hour.
 
@@ -278,8 +283,14 @@ class KaseyaClient:
         if status == 404:
             return NotFound(*args, message, status=status, code=code)
         if status == 429:
-            return RateLimited(*args, f"Kaseya rate limit: {message}", status=status, code=code,
-                               retry_after=retry_after_seconds(response))
+            wait = retry_after_seconds(response)
+            if wait is not None and wait > self.policy.max_retry_after:
+                # Kaseya's quota is per endpoint per sliding hour: calling again before the wait is over only
+                # collects more 429s, so the work stops here and the next hourly run picks it up.
+                return BudgetExhausted(*args, f"rate budget exhausted for {endpoint.label} (Kaseya answered 429: "
+                                              f"{message}), resumes next hour (in {wait / 60:.0f} min)",
+                                       status=status, code=code, retry_after=wait)
+            return RateLimited(*args, f"Kaseya rate limit: {message}", status=status, code=code, retry_after=wait)
         if status >= 500:
             if idempotent:
                 return ApiUnavailable(*args, message, status=status, code=code)
@@ -326,18 +337,27 @@ class KaseyaClient:
         path_params: Mapping[str, Any] | None = None,
     ) -> Iterator[KaseyaRecord]:
         """Every row of a paged list, page by page (1-based `PageNumber`); stops on `totalRecords` or on a
-        short page, whichever comes first (some lists carry no total)."""
+        short page, whichever comes first (some lists carry no total). Raises ListingChanged after the last
+        row when `totalRecords` moved between pages."""
         page_size = min(page_size, MAX_PAGE_SIZE)
-        page, seen = 1, 0
+        page, seen, totals = 1, 0, []
         while True:
             query = {**(params or {}), "PageNumber": page, "PageSize": page_size}
             rows, total = self.call(name, params=query, path_params=path_params)
             rows = rows or []
             yield from rows
             seen += len(rows)
+            if total is not None and total not in totals:
+                totals.append(total)
             if len(rows) < page_size or (total is not None and seen >= total):
-                return
+                break
             page += 1
+        if len(totals) > 1:
+            # Offset paging over a list that changed between two pages: a record that left (or joined) the
+            # filtered list moved every later record, so one was skipped (or repeated) at a page boundary.
+            raise ListingChanged("Kaseya", ENDPOINTS[name].label,
+                                 f"the list changed while it was paged (totalRecords {' -> '.join(map(str, totals))}"
+                                 f"); a record may have been skipped at a page boundary: read it again")
 
     # --- reads ----------------------------------------------------------------------------------
 

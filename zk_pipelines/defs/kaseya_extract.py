@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.clients.http import ApiError, AuthenticationError, PermissionDenied
+from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient
 from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES, KaseyaSource
@@ -15,6 +16,23 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables, read_snapshot
 
 GROUP = "kaseya_extract"
+
+# A step calling an API that failed on what a repeat can fix (an answer garbled, or refused with a server
+# error, after the client's own retries) runs again, visibly in the UI, before the run fails.
+API_STEP_RETRIES = dg.RetryPolicy(max_retries=3, delay=1.0)
+# What a repeat cannot fix, and must not try: a spent hourly budget (more calls only collect 429s), rejected
+# credentials (repeated failed logins can lock the API user out), a missing permission.
+NOT_RETRIED = (BudgetExhausted, AuthenticationError, PermissionDenied)
+
+
+def final_failure(exc: ApiError) -> dg.Failure:
+    """The step's outcome for an error a retry cannot fix. For a spent budget the description names the
+    endpoint and says the work resumes next hour (the next hourly run, or a re-run of this partition then)."""
+    metadata: dict[str, object] = {"api": exc.api, "operation": exc.operation}
+    if isinstance(exc, BudgetExhausted):
+        metadata["resumes_in_minutes"] = round((exc.retry_after or 0) / 60)
+    return dg.Failure(description=exc.message if isinstance(exc, BudgetExhausted) else str(exc),
+                      allow_retries=False, metadata=metadata)
 
 
 def api_usage(client: KaseyaClient) -> dict[str, dg.MetadataValue]:
@@ -29,13 +47,31 @@ def api_usage(client: KaseyaClient) -> dict[str, dg.MetadataValue]:
     }
 
 
+def _pricing(context: dg.AssetExecutionContext, client: KaseyaClient, database, tuning: PullTuning, run_id: str
+             ) -> dict[str, object]:
+    with connect(database) as connection:
+        ids = [int(p["productIndexId"]) for p in read_snapshot(connection, "kaseya_products")]
+    pricing = refresh_product_pricing(client, database, ids, calls_per_hour=tuning.pricing_calls_per_hour,
+                                      max_age=timedelta(hours=tuning.pricing_max_age_hours), run_id=run_id, now=now())
+    if pricing.stopped:
+        context.log.warning(f"product pricing stopped after {pricing.refreshed} products: {pricing.stopped}; the "
+                            "products not priced yet wait for it")
+    oldest = pricing.oldest_refresh
+    return {
+        "prices_refreshed": pricing.refreshed,
+        "pricing_calls": pricing.calls,
+        "oldest_price_age_hours": round((now() - oldest).total_seconds() / 3600, 2) if oldest else 0.0,
+        "pricing_stopped": pricing.stopped or "no: every product due was priced",
+    }
+
+
 def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     kind = ("incremental on ModifiedOn (hourly partitions, overlap before each window, upsert on the Kaseya id)"
             if source.incremental else "an hourly snapshot, change-detected by content hash")
 
     @dg.asset(
         key=["raw", source.raw_table], group_name=GROUP, **partitioning(partitions, source.incremental),
-        pool="kaseya_api", kinds={"duckdb", "python"},
+        pool="kaseya_api", kinds={"duckdb", "python"}, retry_policy=API_STEP_RETRIES,
         description=f"{source.description} Table raw.{source.raw_table}: the source payload as Kaseya sent "
                     f"it, with the extraction window and time. {kind[0].upper()}{kind[1:]}.",
     )
@@ -47,28 +83,20 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
             ensure_pull_tables(connection)
         run_id = context.run.run_id
         metadata: dict[str, object] = {"partition": partition_label(context) or "snapshot (not partitioned)"}
-        if source.incremental:
-            window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
-            result = extract_incremental(client, config.duckdb_path, source, window, run_id=run_id, now=now())
-            metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
-                         "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
-        else:
-            counts = extract_snapshot(client, config.duckdb_path, source, run_id=run_id, now=now())
-            metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
-                         "unchanged": counts.unchanged, "gone": counts.gone}
-            if source.name == "products":
-                with connect(config.duckdb_path) as connection:
-                    ids = [int(p["productIndexId"]) for p in read_snapshot(connection, source.raw_table)]
-                pricing = refresh_product_pricing(client, config.duckdb_path, ids,
-                                                  calls_per_hour=tuning.pricing_calls_per_hour,
-                                                  max_age=timedelta(hours=tuning.pricing_max_age_hours),
-                                                  run_id=run_id, now=now())
-                oldest = pricing.oldest_refresh
-                metadata |= {
-                    "prices_refreshed": pricing.refreshed,
-                    "pricing_calls": pricing.calls,
-                    "oldest_price_age_hours": round((now() - oldest).total_seconds() / 3600, 2) if oldest else 0.0,
-                }
+        try:
+            if source.incremental:
+                window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
+                result = extract_incremental(client, config.duckdb_path, source, window, run_id=run_id, now=now())
+                metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
+                             "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
+            else:
+                counts = extract_snapshot(client, config.duckdb_path, source, run_id=run_id, now=now())
+                metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
+                             "unchanged": counts.unchanged, "gone": counts.gone}
+                if source.name == "products":
+                    metadata |= _pricing(context, client, config.duckdb_path, tuning, run_id)
+        except NOT_RETRIED as exc:
+            raise final_failure(exc) from None
         return dg.MaterializeResult(metadata={**metadata, **api_usage(client)})
 
     return raw_asset

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure
 from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
@@ -93,6 +94,7 @@ def _created_table(target: ZomentumTarget, events, resolved) -> dg.MetadataValue
 def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=_load_key(target), group_name="zomentum_load", pool="zomentum_api", kinds={"duckdb", "python"},
+        retry_policy=API_STEP_RETRIES,
         deps=[_mapped_key(target)], **partitioning(partitions, target.source in INCREMENTAL_SOURCES),
         description=f"Zomentum {target.label}s upserted from mapped.zomentum_{target.name}: created, matched to "
                     f"an existing record, updated, or left alone when unchanged (no call). The id map "
@@ -105,8 +107,11 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
         if not getattr(resolved.settings.sync, target.family):
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         client = tenant.zomentum_client()
-        report = load_target(config.duckdb_path, client, target, resolved, run_id=context.run.run_id,
-                             partition_key=partition_label(context), clock=now)
+        try:
+            report = load_target(config.duckdb_path, client, target, resolved, run_id=context.run.run_id,
+                                 partition_key=partition_label(context), clock=now)
+        except NOT_RETRIED as exc:
+            raise final_failure(exc) from None
         counts = {action: report.counts.get(action, 0)
                   for action in ("created", "updated", "unchanged", "matched", "deferred", "failed")}
         return dg.MaterializeResult(metadata={

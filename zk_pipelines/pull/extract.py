@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, ListingChanged
 from zk_pipelines.clients.kaseya_wire import LOOKUP_TABLES
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import KaseyaSource
@@ -30,6 +30,9 @@ from zk_pipelines.storage.pull_store import (
     upsert_pricing,
     upsert_snapshot,
 )
+
+# How many times a window is listed when Kaseya's list changes while it is paged (records edited meanwhile).
+WINDOW_READS = 3
 
 # The settings' lookups read from `system/lookup/{table}`.
 SETTINGS_LOOKUPS = ("quote_statuses", "labour_periods", "opportunity_types", "opportunity_ratings", "lead_sources")
@@ -49,18 +52,27 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
     }[source.name]
     records: list[RawRecord] = []
     unreadable = 0
-    for payload in list_rows(modified_from=window.query_from, modified_to=window.query_to):
-        kaseya_id = read_field(payload, source.key_field)
+    for attempt in range(1, WINDOW_READS + 1):
+        # Every pass's rows are kept (the upsert keeps each record's newest payload): a pass that saw the list
+        # change read each row it did see correctly, and the next pass brings what the shift skipped.
+        unreadable = 0
         try:
-            kaseya_id = int(kaseya_id)
-        except (TypeError, ValueError):
-            unreadable += 1
-            continue
-        try:
-            modified = parse_kaseya_moment(read_field(payload, "ModifiedOn"))
-        except ValueError:
-            modified = None
-        records.append(RawRecord(kaseya_id, modified, payload))
+            for payload in list_rows(modified_from=window.query_from, modified_to=window.query_to):
+                kaseya_id = read_field(payload, source.key_field)
+                try:
+                    kaseya_id = int(kaseya_id)
+                except (TypeError, ValueError):
+                    unreadable += 1
+                    continue
+                try:
+                    modified = parse_kaseya_moment(read_field(payload, "ModifiedOn"))
+                except ValueError:
+                    modified = None
+                records.append(RawRecord(kaseya_id, modified, payload))
+            break
+        except ListingChanged:
+            if attempt == WINDOW_READS:
+                raise
     with connect(database) as connection:
         stored = upsert_incremental_raw(connection, source.raw_table, records, window_start=window.query_from,
                                         window_end=window.query_to, run_id=run_id, now=now)
@@ -119,6 +131,7 @@ class PricingRefresh:
     wanted: int  # products that could have been refreshed
     calls: int
     oldest_refresh: datetime | None
+    stopped: str | None = None  # why the refresh stopped before its end (an endpoint's hourly budget is spent)
 
 
 def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_ids: list[int], *,
@@ -130,10 +143,15 @@ def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_
     with connect(database) as connection:
         order = pricing_refresh_order(connection, product_index_ids, max(0, calls_per_hour), now - max_age)
     fetched: list[tuple[int, Any, Any, Any]] = []
+    stopped = None
     try:
         for index_id in order:
             fetched.append((index_id, client.product_pricing_levels(index_id), client.product_suppliers(index_id),
                             client.product_default_cost(index_id)))
+    except BudgetExhausted as exc:
+        # Pricing is a budgeted background refresh: the products it did not reach wait (deferred, not failed)
+        # and are first in line next hour; the products and the prices already read are loaded now.
+        stopped = exc.message
     finally:  # keep what was read even when the budget or the API stops the refresh midway
         with connect(database) as connection:
             for index_id, levels, suppliers, cost in fetched:
@@ -143,4 +161,4 @@ def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_
     with connect(database) as connection:
         oldest = oldest_pricing_refresh(connection)
     return PricingRefresh(refreshed=refreshed, wanted=len(product_index_ids), calls=3 * refreshed,
-                          oldest_refresh=oldest)
+                          oldest_refresh=oldest, stopped=stopped)

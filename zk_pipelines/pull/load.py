@@ -32,6 +32,7 @@ from zk_pipelines.storage.pull_store import (
     PendingRecord,
     SyncEvent,
     pending_records,
+    read_id_map,
     record_events,
     upsert_id_map,
 )
@@ -43,6 +44,9 @@ ZOMENTUM_LINK_ENTITY = {"clients": "client", "client_users": "client_user", "opp
                         "items": "item"}
 KASEYA_LINK_ENTITY = {"clients": "account", "client_users": "contact", "opportunities": "opportunity",
                       "items": "product"}
+
+# How a reason names each match field.
+MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}
 
 FLUSH_EVERY = 50
 FLUSH_SECONDS = 5.0
@@ -106,11 +110,14 @@ class MatchIndex:
 
     def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
         if self._index is None or fresh:
-            self._index = {}
+            # Built aside and kept only once whole: a listing cut short (an API error on a later page) must not
+            # leave an index that misses records, or a record it lacks would be created a second time.
+            index: dict[str, dict[str, Any]] = {}
             for record in self._records():
                 key = _match_key(self._target, record, self._link_field)
                 if key is not None:
-                    self._index.setdefault(key, record)
+                    index.setdefault(key, record)
+            self._index = index
         key = _match_key(self._target, payload, self._link_field)
         return self._index.get(key) if key is not None else None
 
@@ -173,6 +180,8 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
                   AND ($updates = false OR i.payload_hash = m.payload_hash)""",
             {"entity": target.name, "run_id": run_id, "updates": updates_linked},
         ).fetchall()
+        # Zomentum id -> the Kaseya id it is paired with: a match may not take a record another one already has.
+        paired = {zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}
     report = LoadReport(target.name)
     link_field = ensure_link_field(client) if target.name == "opportunities" and pending else None
     index = MatchIndex(client, target, link_field)
@@ -185,7 +194,9 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
             report.counts["unchanged"] += 1
             ledger.add(SyncEvent("pull", target.name, "unchanged", kaseya_id, zomentum_id))
         for record in pending:
-            event, entry = _load_one(client, target, record, resolved, index, link_field, report)
+            event, entry = _load_one(client, target, record, resolved, index, link_field, report, paired)
+            if entry is not None:
+                paired[entry.zomentum_id] = entry.kaseya_id
             report.counts[event.action] += 1
             if event.action == "failed":
                 report.failures.append(event)
@@ -203,7 +214,7 @@ def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str 
 
 
 def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
-              index: MatchIndex, link_field: str | None, report: LoadReport
+              index: MatchIndex, link_field: str | None, report: LoadReport, paired: dict[str, str]
               ) -> tuple[SyncEvent, IdMapEntry | None]:
     kid = record.kaseya_id
     k_link = kaseya_link(resolved, target.name, kid)
@@ -237,6 +248,14 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
                 return linked("unchanged", record.zomentum_id, "created")
         desired = _with_link(target, payload, link_field, k_link)
         existing = index.find(desired)
+        owner = paired.get(existing["id"]) if existing is not None else None
+        if owner is not None and owner != kid:
+            # Two Kaseya records with one match key (two contacts sharing an e-mail): pairing both with one
+            # Zomentum record would make each overwrite the other, so the later one waits for the data fix.
+            what = MATCH_WORDS.get(target.match_field or "", "match key")
+            return failed(f"{label}: has the same {what} as Kaseya {KASEYA_LINK_ENTITY[target.name]} {owner}, "
+                          f"which is linked to Zomentum {target.label} {existing['id']}; one Zomentum "
+                          f"{target.label} cannot stand for both: correct the duplicate in Kaseya")
         if existing is not None:
             current = {key: existing.get(key) for key in payload}
             changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
@@ -251,7 +270,7 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
         except WriteOutcomeUnknown:
             report.zomentum_writes += 1
             found = index.find(desired, fresh=True)
-            if found is None:
+            if found is None or paired.get(found["id"], kid) != kid:
                 return failed(f"{label}: Zomentum's answer to the create was lost and no such record exists; "
                               "it is created again next run")
             return linked("created", found["id"], "created",
