@@ -59,7 +59,7 @@ DEFAULT_SCALE = "small_recent"
 DEFAULT_SEED = 7
 DEFAULT_RATE = 0.02
 DEFAULT_RERUNS = 6  # re-runs of the whole sync
-DEFAULT_PUSH_ATTEMPTS = 25  # pushes of one document (every transient read fault fails a push attempt)
+DEFAULT_PUSH_ATTEMPTS = 40  # pushes of one document (every garbled or refused read fails a push attempt)
 
 # Holds short enough to keep the report fast; what matters is that the client sees the fault, not its length.
 _FAULT_PARAMETERS: dict[str, dict[str, Any]] = {
