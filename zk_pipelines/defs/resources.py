@@ -70,6 +70,11 @@ class PullTuning(dg.ConfigurableResource):
     # it is read again. Kaseya allows 1500 calls per hour per endpoint.
     pricing_calls_per_hour: int = 1000
     pricing_max_age_hours: int = 24
+    # Requests in flight at once inside one step: per-product pricing reads (Kaseya) and the writes of a
+    # load (Zomentum). Kaseya limits calls per hour per endpoint (the budget), not concurrency; Zomentum
+    # publishes no limit. Both values are assumptions, named with the APIs' other assumptions.
+    kaseya_concurrency: int = 8
+    zomentum_concurrency: int = 8
 
 
 def tenant_from_env() -> TenantResource:
