@@ -210,11 +210,24 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             if number == "1" and run["latency_ms"] > 0:
                 delayed = ours["delayed_calls"]
                 bound = delayed * run["latency_ms"] / 1000 / concurrency
-                judge(f"scenario 1 wall within {BOUND_FACTOR}x of the latency bound", where,
-                      ours["wall_s"] <= BOUND_FACTOR * bound,
-                      f"{ours['wall_s']:.1f} s vs bound {bound:.1f} s ({delayed} delayed calls x "
-                      f"{run['latency_ms']} ms / {concurrency} concurrent; one at a time it would be "
-                      f"{delayed * run['latency_ms'] / 1000:.1f} s)")
+                one_at_a_time = delayed * run["latency_ms"] / 1000
+                dagster = run.get("calibration", {}).get("1")
+                if dagster is None:
+                    judge(f"scenario 1 wall within {BOUND_FACTOR}x of the latency bound", where,
+                          ours["wall_s"] <= BOUND_FACTOR * bound,
+                          f"{ours['wall_s']:.1f} s vs bound {bound:.1f} s ({delayed} delayed calls x "
+                          f"{run['latency_ms']} ms / {concurrency} concurrent; one at a time it would be "
+                          f"{one_at_a_time:.1f} s); Dagster's own overhead not calibrated (--calibrate 1)")
+                else:
+                    # Dagster's bookkeeping of the run (the same job, partitions and backfill policy with empty
+                    # asset bodies) is not latency: the bound is judged on what the pipeline adds to it.
+                    work = ours["run_s"] - dagster
+                    judge(f"scenario 1 within {BOUND_FACTOR}x of the latency bound (beyond Dagster's own run "
+                          "overhead)", where, work <= BOUND_FACTOR * bound,
+                          f"run {ours['run_s']:.1f} s - Dagster's own {dagster:.1f} s = {work:.1f} s vs bound "
+                          f"{bound:.1f} s ({delayed} delayed calls x {run['latency_ms']} ms / {concurrency} "
+                          f"concurrent; one at a time {one_at_a_time:.1f} s); the process, imports included, "
+                          f"{ours['wall_s']:.1f} s")
             if number == "4" and pages:
                 hourly = 3 * document["options"]["backfill_hours"]
                 calls = sum(ours["kaseya_by_endpoint"].get(route, 0) for route in pages)

@@ -347,9 +347,9 @@ def arguments(argv: list[str]) -> argparse.Namespace:
                         help="concurrent requests the latency bound assumes (default 8)")
     parser.add_argument("--pricing-calls-per-hour", type=int, default=1000,
                         help="our pull's per-product pricing budget (PullTuning), also dlt's")
-    parser.add_argument("--calibrate", default="2", type=lambda s: [n for n in s.split(",") if n],
+    parser.add_argument("--calibrate", default="1,2", type=lambda s: [n for n in s.split(",") if n],
                         help="scenarios (among 1,2,4) whose runs are repeated with empty asset bodies, for "
-                             "Dagster's own overhead (default 2; '' for none)")
+                             "Dagster's own overhead (default 1,2; '' for none)")
     parser.add_argument("--dlt-python", help="a Python with dlt installed (default: this one)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--results-dir", type=Path, default=BENCHMARKS / "results")
