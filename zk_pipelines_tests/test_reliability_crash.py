@@ -7,6 +7,7 @@ Zomentum's request log while the job writes."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -17,10 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import dagster as dg
 import duckdb
 import pytest
+from dagster._daemon.monitoring import concurrency as slot_monitoring
+from dagster._time import get_current_datetime
 
 from zk_pipelines.demo import prepare_dagster_home
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox, start_kaseya_sandbox
@@ -128,10 +133,16 @@ class JobProcesses:
             return [slot.run_id for slot in instance.event_log_storage.get_concurrency_info(pool).claimed_slots]
 
     def mark_failed(self, run_id: str) -> None:
-        """What an operator does for a run whose process died: mark it failed and free its pool slots."""
+        """What an operator (the UI's Terminate) or run monitoring does for a run whose process died: mark it
+        failed. Its pool slots are then freed by the daemon's run monitoring (dagster.yaml's
+        `free_slots_after_run_end_seconds`): one pass of it is run here, as if that long had passed."""
         with self.instance() as instance:
             instance.report_run_failed(instance.get_run_by_id(run_id))
-            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            later = get_current_datetime() + timedelta(
+                seconds=instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 5)
+            with mock.patch.object(slot_monitoring, "get_current_datetime", return_value=later):
+                list(slot_monitoring.execute_concurrency_slots_iteration(
+                    SimpleNamespace(instance=instance), logging.getLogger("run_monitoring")))
 
 
 @dataclass
@@ -200,6 +211,7 @@ def test_a_sync_killed_in_the_middle_of_the_load_then_run_again_has_every_record
     # UI's Terminate and "free slots", or run monitoring), the next run waits for that slot.
     assert jobs.pool_holders("zomentum_api") == [killed.run_id]
     jobs.mark_failed(killed.run_id)
+    assert jobs.pool_holders("zomentum_api") == []
 
     second = jobs.start_backfill()
 
