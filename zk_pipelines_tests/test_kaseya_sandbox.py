@@ -126,6 +126,15 @@ def test_a_missing_or_unknown_bearer_is_401(kaseya_http, header):
     assert error_of(response) == "The access token is missing or not valid."
 
 
+@pytest.mark.parametrize("body", [None, b"", b"{not json"])
+def test_a_write_without_a_valid_token_is_401_before_its_body_is_read(kaseya_http, body):
+    response = kaseya_http.call("POST", "/v2/crm/opportunities", token=None,
+                                headers={"Authorization": "Bearer not-a-token", "Content-Type": "application/json"},
+                                data=body)
+    assert response.status_code == 401
+    assert error_of(response) == "The access token is missing or not valid."
+
+
 def test_refresh_returns_a_new_pair_and_retires_the_old_access_token(kaseya, kaseya_http):
     old_access, old_refresh = kaseya_http.access_token, kaseya_http.refresh_token
     kaseya.state.advance_clock(1500)  # the access token has expired; the refresh token has not

@@ -153,6 +153,9 @@ class Gateway:
             if not request.url.path.lower().startswith("/v2/"):
                 raise ApiFailure(404, f"No API route matches {request.url.path}; the API is under /v2.")
             route, params = self.router.match(request.method, request.url.path)
+            if not route.anonymous:  # Kaseya (ASP.NET) authenticates before it reads a body
+                with state.lock:
+                    state.tokens.resolve(_bearer_token(request), state.clock.now())
             body = await self._body(request, route, raw)
             logged_body = _redacted(body)
             with state.lock:
