@@ -122,6 +122,38 @@ def test_a_failed_push_fails_the_run_with_kaseyas_message_and_the_document(tenan
     assert "StatusId 12345 is not an opportunity status" in description
     assert result.dagster_run.tags[DOCUMENT_TAG] == document_id
     assert tenant.sql("SELECT action, reason FROM audit.sync_events") == [("failed", description)]
+    # A refusal is final: the step is not attempted again.
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def _messages(error) -> str:
+    """Every message along an error's chain of causes."""
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause or error.context
+    return " <- ".join(messages)
+
+
+def test_a_push_failing_on_passing_faults_is_attempted_again_in_the_same_run_and_writes_once(tenant):
+    document_id = tenant.document([tenant.line("Rack Shelf 1U", 2)])
+    # The opportunity's create is made but its answer lost; then a catalogue read comes back garbled.
+    tenant.kaseya.state.set_faults(seed=1, rules=[
+        {"kind": "lost_answer", "route": "POST /v2/crm/opportunities", "count": 1},
+        {"kind": "malformed_json", "route": "GET /v2/inventory/warehouses/lookup", "count": 1}])
+
+    result = run_push_job(tenant, document_id)
+
+    assert result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == sum(tenant.kaseya.state.fault_counts()["lost_answer"].values()) + sum(
+        tenant.kaseya.state.fault_counts()["malformed_json"].values()) == 2
+    reasons = " | ".join(_messages(e.event_specific_data.error) for e in retries)
+    assert "the answer was not JSON" in reasons and "the next attempt looks for the record" in reasons
+    # The lost create was adopted by the next attempt, not sent again.
+    assert len(tenant.marked("opportunities", document_id, "description")) == 1
+    assert [e["method"] + " " + e["route"] for e in tenant.kaseya.state.requests()].count(
+        "POST /v2/crm/opportunities") == 1
 
 
 # --------------------------------------------------------------------------------------------------------

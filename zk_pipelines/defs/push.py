@@ -54,8 +54,14 @@ def _tag_run(context: dg.OpExecutionContext, document_id: str, version: str | No
     context.instance.add_run_tags(context.run_id, tags)
 
 
+# A push that failed on something passing (an API down or garbled, an answer lost, the DuckDB file locked) is
+# attempted again in the same run, visibly in the UI; every attempt resumes from the push ledger, so what an
+# earlier attempt wrote is adopted, never written twice. A refusal is final.
+PUSH_RETRIES = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
+
+
 @dg.op(
-    name=PUSH_OP, pool="kaseya_api",
+    name=PUSH_OP, pool="kaseya_api", retry_policy=PUSH_RETRIES,
     description="Push one Zomentum document to Kaseya: the opportunity (created or fully replaced), and with "
                 "push_quotes_on_won the quote and its lines and the catalogue items they need; Kaseya read back "
                 "and compared; the Kaseya link written onto the Zomentum opportunity. Exactly once: every write "
@@ -70,7 +76,7 @@ def push_won_document(context: dg.OpExecutionContext, config: PushConfig, tenant
                                 run_id=context.run_id)
     except PushFailed as failure:
         _tag_run(context, failure.document_id, failure.document_version)
-        raise dg.Failure(description=str(failure), metadata={
+        raise dg.Failure(description=str(failure), allow_retries=failure.retryable, metadata={
             "document_id": failure.document_id,
             "document_version": failure.document_version or "unknown",
             "audit_log": "audit.sync_events (direction push), push.documents, push.requests",

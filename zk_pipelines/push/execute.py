@@ -29,7 +29,7 @@ from zk_pipelines.domain.push_plan import (
     readback_differences,
 )
 from zk_pipelines.pull.load import ensure_link_field
-from zk_pipelines.push.failures import PushFailed
+from zk_pipelines.push.failures import PushFailed, passing
 from zk_pipelines.push.ledger import PushLedger
 from zk_pipelines.push.resolve import OPPORTUNITIES as OPPORTUNITY_ENTITY
 from zk_pipelines.push.resolve import QUOTES, PreparedPush, PushStep
@@ -94,11 +94,11 @@ def send_writes(prepared: PreparedPush, kaseya: KaseyaClient, ledger: PushLedger
             ledger.settle(request_id, UNKNOWN, response_status=exc.status, error=str(exc))
             raise PushFailed(document_id, f"{request.method} {request.path} ({request.purpose}): {exc}; the next "
                                           "attempt looks for the record and adopts it if it was written",
-                             entity=step.entity) from exc
+                             entity=step.entity, retryable=True) from exc
         except ApiError as exc:
             ledger.settle(request_id, REFUSED, response_status=exc.status, error=str(exc))
             raise PushFailed(document_id, f"Kaseya refused {request.method} {request.path} ({request.purpose}): "
-                                          f"{exc.message}", entity=step.entity) from exc
+                                          f"{exc.message}", entity=step.entity, retryable=passing(exc)) from exc
         record_id = _written_id(step, request, answer)
         pairs = []
         if step.creates is not None:

@@ -38,7 +38,7 @@ from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_setting
 from zk_pipelines.pull.load import kaseya_link
 from zk_pipelines.push.document import read_document
 from zk_pipelines.push.execute import Execution, read_back, send_writes, write_opportunity_link
-from zk_pipelines.push.failures import PushFailed
+from zk_pipelines.push.failures import PushFailed, passing
 from zk_pipelines.push.ledger import PushLedger, read_known_ids, record_push_events, utc_now
 from zk_pipelines.push.resolve import (
     CLIENT_USERS,
@@ -162,9 +162,9 @@ def push_document(
             failure = exc
         elif isinstance(exc, duckdb.Error):
             failure = PushFailed(document_id, f"the tenant's DuckDB file {sources.database}: {exc}; what was sent "
-                                              "before is found and adopted by the next attempt")
+                                              "before is found and adopted by the next attempt", retryable=True)
         else:
-            failure = PushFailed(document_id, str(exc))
+            failure = PushFailed(document_id, str(exc), retryable=passing(exc))
         failure.document_version = failure.document_version or version
         if not dry_run:
             try:
