@@ -248,3 +248,15 @@ def test_a_settings_name_unknown_in_the_live_systems_fails_the_run_before_anythi
     assert "no Kaseya warehouse is named 'Main Warehose' (closest: 'Main Warehouse'" in \
         failure.event_specific_data.error.to_string()
     assert harness.zomentum_writes() == []
+    # A wrong name is final: the step is not attempted again.
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_the_settings_step_is_attempted_again_when_zomentum_answers_garbled(harness):
+    harness.zomentum.state.set_faults(seed=2, rules=[{"kind": "malformed_json", "route": "GET /v2/pipelines",
+                                                      "count": 1}])
+    result = harness.run_hour(harness.current_hour - timedelta(hours=2))
+    assert result.success
+    retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retried == ["settings__resolved"]
+    assert sum(harness.zomentum.state.fault_counts()["malformed_json"].values()) == 1

@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from zk_pipelines.config import ConfigurationError
+from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.settings_check import render_settings
@@ -15,6 +17,7 @@ LOOKUP_SOURCES = ("employees", "opportunity_statuses", "product_categories", "wa
 def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=RESOLVED_SETTINGS_KEY, group_name="settings", pool="zomentum_api", kinds={"duckdb"},
+        retry_policy=API_STEP_RETRIES,
         deps=[dg.AssetKey(["raw", f"kaseya_{name}"]) for name in LOOKUP_SOURCES],
         description="The settings file (ZK_SETTINGS) with every name resolved against the Kaseya lookups this "
                     "run extracted and Zomentum's pipelines and users. Table settings.resolved, keyed by the "
@@ -23,8 +26,13 @@ def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     def resolved_settings(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
         config = tenant.config()
         assert config.settings_path is not None
-        resolved = resolve_for_run(config.duckdb_path, config.settings_path, tenant.zomentum_client(),
-                                   run_id=context.run.run_id, now=now())
+        try:
+            resolved = resolve_for_run(config.duckdb_path, config.settings_path, tenant.zomentum_client(),
+                                       run_id=context.run.run_id, now=now())
+        except NOT_RETRIED as exc:
+            raise final_failure(exc) from None
+        except ConfigurationError as exc:  # a wrong name in the settings: a repeat would find it wrong again
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         return dg.MaterializeResult(metadata={
             "settings_fingerprint": resolved.fingerprint,
             "mode": resolved.settings.mode.value,
