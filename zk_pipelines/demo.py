@@ -46,8 +46,13 @@ def _tenant(boxes: Sandboxes, settings: Path, database: Path) -> TenantResource:
 def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
     """What a Kaseya user does during the live hour: rename a website, add a contact, win an opportunity."""
     state = boxes.kaseya.state
-    account = min(state.records("accounts"), key=lambda a: a["id"])
-    opportunity = min(state.records("opportunities"), key=lambda o: o["id"])
+    moment = hour + timedelta(minutes=30)
+    with state.lock:  # records last modified before the edits' moment, so that the edit is their newest version
+        account_id, opportunity_id = (
+            min(i for i, r in getattr(state.tenant, table).items() if r.stamps.modified_on < moment)
+            for table in ("accounts", "opportunities"))
+    account = state.record("accounts", account_id)
+    opportunity = state.record("opportunities", opportunity_id)
     state.update_record("accounts", account["id"], {"website": "https://www.renamed-in-kaseya.example"})
     contact = state.create_record("contacts", {"accountId": account["id"], "firstName": "Demo",
                                                "lastName": "Newcontact", "emailAddress": "demo.new@example.com"})
@@ -55,7 +60,7 @@ def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
     with state.lock:  # the edits happened during the live hour (the sandbox clock only moves forward)
         for table, kaseya_id in (("accounts", account["id"]), ("contacts", contact["id"]),
                                  ("opportunities", opportunity["id"])):
-            getattr(state.tenant, table)[kaseya_id].stamps.modified_on = hour + timedelta(minutes=30)
+            getattr(state.tenant, table)[kaseya_id].stamps.modified_on = moment
     return [f"account {account['id']}: website changed", f"contact {contact['id']}: created",
             f"opportunity {opportunity['id']}: status -> Closed Won"]
 

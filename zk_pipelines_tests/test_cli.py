@@ -128,4 +128,16 @@ def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
         runs = connection.execute("SELECT count(DISTINCT run_id) FROM audit.sync_events").fetchone()[0]
         created = connection.execute("SELECT count(*) FROM audit.sync_events WHERE action = 'created'").fetchone()[0]
     assert runs == 2 and created > 100
+    # The live hour's Kaseya edits were pulled by the live run (the demo's settings are Zomentum as CRM: the
+    # new contact is created, the linked account and opportunity are seen and left as Zomentum has them).
+    import re
+
+    account, contact, opportunity = (re.search(rf"{what} (\d+): ", out).group(1)
+                                     for what in ("account", "contact", "opportunity"))
+    with duckdb.connect(str(tmp_path / "demo" / "demo.duckdb"), read_only=True) as connection:
+        live = dict(((entity, kaseya_id), action) for entity, kaseya_id, action in connection.execute(
+            """SELECT entity, kaseya_id, action FROM audit.sync_events WHERE run_id = (
+                   SELECT run_id FROM audit.sync_events ORDER BY event_id DESC LIMIT 1)""").fetchall())
+    assert live[("client_users", contact)] == "created"
+    assert live[("clients", account)] == live[("opportunities", opportunity)] == "unchanged"
     assert any((tmp_path / "dagster_home").rglob("runs.db")) or any((tmp_path / "dagster_home").rglob("*.db"))
