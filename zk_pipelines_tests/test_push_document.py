@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,16 @@ from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushOutcome, PushSources, push_document
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
-from zk_pipelines.storage.push_store import DocumentPushRow, LedgerRequest, document_pushes, document_requests
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.push_store import (
+    HOLD_LAPSES_AFTER,
+    DocumentPushRow,
+    LedgerRequest,
+    document_pushes,
+    document_requests,
+    ensure_push_tables,
+    start_document,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "settings.example.yaml"
 D = Decimal
@@ -73,9 +83,10 @@ class PushTenant:
                            settings_file(self.directory, **settings), self.database)
 
     def push(self, document_id: str, overrides: Sequence[str] = (), *, dry_run: bool = False, run_id: str = "run-1",
-             kaseya: KaseyaClient | None = None, **settings: Any) -> PushOutcome:
+             kaseya: KaseyaClient | None = None, later: timedelta = timedelta(0), **settings: Any) -> PushOutcome:
+        """`later`: the push happens that long from now (a dead run's hold on the document lapses)."""
         return push_document(self.sources(kaseya, **settings), document_id, overrides, dry_run=dry_run,
-                             run_id=run_id)
+                             run_id=run_id, clock=lambda: datetime.now(UTC) + later)
 
     # --- Kaseya as the sandbox holds it ---
 
@@ -353,8 +364,12 @@ def test_a_crash_after_a_kaseya_create_leaves_exactly_one_record_after_the_re_ru
     (in_doubt,) = [r for r in tenant.ledger_requests(document_id)
                    if r.state == "intent"]
     assert in_doubt.endpoint == endpoint
+    # The dead run still holds the document: a re-run right away waits, sending nothing...
+    with pytest.raises(PushFailed, match="run run-1 has been pushing this document"):
+        tenant.push(document_id, run_id="run-2")
 
-    outcome = tenant.push(document_id, run_id="run-2")
+    # ... until the hold lapses.
+    outcome = tenant.push(document_id, run_id="run-2", later=HOLD_LAPSES_AFTER)
 
     assert len(tenant.marked("opportunities", document_id, "description")) == 1
     (quote,) = tenant.marked("quotes", document_id, "name")
@@ -405,13 +420,31 @@ def test_an_interrupted_push_whose_create_never_reached_kaseya_creates_it_on_the
     with pytest.raises(ProcessDied):
         tenant.push(document_id, kaseya=DiesBeforeSending(tenant.kaseya_credentials))
 
-    outcome = tenant.push(document_id, run_id="run-2")
+    outcome = tenant.push(document_id, run_id="run-2", later=HOLD_LAPSES_AFTER)  # the dead run's hold lapsed
 
     assert len(tenant.marked("opportunities", document_id, "description")) == 1
     assert "was never created" in outcome.recovered[0]
 
 
 # --------------------------------------------------------------------------------------------------------
+def test_a_document_another_run_is_pushing_is_not_pushed_twice_at_once(tenant):
+    """The sensor's run and a person's `zk push` of one document at once: the second waits, sending nothing."""
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+    version = next(d for d in tenant.zomentum_records("documents") if d["id"] == document_id)["current_revision_id"]
+    with connect(tenant.database) as connection:
+        ensure_push_tables(connection)
+        start_document(connection, document_id, version, run_id="sensor-run", fingerprint="f",
+                       now=datetime.now(UTC))
+    tenant.kaseya.state.clear_requests()
+
+    with pytest.raises(PushFailed, match="run sensor-run has been pushing this document since .*sent nothing") as raised:
+        tenant.push(document_id, run_id="zk-push")
+
+    assert raised.value.retryable
+    assert tenant.kaseya_writes() == []
+    assert tenant.sql("SELECT run_id, state, attempts FROM push.documents") == [("sensor-run", "running", 1)]
+
+
 # Failures: Kaseya's refusal, a settings name Kaseya lacks, a read-back mismatch; each re-runnable
 
 

@@ -58,6 +58,7 @@ from zk_pipelines.storage.push_store import (
     NOT_CREATED,
     SUCCEEDED,
     SUPERSEDED,
+    DocumentHeld,
     DocumentIds,
     LedgerRequest,
 )
@@ -157,6 +158,10 @@ def push_document(
         return PushOutcome(document_id, version, fingerprint, prepared.plan, dry_run=False,
                            sent=tuple(write.request for write in execution.sent), created=dict(execution.ids),
                            ids=ids, opportunity_link=link, recovered=tuple(recovered))
+    except DocumentHeld as held:  # nothing of this attempt is recorded: the ledger is the other run's
+        raise PushFailed(document_id, f"run {held.run_id} has been pushing this document since "
+                                      f"{held.since:%Y-%m-%d %H:%M:%S %Z}; this attempt sent nothing and waits for "
+                                      "it", document_version=version, retryable=True) from held
     except (PushFailed, PushPlanError, ApiError, ConfigurationError, duckdb.Error) as exc:
         if isinstance(exc, PushFailed):
             failure = exc

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -89,9 +89,56 @@ def existing_tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
 # --- push.documents ----------------------------------------------------------------------------------
 
 
+# A run that died mid-push leaves its document `running`. A live push writes to the ledger every few seconds
+# (an intent and an outcome per request), so a hold whose last ledger activity is older than this is taken as
+# abandoned, and a re-run after a crash waits at most this long.
+HOLD_LAPSES_AFTER = timedelta(minutes=2)
+
+
+class DocumentHeld(Exception):
+    """Another run is pushing the document right now (the sensor and `zk push` at once, two launches)."""
+
+    def __init__(self, document_id: str, run_id: str, since: datetime) -> None:
+        self.document_id = document_id
+        self.run_id = run_id
+        self.since = since
+        super().__init__(f"document {document_id} is being pushed by run {run_id} since {since.isoformat()}")
+
+
 def start_document(connection: duckdb.DuckDBPyConnection, document_id: str, version: str, *, run_id: str,
                    fingerprint: str, now: datetime) -> int:
-    """Mark the (document, version) as being pushed; returns the attempt number (1 for the first)."""
+    """Mark the (document, version) as being pushed by this run; returns the attempt number (1 for the
+    first). Raises DocumentHeld when another run is pushing any version of the document (the check and the
+    mark are one transaction, and DuckDB lets one process write the file at a time)."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        attempt = _claim_document(connection, document_id, version, run_id=run_id, fingerprint=fingerprint,
+                                  now=now)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    return attempt
+
+
+def _claim_document(connection: duckdb.DuckDBPyConnection, document_id: str, version: str, *, run_id: str,
+                    fingerprint: str, now: datetime) -> int:
+    holder = connection.execute(
+        """
+        SELECT d.run_id, d.started_at,
+               greatest(d.started_at, coalesce(max(r.intended_at), d.started_at),
+                        coalesce(max(r.settled_at), d.started_at)) AS last_activity
+        FROM push.documents d
+        LEFT JOIN push.requests r ON r.document_id = d.document_id AND r.run_id = d.run_id
+        WHERE d.document_id = $document_id AND d.state = $state AND d.run_id IS DISTINCT FROM $run_id
+        GROUP BY d.run_id, d.started_at
+        HAVING last_activity > $lapsed_before
+        ORDER BY last_activity DESC LIMIT 1
+        """,
+        {"document_id": document_id, "state": RUNNING, "run_id": run_id, "lapsed_before": now - HOLD_LAPSES_AFTER},
+    ).fetchone()
+    if holder is not None:
+        raise DocumentHeld(document_id, holder[0], holder[1])
     row = connection.execute(
         """
         INSERT INTO push.documents AS t (document_id, document_version, state, attempts, run_id,
