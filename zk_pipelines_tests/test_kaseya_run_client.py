@@ -11,10 +11,12 @@ import duckdb
 import pytest
 
 from zk_pipelines.clients.http import ValidationFailed
-from zk_pipelines.clients.kaseya import KaseyaClient, RouteBudget
+from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, RouteBudget
+from zk_pipelines.clients.kaseya_wire import ENDPOINTS
+from zk_pipelines.domain.entities import KASEYA_SOURCES
+from zk_pipelines.pull.extract import extract_snapshot, refresh_product_pricing
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables
-from zk_pipelines.pull.extract import refresh_product_pricing
 
 LOGIN = "/v2/security/authenticate"
 REFRESH = "/v2/security/refreshtoken"
@@ -170,3 +172,42 @@ def test_an_api_error_mid_refresh_is_raised_after_the_products_read_are_stored(k
     stored = set(stored_pricing(database))
     assert stored == fully_answered(kaseya)
     assert 3 <= len(stored) < len(ids)
+
+
+def test_after_kaseyas_long_429_no_thread_calls_the_spent_endpoint_again(kaseya, kaseya_credentials, database):
+    ids = product_ids(kaseya, 12)
+    client = KaseyaClient(kaseya_credentials)
+    client.user_info()
+    kaseya.state.set_knobs(rate_limit=5)  # Kaseya's own hourly limit per endpoint, far below our budget
+    kaseya.state.clear_requests()
+
+    result = refresh(client, database, ids, concurrency=4)
+
+    assert result.stopped and result.stopped.startswith(
+        f"rate budget exhausted for {ENDPOINTS['product_pricing_levels'].label} (Kaseya answered 429")
+    statuses = [e["status"] for e in routed(kaseya, PRICING_ROUTES[0])]
+    # Five answered; a 429 for at most each request already in flight when the first 429 came back.
+    assert statuses.count(200) == 5 and 1 <= statuses.count(429) <= 4 and len(statuses) <= 9
+    assert set(stored_pricing(database)) == fully_answered(kaseya) and len(fully_answered(kaseya)) == 5
+    sent = len(kaseya.state.requests())
+    with pytest.raises(BudgetExhausted):  # the client remembers Kaseya's answer: no request is sent
+        client.product_pricing_levels(ids[-1])
+    assert len(kaseya.state.requests()) == sent
+
+
+@pytest.mark.parametrize("source_name", ["lookups", "products"])
+def test_concurrent_snapshot_reads_store_the_same_rows_as_one_at_a_time(kaseya, kaseya_credentials, tmp_path,
+                                                                      source_name):
+    source = next(s for s in KASEYA_SOURCES if s.name == source_name)
+    client = KaseyaClient(kaseya_credentials)
+    stored = []
+    for concurrency in (1, 8):
+        path = tmp_path / f"snapshot-{concurrency}.duckdb"
+        with connect(path) as connection:
+            ensure_pull_tables(connection)
+        extract_snapshot(client, path, source, run_id="run-1", now=datetime.now(UTC), concurrency=concurrency)
+        with duckdb.connect(str(path), read_only=True) as connection:
+            stored.append(connection.execute(
+                f"SELECT kaseya_key, payload, content_hash FROM raw.{source.raw_table} ORDER BY kaseya_key"
+            ).fetchall())
+    assert stored[0] == stored[1] and len(stored[0]) > 3
