@@ -75,6 +75,8 @@ class RouteBudget:
         self.hourly_limit = hourly_limit
         self._clock = clock
         self._calls: dict[str, deque[float]] = defaultdict(deque)
+        # Endpoints Kaseya itself declared spent (a 429 with a long Retry-After): until when, and its answer.
+        self._spent: dict[str, tuple[float, BudgetExhausted]] = {}
         self._lock = threading.Lock()
 
     def _trim(self, calls: deque[float], now: float) -> None:
@@ -84,6 +86,11 @@ class RouteBudget:
     def take(self, endpoint: Endpoint) -> None:
         now = self._clock()
         with self._lock:
+            spent = self._spent.get(endpoint.label)
+            if spent is not None and now < spent[0]:
+                until, answer = spent
+                raise BudgetExhausted(answer.api, answer.operation, answer.message, status=answer.status,
+                                      code=answer.code, retry_after=until - now)
             calls = self._calls[endpoint.label]
             self._trim(calls, now)
             if len(calls) >= self.hourly_limit:
@@ -96,6 +103,12 @@ class RouteBudget:
                     retry_after=wait,
                 )
             calls.append(now)
+
+    def spent_by_kaseya(self, endpoint: Endpoint, answer: BudgetExhausted) -> None:
+        """Kaseya answered 429 with a wait beyond the policy: no more calls to the endpoint until then, from
+        any thread (the requests other threads already sent may still collect a 429 each)."""
+        with self._lock:
+            self._spent[endpoint.label] = (self._clock() + (answer.retry_after or 0), answer)
 
     def remaining(self, endpoint: Endpoint) -> int:
         now = self._clock()
@@ -122,14 +135,61 @@ class _Token:
         return "_Token(***)"
 
 
+AUTH_ENDPOINTS = frozenset({ENDPOINTS["authenticate"].label, ENDPOINTS["refresh_token"].label})
+
+
+@dataclass(frozen=True)
+class KaseyaUsage:
+    """A reading of a client's counters; `since` gives what was spent between two readings (one step's share
+    of a client the run's steps share)."""
+
+    calls: Mapping[str, int]  # requests sent per endpoint label, retries included, auth routes included
+    retries: int = 0
+    logins: int = 0
+    refreshes: int = 0
+
+    @property
+    def data_calls(self) -> int:
+        """Requests other than login and token refresh."""
+        return sum(n for label, n in self.calls.items() if label not in AUTH_ENDPOINTS)
+
+    def since(self, earlier: KaseyaUsage) -> KaseyaUsage:
+        calls = {label: n - earlier.calls.get(label, 0) for label, n in self.calls.items()}
+        return KaseyaUsage(calls={label: n for label, n in calls.items() if n},
+                           retries=self.retries - earlier.retries, logins=self.logins - earlier.logins,
+                           refreshes=self.refreshes - earlier.refreshes)
+
+
 @dataclass
 class KaseyaStats:
-    """Calls sent per endpoint (retries included) and the retry counter, for metadata and tests."""
+    """Requests sent per endpoint (retries included) and the retry counter, for metadata and tests. Several
+    threads share one client, so every change goes through `_lock`."""
 
     counter: CallCounter = field(default_factory=CallCounter)
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     logins: int = 0
     refreshes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record_request(self, label: str, sent: CallCounter) -> None:
+        with self._lock:
+            self.calls[label] += sent.sent
+            self.counter.sent += sent.sent
+            self.counter.retries += sent.retries
+            self.counter.waited_seconds += sent.waited_seconds
+
+    def record_login(self) -> None:
+        with self._lock:
+            self.logins += 1
+
+    def record_refresh(self) -> None:
+        with self._lock:
+            self.refreshes += 1
+
+    def usage(self) -> KaseyaUsage:
+        with self._lock:
+            return KaseyaUsage(calls=dict(self.calls), retries=self.counter.retries, logins=self.logins,
+                               refreshes=self.refreshes)
 
 
 class KaseyaClient:
@@ -153,7 +213,8 @@ class KaseyaClient:
         self.budget = budget or RouteBudget(credentials.hourly_call_budget, clock)
         self.stats = KaseyaStats()
         self._token: _Token | None = None
-        self._token_lock = threading.Lock()
+        # Reentrant: renewing under the lock logs in, and `login` takes the lock for callers outside it.
+        self._token_lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"KaseyaClient({self.base_url!r}, user={self._credentials.username!r})"
@@ -183,14 +244,20 @@ class KaseyaClient:
             expires_at=self._clock() + lifetime,
         )
 
+    def _send(self, endpoint: Endpoint, method: str, url: str, *, idempotent: bool, secrets: list[Any],
+              **kwargs: Any) -> requests.Response:
+        """One request under the policy, counted per endpoint (retries included) once it is over."""
+        sent = CallCounter()
+        try:
+            return send(self._session, self.policy, method, url, operation=endpoint.label, idempotent=idempotent,
+                        secrets=secrets, sleep=self._sleep, counter=sent, **kwargs)
+        finally:
+            self.stats.record_request(endpoint.label, sent)
+
     def _auth_post(self, endpoint: Endpoint, form: dict[str, str]) -> Mapping[str, Any]:
         self.budget.take(endpoint)
-        self.stats.calls[endpoint.label] += 1
-        response = send(
-            self._session, self.policy, "POST", self.base_url + endpoint.template,
-            operation=endpoint.label, idempotent=True, secrets=self._secrets() + list(form.values()),
-            sleep=self._sleep, counter=self.stats.counter, data=form,
-        )
+        response = self._send(endpoint, "POST", self.base_url + endpoint.template, idempotent=True,
+                              secrets=self._secrets() + list(form.values()), data=form)
         if response.status_code != 200:
             raise self._http_error(endpoint, response, idempotent=True, extra_secrets=list(form.values()))
         envelope = read_envelope(self._parse(endpoint, response))
@@ -210,18 +277,19 @@ class KaseyaClient:
         }
         if creds.mfa_code:
             form["MFACode"] = creds.mfa_code.reveal()
-        try:
-            result = self._auth_post(ENDPOINTS["authenticate"], form)
-        except AuthenticationError as exc:
-            raise AuthenticationError(
-                "Kaseya", "login",
-                f"Kaseya rejected the login of {creds.username!r} for tenant {creds.tenant!r}: {exc.message}. "
-                "Check KASEYA_USERNAME, KASEYA_PASSWORD and KASEYA_TENANT (the company name), and that the "
-                "user's role has 'Has API Access'.",
-                status=exc.status, code=exc.code,
-            ) from None
-        self.stats.logins += 1
-        self._store_token(result)
+        with self._token_lock:
+            try:
+                result = self._auth_post(ENDPOINTS["authenticate"], form)
+            except AuthenticationError as exc:
+                raise AuthenticationError(
+                    "Kaseya", "login",
+                    f"Kaseya rejected the login of {creds.username!r} for tenant {creds.tenant!r}: {exc.message}. "
+                    "Check KASEYA_USERNAME, KASEYA_PASSWORD and KASEYA_TENANT (the company name), and that the "
+                    "user's role has 'Has API Access'.",
+                    status=exc.status, code=exc.code,
+                ) from None
+            self.stats.record_login()
+            self._store_token(result)
 
     def _refresh(self) -> bool:
         """Exchange the refresh token; False when Kaseya refuses it (the caller logs in again)."""
@@ -232,14 +300,17 @@ class KaseyaClient:
             result = self._auth_post(ENDPOINTS["refresh_token"], form)
         except (AuthenticationError, NotFound):
             return False
-        self.stats.refreshes += 1
+        self.stats.record_refresh()
         self._store_token(result)
         return True
 
-    def _access_token(self, *, force_renew: bool = False) -> str:
+    def _access_token(self, *, rejected: str | None = None) -> str:
+        """The token to send. `rejected` is a token Kaseya just answered 401 to: it is renewed (refresh, else
+        login) unless another thread already replaced it, so threads sharing the client that all hold the
+        expired token renew it once between them."""
         with self._token_lock:
             stale = self._token is None or self._clock() >= self._token.expires_at - REFRESH_MARGIN_SECONDS
-            if force_renew or stale:
+            if stale or (rejected is not None and self._token is not None and self._token.access == rejected):
                 if self._token is None or not self._refresh():
                     self.login()
             assert self._token is not None
@@ -309,21 +380,22 @@ class KaseyaClient:
         endpoint = ENDPOINTS[name]
         idempotent = endpoint.method == "GET"
         url = self.base_url + endpoint.path(**(path_params or {}))
+        rejected: str | None = None
         for attempt in (1, 2):
-            token = self._access_token(force_renew=attempt == 2)
+            token = self._access_token(rejected=rejected)
             self.budget.take(endpoint)
-            self.stats.calls[endpoint.label] += 1
-            response = send(
-                self._session, self.policy, endpoint.method, url, operation=endpoint.label,
-                idempotent=idempotent, secrets=self._secrets(), sleep=self._sleep, counter=self.stats.counter,
-                params=params, json=body, headers={"Authorization": f"Bearer {token}"},
-            )
+            response = self._send(endpoint, endpoint.method, url, idempotent=idempotent, secrets=self._secrets(),
+                                  params=params, json=body, headers={"Authorization": f"Bearer {token}"})
             if response.status_code == 401 and attempt == 1:
+                rejected = token
                 log.info("Kaseya answered 401 on %s; renewing the token once", endpoint.label)
                 continue
             break
         if response.status_code != 200:
-            raise self._http_error(endpoint, response, idempotent=idempotent)
+            error = self._http_error(endpoint, response, idempotent=idempotent)
+            if isinstance(error, BudgetExhausted):
+                self.budget.spent_by_kaseya(endpoint, error)
+            raise error
         envelope = read_envelope(self._parse(endpoint, response))
         if not envelope.success:
             raise ValidationFailed(

@@ -10,6 +10,9 @@ ASSUMED (nobody has published the answer; correct here against a real tenant):
   these; ours follow the contract's own conventions.
 - `system/lookup/{tableName}` table names (`OpportunityType`, `QuoteStatus`, `LabourPeriod`, ...).
 - Quote line item type ids in `POST .../lineItems/{itemTypeId}/{distributerTypeId}`.
+- Concurrency: Kaseya publishes an hourly limit per endpoint (1500 calls), not a limit on requests in flight;
+  the pipeline's 8 concurrent reads per step (`PullTuning.kaseya_concurrency`) are our choice, not Kaseya's.
+  All threads of a run share one client, so one token and one hourly budget per endpoint.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from zk_pipelines.clients.http import ApiError, AuthenticationError, PermissionDenied
-from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient
+from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, KaseyaUsage
 from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES, KaseyaSource
@@ -35,15 +35,22 @@ def final_failure(exc: ApiError) -> dg.Failure:
                       allow_retries=False, metadata=metadata)
 
 
-def api_usage(client: KaseyaClient) -> dict[str, dg.MetadataValue]:
+def api_usage(client: KaseyaClient, since: KaseyaUsage | None = None) -> dict[str, dg.MetadataValue]:
+    """The calls a step made: everything the client sent after the reading `since` (the run's steps share
+    one client), and each endpoint's budget used this hour by the whole run."""
+    usage = client.stats.usage()
+    if since is not None:
+        usage = usage.since(since)
     used = client.budget.used()
     return {
-        "kaseya_calls": dg.MetadataValue.int(sum(client.stats.calls.values())),
-        "kaseya_retries": dg.MetadataValue.int(client.stats.counter.retries),
+        "kaseya_calls": dg.MetadataValue.int(usage.data_calls),
+        "kaseya_logins": dg.MetadataValue.int(usage.logins),
+        "kaseya_token_refreshes": dg.MetadataValue.int(usage.refreshes),
+        "kaseya_retries": dg.MetadataValue.int(usage.retries),
         "kaseya_calls_by_endpoint": dg.MetadataValue.md(
-            "| endpoint | calls this run | budget used this hour |\n|---|---|---|\n" + "\n".join(
-                f"| `{label}` | {client.stats.calls.get(label, 0)} | {used.get(label, 0)} / "
-                f"{client.budget.hourly_limit} |" for label in sorted(client.stats.calls)) or "no calls"),
+            "| endpoint | calls this step | budget used this hour |\n|---|---|---|\n" + "\n".join(
+                f"| `{label}` | {usage.calls.get(label, 0)} | {used.get(label, 0)} / "
+                f"{client.budget.hourly_limit} |" for label in sorted(usage.calls)) if usage.calls else "no calls"),
     }
 
 
@@ -52,7 +59,8 @@ def _pricing(context: dg.AssetExecutionContext, client: KaseyaClient, database, 
     with connect(database) as connection:
         ids = [int(p["productIndexId"]) for p in read_snapshot(connection, "kaseya_products")]
     pricing = refresh_product_pricing(client, database, ids, calls_per_hour=tuning.pricing_calls_per_hour,
-                                      max_age=timedelta(hours=tuning.pricing_max_age_hours), run_id=run_id, now=now())
+                                      max_age=timedelta(hours=tuning.pricing_max_age_hours), run_id=run_id, now=now(),
+                                      concurrency=tuning.kaseya_concurrency)
     if pricing.stopped:
         context.log.warning(f"product pricing stopped after {pricing.refreshed} products: {pricing.stopped}; the "
                             "products not priced yet wait for it")
@@ -78,7 +86,8 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
     def raw_asset(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
                   ) -> dg.MaterializeResult:
         config = tenant.config()
-        client = KaseyaClient(config.kaseya)
+        client = tenant.kaseya_client()
+        at_start = client.stats.usage()
         with connect(config.duckdb_path) as connection:
             ensure_pull_tables(connection)
         run_id = context.run.run_id
@@ -90,14 +99,15 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
                 metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
                              "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
             else:
-                counts = extract_snapshot(client, config.duckdb_path, source, run_id=run_id, now=now())
+                counts = extract_snapshot(client, config.duckdb_path, source, run_id=run_id, now=now(),
+                                          concurrency=tuning.kaseya_concurrency)
                 metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
                              "unchanged": counts.unchanged, "gone": counts.gone}
                 if source.name == "products":
                     metadata |= _pricing(context, client, config.duckdb_path, tuning, run_id)
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
-        return dg.MaterializeResult(metadata={**metadata, **api_usage(client)})
+        return dg.MaterializeResult(metadata={**metadata, **api_usage(client, since=at_start)})
 
     return raw_asset
 

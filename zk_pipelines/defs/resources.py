@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
@@ -29,6 +31,15 @@ class TenantResource(dg.ConfigurableResource):
     zomentum_refresh_token: str
     settings_path: str
     duckdb_path: str = "zk_pipelines.duckdb"
+
+    # The run's one Kaseya client (one login, one hourly budget per endpoint for every step of the run).
+    # Dagster initialises a fresh copy of the resource for each run (per process), so this private state is
+    # the run's and the tenant's own: one deployment serving several tenants has one TenantResource each.
+    # With the in-process executor the hourly job uses, every step of the run shares it; a multiprocess
+    # executor initialises the resource in each step's process, so each step process logs in once. Tokens
+    # stay in memory: never written to DuckDB, never passed between processes.
+    _run_kaseya: KaseyaClient | None = PrivateAttr(default=None)
+    _run_kaseya_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def config(self) -> TenantConfig:
         if not self.settings_path:
@@ -51,7 +62,18 @@ class TenantResource(dg.ConfigurableResource):
         return load_settings(config.settings_path)
 
     def kaseya_client(self) -> KaseyaClient:
-        return KaseyaClient(self.config().kaseya)
+        """The run's Kaseya client, made on first use (a run that never calls Kaseya never logs in). Its
+        `stats` add up over the run's steps: a step reports `stats.usage().since(<reading at its start>)`."""
+        with self._run_kaseya_lock:
+            if self._run_kaseya is None:
+                self._run_kaseya = KaseyaClient(self.config().kaseya)
+            return self._run_kaseya
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._run_kaseya_lock:
+            if self._run_kaseya is not None:
+                self._run_kaseya.close()
+                self._run_kaseya = None
 
     def zomentum_client(self) -> ZomentumClient:
         zomentum = self.config().zomentum

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -79,17 +80,31 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
     return IncrementalExtract(rows=stored, unreadable=unreadable)
 
 
-def _snapshot_rows(client: KaseyaClient, source: KaseyaSource) -> list[tuple[str, Any, str]]:
+def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[Any]:
+    """Each reader's answer, in the readers' order, up to `concurrency` reads at once; the first failure (in
+    that order) is raised and the reads not started yet are dropped."""
+    if concurrency <= 1 or len(readers) <= 1:
+        return [read() for read in readers]
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(readers)), thread_name_prefix="kaseya-read")
+    try:
+        futures = [pool.submit(read) for read in readers]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _snapshot_rows(client: KaseyaClient, source: KaseyaSource, concurrency: int) -> list[tuple[str, Any, str]]:
     if source.name == "lookups":
+        tables = _read_in_order([lambda t=table: client.lookup(t) for table in SETTINGS_LOOKUPS], concurrency)
         rows = []
-        for table in SETTINGS_LOOKUPS:
-            for record in client.lookup(table):
+        for table, records in zip(SETTINGS_LOOKUPS, tables, strict=True):
+            for record in records:
                 key = f"{LOOKUP_TABLES[table]}:{read_field(record, 'Id')}"
                 payload = {"table": LOOKUP_TABLES[table], **record}
                 rows.append((key, payload, payload_hash(payload)))
         return rows
     if source.name == "products":
-        return _product_snapshot(client)
+        return _product_snapshot(client, concurrency)
     reader = {
         "employees": client.employees, "opportunity_statuses": client.opportunity_statuses,
         "account_types": client.account_types, "product_categories": client.product_categories,
@@ -98,18 +113,21 @@ def _snapshot_rows(client: KaseyaClient, source: KaseyaSource) -> list[tuple[str
     return [(str(read_field(r, source.key_field)), r, payload_hash(r)) for r in reader()]
 
 
-def _product_snapshot(client: KaseyaClient) -> list[tuple[str, Any, str]]:
+def _product_snapshot(client: KaseyaClient, concurrency: int) -> list[tuple[str, Any, str]]:
     """Products arrive one row per product x warehouse; the published row has no category, so the category
     comes from one category-filtered scan per category (the filter matches substrings: the longest matching
     category name wins)."""
+    all_rows, category_rows = _read_in_order([lambda: list(client.iter_products()), client.product_categories],
+                                             concurrency)
     by_product: dict[int, list[Any]] = defaultdict(list)
-    for row in client.iter_products():
+    for row in all_rows:
         by_product[int(read_field(row, "ProductIndexId"))].append(row)
     category_of: dict[int, str] = {}
-    categories = sorted((read_field(c, "Name") for c in client.product_categories() if read_field(c, "Name")),
-                        key=len)
-    for name in categories:  # shortest first, so a longer (more specific) name overwrites
-        for row in client.iter_products(Category=name):
+    categories = sorted((read_field(c, "Name") for c in category_rows if read_field(c, "Name")), key=len)
+    scans = _read_in_order([lambda name=name: list(client.iter_products(Category=name)) for name in categories],
+                           concurrency)
+    for name, rows in zip(categories, scans, strict=True):  # shortest first: a longer (more specific) name wins
+        for row in rows:
             category_of[int(read_field(row, "ProductIndexId"))] = name
     snapshot = []
     for index_id, rows in sorted(by_product.items()):
@@ -118,9 +136,11 @@ def _product_snapshot(client: KaseyaClient) -> list[tuple[str, Any, str]]:
     return snapshot
 
 
-def extract_snapshot(client: KaseyaClient, database: Path, source: KaseyaSource, *, run_id: str, now: datetime
-                     ) -> SnapshotCounts:
-    rows = _snapshot_rows(client, source)
+def extract_snapshot(client: KaseyaClient, database: Path, source: KaseyaSource, *, run_id: str, now: datetime,
+                     concurrency: int = 1) -> SnapshotCounts:
+    """`concurrency`: how many of the snapshot's independent reads (the lookup tables, the per-category
+    product scans) run at once; the rows are the same and in the same order whatever it is."""
+    rows = _snapshot_rows(client, source, concurrency)
     with connect(database) as connection:
         return upsert_snapshot(connection, source.raw_table, rows, run_id=run_id, now=now)
 
@@ -134,31 +154,47 @@ class PricingRefresh:
     stopped: str | None = None  # why the refresh stopped before its end (an endpoint's hourly budget is spent)
 
 
+def _product_pricing(client: KaseyaClient, index_id: int) -> tuple[int, Any, Any, Any]:
+    return (index_id, client.product_pricing_levels(index_id), client.product_suppliers(index_id),
+            client.product_default_cost(index_id))
+
+
 def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_ids: list[int], *,
-                            calls_per_hour: int, max_age: timedelta, run_id: str, now: datetime
-                            ) -> PricingRefresh:
+                            calls_per_hour: int, max_age: timedelta, run_id: str, now: datetime,
+                            concurrency: int = 1) -> PricingRefresh:
     """One call per product on each of three endpoints (pricing levels, suppliers, default cost); Kaseya
     counts calls per endpoint, so `calls_per_hour` products at most, new ones first, then those whose price
-    is older than `max_age`, stalest first."""
+    is older than `max_age`, stalest first. Up to `concurrency` products are read at once (their three calls
+    in turn); the prices are written afterwards by the calling thread, in one statement."""
     with connect(database) as connection:
         order = pricing_refresh_order(connection, product_index_ids, max(0, calls_per_hour), now - max_age)
-    fetched: list[tuple[int, Any, Any, Any]] = []
+    fetched: dict[int, tuple[int, Any, Any, Any]] = {}
     stopped = None
-    try:
-        for index_id in order:
-            fetched.append((index_id, client.product_pricing_levels(index_id), client.product_suppliers(index_id),
-                            client.product_default_cost(index_id)))
-    except BudgetExhausted as exc:
-        # Pricing is a budgeted background refresh: the products it did not reach wait (deferred, not failed)
-        # and are first in line next hour; the products and the prices already read are loaded now.
-        stopped = exc.message
-    finally:  # keep what was read even when the budget or the API stops the refresh midway
-        with connect(database) as connection:
-            for index_id, levels, suppliers, cost in fetched:
-                upsert_pricing(connection, index_id, pricing_levels=levels, suppliers=suppliers,
-                               default_cost=cost, run_id=run_id, now=now)
-    refreshed = len(fetched)
+    failure: Exception | None = None
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="kaseya-pricing") as pool:
+        pending = [pool.submit(_product_pricing, client, index_id) for index_id in order]
+        for done in as_completed(pending):
+            try:
+                index_id, levels, suppliers, cost = done.result()
+            except CancelledError:
+                continue
+            except BudgetExhausted as exc:
+                # Pricing is a budgeted background refresh: the products it did not reach wait (deferred, not
+                # failed) and are first in line next hour; the prices already read are loaded now.
+                stopped = stopped or exc.message
+            except Exception as exc:  # re-raised below, once what was read is stored
+                failure = failure or exc
+            else:
+                fetched[index_id] = (index_id, levels, suppliers, cost)
+                continue
+            for future in pending:  # the products not started yet are not read; those in flight finish
+                future.cancel()
+    # The prices read are kept even when the budget or the API stopped the refresh midway.
     with connect(database) as connection:
+        upsert_pricing(connection, [fetched[i] for i in order if i in fetched], run_id=run_id, now=now)
         oldest = oldest_pricing_refresh(connection)
+    if failure is not None:
+        raise failure
+    refreshed = len(fetched)
     return PricingRefresh(refreshed=refreshed, wanted=len(product_index_ids), calls=3 * refreshed,
                           oldest_refresh=oldest, stopped=stopped)

@@ -191,19 +191,24 @@ def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_i
     return [r[0] for r in rows]
 
 
-def upsert_pricing(connection: duckdb.DuckDBPyConnection, product_index_id: int, *, pricing_levels: Any,
-                   suppliers: Any, default_cost: Any, run_id: str, now: datetime) -> None:
+def upsert_pricing(connection: duckdb.DuckDBPyConnection, prices: Sequence[tuple[int, Any, Any, Any]], *,
+                   run_id: str, now: datetime) -> None:
+    """One row per product from `(product_index_id, pricing_levels, suppliers, default_cost)`, in one
+    statement; each product index id at most once."""
+    if not prices:
+        return
     connection.execute(
         """
         INSERT INTO raw.kaseya_product_pricing AS t
             (product_index_id, pricing_levels, suppliers, default_cost, refreshed_at, run_id)
-        VALUES ($id, $levels::JSON, $suppliers::JSON, $cost::JSON, $now, $run_id)
+        SELECT unnest($ids), unnest($levels)::JSON, unnest($suppliers)::JSON, unnest($costs)::JSON, $now, $run_id
         ON CONFLICT (product_index_id) DO UPDATE SET pricing_levels = excluded.pricing_levels,
             suppliers = excluded.suppliers, default_cost = excluded.default_cost,
             refreshed_at = excluded.refreshed_at, run_id = excluded.run_id
         """,
-        {"id": product_index_id, "levels": json.dumps(pricing_levels), "suppliers": json.dumps(suppliers),
-         "cost": json.dumps(default_cost), "now": now, "run_id": run_id},
+        {"ids": [int(p[0]) for p in prices], "levels": [json.dumps(p[1]) for p in prices],
+         "suppliers": [json.dumps(p[2]) for p in prices], "costs": [json.dumps(p[3]) for p in prices],
+         "now": now, "run_id": run_id},
     )
 
 
