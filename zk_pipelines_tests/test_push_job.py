@@ -162,8 +162,9 @@ def test_a_push_failing_on_passing_faults_is_attempted_again_in_the_same_run_and
 
 def tick(tenant: PushTenant, cursor: str | None, **settings):
     sensor = build_won_document_sensor(build_push_job())
-    context = dg.build_sensor_context(cursor=cursor, resources={"tenant": resource(tenant, **settings)})
-    return sensor(context)
+    # The tenant resource closes its run-scoped Kaseya client on teardown, so the context is a context manager.
+    with dg.build_sensor_context(cursor=cursor, resources={"tenant": resource(tenant, **settings)}) as context:
+        return sensor(context)
 
 
 def test_the_sensor_launches_one_run_per_won_version_and_none_for_other_statuses(tenant):

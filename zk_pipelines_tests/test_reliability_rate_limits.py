@@ -82,7 +82,10 @@ def test_past_the_limit_pricing_stops_at_the_first_long_429_and_the_next_hour_pr
     first = harness.backfill(first=harness.current_hour - timedelta(hours=HOURS + 1))
 
     assert first.success, step_errors(first)
-    assert too_many(harness) == Counter({PRICING: 1})  # one 429, then no more calls to the spent endpoint
+    # The 429 ends the pricing: only the reads already in flight then (several are, concurrently) got a 429
+    # too, and no call to the spent endpoint was sent after it.
+    assert set(too_many(harness)) == {PRICING}
+    assert 1 <= too_many(harness)[PRICING] <= harness.tuning.kaseya_concurrency
     stopped = materialization_metadata(first, "raw/kaseya_products")["pricing_stopped"]
     assert stopped.startswith(f"rate budget exhausted for {ENDPOINTS['product_pricing_levels'].label} (")
     assert stopped.endswith("resumes next hour (in 60 min)")
