@@ -525,10 +525,10 @@ def _of_kind(value: str, kind: str) -> str:
     return f"(NOT {_present(value)} OR json_type({value}) = '{kind}')"
 
 
-def _spelled_as_wire(value: str, names: str, spellings: str) -> str:
-    """No key of the object `value` that reads as one of `names` (case and underscores ignored) is spelled
-    otherwise than in `spellings`."""
-    return (f"len(list_filter(json_keys({value}), lambda k: list_contains({names}, lower(replace(k, '_', ''))) "
+def _spelled_as_wire(keys: str, names: str, spellings: str) -> str:
+    """No key among `keys` that reads as one of `names` (case and underscores ignored) is spelled otherwise
+    than in `spellings`."""
+    return (f"len(list_filter({keys}, lambda k: list_contains({names}, lower(replace(k, '_', ''))) "
             f"AND NOT list_contains({spellings}, k))) = 0")
 
 
@@ -536,52 +536,52 @@ def _stripped(text: str) -> str:
     return f"nullif(regexp_replace({text}, $strip, '', 'g'), '')"
 
 
-def _moment_text(value: str) -> str:
+def _moment_value(text: str) -> str:
     # `parse_kaseya_moment` drops fraction digits beyond the sixth and reads a naive time as UTC.
-    text = f"({value} ->> '$')"
     return (f"TRY_CAST(regexp_replace({text}, '(\\.\\d{{6}})\\d+', '\\1') || "
             f"CASE WHEN regexp_matches({text}, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END AS TIMESTAMPTZ)")
 
 
-def _moment(value: str) -> str:
-    return (f"(NOT {_present(value)} OR (json_type({value}) = 'VARCHAR' AND "
-            f"regexp_full_match({value} ->> '$', $moment) AND {_moment_text(value)} IS NOT NULL))")
-
-
 def _contacts_chunk_sql() -> str:
-    def field(column: str) -> str:
-        return f"(payload -> '$.{CONTACT_WIRE_FIELDS[column]}')"
+    """One parse of each payload (`json_extract` of every field at once), then small parses of the values."""
+    columns = list(CONTACT_WIRE_FIELDS)
+    paths = ", ".join(f"'$.{CONTACT_WIRE_FIELDS[column]}'" for column in columns)
 
-    email, phone = "(e -> '$.emailAddress')", "(e -> '$.phone')"
-    phone_number, default = "(e -> '$.phoneNumber')", "(e -> '$.isDefault')"
-    entries_of = {
-        "email": (f"json_type(e) = 'OBJECT' AND {_spelled_as_wire('e', '$email_names', '$email_spellings')} "
-                  f"AND {_of_kind(email, 'VARCHAR')} AND {_of_kind(default, 'BOOLEAN')}",
-                  _stripped("e ->> '$.emailAddress'")),
-        "phone": (f"json_type(e) = 'OBJECT' AND {_spelled_as_wire('e', '$phone_names', '$phone_spellings')} "
-                  f"AND {_of_kind(phone, 'VARCHAR')} AND {_of_kind(phone_number, 'VARCHAR')} "
-                  f"AND {_of_kind(default, 'BOOLEAN')}",
+    def field(column: str) -> str:
+        return f"v[{columns.index(column) + 1}]"
+
+    entries = {  # column -> (names, spellings, paths of an entry, entry readable, entry value)
+        "email": ("$email_names", "$email_spellings", "['$.emailAddress', '$.isDefault']",
+                  f"{_of_kind('x[1]', 'VARCHAR')} AND {_of_kind('x[2]', 'BOOLEAN')}",
+                  _stripped("x[1] ->> '$'"), "x[2]"),
+        "phone": ("$phone_names", "$phone_spellings", "['$.phone', '$.phoneNumber', '$.isDefault']",
+                  f"{_of_kind('x[1]', 'VARCHAR')} AND {_of_kind('x[2]', 'VARCHAR')} AND {_of_kind('x[3]', 'BOOLEAN')}",
                   # the first non-null of Phone, PhoneNumber, then trimmed (a blank Phone hides PhoneNumber)
-                  _stripped("coalesce(e ->> '$.phone', e ->> '$.phoneNumber')")),
+                  _stripped("coalesce(x[1] ->> '$', x[2] ->> '$')"), "x[3]"),
     }
-    readable = [f"json_type(payload) = 'OBJECT'",
-                _spelled_as_wire("payload", "$names", "$spellings"),
-                f"{_present(field('kaseya_id'))}"]
+    readable = ["kind = 'OBJECT'", _spelled_as_wire("keys", "$names", "$spellings"), _present(field("kaseya_id"))]
     selected = []
-    for column, kind in (("kaseya_id", "BIGINT"), ("account_id", "BIGINT"), ("location_id", "BIGINT")):
+    for column in ("kaseya_id", "account_id", "location_id"):
         readable.append(_whole_number(field(column)))
         selected.append(f"TRY_CAST({field(column)} AS BIGINT) AS {column}")
     for column in ("account_name", "first_name", "last_name", "job_title"):
         readable.append(_of_kind(field(column), "VARCHAR"))
         selected.append(f"{_stripped(f'{field(column)} ->> {chr(39)}${chr(39)}')} AS {column}")
-    for column, (entry_readable, entry_value) in entries_of.items():
+    listed = []
+    for column, (names, spellings, entry_paths, entry_readable, entry_value, entry_default) in entries.items():
         value = field(column)
-        entries = f"CASE WHEN json_type({value}) = 'ARRAY' THEN json_extract({value}, '$[*]') ELSE [] END"
+        # each entry: (its keys, its fields) from one parse of the entry
+        listed.append(f"list_transform(CASE WHEN json_type({value}) = 'ARRAY' THEN json_extract({value}, '$[*]') "
+                      f"ELSE [] END, lambda e: {{'kind': json_type(e), 'keys': json_keys(e), "
+                      f"'x': json_extract(e, {entry_paths})}}) AS {column}_entries")
         readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'ARRAY' AND coalesce(list_bool_and("
-                        f"list_transform({entries}, lambda e: {entry_readable})), true)))")
+                        f"list_transform({column}_entries, lambda s: s.kind = 'OBJECT' AND "
+                        f"{_spelled_as_wire('s.keys', names, spellings)} AND "
+                        f"{entry_readable.replace('x[', 's.x[')})), true)))")
         # the first entry with a value flagged IsDefault, else the first entry with a value
-        with_value = (f"list_filter(list_transform({entries}, lambda e: {{'value': {entry_value}, "
-                      f"'is_default': coalesce(e ->> '$.isDefault' = 'true', false)}}), "
+        with_value = (f"list_filter(list_transform({column}_entries, lambda s: {{'value': "
+                      f"{entry_value.replace('x[', 's.x[')}, 'is_default': "
+                      f"coalesce({entry_default.replace('x[', 's.x[')} ->> '$' = 'true', false)}}), "
                       f"lambda s: s.value IS NOT NULL)")
         selected.append(f"coalesce(list_filter({with_value}, lambda s: s.is_default)[1].value, "
                         f"({with_value})[1].value) AS {column}")
@@ -591,15 +591,25 @@ def _contacts_chunk_sql() -> str:
     selected.append(f"CASE WHEN json_type({field('is_active')}) = 'BOOLEAN' "
                     f"THEN {field('is_active')} ->> '$' = 'true' END AS is_active")
     for column in ("created_on", "modified_on"):
-        readable.append(_moment(field(column)))
-        selected.append(f"CASE WHEN {_present(field(column))} THEN {_moment_text(field(column))} END AS {column}")
+        value = field(column)
+        readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'VARCHAR' AND "
+                        f"regexp_full_match({value} ->> '$', $moment) AND {_moment_value(f'({value} ->> {chr(39)}${chr(39)})')} "
+                        f"IS NOT NULL))")
+        selected.append(f"CASE WHEN {_present(value)} THEN {_moment_value(f'({value} ->> {chr(39)}${chr(39)})')} "
+                        f"END AS {column}")
     return f"""
         WITH chunk AS (
             SELECT c.position, r.payload
             FROM incoming_contacts_chunk c JOIN raw.kaseya_contacts r ON r.kaseya_id = c.kaseya_id
             WHERE r.kaseya_id BETWEEN $lowest AND $highest
+        ), parsed AS (
+            SELECT position, payload, json_type(payload) AS kind, json_keys(payload) AS keys,
+                   json_extract(payload, [{paths}]) AS v
+            FROM chunk
+        ), listed AS (
+            SELECT *, {', '.join(listed)} FROM parsed
         ), judged AS (
-            SELECT position, payload, coalesce({' AND '.join(readable)}, false) AS readable FROM chunk
+            SELECT *, coalesce({' AND '.join(readable)}, false) AS readable FROM listed
         )
         SELECT position, readable, CASE WHEN readable THEN NULL ELSE payload::VARCHAR END AS payload,
                {', '.join(selected)}
