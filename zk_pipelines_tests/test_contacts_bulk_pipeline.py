@@ -20,6 +20,7 @@ import pytest
 
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
 from zk_pipelines.domain.incremental import ExtractionWindow
+from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.pull.map import map_target
 from zk_pipelines.pull.stage import stage_entity
 from zk_pipelines.storage.database import connect
@@ -33,7 +34,6 @@ from zk_pipelines.storage.pull_store import (
     upsert_incremental_raw,
     upsert_stg,
 )
-from zk_pipelines.domain.staging_schemas import validate_rows
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 FIRST = datetime(2026, 11, 20, tzinfo=UTC)
