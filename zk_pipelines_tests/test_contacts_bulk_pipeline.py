@@ -201,6 +201,10 @@ def test_every_shape_of_raw_contact_is_staged_rejected_and_mapped_as_the_per_rec
     assert {1, 2, 3, 4, 5, 13, 42, 43} <= staged and {"7", "8", "12", "22", "33", "37"} <= rejected
     assert "9" in waiting and len(tables["mapped"]) == len(staged) - 1  # 40 has no ModifiedOn: in no window
     assert any("(record " in row[7] for row in tables["rejects"])  # the unreadable id, named by its place
+    # a whole number beyond 64 bits is that record's reject, not a batch that fails (nor one read as floats)
+    assert [row[7] for row in tables["rejects"] if row[3] == "56"] == [
+        "contact 56: location id 18446744073709551615 is too large a number to store; correct it in Kaseya"]
+    assert [row[4] for row in tables["rejects"] if row[3] == "55"] == ["known_account"]
 
 
 def test_a_contact_waiting_for_its_account_is_staged_and_mapped_alike_once_the_account_arrives(tmp_path):
