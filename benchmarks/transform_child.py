@@ -9,11 +9,17 @@
   `--chunk` contacts by ascending id (so each id's duplicates fall in one chunk): validated, mapped and
   hashed, compared with the hashes last sent for that chunk; the changed ones diffed by `partial_update`.
   `--chunk 0` does it in one batch.
+- `pipeline`: the pipeline's own steps on a DuckDB file (`--database`, default a temporary one) holding the
+  N contacts' raw payloads, their staged accounts, the clients' and the previously sent client users' id map:
+  `pull/stage.stage_entity(..., "contacts", ...)` and `pull/map.map_target(client_users)`, column-wise in
+  chunks, then change detection as the load sees it (`pull_store.count_pending`, the conditions of
+  `pending_records`, counted in SQL). The digest is read back from `mapped.zomentum_client_users` afterwards.
 - `profile`: `per-record` on a sample under cProfile: the functions that take the time.
 
-Both report a digest of (id, hash, change) over every contact, equal when the two paths agree.
+Each reports a digest of (id, hash, change) over every valid contact, equal when the paths agree, and its
+own peak RSS (`peak_rss_mb`).
 
-    python benchmarks/transform_child.py REPORT per-record|bulk|profile --contacts N [--chunk N]
+    python benchmarks/transform_child.py REPORT per-record|bulk|pipeline|profile --contacts N [--chunk N]
 """
 
 from __future__ import annotations
@@ -23,17 +29,22 @@ import cProfile
 import hashlib
 import json
 import pstats
+import resource
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from measure import write_report
-from synthetic_contacts import client_ids, known_accounts, previously_sent, raw_payloads, staged_contacts
+from synthetic_contacts import BASE, client_ids, known_accounts, previously_sent, raw_payloads, staged_contacts
 from zk_pipelines.domain.bulk_change_detection import (
     CHANGED,
     NEW,
@@ -44,10 +55,15 @@ from zk_pipelines.domain.bulk_change_detection import (
     validate_contacts,
 )
 from zk_pipelines.domain.change_detection import partial_update, payload_hash
+from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
+from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.kaseya_staging import stage_contacts
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
-from zk_pipelines.pull.map import _plain
+from zk_pipelines.pull.map import _plain, map_target
+from zk_pipelines.pull.stage import stage_entity
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import count_pending, ensure_pull_tables
 
 
 class Steps:
@@ -161,6 +177,93 @@ def bulk(n: int, steps: Steps, chunk: int) -> dict[str, Any]:
     return summary(counts, valid_rows, pd.concat(rejects), bodies, digest.hexdigest())
 
 
+def _insert(connection: Any, table: str, columns: str, frame: pd.DataFrame, select: str) -> None:
+    connection.register("setup_rows", frame)
+    try:
+        connection.execute(f"INSERT INTO {table} ({columns}) SELECT {select} FROM setup_rows")
+    finally:
+        connection.unregister("setup_rows")
+
+
+def tenant_file(database: Path, n: int, chunk: int) -> None:
+    """The DuckDB file of a tenant whose N contacts were extracted (raw), whose accounts are staged and in
+    Zomentum, and whose contacts were sent before as `previously_sent` says."""
+    clients = client_ids(n)
+    with connect(database) as connection:
+        ensure_pull_tables(connection, [t.name for t in ZOMENTUM_TARGETS])
+        accounts = pd.DataFrame({"kaseya_id": np.array(sorted(known_accounts(n)), dtype="int64")})
+        _insert(connection, "stg.kaseya_accounts", "kaseya_id, name, shipping_addresses, modified_on", accounts,
+                "kaseya_id, 'Company ' || kaseya_id, '[]', TIMESTAMPTZ '2026-10-01 00:00:00+00'")
+        linked = pd.DataFrame({"kaseya_id": [str(a) for a in clients], "zomentum_id": list(clients.values())})
+        _insert(connection, "zomentum.id_map", "entity, kaseya_id, zomentum_id, link_kind, first_synced_at, "
+                "last_synced_at", linked, "'clients', kaseya_id, zomentum_id, 'created', now(), now()")
+        for start in range(0, n, chunk or n):
+            stop = start + (chunk or n)
+            contacts = staged_contacts(n, start, stop)
+            raw = pd.DataFrame({"kaseya_id": contacts["kaseya_id"].astype("int64"),
+                                "modified_on": contacts["modified_on"],
+                                "payload": [json.dumps(p, ensure_ascii=False) for p in raw_payloads(contacts)]})
+            _insert(connection, "raw.kaseya_contacts", "kaseya_id, modified_on, payload, window_start, window_end, "
+                    "extracted_at, run_id", raw, "kaseya_id, modified_on, payload::JSON, now(), now(), now(), 'setup'")
+            sent, _ = sent_state(n, clients, start, stop)
+            before = pd.DataFrame({"kaseya_id": list(sent), "payload_hash": list(sent.values())})
+            _insert(connection, "zomentum.id_map", "entity, kaseya_id, zomentum_id, link_kind, payload_hash, "
+                    "first_synced_at, last_synced_at", before,
+                    "'client_users', kaseya_id, 'zu-' || kaseya_id, 'created', payload_hash, now(), now()")
+
+
+def _mapped_digest(database: Path) -> str:
+    """The (id, hash, change) digest of the mapped client users, each compared with the hash last sent."""
+    digest = Digest()
+    with connect(database, read_only=True) as connection:
+        result = connection.execute(
+            """SELECT m.kaseya_id, m.payload_hash,
+                      CASE WHEN m.problem IS NOT NULL THEN 'waiting' WHEN i.zomentum_id IS NULL THEN 'new'
+                           WHEN i.payload_hash = m.payload_hash THEN 'unchanged' ELSE 'changed' END
+               FROM mapped.zomentum_client_users m
+               LEFT JOIN zomentum.id_map i ON i.entity = 'client_users' AND i.kaseya_id = m.kaseya_id
+               ORDER BY CAST(m.kaseya_id AS BIGINT)""")
+        while rows := result.fetchmany(100_000):
+            digest.add(rows)
+    return digest.hexdigest()
+
+
+def pipeline(n: int, steps: Steps, chunk: int, database: Path | None) -> dict[str, Any]:
+    work = None
+    if database is None:
+        work = tempfile.TemporaryDirectory(prefix="transform-")
+        database = Path(work.name) / "tenant.duckdb"
+    try:
+        steps.timed("setup: tenant file", lambda: tenant_file(database, n, chunk))
+        window = ExtractionWindow(BASE - timedelta(days=2), BASE + timedelta(hours=1), BASE - timedelta(days=2),
+                                  BASE + timedelta(hours=1))
+        now = BASE + timedelta(hours=1)
+        staged = steps.timed("stage_entity (contacts)", lambda: stage_entity(
+            database, "contacts", window, run_id="benchmark", partition_key=None, now=now,
+            contacts_per_chunk=chunk or n))
+        # client users need no owner: map_rows' settings are never asked for one
+        resolved = SimpleNamespace(zomentum=SimpleNamespace(users={}), fallback_owner=SimpleNamespace(id="owner"))
+        mapped = steps.timed("map_target (client_users)", lambda: map_target(
+            database, ZOMENTUM_TARGET["client_users"], window, resolved, run_id="benchmark", now=now,
+            client_users_per_chunk=chunk or n))
+
+        def detect() -> Any:
+            with connect(database, read_only=True) as connection:
+                return count_pending(connection, "client_users")
+
+        pending = steps.timed("count_pending (change detection)", detect)
+        digest = steps.timed("setup: digest of mapped", lambda: _mapped_digest(database))
+    finally:
+        if work is not None:
+            work.cleanup()
+    counts = Counter({NEW: pending.never_sent, CHANGED: pending.changed, UNCHANGED: pending.unchanged,
+                      WAITING: pending.problems})
+    result = summary(+counts, staged.staged, staged.rejects, 0, digest)
+    result["mapped"] = mapped.mapped
+    result["partial_updates"] = None  # the load's business, per changed record: not part of this step
+    return result
+
+
 def summary(counts: Counter, valid: int, rejects: pd.DataFrame, bodies: int, digest: str) -> dict[str, Any]:
     return {"valid": valid, "rejected_records": int(rejects["kaseya_id"].nunique(dropna=False)) if len(rejects)
             else 0, "reject_lines": len(rejects), "changes": {k: int(v) for k, v in sorted(counts.items())},
@@ -184,20 +287,28 @@ def profile(n: int, steps: Steps) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path)
-    parser.add_argument("path", choices=("per-record", "bulk", "profile"))
+    parser.add_argument("path", choices=("per-record", "bulk", "pipeline", "profile"))
     parser.add_argument("--contacts", type=int, required=True)
-    parser.add_argument("--chunk", type=int, default=100_000, help="bulk: contacts per chunk (0: one batch)")
+    parser.add_argument("--chunk", type=int, default=100_000,
+                        help="bulk, pipeline: contacts per chunk (0: one batch)")
+    parser.add_argument("--database", type=Path, help="pipeline: the DuckDB file to make (default: temporary)")
     args = parser.parse_args(argv)
     steps = Steps()
     started = time.perf_counter()
     if args.path == "bulk":
         result = bulk(args.contacts, steps, args.chunk)
+    elif args.path == "pipeline":
+        result = pipeline(args.contacts, steps, args.chunk, args.database)
     else:
         result = {"per-record": per_record, "profile": profile}[args.path](args.contacts, steps)
     total = time.perf_counter() - started
     measured = sum(s for name, s in steps.seconds.items() if not name.startswith("setup"))
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     write_report(args.report, {"success": True, "contacts": args.contacts, "steps_s": steps.seconds,
-                               "transform_s": round(measured, 3), "run_s": round(total, 3), **result})
+                               "transform_s": round(measured, 3), "run_s": round(total, 3),
+                               "peak_rss_mb": peak_rss_mb, **result})
+    print(json.dumps({"path": args.path, "steps_s": steps.seconds, "transform_s": round(measured, 3),
+                      "peak_rss_mb": peak_rss_mb, "changes": result["changes"], "digest": result["digest"]}))
     return 0
 
 

@@ -442,3 +442,11 @@ def test_column_lists_are_explicit_duckdb_definitions(entity):
     assert names[0] == "kaseya_id" and len(set(names)) == len(names)
     assert {kind for _, kind in columns} <= {"BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR", "TIMESTAMPTZ"}
     assert all(name == name.lower() and name.isidentifier() for name in names)
+
+
+def test_a_contact_without_a_usable_id_is_named_by_its_place_in_the_whole_batch_when_staged_in_parts():
+    from zk_pipelines.domain.kaseya_staging import STAGING_PROBLEM, stage_contacts
+
+    rows = stage_contacts([{"Id": 4.5, "FirstName": "Ann"}, {"Id": 7, "FirstName": "Ben"}], positions=[41, 42])
+    assert "(record 41 of the batch)" in rows[0][STAGING_PROBLEM].reason
+    assert rows[1]["kaseya_id"] == 7 and STAGING_PROBLEM not in rows[1]

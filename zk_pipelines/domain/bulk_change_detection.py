@@ -22,6 +22,7 @@ returns: nullable Int64 ids, object text, nullable boolean, UTC timestamps), as 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Collection, Mapping
 
 import numpy as np
@@ -103,29 +104,41 @@ def _json_text(column: pd.Series) -> pd.Series:
 
 def client_user_payloads(contacts: pd.DataFrame, client_ids: Mapping[int, str]) -> pd.DataFrame:
     """Validated contacts -> kaseya_id (text, as the id map keys it), client_id, payload (the canonical
-    JSON `payload_hash` hashes, None while the contact's account has no Zomentum client) and payload_hash."""
+    JSON `payload_hash` hashes, None while the contact's account has no Zomentum client), payload_hash, and
+    document: the payload as `json.dumps(map_client_user(...), ensure_ascii=False)` writes it (the text
+    `pull_store.upsert_mapped` stores)."""
     clients = pd.Series(client_ids, dtype=object)
     clients.index = clients.index.astype("int64")
     client_id = contacts["account_id"].astype("Int64").map(clients)
-    mapped = client_id.notna()
-    texts = {name: contacts[name] for name in ("email", "job_title", "first_name", "last_name", "phone")}
-    contact_type = np.where(contacts["is_poc"].fillna(False).to_numpy(dtype=bool), '"primary_contact"',
-                            '"secondary_contact"')
-    payload = ('{"client_company_id":' + _json_text(client_id) + ',"contact_type":' + contact_type
-               + ',"email":' + _json_text(texts["email"]) + ',"job_title":' + _json_text(texts["job_title"])
-               + ',"name":{"first":' + _json_text(texts["first_name"]) + ',"last":'
-               + _json_text(texts["last_name"]) + '},"phone":' + _json_text(texts["phone"]) + "}")
+    mapped = client_id.notna().to_numpy()
+    quoted = {name: _json_text(contacts[name]) for name in ("email", "job_title", "first_name", "last_name",
+                                                            "phone")}
+    client = _json_text(client_id)
+    is_poc = contacts["is_poc"].fillna(False).to_numpy(dtype=bool)
+    contact_type = np.where(is_poc, '"primary_contact"', '"secondary_contact"')
+    payload = ('{"client_company_id":' + client + ',"contact_type":' + contact_type
+               + ',"email":' + quoted["email"] + ',"job_title":' + quoted["job_title"]
+               + ',"name":{"first":' + quoted["first_name"] + ',"last":'
+               + quoted["last_name"] + '},"phone":' + quoted["phone"] + "}")
+    document = ('{"name": {"first": ' + quoted["first_name"] + ', "last": ' + quoted["last_name"]
+                + '}, "email": ' + quoted["email"] + ', "phone": ' + quoted["phone"] + ', "job_title": '
+                + quoted["job_title"] + ', "client_company_id": ' + client + ', "contact_type": '
+                + contact_type + "}")
     # The punctuation around the values is plain ASCII, so the assembled text holds a special character
     # exactly when one of its values does.
     special = payload.str.contains(_SPECIAL_CHARACTERS, regex=True).to_numpy(dtype=bool)
     rendered = payload.to_numpy(dtype=object)
-    rendered[~mapped.to_numpy()] = None
-    for row in np.flatnonzero(special & mapped.to_numpy()):
-        rendered[row] = canonical_json(map_client_user(contacts.iloc[row].to_dict(), client_id.iloc[row]))
+    documents = document.to_numpy(dtype=object)
+    rendered[~mapped] = None
+    documents[~mapped] = None
+    for row in np.flatnonzero(special & mapped):
+        one = map_client_user(contacts.iloc[row].to_dict(), client_id.iloc[row])
+        rendered[row] = canonical_json(one)
+        documents[row] = json.dumps(one, ensure_ascii=False)
     hashes = [hashlib.sha256(text.encode("utf-8")).hexdigest() if text is not None else None for text in rendered]
     return pd.DataFrame({"kaseya_id": contacts["kaseya_id"].astype("Int64").astype(str).to_numpy(dtype=object),
                          "client_id": client_id.to_numpy(dtype=object), "payload": rendered,
-                         "payload_hash": np.array(hashes, dtype=object)})
+                         "payload_hash": np.array(hashes, dtype=object), "document": documents})
 
 
 def detect_changes(current: pd.DataFrame, sent_hashes: Mapping[str, str] | pd.Series) -> pd.Series:

@@ -388,10 +388,12 @@ def _stage(
     records: Iterable[Any],
     build: Callable[[Mapping[str, Any], int], dict[str, Any]],
     id_names: tuple[str, ...] = ("Id",),
+    positions: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
     label = RECORD_LABELS[entity]
     rows = []
-    for position, record in enumerate(records, start=1):
+    numbered = zip(positions, records, strict=True) if positions is not None else enumerate(records, start=1)
+    for position, record in numbered:
         kaseya_id: int | None = None
         try:
             if not isinstance(record, Mapping):
@@ -534,8 +536,9 @@ def _default_entry(entries: list[Mapping[str, Any]], column: str, *names: str) -
     return with_value[0][1] if with_value else None
 
 
-def stage_contacts(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """`GET /v2/crm/contacts/summary` records -> CONTACT_COLUMNS rows."""
+def stage_contacts(records: Iterable[Any], *, positions: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """`GET /v2/crm/contacts/summary` records -> CONTACT_COLUMNS rows. `positions` are the records' places in
+    the whole batch (default 1, 2, ...), which name a record without a usable id in its reject."""
 
     def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
         return {
@@ -555,7 +558,43 @@ def stage_contacts(records: Iterable[Any]) -> list[dict[str, Any]]:
             "modified_on": _moment(record, "modified_on", "ModifiedOn"),
         }
 
-    return _stage("contacts", records, build)
+    return _stage("contacts", records, build, positions=positions)
+
+
+# What `stage_contacts` reads, spelled as Kaseya's wire spells it (camelCase). The column-wise staging in SQL
+# (`storage.pull_store.read_contacts_chunk`) stages a record only when every field it has among the names
+# `stage_contacts` reads (ignoring case and underscores, as `read_field` does) is spelled so, and holds a value
+# of the plain JSON kind (a whole number, text, true/false, an ISO-8601 date-time); any other record is handed
+# to `stage_contacts`, so both give the same rows.
+CONTACT_WIRE_FIELDS: dict[str, str] = {
+    "kaseya_id": "id",
+    "account_id": "accountId",
+    "account_name": "accountName",
+    "location_id": "locationId",
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "job_title": "jobTitle",
+    "email": "emails",
+    "phone": "phones",
+    "is_poc": "isPoc",
+    "is_active": "isActive",
+    "created_on": "createdOn",
+    "modified_on": "modifiedOn",
+}
+# Every name `stage_contacts` reads from a record (`Poc` too, which the wire never sends) and from its
+# e-mails and phones, the wire's spelling of each first.
+CONTACT_READ_NAMES: tuple[str, ...] = (*CONTACT_WIRE_FIELDS.values(), "poc")
+CONTACT_EMAIL_WIRE_FIELDS: tuple[str, ...] = ("emailAddress", "isDefault")
+CONTACT_PHONE_WIRE_FIELDS: tuple[str, ...] = ("phone", "phoneNumber", "isDefault")
+
+# The characters `str.strip()` removes (`str.isspace`), for the same trimming in SQL.
+STRIPPED_CHARACTERS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+                       "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def folded_name(name: str) -> str:
+    """A field name as `read_field` matches it: case and underscores ignored."""
+    return _fold(name)
 
 
 # --- opportunities ------------------------------------------------------------------------------

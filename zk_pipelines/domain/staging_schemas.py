@@ -265,18 +265,25 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float | np.floating) and math.isnan(value)
 
 
+_BIGINT_RANGE = range(-(2**63), 2**63)  # DuckDB's BIGINT, pandas' Int64
+
+
 def _as_bigint(value: Any) -> int | None:
     if _missing(value):
         return None
     if isinstance(value, bool | np.bool_):
         raise _Untypable("is not a whole number")
     if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise _Untypable("is not a whole number")
+        number = int(value)
+    elif isinstance(value, float | np.floating) and float(value).is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise _Untypable("is not a whole number")
+    if number not in _BIGINT_RANGE:
+        raise _Untypable("is too large a number to store")
+    return number
 
 
 def _as_double(value: Any) -> float:

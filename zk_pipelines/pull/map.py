@@ -1,6 +1,10 @@
 """Mapping: staged Kaseya rows -> the Zomentum payloads they should be (`mapped.zomentum_*`), with the
 references (client, contact, owner, stage) resolved. A row that cannot be mapped yet (its parent is not in
-Zomentum) keeps a `problem` and is mapped again by every later run until it can be."""
+Zomentum) keeps a `problem` and is mapped again by every later run until it can be.
+
+Client users (contacts, counted in hundreds of thousands) are mapped column-wise a chunk of ids at a time
+(`bulk_change_detection.client_user_payloads`), written one statement per chunk; the records are the
+per-record path's (`column_wise=False`), payload text and hash included, which tests hold them to."""
 
 from __future__ import annotations
 
@@ -10,8 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import numpy as np
 import pandas as pd
 
+from zk_pipelines.domain.bulk_change_detection import client_user_payloads
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import ZomentumTarget
 from zk_pipelines.domain.incremental import ExtractionWindow
@@ -21,11 +28,17 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
     MappedRecord,
     mapped_problem_ids,
+    mapping_order,
     read_id_map,
     read_id_map_payloads,
     read_stg,
+    read_stg_ids,
     upsert_mapped,
+    upsert_mapped_frame,
 )
+
+# Contacts mapped at a time: memory stays flat whatever the window holds.
+CLIENT_USERS_PER_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -104,11 +117,51 @@ def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: Resol
     return records
 
 
+def _client_user_problem(kaseya_id: pd.Series, account_id: pd.Series) -> pd.Series:
+    """`map_rows`' problem of a contact whose account has no Zomentum client yet, for whole columns."""
+    account = account_id.astype("Int64").astype(str).where(account_id.notna(), "None")
+    return ("contact " + kaseya_id + ": waits for its Kaseya account " + account + " to be in Zomentum "
+            "(that client failed, or has not been pulled yet); retried every run")
+
+
+def _client_ids(id_map: dict[str, str]) -> dict[int, str]:
+    """Kaseya account id -> Zomentum client id, for the ids `map_rows` finds (it looks up `str(int(id))`)."""
+    return {int(key): value for key, value in id_map.items()
+            if key.lstrip("-").isdigit() and str(int(key)) == key}
+
+
+def _map_client_users_in_chunks(connection: duckdb.DuckDBPyConnection, target: ZomentumTarget,
+                                window: ExtractionWindow, *, run_id: str, now: datetime, chunk: int) -> MapReport:
+    retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
+    order = mapping_order(connection, target.source, window.query_from, window.query_to, retry)
+    clients = _client_ids(read_id_map(connection, "clients"))
+    mapped = problems = 0
+    for start in range(0, len(order), chunk):
+        rows = read_stg_ids(connection, target.source, order[start:start + chunk])
+        payloads = client_user_payloads(rows, clients)
+        waiting = payloads["payload"].isna().to_numpy()
+        problem = _client_user_problem(payloads["kaseya_id"], rows["account_id"])
+        frame = pd.DataFrame({
+            "kaseya_id": payloads["kaseya_id"], "payload": payloads["document"],
+            "payload_hash": payloads["payload_hash"],
+            "problem": np.where(waiting, problem.to_numpy(dtype=object), None),
+            "waiting": waiting, "source_modified_on": rows["modified_on"].to_numpy(),
+        })
+        mapped += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
+        problems += int(waiting.sum())
+    return MapReport(target=target.name, mapped=mapped, problems=problems)
+
+
 def map_target(database: Path, target: ZomentumTarget, window: ExtractionWindow | None,
-               resolved: ResolvedSettings, *, run_id: str, now: datetime) -> MapReport:
+               resolved: ResolvedSettings, *, run_id: str, now: datetime, column_wise: bool = True,
+               client_users_per_chunk: int = CLIENT_USERS_PER_CHUNK) -> MapReport:
     """Map the staged rows of this window (snapshot entities: all of them), plus every row that could not be
-    mapped before."""
+    mapped before. `column_wise=False` maps client users one row at a time, as every other target is (the
+    reference)."""
     with connect(database) as connection:
+        if target.name == "client_users" and column_wise and window is not None:
+            return _map_client_users_in_chunks(connection, target, window, run_id=run_id, now=now,
+                                               chunk=client_users_per_chunk)
         retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
         if window is None:
             frame = read_stg(connection, target.source)

@@ -1,14 +1,24 @@
 """Staging: raw payloads -> typed rows validated by pandera; valid rows to `stg.*`, the others to
 `audit.rejects` with the record, the failed check and the offending value. One bad row never stops the
-others."""
+others.
+
+Contacts, the one entity counted in hundreds of thousands, are staged column-wise a chunk of ids at a time
+(`CONTACTS_PER_CHUNK`): SQL over the raw JSON for the records spelled as the wire spells them
+(`pull_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others, `validate_contacts` for
+both. The rows and rejects are the per-record path's (`column_wise=False`), which tests hold them to."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import pandas as pd
+
+from zk_pipelines.domain.bulk_change_detection import validate_contacts
 
 from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.kaseya_staging import (
@@ -21,16 +31,18 @@ from zk_pipelines.domain.kaseya_staging import (
     stage_opportunity_statuses,
     stage_products,
 )
-from zk_pipelines.domain.staging_schemas import validate_rows
+from zk_pipelines.domain.staging_schemas import empty_rejects, validate_rows
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
     deferred_ids,
     insert_rejects,
+    read_contacts_chunk,
     read_pricing,
     read_raw_ids,
     read_raw_window,
     read_snapshot,
     read_stg,
+    staging_order,
     stg_ids,
     upsert_stg,
 )
@@ -38,6 +50,9 @@ from zk_pipelines.storage.pull_store import (
 
 # Checks of references (known_account, known_status): the record waits for its parent rather than being bad.
 FOREIGN_KEY_CHECK = "known_"
+
+# Contacts staged at a time: memory stays flat (a few hundred MB) whatever the window holds.
+CONTACTS_PER_CHUNK = 100_000
 
 
 @dataclass(frozen=True)
@@ -81,19 +96,62 @@ def _staged_rows(connection, entity: str, window: ExtractionWindow | None) -> li
     raise KeyError(entity)
 
 
+def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, window: ExtractionWindow, *, run_id: str,
+                               partition_key: str | None, now: datetime, chunk: int
+                               ) -> tuple[int, int, pd.DataFrame]:
+    """(records read, rows staged, rejects) of the contacts of `window` and those waiting for their account,
+    read, validated and written `chunk` ids at a time. Each id is in one chunk, so the de-duplication of
+    `validate_rows` sees all of an id's rows at once."""
+    order = staging_order(connection, "kaseya_contacts", window.query_from, window.query_to,
+                          deferred_ids(connection, "contacts"))
+    known = stg_ids(connection, "accounts")
+    staged, rejects = 0, []
+    for start in range(0, len(order), chunk):
+        ids = order[start:start + chunk]
+        typed, others = read_contacts_chunk(connection, ids, np.arange(start + 1, start + len(ids) + 1))
+        # Only the accounts these rows name matter to the known_account check: a smaller set to hand over.
+        named = set(typed["account_id"].dropna().astype("int64").tolist())
+        valid, rejected = validate_contacts(typed.drop(columns="position"), known & named)
+        parts, rejected_parts = [valid], [rejected]
+        if len(others):
+            rows = stage_contacts([json.loads(text) for text in others["payload"]],
+                                  positions=others["position"].tolist())
+            named = {row["account_id"] for row in rows if isinstance(row.get("account_id"), int)}
+            other_valid, other_rejected = validate_rows("contacts", pd.DataFrame(rows, dtype=object),
+                                                        known_ids={"accounts": known & named})
+            parts.append(other_valid)
+            rejected_parts.append(other_rejected)
+        for part in parts:
+            staged += upsert_stg(connection, "contacts", part, run_id=run_id, now=now)
+        for part in rejected_parts:
+            insert_rejects(connection, part, run_id=run_id, partition_key=partition_key, now=now)
+            if len(part):
+                rejects.append(part)
+    return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
+
+
 def stage_entity(database: Path, entity: str, window: ExtractionWindow | None, *, run_id: str,
-                 partition_key: str | None, now: datetime) -> StageReport:
+                 partition_key: str | None, now: datetime, column_wise: bool = True,
+                 contacts_per_chunk: int = CONTACTS_PER_CHUNK) -> StageReport:
+    """Stage the entity's records of `window` (snapshot entities: all of them) and those waiting for a parent.
+    `column_wise=False` stages contacts one record at a time, as every other entity is (the reference)."""
     with connect(database) as connection:
-        rows = _staged_rows(connection, entity, window)
-        known = {"accounts": stg_ids(connection, "accounts"),
-                 "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
-        valid, rejects = validate_rows(entity, pd.DataFrame(rows), known_ids=known)
-        staged = upsert_stg(connection, entity, valid, run_id=run_id, now=now)
-        insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
+        if entity == "contacts" and column_wise and window is not None:
+            read, staged, rejects = _staged_contacts_in_chunks(
+                connection, window, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
+        else:
+            rows = _staged_rows(connection, entity, window)
+            known = {"accounts": stg_ids(connection, "accounts"),
+                     "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
+            # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
+            valid, rejects = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
+            read = len(rows)
+            staged = upsert_stg(connection, entity, valid, run_id=run_id, now=now)
+            insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
     waiting_only = set()
     rejected = set()
     if len(rejects):
         for kaseya_id, checks in rejects.groupby("kaseya_id", dropna=False)["check"]:
             (waiting_only if all(str(c).startswith(FOREIGN_KEY_CHECK) for c in checks) else rejected).add(kaseya_id)
-    return StageReport(entity=entity, read=len(rows), staged=staged, rejected_records=len(rejected),
+    return StageReport(entity=entity, read=read, staged=staged, rejected_records=len(rejected),
                        waiting_records=len(waiting_only), rejects=rejects)

@@ -13,9 +13,19 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from zk_pipelines.domain.kaseya_staging import ENTITY_COLUMNS
+from zk_pipelines.domain.kaseya_staging import (
+    CONTACT_COLUMNS,
+    CONTACT_EMAIL_WIRE_FIELDS,
+    CONTACT_PHONE_WIRE_FIELDS,
+    CONTACT_READ_NAMES,
+    CONTACT_WIRE_FIELDS,
+    ENTITY_COLUMNS,
+    STRIPPED_CHARACTERS,
+    folded_name,
+)
 from zk_pipelines.domain.staging_schemas import REJECT_COLUMNS
 from zk_pipelines.storage.schema import create_tables
 
@@ -483,3 +493,255 @@ def latest_resolved_settings(connection: duckdb.DuckDBPyConnection) -> tuple[str
     row = connection.execute(
         "SELECT fingerprint, resolved FROM settings.resolved ORDER BY resolved_at DESC LIMIT 1").fetchone()
     return (row[0], json.loads(row[1])) if row else None
+
+
+# --- contacts, column-wise ---------------------------------------------------------------------------
+# A million contacts staged, validated and mapped one Python dict at a time take gigabytes and minutes; these
+# reads and writes move them a chunk of ids at a time, as typed columns.
+
+
+def staging_order(connection: duckdb.DuckDBPyConnection, table: str, query_from: datetime, query_to: datetime,
+                  retry_ids: Iterable[int]) -> np.ndarray:
+    """The raw records a staging of this window reads, in the order the per-record staging reads them: the
+    window's by id, then the `retry_ids` outside the window by id."""
+    window = connection.execute(
+        f"SELECT kaseya_id FROM raw.{table} WHERE modified_on BETWEEN $from AND $to ORDER BY kaseya_id",
+        {"from": query_from, "to": query_to},
+    ).fetchnumpy()["kaseya_id"]
+    retry = np.array(sorted(set(int(i) for i in retry_ids)), dtype="int64")
+    retry = retry[~np.isin(retry, window)]
+    stored = connection.execute(
+        f"SELECT kaseya_id FROM raw.{table} WHERE list_contains($ids, kaseya_id) ORDER BY kaseya_id",
+        {"ids": retry.tolist()},
+    ).fetchnumpy()["kaseya_id"] if len(retry) else np.array([], dtype="int64")
+    return np.concatenate([np.asarray(window, dtype="int64"), np.asarray(stored, dtype="int64")])
+
+
+def _present(value: str) -> str:
+    return f"({value} IS NOT NULL AND json_type({value}) <> 'NULL')"
+
+
+def _whole_number(value: str) -> str:
+    return (f"(NOT {_present(value)} OR (json_type({value}) IN ('BIGINT', 'UBIGINT') "
+            f"AND TRY_CAST({value} AS BIGINT) IS NOT NULL))")
+
+
+def _of_kind(value: str, kind: str) -> str:
+    return f"(NOT {_present(value)} OR json_type({value}) = '{kind}')"
+
+
+def _spelled_as_wire(keys: str, names: str, spellings: str) -> str:
+    """No key among `keys` that reads as one of `names` (case and underscores ignored) is spelled otherwise
+    than in `spellings`."""
+    return (f"len(list_filter({keys}, lambda k: list_contains({names}, lower(replace(k, '_', ''))) "
+            f"AND NOT list_contains({spellings}, k))) = 0")
+
+
+def _stripped(text: str) -> str:
+    return f"nullif(regexp_replace({text}, $strip, '', 'g'), '')"
+
+
+def _moment_value(text: str) -> str:
+    # `parse_kaseya_moment` drops fraction digits beyond the sixth and reads a naive time as UTC.
+    return (f"TRY_CAST(regexp_replace({text}, '(\\.\\d{{6}})\\d+', '\\1') || "
+            f"CASE WHEN regexp_matches({text}, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END AS TIMESTAMPTZ)")
+
+
+def _contacts_chunk_sql() -> str:
+    """One parse of each payload (`json_extract` of every field at once), then small parses of the values."""
+    columns = list(CONTACT_WIRE_FIELDS)
+    paths = ", ".join(f"'$.{CONTACT_WIRE_FIELDS[column]}'" for column in columns)
+
+    def field(column: str) -> str:
+        return f"v[{columns.index(column) + 1}]"
+
+    entries = {  # column -> (names, spellings, paths of an entry, entry readable, entry value)
+        "email": ("$email_names", "$email_spellings", "['$.emailAddress', '$.isDefault']",
+                  f"{_of_kind('x[1]', 'VARCHAR')} AND {_of_kind('x[2]', 'BOOLEAN')}",
+                  _stripped("x[1] ->> '$'"), "x[2]"),
+        "phone": ("$phone_names", "$phone_spellings", "['$.phone', '$.phoneNumber', '$.isDefault']",
+                  f"{_of_kind('x[1]', 'VARCHAR')} AND {_of_kind('x[2]', 'VARCHAR')} AND {_of_kind('x[3]', 'BOOLEAN')}",
+                  # the first non-null of Phone, PhoneNumber, then trimmed (a blank Phone hides PhoneNumber)
+                  _stripped("coalesce(x[1] ->> '$', x[2] ->> '$')"), "x[3]"),
+    }
+    readable = ["kind = 'OBJECT'", _spelled_as_wire("keys", "$names", "$spellings"), _present(field("kaseya_id"))]
+    selected = []
+    for column in ("kaseya_id", "account_id", "location_id"):
+        readable.append(_whole_number(field(column)))
+        selected.append(f"TRY_CAST({field(column)} AS BIGINT) AS {column}")
+    for column in ("account_name", "first_name", "last_name", "job_title"):
+        readable.append(_of_kind(field(column), "VARCHAR"))
+        selected.append(f"{_stripped(f'{field(column)} ->> {chr(39)}${chr(39)}')} AS {column}")
+    listed = []
+    for column, (names, spellings, entry_paths, entry_readable, entry_value, entry_default) in entries.items():
+        value = field(column)
+        # each entry: (its keys, its fields) from one parse of the entry
+        listed.append(f"list_transform(CASE WHEN json_type({value}) = 'ARRAY' THEN json_extract({value}, '$[*]') "
+                      f"ELSE [] END, lambda e: {{'kind': json_type(e), 'keys': json_keys(e), "
+                      f"'x': json_extract(e, {entry_paths})}}) AS {column}_entries")
+        readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'ARRAY' AND coalesce(list_bool_and("
+                        f"list_transform({column}_entries, lambda s: s.kind = 'OBJECT' AND "
+                        f"{_spelled_as_wire('s.keys', names, spellings)} AND "
+                        f"{entry_readable.replace('x[', 's.x[')})), true)))")
+        # the first entry with a value flagged IsDefault, else the first entry with a value
+        with_value = (f"list_filter(list_transform({column}_entries, lambda s: {{'value': "
+                      f"{entry_value.replace('x[', 's.x[')}, 'is_default': "
+                      f"coalesce({entry_default.replace('x[', 's.x[')} ->> '$' = 'true', false)}}), "
+                      f"lambda s: s.value IS NOT NULL)")
+        selected.append(f"coalesce(list_filter({with_value}, lambda s: s.is_default)[1].value, "
+                        f"({with_value})[1].value) AS {column}")
+    for column in ("is_poc", "is_active"):
+        readable.append(_of_kind(field(column), "BOOLEAN"))
+    selected.append(f"coalesce({field('is_poc')} ->> '$' = 'true', false) AS is_poc")
+    selected.append(f"CASE WHEN json_type({field('is_active')}) = 'BOOLEAN' "
+                    f"THEN {field('is_active')} ->> '$' = 'true' END AS is_active")
+    for column in ("created_on", "modified_on"):
+        value = field(column)
+        readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'VARCHAR' AND "
+                        f"regexp_full_match({value} ->> '$', $moment) AND {_moment_value(f'({value} ->> {chr(39)}${chr(39)})')} "
+                        f"IS NOT NULL))")
+        selected.append(f"CASE WHEN {_present(value)} THEN {_moment_value(f'({value} ->> {chr(39)}${chr(39)})')} "
+                        f"END AS {column}")
+    return f"""
+        WITH chunk AS (
+            SELECT c.position, r.payload
+            FROM incoming_contacts_chunk c JOIN raw.kaseya_contacts r ON r.kaseya_id = c.kaseya_id
+            WHERE r.kaseya_id BETWEEN $lowest AND $highest
+        ), parsed AS (
+            SELECT position, payload, json_type(payload) AS kind, json_keys(payload) AS keys,
+                   json_extract(payload, [{paths}]) AS v
+            FROM chunk
+        ), listed AS (
+            SELECT *, {', '.join(listed)} FROM parsed
+        ), judged AS (
+            SELECT *, coalesce({' AND '.join(readable)}, false) AS readable FROM listed
+        )
+        SELECT position, readable, CASE WHEN readable THEN NULL ELSE payload::VARCHAR END AS payload,
+               {', '.join(selected)}
+        FROM judged ORDER BY position"""
+
+
+_CONTACTS_CHUNK_SQL: str | None = None
+
+
+def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.ndarray, positions: np.ndarray
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The raw contacts `kaseya_ids` (their places in the batch: `positions`) staged in SQL: (typed rows of
+    the records read there, with their `position`; position + payload text of the others, for
+    `kaseya_staging.stage_contacts`). The typed rows are `stage_contacts`' rows, typed as `validate_rows`
+    types them."""
+    global _CONTACTS_CHUNK_SQL
+    if _CONTACTS_CHUNK_SQL is None:
+        _CONTACTS_CHUNK_SQL = _contacts_chunk_sql()
+    blank = "".join(f"\\x{{{ord(c):x}}}" for c in STRIPPED_CHARACTERS)
+    parameters = {
+        "lowest": int(kaseya_ids.min()) if len(kaseya_ids) else 0,
+        "highest": int(kaseya_ids.max()) if len(kaseya_ids) else -1,
+        "names": sorted({folded_name(n) for n in CONTACT_READ_NAMES}),
+        "spellings": sorted(CONTACT_WIRE_FIELDS.values()),
+        "email_names": sorted({folded_name(n) for n in CONTACT_EMAIL_WIRE_FIELDS}),
+        "email_spellings": list(CONTACT_EMAIL_WIRE_FIELDS),
+        "phone_names": sorted({folded_name(n) for n in CONTACT_PHONE_WIRE_FIELDS}),
+        "phone_spellings": list(CONTACT_PHONE_WIRE_FIELDS),
+        "strip": f"^[{blank}]+|[{blank}]+$",
+        "moment": r"(19|20|21)\d\d-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?",
+    }
+    connection.register("incoming_contacts_chunk", pd.DataFrame({"kaseya_id": kaseya_ids, "position": positions}))
+    try:
+        frame = connection.execute(_CONTACTS_CHUNK_SQL, parameters).df()
+    finally:
+        connection.unregister("incoming_contacts_chunk")
+    readable = frame["readable"].to_numpy(dtype=bool)
+    others = frame.loc[~readable, ["position", "payload"]].reset_index(drop=True)
+    typed = frame.loc[readable].reset_index(drop=True)
+    columns = {"position": typed["position"].astype("int64")}
+    for name, kind in CONTACT_COLUMNS:
+        values = typed[name]
+        if kind == "BIGINT":
+            columns[name] = values.astype("Int64")
+        elif kind == "BOOLEAN":
+            columns[name] = values.astype("boolean")
+        elif kind == "TIMESTAMPTZ":
+            columns[name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+        else:
+            columns[name] = values.astype(object).where(values.notna(), None)
+    return pd.DataFrame(columns), others
+
+
+def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, modified_from: datetime,
+                  modified_to: datetime, kaseya_ids: Iterable[int]) -> np.ndarray:
+    """The ids `read_stg(..., modified_from, modified_to, kaseya_ids)` reads, ascending, without the rows."""
+    retry = pd.DataFrame({"kaseya_id": np.array(sorted(set(int(i) for i in kaseya_ids)), dtype="int64")})
+    connection.register("incoming_retry_ids", retry)
+    try:
+        ids = connection.execute(
+            f"""SELECT kaseya_id FROM stg.kaseya_{entity} WHERE modified_on BETWEEN $from AND $to
+                UNION SELECT s.kaseya_id FROM stg.kaseya_{entity} s SEMI JOIN incoming_retry_ids r USING (kaseya_id)
+                ORDER BY kaseya_id""",
+            {"from": modified_from, "to": modified_to},
+        ).fetchnumpy()["kaseya_id"]
+    finally:
+        connection.unregister("incoming_retry_ids")
+    return np.asarray(ids, dtype="int64")
+
+
+def read_stg_ids(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: np.ndarray) -> pd.DataFrame:
+    """The staged rows of `kaseya_ids`, as `read_stg` returns them, by id."""
+    columns = ", ".join(f"s.{name}" for name, _ in ENTITY_COLUMNS[entity])
+    connection.register("incoming_stg_ids", pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64")}))
+    try:
+        return connection.execute(
+            f"""SELECT {columns} FROM stg.kaseya_{entity} s SEMI JOIN incoming_stg_ids i USING (kaseya_id)
+                WHERE s.kaseya_id BETWEEN $lowest AND $highest ORDER BY s.kaseya_id""",
+            {"lowest": int(np.min(kaseya_ids)) if len(kaseya_ids) else 0,
+             "highest": int(np.max(kaseya_ids)) if len(kaseya_ids) else -1},
+        ).df()
+    finally:
+        connection.unregister("incoming_stg_ids")
+
+
+def upsert_mapped_frame(connection: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, *, run_id: str,
+                        now: datetime) -> int:
+    """`upsert_mapped` for records already in columns: kaseya_id, payload (JSON text), payload_hash, problem,
+    waiting, source_modified_on; one statement."""
+    if not len(frame):
+        return 0
+    connection.register("incoming_mapped_frame", frame)
+    try:
+        connection.execute(
+            f"""INSERT OR REPLACE INTO mapped.zomentum_{name}
+                (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
+                SELECT kaseya_id, payload::JSON, payload_hash, problem, waiting, source_modified_on, $now, $run_id
+                FROM incoming_mapped_frame""",
+            {"now": now, "run_id": run_id},
+        )
+    finally:
+        connection.unregister("incoming_mapped_frame")
+    return len(frame)
+
+
+@dataclass(frozen=True)
+class PendingCounts:
+    problems: int  # cannot be sent (yet)
+    never_sent: int
+    changed: int  # sent before with another hash
+    unchanged: int
+
+
+def count_pending(connection: duckdb.DuckDBPyConnection, name: str) -> PendingCounts:
+    """What `pending_records` would hand the load, counted in SQL with its conditions: `changed` are pending
+    only when linked records are updated (Kaseya as CRM)."""
+    row = connection.execute(
+        f"""
+        SELECT count(*) FILTER (WHERE m.problem IS NOT NULL),
+               count(*) FILTER (WHERE m.problem IS NULL AND i.zomentum_id IS NULL),
+               count(*) FILTER (WHERE m.problem IS NULL AND i.zomentum_id IS NOT NULL
+                                  AND i.payload_hash IS DISTINCT FROM m.payload_hash),
+               count(*) FILTER (WHERE m.problem IS NULL AND i.zomentum_id IS NOT NULL
+                                  AND i.payload_hash IS NOT DISTINCT FROM m.payload_hash)
+        FROM mapped.zomentum_{name} m
+        LEFT JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
+        """,
+        {"entity": name},
+    ).fetchone()
+    return PendingCounts(*(int(value) for value in row))

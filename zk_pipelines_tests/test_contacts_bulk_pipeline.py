@@ -1,0 +1,334 @@
+"""Contacts staged and mapped column-wise (`stage_entity` / `map_target`, the default) give exactly what the
+per-record path (`column_wise=False`, the reference) gives: the same `stg.kaseya_contacts` rows, the same
+`audit.rejects` lines, the same `mapped.zomentum_client_users` records (payload text, hash, problem, waiting),
+the same reports. Compared on copies of one DuckDB file: hand-made raw records covering the shapes Kaseya may
+send, the sandbox world after a full sync, and the bad-input corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
+from zk_pipelines.domain.incremental import ExtractionWindow
+from zk_pipelines.domain.staging_schemas import validate_rows
+from zk_pipelines.pull.map import map_target
+from zk_pipelines.pull.stage import stage_entity
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import (
+    IdMapEntry,
+    RawRecord,
+    count_pending,
+    ensure_pull_tables,
+    pending_records,
+    upsert_id_map,
+    upsert_incremental_raw,
+    upsert_stg,
+)
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+FIRST = datetime(2026, 11, 20, tzinfo=UTC)
+CLIENT_USERS = ZOMENTUM_TARGET["client_users"]
+# map_rows asks the settings for owners, which client users do not have
+RESOLVED = SimpleNamespace(zomentum=SimpleNamespace(users={}), fallback_owner=SimpleNamespace(id="owner-1"))
+KNOWN_ACCOUNTS = (10, 11, 12, 13)  # 12 has no Zomentum client yet; 99 is not staged at all
+CLIENTS = {"10": "zc-10", "11": 'zc-"11"\\', "13": "zc-13"}
+
+
+def window(start: datetime = FIRST, end: datetime = NOW) -> ExtractionWindow:
+    return ExtractionWindow(start, end, start, end)
+
+
+def wire(kaseya_id: Any, **fields: Any) -> dict[str, Any]:
+    """A contact as Kaseya's wire sends it; `fields` replace (None: drop) the defaults."""
+    record = {"id": kaseya_id, "createdOn": "2026-11-21T10:00:00.000", "modifiedOn": "2026-11-22T10:00:00.000",
+              "accountId": 10, "accountName": "Acme", "locationId": 7, "locationName": "HQ",
+              "firstName": "Ann", "lastName": "Lee", "jobTitle": "CFO", "isPoc": True, "isActive": True,
+              "emails": [{"id": 1, "emailAddress": f"ann{kaseya_id}@acme.example", "isDefault": True}],
+              "phones": [{"id": 2, "phone": "+1 555 0100", "phoneTypeId": 3, "isDefault": True}]}
+    for key, value in fields.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    return record
+
+
+def email(address: Any, default: Any = False, **more: Any) -> dict[str, Any]:
+    return {"emailAddress": address, "isDefault": default, **more}
+
+
+EDGE_RECORDS: list[tuple[Any, dict[str, Any]]] = [
+    (1, wire(1)),
+    (2, wire(2, firstName="Zoë", lastName="Nguyễn 明", jobTitle="Директор")),
+    (3, wire(3, firstName='Jo "JJ"', lastName="Back\\slash", jobTitle="O'Brien's \\\"boss\\\"")),
+    (4, wire(4, firstName="Tab\tName", lastName="New\nLine", jobTitle="bell\x07 nul\x00 esc\x1b")),
+    (5, wire(5, firstName="  Padded\u00a0", lastName="\u3000Wide\u2028", jobTitle="   ")),
+    (6, wire(6, firstName="", lastName=None, jobTitle=None, accountName=None, locationId=None)),
+    (7, wire(7, firstName=None)),  # missing first name: rejected
+    (8, wire(8, accountId=99)),  # unknown account: waits
+    (9, wire(9, accountId=12)),  # no Zomentum client: waits in mapped
+    (10, wire(10, accountId=11, isPoc=False)),
+    (11, wire(11, isPoc=None, isActive=None)),
+    (12, wire(12, emails=[email("not-an-email", True)])),
+    (13, wire(13, emails=[email("  ", True), email("second@acme.example"), email("third@acme.example", True)])),
+    (14, wire(14, emails=[email("first@acme.example"), email("second@acme.example")])),
+    (15, wire(15, emails=[], phones=[])),
+    (16, wire(16, emails=None, phones=None)),
+    (17, wire(17, emails=[email(None, True), email(" spaced@acme.example ")])),
+    (18, wire(18, phones=[{"phoneNumber": "+1 555 0199", "isDefault": True}])),
+    (19, wire(19, phones=[{"phone": "  ", "phoneNumber": "+1 555 0188"}, {"phone": "+1 555 0177"}])),
+    (20, wire(20, emails=[email("a@acme.example", "true")])),  # a flag as text
+    (21, wire(21, emails=[email(12345, True)])),  # an address as a number
+    (22, wire(22, emails="ann@acme.example")),  # not a list
+    (23, wire(23, emails=["ann@acme.example"])),  # not objects
+    (24, wire(24, FirstName="Pascal", firstName=None)),
+    (25, wire(25, first_name="Snake", firstName=None)),
+    (26, wire(26, firstName="Camel", FIRSTNAME="Shout")),
+    (27, wire(27, poc=True, isPoc=None)),
+    (28, wire(28, accountId="10")),
+    (29, wire(29, accountId=10.0, locationId=7.5)),
+    (30, wire(30, accountId=True)),
+    (31, wire(31, firstName=42, lastName=4.5)),
+    (32, wire(32, isActive="true", isPoc=1)),
+    (33, wire(33, isActive="maybe")),
+    (34, wire(34, modifiedOn="2026-11-22T10:00:00.1234567")),
+    (35, wire(35, modifiedOn="2026-11-22T10:00:00Z", createdOn="2026-11-21T10:00:00+05:30")),
+    (36, wire(36, modifiedOn="2026-11-22T10:00:00.5-03:00", createdOn="2026-11-21")),
+    (37, wire(37, createdOn="2026-02-30T10:00:00")),  # no such day
+    (38, wire(38, createdOn="yesterday")),
+    (39, wire(39, createdOn=" 2026-11-21T10:00:00 ", modifiedOn="2026-11-22t10:00:00z")),
+    (40, wire(40, createdOn=None, modifiedOn=None)),
+    (41, wire(41, createdOn=1700000000)),
+    ("42", wire("42")),  # the id as text
+    (43, wire(43.0)),  # the id as a float
+    (44, {**wire(44), "id": 44.5}),  # an id staging cannot read: named by its place in the batch
+    (45, wire(45, emails=[{"EmailAddress": "pascal@acme.example", "IsDefault": True}])),
+    (46, wire(46, emails=[{"email_address": "snake@acme.example"}], phones=[{"Phone": "+1 555 0166"}])),
+    (47, wire(47, emails=[email("x@acme.example", None, isdefault=True)])),
+    (48, wire(48, extra={"nested": [1, 2]}, customFields=None, emailTypeId=5)),
+    (49, wire(49, firstName="😀 emoji", lastName="\u202eright to left", jobTitle="=HYPERLINK(\"x\")")),
+    (50, wire(50, jobTitle="x" * 10_000)),
+    (51, wire(51, accountId=None)),
+    (52, wire(52, accountId=13, modifiedOn="2026-11-27T23:59:59.999")),
+    (53, wire(53, phones=[{"phone": 5550100, "isDefault": True}])),
+    (54, wire(54, emails=[email("weird@acme.example", 1)])),
+    (55, wire(55, accountId=9223372036854775807)),
+    (56, wire(56, locationId=18446744073709551615)),
+    (57, wire(57, id=None, Id=57)),
+]
+
+
+def _stage_accounts(connection: duckdb.DuckDBPyConnection) -> None:
+    rows = [{"kaseya_id": account, "name": f"Account {account}", "shipping_addresses": "[]", "modified_on": FIRST}
+            for account in KNOWN_ACCOUNTS]
+    valid, rejects = validate_rows("accounts", pd.DataFrame(rows))
+    assert not len(rejects)
+    upsert_stg(connection, "accounts", valid, run_id="setup", now=FIRST)
+
+
+def edge_world(database: Path, records: list[tuple[Any, dict[str, Any]]] = EDGE_RECORDS) -> Path:
+    with connect(database) as connection:
+        ensure_pull_tables(connection, [t.name for t in ZOMENTUM_TARGETS])
+        _stage_accounts(connection)
+        upsert_id_map(connection, [IdMapEntry("clients", key, value, "created", None, None)
+                                   for key, value in CLIENTS.items()], FIRST)
+        raw = [RawRecord(int(float(kaseya_id)), datetime(2026, 11, 22, 10, tzinfo=UTC), payload)
+               for kaseya_id, payload in records]
+        upsert_incremental_raw(connection, "kaseya_contacts", raw, window_start=FIRST, window_end=NOW,
+                               run_id="extract", now=FIRST)
+    return database
+
+
+def _tables(database: Path) -> dict[str, list[tuple]]:
+    with connect(database, read_only=True) as connection:
+        return {
+            "stg": connection.execute("SELECT * FROM stg.kaseya_contacts ORDER BY kaseya_id").fetchall(),
+            "rejects": connection.execute(
+                "SELECT * FROM audit.rejects WHERE entity = 'contacts' ORDER BY ALL").fetchall(),
+            "mapped": connection.execute(
+                """SELECT kaseya_id, payload::VARCHAR, payload_hash, problem, waiting, source_modified_on, mapped_at,
+                          run_id FROM mapped.zomentum_client_users ORDER BY kaseya_id""").fetchall(),
+        }
+
+
+def _run(database: Path, the_window: ExtractionWindow, *, column_wise: bool, run: str) -> tuple:
+    stage = stage_entity(database, "contacts", the_window, run_id=run, partition_key="p", now=NOW,
+                         column_wise=column_wise, contacts_per_chunk=7)
+    mapped = map_target(database, CLIENT_USERS, the_window, RESOLVED, run_id=run, now=NOW,
+                        column_wise=column_wise, client_users_per_chunk=5)
+    rejects = sorted(map(tuple, stage.rejects.astype(object).where(stage.rejects.notna(), None).values.tolist()),
+                     key=repr)
+    return (stage.read, stage.staged, stage.rejected_records, stage.waiting_records, rejects), mapped
+
+
+def assert_both_paths_agree(database: Path, tmp_path: Path, windows: list[ExtractionWindow],
+                            between_runs: Any = None) -> dict[str, list[tuple]]:
+    """Run the staging and mapping of each window on two copies of `database`, column-wise and per record,
+    and compare everything they wrote and reported. Returns the column-wise tables."""
+    copies = {}
+    for column_wise in (True, False):
+        copy = tmp_path / f"{'bulk' if column_wise else 'per_record'}.duckdb"
+        shutil.copy(database, copy)
+        reports = []
+        for number, the_window in enumerate(windows):
+            if number and between_runs is not None:
+                between_runs(copy)
+            reports.append(_run(copy, the_window, column_wise=column_wise, run=f"run-{number}"))
+        copies[column_wise] = (reports, _tables(copy))
+    (bulk_reports, bulk), (reference_reports, reference) = copies[True], copies[False]
+    assert bulk_reports == reference_reports
+    for table in ("stg", "rejects", "mapped"):
+        assert bulk[table] == reference[table], table
+    return bulk
+
+
+def test_every_shape_of_raw_contact_is_staged_rejected_and_mapped_as_the_per_record_path_does(tmp_path):
+    tables = assert_both_paths_agree(edge_world(tmp_path / "edge.duckdb"), tmp_path, [window()])
+    staged = {row[0] for row in tables["stg"]}
+    rejected = {row[3] for row in tables["rejects"]}
+    waiting = {row[0] for row in tables["mapped"] if row[4]}
+    # the comparison covered rows of every outcome, not only the easy ones
+    assert {1, 2, 3, 4, 5, 13, 42, 43} <= staged and {"7", "8", "12", "22", "33", "37"} <= rejected
+    assert "9" in waiting and len(tables["mapped"]) == len(staged) - 1  # 40 has no ModifiedOn: in no window
+    assert any("(record " in row[7] for row in tables["rejects"])  # the unreadable id, named by its place
+    # a whole number beyond 64 bits is that record's reject, not a batch that fails (nor one read as floats)
+    assert [row[7] for row in tables["rejects"] if row[3] == "56"] == [
+        "contact 56: location id 18446744073709551615 is too large a number to store; correct it in Kaseya"]
+    assert [row[4] for row in tables["rejects"] if row[3] == "55"] == ["known_account"]
+
+
+def test_a_contact_waiting_for_its_account_is_staged_and_mapped_alike_once_the_account_arrives(tmp_path):
+    def account_arrives(database: Path) -> None:
+        with connect(database) as connection:
+            valid, _ = validate_rows("accounts", pd.DataFrame(
+                [{"kaseya_id": 99, "name": "Late", "shipping_addresses": "[]", "modified_on": NOW}]))
+            upsert_stg(connection, "accounts", valid, run_id="late", now=NOW)
+            upsert_id_map(connection, [IdMapEntry("clients", "12", "zc-12", "created", None, None)], NOW)
+
+    records = [*EDGE_RECORDS[:12], (60, wire(60, accountId=99, modifiedOn="2026-11-21T01:00:00"))]
+    database = edge_world(tmp_path / "late.duckdb", records)
+    later = window(NOW - timedelta(hours=1), NOW)  # the waiting contacts are outside it: retried
+    tables = assert_both_paths_agree(database, tmp_path, [window(), later], between_runs=account_arrives)
+    assert {8, 60} <= {row[0] for row in tables["stg"]}
+    assert not [row for row in tables["mapped"] if row[0] == "9" and row[4]]
+
+
+def test_duplicate_rows_and_chunk_boundaries_change_nothing(tmp_path):
+    records = [(kaseya_id, wire(kaseya_id, modifiedOn=f"2026-11-22T10:{kaseya_id % 60:02d}:00"))
+               for kaseya_id in range(100, 160)]
+    assert_both_paths_agree(edge_world(tmp_path / "many.duckdb", records), tmp_path, [window()])
+
+
+def test_change_detection_counts_what_the_load_would_be_handed(tmp_path):
+    database = edge_world(tmp_path / "pending.duckdb")
+    _run(database, window(), column_wise=True, run="run-0")
+    with connect(database) as connection:
+        sent = connection.execute("SELECT kaseya_id, payload_hash FROM mapped.zomentum_client_users "
+                                  "WHERE problem IS NULL ORDER BY kaseya_id LIMIT 4").fetchall()
+        upsert_id_map(connection, [
+            IdMapEntry("client_users", kaseya_id, f"zu-{kaseya_id}", "created", hashed if n % 2 else "stale", None)
+            for n, (kaseya_id, hashed) in enumerate(sent)], NOW)
+        counts = count_pending(connection, "client_users")
+        pending = pending_records(connection, "client_users", include_linked_updates=True)
+        mapped = connection.execute("SELECT count(*) FROM mapped.zomentum_client_users").fetchone()[0]
+    assert (counts.changed, counts.unchanged) == (2, 2)
+    assert counts.problems + counts.never_sent + counts.changed == len(pending)
+    assert counts.problems + counts.never_sent + counts.changed + counts.unchanged == mapped
+    assert counts.problems == sum(1 for record in pending if record.problem)
+
+
+@pytest.fixture(scope="module")
+def sandbox_world(tmp_path_factory) -> Path:
+    """The sandbox world after a full sync, with its contacts' staging, mapping and rejects removed and two
+    clients unlinked (their contacts wait)."""
+    from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
+    from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
+    from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+
+    kaseya = start_kaseya_sandbox(scale="small_recent")
+    zomentum = start_zomentum_sandbox(scale="small_recent")
+    try:
+        harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("sandbox_world"))
+        result = harness.backfill()
+        assert result.success, step_errors(result)
+    finally:
+        kaseya.stop()
+        zomentum.stop()
+    _forget_contacts(harness.database)
+    return harness.database
+
+
+def _forget_contacts(database: Path) -> None:
+    with connect(database) as connection:
+        connection.execute("DELETE FROM stg.kaseya_contacts")
+        connection.execute("DELETE FROM mapped.zomentum_client_users")
+        connection.execute("DELETE FROM audit.rejects WHERE entity = 'contacts'")
+        connection.execute("""DELETE FROM zomentum.id_map WHERE entity = 'clients' AND kaseya_id IN (
+                                  SELECT kaseya_id FROM zomentum.id_map WHERE entity = 'clients'
+                                  ORDER BY kaseya_id LIMIT 2)""")
+
+
+def _history(database: Path) -> ExtractionWindow:
+    with connect(database, read_only=True) as connection:
+        first, last = connection.execute("SELECT min(modified_on), max(modified_on) FROM raw.kaseya_contacts"
+                                         ).fetchone()
+    return window(first, last)
+
+
+def test_the_sandbox_world_is_staged_and_mapped_as_the_per_record_path_does(sandbox_world, tmp_path):
+    tables = assert_both_paths_agree(sandbox_world, tmp_path, [_history(sandbox_world)])
+    assert len(tables["stg"]) > 40 and any(row[4] for row in tables["mapped"])
+
+
+def test_the_bad_input_corpus_is_staged_and_mapped_as_the_per_record_path_does(tmp_path):
+    from zk_pipelines_tests.test_reliability_bad_input import KASEYA_CASES, Corpus, WireTamper
+    import zk_pipelines.sandbox.kaseya.app as kaseya_app
+    from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
+    from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
+    from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+
+    tamper = WireTamper()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kaseya_app, "ROUTES", tuple(tamper.wrap(route) for route in kaseya_app.ROUTES))
+        kaseya = start_kaseya_sandbox(scale="small_recent")
+    zomentum = start_zomentum_sandbox(scale="small_recent")
+    try:
+        (tmp_path / "corpus").mkdir()
+        harness = PipelineHarness(kaseya, zomentum, tmp_path / "corpus")
+        corpus = Corpus(harness, tamper)
+        for path in KASEYA_CASES:
+            corpus.place(path)
+        result = harness.backfill()
+        assert result.success, step_errors(result)
+    finally:
+        kaseya.stop()
+        zomentum.stop()
+    _forget_contacts(harness.database)
+    tables = assert_both_paths_agree(harness.database, tmp_path, [_history(harness.database)])
+    assert tables["rejects"] and len(tables["stg"]) > 40
+    assert any(json.loads(row[1])["job_title"] and len(json.loads(row[1])["job_title"]) == 10_000
+               for row in tables["mapped"] if row[1])
+
+
+def test_records_spelled_as_the_wire_spells_them_are_staged_in_sql_and_the_others_record_by_record(tmp_path):
+    from zk_pipelines.storage.pull_store import read_contacts_chunk, staging_order
+
+    database = edge_world(tmp_path / "split.duckdb")
+    with connect(database) as connection:
+        order = staging_order(connection, "kaseya_contacts", FIRST, NOW, [])
+        typed, others = read_contacts_chunk(connection, order, np.arange(1, len(order) + 1))
+    in_sql = set(typed["kaseya_id"].astype(int))
+    handed_over = {int(order[position - 1]) for position in others["position"]}
+    assert {1, 2, 3, 4, 5, 6, 7, 13, 14, 17, 18, 19, 34, 35, 49, 50} <= in_sql
+    assert {20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 31, 32, 36, 37, 38, 39, 41, 44, 45, 46, 47, 56} <= handed_over
+    assert in_sql.isdisjoint(handed_over) and len(in_sql) + len(handed_over) == len(EDGE_RECORDS)
