@@ -22,7 +22,6 @@ returns: nullable Int64 ids, object text, nullable boolean, UTC timestamps), as 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection, Mapping
 
 import numpy as np
@@ -104,9 +103,8 @@ def _json_text(column: pd.Series) -> pd.Series:
 
 def client_user_payloads(contacts: pd.DataFrame, client_ids: Mapping[int, str]) -> pd.DataFrame:
     """Validated contacts -> kaseya_id (text, as the id map keys it), client_id, payload (the canonical
-    JSON `payload_hash` hashes, None while the contact's account has no Zomentum client), payload_hash, and
-    document: the payload as `json.dumps(map_client_user(...), ensure_ascii=False)` writes it (the text
-    `pull_store.upsert_mapped` stores)."""
+    JSON `payload_hash` hashes, which is also the text `pull_store.upsert_mapped` stores; None while the
+    contact's account has no Zomentum client) and payload_hash."""
     clients = pd.Series(client_ids, dtype=object)
     clients.index = clients.index.astype("int64")
     client_id = contacts["account_id"].astype("Int64").map(clients)
@@ -120,25 +118,17 @@ def client_user_payloads(contacts: pd.DataFrame, client_ids: Mapping[int, str]) 
                + ',"email":' + quoted["email"] + ',"job_title":' + quoted["job_title"]
                + ',"name":{"first":' + quoted["first_name"] + ',"last":'
                + quoted["last_name"] + '},"phone":' + quoted["phone"] + "}")
-    document = ('{"name": {"first": ' + quoted["first_name"] + ', "last": ' + quoted["last_name"]
-                + '}, "email": ' + quoted["email"] + ', "phone": ' + quoted["phone"] + ', "job_title": '
-                + quoted["job_title"] + ', "client_company_id": ' + client + ', "contact_type": '
-                + contact_type + "}")
     # The punctuation around the values is plain ASCII, so the assembled text holds a special character
     # exactly when one of its values does.
     special = payload.str.contains(_SPECIAL_CHARACTERS, regex=True).to_numpy(dtype=bool)
     rendered = payload.to_numpy(dtype=object)
-    documents = document.to_numpy(dtype=object)
     rendered[~mapped] = None
-    documents[~mapped] = None
     for row in np.flatnonzero(special & mapped):
-        one = map_client_user(contacts.iloc[row].to_dict(), client_id.iloc[row])
-        rendered[row] = canonical_json(one)
-        documents[row] = json.dumps(one, ensure_ascii=False)
+        rendered[row] = canonical_json(map_client_user(contacts.iloc[row].to_dict(), client_id.iloc[row]))
     hashes = [hashlib.sha256(text.encode("utf-8")).hexdigest() if text is not None else None for text in rendered]
     return pd.DataFrame({"kaseya_id": contacts["kaseya_id"].astype("Int64").astype(str).to_numpy(dtype=object),
                          "client_id": client_id.to_numpy(dtype=object), "payload": rendered,
-                         "payload_hash": np.array(hashes, dtype=object), "document": documents})
+                         "payload_hash": np.array(hashes, dtype=object)})
 
 
 def detect_changes(current: pd.DataFrame, sent_hashes: Mapping[str, str] | pd.Series) -> pd.Series:

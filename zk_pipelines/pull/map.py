@@ -142,7 +142,7 @@ def _map_client_users_in_chunks(connection: duckdb.DuckDBPyConnection, target: Z
         waiting = payloads["payload"].isna().to_numpy()
         problem = _client_user_problem(payloads["kaseya_id"], rows["account_id"])
         frame = pd.DataFrame({
-            "kaseya_id": payloads["kaseya_id"], "payload": payloads["document"],
+            "kaseya_id": payloads["kaseya_id"], "payload": payloads["payload"],
             "payload_hash": payloads["payload_hash"],
             "problem": np.where(waiting, problem.to_numpy(dtype=object), None),
             "waiting": waiting, "source_modified_on": rows["modified_on"].to_numpy(),

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from zk_pipelines.domain.change_detection import canonical_json
 from zk_pipelines.domain.kaseya_staging import (
     CONTACT_COLUMNS,
     CONTACT_EMAIL_WIRE_FIELDS,
@@ -329,7 +330,9 @@ def upsert_mapped(connection: duckdb.DuckDBPyConnection, name: str, records: Seq
         return 0
     frame = pd.DataFrame({
         "kaseya_id": [r.kaseya_id for r in records],
-        "payload": [json.dumps(r.payload, ensure_ascii=False) if r.payload is not None else None for r in records],
+        # The canonical text the payload hash is taken over: the column-wise mapping stores the very text it
+        # hashed, without building a second rendering.
+        "payload": [canonical_json(r.payload) if r.payload is not None else None for r in records],
         "payload_hash": [r.payload_hash for r in records],
         "problem": [r.problem for r in records],
         "waiting": [r.waiting for r in records],
