@@ -250,14 +250,14 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
                 created.append((position, event))
             ledger.add(event, outcome.entry)
 
-        groups = _match_key_groups(target, pending, resolved, link_field)
-        _send_groups(groups, send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
+        groups = match_key_groups(target, pending, resolved, link_field)
+        send_grouped(groups, send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
     report.created = [event for _, event in sorted(created, key=lambda pair: pair[0])]
     report.failures = [event for _, event in sorted(failures, key=lambda pair: pair[0])]
     return report
 
 
-def _match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
+def match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
                       link_field: str | None) -> list[list[int]]:
     """Positions in `pending`, grouped by the key a record would be matched by, each group in order; a
     record without a key (nothing to match by, or nothing to send) is a group of its own."""
@@ -279,7 +279,7 @@ def _match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], 
 _GROUP_DONE = -1
 
 
-def _send_groups(groups: list[list[int]], send_one: Callable[[int], Outcome],
+def send_grouped(groups: list[list[int]], send_one: Callable[[int], Outcome],
                  record: Callable[[int, Outcome], None], *, concurrency: int, idle: Callable[[], None]) -> None:
     """Run `send_one` over every position, up to `concurrency` groups at once and each group's positions one
     after another in order. `record` runs on the calling thread for each outcome as it arrives, `idle` when
@@ -296,6 +296,7 @@ def _send_groups(groups: list[list[int]], send_one: Callable[[int], Outcome],
                 try:
                     arrived.put((position, send_one(position)))
                 except BaseException as exc:  # handed to the calling thread, which raises it
+                    stop.set()
                     arrived.put((position, exc))
                     return
         finally:
@@ -317,7 +318,6 @@ def _send_groups(groups: list[list[int]], send_one: Callable[[int], Outcome],
                 running -= 1
             elif isinstance(result, BaseException):
                 failure = failure or result
-                stop.set()
             elif result is not None:
                 record(position, result)
     finally:
