@@ -96,7 +96,8 @@ def translation(harness: PipelineHarness) -> dict[str, str]:
     """Zomentum ids made by this run -> a name that is the same in both runs (ids of seeded records already are)."""
     names = {zomentum_id: f"<{entity} of Kaseya {kaseya_id}>" for entity, kaseya_id, zomentum_id in harness.sql(
         "SELECT entity, kaseya_id, zomentum_id FROM zomentum.id_map WHERE link_kind = 'created'")}
-    names.update({f["id"]: f"<custom field {f['display_name']}>" for f in harness.zomentum.state.records("custom/fields")})
+    names.update({field["id"]: f"<custom field {field['display_name']}>"
+                  for field in harness.zomentum.state.records("custom/fields")})
     return names
 
 
