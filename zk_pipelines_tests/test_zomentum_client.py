@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from importlib import resources
@@ -152,6 +154,54 @@ def test_a_401_on_a_write_refreshes_and_sends_the_write_once_more(
         created["id"]]
     assert client.counter.writes == 2
     assert logged(zomentum)[-3:] == [("/v2/client/companies/", 401), (REFRESH, 200), ("/v2/client/companies/", 201)]
+
+
+class HeldUnauthorized(requests.Session):
+    """Holds every 401 answer until `parties` requests have had one, so that they are all in flight with the
+    invalidated token at once (on a real API they overlap by chance)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super().request(method, url, *args, **kwargs)
+        if response.status_code == 401:
+            self.barrier.wait()
+        return response
+
+
+def test_concurrent_401s_refresh_the_token_once_and_every_request_repeats_with_the_new_one(
+        zomentum: ZomentumSandbox, zomentum_credentials: ZomentumCredentials) -> None:
+    threads = 6
+    client = make_client(zomentum_credentials, session=HeldUnauthorized(threads))
+    client.users()
+    zomentum.state.issue_access_token()  # the client's token is now invalid
+    zomentum.state.clear_requests()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        answers = list(pool.map(lambda _: client.pipelines(), range(threads)))
+
+    assert all([p.name for p in pipelines] == ["Sales Pipeline", "Renewals"] for pipelines in answers)
+    assert sorted(logged(zomentum)) == sorted([("/v2/pipelines", 401)] * threads + [(REFRESH, 200)]
+                                              + [("/v2/pipelines", 200)] * threads)
+    assert (client.counter.refreshes, client.counter.reads, client.counter.writes) == (2, 1 + 2 * threads, 0)
+    assert client.counter.sent == 2 + 1 + 2 * threads
+
+
+def test_the_counter_counts_every_request_of_concurrent_threads(
+        zomentum: ZomentumSandbox, client: ZomentumClient) -> None:
+    def work(n: int) -> None:
+        for _ in range(10):
+            client.users()
+        client.create("client/companies", {"name": f"Concurrent Counting {n} Ltd"})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(work, range(8)))
+
+    sent = zomentum.state.requests()
+    assert client.counter.sent == len(sent) == 1 + 8 * 11
+    assert (client.counter.refreshes, client.counter.reads, client.counter.writes) == (1, 80, 8)
 
 
 # ----- paging and filters -------------------------------------------------------------------------------

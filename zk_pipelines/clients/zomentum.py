@@ -5,6 +5,10 @@ honouring `Retry-After`, writes never retried blindly. On top of it: a 401 refre
 once and repeats the request (a 401 means the server did nothing, so even a write may be repeated);
 a refresh token Zomentum rejects is an `AuthenticationError` with one sentence a person can act on.
 
+One client may be shared by threads (a load sends its writes concurrently). A refresh invalidates the
+previous access token, so the requests in flight with it all answer 401: the first to get the lock
+refreshes, the others find the token already replaced and repeat with the new one.
+
 What the API looks like (paths, paging, filters, record shapes, the line-item CSV) lives in
 `zomentum_models.py`, the one module to correct against a real account.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -63,6 +68,9 @@ ACCESS_REJECTED_AFTER_REFRESH = (
     "API User permission level"
 )
 FORBIDDEN_HINT = "the API user lacks a permission for this; check its permission level in Settings > Users"
+# Sends of one request with a token another thread replaced meanwhile, before giving up (each replacement
+# is a refresh by another request; more than this in the time of one request means something is wrong).
+TOKEN_ATTEMPTS = 4
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +109,8 @@ class ZomentumClient:
         for company in client.clients(updated_since=window_start): ...
         lines = client.document_line_items(document["id"], document["current_revision_id"])
 
-    `counter` counts every request sent (reads, writes, refreshes, retries) for metadata and tests.
+    `counter` counts every request sent (reads, writes, refreshes, retries) for metadata and tests. Safe to
+    share between threads.
     """
 
     def __init__(
@@ -117,7 +126,10 @@ class ZomentumClient:
         self.counter = ZomentumCallCounter()
         self._refresh_token = credentials.refresh_token
         self._access_token: Secret | None = credentials.access_token
+        self._replaced_token: Secret | None = None  # still in the requests sent just before the refresh
         self._sleep = sleep
+        self._counter_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         _install_log_redaction()
 
     def __repr__(self) -> str:
@@ -127,14 +139,27 @@ class ZomentumClient:
 
     def refresh_access_token(self) -> None:
         """Exchange the refresh token for a new access token (which invalidates the previous one)."""
+        with self._refresh_lock:
+            self._refresh()
+
+    def _renew(self, rejected: Secret | None) -> None:
+        """Replace the access token a request was refused with (or the missing one), unless another thread
+        already did: a second refresh would invalidate the token that thread is now using."""
+        with self._refresh_lock:
+            if self._access_token is rejected:
+                self._refresh()
+
+    def _refresh(self) -> None:
         operation = f"GET {contract.API_PREFIX}/{contract.REFRESH_PATH}"
-        before = self.counter.sent
-        response = send(
-            self.session, self.policy, "GET", f"{self.root}/{contract.REFRESH_PATH}",
-            operation=operation, idempotent=True, secrets=self._secrets(), sleep=self._sleep, counter=self.counter,
-            params={contract.REFRESH_PARAM: self._refresh_token.reveal()}, headers={"Accept": contract.JSON},
-        )
-        self.counter.refreshes += self.counter.sent - before
+        sent = CallCounter()
+        try:
+            response = send(
+                self.session, self.policy, "GET", f"{self.root}/{contract.REFRESH_PATH}",
+                operation=operation, idempotent=True, secrets=self._secrets(), sleep=self._sleep, counter=sent,
+                params={contract.REFRESH_PARAM: self._refresh_token.reveal()}, headers={"Accept": contract.JSON},
+            )
+        finally:
+            self._count(sent, "refreshes")
         if response.status_code in contract.REFRESH_TOKEN_REJECTED_STATUSES:
             raise AuthenticationError(API, operation, REFRESH_REJECTED, status=response.status_code)
         if response.status_code != 200:
@@ -145,11 +170,18 @@ class ZomentumClient:
             token = None
         if not isinstance(token, str) or not token:
             raise ApiError(API, operation, "the refresh answer had no access_token", status=response.status_code)
-        self._access_token = Secret(token)
+        self._replaced_token, self._access_token = self._access_token, Secret(token)
         log.debug("zomentum: access token refreshed")
 
     def _secrets(self) -> tuple[Secret | None, ...]:
-        return (self._refresh_token, self._access_token)
+        return (self._refresh_token, self._access_token, self._replaced_token)
+
+    def _count(self, sent: CallCounter, kind: str) -> None:
+        with self._counter_lock:
+            self.counter.sent += sent.sent
+            self.counter.retries += sent.retries
+            self.counter.waited_seconds += sent.waited_seconds
+            setattr(self.counter, kind, getattr(self.counter, kind) + sent.sent)
 
     # ----- requests ----------------------------------------------------------------------------------
 
@@ -159,36 +191,40 @@ class ZomentumClient:
     ) -> requests.Response:
         """Send one API request; 2xx comes back, anything else is raised as a typed error."""
         operation = f"{method} {contract.API_PREFIX}/{path}"
-        if self._access_token is None:
-            self.refresh_access_token()
         request = {"params": params, "json": json, "accept": accept}
-        response = self._send(method, path, operation, idempotent=idempotent, **request)
+        renewed = False
+        for _ in range(TOKEN_ATTEMPTS):
+            token = self._access_token
+            if token is None:
+                self._renew(None)
+                token = self._access_token
+            response = self._send(method, path, operation, token, idempotent=idempotent, **request)
+            if response.status_code != 401:
+                break
+            if renewed and self._access_token is token:
+                break  # the token issued after the first 401 was refused too
+            self._renew(token)
+            renewed = True
         if response.status_code == 401:
-            self.refresh_access_token()
-            response = self._send(method, path, operation, idempotent=idempotent, **request)
-            if response.status_code == 401:
-                raise AuthenticationError(API, operation, ACCESS_REJECTED_AFTER_REFRESH, status=401)
+            raise AuthenticationError(API, operation, ACCESS_REJECTED_AFTER_REFRESH, status=401)
         if 200 <= response.status_code < 300:
             return response
         raise self._error(response, operation, idempotent=idempotent)
 
     def _send(
-        self, method: str, path: str, operation: str, *, idempotent: bool, accept: str, **kwargs: Any,
+        self, method: str, path: str, operation: str, token: Secret, *, idempotent: bool, accept: str,
+        **kwargs: Any,
     ) -> requests.Response:
-        before = self.counter.sent
+        sent = CallCounter()
         try:
             return send(
                 self.session, self.policy, method, f"{self.root}/{path}", operation=operation,
-                idempotent=idempotent, secrets=self._secrets(), sleep=self._sleep, counter=self.counter,
-                headers={"Authorization": f"Bearer {self._access_token.reveal()}", "Accept": accept},
+                idempotent=idempotent, secrets=(*self._secrets(), token), sleep=self._sleep, counter=sent,
+                headers={"Authorization": f"Bearer {token.reveal()}", "Accept": accept},
                 **kwargs,
             )
         finally:
-            sent = self.counter.sent - before
-            if idempotent:
-                self.counter.reads += sent
-            else:
-                self.counter.writes += sent
+            self._count(sent, "reads" if idempotent else "writes")
 
     def _error(self, response: requests.Response, operation: str, *, idempotent: bool) -> ApiError:
         try:

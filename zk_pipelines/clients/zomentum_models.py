@@ -36,6 +36,13 @@ DOCUMENTS_ZAPIER = "documents/zapier"
 USERS = "users"
 CUSTOM_FIELDS = "custom/fields"
 
+# ----- concurrency and rate limits (assumed) ------------------------------------------------------------
+# Zomentum publishes no concurrency limit and no rate limit. A load sends up to `PullTuning
+# .zomentum_concurrency` requests at once (8, our choice, not Zomentum's); a 429 it answers is honoured by
+# the shared HTTP policy (`Retry-After` waited out, the request sent again). A refresh of the access token
+# invalidates the previous one, so requests in flight with it answer 401: the client refreshes once for all
+# of them and each repeats its request with the new token.
+
 
 def api_root(base_url: str) -> str:
     """`https://api.zomentum.com`, `.../v2` or `.../v2/` all mean the same API root `.../v2`."""

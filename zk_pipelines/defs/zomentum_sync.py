@@ -100,7 +100,8 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
                     f"an existing record, updated, or left alone when unchanged (no call). The id map "
                     "(zomentum.id_map) pairs the records; every outcome is in audit.sync_events.",
     )
-    def loaded(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
+    def loaded(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
+               ) -> dg.MaterializeResult:
         config = tenant.config()
         assert config.settings_path is not None
         resolved = resolved_for_step(config.duckdb_path, config.settings_path)
@@ -109,7 +110,8 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
         client = tenant.zomentum_client()
         try:
             report = load_target(config.duckdb_path, client, target, resolved, run_id=context.run.run_id,
-                                 partition_key=partition_label(context), clock=now)
+                                 partition_key=partition_label(context), clock=now,
+                                 concurrency=tuning.zomentum_concurrency)
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
         counts = {action: report.counts.get(action, 0)

@@ -8,18 +8,25 @@
 Every outcome goes to the ledger (`audit.sync_events`), and the id map records the pair and the hash of
 what was sent. A create whose answer was lost is looked for and adopted, never repeated blindly; a crash
 between a create and the id-map write is recovered the same way by the next run, through the match.
+
+Zomentum has no bulk write, so the writes are sent concurrently (`concurrency` requests in flight). Records
+that share a match key (two contacts with one e-mail) go through one thread in their order, so the second
+finds what the first created or paired, exactly as one thread would; only the calling thread writes DuckDB.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from zk_pipelines.clients.http import ApiError, NotFound, WriteOutcomeUnknown
 from zk_pipelines.clients.zomentum import ZomentumClient
@@ -95,13 +102,16 @@ def _match_key(target: ZomentumTarget, record: dict[str, Any], link_field: str |
 
 class MatchIndex:
     """Existing Zomentum records by match key, read once per load (one paged listing) and only when a
-    record has to be created."""
+    record has to be created. Shared by the load's threads: the first to need it reads the listing whole
+    while the others wait, so no create is sent before it is complete."""
 
     def __init__(self, client: ZomentumClient, target: ZomentumTarget, link_field: str | None) -> None:
         self._client = client
         self._target = target
         self._link_field = link_field
         self._index: dict[str, dict[str, Any]] | None = None
+        self._created: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
 
     def _records(self) -> Iterator[dict[str, Any]]:
         if self._target.name == "opportunities":
@@ -109,22 +119,31 @@ class MatchIndex:
         return self._client.iter_records(self._target.resource)
 
     def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
-        if self._index is None or fresh:
-            # Built aside and kept only once whole: a listing cut short (an API error on a later page) must not
-            # leave an index that misses records, or a record it lacks would be created a second time.
-            index: dict[str, dict[str, Any]] = {}
-            for record in self._records():
-                key = _match_key(self._target, record, self._link_field)
-                if key is not None:
-                    index.setdefault(key, record)
-            self._index = index
         key = _match_key(self._target, payload, self._link_field)
-        return self._index.get(key) if key is not None else None
+        with self._lock:
+            if self._index is None or fresh:
+                # Built aside and kept only once whole: a listing cut short (an API error on a later page) must
+                # not leave an index that misses records, or a record it lacks would be created a second time.
+                index: dict[str, dict[str, Any]] = {}
+                for record in self._records():
+                    record_key = _match_key(self._target, record, self._link_field)
+                    if record_key is not None:
+                        index.setdefault(record_key, record)
+                # A fresh listing may have been read before another thread's create landed: what this load
+                # created stays findable.
+                for record in self._created:
+                    record_key = _match_key(self._target, record, self._link_field)
+                    if record_key is not None:
+                        index.setdefault(record_key, record)
+                self._index = index
+            return self._index.get(key) if key is not None else None
 
     def add(self, record: dict[str, Any]) -> None:
         key = _match_key(self._target, record, self._link_field)
-        if self._index is not None and key is not None:
-            self._index.setdefault(key, record)
+        with self._lock:
+            self._created.append(record)
+            if self._index is not None and key is not None:
+                self._index.setdefault(key, record)
 
 
 class _Ledger:
@@ -145,7 +164,13 @@ class _Ledger:
         self.events.append(event)
         if entry is not None:
             self.entries.append(entry)
-        if len(self.events) >= FLUSH_EVERY or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        if len(self.events) >= FLUSH_EVERY:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -168,8 +193,19 @@ def _ledger(database: Path, **kwargs: Any) -> Iterator[_Ledger]:
         ledger.flush()
 
 
+class Outcome(NamedTuple):
+    event: SyncEvent
+    entry: IdMapEntry | None
+    writes: int  # Zomentum writes sent for the record (a lost answer counts: the write may have happened)
+
+
 def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, resolved: ResolvedSettings, *,
-                run_id: str, partition_key: str | None, clock: Callable[[], datetime]) -> LoadReport:
+                run_id: str, partition_key: str | None, clock: Callable[[], datetime], concurrency: int = 1
+                ) -> LoadReport:
+    """Send the target's pending records to Zomentum, up to `concurrency` requests at once, and ledger every
+    outcome (the calling thread alone writes DuckDB, every `FLUSH_EVERY` outcomes or `FLUSH_SECONDS`)."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     updates_linked = resolved.settings.mode.pull_updates_linked_entities
     with connect(database) as connection:
         pending = pending_records(connection, target.name, include_linked_updates=updates_linked)
@@ -185,6 +221,16 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
     report = LoadReport(target.name)
     link_field = ensure_link_field(client) if target.name == "opportunities" and pending else None
     index = MatchIndex(client, target, link_field)
+
+    def send_one(position: int) -> Outcome:
+        outcome = _load_one(client, target, pending[position], resolved, index, link_field, paired)
+        if outcome.entry is not None:
+            # Read only by later records of the same match key, which run after this one on this thread.
+            paired[outcome.entry.zomentum_id] = outcome.entry.kaseya_id
+        return outcome
+
+    created: list[tuple[int, SyncEvent]] = []
+    failures: list[tuple[int, SyncEvent]] = []
     with _ledger(database, run_id=run_id, partition_key=partition_key, fingerprint=resolved.fingerprint,
                  clock=clock) as ledger:
         pending_ids = {p.kaseya_id for p in pending}
@@ -193,17 +239,98 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
                 continue
             report.counts["unchanged"] += 1
             ledger.add(SyncEvent("pull", target.name, "unchanged", kaseya_id, zomentum_id))
-        for record in pending:
-            event, entry = _load_one(client, target, record, resolved, index, link_field, report, paired)
-            if entry is not None:
-                paired[entry.zomentum_id] = entry.kaseya_id
+
+        def record(position: int, outcome: Outcome) -> None:
+            event = outcome.event
+            report.zomentum_writes += outcome.writes
             report.counts[event.action] += 1
             if event.action == "failed":
-                report.failures.append(event)
+                failures.append((position, event))
             elif event.action == "created":
-                report.created.append(event)
-            ledger.add(event, entry)
+                created.append((position, event))
+            ledger.add(event, outcome.entry)
+
+        groups = match_key_groups(target, pending, resolved, link_field)
+        send_grouped(groups, send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
+    report.created = [event for _, event in sorted(created, key=lambda pair: pair[0])]
+    report.failures = [event for _, event in sorted(failures, key=lambda pair: pair[0])]
     return report
+
+
+def match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
+                      link_field: str | None) -> list[list[int]]:
+    """Positions in `pending`, grouped by the key a record would be matched by, each group in order; a
+    record without a key (nothing to match by, or nothing to send) is a group of its own."""
+    groups: dict[str, list[int]] = {}
+    singles: list[list[int]] = []
+    for position, record in enumerate(pending):
+        key = None
+        if record.problem is None and record.payload is not None:
+            desired = _with_link(target, record.payload, link_field,
+                                 kaseya_link(resolved, target.name, record.kaseya_id))
+            key = _match_key(target, desired, link_field)
+        if key is None:
+            singles.append([position])
+        else:
+            groups.setdefault(key, []).append(position)
+    return sorted([*groups.values(), *singles], key=lambda group: group[0])
+
+
+_GROUP_DONE = -1
+
+
+def send_grouped(groups: list[list[int]], send_one: Callable[[int], Outcome],
+                 record: Callable[[int, Outcome], None], *, concurrency: int, idle: Callable[[], None]) -> None:
+    """Run `send_one` over every position, up to `concurrency` groups at once and each group's positions one
+    after another in order. `record` runs on the calling thread for each outcome as it arrives, `idle` when
+    none arrived for `FLUSH_SECONDS`. An exception in `send_one` stops the groups from starting another
+    record; the outcomes of records already sent are recorded before it is raised."""
+    arrived: queue.Queue[tuple[int, Outcome | BaseException | None]] = queue.Queue()
+    stop = threading.Event()
+
+    def send_group(group: list[int]) -> None:
+        try:
+            for position in group:
+                if stop.is_set():
+                    return
+                try:
+                    arrived.put((position, send_one(position)))
+                except BaseException as exc:  # handed to the calling thread, which raises it
+                    stop.set()
+                    arrived.put((position, exc))
+                    return
+        finally:
+            arrived.put((_GROUP_DONE, None))
+
+    failure: BaseException | None = None
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="zomentum-load")
+    try:
+        for group in groups:
+            pool.submit(send_group, group)
+        running = len(groups)
+        while running:
+            try:
+                position, result = arrived.get(timeout=FLUSH_SECONDS)
+            except queue.Empty:
+                idle()
+                continue
+            if position == _GROUP_DONE:
+                running -= 1
+            elif isinstance(result, BaseException):
+                failure = failure or result
+            elif result is not None:
+                record(position, result)
+    finally:
+        # Interrupted (the run terminated): no record is started any more, and what those in flight sent is
+        # still recorded, so that the next run does not send it again.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        while not arrived.empty():
+            position, result = arrived.get_nowait()
+            if position != _GROUP_DONE and isinstance(result, Outcome):
+                record(position, result)
+    if failure is not None:
+        raise failure
 
 
 def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str | None, link: str
@@ -214,23 +341,24 @@ def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str 
 
 
 def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
-              index: MatchIndex, link_field: str | None, report: LoadReport, paired: dict[str, str]
-              ) -> tuple[SyncEvent, IdMapEntry | None]:
+              index: MatchIndex, link_field: str | None, paired: dict[str, str]) -> Outcome:
     kid = record.kaseya_id
     k_link = kaseya_link(resolved, target.name, kid)
+    writes = 0
 
-    def failed(reason: str, zomentum_id: str | None = None, action: str = "failed") -> tuple[SyncEvent, None]:
-        return SyncEvent("pull", target.name, action, kid, zomentum_id, reason=reason, link=k_link), None
+    def failed(reason: str, zomentum_id: str | None = None, action: str = "failed") -> Outcome:
+        return Outcome(SyncEvent("pull", target.name, action, kid, zomentum_id, reason=reason, link=k_link), None,
+                       writes)
 
     if record.problem is not None:
         return failed(record.problem, action="deferred" if record.waiting else "failed")
     payload = record.payload or {}
 
     def linked(action: str, zomentum_id: str, kind: str, fields: list[str] | None = None, reason: str | None = None
-               ) -> tuple[SyncEvent, IdMapEntry]:
-        return (SyncEvent("pull", target.name, action, kid, zomentum_id, reason=reason, changed_fields=fields,
-                          link=zomentum_link(resolved, target.name, zomentum_id)),
-                IdMapEntry(target.name, kid, zomentum_id, kind, record.payload_hash, payload))
+               ) -> Outcome:
+        return Outcome(SyncEvent("pull", target.name, action, kid, zomentum_id, reason=reason, changed_fields=fields,
+                                 link=zomentum_link(resolved, target.name, zomentum_id)),
+                       IdMapEntry(target.name, kid, zomentum_id, kind, record.payload_hash, payload), writes)
 
     label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kid}"
     try:
@@ -239,7 +367,7 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
             if changes:
                 try:
                     client.update(target.resource, record.zomentum_id, _with_link(target, changes, None, k_link))
-                    report.zomentum_writes += 1
+                    writes += 1
                     return linked("updated", record.zomentum_id, "created",
                                   changed_fields(record.sent_payload, payload))
                 except NotFound:
@@ -261,14 +389,14 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
             changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
             if changes:
                 client.update(target.resource, existing["id"], changes)
-                report.zomentum_writes += 1
+                writes += 1
             return linked("matched", existing["id"], "matched", sorted(changes) or None,
                           reason=f"matched an existing Zomentum {target.label} by {target.match_field or 'link'}")
         try:
             created = client.create(target.resource, desired)
-            report.zomentum_writes += 1
+            writes += 1
         except WriteOutcomeUnknown:
-            report.zomentum_writes += 1
+            writes += 1
             found = index.find(desired, fresh=True)
             if found is None or paired.get(found["id"], kid) != kid:
                 return failed(f"{label}: Zomentum's answer to the create was lost and no such record exists; "

@@ -421,20 +421,34 @@ class IdMapEntry:
 
 
 def upsert_id_map(connection: duckdb.DuckDBPyConnection, entries: Sequence[IdMapEntry], now: datetime) -> None:
-    for e in entries:
+    """Pair each entry's records, in one statement. A pair already known keeps its `link_kind` and
+    `first_synced_at`; an entity's Kaseya id listed twice keeps its last entry."""
+    if not entries:
+        return
+    frame = pd.DataFrame({
+        "entity": [e.entity for e in entries],
+        "kaseya_id": [e.kaseya_id for e in entries],
+        "zomentum_id": [e.zomentum_id for e in entries],
+        "link_kind": [e.link_kind for e in entries],
+        "payload_hash": [e.payload_hash for e in entries],
+        "payload": [json.dumps(e.payload) if e.payload is not None else None for e in entries],
+    }, dtype="string").drop_duplicates(["entity", "kaseya_id"], keep="last")
+    connection.register("incoming_id_map", frame)
+    try:
         connection.execute(
             """
             INSERT INTO zomentum.id_map AS t (entity, kaseya_id, zomentum_id, link_kind, payload_hash, payload,
                                               first_synced_at, last_synced_at)
-            VALUES ($entity, $kaseya_id, $zomentum_id, $link_kind, $hash, $payload::JSON, $now, $now)
+            SELECT entity, kaseya_id, zomentum_id, link_kind, payload_hash, payload::JSON, $now, $now
+            FROM incoming_id_map
             ON CONFLICT (entity, kaseya_id) DO UPDATE SET zomentum_id = excluded.zomentum_id,
                 payload_hash = excluded.payload_hash, payload = excluded.payload,
                 last_synced_at = excluded.last_synced_at
             """,
-            {"entity": e.entity, "kaseya_id": e.kaseya_id, "zomentum_id": e.zomentum_id, "link_kind": e.link_kind,
-             "hash": e.payload_hash, "payload": json.dumps(e.payload) if e.payload is not None else None,
-             "now": now},
+            {"now": now},
         )
+    finally:
+        connection.unregister("incoming_id_map")
 
 
 @dataclass(frozen=True)

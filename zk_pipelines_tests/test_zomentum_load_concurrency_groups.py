@@ -1,0 +1,96 @@
+"""How the load spreads its records over threads (`pull.load.send_grouped`), with stand-ins for the Zomentum
+calls: records of one match key one after another in order, up to `concurrency` in flight, every outcome
+recorded on the calling thread, and an unexpected error stopping the load only after what was in flight is
+recorded."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from zk_pipelines.pull.load import Outcome, send_grouped
+from zk_pipelines.storage.pull_store import SyncEvent
+
+
+def outcome(position: int) -> Outcome:
+    return Outcome(SyncEvent("pull", "clients", "created", str(position), f"z-{position}"), None, 1)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.recorded: list[int] = []
+        self.threads: set[int] = set()
+
+    def __call__(self, position: int, result: Outcome) -> None:
+        assert result == outcome(position)
+        self.recorded.append(position)
+        self.threads.add(threading.get_ident())
+
+
+def test_every_record_is_sent_once_groups_in_order_and_outcomes_recorded_on_the_calling_thread():
+    groups = [[0, 3, 5], [1], [2, 4], [6]]
+    sent: list[int] = []
+    lock = threading.Lock()
+    started = threading.Barrier(3, timeout=10)  # three records in flight at once, or the barrier breaks
+    first_of_group = {group[0] for group in groups[:3]}
+
+    def send_one(position: int) -> Outcome:
+        if position in first_of_group:
+            started.wait()
+        with lock:
+            sent.append(position)
+        return outcome(position)
+
+    record = Recorder()
+    send_grouped(groups, send_one, record, concurrency=3, idle=lambda: None)
+
+    assert sorted(sent) == sorted(record.recorded) == list(range(7))
+    for group in groups:
+        assert [p for p in sent if p in group] == group
+        assert [p for p in record.recorded if p in group] == group
+    assert record.threads == {threading.get_ident()}
+
+
+def test_no_more_than_the_concurrency_is_in_flight():
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+
+    def send_one(position: int) -> Outcome:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        threading.Event().wait(0.01)
+        with lock:
+            in_flight -= 1
+        return outcome(position)
+
+    send_grouped([[n] for n in range(40)], send_one, Recorder(), concurrency=4, idle=lambda: None)
+
+    assert 1 <= most <= 4
+
+
+def test_an_unexpected_error_stops_new_records_records_those_in_flight_then_is_raised():
+    in_flight = threading.Event()
+    release = threading.Event()
+    sent: list[int] = []
+
+    def send_one(position: int) -> Outcome:
+        sent.append(position)
+        if position == 0:  # in flight when the error happens; answers after it
+            in_flight.set()
+            release.wait(10)
+            return outcome(0)
+        if position == 1:
+            in_flight.wait(10)
+            threading.Timer(0.2, release.set).start()
+            raise KeyError("a bug")
+        return outcome(position)
+
+    record = Recorder()
+    with pytest.raises(KeyError, match="a bug"):
+        send_grouped([[0, 2], [1, 3]], send_one, record, concurrency=2, idle=lambda: None)
+
+    assert sorted(sent) == [0, 1]
+    assert record.recorded == [0]
