@@ -34,6 +34,7 @@ from zk_pipelines.storage.pull_store import (
     read_stg,
     read_stg_ids,
     upsert_mapped,
+    upsert_client_users_mapped,
     upsert_mapped_frame,
 )
 
@@ -117,13 +118,6 @@ def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: Resol
     return records
 
 
-def _client_user_problem(kaseya_id: pd.Series, account_id: pd.Series) -> pd.Series:
-    """`map_rows`' problem of a contact whose account has no Zomentum client yet, for whole columns."""
-    account = account_id.astype("Int64").astype(str).where(account_id.notna(), "None")
-    return ("contact " + kaseya_id + ": waits for its Kaseya account " + account + " to be in Zomentum "
-            "(that client failed, or has not been pulled yet); retried every run")
-
-
 def _client_ids(id_map: dict[str, str]) -> dict[int, str]:
     """Kaseya account id -> Zomentum client id, for the ids `map_rows` finds (it looks up `str(int(id))`)."""
     return {int(key): value for key, value in id_map.items()
@@ -134,21 +128,23 @@ def _map_client_users_in_chunks(connection: duckdb.DuckDBPyConnection, target: Z
                                 window: ExtractionWindow, *, run_id: str, now: datetime, chunk: int) -> MapReport:
     retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
     order = mapping_order(connection, target.source, window.query_from, window.query_to, retry)
-    clients = _client_ids(read_id_map(connection, "clients"))
     mapped = problems = 0
+    clients: dict[int, str] | None = None
     for start in range(0, len(order), chunk):
-        rows = read_stg_ids(connection, target.source, order[start:start + chunk])
-        payloads = client_user_payloads(rows, clients)
-        waiting = payloads["payload"].isna().to_numpy()
-        problem = _client_user_problem(payloads["kaseya_id"], rows["account_id"])
-        frame = pd.DataFrame({
-            "kaseya_id": payloads["kaseya_id"], "payload": payloads["payload"],
-            "payload_hash": payloads["payload_hash"],
-            "problem": np.where(waiting, problem.to_numpy(dtype=object), None),
-            "waiting": waiting, "source_modified_on": rows["modified_on"].to_numpy(),
-        })
-        mapped += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
-        problems += int(waiting.sum())
+        written, waiting, left = upsert_client_users_mapped(connection, order[start:start + chunk], run_id=run_id,
+                                                            now=now)
+        mapped += written
+        problems += waiting
+        if len(left):  # texts holding a control character: rendered one at a time, as json.dumps escapes them
+            clients = clients if clients is not None else _client_ids(read_id_map(connection, "clients"))
+            rows = read_stg_ids(connection, target.source, left)
+            payloads = client_user_payloads(rows, clients)
+            frame = pd.DataFrame({
+                "kaseya_id": payloads["kaseya_id"], "payload": payloads["payload"],
+                "payload_hash": payloads["payload_hash"], "problem": None, "waiting": False,
+                "source_modified_on": rows["modified_on"].to_numpy(),
+            })
+            mapped += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
     return MapReport(target=target.name, mapped=mapped, problems=problems)
 
 

@@ -762,3 +762,59 @@ def count_pending(connection: duckdb.DuckDBPyConnection, name: str) -> PendingCo
         {"entity": name},
     ).fetchone()
     return PendingCounts(*(int(value) for value in row))
+
+
+# `map_client_user`'s payload as the canonical JSON `payload_hash` hashes (keys sorted, no spaces), built in
+# SQL: DuckDB's `to_json` quotes a text as `json.dumps` does once control characters are ruled out (rows
+# holding one are left to the per-record renderer). Tested equal to `map_client_user` + `canonical_json`.
+_CLIENT_USER_TEXT_COLUMNS = ("email", "job_title", "first_name", "last_name", "phone")
+_CLIENT_USER_PAYLOAD_SQL = (
+    "'{\"client_company_id\":' || to_json(c.zomentum_id) || ',\"contact_type\":' || "
+    "CASE WHEN coalesce(s.is_poc, false) THEN '\"primary_contact\"' ELSE '\"secondary_contact\"' END || "
+    "',\"email\":' || coalesce(to_json(s.email), 'null') || ',\"job_title\":' || "
+    "coalesce(to_json(s.job_title), 'null') || ',\"name\":{\"first\":' || coalesce(to_json(s.first_name), 'null') "
+    "|| ',\"last\":' || coalesce(to_json(s.last_name), 'null') || '},\"phone\":' || "
+    "coalesce(to_json(s.phone), 'null') || '}'"
+)
+
+
+def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.ndarray, *, run_id: str,
+                               now: datetime) -> tuple[int, int, np.ndarray]:
+    """Map the staged contacts `kaseya_ids` to client-user payloads in SQL and upsert them into
+    `mapped.zomentum_client_users` in one statement: a contact whose account has a Zomentum client gets its
+    payload and hash, the others `map_rows`' waiting problem. Returns (rows written, of them waiting, the
+    ids left out because a text holds a control character, for the per-record renderer)."""
+    if not len(kaseya_ids):
+        return 0, 0, np.array([], dtype="int64")
+    special = " OR ".join(f"regexp_matches(coalesce(s.{name}, ''), '[\\x00-\\x1f]')"
+                          for name in _CLIENT_USER_TEXT_COLUMNS)
+    connection.register("incoming_client_user_ids", pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, "int64")}))
+    try:
+        connection.execute(
+            f"""CREATE OR REPLACE TEMP TABLE client_user_chunk AS
+                SELECT s.kaseya_id, s.account_id, s.modified_on, c.zomentum_id, ({special}) AS special,
+                       CASE WHEN c.zomentum_id IS NOT NULL THEN {_CLIENT_USER_PAYLOAD_SQL} END AS payload
+                FROM stg.kaseya_contacts s SEMI JOIN incoming_client_user_ids i USING (kaseya_id)
+                LEFT JOIN zomentum.id_map c ON c.entity = 'clients' AND c.kaseya_id = CAST(s.account_id AS VARCHAR)
+                WHERE s.kaseya_id BETWEEN $lowest AND $highest""",
+            {"lowest": int(np.min(kaseya_ids)), "highest": int(np.max(kaseya_ids))})
+        connection.execute(
+            """INSERT OR REPLACE INTO mapped.zomentum_client_users
+                   (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
+               SELECT CAST(kaseya_id AS VARCHAR), payload::JSON, sha256(payload),
+                      CASE WHEN zomentum_id IS NULL THEN 'contact ' || kaseya_id || ': waits for its Kaseya account '
+                           || coalesce(CAST(account_id AS VARCHAR), 'None') || ' to be in Zomentum (that client '
+                           || 'failed, or has not been pulled yet); retried every run' END,
+                      zomentum_id IS NULL, modified_on, $now, $run_id
+               FROM client_user_chunk WHERE NOT (special AND zomentum_id IS NOT NULL)""",
+            {"now": now, "run_id": run_id})
+        written, waiting = connection.execute(
+            """SELECT count(*) FILTER (WHERE NOT (special AND zomentum_id IS NOT NULL)),
+                      count(*) FILTER (WHERE zomentum_id IS NULL) FROM client_user_chunk""").fetchone()
+        left = connection.execute(
+            "SELECT kaseya_id FROM client_user_chunk WHERE special AND zomentum_id IS NOT NULL ORDER BY kaseya_id"
+        ).fetchnumpy()["kaseya_id"]
+        connection.execute("DROP TABLE client_user_chunk")
+    finally:
+        connection.unregister("incoming_client_user_ids")
+    return int(written), int(waiting), np.asarray(left, dtype="int64")
