@@ -248,20 +248,23 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     transform = document.get("transform")
     if transform:
         paths = transform["paths"]
-        record, bulk = paths.get("per-record"), paths.get("bulk")
+        pipeline, bulk, record = paths.get("pipeline"), paths.get("bulk"), paths.get("per-record")
         n = transform["contacts"]
-        if record:
-            judge(f"scenario 6 under {MEMORY_LIMIT_MB:.0f} MB RSS (the pipeline's per-record domain code)",
-                  f"{n:,} contacts", record["peak_rss_mb"] < MEMORY_LIMIT_MB, f"{record['peak_rss_mb']:.0f} MB")
-        if record and bulk:
+        if pipeline:
+            judge(f"scenario 6 under {MEMORY_LIMIT_MB:.0f} MB RSS (the pipeline's own steps)", f"{n:,} contacts",
+                  pipeline["peak_rss_mb"] < MEMORY_LIMIT_MB, f"{pipeline['peak_rss_mb']:.0f} MB")
+        if pipeline and bulk:
             judge(f"scenario 6 within {VECTORISED_FACTOR:g}x of a vectorised implementation's time",
-                  f"{n:,} contacts", record["transform_s"] <= VECTORISED_FACTOR * bulk["transform_s"],
-                  f"per-record {record['transform_s']:.1f} s vs column-wise {bulk['transform_s']:.1f} s "
-                  f"({record['transform_s'] / max(bulk['transform_s'], 1e-9):.1f}x); results "
-                  f"{'identical' if record.get('digest') == bulk.get('digest') else 'DIFFERENT'}")
-        if bulk:
-            judge(f"scenario 6 column-wise path under {MEMORY_LIMIT_MB:.0f} MB RSS", f"{n:,} contacts",
-                  bulk["peak_rss_mb"] < MEMORY_LIMIT_MB, f"{bulk['peak_rss_mb']:.0f} MB")
+                  f"{n:,} contacts", pipeline["transform_s"] <= VECTORISED_FACTOR * bulk["transform_s"],
+                  f"pipeline {pipeline['transform_s']:.1f} s vs the column-wise reference {bulk['transform_s']:.1f} s "
+                  f"({pipeline['transform_s'] / max(bulk['transform_s'], 1e-9):.1f}x); results "
+                  f"{'identical' if pipeline.get('digest') == bulk.get('digest') else 'DIFFERENT'}")
+        if record and (pipeline or bulk):
+            other = pipeline or bulk
+            judge("scenario 6: the per-record reference agrees", f"{n:,} contacts",
+                  record.get("digest") == other.get("digest"),
+                  f"per-record {record['transform_s']:.1f} s, {record['peak_rss_mb']:.0f} MB; results "
+                  f"{'identical' if record.get('digest') == other.get('digest') else 'DIFFERENT'}")
     return judged
 
 

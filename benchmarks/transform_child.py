@@ -5,21 +5,28 @@
   (`zomentum_mapping.map_client_user`, rows read back as `pull/map.py` reads them), hashed
   (`change_detection.payload_hash`), compared with the hashes last sent, and the changed ones diffed
   (`change_detection.partial_update`).
-- `bulk`: the column-wise path (`domain/bulk_change_detection.py`) from the staged contacts, in chunks of
-  `--chunk` contacts by ascending id (so each id's duplicates fall in one chunk): validated, mapped and
-  hashed, compared with the hashes last sent for that chunk; the changed ones diffed by `partial_update`.
-  `--chunk 0` does it in one batch.
+- `bulk`: the reference, a well-written vectorised implementation: in chunks of `--chunk` contacts by
+  ascending id (so each id's duplicates fall in one chunk), the contacts staged column-wise, validated
+  (`validate_contacts`), mapped and hashed (`client_user_payloads`), compared with the hashes last sent for
+  that chunk (`detect_changes`), the changed ones diffed by `partial_update`; in memory, writing nothing.
+  With `--database` (a file `setup` made) the staging reads the raw JSON there with DuckDB's
+  `json_transform` into the wire's shape (the vectorised way to read it, without the pipeline's checks of
+  every key's spelling and every value's type, which the synthetic records pass anyway); without it the
+  staged frames are generated (untimed). `--chunk 0` does it in one batch.
 - `pipeline`: the pipeline's own steps on a DuckDB file (`--database`, default a temporary one) holding the
   N contacts' raw payloads, their staged accounts, the clients' and the previously sent client users' id map:
   `pull/stage.stage_entity(..., "contacts", ...)` and `pull/map.map_target(client_users)`, column-wise in
   chunks, then change detection as the load sees it (`pull_store.count_pending`, the conditions of
   `pending_records`, counted in SQL). The digest is read back from `mapped.zomentum_client_users` afterwards.
 - `profile`: `per-record` on a sample under cProfile: the functions that take the time.
+- `setup`: only make the DuckDB file `--database` that `pipeline` and `bulk` read (so that neither
+  process's peak RSS holds the making of it).
 
 Each reports a digest of (id, hash, change) over every valid contact, equal when the paths agree, and its
 own peak RSS (`peak_rss_mb`).
 
-    python benchmarks/transform_child.py REPORT per-record|bulk|pipeline|profile --contacts N [--chunk N]
+    python benchmarks/transform_child.py REPORT per-record|bulk|pipeline|profile|setup --contacts N [--chunk N]
+        [--database FILE]
 """
 
 from __future__ import annotations
@@ -40,11 +47,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from measure import write_report
-from synthetic_contacts import BASE, client_ids, known_accounts, previously_sent, raw_payloads, staged_contacts
+from synthetic_contacts import BASE, CONTACT_BASE, client_ids, known_accounts, previously_sent, raw_payloads, staged_contacts
 from zk_pipelines.domain.bulk_change_detection import (
     CHANGED,
     NEW,
@@ -57,7 +65,7 @@ from zk_pipelines.domain.bulk_change_detection import (
 from zk_pipelines.domain.change_detection import partial_update, payload_hash
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
 from zk_pipelines.domain.incremental import ExtractionWindow
-from zk_pipelines.domain.kaseya_staging import stage_contacts
+from zk_pipelines.domain.kaseya_staging import CONTACT_COLUMNS, stage_contacts
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 from zk_pipelines.pull.map import _plain, map_target
@@ -147,15 +155,69 @@ def per_record(n: int, steps: Steps) -> dict[str, Any]:
     return summary(Counter(c for _, _, c in changes), len(valid), rejects, bodies, digest.hexdigest())
 
 
-def bulk(n: int, steps: Steps, chunk: int) -> dict[str, Any]:
+# The wire's shape of a contact (`contacts/summary`), for `json_transform`.
+WIRE_SHAPE = json.dumps({
+    "id": "BIGINT", "accountId": "BIGINT", "accountName": "VARCHAR", "locationId": "BIGINT",
+    "firstName": "VARCHAR", "lastName": "VARCHAR", "jobTitle": "VARCHAR", "isPoc": "BOOLEAN", "isActive": "BOOLEAN",
+    "emails": [{"emailAddress": "VARCHAR", "isDefault": "BOOLEAN"}],
+    "phones": [{"phone": "VARCHAR", "phoneNumber": "VARCHAR", "isDefault": "BOOLEAN"}],
+    "createdOn": "VARCHAR", "modifiedOn": "VARCHAR"})
+REFERENCE_STAGING = f"""
+    WITH wire AS (
+        SELECT json_transform(payload, '{WIRE_SHAPE}') AS c FROM raw.kaseya_contacts
+        WHERE kaseya_id BETWEEN $lowest AND $highest
+    ), picked AS (
+        SELECT c, list_filter(c.emails, lambda e: nullif(trim(e.emailAddress), '') IS NOT NULL) AS emails,
+               list_filter(list_transform(c.phones, lambda p: {{'value': coalesce(p.phone, p.phoneNumber),
+                                                               'isDefault': p.isDefault}}),
+                           lambda p: nullif(trim(p.value), '') IS NOT NULL) AS phones
+        FROM wire
+    )
+    SELECT c.id AS kaseya_id, c.accountId AS account_id, nullif(trim(c.accountName), '') AS account_name,
+           c.locationId AS location_id, nullif(trim(c.firstName), '') AS first_name,
+           nullif(trim(c.lastName), '') AS last_name, nullif(trim(c.jobTitle), '') AS job_title,
+           trim(coalesce(list_filter(emails, lambda e: e.isDefault)[1].emailAddress, emails[1].emailAddress)) AS email,
+           trim(coalesce(list_filter(phones, lambda p: p.isDefault)[1].value, phones[1].value)) AS phone,
+           coalesce(c.isPoc, false) AS is_poc, c.isActive AS is_active,
+           CAST(c.createdOn || CASE WHEN regexp_matches(c.createdOn, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END
+                AS TIMESTAMPTZ) AS created_on,
+           CAST(c.modifiedOn || CASE WHEN regexp_matches(c.modifiedOn, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END
+                AS TIMESTAMPTZ) AS modified_on
+    FROM picked ORDER BY kaseya_id"""
+
+
+def staged_from_raw(connection: Any, lowest: int, highest: int) -> pd.DataFrame:
+    """The reference's staging: the raw contacts with ids in [lowest, highest] read into typed columns, typed
+    as `validate_rows` types them."""
+    frame = connection.execute(REFERENCE_STAGING, {"lowest": lowest, "highest": highest}).df()
+    typed = {}
+    for name, kind in CONTACT_COLUMNS:
+        values = frame[name]
+        if kind == "BIGINT":
+            typed[name] = values.astype("Int64")
+        elif kind == "BOOLEAN":
+            typed[name] = values.astype("boolean")
+        elif kind == "TIMESTAMPTZ":
+            typed[name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+        else:
+            typed[name] = values.astype(object).where(values.notna(), None)
+    return pd.DataFrame(typed)
+
+
+def bulk(n: int, steps: Steps, chunk: int, database: Path | None) -> dict[str, Any]:
     clients = client_ids(n)
     known = known_accounts(n)
     digest, counts, bodies, valid_rows = Digest(), Counter(), 0, 0
     rejects = []
+    connection = duckdb.connect(str(database), read_only=True) if database is not None else None
     for start in range(0, n, chunk or n):
         stop = start + (chunk or n)
         sent, sent_payloads = steps.timed("setup: previous state", lambda: sent_state(n, clients, start, stop))
-        contacts = steps.timed("setup: staged contacts", lambda: staged_contacts(n, start, stop))
+        if connection is not None:
+            contacts = steps.timed("stage (json_transform)", lambda: staged_from_raw(
+                connection, CONTACT_BASE + start, CONTACT_BASE + min(stop, n) - 1))
+        else:
+            contacts = steps.timed("setup: staged contacts", lambda: staged_contacts(n, start, stop))
         valid, rejected = steps.timed("validate_contacts", lambda: validate_contacts(contacts, known))
         del contacts
         payloads = steps.timed("client_user_payloads", lambda: client_user_payloads(valid, clients))
@@ -174,6 +236,8 @@ def bulk(n: int, steps: Steps, chunk: int) -> dict[str, Any]:
         bodies += diffs
         valid_rows += len(valid)
         rejects.append(rejected)
+    if connection is not None:
+        connection.close()
     return summary(counts, valid_rows, pd.concat(rejects), bodies, digest.hexdigest())
 
 
@@ -234,7 +298,8 @@ def pipeline(n: int, steps: Steps, chunk: int, database: Path | None) -> dict[st
         work = tempfile.TemporaryDirectory(prefix="transform-")
         database = Path(work.name) / "tenant.duckdb"
     try:
-        steps.timed("setup: tenant file", lambda: tenant_file(database, n, chunk))
+        if not database.exists():
+            steps.timed("setup: tenant file", lambda: tenant_file(database, n, chunk))
         window = ExtractionWindow(BASE - timedelta(days=2), BASE + timedelta(hours=1), BASE - timedelta(days=2),
                                   BASE + timedelta(hours=1))
         now = BASE + timedelta(hours=1)
@@ -287,16 +352,22 @@ def profile(n: int, steps: Steps) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path)
-    parser.add_argument("path", choices=("per-record", "bulk", "pipeline", "profile"))
+    parser.add_argument("path", choices=("per-record", "bulk", "pipeline", "profile", "setup"))
     parser.add_argument("--contacts", type=int, required=True)
     parser.add_argument("--chunk", type=int, default=100_000,
                         help="bulk, pipeline: contacts per chunk (0: one batch)")
-    parser.add_argument("--database", type=Path, help="pipeline: the DuckDB file to make (default: temporary)")
+    parser.add_argument("--database", type=Path,
+                        help="setup: the DuckDB file to make; pipeline: the file to use (made when missing; "
+                             "default: a temporary one); bulk: the file to stage from (default: generated frames)")
     args = parser.parse_args(argv)
     steps = Steps()
     started = time.perf_counter()
+    if args.path == "setup":
+        steps.timed("setup: tenant file", lambda: tenant_file(args.database, args.contacts, args.chunk))
+        write_report(args.report, {"success": True, "contacts": args.contacts, "steps_s": steps.seconds})
+        return 0
     if args.path == "bulk":
-        result = bulk(args.contacts, steps, args.chunk)
+        result = bulk(args.contacts, steps, args.chunk, args.database)
     elif args.path == "pipeline":
         result = pipeline(args.contacts, steps, args.chunk, args.database)
     else:

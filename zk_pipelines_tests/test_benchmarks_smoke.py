@@ -1,5 +1,5 @@
 """The benchmark harness (`benchmarks/run.py`) end to end at its tiniest setting: it runs our pipeline and
-the naive peer against the sandboxes, the transform scenario on both paths, prints its table and writes
+the naive peer against the sandboxes, the transform scenario on its three paths, prints its table and writes
 one JSON document holding what the README's Performance section is made of. Behaviour only: no timing is
 asserted (figures differ from machine to machine)."""
 
@@ -49,8 +49,9 @@ def test_the_harness_runs_end_to_end_and_writes_one_valid_json_document(tmp_path
     assert push["success"] and push["kaseya_writes"] > 0
 
     transform = document["transform"]
-    assert transform["contacts"] == 300 and sorted(transform["paths"]) == ["bulk", "per-record"]
-    assert transform["paths"]["bulk"]["digest"] == transform["paths"]["per-record"]["digest"]
+    assert transform["contacts"] == 300 and sorted(transform["paths"]) == ["bulk", "per-record", "pipeline"]
+    assert transform["paths"]["bulk"]["digest"] == transform["paths"]["per-record"]["digest"] == \
+        transform["paths"]["pipeline"]["digest"]
     assert transform["profile"]["hot_functions"]
 
     assert {r["peer"] for r in document["ratios"]} == {"naive"}
