@@ -22,8 +22,8 @@ from zk_pipelines.audit.ledger import (
 )
 from zk_pipelines.audit.log import describe
 from zk_pipelines.audit.query import HISTORY_KINDS
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY
 from zk_pipelines.domain.settings import Links
-from zk_pipelines.pull.load import KASEYA_LINK_ENTITY
 from zk_pipelines.storage.audit_store import (
     LedgerEntry,
     PushRequest,

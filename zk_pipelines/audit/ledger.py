@@ -11,8 +11,8 @@ from typing import TextIO
 
 import duckdb
 
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
 from zk_pipelines.domain.settings import Links, load_settings
-from zk_pipelines.pull.load import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
 from zk_pipelines.storage.database import LOCK_WAIT_SECONDS, connect
 
 DEFAULT_DUCKDB_PATH = "zk_pipelines.duckdb"

@@ -10,8 +10,8 @@ from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, fina
 from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
-from zk_pipelines.domain.entities import ZOMENTUM_TARGETS, ZomentumTarget
-from zk_pipelines.pull.load import KASEYA_LINK_ENTITY, kaseya_link, load_target
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS, ZomentumTarget
+from zk_pipelines.pull.load import kaseya_link, load_target
 from zk_pipelines.pull.map import map_target
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.storage.database import connect

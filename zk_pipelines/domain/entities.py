@@ -71,3 +71,9 @@ ZOMENTUM_TARGETS: tuple[ZomentumTarget, ...] = (
 )
 
 ZOMENTUM_TARGET = {target.name: target for target in ZOMENTUM_TARGETS}
+
+# Each target's record kind in the settings' link templates (settings.links.zomentum / .kaseya), by target.
+ZOMENTUM_LINK_ENTITY = {"clients": "client", "client_users": "client_user", "opportunities": "opportunity",
+                        "items": "item"}
+KASEYA_LINK_ENTITY = {"clients": "account", "client_users": "contact", "opportunities": "opportunity",
+                      "items": "product"}

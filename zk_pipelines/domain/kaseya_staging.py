@@ -37,6 +37,7 @@ Choices the spec leaves open (each also in the project report):
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -280,19 +281,28 @@ def _integer(record: Mapping[str, Any], column: str, *names: str) -> int | None:
     raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a whole number")
 
 
-def _number(record: Mapping[str, Any], column: str, *names: str) -> float | None:
-    """A float; NaN is kept so that validation reports it with the record's other problems."""
-    value = read_field(record, *names)
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
+def as_number(value: Any) -> float | None:
+    """A number, or text holding one, as a float (NaN kept); None for anything else. A flag is not a
+    number, whatever Python thinks of `True`."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            pass
-    raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a number")
+            return None
+    return None
+
+
+def _number(record: Mapping[str, Any], column: str, *names: str) -> float | None:
+    """A float; NaN is kept so that validation reports it with the record's other problems."""
+    value = read_field(record, *names)
+    if value is None:
+        return None
+    number = as_number(value)
+    if number is None:
+        raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a number")
+    return number
 
 
 def _flag(record: Mapping[str, Any], column: str, *names: str) -> bool | None:

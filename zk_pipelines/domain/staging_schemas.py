@@ -34,6 +34,7 @@ from zk_pipelines.domain.kaseya_staging import (
     STATUS_KINDS,
     Column,
     StagingProblem,
+    as_number,
     parse_kaseya_moment,
 )
 
@@ -183,7 +184,12 @@ class OpportunityStatusModel(_StagedModel):
 class ForeignKey:
     column: str
     target: str  # key of `known_ids`, an entity name
-    check: str
+    check: str  # named REFERENCE_CHECK_PREFIX + the referenced record's kind
+
+
+# The reference checks' names start with this: a row rejected only by them is not bad, it waits for the
+# record it references (an account, a status), is staged again by every run, and shows as deferred.
+REFERENCE_CHECK_PREFIX = "known_"
 
 
 @dataclass(frozen=True)
@@ -205,10 +211,10 @@ STAGED_ENTITIES: dict[str, StagedEntity] = {
     entity.name: entity
     for entity in (
         StagedEntity("accounts", AccountModel),
-        StagedEntity("contacts", ContactModel, (ForeignKey("account_id", "accounts", "known_account"),)),
+        StagedEntity("contacts", ContactModel, (ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),)),
         StagedEntity("opportunities", OpportunityModel, (
-            ForeignKey("account_id", "accounts", "known_account"),
-            ForeignKey("status_id", "opportunity_statuses", "known_status"),
+            ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),
+            ForeignKey("status_id", "opportunity_statuses", REFERENCE_CHECK_PREFIX + "status"),
         )),
         StagedEntity("products", ProductModel),
         StagedEntity("employees", EmployeeModel),
@@ -290,16 +296,10 @@ def _as_double(value: Any) -> float:
     # NaN stays NaN (read as missing): a required column then rejects it as "missing or not a number".
     if value is None or value is pd.NA:
         return math.nan
-    if isinstance(value, bool | np.bool_):
+    number = as_number(value)
+    if number is None:
         raise _Untypable("is not a number")
-    if isinstance(value, int | float | np.integer | np.floating):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise _Untypable("is not a number")
+    return number
 
 
 def _as_boolean(value: Any) -> bool | None:
@@ -405,10 +405,10 @@ def _reason(entity: StagedEntity, kaseya_id: Any, check: str, column: str | None
         return f"{subject}: {label} {shown} is not between 0 and 100; correct it in Kaseya"
     if check == "allowed_value":
         return f"{subject}: {label} {shown} is not one of the values the pipeline knows"
-    if check == "known_account":
+    if check == REFERENCE_CHECK_PREFIX + "account":
         return (f"{subject}: {label} {shown} is not a Kaseya account the pipeline has staged (unknown, or "
                 "itself rejected); it waits and is staged again every run until its account is")
-    if check == "known_status":
+    if check == REFERENCE_CHECK_PREFIX + "status":
         return (f"{subject}: {label} {shown} is not a known Kaseya opportunity status; refresh the status "
                 "lookup or fix the opportunity in Kaseya; it is staged again every run")
     if check == "pricing_levels":

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from zk_pipelines.clients.http import ApiError, NotFound, WriteOutcomeUnknown
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.domain.change_detection import changed_fields, partial_update
-from zk_pipelines.domain.entities import ZomentumTarget
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY, ZomentumTarget
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
@@ -46,11 +46,6 @@ from zk_pipelines.storage.pull_store import (
 
 # The custom field on Zomentum opportunities that links to the Kaseya opportunity.
 KASEYA_LINK_FIELD = "Kaseya opportunity"
-
-ZOMENTUM_LINK_ENTITY = {"clients": "client", "client_users": "client_user", "opportunities": "opportunity",
-                        "items": "item"}
-KASEYA_LINK_ENTITY = {"clients": "account", "client_users": "contact", "opportunities": "opportunity",
-                      "items": "product"}
 
 # How a reason names each match field.
 MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}

@@ -31,7 +31,7 @@ from zk_pipelines.domain.kaseya_staging import (
     stage_opportunity_statuses,
     stage_products,
 )
-from zk_pipelines.domain.staging_schemas import empty_rejects, validate_rows
+from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, empty_rejects, validate_rows
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
     deferred_ids,
@@ -48,8 +48,6 @@ from zk_pipelines.storage.pull_store import (
 )
 
 
-# Checks of references (known_account, known_status): the record waits for its parent rather than being bad.
-FOREIGN_KEY_CHECK = "known_"
 
 # Contacts staged at a time: memory stays flat (a few hundred MB) whatever the window holds.
 CONTACTS_PER_CHUNK = 100_000
@@ -152,6 +150,6 @@ def stage_entity(database: Path, entity: str, window: ExtractionWindow | None, *
     rejected = set()
     if len(rejects):
         for kaseya_id, checks in rejects.groupby("kaseya_id", dropna=False)["check"]:
-            (waiting_only if all(str(c).startswith(FOREIGN_KEY_CHECK) for c in checks) else rejected).add(kaseya_id)
+            (waiting_only if all(str(c).startswith(REFERENCE_CHECK_PREFIX) for c in checks) else rejected).add(kaseya_id)
     return StageReport(entity=entity, read=read, staged=staged, rejected_records=len(rejected),
                        waiting_records=len(waiting_only), rejects=rejects)

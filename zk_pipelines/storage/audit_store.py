@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
+from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX
 
 # Kaseya staged entity -> the ledger's entity name (the Zomentum target it becomes).
 LEDGER_ENTITY_OF_REJECTS = {target.source: target.name for target in ZOMENTUM_TARGETS}
@@ -26,9 +27,6 @@ FAILED = "failed"
 ERROR_ACTIONS = (FAILED, REJECTED)
 # Not an error (nothing to fix on the record itself) and not done: waits for its parent or its pricing.
 DEFERRED = "deferred"
-# The reference checks of staging (known_account, known_status): a row rejected only by them waits for its
-# parent and is staged again every run (pull/stage.py), so the ledger shows it as deferred, not rejected.
-WAITING_CHECK_PREFIX = "known_"
 
 
 def table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
@@ -61,7 +59,7 @@ _LEDGER = """
 
 def _ledger_parameters() -> dict[str, object]:
     return {"kaseya_entities": list(LEDGER_ENTITY_OF_REJECTS),
-            "ledger_entities": list(LEDGER_ENTITY_OF_REJECTS.values()), "waiting_check": WAITING_CHECK_PREFIX}
+            "ledger_entities": list(LEDGER_ENTITY_OF_REJECTS.values()), "waiting_check": REFERENCE_CHECK_PREFIX}
 
 
 @dataclass(frozen=True)

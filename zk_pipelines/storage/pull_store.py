@@ -27,7 +27,7 @@ from zk_pipelines.domain.kaseya_staging import (
     STRIPPED_CHARACTERS,
     folded_name,
 )
-from zk_pipelines.domain.staging_schemas import REJECT_COLUMNS
+from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS
 from zk_pipelines.storage.schema import create_tables
 
 MAPPED_DDL = """
@@ -281,7 +281,7 @@ def deferred_ids(connection: duckdb.DuckDBPyConnection, entity: str) -> list[int
             WHERE starts_with(j.check_name, $prefix)
               AND r.kaseya_id NOT IN (SELECT kaseya_id FROM stg.kaseya_{entity})
             ORDER BY r.kaseya_id""",
-        {"entity": entity, "prefix": "known_"},
+        {"entity": entity, "prefix": REFERENCE_CHECK_PREFIX},
     ).fetchall()
     return [r[0] for r in rows]
 
