@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pydantic
+import pytest
 import yaml
 
 from zk_pipelines.definitions import build_definitions, defs
+from zk_pipelines.defs.resources import PullTuning
 
 PULL_ASSETS = {
     *(f"raw/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
@@ -57,3 +60,13 @@ def test_dagster_yaml_limits_every_pool_to_one():
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
     assert config["telemetry"] == {"enabled": False}
     assert config["concurrency"]["pools"]["default_limit"] == 1
+
+
+@pytest.mark.parametrize("knob", ["kaseya_concurrency", "zomentum_concurrency"])
+@pytest.mark.parametrize(("value", "accepted"), [(1, True), (8, True), (10, True), (0, False), (11, False)])
+def test_requests_in_flight_per_step_stay_within_a_sessions_connections(knob, value, accepted):
+    if accepted:
+        assert getattr(PullTuning(**{knob: value}), knob) == value
+    else:
+        with pytest.raises(pydantic.ValidationError, match=knob):
+            PullTuning(**{knob: value})

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
@@ -94,9 +94,11 @@ class PullTuning(dg.ConfigurableResource):
     pricing_max_age_hours: int = 24
     # Requests in flight at once inside one step: per-product pricing reads (Kaseya) and the writes of a
     # load (Zomentum). Kaseya limits calls per hour per endpoint (the budget), not concurrency; Zomentum
-    # publishes no limit. Both values are assumptions, named with the APIs' other assumptions.
-    kaseya_concurrency: int = 8
-    zomentum_concurrency: int = 8
+    # publishes no limit. Both values are assumptions, named with the APIs' other assumptions. At most 10:
+    # a client's session keeps 10 connections per host (requests' default), and more threads would only
+    # open and drop connections.
+    kaseya_concurrency: int = Field(default=8, ge=1, le=10)
+    zomentum_concurrency: int = Field(default=8, ge=1, le=10)
 
 
 def tenant_from_env() -> TenantResource:
