@@ -46,13 +46,17 @@ from workload import (
 )
 from zk_pipelines.sandbox.world import SCALES
 
-DEFAULT_RUNS = ("small_recent@50:1,2,3", "medium_recent@0")
+# medium at 50 ms measures the initial sync against the latency bound at a realistic tenant's size; its peers
+# are left out (the naive loop's 14,000 requests one at a time would take 12 minutes).
+DEFAULT_RUNS = ("small_recent@50:1,2,3", "medium_recent@50:1/none", "medium_recent@0")
 INCREMENTAL_ENTITIES = ("accounts", "contacts", "opportunities")
 
 
-def parse_run(text: str) -> tuple[str, float, list[str] | None]:
-    """SCALE@MS[:SCENARIOS], e.g. `medium_recent@0:1,2,3`: a scale, the latency added to every API answer,
-    and optionally which of scenarios 1-5 this run measures (default: those of --scenarios)."""
+def parse_run(text: str) -> tuple[str, float, list[str] | None, list[str] | None]:
+    """SCALE@MS[:SCENARIOS][/PEERS], e.g. `medium_recent@0:1,2,3` or `medium_recent@50:1/none`: a scale, the
+    latency added to every API answer, optionally which of scenarios 1-5 this run measures (default: those
+    of --scenarios) and which peers run beside ours (default: --peers; `none` for none)."""
+    text, _, peers = text.partition("/")
     spec, _, numbers = text.partition(":")
     scale, _, latency = spec.partition("@")
     if scale not in SCALES:
@@ -64,7 +68,10 @@ def parse_run(text: str) -> tuple[str, float, list[str] | None]:
     chosen = [n for n in numbers.split(",") if n] if numbers else None
     if chosen and not set(chosen) <= set("12345"):
         raise argparse.ArgumentTypeError(f"{text!r}: scenarios after : are among 1,2,3,4,5")
-    return scale, latency_ms, chosen
+    chosen_peers = None if not peers else [] if peers == "none" else peers.split(",")
+    if chosen_peers and not set(chosen_peers) <= {"naive", "dlt"}:
+        raise argparse.ArgumentTypeError(f"{text!r}: peers after / are among naive,dlt (or none)")
+    return scale, latency_ms, chosen, chosen_peers
 
 
 def _records_per_s(records: int | None, wall: float | None) -> float | None:
@@ -75,8 +82,9 @@ class Benchmark:
     """One run: a scale, an added latency, the contenders' sandboxes, and the scenarios in order."""
 
     def __init__(self, args: argparse.Namespace, scale: str, latency_ms: float, scenarios: list[str],
-                 work: Path) -> None:
+                 work: Path, peers: list[str]) -> None:
         self.args = args
+        self.peers = peers
         self.scale = scale
         self.latency_ms = latency_ms
         self.scenarios = scenarios
@@ -222,7 +230,7 @@ class Benchmark:
                          + ledger.get("matched_with_changes", 0),
                          "record_writes_basis": "created, updated or matched-and-changed in the ledger"}
         result["contenders"]["ours"] = ours
-        if "naive" in self.args.peers:
+        if "naive" in self.peers:
             if number == "4":
                 result["contenders"]["naive"] = {**self.previous_naive, "note": "the pass of scenario 2: the "
                                                  "naive loop has no history to backfill"}
@@ -230,7 +238,7 @@ class Benchmark:
                 result["contenders"]["naive"] = self.naive(contenders, number)
                 if number == "2":
                     self.previous_naive = result["contenders"]["naive"]
-        if "dlt" in self.args.peers:
+        if "dlt" in self.peers:
             if self.dlt_unavailable:
                 result["contenders"]["dlt"] = {"note": self.dlt_unavailable}
             else:
@@ -258,7 +266,7 @@ class Benchmark:
 
     def run(self) -> dict[str, Any]:
         self.previous_naive: dict[str, Any] = {}
-        self.dlt_unavailable = dlt_unavailable(self.args) if "dlt" in self.args.peers else None
+        self.dlt_unavailable = dlt_unavailable(self.args) if "dlt" in self.peers else None
         numbers = [n for n in ("1", "2", "3", "4", "5") if n in self.scenarios]
         result: dict[str, Any] = {"scale": self.scale, "latency_ms": self.latency_ms,
                                   "timeline": {"current_hour": self.timeline.current_hour.isoformat(),
@@ -379,7 +387,8 @@ def main(argv: list[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
     document: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(), "machine": machine(),
-        "options": {"runs": [f"{s}@{m:g}" + (f":{','.join(n)}" if n else "") for s, m, n in args.runs],
+        "options": {"runs": [f"{s}@{m:g}" + (f":{','.join(n)}" if n else "")
+                             + ("" if p is None else f"/{','.join(p) or 'none'}") for s, m, n, p in args.runs],
                     "scenarios": args.scenarios,
                     "peers": args.peers, "contacts": args.contacts, "documents": args.documents,
                     "backfill_hours": args.backfill_hours, "concurrency": args.concurrency,
@@ -390,11 +399,12 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     print(f"zk_pipelines benchmarks -> {args.results_dir / (stamp + '.json')}", flush=True)
     try:
-        for scale, latency_ms, numbers in args.runs:
+        for scale, latency_ms, numbers, peers in args.runs:
             run_work = work / f"{scale}-{latency_ms:g}ms"
             run_work.mkdir(parents=True, exist_ok=True)
             chosen = [n for n in (numbers or args.scenarios) if n in args.scenarios]
-            document["runs"].append(Benchmark(args, scale, latency_ms, chosen, run_work).run())
+            document["runs"].append(Benchmark(args, scale, latency_ms, chosen, run_work,
+                                              args.peers if peers is None else peers).run())
         if "6" in args.scenarios:
             document["transform"] = transform(args, work)
     except ChildFailed as failure:
