@@ -66,7 +66,7 @@ from zk_pipelines.domain.change_detection import partial_update, payload_hash
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
 from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.kaseya_staging import CONTACT_COLUMNS, stage_contacts
-from zk_pipelines.domain.staging_schemas import validate_rows
+from zk_pipelines.domain.staging_schemas import as_validated_types, validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 from zk_pipelines.pull.map import _plain, map_target
 from zk_pipelines.pull.stage import stage_entity
@@ -190,18 +190,7 @@ def staged_from_raw(connection: Any, lowest: int, highest: int) -> pd.DataFrame:
     """The reference's staging: the raw contacts with ids in [lowest, highest] read into typed columns, typed
     as `validate_rows` types them."""
     frame = connection.execute(REFERENCE_STAGING, {"lowest": lowest, "highest": highest}).df()
-    typed = {}
-    for name, kind in CONTACT_COLUMNS:
-        values = frame[name]
-        if kind == "BIGINT":
-            typed[name] = values.astype("Int64")
-        elif kind == "BOOLEAN":
-            typed[name] = values.astype("boolean")
-        elif kind == "TIMESTAMPTZ":
-            typed[name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-        else:
-            typed[name] = values.astype(object).where(values.notna(), None)
-    return pd.DataFrame(typed)
+    return as_validated_types(frame, CONTACT_COLUMNS)
 
 
 def bulk(n: int, steps: Steps, chunk: int, database: Path | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -357,6 +357,23 @@ def _typed_series(values: list[Any], duckdb_type: str) -> pd.Series:
 def empty_frame(entity_name: str) -> pd.DataFrame:
     """A frame with the entity's columns and dtypes and no rows."""
     return pd.DataFrame({name: _typed_series([], kind) for name, kind in ENTITY_COLUMNS[entity_name]})
+
+
+def as_validated_types(frame: pd.DataFrame, columns: Sequence[Column]) -> pd.DataFrame:
+    """The `columns` of a frame read from SQL, typed as `validate_rows` types them: nullable Int64 ids,
+    nullable booleans, UTC timestamps (microseconds), text as objects with None for missing."""
+    typed: dict[str, pd.Series] = {}
+    for name, kind in columns:
+        values = frame[name]
+        if kind == "BIGINT":
+            typed[name] = values.astype("Int64")
+        elif kind == "BOOLEAN":
+            typed[name] = values.astype("boolean")
+        elif kind == "TIMESTAMPTZ":
+            typed[name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+        else:
+            typed[name] = values.astype(object).where(values.notna(), None)
+    return pd.DataFrame(typed, index=frame.index)
 
 
 def empty_rejects() -> pd.DataFrame:

@@ -27,7 +27,7 @@ from zk_pipelines.domain.kaseya_staging import (
     STRIPPED_CHARACTERS,
     folded_name,
 )
-from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS
+from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
 from zk_pipelines.storage.schema import create_tables
 
 MAPPED_DDL = """
@@ -338,18 +338,7 @@ def upsert_mapped(connection: duckdb.DuckDBPyConnection, name: str, records: Seq
         "waiting": [r.waiting for r in records],
         "source_modified_on": pd.to_datetime([r.source_modified_on for r in records], utc=True),
     }).drop_duplicates("kaseya_id", keep="last")
-    connection.register("incoming_mapped", frame)
-    try:
-        connection.execute(
-            f"""INSERT OR REPLACE INTO mapped.zomentum_{name}
-                (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
-                SELECT kaseya_id, payload::JSON, payload_hash, problem, waiting, source_modified_on, $now, $run_id
-                FROM incoming_mapped""",
-            {"now": now, "run_id": run_id},
-        )
-    finally:
-        connection.unregister("incoming_mapped")
-    return len(frame)
+    return upsert_mapped_frame(connection, name, frame, run_id=run_id, now=now)
 
 
 def mapped_problem_ids(connection: duckdb.DuckDBPyConnection, name: str) -> set[str]:
@@ -671,18 +660,8 @@ def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.nd
     readable = frame["readable"].to_numpy(dtype=bool)
     others = frame.loc[~readable, ["position", "payload"]].reset_index(drop=True)
     typed = frame.loc[readable].reset_index(drop=True)
-    columns = {"position": typed["position"].astype("int64")}
-    for name, kind in CONTACT_COLUMNS:
-        values = typed[name]
-        if kind == "BIGINT":
-            columns[name] = values.astype("Int64")
-        elif kind == "BOOLEAN":
-            columns[name] = values.astype("boolean")
-        elif kind == "TIMESTAMPTZ":
-            columns[name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-        else:
-            columns[name] = values.astype(object).where(values.notna(), None)
-    return pd.DataFrame(columns), others
+    return pd.concat([typed[["position"]].astype("int64"), as_validated_types(typed, CONTACT_COLUMNS)],
+                     axis=1), others
 
 
 def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, modified_from: datetime,
