@@ -23,6 +23,7 @@ from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import IdMapEntry, upsert_id_map
+from zk_pipelines.storage.push_store import ensure_push_tables, start_document
 from zk_pipelines.storage.schema import create_tables
 from zk_pipelines_tests.test_push_document import PushTenant, settings_file
 
@@ -154,6 +155,35 @@ def test_a_push_failing_on_passing_faults_is_attempted_again_in_the_same_run_and
     assert len(tenant.marked("opportunities", document_id, "description")) == 1
     assert [e["method"] + " " + e["route"] for e in tenant.kaseya.state.requests()].count(
         "POST /v2/crm/opportunities") == 1
+
+
+def test_a_document_held_by_a_running_dagster_run_waits_for_it_and_is_pushed_once_that_run_ended(tenant):
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+    version = next(d for d in tenant.zomentum_records("documents") if d["id"] == document_id)["current_revision_id"]
+    instance = dg.DagsterInstance.ephemeral()
+    holder = instance.add_run(dg.DagsterRun(job_name=PUSH_JOB, run_id="a5b0c1d2-0000-4000-8000-000000000001",
+                                            status=dg.DagsterRunStatus.STARTED))
+    with connect(tenant.database) as connection:
+        ensure_push_tables(connection)
+        start_document(connection, document_id, version, run_id=holder.run_id, fingerprint="f",
+                       now=datetime(2020, 1, 1, tzinfo=UTC))  # long silent: a Dagster run's hold does not lapse
+
+    def push() -> dg.ExecuteInProcessResult:
+        return build_push_job().execute_in_process(
+            run_config=push_run_config(document_id), resources={"tenant": resource(tenant)}, instance=instance,
+            raise_on_error=False)
+
+    waiting = push()
+    assert not waiting.success
+    (failure,) = waiting.get_step_failure_events()
+    description = failure.step_failure_data.user_failure_data.description
+    assert f"run {holder.run_id} has been pushing this document" in description
+    assert not [e for e in waiting.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert tenant.kaseya_writes() == []
+
+    instance.report_run_failed(holder)  # it died, and was failed (the UI's Terminate, or run monitoring)
+    assert push().success
+    assert len(tenant.marked("opportunities", document_id, "description")) == 1
 
 
 # --------------------------------------------------------------------------------------------------------

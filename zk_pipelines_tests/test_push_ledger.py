@@ -61,29 +61,40 @@ def test_each_attempt_at_a_version_is_counted_and_its_outcome_kept(connection):
     assert (rows[1].ids, rows[1].writes_sent, rows[1].error) == (DocumentIds("Z9", 7, 8, 9, 10), 4, None)
 
 
-@pytest.mark.parametrize(("holder_state", "holder_run", "started", "version", "held"), [
-    ("running", "r1", T0, "v1", True),  # another run is pushing this version
-    ("running", "r1", T0, "v2", True),  # ... or another version of the same document
-    ("running", "r2", T0, "v1", False),  # the same run's next attempt (a step retry)
-    ("running", "r1", T0 - timedelta(minutes=3), "v1", False),  # a hold abandoned by a run that died
-    (FAILED, "r1", T0, "v1", False),
-    (SUCCEEDED, "r1", T0, "v1", False),
+@pytest.mark.parametrize(("holder_state", "holder_run", "started", "version", "alive", "held"), [
+    ("running", "r1", T0, "v1", None, True),  # another run is pushing this version
+    ("running", "r1", T0, "v2", None, True),  # ... or another version of the same document
+    ("running", "r2", T0, "v1", None, False),  # the same run's next attempt (a step retry)
+    ("running", "r1", T0 - timedelta(minutes=16), "v1", None, False),  # not a Dagster run, silent: abandoned
+    ("running", "r1", T0 - timedelta(hours=3), "v1", True, True),  # a Dagster run still running, however long
+    ("running", "r1", T0, "v1", False, False),  # a Dagster run that has finished (failed, terminated)
+    (FAILED, "r1", T0, "v1", None, False),
+    (SUCCEEDED, "r1", T0, "v1", True, False),
 ])
-def test_a_document_another_run_is_pushing_is_held(connection, holder_state, holder_run, started, version, held):
+def test_a_document_another_run_is_pushing_is_held(connection, holder_state, holder_run, started, version, alive,
+                                                   held):
     start_document(connection, "D1", "v1", run_id=holder_run, fingerprint="f", now=started)
     if holder_state != "running":
         finish_document(connection, "D1", "v1", state=holder_state, ids=DocumentIds(), writes_sent=0, error=None,
                         now=started)
     before = [(r.document_version, r.state, r.attempts) for r in document_pushes(connection, "D1")]
     now = T0 + timedelta(seconds=5)
+    asked: list[str] = []
+
+    def run_alive(run_id: str) -> bool | None:
+        asked.append(run_id)
+        return alive
+
     if held:
         with pytest.raises(DocumentHeld) as caught:
-            start_document(connection, "D1", version, run_id="r2", fingerprint="f", now=now)
-        assert (caught.value.run_id, caught.value.since) == (holder_run, started)
+            start_document(connection, "D1", version, run_id="r2", fingerprint="f", now=now, run_alive=run_alive)
+        assert (caught.value.run_id, caught.value.since, caught.value.known_run) == (holder_run, started,
+                                                                                    alive is not None)
         assert [(r.document_version, r.state, r.attempts) for r in document_pushes(connection, "D1")] == before
     else:
-        start_document(connection, "D1", version, run_id="r2", fingerprint="f", now=now)
+        start_document(connection, "D1", version, run_id="r2", fingerprint="f", now=now, run_alive=run_alive)
         assert next(r for r in document_pushes(connection, "D1") if r.document_version == version).state == "running"
+    assert asked == (["r1"] if holder_state == "running" and holder_run == "r1" else [])
 
 
 def test_writes_without_a_recorded_outcome_are_in_doubt(connection):

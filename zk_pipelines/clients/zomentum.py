@@ -135,6 +135,10 @@ class ZomentumClient:
     def __repr__(self) -> str:
         return f"ZomentumClient({self.root})"
 
+    def close(self) -> None:
+        """Close the session's pooled connections (a load keeps up to 10 open)."""
+        self.session.close()
+
     # ----- authentication ----------------------------------------------------------------------------
 
     def refresh_access_token(self) -> None:

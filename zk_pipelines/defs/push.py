@@ -8,6 +8,7 @@
 """
 
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -70,7 +71,20 @@ PUSH_RETRIES = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPON
 )
 def push_won_document(context: dg.OpExecutionContext, config: PushConfig, tenant: TenantResource
                       ) -> dg.Output[None]:
-    sources = PushSources.from_config(tenant.config())
+    instance = context.instance
+
+    def run_alive(run_id: str) -> bool | None:
+        """Whether the run holding a document still runs, as the instance knows it (None: not a Dagster run,
+        such as `zk push`)."""
+        run = instance.get_run_by_id(run_id)
+        return None if run is None else not run.is_finished
+
+    sources = PushSources.from_config(tenant.config(), kaseya=tenant.kaseya_client(), run_alive=run_alive)
+    with closing(sources.zomentum):
+        return _push(context, config, sources)
+
+
+def _push(context: dg.OpExecutionContext, config: PushConfig, sources: PushSources) -> dg.Output[None]:
     try:
         outcome = push_document(sources, config.document_id, config.overrides, dry_run=config.dry_run,
                                 run_id=context.run_id)
@@ -131,7 +145,8 @@ def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], date
             return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
                                  "launchpad)")
         cursor = PollCursor.from_json(context.cursor) if context.cursor else None
-        found, new_cursor = poll_won_documents(tenant.zomentum_client(), cursor, clock())
+        with closing(tenant.zomentum_client()) as zomentum:
+            found, new_cursor = poll_won_documents(zomentum, cursor, clock())
         requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
                                   tags={DOCUMENT_TAG: document.document_id, VERSION_TAG: document.version})
                     for document in found]

@@ -1,6 +1,8 @@
 """Group `settings`: the run's settings, resolved against the live names before anything is mapped."""
 
 
+from contextlib import closing
+
 import dagster as dg
 
 from zk_pipelines.config import ConfigurationError
@@ -27,8 +29,9 @@ def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         config = tenant.config()
         assert config.settings_path is not None
         try:
-            resolved = resolve_for_run(config.duckdb_path, config.settings_path, tenant.zomentum_client(),
-                                       run_id=context.run.run_id, now=now())
+            with closing(tenant.zomentum_client()) as zomentum:
+                resolved = resolve_for_run(config.duckdb_path, config.settings_path, zomentum,
+                                           run_id=context.run.run_id, now=now())
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
         except ConfigurationError as exc:  # a wrong name in the settings: a repeat would find it wrong again

@@ -114,6 +114,8 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
                                  concurrency=tuning.zomentum_concurrency)
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
+        finally:
+            client.close()
         counts = {action: report.counts.get(action, 0)
                   for action in ("created", "updated", "unchanged", "matched", "deferred", "failed")}
         return dg.MaterializeResult(metadata={

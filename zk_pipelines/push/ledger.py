@@ -30,6 +30,7 @@ from zk_pipelines.storage.push_store import (
     requests_in_doubt,
     settle_request,
     start_document,
+    unknown_runs,
 )
 
 
@@ -89,6 +90,7 @@ class PushLedger:
     document_version: str
     run_id: str
     clock: Callable[[], datetime] = utc_now
+    run_alive: Callable[[str], bool | None] = unknown_runs
     attempt: int = 0
 
     def start(self, fingerprint: str) -> list[LedgerRequest]:
@@ -96,7 +98,7 @@ class PushLedger:
         with connect(self.database) as connection:
             ensure_push_tables(connection)
             self.attempt = start_document(connection, self.document_id, self.document_version, run_id=self.run_id,
-                                          fingerprint=fingerprint, now=self.clock())
+                                          fingerprint=fingerprint, now=self.clock(), run_alive=self.run_alive)
             return requests_in_doubt(connection, self.document_id)
 
     def intend(self, step: int, system: str, request: PlannedRequest | RecordedWrite, record_key: str | None

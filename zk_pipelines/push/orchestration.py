@@ -55,12 +55,14 @@ from zk_pipelines.storage.pull_store import SyncEvent
 from zk_pipelines.storage.push_store import (
     ADOPTED,
     FAILED,
+    HOLD_LAPSES_AFTER,
     NOT_CREATED,
     SUCCEEDED,
     SUPERSEDED,
     DocumentHeld,
     DocumentIds,
     LedgerRequest,
+    unknown_runs,
 )
 
 # Which Kaseya link template (settings.links.kaseya) an audit entity's records open.
@@ -76,15 +78,19 @@ class PushSources:
     zomentum: ZomentumClient
     settings_path: Path
     database: Path
+    # Whether another run that holds a document still runs (None: cannot tell); see push_store.start_document.
+    run_alive: Callable[[str], bool | None] = unknown_runs
 
     @classmethod
-    def from_config(cls, config: TenantConfig) -> PushSources:
+    def from_config(cls, config: TenantConfig, *, kaseya: KaseyaClient | None = None,
+                    run_alive: Callable[[str], bool | None] = unknown_runs) -> PushSources:
+        """`kaseya`: the run's client when there is one (one login per run)."""
         if config.settings_path is None:
             raise ConfigurationError("ZK_SETTINGS is not set (path of the settings YAML)")
         if config.zomentum is None:
             raise ConfigurationError("ZOMENTUM_BASE_URL is not set: the push reads the document from Zomentum")
-        return cls(KaseyaClient(config.kaseya), ZomentumClient(config.zomentum), config.settings_path,
-                   config.duckdb_path)
+        return cls(kaseya or KaseyaClient(config.kaseya), ZomentumClient(config.zomentum), config.settings_path,
+                   config.duckdb_path, run_alive)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def push_document(
         version = source.version
         in_doubt: list[LedgerRequest] = []
         if not dry_run:
-            ledger = PushLedger(sources.database, document_id, version, run_id, clock)
+            ledger = PushLedger(sources.database, document_id, version, run_id, clock, sources.run_alive)
             in_doubt = ledger.start(fingerprint)
         prepared = prepare_push(sources.kaseya, source, resolved, parsed, read_known_ids(sources.database, source),
                                 status_probabilities=probabilities)
@@ -159,9 +165,15 @@ def push_document(
                            sent=tuple(write.request for write in execution.sent), created=dict(execution.ids),
                            ids=ids, opportunity_link=link, recovered=tuple(recovered))
     except DocumentHeld as held:  # nothing of this attempt is recorded: the ledger is the other run's
+        if held.known_run:
+            wait = "push again once it has finished (terminate it in the UI if its process is dead)"
+        else:
+            wait = f"push again once it has finished, or after {HOLD_LAPSES_AFTER.seconds // 60} minutes without " \
+                   "a ledger write from it if it died"
+        # Not retried: a retry within seconds would find the same run still holding the document.
         raise PushFailed(document_id, f"run {held.run_id} has been pushing this document since "
-                                      f"{held.since:%Y-%m-%d %H:%M:%S %Z}; this attempt sent nothing and waits for "
-                                      "it", document_version=version, retryable=True) from held
+                                      f"{held.since:%Y-%m-%d %H:%M:%S %Z}; this attempt sent nothing: {wait}",
+                         document_version=version) from held
     except (PushFailed, PushPlanError, ApiError, ConfigurationError, duckdb.Error) as exc:
         if isinstance(exc, PushFailed):
             failure = exc

@@ -14,6 +14,7 @@ sees those records as linked. A pair the pull already holds for the Kaseya recor
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,31 +90,39 @@ def existing_tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
 # --- push.documents ----------------------------------------------------------------------------------
 
 
-# A run that died mid-push leaves its document `running`. A live push writes to the ledger every few seconds
-# (an intent and an outcome per request), so a hold whose last ledger activity is older than this is taken as
-# abandoned, and a re-run after a crash waits at most this long.
-HOLD_LAPSES_AFTER = timedelta(minutes=2)
+# A run that died mid-push leaves its document `running`. When the holder is a Dagster run, the instance says
+# whether it still runs (a dead run is terminated in the UI, or failed by run monitoring). Otherwise (`zk
+# push`) the hold is taken as abandoned once its last ledger write is older than this: longer than a push
+# spends reading before its first write, even with reads retried after 429s.
+HOLD_LAPSES_AFTER = timedelta(minutes=15)
 
 
 class DocumentHeld(Exception):
     """Another run is pushing the document right now (the sensor and `zk push` at once, two launches)."""
 
-    def __init__(self, document_id: str, run_id: str, since: datetime) -> None:
+    def __init__(self, document_id: str, run_id: str, since: datetime, *, known_run: bool) -> None:
         self.document_id = document_id
         self.run_id = run_id
         self.since = since
+        self.known_run = known_run  # a run the Dagster instance knows (and says is not finished)
         super().__init__(f"document {document_id} is being pushed by run {run_id} since {since.isoformat()}")
 
 
+def unknown_runs(run_id: str) -> bool | None:
+    """Liveness of a run when no Dagster instance is asked: unknown."""
+    return None
+
+
 def start_document(connection: duckdb.DuckDBPyConnection, document_id: str, version: str, *, run_id: str,
-                   fingerprint: str, now: datetime) -> int:
+                   fingerprint: str, now: datetime, run_alive: Callable[[str], bool | None] = unknown_runs) -> int:
     """Mark the (document, version) as being pushed by this run; returns the attempt number (1 for the
-    first). Raises DocumentHeld when another run is pushing any version of the document (the check and the
-    mark are one transaction, and DuckDB lets one process write the file at a time)."""
+    first). Raises DocumentHeld when another run is pushing any version of the document: a run `run_alive`
+    says is alive, or, where it cannot tell (None), one whose last ledger write is recent. The check and the
+    mark are one transaction, and DuckDB lets one process write the file at a time."""
     connection.execute("BEGIN TRANSACTION")
     try:
         attempt = _claim_document(connection, document_id, version, run_id=run_id, fingerprint=fingerprint,
-                                  now=now)
+                                  now=now, run_alive=run_alive)
     except BaseException:
         connection.execute("ROLLBACK")
         raise
@@ -122,8 +131,8 @@ def start_document(connection: duckdb.DuckDBPyConnection, document_id: str, vers
 
 
 def _claim_document(connection: duckdb.DuckDBPyConnection, document_id: str, version: str, *, run_id: str,
-                    fingerprint: str, now: datetime) -> int:
-    holder = connection.execute(
+                    fingerprint: str, now: datetime, run_alive: Callable[[str], bool | None]) -> int:
+    holders = connection.execute(
         """
         SELECT d.run_id, d.started_at,
                greatest(d.started_at, coalesce(max(r.intended_at), d.started_at),
@@ -132,13 +141,14 @@ def _claim_document(connection: duckdb.DuckDBPyConnection, document_id: str, ver
         LEFT JOIN push.requests r ON r.document_id = d.document_id AND r.run_id = d.run_id
         WHERE d.document_id = $document_id AND d.state = $state AND d.run_id IS DISTINCT FROM $run_id
         GROUP BY d.run_id, d.started_at
-        HAVING last_activity > $lapsed_before
-        ORDER BY last_activity DESC LIMIT 1
+        ORDER BY last_activity DESC
         """,
-        {"document_id": document_id, "state": RUNNING, "run_id": run_id, "lapsed_before": now - HOLD_LAPSES_AFTER},
-    ).fetchone()
-    if holder is not None:
-        raise DocumentHeld(document_id, holder[0], holder[1])
+        {"document_id": document_id, "state": RUNNING, "run_id": run_id},
+    ).fetchall()
+    for holder, since, last_activity in holders:
+        alive = run_alive(holder) if holder else None
+        if alive or (alive is None and last_activity > now - HOLD_LAPSES_AFTER):
+            raise DocumentHeld(document_id, holder, since, known_run=alive is not None)
     row = connection.execute(
         """
         INSERT INTO push.documents AS t (document_id, document_version, state, attempts, run_id,
