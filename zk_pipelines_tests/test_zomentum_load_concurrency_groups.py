@@ -94,3 +94,57 @@ def test_an_unexpected_error_stops_new_records_records_those_in_flight_then_is_r
 
     assert sorted(sent) == [0, 1]
     assert record.recorded == [0]
+
+
+class CreatesEverything:
+    """A Zomentum client stand-in that finds nothing and creates every record it is sent."""
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.lock = threading.Lock()
+
+    def iter_records(self, resource: str):
+        return iter(())
+
+    def create(self, resource: str, payload: dict) -> dict:
+        with self.lock:
+            self.created += 1
+            return {"id": f"zu-{self.created}", **payload}
+
+
+def test_a_record_nothing_could_find_again_is_ledgered_as_soon_as_it_is_created(tmp_path, monkeypatch):
+    """A contact without an e-mail cannot be matched after a crash: its create is recorded before any later
+    outcome, so a process killed after it never leaves it to be created a second time."""
+    from datetime import UTC, datetime
+
+    from zk_pipelines.domain.entities import ZOMENTUM_TARGET
+    from zk_pipelines.pull import load
+    from zk_pipelines.storage.database import connect
+    from zk_pipelines.storage.pull_store import MappedRecord, ensure_pull_tables, upsert_mapped
+    from zk_pipelines_tests.test_push_plan import _resolved
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    database = tmp_path / "tenant.duckdb"
+    emails = {"1": "a@example.com", "2": None, "3": "c@example.com", "4": None, "5": "e@example.com"}
+    with connect(database) as connection:
+        ensure_pull_tables(connection, ["client_users"])
+        upsert_mapped(connection, "client_users", [
+            MappedRecord(kaseya_id, {"name": {"first": f"N{kaseya_id}", "last": "L"}, "email": email,
+                                     "client_company_id": "c-1", "contact_type": "secondary_contact"},
+                         f"hash-{kaseya_id}", None, now) for kaseya_id, email in emails.items()], run_id="r", now=now)
+    batches: list[list[tuple[str, str]]] = []
+    real_record_events = load.record_events
+
+    def recording(connection, events, **kwargs):
+        batches.append([(e.kaseya_id, e.action) for e in events])
+        return real_record_events(connection, events, **kwargs)
+
+    monkeypatch.setattr(load, "record_events", recording)
+    report = load.load_target(database, CreatesEverything(), ZOMENTUM_TARGET["client_users"], _resolved(),
+                              run_id="r", partition_key=None, clock=lambda: now, concurrency=1)
+
+    assert report.counts["created"] == 5
+    # Each e-mail-less create closes a batch written on its own outcome; the others wait for the usual flush.
+    keyless_batches = [batch for batch in batches if batch[-1][0] in ("2", "4")]
+    assert len(keyless_batches) == 2
+    assert [kaseya_id for batch in batches for kaseya_id, _ in batch] == ["1", "2", "3", "4", "5"]

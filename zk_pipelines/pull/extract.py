@@ -171,7 +171,8 @@ def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_
     fetched: dict[int, tuple[int, Any, Any, Any]] = {}
     stopped = None
     failure: Exception | None = None
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="kaseya-pricing") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="kaseya-pricing")
+    try:
         pending = [pool.submit(_product_pricing, client, index_id) for index_id in order]
         for done in as_completed(pending):
             try:
@@ -189,6 +190,8 @@ def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_
                 continue
             for future in pending:  # the products not started yet are not read; those in flight finish
                 future.cancel()
+    finally:  # a terminated run (an interrupt, not an Exception) does not wait for the queued reads either
+        pool.shutdown(wait=True, cancel_futures=True)
     # The prices read are kept even when the budget or the API stopped the refresh midway.
     with connect(database) as connection:
         upsert_pricing(connection, [fetched[i] for i in order if i in fetched], run_id=run_id, now=now)

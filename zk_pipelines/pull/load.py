@@ -244,12 +244,25 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
             elif event.action == "created":
                 created.append((position, event))
             ledger.add(event, outcome.entry)
+            if event.action == "created" and _pending_match_key(target, pending[position], resolved,
+                                                                link_field) is None:
+                # Nothing would find this record again (no e-mail, no part number) if the process died before
+                # the next flush, and the next run would create it a second time: recorded at once.
+                ledger.flush()
 
         groups = match_key_groups(target, pending, resolved, link_field)
         send_grouped(groups, send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
     report.created = [event for _, event in sorted(created, key=lambda pair: pair[0])]
     report.failures = [event for _, event in sorted(failures, key=lambda pair: pair[0])]
     return report
+
+
+def _pending_match_key(target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
+                       link_field: str | None) -> str | None:
+    if record.problem is not None or record.payload is None:
+        return None
+    desired = _with_link(target, record.payload, link_field, kaseya_link(resolved, target.name, record.kaseya_id))
+    return _match_key(target, desired, link_field)
 
 
 def match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
@@ -259,11 +272,7 @@ def match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], r
     groups: dict[str, list[int]] = {}
     singles: list[list[int]] = []
     for position, record in enumerate(pending):
-        key = None
-        if record.problem is None and record.payload is not None:
-            desired = _with_link(target, record.payload, link_field,
-                                 kaseya_link(resolved, target.name, record.kaseya_id))
-            key = _match_key(target, desired, link_field)
+        key = _pending_match_key(target, record, resolved, link_field)
         if key is None:
             singles.append([position])
         else:
