@@ -52,7 +52,15 @@ import numpy as np
 import pandas as pd
 
 from measure import write_report
-from synthetic_contacts import BASE, CONTACT_BASE, client_ids, known_accounts, previously_sent, raw_payloads, staged_contacts
+from synthetic_contacts import (
+    BASE,
+    CONTACT_BASE,
+    client_ids,
+    known_accounts,
+    previously_sent,
+    raw_payloads,
+    staged_contacts,
+)
 from zk_pipelines.domain.bulk_change_detection import (
     CHANGED,
     NEW,
@@ -179,10 +187,10 @@ REFERENCE_STAGING = f"""
            trim(coalesce(list_filter(emails, lambda e: e.isDefault)[1].emailAddress, emails[1].emailAddress)) AS email,
            trim(coalesce(list_filter(phones, lambda p: p.isDefault)[1].value, phones[1].value)) AS phone,
            coalesce(c.isPoc, false) AS is_poc, c.isActive AS is_active,
-           CAST(c.createdOn || CASE WHEN regexp_matches(c.createdOn, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END
-                AS TIMESTAMPTZ) AS created_on,
-           CAST(c.modifiedOn || CASE WHEN regexp_matches(c.modifiedOn, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END
-                AS TIMESTAMPTZ) AS modified_on
+           CAST(c.createdOn || CASE WHEN regexp_matches(c.createdOn, '(Z|[+-]\\d\\d:\\d\\d)$') THEN ''
+                ELSE '+00:00' END AS TIMESTAMPTZ) AS created_on,
+           CAST(c.modifiedOn || CASE WHEN regexp_matches(c.modifiedOn, '(Z|[+-]\\d\\d:\\d\\d)$') THEN ''
+                ELSE '+00:00' END AS TIMESTAMPTZ) AS modified_on
     FROM picked ORDER BY kaseya_id"""
 
 

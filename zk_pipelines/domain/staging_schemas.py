@@ -211,7 +211,8 @@ STAGED_ENTITIES: dict[str, StagedEntity] = {
     entity.name: entity
     for entity in (
         StagedEntity("accounts", AccountModel),
-        StagedEntity("contacts", ContactModel, (ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),)),
+        StagedEntity("contacts", ContactModel,
+                     (ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),)),
         StagedEntity("opportunities", OpportunityModel, (
             ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),
             ForeignKey("status_id", "opportunity_statuses", REFERENCE_CHECK_PREFIX + "status"),

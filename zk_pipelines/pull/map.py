@@ -33,8 +33,8 @@ from zk_pipelines.storage.pull_store import (
     read_id_map_payloads,
     read_stg,
     read_stg_ids,
-    upsert_mapped,
     upsert_client_users_mapped,
+    upsert_mapped,
     upsert_mapped_frame,
 )
 

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.bulk_change_detection import validate_contacts
-
 from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.kaseya_staging import (
     ProductPricing,
@@ -46,8 +45,6 @@ from zk_pipelines.storage.pull_store import (
     stg_ids,
     upsert_stg,
 )
-
-
 
 # Contacts staged at a time: memory stays flat (a few hundred MB) whatever the window holds.
 CONTACTS_PER_CHUNK = 100_000
@@ -150,6 +147,7 @@ def stage_entity(database: Path, entity: str, window: ExtractionWindow | None, *
     rejected = set()
     if len(rejects):
         for kaseya_id, checks in rejects.groupby("kaseya_id", dropna=False)["check"]:
-            (waiting_only if all(str(c).startswith(REFERENCE_CHECK_PREFIX) for c in checks) else rejected).add(kaseya_id)
+            waits = all(str(c).startswith(REFERENCE_CHECK_PREFIX) for c in checks)
+            (waiting_only if waits else rejected).add(kaseya_id)
     return StageReport(entity=entity, read=read, staged=staged, rejected_records=len(rejected),
                        waiting_records=len(waiting_only), rejects=rejects)

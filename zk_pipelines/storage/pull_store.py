@@ -6,6 +6,7 @@ always bound parameters or registered DataFrames.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -470,8 +471,8 @@ def record_events(connection: duckdb.DuckDBPyConnection, events: Sequence[SyncEv
     connection.register("incoming_events", frame)
     try:
         connection.execute(
-            """INSERT INTO audit.sync_events (occurred_at, run_id, partition_key, direction, entity, kaseya_id, zomentum_id,
-                                             action, reason, changed_fields, link, settings_fingerprint)
+            """INSERT INTO audit.sync_events (occurred_at, run_id, partition_key, direction, entity, kaseya_id,
+                                             zomentum_id, action, reason, changed_fields, link, settings_fingerprint)
                SELECT $now, $run_id, $partition_key, direction, entity, kaseya_id, zomentum_id, action, reason,
                       changed_fields::JSON, link, $fingerprint
                FROM incoming_events""",
@@ -553,6 +554,7 @@ def _moment_value(text: str) -> str:
             f"CASE WHEN regexp_matches({text}, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END AS TIMESTAMPTZ)")
 
 
+@functools.cache
 def _contacts_chunk_sql() -> str:
     """One parse of each payload (`json_extract` of every field at once), then small parses of the values."""
     columns = list(CONTACT_WIRE_FIELDS)
@@ -603,11 +605,10 @@ def _contacts_chunk_sql() -> str:
                     f"THEN {field('is_active')} ->> '$' = 'true' END AS is_active")
     for column in ("created_on", "modified_on"):
         value = field(column)
+        moment = _moment_value(f"({value} ->> '$')")
         readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'VARCHAR' AND "
-                        f"regexp_full_match({value} ->> '$', $moment) AND {_moment_value(f'({value} ->> {chr(39)}${chr(39)})')} "
-                        f"IS NOT NULL))")
-        selected.append(f"CASE WHEN {_present(value)} THEN {_moment_value(f'({value} ->> {chr(39)}${chr(39)})')} "
-                        f"END AS {column}")
+                        f"regexp_full_match({value} ->> '$', $moment) AND {moment} IS NOT NULL))")
+        selected.append(f"CASE WHEN {_present(value)} THEN {moment} END AS {column}")
     return f"""
         WITH chunk AS (
             SELECT c.position, r.payload
@@ -627,18 +628,12 @@ def _contacts_chunk_sql() -> str:
         FROM judged ORDER BY position"""
 
 
-_CONTACTS_CHUNK_SQL: str | None = None
-
-
 def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.ndarray, positions: np.ndarray
                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The raw contacts `kaseya_ids` (their places in the batch: `positions`) staged in SQL: (typed rows of
     the records read there, with their `position`; position + payload text of the others, for
     `kaseya_staging.stage_contacts`). The typed rows are `stage_contacts`' rows, typed as `validate_rows`
     types them."""
-    global _CONTACTS_CHUNK_SQL
-    if _CONTACTS_CHUNK_SQL is None:
-        _CONTACTS_CHUNK_SQL = _contacts_chunk_sql()
     blank = "".join(f"\\x{{{ord(c):x}}}" for c in STRIPPED_CHARACTERS)
     parameters = {
         "lowest": int(kaseya_ids.min()) if len(kaseya_ids) else 0,
@@ -654,7 +649,7 @@ def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.nd
     }
     connection.register("incoming_contacts_chunk", pd.DataFrame({"kaseya_id": kaseya_ids, "position": positions}))
     try:
-        frame = connection.execute(_CONTACTS_CHUNK_SQL, parameters).df()
+        frame = connection.execute(_contacts_chunk_sql(), parameters).df()
     finally:
         connection.unregister("incoming_contacts_chunk")
     readable = frame["readable"].to_numpy(dtype=bool)
