@@ -147,4 +147,21 @@ def test_a_record_nothing_could_find_again_is_ledgered_as_soon_as_it_is_created(
     # Each e-mail-less create closes a batch written on its own outcome; the others wait for the usual flush.
     keyless_batches = [batch for batch in batches if batch[-1][0] in ("2", "4")]
     assert len(keyless_batches) == 2
-    assert [kaseya_id for batch in batches for kaseya_id, _ in batch] == ["1", "2", "3", "4", "5"]
+    assert sorted(kaseya_id for batch in batches for kaseya_id, _ in batch) == ["1", "2", "3", "4", "5"]
+
+
+def test_records_sharing_a_match_key_are_one_group_and_records_without_one_are_another():
+    from zk_pipelines.domain.entities import ZOMENTUM_TARGET
+    from zk_pipelines.pull.load import match_key_groups
+    from zk_pipelines.storage.pull_store import PendingRecord
+    from zk_pipelines_tests.test_push_plan import _resolved
+
+    emails = ["a@x.example", None, "B@x.example", "A@X.example", None, "c@x.example", "b@x.example"]
+    pending = [PendingRecord(str(i), {"email": email, "name": {"first": "F", "last": "L"}}, f"h{i}", None, False,
+                             None, None, None) for i, email in enumerate(emails)]
+    pending.append(PendingRecord("7", None, None, "waits for its account", True, None, None, None))
+
+    groups = match_key_groups(ZOMENTUM_TARGET["client_users"], pending, _resolved(), None)
+
+    # e-mails compare case-blind; the e-mail-less records and the unsendable one go one at a time, in order
+    assert groups == [[0, 3], [1, 4, 7], [2, 6], [5]]

@@ -267,17 +267,18 @@ def _pending_match_key(target: ZomentumTarget, record: PendingRecord, resolved: 
 
 def match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
                       link_field: str | None) -> list[list[int]]:
-    """Positions in `pending`, grouped by the key a record would be matched by, each group in order; a
-    record without a key (nothing to match by, or nothing to send) is a group of its own."""
+    """Positions in `pending`, grouped by the key a record would be matched by, each group in order. The
+    records without a key (nothing to match by, or nothing to send) form one group: a create nothing could
+    find again is ledgered at once, and one at a time only one can be in flight when the process dies."""
     groups: dict[str, list[int]] = {}
-    singles: list[list[int]] = []
+    keyless: list[int] = []
     for position, record in enumerate(pending):
         key = _pending_match_key(target, record, resolved, link_field)
         if key is None:
-            singles.append([position])
+            keyless.append(position)
         else:
             groups.setdefault(key, []).append(position)
-    return sorted([*groups.values(), *singles], key=lambda group: group[0])
+    return sorted([*groups.values(), *([keyless] if keyless else [])], key=lambda group: group[0])
 
 
 _GROUP_DONE = -1
