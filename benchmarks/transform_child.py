@@ -78,7 +78,7 @@ from zk_pipelines.domain.staging_schemas import as_validated_types, validate_row
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 from zk_pipelines.pull.map import _plain, map_target
 from zk_pipelines.pull.stage import stage_entity
-from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.database import connect, registered
 from zk_pipelines.storage.pull_store import count_pending, ensure_pull_tables
 
 
@@ -239,11 +239,8 @@ def bulk(n: int, steps: Steps, chunk: int, database: Path | None) -> dict[str, A
 
 
 def _insert(connection: Any, table: str, columns: str, frame: pd.DataFrame, select: str) -> None:
-    connection.register("setup_rows", frame)
-    try:
+    with registered(connection, "setup_rows", frame):
         connection.execute(f"INSERT INTO {table} ({columns}) SELECT {select} FROM setup_rows")
-    finally:
-        connection.unregister("setup_rows")
 
 
 def tenant_file(database: Path, n: int, chunk: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,3 +45,14 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
         yield connection
     finally:
         connection.close()
+
+
+@contextmanager
+def registered(connection: duckdb.DuckDBPyConnection, name: str, frame: Any) -> Iterator[None]:
+    """`frame` (a pandas frame) readable as the view `name` in the statements of the block: how rows reach
+    an explicit `INSERT ... SELECT` or a join in one statement."""
+    connection.register(name, frame)
+    try:
+        yield
+    finally:
+        connection.unregister(name)

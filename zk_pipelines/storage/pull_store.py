@@ -29,6 +29,7 @@ from zk_pipelines.domain.kaseya_staging import (
     folded_name,
 )
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
+from zk_pipelines.storage.database import registered
 from zk_pipelines.storage.schema import create_tables
 
 MAPPED_DDL = """
@@ -82,8 +83,7 @@ def upsert_incremental_raw(connection: duckdb.DuckDBPyConnection, table: str, re
         "modified_on": pd.to_datetime([r.modified_on for r in latest.values()], utc=True),
         "payload": [json.dumps(r.payload, ensure_ascii=False) for r in latest.values()],
     })
-    connection.register("incoming_raw", frame)
-    try:
+    with registered(connection, "incoming_raw", frame):
         connection.execute(
             f"""
             INSERT INTO raw.{table} AS t
@@ -98,8 +98,6 @@ def upsert_incremental_raw(connection: duckdb.DuckDBPyConnection, table: str, re
             """,
             {"window_start": window_start, "window_end": window_end, "now": now, "run_id": run_id},
         )
-    finally:
-        connection.unregister("incoming_raw")
     return len(latest)
 
 
@@ -144,8 +142,7 @@ def upsert_snapshot(connection: duckdb.DuckDBPyConnection, table: str,
     })
     if len(frame):
         frame = frame.drop_duplicates("kaseya_key", keep="last")
-        connection.register("incoming_snapshot", frame)
-        try:
+        with registered(connection, "incoming_snapshot", frame):
             connection.execute(
                 f"""
                 INSERT INTO raw.{table} AS t
@@ -160,8 +157,6 @@ def upsert_snapshot(connection: duckdb.DuckDBPyConnection, table: str,
                 """,
                 {"now": now, "run_id": run_id},
             )
-        finally:
-            connection.unregister("incoming_snapshot")
     keys = set(frame["kaseya_key"]) if len(frame) else set()
     new = sum(1 for key in keys if key not in before)
     changed = sum(1 for key, _, digest in rows if key in before and before[key] != digest)
@@ -245,16 +240,13 @@ def upsert_stg(connection: duckdb.DuckDBPyConnection, entity: str, valid: pd.Dat
         return 0
     columns = [name for name, _ in ENTITY_COLUMNS[entity]]
     frame = valid[columns].copy()
-    connection.register("incoming_stg", frame)
-    try:
+    with registered(connection, "incoming_stg", frame):
         names = ", ".join(columns)
         connection.execute(
             f"INSERT OR REPLACE INTO stg.kaseya_{entity} ({names}, staged_at, run_id) "
             f"SELECT {names}, $now, $run_id FROM incoming_stg",
             {"now": now, "run_id": run_id},
         )
-    finally:
-        connection.unregister("incoming_stg")
     return len(frame)
 
 
@@ -298,8 +290,7 @@ def insert_rejects(connection: duckdb.DuckDBPyConnection, rejects: pd.DataFrame,
     frame = rejects[[name for name, _ in REJECT_COLUMNS]].copy()
     frame["kaseya_id"] = frame["kaseya_id"].astype("string")
     frame.columns = ["entity", "kaseya_id", "check_name", "column_name", "value", "reason"]
-    connection.register("incoming_rejects", frame)
-    try:
+    with registered(connection, "incoming_rejects", frame):
         connection.execute(
             """INSERT INTO audit.rejects
                (run_id, partition_key, entity, kaseya_id, check_name, column_name, value, reason, rejected_at)
@@ -307,8 +298,6 @@ def insert_rejects(connection: duckdb.DuckDBPyConnection, rejects: pd.DataFrame,
                FROM incoming_rejects""",
             {"run_id": run_id, "partition_key": partition_key, "now": now},
         )
-    finally:
-        connection.unregister("incoming_rejects")
     return len(frame)
 
 
@@ -423,8 +412,7 @@ def upsert_id_map(connection: duckdb.DuckDBPyConnection, entries: Sequence[IdMap
         "payload_hash": [e.payload_hash for e in entries],
         "payload": [json.dumps(e.payload) if e.payload is not None else None for e in entries],
     }, dtype="string").drop_duplicates(["entity", "kaseya_id"], keep="last")
-    connection.register("incoming_id_map", frame)
-    try:
+    with registered(connection, "incoming_id_map", frame):
         connection.execute(
             """
             INSERT INTO zomentum.id_map AS t (entity, kaseya_id, zomentum_id, link_kind, payload_hash, payload,
@@ -437,8 +425,6 @@ def upsert_id_map(connection: duckdb.DuckDBPyConnection, entries: Sequence[IdMap
             """,
             {"now": now},
         )
-    finally:
-        connection.unregister("incoming_id_map")
 
 
 @dataclass(frozen=True)
@@ -468,8 +454,7 @@ def record_events(connection: duckdb.DuckDBPyConnection, events: Sequence[SyncEv
                            for e in events],
         "link": [e.link for e in events],
     })
-    connection.register("incoming_events", frame)
-    try:
+    with registered(connection, "incoming_events", frame):
         connection.execute(
             """INSERT INTO audit.sync_events (occurred_at, run_id, partition_key, direction, entity, kaseya_id,
                                              zomentum_id, action, reason, changed_fields, link, settings_fingerprint)
@@ -478,8 +463,6 @@ def record_events(connection: duckdb.DuckDBPyConnection, events: Sequence[SyncEv
                FROM incoming_events""",
             {"now": now, "run_id": run_id, "partition_key": partition_key, "fingerprint": settings_fingerprint},
         )
-    finally:
-        connection.unregister("incoming_events")
 
 
 # --- resolved settings ------------------------------------------------------------------------------
@@ -647,11 +630,9 @@ def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.nd
         "strip": f"^[{blank}]+|[{blank}]+$",
         "moment": r"(19|20|21)\d\d-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?",
     }
-    connection.register("incoming_contacts_chunk", pd.DataFrame({"kaseya_id": kaseya_ids, "position": positions}))
-    try:
+    chunk = pd.DataFrame({"kaseya_id": kaseya_ids, "position": positions})
+    with registered(connection, "incoming_contacts_chunk", chunk):
         frame = connection.execute(_contacts_chunk_sql(), parameters).df()
-    finally:
-        connection.unregister("incoming_contacts_chunk")
     readable = frame["readable"].to_numpy(dtype=bool)
     others = frame.loc[~readable, ["position", "payload"]].reset_index(drop=True)
     typed = frame.loc[readable].reset_index(drop=True)
@@ -663,32 +644,27 @@ def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, modified_f
                   modified_to: datetime, kaseya_ids: Iterable[int]) -> np.ndarray:
     """The ids `read_stg(..., modified_from, modified_to, kaseya_ids)` reads, ascending, without the rows."""
     retry = pd.DataFrame({"kaseya_id": np.array(sorted(set(int(i) for i in kaseya_ids)), dtype="int64")})
-    connection.register("incoming_retry_ids", retry)
-    try:
+    with registered(connection, "incoming_retry_ids", retry):
         ids = connection.execute(
             f"""SELECT kaseya_id FROM stg.kaseya_{entity} WHERE modified_on BETWEEN $from AND $to
                 UNION SELECT s.kaseya_id FROM stg.kaseya_{entity} s SEMI JOIN incoming_retry_ids r USING (kaseya_id)
                 ORDER BY kaseya_id""",
             {"from": modified_from, "to": modified_to},
         ).fetchnumpy()["kaseya_id"]
-    finally:
-        connection.unregister("incoming_retry_ids")
     return np.asarray(ids, dtype="int64")
 
 
 def read_stg_ids(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: np.ndarray) -> pd.DataFrame:
     """The staged rows of `kaseya_ids`, as `read_stg` returns them, by id."""
     columns = ", ".join(f"s.{name}" for name, _ in ENTITY_COLUMNS[entity])
-    connection.register("incoming_stg_ids", pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64")}))
-    try:
+    ids = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64")})
+    with registered(connection, "incoming_stg_ids", ids):
         return connection.execute(
             f"""SELECT {columns} FROM stg.kaseya_{entity} s SEMI JOIN incoming_stg_ids i USING (kaseya_id)
                 WHERE s.kaseya_id BETWEEN $lowest AND $highest ORDER BY s.kaseya_id""",
             {"lowest": int(np.min(kaseya_ids)) if len(kaseya_ids) else 0,
              "highest": int(np.max(kaseya_ids)) if len(kaseya_ids) else -1},
         ).df()
-    finally:
-        connection.unregister("incoming_stg_ids")
 
 
 def upsert_mapped_frame(connection: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, *, run_id: str,
@@ -697,8 +673,7 @@ def upsert_mapped_frame(connection: duckdb.DuckDBPyConnection, name: str, frame:
     waiting, source_modified_on; one statement."""
     if not len(frame):
         return 0
-    connection.register("incoming_mapped_frame", frame)
-    try:
+    with registered(connection, "incoming_mapped_frame", frame):
         connection.execute(
             f"""INSERT OR REPLACE INTO mapped.zomentum_{name}
                 (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
@@ -706,8 +681,6 @@ def upsert_mapped_frame(connection: duckdb.DuckDBPyConnection, name: str, frame:
                 FROM incoming_mapped_frame""",
             {"now": now, "run_id": run_id},
         )
-    finally:
-        connection.unregister("incoming_mapped_frame")
     return len(frame)
 
 
@@ -762,8 +735,8 @@ def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids
         return 0, 0, np.array([], dtype="int64")
     special = " OR ".join(f"regexp_matches(coalesce(s.{name}, ''), '[\\x00-\\x1f]')"
                           for name in _CLIENT_USER_TEXT_COLUMNS)
-    connection.register("incoming_client_user_ids", pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, "int64")}))
-    try:
+    ids = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, "int64")})
+    with registered(connection, "incoming_client_user_ids", ids):
         connection.execute(
             f"""CREATE OR REPLACE TEMP TABLE client_user_chunk AS
                 SELECT s.kaseya_id, s.account_id, s.modified_on, c.zomentum_id, ({special}) AS special,
@@ -789,6 +762,4 @@ def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids
             "SELECT kaseya_id FROM client_user_chunk WHERE special AND zomentum_id IS NOT NULL ORDER BY kaseya_id"
         ).fetchnumpy()["kaseya_id"]
         connection.execute("DROP TABLE client_user_chunk")
-    finally:
-        connection.unregister("incoming_client_user_ids")
     return int(written), int(waiting), np.asarray(left, dtype="int64")
