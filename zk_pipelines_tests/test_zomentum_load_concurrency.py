@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -72,18 +72,22 @@ class LoadRun:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Iterator[dict[int, LoadRun]]:
-    """The initial sync of identical tenants with the writes one at a time (1) and CONCURRENCY at a time."""
+    """The initial sync of identical tenants with the writes one at a time (1) and CONCURRENCY at a time.
+
+    Both pairs are seeded at one moment and both runs see one "now": seeded at their own start, a record
+    modified close to the backfill's last hour would fall inside one run's window and outside the other's."""
     started = []
+    moment = datetime.now(UTC)
     try:
         done: dict[int, LoadRun] = {}
         for concurrency in (1, CONCURRENCY):
-            kaseya = start_kaseya_sandbox(scale="small_recent")
-            zomentum = start_zomentum_sandbox(scale="small_recent")
+            kaseya = start_kaseya_sandbox(scale="small_recent", seeded_at=moment)
+            zomentum = start_zomentum_sandbox(scale="small_recent", seeded_at=moment)
             started += [kaseya, zomentum]
             zomentum.state.set_faults(seed=1, rules=[
                 {"kind": "latency", "method": method, "seconds": WRITE_LATENCY} for method in ("POST", "PUT")])
             harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp(f"writes_{concurrency}"),
-                                      tuning=PullTuning(zomentum_concurrency=concurrency))
+                                      tuning=PullTuning(zomentum_concurrency=concurrency), now=moment)
             duplicates = place_duplicates(harness)
             done[concurrency] = LoadRun(harness, duplicates, harness.backfill())
         yield done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from zk_pipelines.sandbox.kaseya.app import create_kaseya_app
 from zk_pipelines.sandbox.kaseya.records import PASSWORD, TENANT, USERNAME
@@ -36,9 +37,11 @@ class KaseyaSandbox:
 
 
 def start_kaseya_sandbox(seed: int = 7, scale: str = "small", host: str = "127.0.0.1", port: int = 0,
-                         token_lifetime_seconds: float = 1200, rate_limit: int = 1500) -> KaseyaSandbox:
-    """Seed a tenant and serve it; returns once the server accepts connections."""
+                         token_lifetime_seconds: float = 1200, rate_limit: int = 1500,
+                         seeded_at: datetime | None = None) -> KaseyaSandbox:
+    """Seed a tenant (its history laid out before `seeded_at`, default now) and serve it; returns once the
+    server accepts connections."""
     state = KaseyaState(seed, scale, Knobs(token_lifetime_seconds=float(token_lifetime_seconds),
-                                           rate_limit=int(rate_limit)))
+                                           rate_limit=int(rate_limit)), seeded_at=seeded_at)
     server = RunningServer(create_kaseya_app(state), host=host, port=port).start()
     return KaseyaSandbox(state, server)

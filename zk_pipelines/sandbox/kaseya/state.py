@@ -62,7 +62,10 @@ def _checked_knobs(current: Knobs, changes: dict[str, Any]) -> Knobs:
 
 
 class KaseyaState:
-    def __init__(self, seed: int = 7, scale: str = "small", knobs: Knobs | None = None) -> None:
+    def __init__(self, seed: int = 7, scale: str = "small", knobs: Knobs | None = None,
+                 seeded_at: datetime | None = None) -> None:
+        """`seeded_at`: the moment the tenant's history is laid out before (default: now); two sandboxes seeded
+        at one moment hold the same records with the same stamps."""
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r} (known: {', '.join(SCALES)})")
         self.lock = threading.RLock()
@@ -74,7 +77,7 @@ class KaseyaState:
         self.limiter = SlidingWindowLimiter(self.clock, self.knobs.rate_limit)
         self.faults = FaultInjector(FAULT_KINDS)
         self.seed, self.scale = seed, scale
-        self.tenant: Tenant = seed_tenant(seed, scale, self.clock.now())
+        self.tenant: Tenant = seed_tenant(seed, scale, seeded_at or self.clock.now())
 
     def __repr__(self) -> str:
         return f"KaseyaState(seed={self.seed}, scale={self.scale!r}, knobs={self.knobs})"

@@ -11,6 +11,8 @@ The contract it implements is `zomentum-api-notes.md`, known and assumed parts; 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from zk_pipelines.sandbox.runtime import RunningServer
 from zk_pipelines.sandbox.zomentum.app import create_zomentum_app
 from zk_pipelines.sandbox.zomentum.seed import API_USER_EMAIL
@@ -57,14 +59,16 @@ def start_zomentum_sandbox(
     access_token_lifetime_seconds: float = 86400.0,
     rate_limit: int | None = None,
     rate_limit_window_seconds: float = 60.0,
+    seeded_at: datetime | None = None,
 ) -> ZomentumSandbox:
     """Seed the state and start serving it on `host:port` (0 = a free port) in a background thread.
 
     `rate_limit` is the number of requests one access token may make per `rate_limit_window_seconds`
-    (None: unlimited); past it the API answers 429 with `Retry-After`.
+    (None: unlimited); past it the API answers 429 with `Retry-After`. `seeded_at`: the moment the account's
+    history is laid out before (default: now).
     """
     state = ZomentumState(seed, scale, access_token_lifetime_seconds=access_token_lifetime_seconds,
-                          rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds)
+                          rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds, seeded_at=seeded_at)
     server = RunningServer(create_zomentum_app(state), host=host, port=port).start()
     return ZomentumSandbox(state, server)
 

@@ -132,8 +132,12 @@ class ZomentumState:
         rate_limit: int | None = None,
         rate_limit_window_seconds: float = 60.0,
         clock: SandboxClock | None = None,
+        seeded_at: datetime | None = None,
     ) -> None:
+        """`seeded_at`: the moment the account's history is laid out before (default: now); a reset seeds at
+        the reset's moment."""
         self.seed = seed
+        self._seeded_at = seeded_at
         self.scale = scale
         self.clock = clock or SandboxClock()
         self.log = RequestLog()
@@ -166,7 +170,8 @@ class ZomentumState:
             self._knobs = self._start_knobs
             self._limiter = self._make_limiter(self._knobs)
             self._new_id = IdMaker(self.seed)
-            account = seed_account(build_world(self.seed, self.scale, now=self.clock.now()), self._new_id)
+            moment, self._seeded_at = self._seeded_at or self.clock.now(), None
+            account = seed_account(build_world(self.seed, self.scale, now=moment), self._new_id)
             self._records = account.records
             self._revisions = account.revisions
             self._creation_order: dict[str, list[str]] = {}
