@@ -113,7 +113,7 @@ def run_noop(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str
     for window in args.window:
         first, last = window.split("..")
         result, seconds = _execute(job, instance, first, last)
-        runs[window] = {"success": result.success, "run_s": round(seconds, 3)}
+        runs[window] = describe_run(result, seconds)
     return {"noop_runs": runs}
 
 
