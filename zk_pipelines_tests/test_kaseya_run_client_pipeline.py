@@ -1,5 +1,7 @@
 """The real hourly job against both sandboxes: every Kaseya step of a run shares one client, so a run logs in
-once, and each step's `kaseya_calls` is its own share of the run's calls."""
+once, and each step's `kaseya_calls` is its own share of the run's calls. The run's resource also creates the
+pull's tables once and reads the run's resolved settings once, and still fails a step when the settings file
+changed during the run."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from zk_pipelines.config import ConfigurationError
+from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES
+from zk_pipelines.domain.settings import load_settings, settings_fingerprint
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines.storage.database import connect
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
 
 AUTH_ROUTES = ("/v2/security/authenticate", "/v2/security/refreshtoken")
 
@@ -23,6 +29,14 @@ def harness(tmp_path_factory):
     yield PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("run_client"))
     kaseya.stop()
     zomentum.stop()
+
+
+@pytest.fixture(scope="module")
+def backfill(harness) -> tuple[dg.ExecuteInProcessResult, list[dict]]:
+    """The initial sync, with the Kaseya requests it made."""
+    harness.kaseya.state.clear_requests()
+    result = harness.backfill()
+    return result, harness.kaseya.state.requests()
 
 
 def kaseya_step_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
@@ -37,9 +51,8 @@ def kaseya_step_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
     return found
 
 
-def check_one_login_and_calls_add_up(harness: PipelineHarness, result: dg.ExecuteInProcessResult) -> dict:
+def check_one_login_and_calls_add_up(result: dg.ExecuteInProcessResult, log: list[dict]) -> dict:
     assert result.success, step_errors(result)
-    log = harness.kaseya.state.requests()
     logins = [e for e in log if e["route"] == AUTH_ROUTES[0]]
     data_calls = [e for e in log if e["route"] not in AUTH_ROUTES]
     steps = kaseya_step_metadata(result)
@@ -50,16 +63,67 @@ def check_one_login_and_calls_add_up(harness: PipelineHarness, result: dg.Execut
     return steps
 
 
-def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness):
-    harness.kaseya.state.clear_requests()
-    backfill = harness.backfill()
-    steps = check_one_login_and_calls_add_up(harness, backfill)
+def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
+    result, log = backfill
+    steps = check_one_login_and_calls_add_up(result, log)
     # The products step reports its own calls (the product scans and the pricing reads), not the run's.
     products = steps["raw/kaseya_products"]
-    pricing = [e for e in harness.kaseya.state.requests() if e["route"].startswith("/v2/inventory/products/{")]
+    pricing = [e for e in log if e["route"].startswith("/v2/inventory/products/{")]
     assert products["pricing_calls"] == len(pricing) > 0
     assert products["kaseya_calls"] > len(pricing)
 
     harness.kaseya.state.clear_requests()
     hourly = harness.run_hour(harness.current_hour - timedelta(hours=1))
-    check_one_login_and_calls_add_up(harness, hourly)
+    check_one_login_and_calls_add_up(hourly, harness.kaseya.state.requests())
+
+
+def test_the_resolved_settings_are_read_from_duckdb_once_per_run(harness, backfill):
+    assert backfill[0].success, step_errors(backfill[0])
+    tenant = harness.tenant()  # a run's copy of the resource
+    first = tenant.resolved_settings()
+    assert first.fingerprint == settings_fingerprint(load_settings(harness.settings_path))
+    with connect(harness.database) as connection:
+        stored = connection.execute("SELECT * FROM settings.resolved").fetchall()
+        connection.execute("DELETE FROM settings.resolved")
+    try:
+        assert tenant.resolved_settings() is first  # not read again: the stored resolution is gone
+        with pytest.raises(ConfigurationError, match="not been resolved yet"):
+            harness.tenant().resolved_settings()  # another run reads it
+    finally:
+        with connect(harness.database) as connection:
+            connection.executemany("INSERT INTO settings.resolved VALUES (?, ?, ?, ?)", stored)
+
+
+def test_a_settings_file_changed_during_the_run_fails_the_next_step_that_maps(harness, backfill, tmp_path):
+    tenant = harness.tenant()
+    tenant.resolved_settings()
+    original = harness.settings_path.read_text()
+    try:
+        write_settings(harness.settings_path, mode="zomentum_as_crm")
+        with pytest.raises(ConfigurationError, match="changed since the run resolved it"):
+            tenant.resolved_settings()
+    finally:
+        harness.settings_path.write_text(original)
+    assert tenant.resolved_settings().fingerprint == settings_fingerprint(load_settings(harness.settings_path))
+
+
+def test_the_pull_tables_are_created_by_the_first_step_of_a_run_that_asks(tmp_path):
+    tenant = TenantResource(kaseya_base_url="http://127.0.0.1:1", kaseya_username="u", kaseya_password="p",
+                            kaseya_tenant="t", zomentum_base_url="http://127.0.0.1:1", zomentum_refresh_token="r",
+                            settings_path=str(tmp_path / "settings.yaml"), duckdb_path=str(tmp_path / "t.duckdb"))
+    assert tenant.pull_database() == tmp_path / "t.duckdb"
+    with connect(tmp_path / "t.duckdb") as connection:
+        tables = {row[0] for row in connection.execute(
+            "SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
+        assert {"raw.kaseya_accounts", "stg.kaseya_contacts", "mapped.zomentum_client_users",
+                "settings.resolved", "zomentum.id_map", "audit.sync_events"} <= tables
+        connection.execute("DROP TABLE stg.kaseya_contacts")
+    tenant.pull_database()  # the same run: not created again
+    with connect(tmp_path / "t.duckdb") as connection:
+        assert not connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kaseya_contacts' "
+                                      "AND schema_name = 'stg'").fetchone()[0]
+    fresh = TenantResource(**tenant.model_dump())  # the next run's copy
+    fresh.pull_database()
+    with connect(tmp_path / "t.duckdb") as connection:
+        assert connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kaseya_contacts' "
+                                  "AND schema_name = 'stg'").fetchone()[0] == 1

@@ -13,7 +13,7 @@ from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES, KaseyaSource
 from zk_pipelines.pull.extract import extract_incremental, extract_snapshot, refresh_product_pricing
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import ensure_pull_tables, read_snapshot
+from zk_pipelines.storage.pull_store import read_snapshot
 
 GROUP = "kaseya_extract"
 
@@ -85,26 +85,24 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
     )
     def raw_asset(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
                   ) -> dg.MaterializeResult:
-        config = tenant.config()
+        database = tenant.pull_database()
         client = tenant.kaseya_client()
         at_start = client.stats.usage()
-        with connect(config.duckdb_path) as connection:
-            ensure_pull_tables(connection)
         run_id = context.run.run_id
         metadata: dict[str, object] = {"partition": partition_label(context) or "snapshot (not partitioned)"}
         try:
             if source.incremental:
                 window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
-                result = extract_incremental(client, config.duckdb_path, source, window, run_id=run_id, now=now())
+                result = extract_incremental(client, database, source, window, run_id=run_id, now=now())
                 metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
                              "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
             else:
-                counts = extract_snapshot(client, config.duckdb_path, source, run_id=run_id, now=now(),
+                counts = extract_snapshot(client, database, source, run_id=run_id, now=now(),
                                           concurrency=tuning.kaseya_concurrency)
                 metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
                              "unchanged": counts.unchanged, "gone": counts.gone}
                 if source.name == "products":
-                    metadata |= _pricing(context, client, config.duckdb_path, tuning, run_id)
+                    metadata |= _pricing(context, client, database, tuning, run_id)
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
         return dg.MaterializeResult(metadata={**metadata, **api_usage(client, since=at_start)})

@@ -15,8 +15,13 @@ from pydantic import Field, PrivateAttr
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
+from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.domain.settings import IntegrationSettings, load_settings
+from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.secrets import Secret
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import ensure_pull_tables
 
 
 class TenantResource(dg.ConfigurableResource):
@@ -39,7 +44,11 @@ class TenantResource(dg.ConfigurableResource):
     # executor initialises the resource in each step's process, so each step process logs in once. Tokens
     # stay in memory: never written to DuckDB, never passed between processes.
     _run_kaseya: KaseyaClient | None = PrivateAttr(default=None)
-    _run_kaseya_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file
+    # and some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
+    _run_tables_ready: bool = PrivateAttr(default=False)
+    _run_resolved: tuple[bytes, ResolvedSettings] | None = PrivateAttr(default=None)
+    _run_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def config(self) -> TenantConfig:
         if not self.settings_path:
@@ -64,16 +73,43 @@ class TenantResource(dg.ConfigurableResource):
     def kaseya_client(self) -> KaseyaClient:
         """The run's Kaseya client, made on first use (a run that never calls Kaseya never logs in). Its
         `stats` add up over the run's steps: a step reports `stats.usage().since(<reading at its start>)`."""
-        with self._run_kaseya_lock:
+        with self._run_lock:
             if self._run_kaseya is None:
                 self._run_kaseya = KaseyaClient(self.config().kaseya)
             return self._run_kaseya
 
+    def pull_database(self) -> Path:
+        """The tenant's DuckDB file with the pull's tables in place: created by the run's first step that asks,
+        not by every step."""
+        config = self.config()
+        with self._run_lock:
+            if not self._run_tables_ready:
+                with connect(config.duckdb_path) as connection:
+                    ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
+                self._run_tables_ready = True
+        return config.duckdb_path
+
+    def resolved_settings(self) -> ResolvedSettings:
+        """The settings as the run's `settings/resolved` step resolved them (`resolved_for_step`), read from
+        DuckDB once per run. The settings file is read at every call: an edit during the run fails the step
+        as `resolved_for_step` does."""
+        config = self.config()
+        assert config.settings_path is not None
+        text = config.settings_path.read_bytes()
+        with self._run_lock:
+            if self._run_resolved is not None and self._run_resolved[0] == text:
+                return self._run_resolved[1]
+            resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+            self._run_resolved = (text, resolved)
+            return resolved
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        with self._run_kaseya_lock:
+        with self._run_lock:
             if self._run_kaseya is not None:
                 self._run_kaseya.close()
                 self._run_kaseya = None
+            self._run_tables_ready = False
+            self._run_resolved = None
 
     def zomentum_client(self) -> ZomentumClient:
         zomentum = self.config().zomentum

@@ -57,9 +57,9 @@ def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.A
     )
     def staged(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
                ) -> dg.MaterializeResult:
-        config = tenant.config()
+        database = tenant.pull_database()
         window = run_window(context, timedelta(minutes=tuning.overlap_minutes)) if entity in INCREMENTAL else None
-        report = stage_entity(config.duckdb_path, entity, window, run_id=context.run.run_id,
+        report = stage_entity(database, entity, window, run_id=context.run.run_id,
                               partition_key=partition_label(context), now=now())
         metadata = {"rows_read": report.read, "rows_staged": report.staged,
                     "records_rejected": report.rejected_records, "records_waiting_for_parent": report.waiting_records,

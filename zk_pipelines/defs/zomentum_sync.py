@@ -13,9 +13,6 @@ from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS, ZomentumTarget
 from zk_pipelines.pull.load import kaseya_link, load_target
 from zk_pipelines.pull.map import map_target
-from zk_pipelines.pull.run_settings import resolved_for_step
-from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import ensure_pull_tables
 
 INCREMENTAL_SOURCES = ("accounts", "contacts", "opportunities")
 TABLE_ROWS = 25
@@ -43,17 +40,14 @@ def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefiniti
     )
     def mapped(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
                ) -> dg.MaterializeResult:
-        config = tenant.config()
-        assert config.settings_path is not None
-        with connect(config.duckdb_path) as connection:
-            ensure_pull_tables(connection, [t.name for t in ZOMENTUM_TARGETS])
-        resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+        database = tenant.pull_database()
+        resolved = tenant.resolved_settings()
         enabled = getattr(resolved.settings.sync, target.family)
         if not enabled:
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         window = (run_window(context, timedelta(minutes=tuning.overlap_minutes))
                   if target.source in INCREMENTAL_SOURCES else None)
-        report = map_target(config.duckdb_path, target, window, resolved, run_id=context.run.run_id, now=now())
+        report = map_target(database, target, window, resolved, run_id=context.run.run_id, now=now())
         return dg.MaterializeResult(metadata={"mapped": report.mapped, "waiting": report.problems,
                                               "settings_fingerprint": resolved.fingerprint})
 
@@ -102,14 +96,12 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
     )
     def loaded(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
                ) -> dg.MaterializeResult:
-        config = tenant.config()
-        assert config.settings_path is not None
-        resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+        resolved = tenant.resolved_settings()
         if not getattr(resolved.settings.sync, target.family):
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         client = tenant.zomentum_client()
         try:
-            report = load_target(config.duckdb_path, client, target, resolved, run_id=context.run.run_id,
+            report = load_target(tenant.pull_database(), client, target, resolved, run_id=context.run.run_id,
                                  partition_key=partition_label(context), clock=now,
                                  concurrency=tuning.zomentum_concurrency)
         except NOT_RETRIED as exc:
