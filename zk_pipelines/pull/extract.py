@@ -35,6 +35,11 @@ from zk_pipelines.storage.pull_store import (
 # How many times a window is listed when Kaseya's list changes while it is paged (records edited meanwhile).
 WINDOW_READS = 3
 
+# Rows of a window held in memory before they are written to the raw table. A 90-day initial sync of a large
+# tenant lists tens of thousands of accounts (each with its locations) in one query: written ten pages at a
+# time, the extract's memory does not grow with the window.
+RAW_BATCH_ROWS = 1000
+
 # The settings' lookups read from `system/lookup/{table}`.
 SETTINGS_LOOKUPS = ("quote_statuses", "labour_periods", "opportunity_types", "opportunity_ratings", "lead_sources")
 
@@ -51,7 +56,17 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
         "accounts": client.iter_accounts, "contacts": client.iter_contacts,
         "opportunities": client.iter_opportunities,
     }[source.name]
-    records: list[RawRecord] = []
+    batch: list[RawRecord] = []
+    stored: set[int] = set()
+
+    def write_batch() -> None:
+        if batch:
+            with connect(database) as connection:
+                upsert_incremental_raw(connection, source.raw_table, batch, window_start=window.query_from,
+                                       window_end=window.query_to, run_id=run_id, now=now)
+            stored.update(record.kaseya_id for record in batch)
+            batch.clear()
+
     unreadable = 0
     for attempt in range(1, WINDOW_READS + 1):
         # Every pass's rows are kept (the upsert keeps each record's newest payload): a pass that saw the list
@@ -69,15 +84,15 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
                     modified = parse_kaseya_moment(read_field(payload, "ModifiedOn"))
                 except ValueError:
                     modified = None
-                records.append(RawRecord(kaseya_id, modified, payload))
+                batch.append(RawRecord(kaseya_id, modified, payload))
+                if len(batch) >= RAW_BATCH_ROWS:
+                    write_batch()
             break
         except ListingChanged:
             if attempt == WINDOW_READS:
                 raise
-    with connect(database) as connection:
-        stored = upsert_incremental_raw(connection, source.raw_table, records, window_start=window.query_from,
-                                        window_end=window.query_to, run_id=run_id, now=now)
-    return IncrementalExtract(rows=stored, unreadable=unreadable)
+    write_batch()
+    return IncrementalExtract(rows=len(stored), unreadable=unreadable)
 
 
 def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[Any]:
