@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -97,12 +98,65 @@ def describe_run(result: dg.ExecuteInProcessResult, seconds: float) -> dict[str,
             "steps_s": steps, "step_total_s": round(sum(steps.values()), 3), "loads": loads, "errors": errors}
 
 
+class MemorySampler:
+    """This process's resident memory every `interval` seconds, while the block runs, with the wall time."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self.rss_mb()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.time(), self.rss_mb()))
+
+
+def memory_by_step(instance: dg.DagsterInstance, run_id: str, samples: list[tuple[float, float]]
+                   ) -> dict[str, dict[str, float]]:
+    """Each step's resident memory when it started and the most while it ran (MB): where the peak is reached."""
+    started: dict[str, float] = {}
+    steps: dict[str, dict[str, float]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in started:
+            begin, end = started[event.step_key], entry.timestamp
+            before = [rss for moment, rss in samples if moment <= begin]
+            during = [rss for moment, rss in samples if begin <= moment <= end] or before[-1:]
+            steps[event.step_key] = {"start_mb": round(before[-1] if before else 0.0, 1),
+                                     "peak_mb": round(max(during, default=0.0), 1)}
+    return steps
+
+
 def run_hourly(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
     definitions = build_definitions(partitions_start=args.partitions_start,
                                     tenant=tenant_from_environment(args.settings, args.database),
                                     tuning=PullTuning(pricing_calls_per_hour=args.pricing_calls_per_hour))
-    result, seconds = _execute(definitions.resolve_job_def("hourly_sync_job"), instance, args.first, args.last)
-    return describe_run(result, seconds)
+    with MemorySampler() as memory:
+        result, seconds = _execute(definitions.resolve_job_def("hourly_sync_job"), instance, args.first, args.last)
+    return {**describe_run(result, seconds), "memory_by_step": memory_by_step(instance, result.run_id, memory.samples)}
 
 
 def run_noop(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
