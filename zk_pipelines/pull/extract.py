@@ -37,7 +37,9 @@ WINDOW_READS = 3
 
 # Rows of a window held in memory before they are written to the raw table. A 90-day initial sync of a large
 # tenant lists tens of thousands of accounts (each with its locations) in one query: written ten pages at a
-# time, the extract's memory does not grow with the window.
+# time, the extract's memory does not grow with the window. An extract that fails midway leaves the batches
+# it wrote (correct payloads, upserted); its partition is not materialized, and the re-run lists the window
+# again.
 RAW_BATCH_ROWS = 1000
 
 # The settings' lookups read from `system/lookup/{table}`.

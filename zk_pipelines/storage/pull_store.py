@@ -10,7 +10,7 @@ import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -59,6 +59,9 @@ def ensure_pull_tables(connection: duckdb.DuckDBPyConnection, targets: Iterable[
 # --- raw ------------------------------------------------------------------------------------------
 
 
+OLDEST = datetime.min.replace(tzinfo=UTC)  # where a record without a readable ModifiedOn sorts
+
+
 @dataclass(frozen=True)
 class RawRecord:
     kaseya_id: int
@@ -68,13 +71,14 @@ class RawRecord:
 
 def upsert_incremental_raw(connection: duckdb.DuckDBPyConnection, table: str, records: Sequence[RawRecord], *,
                            window_start: datetime, window_end: datetime, run_id: str, now: datetime) -> int:
-    """Keep the newest payload of each Kaseya record. A record seen twice in one extraction (the same id on
-    two pages, or modified while being paged) keeps its latest `ModifiedOn`; an older payload never replaces
-    a newer one already stored."""
+    """Keep the newest payload of each Kaseya record. A record seen twice (on two pages, in two batches of one
+    extraction, or in two runs) keeps its latest `ModifiedOn`: an older payload never replaces a newer one,
+    and a payload without a readable `ModifiedOn` counts as the oldest (it replaces only another without one),
+    as staging counts it."""
     latest: dict[int, RawRecord] = {}
     for record in records:
         seen = latest.get(record.kaseya_id)
-        if seen is None or (record.modified_on or datetime.min) >= (seen.modified_on or datetime.min):
+        if seen is None or (record.modified_on or OLDEST) >= (seen.modified_on or OLDEST):
             latest[record.kaseya_id] = record
     if not latest:
         return 0
@@ -94,7 +98,7 @@ def upsert_incremental_raw(connection: duckdb.DuckDBPyConnection, table: str, re
                 modified_on = excluded.modified_on, payload = excluded.payload,
                 window_start = excluded.window_start, window_end = excluded.window_end,
                 extracted_at = excluded.extracted_at, run_id = excluded.run_id
-            WHERE excluded.modified_on IS NULL OR t.modified_on IS NULL OR excluded.modified_on >= t.modified_on
+            WHERE t.modified_on IS NULL OR excluded.modified_on >= t.modified_on
             """,
             {"window_start": window_start, "window_end": window_end, "now": now, "run_id": run_id},
         )
