@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from zk_pipelines.config import ConfigurationError
+from zk_pipelines.defs import resources
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES
 from zk_pipelines.domain.settings import load_settings, settings_fingerprint
@@ -77,6 +78,24 @@ def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
     check_one_login_and_calls_add_up(hourly, harness.kaseya.state.requests())
 
 
+def test_a_run_creates_the_pull_tables_and_reads_its_resolved_settings_once(harness, backfill, monkeypatch):
+    calls = {"ensure_pull_tables": 0, "resolved_for_step": 0}
+    for name in calls:
+        real = getattr(resources, name)
+
+        def counted(*args, _name=name, _real=real, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(resources, name, counted)
+    result = harness.run_hour(harness.current_hour - timedelta(hours=1))
+    assert result.success, step_errors(result)
+    mapping_steps = [e.step_key for e in result.get_step_success_events()
+                     if e.step_key.startswith(("mapped__", "zomentum__"))]
+    assert len(mapping_steps) == 8
+    assert calls == {"ensure_pull_tables": 1, "resolved_for_step": 1}
+
+
 def test_the_resolved_settings_are_read_from_duckdb_once_per_run(harness, backfill):
     assert backfill[0].success, step_errors(backfill[0])
     tenant = harness.tenant()  # a run's copy of the resource
@@ -94,7 +113,8 @@ def test_the_resolved_settings_are_read_from_duckdb_once_per_run(harness, backfi
             connection.executemany("INSERT INTO settings.resolved VALUES (?, ?, ?, ?)", stored)
 
 
-def test_a_settings_file_changed_during_the_run_fails_the_next_step_that_maps(harness, backfill, tmp_path):
+def test_a_settings_file_changed_during_the_run_fails_its_next_read_of_the_settings(harness, backfill):
+    assert backfill[0].success, step_errors(backfill[0])
     tenant = harness.tenant()
     tenant.resolved_settings()
     original = harness.settings_path.read_text()

@@ -16,7 +16,7 @@ from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
-from zk_pipelines.domain.settings import IntegrationSettings, load_settings
+from zk_pipelines.domain.settings import IntegrationSettings, load_settings, settings_from_text
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.secrets import Secret
@@ -47,8 +47,9 @@ class TenantResource(dg.ConfigurableResource):
     # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file
     # and some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
     _run_tables_ready: bool = PrivateAttr(default=False)
-    _run_resolved: tuple[bytes, ResolvedSettings] | None = PrivateAttr(default=None)
+    _run_resolved: tuple[str, ResolvedSettings] | None = PrivateAttr(default=None)
     _run_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _run_database_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)  # held during DuckDB I/O
 
     def config(self) -> TenantConfig:
         if not self.settings_path:
@@ -82,7 +83,7 @@ class TenantResource(dg.ConfigurableResource):
         """The tenant's DuckDB file with the pull's tables in place: created by the run's first step that asks,
         not by every step."""
         config = self.config()
-        with self._run_lock:
+        with self._run_database_lock:
             if not self._run_tables_ready:
                 with connect(config.duckdb_path) as connection:
                     ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
@@ -90,16 +91,21 @@ class TenantResource(dg.ConfigurableResource):
         return config.duckdb_path
 
     def resolved_settings(self) -> ResolvedSettings:
-        """The settings as the run's `settings/resolved` step resolved them (`resolved_for_step`), read from
-        DuckDB once per run. The settings file is read at every call: an edit during the run fails the step
-        as `resolved_for_step` does."""
+        """The latest resolution `settings/resolved` stored (this run's, when the run materialized it), for
+        the settings file as it reads now (`resolved_for_step`), read from DuckDB once per run. The file is
+        read at every call: an edit during the run fails the step as `resolved_for_step` does."""
         config = self.config()
         assert config.settings_path is not None
-        text = config.settings_path.read_bytes()
-        with self._run_lock:
+        try:
+            text = config.settings_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            load_settings(config.settings_path)  # raises SettingsError naming the file and what is wrong
+            raise
+        with self._run_database_lock:
             if self._run_resolved is not None and self._run_resolved[0] == text:
                 return self._run_resolved[1]
-            resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+            settings = settings_from_text(text, str(config.settings_path))
+            resolved = resolved_for_step(config.duckdb_path, config.settings_path, settings)
             self._run_resolved = (text, resolved)
             return resolved
 
@@ -108,6 +114,7 @@ class TenantResource(dg.ConfigurableResource):
             if self._run_kaseya is not None:
                 self._run_kaseya.close()
                 self._run_kaseya = None
+        with self._run_database_lock:
             self._run_tables_ready = False
             self._run_resolved = None
 

@@ -418,6 +418,11 @@ def load_settings(path: str | PathLike[str]) -> IntegrationSettings:
     except OSError as exc:
         raise SettingsError([SettingsProblem(source, "(file)", f"cannot be read ({exc.strerror})",
                                              "a readable YAML settings file")]) from None
+    return settings_from_text(text, source)
+
+
+def settings_from_text(text: str, source: str = "<settings>") -> IntegrationSettings:
+    """Validate the text of a settings file (`source` names it in the problems); raises `SettingsError`."""
     try:
         data = yaml.load(text, Loader=_SettingsLoader)  # a SafeLoader that also reports repeated keys
     except yaml.YAMLError as exc:

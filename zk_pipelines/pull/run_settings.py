@@ -1,6 +1,7 @@
 """The settings a run uses: resolved once at the start of the run against the live names (the Kaseya
 lookups the run just extracted, Zomentum's pipelines and users), stored with their fingerprint, and read
-back by every later step of the run, so that every step maps with the same resolution."""
+back by the later steps of the run (once per run: `TenantResource.resolved_settings`), so that every step
+maps with the same resolution."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from zk_pipelines.catalogs import (
 )
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError
-from zk_pipelines.domain.settings import load_settings, settings_fingerprint
+from zk_pipelines.domain.settings import IntegrationSettings, load_settings, settings_fingerprint
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import latest_resolved_settings, read_snapshot, save_resolved_settings
@@ -45,8 +46,11 @@ def resolve_for_run(database: Path, settings_path: Path, zomentum: ZomentumClien
     return resolved
 
 
-def resolved_for_step(database: Path, settings_path: Path) -> ResolvedSettings:
-    settings = load_settings(settings_path)
+def resolved_for_step(database: Path, settings_path: Path, settings: IntegrationSettings | None = None
+                      ) -> ResolvedSettings:
+    """The latest stored resolution, for `settings` (default: the file's settings, read now); raises
+    ConfigurationError when the settings are not the ones it was resolved for."""
+    settings = settings or load_settings(settings_path)
     with connect(database) as connection:
         stored = latest_resolved_settings(connection)
     if stored is None:
