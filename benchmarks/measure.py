@@ -1,7 +1,10 @@
 """One contender's run as a child process, measured from outside: wall seconds, CPU seconds and peak RSS.
 
-`os.wait4` gives the resource usage of exactly that child (RUSAGE_CHILDREN would give the largest of every
-child waited for so far, so peak memory would only ever grow across scenarios).
+`os.wait4` gives the CPU time of exactly that child (RUSAGE_CHILDREN would add up every child waited for so
+far). Its `ru_maxrss` is not the child's own peak: Linux carries the parent's resident high-water mark into a
+child across fork/vfork and exec, so with the sandboxes of a large tenant in this process every child would
+report at least this process's peak. The peak is therefore the child's own `VmHWM` (the high-water mark of
+the memory map exec gave it), which `write_report` adds to the report as `own_peak_rss_mb`.
 """
 
 from __future__ import annotations
@@ -70,10 +73,22 @@ def run_measured(argv: list[str], *, log: Path, report: Path, env: dict[str, str
     if exit_code != 0:
         raise ChildFailed(f"{' '.join(argv[:2])} exited {exit_code}\n{_tail(log)}")
     written = json.loads(report.read_text()) if report.exists() else {}
+    if "own_peak_rss_mb" not in written:
+        raise ChildFailed(f"{' '.join(argv[:2])} wrote no report with its own peak memory\n{_tail(log)}")
     return ProcessUsage(wall_s=round(wall, 3), cpu_s=round(usage.ru_utime + usage.ru_stime, 3),
-                        peak_rss_mb=round(usage.ru_maxrss / 1024, 1), exit_code=exit_code, report=written)
+                        peak_rss_mb=written["own_peak_rss_mb"], exit_code=exit_code, report=written)
+
+
+def own_peak_rss_mb() -> float:
+    """This process's resident high-water mark since its exec (VmHWM), in MB: its own peak, not its parent's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status (the benchmarks measure memory on Linux)")
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
-    """What a child says about itself (run ids, step timings, counts), for the parent."""
-    Path(path).write_text(json.dumps(report, indent=2, default=str))
+    """What a child says about itself (run ids, step timings, counts) and its own peak memory, for the parent;
+    written last, when the child's work is done."""
+    Path(path).write_text(json.dumps({**report, "own_peak_rss_mb": own_peak_rss_mb()}, indent=2, default=str))

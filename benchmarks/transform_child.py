@@ -36,7 +36,6 @@ import cProfile
 import hashlib
 import json
 import pstats
-import resource
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from measure import write_report
+from measure import own_peak_rss_mb, write_report
 from synthetic_contacts import (
     BASE,
     CONTACT_BASE,
@@ -368,7 +367,7 @@ def main(argv: list[str]) -> int:
         result = {"per-record": per_record, "profile": profile}[args.path](args.contacts, steps)
     total = time.perf_counter() - started
     measured = sum(s for name, s in steps.seconds.items() if not name.startswith("setup"))
-    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    peak_rss_mb = own_peak_rss_mb()
     write_report(args.report, {"success": True, "contacts": args.contacts, "steps_s": steps.seconds,
                                "transform_s": round(measured, 3), "run_s": round(total, 3),
                                "peak_rss_mb": peak_rss_mb, **result})
