@@ -58,3 +58,25 @@ def test_the_harness_runs_end_to_end_and_writes_one_valid_json_document(tmp_path
     assert document["targets"] and {t["verdict"] for t in document["targets"]} <= {"met", "NOT met", "n/a"}
     assert document["machine"]["nproc"] >= 1 and document["machine"]["cpu_model"]
     assert "| scale" in finished.stdout and "targets" in finished.stdout
+
+
+def test_a_child_is_measured_at_its_own_peak_memory_not_the_benchmark_process_peak(tmp_path):
+    # The benchmark process holds the sandboxes (a large tenant's take a gigabyte); Linux hands a child the
+    # parent's high-water mark across exec, so the child's wait4 ru_maxrss would be at least that.
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from measure import run_measured
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    script = tmp_path / "child.py"
+    script.write_text("import sys\nfrom measure import write_report\n"
+                      "held = bytearray(64 * 1024 * 1024)\nfor i in range(0, len(held), 4096):\n    held[i] = 1\n"
+                      "write_report(sys.argv[1], {'success': True})\n")
+    ballast = bytearray(400 * 1024 * 1024)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    usage = run_measured([str(script), str(tmp_path / "report.json")], log=tmp_path / "child.log",
+                         report=tmp_path / "report.json", timeout_s=60)
+    del ballast
+    assert 64 < usage.peak_rss_mb < 200
+    assert usage.report["own_peak_rss_mb"] == usage.peak_rss_mb
