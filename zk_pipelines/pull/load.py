@@ -244,36 +244,40 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
             elif event.action == "created":
                 created.append((position, event))
             ledger.add(event, outcome.entry)
-            if event.action == "created" and _pending_match_key(target, pending[position], resolved,
-                                                                link_field) is None:
+            if event.action == "created" and keys[position] is None:
                 # Nothing would find this record again (no e-mail, no part number) if the process died before
                 # the next flush, and the next run would create it a second time: recorded at once.
                 ledger.flush()
 
-        groups = match_key_groups(target, pending, resolved, link_field)
-        send_grouped(groups, send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
+        keys = match_keys(target, pending, resolved, link_field)
+        send_grouped(key_groups(keys), send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
     report.created = [event for _, event in sorted(created, key=lambda pair: pair[0])]
     report.failures = [event for _, event in sorted(failures, key=lambda pair: pair[0])]
     return report
 
 
-def _pending_match_key(target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
-                       link_field: str | None) -> str | None:
-    if record.problem is not None or record.payload is None:
-        return None
-    desired = _with_link(target, record.payload, link_field, kaseya_link(resolved, target.name, record.kaseya_id))
-    return _match_key(target, desired, link_field)
+def match_keys(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
+               link_field: str | None) -> list[str | None]:
+    """The key each pending record would be matched by; None when there is nothing to match by (no e-mail,
+    no part number) or nothing to send."""
+    keys: list[str | None] = []
+    for record in pending:
+        if record.problem is not None or record.payload is None:
+            keys.append(None)
+            continue
+        desired = _with_link(target, record.payload, link_field,
+                             kaseya_link(resolved, target.name, record.kaseya_id))
+        keys.append(_match_key(target, desired, link_field))
+    return keys
 
 
-def match_key_groups(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
-                      link_field: str | None) -> list[list[int]]:
-    """Positions in `pending`, grouped by the key a record would be matched by, each group in order. The
-    records without a key (nothing to match by, or nothing to send) form one group: a create nothing could
-    find again is ledgered at once, and one at a time only one can be in flight when the process dies."""
+def key_groups(keys: Sequence[str | None]) -> list[list[int]]:
+    """Positions grouped by their match key, each group in order. The positions without a key form one group:
+    a create nothing could find again is ledgered at once, and one at a time only one can be in flight when
+    the process dies."""
     groups: dict[str, list[int]] = {}
     keyless: list[int] = []
-    for position, record in enumerate(pending):
-        key = _pending_match_key(target, record, resolved, link_field)
+    for position, key in enumerate(keys):
         if key is None:
             keyless.append(position)
         else:
