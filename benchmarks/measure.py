@@ -79,13 +79,18 @@ def run_measured(argv: list[str], *, log: Path, report: Path, env: dict[str, str
                         peak_rss_mb=written["own_peak_rss_mb"], exit_code=exit_code, report=written)
 
 
-def own_peak_rss_mb() -> float:
-    """This process's resident high-water mark since its exec (VmHWM), in MB: its own peak, not its parent's."""
+def process_memory_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (`VmRSS`, `VmHWM`, ...), in MB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)  # kB
-    raise RuntimeError("no VmHWM in /proc/self/status (the benchmarks measure memory on Linux)")
+    raise RuntimeError(f"no {field} in /proc/self/status (the benchmarks measure memory on Linux)")
+
+
+def own_peak_rss_mb() -> float:
+    """This process's resident high-water mark since its exec (VmHWM), in MB: its own peak, not its parent's."""
+    return process_memory_mb("VmHWM")
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import dagster as dg
 
-from measure import write_report
+from measure import process_memory_mb, write_report
 from zk_pipelines.defs.jobs import PULL_GROUPS
 from zk_pipelines.defs.push import build_push_job, push_run_config
 from zk_pipelines.defs.resources import PullTuning, TenantResource
@@ -107,17 +107,9 @@ class MemorySampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    @staticmethod
-    def rss_mb() -> float:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), self.rss_mb()))
+            self.samples.append((time.time(), process_memory_mb("VmRSS")))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:
@@ -127,7 +119,7 @@ class MemorySampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.samples.append((time.time(), self.rss_mb()))
+        self.samples.append((time.time(), process_memory_mb("VmRSS")))
 
 
 def memory_by_step(instance: dg.DagsterInstance, run_id: str, samples: list[tuple[float, float]]

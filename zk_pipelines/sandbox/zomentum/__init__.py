@@ -68,7 +68,8 @@ def start_zomentum_sandbox(
     history is laid out before (default: now).
     """
     state = ZomentumState(seed, scale, access_token_lifetime_seconds=access_token_lifetime_seconds,
-                          rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds, seeded_at=seeded_at)
+                          rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds,
+                          seeded_at=seeded_at)
     server = RunningServer(create_zomentum_app(state), host=host, port=port).start()
     return ZomentumSandbox(state, server)
 
