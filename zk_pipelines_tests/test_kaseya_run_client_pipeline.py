@@ -1,5 +1,6 @@
 """The real hourly job against both sandboxes: every Kaseya step of a run shares one client, so a run logs in
-once, and each step's `kaseya_calls` is its own share of the run's calls. The run's resource also creates the
+once, and each step's `kaseya_calls` is its own share of the run's calls; likewise the run's Zomentum steps
+share one client and one access token. The run's resource also creates the
 pull's tables once and reads the run's resolved settings once, and still fails a step when the settings file
 changed during the run."""
 
@@ -76,6 +77,27 @@ def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
     harness.kaseya.state.clear_requests()
     hourly = harness.run_hour(harness.current_hour - timedelta(hours=1))
     check_one_login_and_calls_add_up(hourly, harness.kaseya.state.requests())
+
+
+def zomentum_refreshes(log: list[dict]) -> int:
+    return sum(1 for e in log if "auth0/access_token" in e["path"])
+
+
+def test_a_run_takes_one_zomentum_access_token_and_each_load_reports_its_own_calls(harness, backfill):
+    result, _ = backfill
+    assert result.success, step_errors(result)
+    harness.zomentum.state.clear_requests()
+    hourly = harness.run_hour(harness.current_hour - timedelta(hours=1))
+    assert hourly.success, step_errors(hourly)
+    sent = harness.zomentum.state.requests()
+    assert zomentum_refreshes(sent) == 1  # settings/resolved and four loads: one token
+    steps = {"/".join(m.asset_key.path): {k: v.value for k, v in m.metadata.items()}
+             for m in (e.event_specific_data.materialization for e in hourly.get_asset_materialization_events())
+             if "zomentum_calls" in m.metadata}
+    assert set(steps) == {"settings/resolved", "zomentum/items", "zomentum/clients", "zomentum/client_users",
+                          "zomentum/opportunities"}
+    # Each step's `zomentum_calls` is its own share of the run's client: they add up to the run's requests.
+    assert sum(m["zomentum_calls"] for m in steps.values()) == len(sent)
 
 
 def test_a_run_creates_the_pull_tables_and_reads_its_resolved_settings_once(harness, backfill, monkeypatch):

@@ -101,6 +101,18 @@ class ZomentumCallCounter(CallCounter):
     writes: int = 0
     refreshes: int = 0
 
+    def reading(self) -> ZomentumCallCounter:
+        """A copy of the counts now (the client keeps counting in this object)."""
+        return ZomentumCallCounter(sent=self.sent, retries=self.retries, waited_seconds=self.waited_seconds,
+                                   reads=self.reads, writes=self.writes, refreshes=self.refreshes)
+
+    def since(self, earlier: ZomentumCallCounter) -> ZomentumCallCounter:
+        """What was sent between `earlier` and now: one step's share of a client the run's steps share."""
+        return ZomentumCallCounter(sent=self.sent - earlier.sent, retries=self.retries - earlier.retries,
+                                   waited_seconds=self.waited_seconds - earlier.waited_seconds,
+                                   reads=self.reads - earlier.reads, writes=self.writes - earlier.writes,
+                                   refreshes=self.refreshes - earlier.refreshes)
+
 
 class ZomentumClient:
     """One tenant's Zomentum API user.
@@ -179,6 +191,11 @@ class ZomentumClient:
 
     def _secrets(self) -> tuple[Secret | None, ...]:
         return (self._refresh_token, self._access_token, self._replaced_token)
+
+    def usage(self) -> ZomentumCallCounter:
+        """A reading of `counter`; `usage().since(<reading at a step's start>)` is that step's share."""
+        with self._counter_lock:
+            return self.counter.reading()
 
     def _count(self, sent: CallCounter, kind: str) -> None:
         with self._counter_lock:

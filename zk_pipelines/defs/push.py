@@ -145,8 +145,7 @@ def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], date
             return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
                                  "launchpad)")
         cursor = PollCursor.from_json(context.cursor) if context.cursor else None
-        with closing(tenant.zomentum_client()) as zomentum:
-            found, new_cursor = poll_won_documents(zomentum, cursor, clock())
+        found, new_cursor = poll_won_documents(tenant.zomentum_client(), cursor, clock())
         requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
                                   tags={DOCUMENT_TAG: document.document_id, VERSION_TAG: document.version})
                     for document in found]

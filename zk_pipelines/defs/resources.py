@@ -44,6 +44,9 @@ class TenantResource(dg.ConfigurableResource):
     # executor initialises the resource in each step's process, so each step process logs in once. Tokens
     # stay in memory: never written to DuckDB, never passed between processes.
     _run_kaseya: KaseyaClient | None = PrivateAttr(default=None)
+    # Likewise the run's one Zomentum client: one access token for the run. A token per step would cost a
+    # refresh call per step, and each new token invalidates the one before it.
+    _run_zomentum: ZomentumClient | None = PrivateAttr(default=None)
     # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file
     # and some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
     _run_tables_ready: bool = PrivateAttr(default=False)
@@ -114,14 +117,22 @@ class TenantResource(dg.ConfigurableResource):
             if self._run_kaseya is not None:
                 self._run_kaseya.close()
                 self._run_kaseya = None
+            if self._run_zomentum is not None:
+                self._run_zomentum.close()
+                self._run_zomentum = None
         with self._run_database_lock:
             self._run_tables_ready = False
             self._run_resolved = None
 
     def zomentum_client(self) -> ZomentumClient:
-        zomentum = self.config().zomentum
-        assert zomentum is not None
-        return ZomentumClient(zomentum)
+        """The run's Zomentum client, made on first use and closed when the run ends (callers do not close
+        it). Its `counter` adds up over the run: a step reports `usage().since(<reading at its start>)`."""
+        with self._run_lock:
+            if self._run_zomentum is None:
+                zomentum = self.config().zomentum
+                assert zomentum is not None
+                self._run_zomentum = ZomentumClient(zomentum)
+            return self._run_zomentum
 
 
 class PullTuning(dg.ConfigurableResource):

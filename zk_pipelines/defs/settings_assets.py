@@ -1,7 +1,6 @@
 """Group `settings`: the run's settings, resolved against the live names before anything is mapped."""
 
 
-from contextlib import closing
 
 import dagster as dg
 
@@ -29,9 +28,10 @@ def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         config = tenant.config()
         assert config.settings_path is not None
         try:
-            with closing(tenant.zomentum_client()) as zomentum:
-                resolved = resolve_for_run(config.duckdb_path, config.settings_path, zomentum,
-                                           run_id=context.run.run_id, now=now())
+            zomentum = tenant.zomentum_client()
+            at_start = zomentum.usage()
+            resolved = resolve_for_run(config.duckdb_path, config.settings_path, zomentum,
+                                       run_id=context.run.run_id, now=now())
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
         except ConfigurationError as exc:  # a wrong name in the settings: a repeat would find it wrong again
@@ -40,6 +40,7 @@ def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             "settings_fingerprint": resolved.fingerprint,
             "mode": resolved.settings.mode.value,
             "settings": dg.MetadataValue.md(f"```\n{render_settings(resolved)}\n```"),
+            "zomentum_calls": zomentum.usage().since(at_start).sent,
         })
 
     return resolved_settings

@@ -100,23 +100,23 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
         if not getattr(resolved.settings.sync, target.family):
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         client = tenant.zomentum_client()
+        at_start = client.usage()
         try:
             report = load_target(tenant.pull_database(), client, target, resolved, run_id=context.run.run_id,
                                  partition_key=partition_label(context), clock=now,
                                  concurrency=tuning.zomentum_concurrency)
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
-        finally:
-            client.close()
+        sent = client.usage().since(at_start)
         counts = {action: report.counts.get(action, 0)
                   for action in ("created", "updated", "unchanged", "matched", "deferred", "failed")}
         return dg.MaterializeResult(metadata={
             **counts,
             "zomentum_writes": report.zomentum_writes,
-            "zomentum_calls": client.counter.sent,
+            "zomentum_calls": sent.sent,
             # Zomentum publishes no quota: what its rate limit cost is the retries and the time waited.
-            "zomentum_retries": client.counter.retries,
-            "zomentum_retry_wait_seconds": round(client.counter.waited_seconds, 1),
+            "zomentum_retries": sent.retries,
+            "zomentum_retry_wait_seconds": round(sent.waited_seconds, 1),
             "failures": _failure_table(target, report.failures, context.run.run_id),
             "created_records": _created_table(target, report.created, resolved),
             "settings_fingerprint": resolved.fingerprint,
