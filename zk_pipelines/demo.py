@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TextIO
 
 import dagster as dg
-import duckdb
 
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
+from zk_pipelines.storage.database import connect
 
 REPO = Path(__file__).resolve().parents[1]
 HOUR = "%Y-%m-%d-%H:00"
@@ -66,7 +66,7 @@ def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
 
 
 def _summary(database: Path, run_id: str) -> list[tuple]:
-    with duckdb.connect(str(database), read_only=True) as connection:
+    with connect(database, read_only=True) as connection:
         return connection.execute(
             """SELECT entity, action, count(*) FROM audit.sync_events WHERE run_id = ?
                GROUP BY ALL ORDER BY entity, action""", [run_id]).fetchall()

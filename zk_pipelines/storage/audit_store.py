@@ -31,7 +31,8 @@ DEFERRED = "deferred"
 
 def table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return connection.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $schema AND table_name = $table",
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = $schema AND table_name = $table",
         {"schema": schema, "table": table},
     ).fetchone()[0] > 0
 

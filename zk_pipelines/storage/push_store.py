@@ -84,7 +84,8 @@ def ensure_push_tables(connection: duckdb.DuckDBPyConnection) -> None:
 def existing_tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
     """`schema.table` of every table in the file (a read-only reader cannot create the missing ones)."""
     return {row[0] for row in connection.execute(
-        "SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
 
 
 # --- push.documents ----------------------------------------------------------------------------------
