@@ -235,6 +235,17 @@ def test_foreign_keys_are_checked_only_against_the_sets_given():
     assert rejects["check"].tolist() == ["known_status"]
 
 
+def test_a_reject_reads_the_same_whatever_else_failed_in_its_batch():
+    unknown = opportunity(400001, accountId=999999)
+    alone = validate_rows("opportunities", staged("opportunities", [unknown]), KNOWN)[1]
+    batch = [opportunity(400002, amount=-5.0), unknown, opportunity(400003, accountId=None)]
+    together = validate_rows("opportunities", staged("opportunities", batch), KNOWN)[1]
+    line = together[together["kaseya_id"] == 400001].reset_index(drop=True)
+    assert alone.to_dict("records") == line.to_dict("records")
+    assert line.at[0, "value"] == "999999"  # not 999999.0, as when another row's amount failed a check
+    assert together[together["kaseya_id"] == 400002]["value"].tolist() == ["-5.0"]
+
+
 def test_offending_value_is_truncated():
     long_email = "x" * 300 + "@@example"
     _, rejects = validate_rows("contacts", staged("contacts", [

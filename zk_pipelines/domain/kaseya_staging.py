@@ -498,7 +498,8 @@ def _owner_email(employee_emails: Mapping[int, str], employee_id: int | None, us
 
 
 def stage_accounts(
-    records: Iterable[Any], *, employee_emails: Mapping[int, str] | None = None
+    records: Iterable[Any], *, employee_emails: Mapping[int, str] | None = None,
+    positions: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
     """`GET /v2/crm/accounts/summary` records -> ACCOUNT_COLUMNS rows."""
     emails = employee_emails or {}
@@ -530,7 +531,7 @@ def stage_accounts(
             "modified_on": _moment(record, "modified_on", "ModifiedOn"),
         }
 
-    return _stage("accounts", records, build)
+    return _stage("accounts", records, build, positions=positions)
 
 
 # --- contacts -----------------------------------------------------------------------------------
@@ -611,7 +612,8 @@ def folded_name(name: str) -> str:
 
 
 def stage_opportunities(
-    records: Iterable[Any], *, employee_emails: Mapping[int, str] | None = None
+    records: Iterable[Any], *, employee_emails: Mapping[int, str] | None = None,
+    positions: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
     """`GET /v2/crm/opportunities` records -> OPPORTUNITY_COLUMNS rows."""
     emails = employee_emails or {}
@@ -648,7 +650,7 @@ def stage_opportunities(
             "modified_on": _moment(record, "modified_on", "ModifiedOn"),
         }
 
-    return _stage("opportunities", records, build)
+    return _stage("opportunities", records, build, positions=positions)
 
 
 # --- products -----------------------------------------------------------------------------------

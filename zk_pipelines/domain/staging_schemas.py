@@ -547,7 +547,9 @@ def _rejects_from_failures(entity: StagedEntity, frame: pd.DataFrame, failures: 
             value = frame.at[row, column] if column in frame.columns else None
         else:
             column = failure.column
-            value = failure.failure_case
+            # The row's own typed value: pandera's failure_case is typed by the failures of the whole batch
+            # (an id reads 999999.0 when another check's failure was missing), so it depends on the batch.
+            value = frame.at[row, column] if column in frame.columns else failure.failure_case
             if check == "not_nullable" and dict(entity.columns).get(column) != "DOUBLE":
                 value = None  # pandas shows a missing integer or text as NaN; only a float can really be NaN
         bad_rows.add(row)

@@ -5,7 +5,9 @@ others.
 Contacts, the one entity counted in hundreds of thousands, are staged column-wise a chunk of ids at a time
 (`CONTACTS_PER_CHUNK`): SQL over the raw JSON for the records spelled as the wire spells them
 (`pull_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others, `validate_contacts` for
-both. The rows and rejects are the per-record path's (`column_wise=False`), which tests hold them to."""
+both. The rows and rejects are the per-record path's (`column_wise=False`), which tests hold them to.
+Accounts (each with its locations and addresses) and opportunities are staged per record, also a chunk of
+ids at a time (`RECORDS_PER_CHUNK`), so a long window's payloads are never all in memory at once."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from zk_pipelines.storage.pull_store import (
     read_contacts_chunk,
     read_pricing,
     read_raw_ids,
+    read_raw_in_order,
     read_raw_window,
     read_snapshot,
     read_stg,
@@ -48,6 +51,8 @@ from zk_pipelines.storage.pull_store import (
 
 # Contacts staged at a time: memory stays flat (a few hundred MB) whatever the window holds.
 CONTACTS_PER_CHUNK = 100_000
+# Accounts and opportunities staged at a time (per record: a chunk's payloads are Python objects).
+RECORDS_PER_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -66,17 +71,12 @@ class StageReport:
 
 
 def _staged_rows(connection, entity: str, window: ExtractionWindow | None) -> list[dict]:
-    if entity in ("accounts", "contacts", "opportunities"):
+    if entity == "contacts":
         assert window is not None
-        records = read_raw_window(connection, f"kaseya_{entity}", window.query_from, window.query_to)
+        records = read_raw_window(connection, "kaseya_contacts", window.query_from, window.query_to)
         seen = {int(r.get("id") or r.get("Id") or 0) for r in records if isinstance(r, dict)}
         retry = [i for i in deferred_ids(connection, entity) if i not in seen]
-        records += read_raw_ids(connection, f"kaseya_{entity}", retry)
-        if entity == "contacts":
-            return stage_contacts(records)
-        emails = employee_emails(read_stg(connection, "employees").to_dict("records"))
-        stage = stage_accounts if entity == "accounts" else stage_opportunities
-        return stage(records, employee_emails=emails)
+        return stage_contacts(records + read_raw_ids(connection, "kaseya_contacts", retry))
     if entity == "employees":
         return stage_employees(read_snapshot(connection, "kaseya_employees"))
     if entity == "opportunity_statuses":
@@ -125,15 +125,46 @@ def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, window: Ex
     return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
 
 
+def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str, window: ExtractionWindow, *,
+                              run_id: str, partition_key: str | None, now: datetime, chunk: int
+                              ) -> tuple[int, int, pd.DataFrame]:
+    """(records read, rows staged, rejects) of the accounts or opportunities of `window` and those waiting for
+    a parent, read, staged per record, validated and written `chunk` ids at a time, in the order and with the
+    places in the batch of one whole read."""
+    table = f"kaseya_{entity}"
+    order = staging_order(connection, table, window.query_from, window.query_to, deferred_ids(connection, entity))
+    emails = employee_emails(read_stg(connection, "employees").to_dict("records"))
+    known = {"accounts": stg_ids(connection, "accounts"),
+             "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
+    stage = stage_accounts if entity == "accounts" else stage_opportunities
+    staged, rejects = 0, []
+    for start in range(0, len(order), chunk):
+        records = read_raw_in_order(connection, table, order[start:start + chunk])
+        rows = stage(records, employee_emails=emails, positions=range(start + 1, start + len(records) + 1))
+        # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
+        valid, rejected = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
+        staged += upsert_stg(connection, entity, valid, run_id=run_id, now=now)
+        insert_rejects(connection, rejected, run_id=run_id, partition_key=partition_key, now=now)
+        if len(rejected):
+            rejects.append(rejected)
+    return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
+
+
 def stage_entity(database: Path, entity: str, window: ExtractionWindow | None, *, run_id: str,
                  partition_key: str | None, now: datetime, column_wise: bool = True,
-                 contacts_per_chunk: int = CONTACTS_PER_CHUNK) -> StageReport:
+                 contacts_per_chunk: int = CONTACTS_PER_CHUNK, records_per_chunk: int = RECORDS_PER_CHUNK
+                 ) -> StageReport:
     """Stage the entity's records of `window` (snapshot entities: all of them) and those waiting for a parent.
     `column_wise=False` stages contacts one record at a time, as every other entity is (the reference)."""
     with connect(database) as connection:
         if entity == "contacts" and column_wise and window is not None:
             read, staged, rejects = _staged_contacts_in_chunks(
                 connection, window, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
+        elif entity in ("accounts", "opportunities"):
+            assert window is not None
+            read, staged, rejects = _staged_records_in_chunks(
+                connection, entity, window, run_id=run_id, partition_key=partition_key, now=now,
+                chunk=records_per_chunk)
         else:
             rows = _staged_rows(connection, entity, window)
             known = {"accounts": stg_ids(connection, "accounts"),

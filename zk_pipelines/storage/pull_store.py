@@ -494,6 +494,17 @@ def latest_resolved_settings(connection: duckdb.DuckDBPyConnection) -> tuple[str
 # reads and writes move them a chunk of ids at a time, as typed columns.
 
 
+def read_raw_in_order(connection: duckdb.DuckDBPyConnection, table: str, kaseya_ids: np.ndarray) -> list[Any]:
+    """The raw payloads of `kaseya_ids`, in that order (ids not in the table are left out)."""
+    chunk = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64"),
+                          "position": np.arange(len(kaseya_ids), dtype="int64")})
+    with registered(connection, "incoming_raw_ids", chunk):
+        rows = connection.execute(
+            f"""SELECT r.payload FROM raw.{table} r JOIN incoming_raw_ids i USING (kaseya_id)
+                ORDER BY i.position""").fetchall()
+    return [json.loads(payload) for (payload,) in rows]
+
+
 def staging_order(connection: duckdb.DuckDBPyConnection, table: str, query_from: datetime, query_to: datetime,
                   retry_ids: Iterable[int]) -> np.ndarray:
     """The raw records a staging of this window reads, in the order the per-record staging reads them: the
