@@ -291,28 +291,12 @@ def test_the_sandbox_world_is_staged_and_mapped_as_the_per_record_path_does(sand
 
 
 def test_the_bad_input_corpus_is_staged_and_mapped_as_the_per_record_path_does(tmp_path):
-    from zk_pipelines_tests.test_reliability_bad_input import KASEYA_CASES, Corpus, WireTamper
-    import zk_pipelines.sandbox.kaseya.app as kaseya_app
-    from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
-    from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
-    from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+    from zk_pipelines_tests.pipeline_harness import step_errors
+    from zk_pipelines_tests.test_reliability_bad_input import corpus_synced
 
-    tamper = WireTamper()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(kaseya_app, "ROUTES", tuple(tamper.wrap(route) for route in kaseya_app.ROUTES))
-        kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    try:
-        (tmp_path / "corpus").mkdir()
-        harness = PipelineHarness(kaseya, zomentum, tmp_path / "corpus")
-        corpus = Corpus(harness, tamper)
-        for path in KASEYA_CASES:
-            corpus.place(path)
-        result = harness.backfill()
+    (tmp_path / "corpus").mkdir()
+    with corpus_synced(tmp_path / "corpus") as (harness, _, result):
         assert result.success, step_errors(result)
-    finally:
-        kaseya.stop()
-        zomentum.stop()
     _forget_contacts(harness.database)
     tables = assert_both_paths_agree(harness.database, tmp_path, [_history(harness.database)])
     assert tables["rejects"] and len(tables["stg"]) > 40

@@ -11,6 +11,7 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -212,23 +213,31 @@ class CorpusRun:
     fallback_owner: str
 
 
-@pytest.fixture(scope="module")
-def corpus_run(tmp_path_factory) -> Iterator[CorpusRun]:
+@contextmanager
+def corpus_synced(tmp: Path) -> Iterator[tuple[PipelineHarness, dict[str, KaseyaCase], Any]]:
+    """(harness, cases, the run's result): every Kaseya case placed in fresh sandboxes and the whole history
+    backfilled in one run. The sandboxes stop when the block ends."""
     tamper = WireTamper()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kaseya_app, "ROUTES", tuple(tamper.wrap(route) for route in kaseya_app.ROUTES))
         kaseya = start_kaseya_sandbox(scale="small_recent")
     zomentum = start_zomentum_sandbox(scale="small_recent")
     try:
-        harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("corpus"))
+        harness = PipelineHarness(kaseya, zomentum, tmp)
         corpus = Corpus(harness, tamper)
         cases = {path.stem: corpus.place(path) for path in KASEYA_CASES}
-        result = harness.backfill()
-        api_user = next(u["id"] for u in zomentum.state.records("users") if u["email"] == "api.user@msp.example")
-        yield CorpusRun(harness, cases, result, api_user)
+        yield harness, cases, harness.backfill()
     finally:
         kaseya.stop()
         zomentum.stop()
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory) -> Iterator[CorpusRun]:
+    with corpus_synced(tmp_path_factory.mktemp("corpus")) as (harness, cases, result):
+        api_user = next(u["id"] for u in harness.zomentum.state.records("users")
+                        if u["email"] == "api.user@msp.example")
+        yield CorpusRun(harness, cases, result, api_user)
 
 
 def test_the_batch_with_every_bad_record_in_it_syncs_everything_else(corpus_run):

@@ -26,27 +26,11 @@ WHOLE = 10**9
 def corpus_world(tmp_path_factory) -> tuple[Path, ExtractionWindow, ExtractionWindow]:
     """The bad-input corpus after a full sync, with hand-made raw records added and the staging of accounts
     and opportunities removed: (database, the whole history's window, its last hour's window)."""
-    import zk_pipelines.sandbox.kaseya.app as kaseya_app
-    from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
-    from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
-    from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
-    from zk_pipelines_tests.test_reliability_bad_input import KASEYA_CASES, Corpus, WireTamper
+    from zk_pipelines_tests.pipeline_harness import step_errors
+    from zk_pipelines_tests.test_reliability_bad_input import corpus_synced
 
-    tamper = WireTamper()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(kaseya_app, "ROUTES", tuple(tamper.wrap(route) for route in kaseya_app.ROUTES))
-        kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    try:
-        harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("corpus"))
-        corpus = Corpus(harness, tamper)
-        for path in KASEYA_CASES:
-            corpus.place(path)
-        result = harness.backfill()
+    with corpus_synced(tmp_path_factory.mktemp("corpus")) as (harness, _, result):
         assert result.success, step_errors(result)
-    finally:
-        kaseya.stop()
-        zomentum.stop()
     database = harness.database
     with connect(database) as connection:
         first, last = connection.execute(
