@@ -4,7 +4,8 @@
 far). Its `ru_maxrss` is not the child's own peak: Linux carries the parent's resident high-water mark into a
 child across fork/vfork and exec, so with the sandboxes of a large tenant in this process every child would
 report at least this process's peak. The peak is therefore the child's own `VmHWM` (the high-water mark of
-the memory map exec gave it), which `write_report` adds to the report as `own_peak_rss_mb`.
+the memory map exec gave it), which `write_report` adds to the report as `own_peak_rss_mb` unless the child
+measured it itself when its measured work ended (before reading back what it did, such as a run's event log).
 """
 
 from __future__ import annotations
@@ -95,5 +96,8 @@ def own_peak_rss_mb() -> float:
 
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
     """What a child says about itself (run ids, step timings, counts) and its own peak memory, for the parent;
-    written last, when the child's work is done."""
-    Path(path).write_text(json.dumps({**report, "own_peak_rss_mb": own_peak_rss_mb()}, indent=2, default=str))
+    written last, when the child's work is done. A report that names its `own_peak_rss_mb` (taken when the
+    measured work ended) keeps it; `process_peak_rss_mb` is the whole process's, the report's making included."""
+    peak = own_peak_rss_mb()
+    Path(path).write_text(json.dumps({"own_peak_rss_mb": peak, **report, "process_peak_rss_mb": peak}, indent=2,
+                                     default=str))

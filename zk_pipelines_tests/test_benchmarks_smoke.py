@@ -60,26 +60,42 @@ def test_the_harness_runs_end_to_end_and_writes_one_valid_json_document(tmp_path
     assert "| scale" in finished.stdout and "targets" in finished.stdout
 
 
-def test_a_child_is_measured_at_its_own_peak_memory_not_the_benchmark_process_peak(tmp_path):
-    # The benchmark process holds the sandboxes (a large tenant's take a gigabyte); Linux hands a child the
-    # parent's high-water mark across exec, so the child's wait4 ru_maxrss would be at least that.
+def measured_child(tmp_path: Path, body: str):
+    """`benchmarks/measure.run_measured` of a child script: `touched(mb)` holds that many MB resident, then
+    `body` runs (it calls write_report)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         from measure import run_measured
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
     script = tmp_path / "child.py"
-    script.write_text("import sys\nfrom measure import write_report\n"
-                      "held = bytearray(64 * 1024 * 1024)\nfor i in range(0, len(held), 4096):\n    held[i] = 1\n"
-                      "write_report(sys.argv[1], {'success': True})\n")
+    script.write_text("import sys\nfrom measure import own_peak_rss_mb, write_report\n"
+                      "def touched(mb):\n    held = bytearray(mb * 1024 * 1024)\n"
+                      "    for i in range(0, len(held), 4096):\n        held[i] = 1\n    return held\n" + body)
+    return run_measured([str(script), str(tmp_path / "report.json")], log=tmp_path / "child.log",
+                        report=tmp_path / "report.json", timeout_s=60)
+
+
+def test_a_child_is_measured_at_its_own_peak_memory_not_the_benchmark_process_peak(tmp_path):
+    # The benchmark process holds the sandboxes (a large tenant's take a gigabyte); Linux hands a child the
+    # parent's high-water mark across exec, so the child's wait4 ru_maxrss would be at least that.
     ballast = bytearray(400 * 1024 * 1024)
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
-    usage = run_measured([str(script), str(tmp_path / "report.json")], log=tmp_path / "child.log",
-                         report=tmp_path / "report.json", timeout_s=60)
+    usage = measured_child(tmp_path, "held = touched(64)\nwrite_report(sys.argv[1], {'success': True})\n")
     del ballast
     assert 64 < usage.peak_rss_mb < 200
     assert usage.report["own_peak_rss_mb"] == usage.peak_rss_mb
+
+
+def test_a_child_s_peak_is_taken_when_its_measured_work_ends_not_while_it_reads_back_what_it_did(tmp_path):
+    # The pipeline's child reads its run's events back for the per-step figures (for a 90-day run, a few
+    # hundred MB): that is the benchmark's memory, not the pipeline's.
+    usage = measured_child(tmp_path, "work = touched(64)\npeak = own_peak_rss_mb()\ndel work\n"
+                                     "reading_back = touched(256)\n"
+                                     "write_report(sys.argv[1], {'success': True, 'own_peak_rss_mb': peak})\n")
+    assert 64 < usage.peak_rss_mb < 200
+    assert usage.report["process_peak_rss_mb"] > 256 > usage.peak_rss_mb
 
 
 def test_dagster_s_own_overhead_is_the_median_of_repeated_calibration_runs():
