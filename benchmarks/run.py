@@ -165,6 +165,8 @@ class Benchmark:
     def _figures(usage: ProcessUsage, kaseya: KaseyaCalls, zomentum: ZomentumCalls | None) -> dict[str, Any]:
         return {
             "wall_s": usage.wall_s, "cpu_s": usage.cpu_s, "peak_rss_mb": usage.peak_rss_mb,
+            # the whole process's, what the child did after its measured work included (its report's making)
+            "process_peak_rss_mb": usage.report.get("process_peak_rss_mb"),
             "kaseya_calls": kaseya.total, "kaseya_logins": kaseya.logins, "kaseya_writes": kaseya.writes,
             "kaseya_busiest_endpoint": kaseya.busiest_endpoint, "kaseya_by_endpoint": kaseya.by_endpoint,
             "zomentum_calls": (zomentum.reads + zomentum.writes + zomentum.token_refreshes) if zomentum else None,
@@ -300,6 +302,13 @@ class Benchmark:
         return result
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError("at least 1 (use --calibrate '' for no calibration)")
+    return number
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Of repeated runs of the same empty-bodied job, the one with the median seconds (the lower of the two
     middle ones for an even count), its steps' seconds with it, and every repeat's seconds. The lower: what is
@@ -388,7 +397,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--calibrate", default="1,2", type=lambda s: [n for n in s.split(",") if n],
                         help="scenarios (among 1,2,4) whose runs are repeated with empty asset bodies, for "
                              "Dagster's own overhead (default 1,2; '' for none)")
-    parser.add_argument("--calibration-repeats", type=int, default=3,
+    parser.add_argument("--calibration-repeats", type=_at_least_one, default=3,
                         help="times each calibration run is repeated; the median is used (default 3: a single "
                              "run moves by seconds)")
     parser.add_argument("--dlt-python", help="a Python with dlt installed (default: this one)")

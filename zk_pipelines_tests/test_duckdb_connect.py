@@ -4,6 +4,7 @@ last block ends, as when each block opened and closed the file itself."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -125,3 +126,35 @@ def test_a_file_another_process_holds_is_waited_for_then_opened(tmp_path):
     finally:
         holder.wait(timeout=30)
     assert database._process_engine().attached == {}
+
+
+def test_a_read_write_block_inside_a_read_only_block_of_the_same_file_is_refused_at_once(tmp_path):
+    path = tmp_path / "tenant.duckdb"
+    with connect(path) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER)")
+    started = time.monotonic()
+    with connect(path, read_only=True), pytest.raises(duckdb.IOException, match="outer connect"):
+        with connect(path, wait_seconds=30):
+            pass
+    assert time.monotonic() - started < 5  # not the 30 s wait: waiting could never succeed
+    with connect(path) as connection:  # and the file was let go
+        connection.execute("INSERT INTO t VALUES (1)")
+
+
+def test_a_forked_child_opens_the_file_with_an_engine_of_its_own(tmp_path):
+    path = tmp_path / "tenant.duckdb"
+    with connect(path) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER)")
+    child = os.fork()
+    if child == 0:  # the child: the parent's engine must be neither used nor freed
+        code = 1
+        try:
+            with connect(path) as connection:
+                connection.execute("INSERT INTO t VALUES (7)")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with connect(path) as connection:
+        assert connection.execute("SELECT n FROM t").fetchall() == [(7,)]

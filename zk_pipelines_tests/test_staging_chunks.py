@@ -96,3 +96,33 @@ def test_chunks_stage_and_reject_exactly_what_one_whole_read_does(corpus_world, 
     assert any(r[0] == "opportunities" and r[4] >= 5 for r in reports[2:])  # retried, still waiting
     later_opportunities = reports[3]
     assert later_opportunities[1] > 5  # the later window read its own records and the five retried
+
+
+def test_a_staging_that_fails_midway_leaves_nothing_for_its_retry_to_write_twice(corpus_world, tmp_path,
+                                                                                  monkeypatch):
+    import zk_pipelines.pull.stage as stage_module
+
+    database, history, _ = corpus_world
+    copy = tmp_path / "midway.duckdb"
+    shutil.copy(database, copy)
+    real, calls = stage_module.validate_rows, []
+
+    def fails_on_the_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the disk went away")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage_module, "validate_rows", fails_on_the_third_chunk)
+    with pytest.raises(RuntimeError, match="disk went away"):
+        stage_entity(copy, "accounts", history, run_id="run-0", partition_key="p", now=history.query_to,
+                     records_per_chunk=5)
+    with connect(copy, read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM stg.kaseya_accounts").fetchall() == [(0,)]
+        assert connection.execute("SELECT count(*) FROM audit.rejects WHERE entity = 'accounts'").fetchall() == [(0,)]
+    monkeypatch.setattr(stage_module, "validate_rows", real)
+    retried = stage_entity(copy, "accounts", history, run_id="run-0", partition_key="p", now=history.query_to,
+                           records_per_chunk=5)
+    with connect(copy, read_only=True) as connection:
+        lines = connection.execute("SELECT count(*) FROM audit.rejects WHERE entity = 'accounts'").fetchall()
+    assert retried.staged > 30 and lines == [(len(retried.rejects),)] and len(retried.rejects) >= 3

@@ -138,15 +138,23 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str
              "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
     stage = stage_accounts if entity == "accounts" else stage_opportunities
     staged, rejects = 0, []
-    for start in range(0, len(order), chunk):
-        records = read_raw_in_order(connection, table, order[start:start + chunk])
-        rows = stage(records, employee_emails=emails, positions=range(start + 1, start + len(records) + 1))
-        # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
-        valid, rejected = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
-        staged += upsert_stg(connection, entity, valid, run_id=run_id, now=now)
-        insert_rejects(connection, rejected, run_id=run_id, partition_key=partition_key, now=now)
-        if len(rejected):
-            rejects.append(rejected)
+    # One transaction for all the chunks: a step that fails midway leaves no chunk's rows or reject lines
+    # behind for its retry to write a second time.
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        for start in range(0, len(order), chunk):
+            records = read_raw_in_order(connection, table, order[start:start + chunk])
+            rows = stage(records, employee_emails=emails, positions=range(start + 1, start + len(records) + 1))
+            # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
+            valid, rejected = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
+            staged += upsert_stg(connection, entity, valid, run_id=run_id, now=now)
+            insert_rejects(connection, rejected, run_id=run_id, partition_key=partition_key, now=now)
+            if len(rejected):
+                rejects.append(rejected)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
     return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +30,10 @@ LOCK_WAIT_SECONDS = 120.0
 
 
 def _is_lock_error(exc: duckdb.Error) -> bool:
+    """DuckDB's words for a file another process holds (not any message that happens to name a path with
+    "lock" in it)."""
     text = str(exc).lower()
-    return "lock" in text or "being used by another process" in text
+    return any(words in text for words in ("could not set lock", "conflicting lock", "being used by another process"))
 
 
 @dataclass
@@ -46,9 +49,14 @@ class _Engine:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.database = duckdb.connect(":memory:")
+        # Spills of large sorts go to a directory of the process's own (an attached file's database would
+        # have used <file>.tmp; an in-memory one would use ./.tmp wherever the process was started).
+        # DuckDB makes the directory only if it spills, and removes it when the engine closes.
+        spill = os.path.join(tempfile.gettempdir(), f"zk-duckdb-spill-{self.pid}")
+        self.database = duckdb.connect(":memory:", config={"temp_directory": spill})
         self.lock = threading.Lock()
         self.attached: dict[str, _Attachment] = {}
+        self.reading = threading.local()  # files this thread holds read-only blocks of, and how many
 
     def enter(self, file: str, read_only: bool) -> tuple[_Attachment, duckdb.DuckDBPyConnection] | None:
         """Attach the file (or count one more user of it) and give a connection whose default catalogue it is;
@@ -61,6 +69,9 @@ class _Engine:
                 self.database.execute(f"ATTACH '{literal}' AS {alias}" + (" (READ_ONLY)" if read_only else ""))
                 attachment = self.attached[file] = _Attachment(alias, read_only)
             elif attachment.read_only and not read_only:
+                if self._held_read_only(file):
+                    raise duckdb.IOException(f"{file} is open read-only in an outer connect() of this thread; "
+                                             "it cannot be opened for writing within it")
                 return None
             attachment.users += 1
             try:
@@ -69,28 +80,52 @@ class _Engine:
             except BaseException:
                 self._leave(file, attachment)
                 raise
+            if attachment.read_only:
+                self._count_read_only(file, +1)
             return attachment, connection
 
     def leave(self, file: str, attachment: _Attachment) -> None:
         with self.lock:
+            if attachment.read_only:
+                self._count_read_only(file, -1)
             self._leave(file, attachment)
 
     def _leave(self, file: str, attachment: _Attachment) -> None:
         attachment.users -= 1
         if attachment.users == 0:
+            self.database.execute(f"DETACH {attachment.alias}")  # raises: still attached, still counted
             del self.attached[file]
-            self.database.execute(f"DETACH {attachment.alias}")
+
+    def _held_read_only(self, file: str) -> bool:
+        return getattr(self.reading, "files", {}).get(file, 0) > 0
+
+    def _count_read_only(self, file: str, change: int) -> None:
+        files = self.reading.__dict__.setdefault("files", {})
+        files[file] = files.get(file, 0) + change
 
 
 _engine: _Engine | None = None
 _engine_lock = threading.Lock()
+# A forked child makes an engine of its own: the parent's is unusable there, and is kept referenced, never
+# freed, since freeing a DuckDB instance in a forked child waits for worker threads that were not forked.
+_engines_of_the_parent: list[_Engine] = []
+
+
+def _after_fork_in_child() -> None:
+    global _engine_lock
+    _engine_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _process_engine() -> _Engine:
-    """This process's engine, made on first use (anew in a forked child: DuckDB does not survive a fork)."""
+    """This process's engine, made on first use."""
     global _engine
     with _engine_lock:
         if _engine is None or _engine.pid != os.getpid():
+            if _engine is not None:
+                _engines_of_the_parent.append(_engine)
             _engine = _Engine()
         return _engine
 
@@ -126,8 +161,10 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
         connection.execute("SET TimeZone = 'UTC'")
         yield connection
     finally:
-        connection.close()
-        engine.leave(file, attachment)
+        try:
+            connection.close()
+        finally:
+            engine.leave(file, attachment)
 
 
 @contextmanager
