@@ -18,7 +18,8 @@ from zk_pipelines.storage import database
 from zk_pipelines.storage.database import connect
 
 READER = "import duckdb, sys; print(duckdb.connect(sys.argv[1], read_only=True).execute(sys.argv[2]).fetchall())"
-HOLDER = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(float(sys.argv[2]))"
+HOLDER = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+          "time.sleep(float(sys.argv[2]))")
 
 
 def other_process_reads(path, sql: str) -> subprocess.CompletedProcess:

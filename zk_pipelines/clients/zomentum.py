@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -100,11 +100,6 @@ class ZomentumCallCounter(CallCounter):
     reads: int = 0
     writes: int = 0
     refreshes: int = 0
-
-    def reading(self) -> ZomentumCallCounter:
-        """A copy of the counts now (the client keeps counting in this object)."""
-        return ZomentumCallCounter(sent=self.sent, retries=self.retries, waited_seconds=self.waited_seconds,
-                                   reads=self.reads, writes=self.writes, refreshes=self.refreshes)
 
     def since(self, earlier: ZomentumCallCounter) -> ZomentumCallCounter:
         """What was sent between `earlier` and now: one step's share of a client the run's steps share."""
@@ -195,7 +190,7 @@ class ZomentumClient:
     def usage(self) -> ZomentumCallCounter:
         """A reading of `counter`; `usage().since(<reading at a step's start>)` is that step's share."""
         with self._counter_lock:
-            return self.counter.reading()
+            return replace(self.counter)  # a copy: the client keeps counting in `counter`
 
     def _count(self, sent: CallCounter, kind: str) -> None:
         with self._counter_lock:
