@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 
 from measure import own_peak_rss_mb, process_memory_mb, write_report
+from zk_pipelines.defs.executor import concurrent_in_process_executor, execute_in_process
 from zk_pipelines.defs.jobs import PULL_GROUPS
 from zk_pipelines.defs.push import build_push_job, push_run_config
 from zk_pipelines.defs.resources import PullTuning, TenantResource
@@ -59,7 +60,7 @@ def noop_definitions(real: dg.Definitions) -> dg.Definitions:
             copies.append(nothing)
     partitions = next(spec.partitions_def for a in real.assets for spec in a.specs if spec.partitions_def)
     job = dg.define_asset_job("hourly_sync_job", selection=dg.AssetSelection.groups(*PULL_GROUPS),
-                              partitions_def=partitions, executor_def=dg.in_process_executor)
+                              partitions_def=partitions, executor_def=concurrent_in_process_executor)
     return dg.Definitions(assets=copies, jobs=[job])
 
 
@@ -71,10 +72,10 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, first: str, la
              ) -> tuple[dg.ExecuteInProcessResult, float]:
     started = time.monotonic()
     if first == last:
-        result = job.execute_in_process(instance=instance, partition_key=first, raise_on_error=False, **kwargs)
+        result = execute_in_process(job, instance=instance, partition_key=first, raise_on_error=False, **kwargs)
     else:
-        result = job.execute_in_process(instance=instance, tags=_run_tags(first, last), raise_on_error=False,
-                                        **kwargs)
+        result = execute_in_process(job, instance=instance, tags=_run_tags(first, last), raise_on_error=False,
+                                    **kwargs)
     return result, time.monotonic() - started
 
 

@@ -17,6 +17,7 @@ from typing import TextIO
 import dagster as dg
 
 from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.executor import execute_in_process
 from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
@@ -108,7 +109,7 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
               f"({int((last_backfilled - first).total_seconds() // 3600) + 1} hourly partitions) ...",
               file=out, flush=True)
         started = time.monotonic()
-        backfill = job.execute_in_process(instance=instance, raise_on_error=False, tags={
+        backfill = execute_in_process(job, instance=instance, raise_on_error=False, tags={
             "dagster/asset_partition_range_start": first.strftime(HOUR),
             "dagster/asset_partition_range_end": last_backfilled.strftime(HOUR),
         })
@@ -120,8 +121,8 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
         edits = _edit_in_kaseya(boxes, live_hour)
         print(f"live hour {live_hour:%Y-%m-%d %H:00} UTC, after these edits in Kaseya: {'; '.join(edits)}",
               file=out, flush=True)
-        live = job.execute_in_process(instance=instance, partition_key=live_hour.strftime(HOUR),
-                                      raise_on_error=False)
+        live = execute_in_process(job, instance=instance, partition_key=live_hour.strftime(HOUR),
+                                  raise_on_error=False)
         print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'}", file=out)
         _print_summary(out, "  per entity:", _summary(database, live.run_id))
         kaseya_calls = sum(1 for e in boxes.kaseya.state.requests() if e["path"].lower().startswith("/v2/"))

@@ -17,6 +17,7 @@ import duckdb
 import yaml
 
 from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.executor import execute_in_process
 from zk_pipelines.defs.resources import PullTuning, TenantResource
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
@@ -80,14 +81,14 @@ class PipelineHarness:
         """One run over a range of hourly partitions (default: the whole history up to two hours ago)."""
         first = first or self.partitions_start
         last = last or self.current_hour - timedelta(hours=2)
-        return self.job.execute_in_process(instance=self.instance, raise_on_error=False, tags={
+        return execute_in_process(self.job, instance=self.instance, raise_on_error=False, tags={
             "dagster/asset_partition_range_start": hour_key(first),
             "dagster/asset_partition_range_end": hour_key(last),
         })
 
     def run_hour(self, start: datetime) -> dg.ExecuteInProcessResult:
-        return self.job.execute_in_process(instance=self.instance, partition_key=hour_key(start),
-                                           raise_on_error=False)
+        return execute_in_process(self.job, instance=self.instance, partition_key=hour_key(start),
+                                  raise_on_error=False)
 
     def sql(self, query: str, params: Any = None) -> list[tuple]:
         with duckdb.connect(str(self.database), read_only=True) as connection:

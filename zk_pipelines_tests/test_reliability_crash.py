@@ -36,6 +36,7 @@ JOB_SCRIPT = """
 import os, sys
 import dagster as dg
 from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.executor import execute_in_process
 
 definitions = build_definitions(partitions_start=os.environ["ZK_PARTITIONS_START"])
 instance = dg.DagsterInstance.get()
@@ -47,9 +48,9 @@ else:
     first, last = sys.argv[1], sys.argv[2]
     job = definitions.resolve_job_def("hourly_sync_job")
     if first == last:
-        result = job.execute_in_process(partition_key=first, instance=instance, raise_on_error=False)
+        result = execute_in_process(job, partition_key=first, instance=instance, raise_on_error=False)
     else:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, tags={
+        result = execute_in_process(job, instance=instance, raise_on_error=False, tags={
             "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
 for event in result.get_step_failure_events():
     print("STEP FAILED", event.step_key, event.event_specific_data.error.message.strip(), flush=True)

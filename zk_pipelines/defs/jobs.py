@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from zk_pipelines.defs.executor import concurrent_in_process_executor
+
 PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load", "audit")
 
 
@@ -12,7 +14,7 @@ def hourly_sync_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJo
         "hourly_sync_job",
         selection=dg.AssetSelection.groups(*PULL_GROUPS),
         partitions_def=partitions,
-        executor_def=dg.in_process_executor,
+        executor_def=concurrent_in_process_executor,
         description="Kaseya -> DuckDB staging -> validated, mapped -> Zomentum upsert, for one hour (or a "
                     "range of hours in one run).",
     )

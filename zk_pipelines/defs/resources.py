@@ -40,9 +40,10 @@ class TenantResource(dg.ConfigurableResource):
     # The run's one Kaseya client (one login, one hourly budget per endpoint for every step of the run).
     # Dagster initialises a fresh copy of the resource for each run (per process), so this private state is
     # the run's and the tenant's own: one deployment serving several tenants has one TenantResource each.
-    # With the in-process executor the hourly job uses, every step of the run shares it; a multiprocess
-    # executor initialises the resource in each step's process, so each step process logs in once. Tokens
-    # stay in memory: never written to DuckDB, never passed between processes.
+    # The hourly job's executor (`defs/executor.py`) runs every step in the run's one process, several at once
+    # in threads, so every step of the run shares it (the client and these caches are thread-safe); a
+    # multiprocess executor would initialise the resource in each step's process, so each step process would
+    # log in once. Tokens stay in memory: never written to DuckDB, never passed between processes.
     _run_kaseya: KaseyaClient | None = PrivateAttr(default=None)
     # Likewise the run's one Zomentum client: one access token for the run. A token per step would cost a
     # refresh call per step, and each new token invalidates the one before it.

@@ -1,8 +1,9 @@
 """Opening the tenant's DuckDB file.
 
-DuckDB allows one read-write process per file. Every Dagster step that writes it is in the `duckdb`
-concurrency pool (limit 1); connections are short-lived so that a reader (`zk audit`) or the next step
-gets the file as soon as a step is done. A process that finds the file locked waits a bounded time.
+DuckDB allows one read-write process per file. A run's steps share its process (the hourly job's executor
+runs several at once, in threads, all through the one attachment below); connections are short-lived so
+that another process (`zk audit`, a push run) gets the file as soon as the run's blocks are done. A process
+that finds the file locked waits a bounded time.
 
 Starting a DuckDB database costs ~15 ms of CPU whatever the file (its built-in catalogue), and a run opens
 the file some seventy times. So each process keeps one in-memory DuckDB (`_Engine`, holding no data and

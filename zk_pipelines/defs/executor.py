@@ -1,0 +1,266 @@
+"""The hourly job's executor: every step in the run's one process, independent steps side by side.
+
+Dagster's in-process executor runs one step at a time, so a run waits for each step's API round trips in
+turn (a small tenant's initial sync: ~65 rounds one after another). Its multiprocess executor runs steps
+side by side but starts a process, imports the code and logs in to both APIs once per step. This executor
+is the in-process one with a thread per running step: one process, the resources initialised once (one
+Kaseya login and one Zomentum token per run, as before), and a step that waits for an API lets another
+step work (a Kaseya extraction beside a staging step beside a Zomentum load).
+
+Steps of one concurrency pool (`kaseya_api`, `zomentum_api`, `duckdb`) still run one at a time within the
+run, whatever the instance's pool limits, since each pool stands for one shared budget (an API's calls,
+DuckDB's single writer); across runs the instance's pool limits apply as with any executor. So at most one
+step per pool is running: the default limit of steps at once (`max_concurrent`, 4) leaves room for the
+three pools and a step in none.
+
+Built on Dagster's own plan-execution pieces (the same ones the in-process executor uses), which Dagster
+does not publish as API: `constraints.txt` pins the Dagster version this is written against.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.execution.api import ExecuteRunWithPlanIterable
+from dagster._core.execution.compute_logs import create_compute_log_file_key
+from dagster._core.execution.context.system import (
+    PlanExecutionContext,
+    PlanOrchestrationContext,
+    StepExecutionContext,
+)
+from dagster._core.execution.context_creation_job import PlanExecutionContextManager
+from dagster._core.execution.execute_in_process import (
+    core_execute_in_process,
+    merge_run_tags,
+    type_check_and_normalize_args,
+)
+from dagster._core.execution.plan.execute_plan import (
+    _handle_compute_log_setup_error,
+    _handle_compute_log_teardown_error,
+    _trigger_hook,
+    dagster_event_sequence_for_step,
+)
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster._core.executor.base import Executor
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._utils.interrupts import check_captured_interrupt, pop_captured_interrupt
+
+DEFAULT_MAX_CONCURRENT = 4
+IDLE_WAKE_SECONDS = 0.5
+IDLE_POLL_SECONDS = 0.05
+
+
+@dataclass
+class _RunningStep:
+    step_context: StepExecutionContext
+    thread: threading.Thread
+    events: list[DagsterEvent] = field(default_factory=list)
+
+
+_FINISHED = object()
+
+
+class _OneStepPerPool(InstanceConcurrencyContext):
+    """The instance's pool slots (Dagster's own claims, across runs) and, within this run, one step per pool
+    at a time: a second step of a pool is not even offered to the instance while the first runs (a refused
+    instance claim is asked again only after a second or more)."""
+
+    def __init__(self, instance: dg.DagsterInstance, dagster_run: DagsterRun) -> None:
+        super().__init__(instance, dagster_run)
+        self._holders: dict[str, str] = {}  # pool -> the step of this run running in it
+
+    def claim(self, concurrency_key: str, step_key: str, step_priority: int = 0) -> bool:
+        holder = self._holders.get(concurrency_key)
+        if holder is not None and holder != step_key:
+            return False
+        if not super().claim(concurrency_key, step_key, step_priority):
+            return False
+        self._holders[concurrency_key] = step_key
+        return True
+
+    def free_step(self, step_key: str) -> None:
+        super().free_step(step_key)
+        for pool in [pool for pool, holder in self._holders.items() if holder == step_key]:
+            del self._holders[pool]
+
+
+def _run_step(step_context: StepExecutionContext, outbox: queue.Queue) -> None:
+    """A step's thread: its events go to the orchestrating thread, in order, then `_FINISHED` (or the
+    exception Dagster's own handling let through, which ends the run as it would in process)."""
+    key = step_context.step.key
+    try:
+        for event in dagster_event_sequence_for_step(step_context):
+            outbox.put((key, event))
+    except BaseException:  # noqa: BLE001 - handed to the orchestrating thread, which raises it
+        outbox.put((key, sys.exc_info()[1]))
+    finally:
+        outbox.put((key, _FINISHED))
+
+
+def concurrent_plan_iterator(
+    job_context: PlanExecutionContext, execution_plan: ExecutionPlan, max_concurrent: int
+) -> Iterator[DagsterEvent]:
+    """Dagster's `inner_plan_execution_iterator` (the in-process executor's loop) with each step in a thread
+    of its own: the steps whose inputs are ready start (up to `max_concurrent`), and their events are
+    handled here, in this thread, as they come."""
+    compute_log_manager = job_context.instance.compute_log_manager
+    step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
+    outbox: queue.Queue = queue.Queue()
+    running: dict[str, _RunningStep] = {}
+    with _OneStepPerPool(job_context.instance, job_context.dagster_run) as instance_concurrency, \
+            execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
+                                 instance_concurrency_context=instance_concurrency,
+                                 step_dependency_config=job_context.step_dependency_config) as active_execution, \
+            ExitStack() as capture_stack:
+        file_key = create_compute_log_file_key()
+        log_key = compute_log_manager.build_log_key_for_run(job_context.run_id, file_key)
+        try:
+            log_context = capture_stack.enter_context(compute_log_manager.capture_logs(log_key))
+            yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
+        except Exception:
+            yield from _handle_compute_log_setup_error(job_context, sys.exc_info())
+
+        interrupted = False
+        try:
+            while not active_execution.is_complete:
+                # A terminated run (SIGTERM/SIGINT, which Dagster captures in this thread): no step starts
+                # after it, and the run ends as interrupted once the running steps have ended (a step's
+                # thread cannot be stopped from here; the in-process executor interrupts its one step).
+                interrupted = interrupted or check_captured_interrupt()
+                if interrupted and not running:
+                    pop_captured_interrupt()
+                    raise DagsterExecutionInterruptedError("the run was interrupted; no further step started")
+                for step in [] if interrupted else active_execution.get_steps_to_execute():  # max_concurrent
+                    step_context = job_context.for_step(step, active_execution.get_known_state())
+                    thread = threading.Thread(target=_run_step, name=f"step {step.key}", daemon=True,
+                                              args=(step_context, outbox))
+                    running[step.key] = _RunningStep(step_context, thread)
+                    thread.start()
+
+                yield from active_execution.concurrency_event_iterator(job_context)
+
+                # Until a running step has news, or a retry's wait or another run's pool slot may be over.
+                # sleep_interval is 0 or less when neither is pending (or one is due now): then a short wait
+                # when nothing runs, and a bounded one when steps run (their news ends it at once).
+                interval = active_execution.sleep_interval()
+                if not running:
+                    time.sleep(interval if interval > 0 else IDLE_POLL_SECONDS)
+                    continue
+                try:
+                    key, item = outbox.get(timeout=interval if interval > 0 else IDLE_WAKE_SECONDS)
+                except queue.Empty:
+                    continue
+                current = running[key]
+                if item is _FINISHED:
+                    del running[key]
+                    active_execution.verify_complete(job_context, key)
+                    for event in active_execution.plan_events_iterator(job_context):
+                        current.events.append(event)
+                        yield event
+                    yield from _trigger_hook(current.step_context, current.events)
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    current.events.append(item)
+                    yield item
+                    active_execution.handle_event(item)
+        finally:
+            # On an error or an interrupt no new step starts; the steps already running end on their own
+            # (their events still reach the event log).
+            for current in list(running.values()):
+                current.thread.join()
+
+        try:
+            capture_stack.close()
+        except Exception:
+            yield from _handle_compute_log_teardown_error(job_context, sys.exc_info())
+
+
+class ConcurrentInProcessExecutor(Executor):
+    def __init__(self, retries: RetryMode, max_concurrent: int) -> None:
+        self._retries = retries
+        self.max_concurrent = max_concurrent
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._retries
+
+    def execute(self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+                ) -> Iterator[DagsterEvent]:
+        step_keys = execution_plan.step_keys_to_execute
+        yield DagsterEvent.engine_event(
+            plan_context, f"Executing steps in process (pid: {os.getpid()}), up to {self.max_concurrent} at once",
+            event_specific_data=EngineEventData.in_process(os.getpid(), step_keys),
+        )
+        yield from iter(ExecuteRunWithPlanIterable(
+            execution_plan=plan_context.execution_plan,
+            iterator=lambda job_context, execution_plan: concurrent_plan_iterator(
+                job_context, execution_plan, self.max_concurrent),
+            execution_context_manager=PlanExecutionContextManager(
+                job=plan_context.job, retry_mode=plan_context.retry_mode,
+                execution_plan=plan_context.execution_plan, run_config=plan_context.run_config,
+                dagster_run=plan_context.dagster_run, instance=plan_context.instance,
+                raise_on_error=plan_context.raise_on_error, output_capture=plan_context.output_capture,
+            ),
+        ))
+        yield DagsterEvent.engine_event(
+            plan_context, f"Finished steps in process (pid: {os.getpid()})",
+            event_specific_data=EngineEventData.in_process(os.getpid(), step_keys),
+        )
+
+
+@dg.executor(
+    name="concurrent_in_process",
+    config_schema={
+        "retries": get_retries_config(),
+        "max_concurrent": dg.Field(int, default_value=DEFAULT_MAX_CONCURRENT, is_required=False,
+                                   description="Steps running at once in the run's process (each pool's steps "
+                                               "still one at a time)."),
+    },
+)
+def concurrent_in_process_executor(init_context: dg.InitExecutorContext) -> ConcurrentInProcessExecutor:
+    """All steps in one process, independent steps side by side (one thread each); one step per pool."""
+    config = init_context.executor_config
+    max_concurrent = int(config["max_concurrent"])
+    if max_concurrent < 1:
+        raise ValueError(f"concurrent_in_process executor: max_concurrent must be at least 1, not {max_concurrent}")
+    return ConcurrentInProcessExecutor(retries=RetryMode.from_config(config["retries"]),
+                                       max_concurrent=max_concurrent)
+
+
+def execute_in_process(job: dg.JobDefinition, *, instance: dg.DagsterInstance | None = None,
+                       partition_key: str | None = None, tags: Mapping[str, str] | None = None,
+                       resources: Mapping[str, object] | None = None, run_config: Mapping[str, Any] | None = None,
+                       raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """`job.execute_in_process(...)` with the job's own executor: Dagster's swaps in its one-step-at-a-time
+    in-process executor, so a run of the hourly job from Python (the demo, the tests, the benchmarks) would
+    not run as the deployed job does. The rest is Dagster's `execute_in_process` as it stands."""
+    run_config, _, _, resource_defs, partition_key, _ = type_check_and_normalize_args(
+        run_config=run_config, partition_key=partition_key, resources=resources)
+    ephemeral = job.as_ephemeral_job(resource_defs=resource_defs, input_values={}).with_executor_def(job.executor_def)
+    if partition_key and ephemeral.partitions_def:
+        with partition_loading_context(dynamic_partitions_store=instance) as loading:
+            ephemeral.validate_partition_key(partition_key=partition_key, selected_asset_keys=set(), context=loading)
+    if not run_config and ephemeral.partitioned_config and partition_key:
+        run_config = ephemeral.partitioned_config.get_run_config_for_partition_key(partition_key)
+    return core_execute_in_process(
+        job=InMemoryJob(job_def=ephemeral), run_config=run_config, instance=instance, output_capturing_enabled=True,
+        raise_on_error=raise_on_error, run_id=None, asset_selection=frozenset(),
+        run_tags=merge_run_tags(job_def=job, partition_key=partition_key, tags=tags, asset_selection=[],
+                                instance=instance, run_config=run_config),
+    )
