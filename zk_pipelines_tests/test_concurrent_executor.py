@@ -11,6 +11,8 @@ import time
 
 import dagster as dg
 import pytest
+from dagster._core.errors import DagsterExecutionInterruptedError
+from pydantic import PrivateAttr
 
 from zk_pipelines.defs.executor import concurrent_in_process_executor, execute_in_process
 
@@ -37,6 +39,13 @@ class _Spans:
         time.sleep(seconds)
         with self.lock:
             self.spans[name] = (start, time.monotonic())
+
+    def asset(self, name: str, pool: str | None, seconds: float) -> dg.AssetsDefinition:
+        """An asset in `pool` whose body sleeps `seconds`, recorded under `name`."""
+        @dg.asset(name=name, pool=pool)
+        def body() -> None:
+            self.record(name, seconds)
+        return body
 
     def overlap(self, first: str, second: str) -> bool:
         (a_start, a_end), (b_start, b_end) = self.spans[first], self.spans[second]
@@ -75,16 +84,9 @@ def test_the_in_process_executor_would_not_have_run_them_together() -> None:
 
 def test_steps_of_one_pool_never_overlap_while_other_pools_run_beside_them() -> None:
     spans = _Spans()
-
-    def in_pool(name: str, pool: str | None, seconds: float):
-        @dg.asset(name=name, pool=pool)
-        def body() -> None:
-            spans.record(name, seconds)
-        return body
-
-    assets = [in_pool("accounts", "kaseya_api", 0.4), in_pool("contacts", "kaseya_api", 0.4),
-              in_pool("products", "kaseya_api", 0.4), in_pool("settings", "zomentum_api", 1.0),
-              in_pool("free", None, 1.0)]
+    assets = [spans.asset("accounts", "kaseya_api", 0.4), spans.asset("contacts", "kaseya_api", 0.4),
+              spans.asset("products", "kaseya_api", 0.4), spans.asset("settings", "zomentum_api", 1.0),
+              spans.asset("free", None, 1.0)]
     with dg.instance_for_test() as instance:
         result = execute_in_process(_job(assets), instance=instance, raise_on_error=False)
     assert result.success
@@ -96,16 +98,9 @@ def test_steps_of_one_pool_never_overlap_while_other_pools_run_beside_them() -> 
 
 def test_max_concurrent_one_runs_one_step_at_a_time() -> None:
     spans = _Spans()
-
-    def body_for(name: str, pool: str):
-        @dg.asset(name=name, pool=pool)
-        def body() -> None:
-            spans.record(name, 0.3)
-        return body
-
     names = {"a": "kaseya_api", "b": "zomentum_api", "c": "duckdb"}
     with dg.instance_for_test() as instance:
-        result = execute_in_process(_job([body_for(n, p) for n, p in names.items()], max_concurrent=1),
+        result = execute_in_process(_job([spans.asset(n, p, 0.3) for n, p in names.items()], max_concurrent=1),
                                     instance=instance, raise_on_error=False)
     assert result.success
     assert not any(spans.overlap(a, b) for a in names for b in names if a < b), spans.spans
@@ -135,10 +130,12 @@ def test_a_failed_step_stops_its_downstream_and_the_other_branch_completes() -> 
     assert "staged_accounts" not in {e.step_key for e in result.all_events if e.is_step_success}
 
 
-def test_a_retried_step_runs_again_and_its_downstream_after_it() -> None:
+@pytest.mark.parametrize("delay", [0.0, 0.2])
+def test_a_retried_step_runs_again_and_its_downstream_after_it(delay: float) -> None:
+    # With no delay the retry is due at once, possibly before the failed attempt's thread has ended.
     attempts: list[int] = []
 
-    @dg.asset(pool="kaseya_api", retry_policy=dg.RetryPolicy(max_retries=2, delay=0.2))
+    @dg.asset(pool="kaseya_api", retry_policy=dg.RetryPolicy(max_retries=2, delay=delay))
     def flaky(context) -> None:
         attempts.append(context.retry_number)
         if context.retry_number == 0:
@@ -152,6 +149,7 @@ def test_a_retried_step_runs_again_and_its_downstream_after_it() -> None:
         result = execute_in_process(_job([flaky, after]), instance=instance, raise_on_error=False)
     assert result.success
     assert attempts == [0, 1]
+    assert not [e for e in result.all_events if "without success or failure" in (e.message or "")]
     assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"flaky", "after"}
 
 
@@ -195,6 +193,14 @@ def test_max_concurrent_must_be_positive() -> None:
         execute_in_process(_job([anything], max_concurrent=0))
 
 
+def _sigint_once_started(started: threading.Event) -> threading.Thread:
+    """A thread (to start) that sends this process SIGINT, what terminating a run sends, once `started` is set."""
+    def interrupt() -> None:
+        started.wait(BARRIER_SECONDS)
+        os.kill(os.getpid(), signal.SIGINT)
+    return threading.Thread(target=interrupt)
+
+
 def test_an_interrupted_run_starts_no_further_step_and_ends_when_the_running_ones_end() -> None:
     # SIGINT (what terminating a run sends) arrives while the first step runs in its thread: that step ends
     # on its own, the step after it never starts, and the run ends interrupted.
@@ -209,11 +215,7 @@ def test_an_interrupted_run_starts_no_further_step_and_ends_when_the_running_one
     def second() -> None:
         return None
 
-    def interrupt() -> None:
-        started.wait(BARRIER_SECONDS)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    sender = threading.Thread(target=interrupt)
+    sender = _sigint_once_started(started)
     with dg.instance_for_test() as instance:
         sender.start()
         result = execute_in_process(_job([first, second]), instance=instance, raise_on_error=False)
@@ -223,3 +225,84 @@ def test_an_interrupted_run_starts_no_further_step_and_ends_when_the_running_one
     assert run.status == dg.DagsterRunStatus.FAILURE
     assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"first"}
     assert "second" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+
+
+POOLS_OF_LIMIT_1 = {"concurrency": {"pools": {"default_limit": 1}}}  # as the project's dagster.yaml
+
+
+def test_with_the_instance_pool_limits_a_pools_next_step_waits_for_no_claim_of_its_own_run() -> None:
+    # The instance limits each pool to 1, as dagster.yaml does. Steps of one pool in the run follow each other
+    # without asking the instance for a slot their own run holds (a refused claim is asked again only after
+    # a second or more, and Dagster logs the step as blocked).
+    spans = _Spans()
+    assets = [spans.asset("accounts", "kaseya_api", 0.2), spans.asset("contacts", "kaseya_api", 0.2),
+              spans.asset("items", "zomentum_api", 0.2)]
+    with dg.instance_for_test(overrides=POOLS_OF_LIMIT_1) as instance:
+        result = execute_in_process(_job(assets), instance=instance, raise_on_error=False)
+        claimed = {pool: instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+                   for pool in ("kaseya_api", "zomentum_api")}
+    assert result.success
+    assert not [e.message for e in result.all_events if "blocked by limit" in (e.message or "")]
+    assert not spans.overlap("accounts", "contacts")
+    assert claimed == {"kaseya_api": [], "zomentum_api": []}
+
+
+def test_a_run_that_stops_early_gives_back_the_pool_slots_of_the_steps_still_running() -> None:
+    # raise_on_error: the failed step's exception ends the run while another pool's step is still running.
+    # That step's slot is given back (else the pool's next run would wait for it).
+    other_started = threading.Event()
+
+    @dg.asset(pool="kaseya_api")
+    def failing() -> None:
+        other_started.wait(BARRIER_SECONDS)
+        raise ValueError("Kaseya said no")
+
+    @dg.asset(pool="zomentum_api")
+    def slow() -> None:
+        other_started.set()
+        time.sleep(0.5)
+
+    with dg.instance_for_test(overrides=POOLS_OF_LIMIT_1) as instance:
+        with pytest.raises(Exception, match="raw|Kaseya said no|failing"):
+            execute_in_process(_job([failing, slow]), instance=instance, raise_on_error=True)
+        claimed = {pool: instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+                   for pool in ("kaseya_api", "zomentum_api")}
+    assert claimed == {"kaseya_api": [], "zomentum_api": []}
+
+
+class _Stoppable(dg.ConfigurableResource):
+    """A resource that learns of the run's interrupt, as TenantResource does (its clients then stop)."""
+
+    _stop: threading.Event = PrivateAttr(default_factory=threading.Event)
+
+    def interrupt_run(self) -> None:
+        self._stop.set()
+
+    def wait(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise DagsterExecutionInterruptedError("stopped")
+
+
+def test_an_interrupt_reaches_a_running_step_through_the_runs_resources() -> None:
+    started = threading.Event()
+
+    @dg.asset(pool="zomentum_api")
+    def long_load(stoppable: _Stoppable) -> None:
+        started.set()
+        stoppable.wait(BARRIER_SECONDS)  # a load that would go on for 20 s
+
+    @dg.asset(deps=[long_load], pool="duckdb")
+    def audit() -> None:
+        return None
+
+    sender = _sigint_once_started(started)
+    began = time.monotonic()
+    with dg.instance_for_test() as instance:
+        sender.start()
+        result = execute_in_process(_job([long_load, audit], resources={"stoppable": _Stoppable()}),
+                                    instance=instance, raise_on_error=False)
+        sender.join()
+    assert time.monotonic() - began < BARRIER_SECONDS / 2
+    assert not result.success
+    assert [e.step_key for e in result.get_step_failure_events()] == ["long_load"]
+    assert "audit" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}

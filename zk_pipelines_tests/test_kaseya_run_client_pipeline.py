@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 import pytest
 
 from zk_pipelines.config import ConfigurationError
@@ -169,3 +170,26 @@ def test_the_pull_tables_are_created_by_the_first_step_of_a_run_that_asks(tmp_pa
     with connect(tmp_path / "t.duckdb") as connection:
         assert connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kaseya_contacts' "
                                   "AND schema_name = 'stg'").fetchone()[0] == 1
+
+
+def test_a_terminated_run_sends_nothing_more_to_either_api(kaseya, zomentum, tmp_path):
+    # What the hourly job's executor does when the run is terminated (`interrupt_run`): the run's clients, in
+    # whichever step's thread, raise Dagster's interrupt before their next request. The next run's copy of
+    # the resource starts afresh.
+    tenant = TenantResource(kaseya_base_url=kaseya.base_url, kaseya_username=kaseya.username,
+                            kaseya_password=kaseya.password, kaseya_tenant=kaseya.tenant,
+                            zomentum_base_url=zomentum.base_url, zomentum_refresh_token=zomentum.refresh_token,
+                            settings_path=str(tmp_path / "settings.yaml"), duckdb_path=str(tmp_path / "t.duckdb"))
+    kaseya_client, zomentum_client = tenant.kaseya_client(), tenant.zomentum_client()
+    kaseya_client.account_types()  # logs in and reads
+    sent = (len(kaseya.state.requests()), len(zomentum.state.requests()))
+
+    tenant.interrupt_run()
+
+    with pytest.raises(DagsterExecutionInterruptedError):
+        kaseya_client.account_types()
+    with pytest.raises(DagsterExecutionInterruptedError):
+        zomentum_client.pipelines()
+    assert (len(kaseya.state.requests()), len(zomentum.state.requests())) == sent
+    tenant.teardown_after_execution(dg.build_init_resource_context())
+    assert tenant.kaseya_client().account_types()  # a new client of the next run, not interrupted

@@ -135,9 +135,13 @@ def send(
     secrets: Iterable[Secret | str | None] = (),
     sleep: Callable[[float], None] = time.sleep,
     counter: CallCounter | None = None,
+    checkpoint: Callable[[], None] | None = None,
     **kwargs,
 ) -> requests.Response:
     """Send one request under the policy; return the final response (any status) or raise.
+
+    `checkpoint`, called before every attempt, may raise to stop the caller there (a terminated run: the
+    caller's `checkpoint` raises the orchestrator's interrupt, so nothing more is sent).
 
     Statuses are the caller's to interpret except those the policy retries; a retried status that is
     still failing after the last attempt is returned to the caller, which turns it into a typed error.
@@ -145,6 +149,8 @@ def send(
     counter = counter or CallCounter()
     attempt = 0
     while attempt < policy.max_attempts:
+        if checkpoint is not None:
+            checkpoint()
         attempt += 1
         try:
             counter.sent += 1

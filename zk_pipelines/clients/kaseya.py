@@ -202,8 +202,10 @@ class KaseyaClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         budget: RouteBudget | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self._credentials = credentials
+        self._checkpoint = checkpoint  # called before every request; raises to stop (see `http.send`)
         self.base_url = credentials.base_url.rstrip("/")
         self.policy = policy
         self._session = session or requests.Session()
@@ -250,7 +252,7 @@ class KaseyaClient:
         sent = CallCounter()
         try:
             return send(self._session, self.policy, method, url, operation=endpoint.label, idempotent=idempotent,
-                        secrets=secrets, sleep=self._sleep, counter=sent, **kwargs)
+                        secrets=secrets, sleep=self._sleep, counter=sent, checkpoint=self._checkpoint, **kwargs)
         finally:
             self.stats.record_request(endpoint.label, sent)
 

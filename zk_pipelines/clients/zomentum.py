@@ -126,8 +126,10 @@ class ZomentumClient:
         policy: HttpPolicy | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.root = contract.api_root(credentials.base_url)
+        self._checkpoint = checkpoint  # called before every request; raises to stop (see `http.send`)
         self.policy = policy or HttpPolicy(api_name=API)
         self.session = session or requests.Session()
         self.counter = ZomentumCallCounter()
@@ -167,7 +169,8 @@ class ZomentumClient:
             response = send(
                 self.session, self.policy, "GET", f"{self.root}/{contract.REFRESH_PATH}",
                 operation=operation, idempotent=True, secrets=self._secrets(), sleep=self._sleep, counter=sent,
-                params={contract.REFRESH_PARAM: self._refresh_token.reveal()}, headers={"Accept": contract.JSON},
+                checkpoint=self._checkpoint, params={contract.REFRESH_PARAM: self._refresh_token.reveal()},
+                headers={"Accept": contract.JSON},
             )
         finally:
             self._count(sent, "refreshes")
@@ -236,7 +239,7 @@ class ZomentumClient:
             return send(
                 self.session, self.policy, method, f"{self.root}/{path}", operation=operation,
                 idempotent=idempotent, secrets=(*self._secrets(), token), sleep=self._sleep, counter=sent,
-                headers={"Authorization": f"Bearer {token.reveal()}", "Accept": accept},
+                checkpoint=self._checkpoint, headers={"Authorization": f"Bearer {token.reveal()}", "Accept": accept},
                 **kwargs,
             )
         finally:

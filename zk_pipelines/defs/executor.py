@@ -19,6 +19,7 @@ does not publish as API: `constraints.txt` pins the Dagster version this is writ
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import sys
@@ -71,6 +72,10 @@ class _RunningStep:
     thread: threading.Thread
     events: list[DagsterEvent] = field(default_factory=list)
 
+    @property
+    def key(self) -> str:
+        return self.step_context.step.key
+
 
 _FINISHED = object()
 
@@ -99,17 +104,29 @@ class _OneStepPerPool(InstanceConcurrencyContext):
             del self._holders[pool]
 
 
-def _run_step(step_context: StepExecutionContext, outbox: queue.Queue) -> None:
+def _run_step(ticket: int, step_context: StepExecutionContext, previous_attempt: threading.Thread | None,
+              outbox: queue.Queue) -> None:
     """A step's thread: its events go to the orchestrating thread, in order, then `_FINISHED` (or the
-    exception Dagster's own handling let through, which ends the run as it would in process)."""
-    key = step_context.step.key
+    exception Dagster's own handling let through, which ends the run as it would in process). A retry starts
+    once the thread of the attempt before it has ended."""
     try:
+        if previous_attempt is not None:
+            previous_attempt.join()
         for event in dagster_event_sequence_for_step(step_context):
-            outbox.put((key, event))
+            outbox.put((ticket, event))
     except BaseException:  # noqa: BLE001 - handed to the orchestrating thread, which raises it
-        outbox.put((key, sys.exc_info()[1]))
+        outbox.put((ticket, sys.exc_info()[1]))
     finally:
-        outbox.put((key, _FINISHED))
+        outbox.put((ticket, _FINISHED))
+
+
+def _tell_resources_of_interrupt(job_context: PlanExecutionContext) -> None:
+    """Call `interrupt_run()` on each of the run's resources that has one (`TenantResource`: its API clients
+    then raise Dagster's interrupt at their next request, in whichever step's thread makes it)."""
+    for resource in job_context.scoped_resources_builder.resource_instance_dict.values():
+        interrupt_run = getattr(resource, "interrupt_run", None)
+        if callable(interrupt_run):
+            interrupt_run()
 
 
 def concurrent_plan_iterator(
@@ -121,7 +138,8 @@ def concurrent_plan_iterator(
     compute_log_manager = job_context.instance.compute_log_manager
     step_keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
     outbox: queue.Queue = queue.Queue()
-    running: dict[str, _RunningStep] = {}
+    running: dict[int, _RunningStep] = {}  # by ticket: a step's retry may start before its last thread ends
+    tickets = itertools.count()
     with _OneStepPerPool(job_context.instance, job_context.dagster_run) as instance_concurrency, \
             execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
                                  instance_concurrency_context=instance_concurrency,
@@ -139,17 +157,22 @@ def concurrent_plan_iterator(
         try:
             while not active_execution.is_complete:
                 # A terminated run (SIGTERM/SIGINT, which Dagster captures in this thread): no step starts
-                # after it, and the run ends as interrupted once the running steps have ended (a step's
-                # thread cannot be stopped from here; the in-process executor interrupts its one step).
-                interrupted = interrupted or check_captured_interrupt()
+                # after it, the resources are told (a step's thread cannot be interrupted from here as the
+                # in-process executor interrupts its one step: the run's API clients stop it at its next
+                # request), and the run ends as interrupted once the running steps have ended.
+                if not interrupted and check_captured_interrupt():
+                    interrupted = True
+                    _tell_resources_of_interrupt(job_context)
                 if interrupted and not running:
                     pop_captured_interrupt()
                     raise DagsterExecutionInterruptedError("the run was interrupted; no further step started")
                 for step in [] if interrupted else active_execution.get_steps_to_execute():  # max_concurrent
                     step_context = job_context.for_step(step, active_execution.get_known_state())
+                    previous = next((r.thread for r in running.values() if r.key == step.key), None)
+                    ticket = next(tickets)
                     thread = threading.Thread(target=_run_step, name=f"step {step.key}", daemon=True,
-                                              args=(step_context, outbox))
-                    running[step.key] = _RunningStep(step_context, thread)
+                                              args=(ticket, step_context, previous, outbox))
+                    running[ticket] = _RunningStep(step_context, thread)
                     thread.start()
 
                 yield from active_execution.concurrency_event_iterator(job_context)
@@ -162,13 +185,15 @@ def concurrent_plan_iterator(
                     time.sleep(interval if interval > 0 else IDLE_POLL_SECONDS)
                     continue
                 try:
-                    key, item = outbox.get(timeout=interval if interval > 0 else IDLE_WAKE_SECONDS)
+                    ticket, item = outbox.get(timeout=interval if interval > 0 else IDLE_WAKE_SECONDS)
                 except queue.Empty:
                     continue
-                current = running[key]
+                current = running[ticket]
                 if item is _FINISHED:
-                    del running[key]
-                    active_execution.verify_complete(job_context, key)
+                    del running[ticket]
+                    if not any(other.key == current.key for other in running.values()):  # no retry under way
+                        instance_concurrency.free_step(current.key)  # already freed unless it had no outcome
+                        active_execution.verify_complete(job_context, current.key)
                     for event in active_execution.plan_events_iterator(job_context):
                         current.events.append(event)
                         yield event
@@ -181,9 +206,11 @@ def concurrent_plan_iterator(
                     active_execution.handle_event(item)
         finally:
             # On an error or an interrupt no new step starts; the steps already running end on their own
-            # (their events still reach the event log).
+            # (their events still reach the event log), and their pool slots are given back to the instance
+            # here, since their outcomes are no longer handled (a slot kept would hold up the pool's next run).
             for current in list(running.values()):
                 current.thread.join()
+                instance_concurrency.free_step(current.key)
 
         try:
             capture_stack.close()

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import Field, PrivateAttr
 
 from zk_pipelines.clients.kaseya import KaseyaClient
@@ -53,6 +54,10 @@ class TenantResource(dg.ConfigurableResource):
     _run_tables_ready: bool = PrivateAttr(default=False)
     _run_resolved: tuple[str, ResolvedSettings] | None = PrivateAttr(default=None)
     _run_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # Set when the run is terminated (`interrupt_run`, called by the hourly job's executor): the run's clients
+    # then raise Dagster's interrupt before their next request, in whichever step's thread makes it. The
+    # in-process executor interrupts its one running step itself; steps in threads can only be stopped so.
+    _run_interrupted: threading.Event = PrivateAttr(default_factory=threading.Event)
     _run_database_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)  # held during DuckDB I/O
 
     def config(self) -> TenantConfig:
@@ -80,7 +85,7 @@ class TenantResource(dg.ConfigurableResource):
         `stats` add up over the run's steps: a step reports `stats.usage().since(<reading at its start>)`."""
         with self._run_lock:
             if self._run_kaseya is None:
-                self._run_kaseya = KaseyaClient(self.config().kaseya)
+                self._run_kaseya = KaseyaClient(self.config().kaseya, checkpoint=self._stop_if_interrupted)
             return self._run_kaseya
 
     def pull_database(self) -> Path:
@@ -113,6 +118,14 @@ class TenantResource(dg.ConfigurableResource):
             self._run_resolved = (text, resolved)
             return resolved
 
+    def interrupt_run(self) -> None:
+        """The run was terminated: its API clients send nothing more (see `_stop_if_interrupted`)."""
+        self._run_interrupted.set()
+
+    def _stop_if_interrupted(self) -> None:
+        if self._run_interrupted.is_set():
+            raise DagsterExecutionInterruptedError("the run was terminated: no further Kaseya or Zomentum request")
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         with self._run_lock:
             if self._run_kaseya is not None:
@@ -124,6 +137,7 @@ class TenantResource(dg.ConfigurableResource):
         with self._run_database_lock:
             self._run_tables_ready = False
             self._run_resolved = None
+        self._run_interrupted.clear()
 
     def zomentum_client(self) -> ZomentumClient:
         """The run's Zomentum client, made on first use and closed when the run ends (callers do not close
@@ -132,7 +146,7 @@ class TenantResource(dg.ConfigurableResource):
             if self._run_zomentum is None:
                 zomentum = self.config().zomentum
                 assert zomentum is not None
-                self._run_zomentum = ZomentumClient(zomentum)
+                self._run_zomentum = ZomentumClient(zomentum, checkpoint=self._stop_if_interrupted)
             return self._run_zomentum
 
 
