@@ -11,7 +11,6 @@ import time
 
 import dagster as dg
 import pytest
-from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import PrivateAttr
 
 from zk_pipelines.defs.executor import concurrent_in_process_executor, execute_in_process
@@ -280,7 +279,7 @@ class _Stoppable(dg.ConfigurableResource):
 
     def wait(self, seconds: float) -> None:
         if self._stop.wait(seconds):
-            raise DagsterExecutionInterruptedError("stopped")
+            raise dg.DagsterExecutionInterruptedError("stopped")
 
 
 def test_an_interrupt_reaches_a_running_step_through_the_runs_resources() -> None:

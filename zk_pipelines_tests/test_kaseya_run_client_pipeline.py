@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 import pytest
 
 from zk_pipelines.config import ConfigurationError
@@ -186,9 +185,9 @@ def test_a_terminated_run_sends_nothing_more_to_either_api(kaseya, zomentum, tmp
 
     tenant.interrupt_run()
 
-    with pytest.raises(DagsterExecutionInterruptedError):
+    with pytest.raises(dg.DagsterExecutionInterruptedError):
         kaseya_client.account_types()
-    with pytest.raises(DagsterExecutionInterruptedError):
+    with pytest.raises(dg.DagsterExecutionInterruptedError):
         zomentum_client.pipelines()
     assert (len(kaseya.state.requests()), len(zomentum.state.requests())) == sent
     tenant.teardown_after_execution(dg.build_init_resource_context())

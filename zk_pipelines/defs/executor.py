@@ -32,8 +32,6 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.job_base import InMemoryJob
-from dagster._core.definitions.partitions.context import partition_loading_context
-from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.api import ExecuteRunWithPlanIterable
 from dagster._core.execution.compute_logs import create_compute_log_file_key
@@ -165,7 +163,7 @@ def concurrent_plan_iterator(
                     _tell_resources_of_interrupt(job_context)
                 if interrupted and not running:
                     pop_captured_interrupt()
-                    raise DagsterExecutionInterruptedError("the run was interrupted; no further step started")
+                    raise dg.DagsterExecutionInterruptedError("the run was interrupted; no further step started")
                 for step in [] if interrupted else active_execution.get_steps_to_execute():  # max_concurrent
                     step_context = job_context.for_step(step, active_execution.get_known_state())
                     previous = next((r.thread for r in running.values() if r.key == step.key), None)
@@ -276,13 +274,11 @@ def execute_in_process(job: dg.JobDefinition, *, instance: dg.DagsterInstance | 
                        raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     """`job.execute_in_process(...)` with the job's own executor: Dagster's swaps in its one-step-at-a-time
     in-process executor, so a run of the hourly job from Python (the demo, the tests, the benchmarks) would
-    not run as the deployed job does. The rest is Dagster's `execute_in_process` as it stands."""
+    not run as the deployed job does. The rest is Dagster's `execute_in_process` as it stands (the partition
+    key is checked by `merge_run_tags`)."""
     run_config, _, _, resource_defs, partition_key, _ = type_check_and_normalize_args(
         run_config=run_config, partition_key=partition_key, resources=resources)
     ephemeral = job.as_ephemeral_job(resource_defs=resource_defs, input_values={}).with_executor_def(job.executor_def)
-    if partition_key and ephemeral.partitions_def:
-        with partition_loading_context(dynamic_partitions_store=instance) as loading:
-            ephemeral.validate_partition_key(partition_key=partition_key, selected_asset_keys=set(), context=loading)
     if not run_config and ephemeral.partitioned_config and partition_key:
         run_config = ephemeral.partitioned_config.get_run_config_for_partition_key(partition_key)
     return core_execute_in_process(

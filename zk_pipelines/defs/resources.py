@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 from pydantic import Field, PrivateAttr
 
 from zk_pipelines.clients.kaseya import KaseyaClient
@@ -124,7 +123,7 @@ class TenantResource(dg.ConfigurableResource):
 
     def _stop_if_interrupted(self) -> None:
         if self._run_interrupted.is_set():
-            raise DagsterExecutionInterruptedError("the run was terminated: no further Kaseya or Zomentum request")
+            raise dg.DagsterExecutionInterruptedError("the run was terminated: no further Kaseya or Zomentum request")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         with self._run_lock:
