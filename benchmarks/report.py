@@ -182,6 +182,21 @@ def _repeats(run: dict[str, Any], number: str) -> str:
     return f" (median of {', '.join(f'{s:.1f}' for s in sorted(repeats))})"
 
 
+def initial_sync_of_record(run: dict[str, Any], ours: dict[str, Any], seconds: str = "run_s"
+                           ) -> tuple[dict[str, Any], str]:
+    """The run of scenario 1 the latency bound is judged on, and how it was chosen: of its repeats (when it was
+    repeated), the one with the median `seconds` (of an even count the higher middle one: it never flatters the
+    pipeline); otherwise the one run."""
+    repeats = run.get("initial_repeats", [])
+    if len(repeats) < 2:
+        return ours, ""
+    failed = sum(1 for r in repeats if not r.get("success") or r.get(seconds) is None)
+    if failed:  # a failed run proves nothing about the bound; the first run's figures are shown
+        return {**ours, "success": False}, f" ({failed} of its {len(repeats)} runs FAILED)"
+    ordered = sorted(repeats, key=lambda r: r[seconds])
+    return ordered[len(ordered) // 2], f" (median of {', '.join(f'{r[seconds]:.1f}' for r in ordered)})"
+
+
 def seconds_by_group(steps: dict[str, float]) -> str:
     """The steps' seconds summed by group, with their total: "Kaseya reads 2.2, ..., in all 9.9"."""
     if not steps:
@@ -233,29 +248,30 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
                       f"{_repeats(run, '2')} "
                       f"(+{excess:.1f} s; the process, imports included, {ours['wall_s']:.1f} s)")
             if number == "1" and run["latency_ms"] > 0:
-                delayed = ours["delayed_calls"]
+                dagster = run.get("calibration", {}).get("1")
+                of_record, how = initial_sync_of_record(run, ours, "wall_s" if dagster is None else "run_s")
+                delayed = of_record["delayed_calls"]
                 bound = delayed * run["latency_ms"] / 1000 / concurrency
                 one_at_a_time = delayed * run["latency_ms"] / 1000
-                dagster = run.get("calibration", {}).get("1")
                 if dagster is None:
                     judge(f"scenario 1 wall within {BOUND_FACTOR}x of the latency bound", where,
-                          ours["wall_s"] <= BOUND_FACTOR * bound,
-                          f"{ours['wall_s']:.1f} s vs bound {bound:.1f} s ({delayed} delayed calls x "
+                          of_record.get("success", True) and of_record["wall_s"] <= BOUND_FACTOR * bound,
+                          f"{of_record['wall_s']:.1f} s{how} vs bound {bound:.1f} s ({delayed} delayed calls x "
                           f"{run['latency_ms']} ms / {concurrency} concurrent; one at a time it would be "
                           f"{one_at_a_time:.1f} s); Dagster's own overhead not calibrated (--calibrate 1)")
                 else:
                     # Dagster's bookkeeping of the run (the same job, partitions and backfill policy with empty
                     # asset bodies) is not latency: the bound is judged on what the pipeline adds to it.
-                    work = ours["run_s"] - dagster
+                    work = of_record["run_s"] - dagster
                     by_group = seconds_by_group(ours.get("steps_s", {}))
                     judge(f"scenario 1 within {BOUND_FACTOR}x of the latency bound (beyond Dagster's own run "
-                          "overhead)", where, work <= BOUND_FACTOR * bound,
-                          f"run {ours['run_s']:.1f} s - Dagster's own {dagster:.1f} s{_repeats(run, '1')} = "
+                          "overhead)", where, of_record.get("success", True) and work <= BOUND_FACTOR * bound,
+                          f"run {of_record['run_s']:.1f} s{how} - Dagster's own {dagster:.1f} s{_repeats(run, '1')} = "
                           f"{work:.1f} s vs bound "
                           f"{bound:.1f} s ({delayed} delayed calls x {run['latency_ms']} ms / {concurrency} "
                           f"concurrent; one at a time {one_at_a_time:.1f} s); the process, imports included, "
-                          f"{ours['wall_s']:.1f} s" + (f"; the steps' seconds (several run at once): {by_group}"
-                                                       if by_group else ""))
+                          f"{of_record['wall_s']:.1f} s" + (f"; the first run's steps' seconds (several run at once): "
+                                                         f"{by_group}" if by_group else ""))
             if number == "4" and pages:
                 hourly = 3 * document["options"]["backfill_hours"]
                 calls = sum(ours["kaseya_by_endpoint"].get(route, 0) for route in pages)

@@ -1,6 +1,6 @@
 """The hourly job's executor (`concurrent_in_process`): independent steps run side by side in the run's
-process, steps of one pool one at a time, resources made once per run, failures and retries as Dagster's
-own executors handle them."""
+process, steps of one pool one at a time except those of a shared pool (kaseya_api), resources made once per
+run, failures and retries as Dagster's own executors handle them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pydantic import PrivateAttr
 from zk_pipelines.defs.executor import concurrent_in_process_executor, execute_in_process
 
 BARRIER_SECONDS = 20.0
+POOLS_OF_LIMIT_1 = {"concurrency": {"pools": {"default_limit": 1}}}  # as the project's dagster.yaml
 
 
 def _job(assets: list, *, max_concurrent: int | None = None, resources: dict | None = None) -> dg.JobDefinition:
@@ -81,18 +82,81 @@ def test_the_in_process_executor_would_not_have_run_them_together() -> None:
     assert not result.success
 
 
-def test_steps_of_one_pool_never_overlap_while_other_pools_run_beside_them() -> None:
+def test_steps_of_a_pool_not_shared_never_overlap_while_other_pools_run_beside_them() -> None:
     spans = _Spans()
-    assets = [spans.asset("accounts", "kaseya_api", 0.4), spans.asset("contacts", "kaseya_api", 0.4),
-              spans.asset("products", "kaseya_api", 0.4), spans.asset("settings", "zomentum_api", 1.0),
+    assets = [spans.asset("clients", "zomentum_api", 0.4), spans.asset("items", "zomentum_api", 0.4),
+              spans.asset("settings", "zomentum_api", 0.4), spans.asset("staging", "duckdb", 1.0),
               spans.asset("free", None, 1.0)]
     with dg.instance_for_test() as instance:
         result = execute_in_process(_job(assets), instance=instance, raise_on_error=False)
     assert result.success
-    kaseya = ["accounts", "contacts", "products"]
-    assert not any(spans.overlap(a, b) for a in kaseya for b in kaseya if a < b), spans.spans
-    assert any(spans.overlap(name, "settings") for name in kaseya), spans.spans
-    assert spans.overlap("settings", "free")
+    zomentum = ["clients", "items", "settings"]
+    assert not any(spans.overlap(a, b) for a in zomentum for b in zomentum if a < b), spans.spans
+    assert any(spans.overlap(name, "staging") for name in zomentum), spans.spans
+    assert spans.overlap("staging", "free")
+
+
+def _kaseya_extractions_waiting_for_each_other(seconds: float) -> list:
+    """Three assets of the kaseya_api pool, each waiting (up to `seconds`) until all three have started."""
+    barrier = threading.Barrier(3, timeout=seconds)
+
+    def extraction(name: str) -> dg.AssetsDefinition:
+        @dg.asset(name=name, pool="kaseya_api")
+        def body() -> None:
+            barrier.wait()
+        return body
+
+    return [extraction("accounts"), extraction("contacts"), extraction("products")]
+
+
+def test_the_steps_of_a_shared_pool_run_side_by_side() -> None:
+    # kaseya_api is shared by default: the run's extractions share its one client (budget, token, requests in
+    # flight). Each body waits until all three have started.
+    with dg.instance_for_test(overrides=POOLS_OF_LIMIT_1) as instance:
+        result = execute_in_process(_job(_kaseya_extractions_waiting_for_each_other(BARRIER_SECONDS)),
+                                    instance=instance, raise_on_error=False)
+        claimed = instance.event_log_storage.get_concurrency_info("kaseya_api").claimed_slots
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert not [e.message for e in result.all_events if "blocked by limit" in (e.message or "")]
+    assert claimed == []
+
+
+def test_with_no_shared_pool_the_same_steps_run_one_at_a_time() -> None:
+    executor = concurrent_in_process_executor.configured({"shared_pools": []})
+    job = dg.define_asset_job("job", selection=dg.AssetSelection.all(), executor_def=executor)
+    assets = _kaseya_extractions_waiting_for_each_other(1.0)
+    result = dg.Definitions(assets=assets, jobs=[job]).resolve_job_def("job")
+    with dg.instance_for_test() as instance:
+        outcome = execute_in_process(result, instance=instance, raise_on_error=False)
+    assert not outcome.success  # the barrier broke: they did not run together
+
+
+def test_a_shared_pools_slot_is_held_once_by_the_run_until_the_last_of_its_steps_ends() -> None:
+    # `first` (higher priority) claims the instance's one kaseya_api slot; `second` runs on it. When `first`
+    # ends, the slot stays claimed while `second` runs (another run's Kaseya step must still wait), and it is
+    # given back when `second` ends.
+    seen: list = []
+
+    @dg.asset(pool="kaseya_api", op_tags={"dagster/priority": "1"})
+    def first() -> None:
+        time.sleep(0.2)
+
+    @dg.asset(pool="kaseya_api")
+    def second(context) -> None:
+        deadline = time.monotonic() + BARRIER_SECONDS
+        while time.monotonic() < deadline and not context.instance.all_logs(
+                context.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
+            time.sleep(0.05)
+        time.sleep(0.5)  # the orchestrating thread handles `first`'s outcome (and would free its slot)
+        storage = context.instance.event_log_storage
+        seen.extend((slot.run_id, slot.step_key) for slot in storage.get_concurrency_info("kaseya_api").claimed_slots)
+
+    with dg.instance_for_test(overrides=POOLS_OF_LIMIT_1) as instance:
+        result = execute_in_process(_job([first, second]), instance=instance, raise_on_error=False)
+        claimed = instance.event_log_storage.get_concurrency_info("kaseya_api").claimed_slots
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert seen == [(result.run_id, "first")]
+    assert claimed == []
 
 
 def test_max_concurrent_one_runs_one_step_at_a_time() -> None:
@@ -226,23 +290,20 @@ def test_an_interrupted_run_starts_no_further_step_and_ends_when_the_running_one
     assert "second" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
 
 
-POOLS_OF_LIMIT_1 = {"concurrency": {"pools": {"default_limit": 1}}}  # as the project's dagster.yaml
-
-
 def test_with_the_instance_pool_limits_a_pools_next_step_waits_for_no_claim_of_its_own_run() -> None:
-    # The instance limits each pool to 1, as dagster.yaml does. Steps of one pool in the run follow each other
-    # without asking the instance for a slot their own run holds (a refused claim is asked again only after
-    # a second or more, and Dagster logs the step as blocked).
+    # The instance limits each pool to 1, as dagster.yaml does. Steps of one pool (not shared) in the run
+    # follow each other without asking the instance for a slot their own run holds (a refused claim is asked
+    # again only after a second or more, and Dagster logs the step as blocked).
     spans = _Spans()
-    assets = [spans.asset("accounts", "kaseya_api", 0.2), spans.asset("contacts", "kaseya_api", 0.2),
-              spans.asset("items", "zomentum_api", 0.2)]
+    assets = [spans.asset("clients", "zomentum_api", 0.2), spans.asset("items", "zomentum_api", 0.2),
+              spans.asset("accounts", "kaseya_api", 0.2)]
     with dg.instance_for_test(overrides=POOLS_OF_LIMIT_1) as instance:
         result = execute_in_process(_job(assets), instance=instance, raise_on_error=False)
         claimed = {pool: instance.event_log_storage.get_concurrency_info(pool).claimed_slots
                    for pool in ("kaseya_api", "zomentum_api")}
     assert result.success
     assert not [e.message for e in result.all_events if "blocked by limit" in (e.message or "")]
-    assert not spans.overlap("accounts", "contacts")
+    assert not spans.overlap("clients", "items")
     assert claimed == {"kaseya_api": [], "zomentum_api": []}
 
 

@@ -144,6 +144,65 @@ def test_pricing_reads_overlap_up_to_the_concurrency(kaseya, kaseya_credentials,
     assert 2 <= together <= 4
 
 
+def logged_together(kaseya, routes, held: float) -> int:
+    """The most requests to `routes` the sandbox logged within any span shorter than `held` (it logs a request
+    before holding its answer `held` seconds): how many were in flight at once."""
+    logged = sorted(datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in kaseya.state.requests()
+                    if e.get("route") in routes)
+    return max(sum(1 for other in logged if moment <= other < moment + timedelta(seconds=held * 0.9))
+               for moment in logged)
+
+
+def test_a_client_has_at_most_its_requests_in_flight_whichever_threads_send_them(kaseya, kaseya_credentials):
+    # A run's Kaseya extractions run side by side through one client, each with its own worker threads: the
+    # client, not each step, keeps the requests in flight to its cap.
+    client = KaseyaClient(kaseya_credentials, max_in_flight=3)
+    client.user_info()
+    held = 0.4
+    kaseya.state.set_faults(seed=1, rules=[{"kind": "latency", "route": f"GET {ACCOUNT_TYPES}", "seconds": held}])
+    kaseya.state.clear_requests()
+
+    in_threads(9, client.account_types)
+
+    assert len(routed(kaseya, ACCOUNT_TYPES)) == 9
+    assert 2 <= logged_together(kaseya, (ACCOUNT_TYPES,), held) <= 3
+
+
+def test_each_step_counts_its_own_calls_while_another_step_uses_the_same_client(kaseya, kaseya_credentials,
+                                                                                 database):
+    # Two steps at once through the run's one client: the pricing step's worker threads count to it, the
+    # other step's calls to the other, and the client's own counters hold both.
+    ids = product_ids(kaseya, 6)
+    client = KaseyaClient(kaseya_credentials)
+    client.user_info()
+    kaseya.state.set_faults(seed=1, rules=[{"kind": "latency", "route": f"GET {route}", "seconds": 0.05}
+                                           for route in (*PRICING_ROUTES, ACCOUNT_TYPES)])
+    before = client.stats.usage()
+    tallies = {}
+
+    def pricing_step() -> None:
+        with client.step_usage() as tally:
+            refresh(client, database, ids, concurrency=3)
+        tallies["pricing"] = tally.usage()
+
+    def lookup_step() -> None:
+        with client.step_usage() as tally:
+            for _ in range(5):
+                client.account_types()
+        tallies["lookup"] = tally.usage()
+
+    steps = [threading.Thread(target=pricing_step), threading.Thread(target=lookup_step)]
+    for step in steps:
+        step.start()
+    for step in steps:
+        step.join()
+
+    assert tallies["pricing"].data_calls == 18
+    assert all(label.startswith("GET /v2/inventory/products/{") for label in tallies["pricing"].calls)
+    assert tallies["lookup"].calls == {ENDPOINTS["account_types"].label: 5}
+    assert client.stats.usage().since(before).data_calls == 23
+
+
 def test_a_spent_budget_stops_the_refresh_and_keeps_every_product_fully_read(kaseya, kaseya_credentials,
                                                                               database):
     ids = product_ids(kaseya, 10)

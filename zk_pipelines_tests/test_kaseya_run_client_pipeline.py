@@ -68,11 +68,18 @@ def check_one_login_and_calls_add_up(result: dg.ExecuteInProcessResult, log: lis
 def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
     result, log = backfill
     steps = check_one_login_and_calls_add_up(result, log)
-    # The products step reports its own calls (the product scans and the pricing reads), not the run's.
+    # The products step reports its own calls (the product scans and the pricing reads), not the run's, though
+    # the run's extractions run side by side through one client.
     products = steps["raw/kaseya_products"]
     pricing = [e for e in log if e["route"].startswith("/v2/inventory/products/{")]
+    scans = [e for e in log if e["route"] == "/v2/inventory/products/searchselect"]
     assert products["pricing_calls"] == len(pricing) > 0
-    assert products["kaseya_calls"] > len(pricing)
+    categories = [e for e in log if e["route"] == "/v2/inventory/products/categories/lookup"]
+    assert len(categories) == 2  # one read by raw/kaseya_product_categories, one by raw/kaseya_products
+    assert steps["raw/kaseya_product_categories"]["kaseya_calls"] == 1
+    assert products["kaseya_calls"] == len(pricing) + len(scans) + 1
+    accounts = [e for e in log if e["route"] == "/v2/crm/accounts/summary"]
+    assert steps["raw/kaseya_accounts"]["kaseya_calls"] == len(accounts) > 0
 
     harness.kaseya.state.clear_requests()
     hourly = harness.run_hour(harness.current_hour - timedelta(hours=1))

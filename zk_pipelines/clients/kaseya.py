@@ -11,6 +11,8 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +36,7 @@ from zk_pipelines.clients.http import (
 from zk_pipelines.clients.kaseya_wire import (
     ENDPOINTS,
     LOOKUP_TABLES,
+    MAX_IN_FLIGHT,
     MAX_PAGE_SIZE,
     Endpoint,
     KaseyaRecord,
@@ -163,7 +166,8 @@ class KaseyaUsage:
 @dataclass
 class KaseyaStats:
     """Requests sent per endpoint (retries included) and the retry counter, for metadata and tests. Several
-    threads share one client, so every change goes through `_lock`."""
+    threads share one client, so every change goes through `_lock`. What a client records also goes to the
+    tally of the step running in the recording context, if any (`KaseyaClient.step_usage`)."""
 
     counter: CallCounter = field(default_factory=CallCounter)
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -171,25 +175,38 @@ class KaseyaStats:
     refreshes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def _and_step_tally(self) -> tuple[KaseyaStats, ...]:
+        tally = _STEP_TALLY.get()
+        return (self,) if tally is None or tally is self else (self, tally)
+
     def record_request(self, label: str, sent: CallCounter) -> None:
-        with self._lock:
-            self.calls[label] += sent.sent
-            self.counter.sent += sent.sent
-            self.counter.retries += sent.retries
-            self.counter.waited_seconds += sent.waited_seconds
+        for stats in self._and_step_tally():
+            with stats._lock:
+                stats.calls[label] += sent.sent
+                stats.counter.sent += sent.sent
+                stats.counter.retries += sent.retries
+                stats.counter.waited_seconds += sent.waited_seconds
 
     def record_login(self) -> None:
-        with self._lock:
-            self.logins += 1
+        for stats in self._and_step_tally():
+            with stats._lock:
+                stats.logins += 1
 
     def record_refresh(self) -> None:
-        with self._lock:
-            self.refreshes += 1
+        for stats in self._and_step_tally():
+            with stats._lock:
+                stats.refreshes += 1
 
     def usage(self) -> KaseyaUsage:
         with self._lock:
             return KaseyaUsage(calls=dict(self.calls), retries=self.counter.retries, logins=self.logins,
                                refreshes=self.refreshes)
+
+
+# The tally of the step that runs in this context: its thread, and the worker threads it starts with a copy of
+# its context (`contextvars.copy_context().run`). The steps of a run share one client and may run side by
+# side, so a reading of the client's counters before and after a step would count its neighbours' calls too.
+_STEP_TALLY: ContextVar[KaseyaStats | None] = ContextVar("kaseya_step_tally", default=None)
 
 
 class KaseyaClient:
@@ -203,8 +220,11 @@ class KaseyaClient:
         clock: Callable[[], float] = time.time,
         budget: RouteBudget | None = None,
         checkpoint: Callable[[], None] | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self._credentials = credentials
+        # Requests in flight at once, whichever threads (and steps) send them: the run's steps share the client.
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
         self._checkpoint = checkpoint  # called before every request; raises to stop (see `http.send`)
         self.base_url = credentials.base_url.rstrip("/")
         self.policy = policy
@@ -223,6 +243,18 @@ class KaseyaClient:
 
     def close(self) -> None:
         self._session.close()
+
+    @contextmanager
+    def step_usage(self) -> Iterator[KaseyaStats]:
+        """Counts apart the requests sent within the block by this thread and by the worker threads it starts
+        with a copy of its context: one step's calls, while other steps send theirs through the same client.
+        The client's own `stats` still count everything."""
+        tally = KaseyaStats()
+        token = _STEP_TALLY.set(tally)
+        try:
+            yield tally
+        finally:
+            _STEP_TALLY.reset(token)
 
     # --- authentication -------------------------------------------------------------------------
 
@@ -251,8 +283,10 @@ class KaseyaClient:
         """One request under the policy, counted per endpoint (retries included) once it is over."""
         sent = CallCounter()
         try:
-            return send(self._session, self.policy, method, url, operation=endpoint.label, idempotent=idempotent,
-                        secrets=secrets, sleep=self._sleep, counter=sent, checkpoint=self._checkpoint, **kwargs)
+            with self._in_flight:  # held only while sending: never while waiting for the token's lock
+                return send(self._session, self.policy, method, url, operation=endpoint.label,
+                            idempotent=idempotent, secrets=secrets, sleep=self._sleep, counter=sent,
+                            checkpoint=self._checkpoint, **kwargs)
         finally:
             self.stats.record_request(endpoint.label, sent)
 

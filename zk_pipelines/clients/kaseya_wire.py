@@ -11,8 +11,10 @@ ASSUMED (nobody has published the answer; correct here against a real tenant):
 - `system/lookup/{tableName}` table names (`OpportunityType`, `QuoteStatus`, `LabourPeriod`, ...).
 - Quote line item type ids in `POST .../lineItems/{itemTypeId}/{distributerTypeId}`.
 - Concurrency: Kaseya publishes an hourly limit per endpoint (1500 calls), not a limit on requests in flight;
-  the pipeline's 8 concurrent reads per step (`PullTuning.kaseya_concurrency`) are our choice, not Kaseya's.
-  All threads of a run share one client, so one token and one hourly budget per endpoint.
+  the pipeline's 8 concurrent reads per step (`PullTuning.kaseya_concurrency`) and a client's 8 requests in
+  flight at most, whichever steps send them (`MAX_IN_FLIGHT`), are our choice, not Kaseya's. All threads
+  of a run (its Kaseya extractions run side by side) share one client, so one token and one hourly budget
+  per endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 MAX_PAGE_SIZE = 100
+MAX_IN_FLIGHT = 8  # requests one client sends at once (ASSUMED above); within requests' 10 pooled connections
 
 
 class KaseyaRecord(dict):

@@ -7,11 +7,15 @@ is the in-process one with a thread per running step: one process, the resources
 Kaseya login and one Zomentum token per run, as before), and a step that waits for an API lets another
 step work (a Kaseya extraction beside a staging step beside a Zomentum load).
 
-Steps of one concurrency pool (`kaseya_api`, `zomentum_api`, `duckdb`) still run one at a time within the
-run, whatever the instance's pool limits, since each pool stands for one shared budget (an API's calls,
-DuckDB's single writer); across runs the instance's pool limits apply as with any executor. So at most one
-step per pool is running: the default limit of steps at once (`max_concurrent`, 4) leaves room for the
-three pools and a step in none.
+Within a run, the steps of one concurrency pool hold the instance's slot of that pool together or one at a
+time. The steps of a *shared* pool (`shared_pools`, default `kaseya_api`) run side by side, up to
+`max_concurrent`: the Kaseya extractions share the run's one client, and so its per-endpoint budget, its
+token and its cap on requests in flight, so the pool's slot stands for the run, not for one step. The first
+of them claims the slot and the last to end gives it back. The other pools' steps (`zomentum_api`, whose
+loads follow one another by their dependencies anyway, and `duckdb`, whose steps are CPU work in this
+process and gained nothing side by side when measured) run one at a time, whatever the instance's limits. Across runs the instance's pool limits apply
+as with any executor. The default limit of steps at once (`max_concurrent`, 4) leaves room for three Kaseya
+extractions beside a staging step.
 
 Built on Dagster's own plan-execution pieces (the same ones the in-process executor uses), which Dagster
 does not publish as API: `constraints.txt` pins the Dagster version this is written against.
@@ -60,6 +64,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._utils.interrupts import check_captured_interrupt, pop_captured_interrupt
 
 DEFAULT_MAX_CONCURRENT = 4
+DEFAULT_SHARED_POOLS = ("kaseya_api",)
 IDLE_WAKE_SECONDS = 0.5
 IDLE_POLL_SECONDS = 0.05
 
@@ -78,28 +83,47 @@ class _RunningStep:
 _FINISHED = object()
 
 
-class _OneStepPerPool(InstanceConcurrencyContext):
-    """The instance's pool slots (Dagster's own claims, across runs) and, within this run, one step per pool
-    at a time: a second step of a pool is not even offered to the instance while the first runs (a refused
-    instance claim is asked again only after a second or more)."""
+class _RunPools(InstanceConcurrencyContext):
+    """The instance's pool slots (Dagster's own claims, across runs) and, within this run, who holds each
+    pool: one step at a time, or, for a shared pool, every step of it that is ready, on the one slot the
+    first of them claimed (kept until the last of them ends). While a step of this run waits for a pool's
+    slot, the pool's other steps are not offered to the instance (a refused claim is asked again only after
+    a second or more, and each would queue apart)."""
 
-    def __init__(self, instance: dg.DagsterInstance, dagster_run: DagsterRun) -> None:
+    def __init__(self, instance: dg.DagsterInstance, dagster_run: DagsterRun, shared_pools: frozenset[str]
+                 ) -> None:
         super().__init__(instance, dagster_run)
-        self._holders: dict[str, str] = {}  # pool -> the step of this run running in it
+        self._shared = shared_pools
+        self._holders: dict[str, set[str]] = {}  # pool -> the steps of this run running in it
+        self._claimant: dict[str, str] = {}  # pool -> the step whose claim holds the instance's slot
+        self._asking: dict[str, str] = {}  # pool -> the step of this run waiting for the instance's slot
 
     def claim(self, concurrency_key: str, step_key: str, step_priority: int = 0) -> bool:
-        holder = self._holders.get(concurrency_key)
-        if holder is not None and holder != step_key:
+        holders = self._holders.get(concurrency_key)
+        if holders and step_key not in holders:
+            if concurrency_key not in self._shared:
+                return False
+            holders.add(step_key)  # on the slot the run holds
+            return True
+        if self._asking.setdefault(concurrency_key, step_key) != step_key:
             return False
         if not super().claim(concurrency_key, step_key, step_priority):
             return False
-        self._holders[concurrency_key] = step_key
+        del self._asking[concurrency_key]
+        self._holders.setdefault(concurrency_key, set()).add(step_key)
+        self._claimant[concurrency_key] = step_key
         return True
 
     def free_step(self, step_key: str) -> None:
-        super().free_step(step_key)
-        for pool in [pool for pool, holder in self._holders.items() if holder == step_key]:
-            del self._holders[pool]
+        for pool, holders in list(self._holders.items()):
+            if step_key in holders:
+                holders.discard(step_key)
+                if holders:
+                    return  # the slot stays with the pool's steps still running
+                del self._holders[pool]
+                super().free_step(self._claimant.pop(pool))
+        if step_key not in self._claimant.values():
+            super().free_step(step_key)
 
 
 def _run_step(ticket: int, step_context: StepExecutionContext, previous_attempt: threading.Thread | None,
@@ -128,7 +152,8 @@ def _tell_resources_of_interrupt(job_context: PlanExecutionContext) -> None:
 
 
 def concurrent_plan_iterator(
-    job_context: PlanExecutionContext, execution_plan: ExecutionPlan, max_concurrent: int
+    job_context: PlanExecutionContext, execution_plan: ExecutionPlan, max_concurrent: int,
+    shared_pools: frozenset[str] = frozenset(),
 ) -> Iterator[DagsterEvent]:
     """Dagster's `inner_plan_execution_iterator` (the in-process executor's loop) with each step in a thread
     of its own: the steps whose inputs are ready start (up to `max_concurrent`), and their events are
@@ -138,7 +163,7 @@ def concurrent_plan_iterator(
     outbox: queue.Queue = queue.Queue()
     running: dict[int, _RunningStep] = {}  # by ticket: a step's retry may start before its last thread ends
     tickets = itertools.count()
-    with _OneStepPerPool(job_context.instance, job_context.dagster_run) as instance_concurrency, \
+    with _RunPools(job_context.instance, job_context.dagster_run, shared_pools) as instance_concurrency, \
             execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
                                  instance_concurrency_context=instance_concurrency,
                                  step_dependency_config=job_context.step_dependency_config) as active_execution, \
@@ -217,9 +242,11 @@ def concurrent_plan_iterator(
 
 
 class ConcurrentInProcessExecutor(Executor):
-    def __init__(self, retries: RetryMode, max_concurrent: int) -> None:
+    def __init__(self, retries: RetryMode, max_concurrent: int, shared_pools: frozenset[str] = frozenset()
+                 ) -> None:
         self._retries = retries
         self.max_concurrent = max_concurrent
+        self.shared_pools = shared_pools
 
     @property
     def retries(self) -> RetryMode:
@@ -235,7 +262,7 @@ class ConcurrentInProcessExecutor(Executor):
         yield from iter(ExecuteRunWithPlanIterable(
             execution_plan=plan_context.execution_plan,
             iterator=lambda job_context, execution_plan: concurrent_plan_iterator(
-                job_context, execution_plan, self.max_concurrent),
+                job_context, execution_plan, self.max_concurrent, self.shared_pools),
             execution_context_manager=PlanExecutionContextManager(
                 job=plan_context.job, retry_mode=plan_context.retry_mode,
                 execution_plan=plan_context.execution_plan, run_config=plan_context.run_config,
@@ -254,18 +281,21 @@ class ConcurrentInProcessExecutor(Executor):
     config_schema={
         "retries": get_retries_config(),
         "max_concurrent": dg.Field(int, default_value=DEFAULT_MAX_CONCURRENT, is_required=False,
-                                   description="Steps running at once in the run's process (each pool's steps "
-                                               "still one at a time)."),
+                                   description="Steps running at once in the run's process."),
+        "shared_pools": dg.Field([str], default_value=list(DEFAULT_SHARED_POOLS), is_required=False,
+                                 description="Pools whose steps in one run run side by side on the run's one slot "
+                                             "of the pool; the other pools' steps run one at a time."),
     },
 )
 def concurrent_in_process_executor(init_context: dg.InitExecutorContext) -> ConcurrentInProcessExecutor:
-    """All steps in one process, independent steps side by side (one thread each); one step per pool."""
+    """All steps in one process, independent steps side by side (one thread each); within the run, one step
+    per pool at a time except for the shared pools."""
     config = init_context.executor_config
     max_concurrent = int(config["max_concurrent"])
     if max_concurrent < 1:
         raise ValueError(f"concurrent_in_process executor: max_concurrent must be at least 1, not {max_concurrent}")
     return ConcurrentInProcessExecutor(retries=RetryMode.from_config(config["retries"]),
-                                       max_concurrent=max_concurrent)
+                                       max_concurrent=max_concurrent, shared_pools=frozenset(config["shared_pools"]))
 
 
 def execute_in_process(job: dg.JobDefinition, *, instance: dg.DagsterInstance | None = None,

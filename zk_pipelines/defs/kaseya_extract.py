@@ -35,12 +35,10 @@ def final_failure(exc: ApiError) -> dg.Failure:
                       allow_retries=False, metadata=metadata)
 
 
-def api_usage(client: KaseyaClient, since: KaseyaUsage | None = None) -> dict[str, dg.MetadataValue]:
-    """The calls a step made: everything the client sent after the reading `since` (the run's steps share
-    one client), and each endpoint's budget used this hour by the whole run."""
-    usage = client.stats.usage()
-    if since is not None:
-        usage = usage.since(since)
+def api_usage(client: KaseyaClient, usage: KaseyaUsage | None = None) -> dict[str, dg.MetadataValue]:
+    """The calls a step made (`usage`, its own tally; by default everything the client sent), and each
+    endpoint's budget used this hour by the whole run (its steps share one client)."""
+    usage = usage or client.stats.usage()
     used = client.budget.used()
     return {
         "kaseya_calls": dg.MetadataValue.int(usage.data_calls),
@@ -87,27 +85,36 @@ def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -
                   ) -> dg.MaterializeResult:
         database = tenant.pull_database()
         client = tenant.kaseya_client()
-        at_start = client.stats.usage()
         run_id = context.run.run_id
         metadata: dict[str, object] = {"partition": partition_label(context) or "snapshot (not partitioned)"}
-        try:
-            if source.incremental:
-                window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
-                result = extract_incremental(client, database, source, window, run_id=run_id, now=now())
-                metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
-                             "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
-            else:
-                counts = extract_snapshot(client, database, source, run_id=run_id, now=now(),
-                                          concurrency=tuning.kaseya_concurrency)
-                metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
-                             "unchanged": counts.unchanged, "gone": counts.gone}
-                if source.name == "products":
-                    metadata |= _pricing(context, client, database, tuning, run_id)
-        except NOT_RETRIED as exc:
-            raise final_failure(exc) from None
-        return dg.MaterializeResult(metadata={**metadata, **api_usage(client, since=at_start)})
+        # The run's Kaseya extractions run side by side through one client: each counts its own calls.
+        with client.step_usage() as calls:
+            metadata |= _extract(context, client, database, source, tuning, run_id)
+        return dg.MaterializeResult(metadata={**metadata, **api_usage(client, calls.usage())})
 
     return raw_asset
+
+
+def _extract(context: dg.AssetExecutionContext, client: KaseyaClient, database, source: KaseyaSource,
+             tuning: PullTuning, run_id: str) -> dict[str, object]:
+    """Extract one Kaseya list (and, for products, refresh their pricing); its figures for the metadata."""
+    metadata: dict[str, object] = {}
+    try:
+        if source.incremental:
+            window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
+            result = extract_incremental(client, database, source, window, run_id=run_id, now=now())
+            metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
+                         "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
+        else:
+            counts = extract_snapshot(client, database, source, run_id=run_id, now=now(),
+                                      concurrency=tuning.kaseya_concurrency)
+            metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
+                         "unchanged": counts.unchanged, "gone": counts.gone}
+            if source.name == "products":
+                metadata |= _pricing(context, client, database, tuning, run_id)
+    except NOT_RETRIED as exc:
+        raise final_failure(exc) from None
+    return metadata
 
 
 def raw_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:

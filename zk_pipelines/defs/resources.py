@@ -81,7 +81,8 @@ class TenantResource(dg.ConfigurableResource):
 
     def kaseya_client(self) -> KaseyaClient:
         """The run's Kaseya client, made on first use (a run that never calls Kaseya never logs in). Its
-        `stats` add up over the run's steps: a step reports `stats.usage().since(<reading at its start>)`."""
+        `stats` add up over the run's steps, which run side by side: a step counts its own calls apart
+        (`step_usage`), and the client keeps the requests of all of them in flight to its cap."""
         with self._run_lock:
             if self._run_kaseya is None:
                 self._run_kaseya = KaseyaClient(self.config().kaseya, checkpoint=self._stop_if_interrupted)
@@ -161,7 +162,8 @@ class PullTuning(dg.ConfigurableResource):
     pricing_calls_per_hour: int = 1000
     pricing_max_age_hours: int = 24
     # Requests in flight at once inside one step: per-product pricing reads (Kaseya) and the writes of a
-    # load (Zomentum). Kaseya limits calls per hour per endpoint (the budget), not concurrency; Zomentum
+    # load (Zomentum). The run's Kaseya extractions run side by side through one client, which also keeps
+    # all their requests together to 8 in flight (`kaseya_wire.MAX_IN_FLIGHT`). Kaseya limits calls per hour per endpoint (the budget), not concurrency; Zomentum
     # publishes no limit. Both values are assumptions, named with the APIs' other assumptions. At most 10:
     # a client's session keeps 10 connections per host (requests' default), and more threads would only
     # open and drop connections.

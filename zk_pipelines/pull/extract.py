@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
+from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -104,7 +105,7 @@ def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[A
         return [read() for read in readers]
     pool = ThreadPoolExecutor(max_workers=min(concurrency, len(readers)), thread_name_prefix="kaseya-read")
     try:
-        futures = [pool.submit(read) for read in readers]
+        futures = [pool.submit(copy_context().run, read) for read in readers]  # the step's context: its tally
         return [future.result() for future in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -190,7 +191,8 @@ def refresh_product_pricing(client: KaseyaClient, database: Path, product_index_
     failure: Exception | None = None
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="kaseya-pricing")
     try:
-        pending = [pool.submit(_product_pricing, client, index_id) for index_id in order]
+        # Each read in a copy of the step's context, so the client counts its calls to the step.
+        pending = [pool.submit(copy_context().run, _product_pricing, client, index_id) for index_id in order]
         for done in as_completed(pending):
             try:
                 index_id, levels, suppliers, cost = done.result()
