@@ -265,7 +265,7 @@ class Benchmark:
         found = []
         for repeat in range(2, self.args.initial_repeats + 1):
             print(f" repeat {repeat}", end="", flush=True)
-            with running_contenders(self.args.seed, self.scale, self.latency_ms / 1000) as fresh:
+            with running_contenders(self.args.seed, self.scale, self.latency_ms / 1000, self.seeded_at) as fresh:
                 next_hour(fresh)
                 figures = self.ours(fresh, f"1-repeat-{repeat}", first, last,
                                     database=self.work / f"ours-repeat-{repeat}.duckdb",
@@ -303,7 +303,8 @@ class Benchmark:
                                                "history_start": self.timeline.history_start.isoformat(),
                                                "backfill_start": self.timeline.backfill_start.isoformat()},
                                   "scenarios": {}}
-        with running_contenders(self.args.seed, self.scale, self.latency_ms / 1000) as contenders:
+        self.seeded_at = datetime.now(UTC)  # the repeats of scenario 1 are seeded with the same records
+        with running_contenders(self.args.seed, self.scale, self.latency_ms / 1000, self.seeded_at) as contenders:
             state = contenders.ours.kaseya.state
             with state.lock:
                 result["records"] = sum(len(getattr(state.tenant, e)) for e in (*INCREMENTAL_ENTITIES, "products"))
@@ -484,11 +485,9 @@ def main(argv: list[str]) -> int:
         if "6" in args.scenarios:
             document["transform"] = transform(args, work)
     except ChildFailed as failure:
-        print(f"\nbenchmark stopped: {failure}\n(work files kept in {work})", file=sys.stderr)
+        kept = f"work files kept in {work}" + (f", Dagster homes in {homes}" if homes != work else "")
+        print(f"\nbenchmark stopped: {failure}\n({kept})", file=sys.stderr)
         return 1
-    finally:
-        if homes != work and not args.keep_work:
-            shutil.rmtree(homes, ignore_errors=True)
     document["duration_s"] = round(time.monotonic() - started, 1)
     document["ratios"] = ratios(document)
     document["targets"] = targets(document)
@@ -498,6 +497,7 @@ def main(argv: list[str]) -> int:
         (BENCHMARKS / "latest.json").write_text(json.dumps(document, indent=2, default=str))
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(homes, ignore_errors=True)
     print()
     print(render_table(table_rows(document)))
     if document["ratios"]:

@@ -103,16 +103,19 @@ class Contenders:
 
 
 @contextmanager
-def running_contenders(seed: int, scale: str, latency_s: float) -> Iterator[Contenders]:
-    """Three sets of sandboxes seeded alike, each adding `latency_s` to every API answer (login and token
-    refresh excepted, as the fault plan leaves them alone)."""
+def running_contenders(seed: int, scale: str, latency_s: float, seeded_at: datetime | None = None
+                       ) -> Iterator[Contenders]:
+    """Three sets of sandboxes seeded alike (their history laid out before `seeded_at`, default now: sandboxes
+    started later with the same moment hold the same records), each adding `latency_s` to every API answer
+    (login and token refresh excepted, as the fault plan leaves them alone)."""
     with ExitStack() as stack:
         def kaseya() -> KaseyaSandbox:
-            return stack.enter_context(start_kaseya_sandbox(seed=seed, scale=scale))
+            return stack.enter_context(start_kaseya_sandbox(seed=seed, scale=scale, seeded_at=seeded_at))
 
         def pair() -> Sandboxes:
             k = kaseya()
-            return Sandboxes(k, stack.enter_context(start_zomentum_sandbox(seed=seed, scale=scale)))
+            return Sandboxes(k, stack.enter_context(start_zomentum_sandbox(seed=seed, scale=scale,
+                                                                          seeded_at=seeded_at)))
 
         contenders = Contenders(ours=pair(), naive=pair(), dlt_kaseya=kaseya())
         if latency_s > 0:

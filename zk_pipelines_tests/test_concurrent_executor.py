@@ -121,6 +121,53 @@ def test_the_steps_of_a_shared_pool_run_side_by_side() -> None:
     assert claimed == []
 
 
+def test_a_shared_pool_leaves_a_place_for_a_step_of_another_pool() -> None:
+    spans = _Spans()
+    kaseya = [f"k{n}" for n in range(5)]
+    assets = [spans.asset(name, "kaseya_api", 0.5) for name in kaseya] + [spans.asset("staging", "duckdb", 0.5)]
+    with dg.instance_for_test() as instance:
+        result = execute_in_process(_job(assets, max_concurrent=4), instance=instance, raise_on_error=False)
+    assert result.success
+    most_at_once = max(sum(1 for other in kaseya if spans.overlap(name, other)) for name in kaseya)  # itself too
+    assert most_at_once == 3, spans.spans
+    assert any(spans.overlap("staging", name) for name in kaseya), spans.spans
+
+
+OTHER_RUN = "0123456789abcdef0123456789abcdef"
+
+
+def test_no_step_joins_a_shared_pools_slot_while_another_run_waits_for_it() -> None:
+    # Another run (a push) asks for the kaseya_api slot this run holds: the run's next Kaseya step does not
+    # join the slot but waits for the instance's queue, so the slot goes back as soon as the current one ends.
+    spans = _Spans()
+    asked = threading.Event()
+
+    @dg.asset(pool="kaseya_api", op_tags={"dagster/priority": "1"})
+    def first(context) -> None:
+        storage = context.instance.event_log_storage
+        assert not storage.claim_concurrency_slot("kaseya_api", OTHER_RUN, "push").is_claimed
+        asked.set()
+        spans.record("first", 1.0)
+
+        def other_run_gives_up() -> None:  # it never ran: its place in the queue goes, so the test can end
+            time.sleep(0.5)
+            storage.free_concurrency_slot_for_step(OTHER_RUN, "push")
+        threading.Thread(target=other_run_gives_up).start()
+
+    @dg.asset
+    def gate() -> None:
+        asked.wait(BARRIER_SECONDS)
+
+    @dg.asset(pool="kaseya_api", deps=[gate])
+    def second() -> None:
+        spans.record("second", 0.2)
+
+    with dg.instance_for_test(overrides=POOLS_OF_LIMIT_1) as instance:
+        result = execute_in_process(_job([first, gate, second]), instance=instance, raise_on_error=False)
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert not spans.overlap("first", "second"), spans.spans
+
+
 def test_with_no_shared_pool_the_same_steps_run_one_at_a_time() -> None:
     executor = concurrent_in_process_executor.configured({"shared_pools": []})
     job = dg.define_asset_job("job", selection=dg.AssetSelection.all(), executor_def=executor)

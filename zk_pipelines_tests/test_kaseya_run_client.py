@@ -168,6 +168,27 @@ def test_a_client_has_at_most_its_requests_in_flight_whichever_threads_send_them
     assert 2 <= logged_together(kaseya, (ACCOUNT_TYPES,), held) <= 3
 
 
+def test_a_request_gives_up_its_place_in_flight_while_it_sleeps_before_a_retry(kaseya, kaseya_credentials):
+    # A Retry-After may be two minutes: the other threads' requests must not wait behind a sleeper.
+    places_free_while_asleep: list[bool] = []
+
+    def sleep(seconds: float) -> None:
+        free = client._in_flight.acquire(blocking=False)
+        if free:
+            client._in_flight.release()
+        places_free_while_asleep.append(free)
+
+    client = KaseyaClient(kaseya_credentials, max_in_flight=1, sleep=sleep)
+    client.user_info()
+    kaseya.state.set_faults(seed=1, rules=[{"kind": "http_error", "route": f"GET {ACCOUNT_TYPES}", "count": 1,
+                                            "statuses": [503]}])
+
+    client.account_types()
+
+    assert places_free_while_asleep == [True]
+    assert client._in_flight.acquire(blocking=False)  # and it was taken back: one place, free again
+
+
 def test_each_step_counts_its_own_calls_while_another_step_uses_the_same_client(kaseya, kaseya_credentials,
                                                                                  database):
     # Two steps at once through the run's one client: the pricing step's worker threads count to it, the

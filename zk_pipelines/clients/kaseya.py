@@ -283,12 +283,21 @@ class KaseyaClient:
         """One request under the policy, counted per endpoint (retries included) once it is over."""
         sent = CallCounter()
         try:
-            with self._in_flight:  # held only while sending: never while waiting for the token's lock
+            # A place among the requests in flight, held only while sending: never while waiting for the token's
+            # lock, and given up while the policy sleeps before a retry (a Retry-After of up to two minutes).
+            with self._in_flight:
                 return send(self._session, self.policy, method, url, operation=endpoint.label,
-                            idempotent=idempotent, secrets=secrets, sleep=self._sleep, counter=sent,
-                            checkpoint=self._checkpoint, **kwargs)
+                            idempotent=idempotent, secrets=secrets, sleep=self._sleep_out_of_flight,
+                            counter=sent, checkpoint=self._checkpoint, **kwargs)
         finally:
             self.stats.record_request(endpoint.label, sent)
+
+    def _sleep_out_of_flight(self, seconds: float) -> None:
+        self._in_flight.release()
+        try:
+            self._sleep(seconds)
+        finally:
+            self._in_flight.acquire()
 
     def _auth_post(self, endpoint: Endpoint, form: dict[str, str]) -> Mapping[str, Any]:
         self.budget.take(endpoint)

@@ -9,13 +9,15 @@ step work (a Kaseya extraction beside a staging step beside a Zomentum load).
 
 Within a run, the steps of one concurrency pool hold the instance's slot of that pool together or one at a
 time. The steps of a *shared* pool (`shared_pools`, default `kaseya_api`) run side by side, up to
-`max_concurrent`: the Kaseya extractions share the run's one client, and so its per-endpoint budget, its
-token and its cap on requests in flight, so the pool's slot stands for the run, not for one step. The first
-of them claims the slot and the last to end gives it back. The other pools' steps (`zomentum_api`, whose
-loads follow one another by their dependencies anyway, and `duckdb`, whose steps are CPU work in this
-process and gained nothing side by side when measured) run one at a time, whatever the instance's limits. Across runs the instance's pool limits apply
-as with any executor. The default limit of steps at once (`max_concurrent`, 4) leaves room for three Kaseya
-extractions beside a staging step.
+`max_concurrent` - 1 of them (a place is left for a step of another pool): the Kaseya extractions share the
+run's one client, and so its per-endpoint budget, its token and its cap on requests in flight, so the
+pool's slot stands for the run, not for one step. The first of them claims the slot and the last to end
+gives it back; while another run waits for the pool, no further step joins them, so the slot goes back to
+the instance's queue. The other pools' steps (`zomentum_api`, whose loads follow one another by their
+dependencies anyway, and `duckdb`, whose steps are CPU work in this process and gained nothing side by side
+when measured) run one at a time, whatever the instance's limits. Across runs the instance's pool limits
+apply as with any executor. The default limit of steps at once (`max_concurrent`, 4) leaves room for three
+Kaseya extractions beside a staging step.
 
 Built on Dagster's own plan-execution pieces (the same ones the in-process executor uses), which Dagster
 does not publish as API: `constraints.txt` pins the Dagster version this is written against.
@@ -85,15 +87,17 @@ _FINISHED = object()
 
 class _RunPools(InstanceConcurrencyContext):
     """The instance's pool slots (Dagster's own claims, across runs) and, within this run, who holds each
-    pool: one step at a time, or, for a shared pool, every step of it that is ready, on the one slot the
-    first of them claimed (kept until the last of them ends). While a step of this run waits for a pool's
+    pool: one step at a time, or, for a shared pool, up to `most_sharing` of its steps on the one slot the
+    first of them claimed (kept until the last of them ends; no step joins them while another run waits for
+    the pool, so the slot goes back to the instance's queue). While a step of this run waits for a pool's
     slot, the pool's other steps are not offered to the instance (a refused claim is asked again only after
     a second or more, and each would queue apart)."""
 
-    def __init__(self, instance: dg.DagsterInstance, dagster_run: DagsterRun, shared_pools: frozenset[str]
-                 ) -> None:
+    def __init__(self, instance: dg.DagsterInstance, dagster_run: DagsterRun, shared_pools: frozenset[str],
+                 most_sharing: int = 1) -> None:
         super().__init__(instance, dagster_run)
         self._shared = shared_pools
+        self._most_sharing = most_sharing
         self._holders: dict[str, set[str]] = {}  # pool -> the steps of this run running in it
         self._claimant: dict[str, str] = {}  # pool -> the step whose claim holds the instance's slot
         self._asking: dict[str, str] = {}  # pool -> the step of this run waiting for the instance's slot
@@ -101,7 +105,8 @@ class _RunPools(InstanceConcurrencyContext):
     def claim(self, concurrency_key: str, step_key: str, step_priority: int = 0) -> bool:
         holders = self._holders.get(concurrency_key)
         if holders and step_key not in holders:
-            if concurrency_key not in self._shared:
+            if (concurrency_key not in self._shared or len(holders) >= self._most_sharing
+                    or self._other_runs_wait_for(concurrency_key)):
                 return False
             holders.add(step_key)  # on the slot the run holds
             return True
@@ -113,6 +118,12 @@ class _RunPools(InstanceConcurrencyContext):
         self._holders.setdefault(concurrency_key, set()).add(step_key)
         self._claimant[concurrency_key] = step_key
         return True
+
+    def _other_runs_wait_for(self, pool: str) -> bool:
+        storage = self._instance.event_log_storage
+        if not storage.supports_global_concurrency_limits:
+            return False
+        return bool(storage.get_concurrency_info(pool).pending_run_ids - {self._run_id})
 
     def free_step(self, step_key: str) -> None:
         for pool, holders in list(self._holders.items()):
@@ -163,7 +174,10 @@ def concurrent_plan_iterator(
     outbox: queue.Queue = queue.Queue()
     running: dict[int, _RunningStep] = {}  # by ticket: a step's retry may start before its last thread ends
     tickets = itertools.count()
-    with _RunPools(job_context.instance, job_context.dagster_run, shared_pools) as instance_concurrency, \
+    # A shared pool's steps leave at least one place to the other pools' steps (a staging step beside them).
+    most_sharing = max(1, max_concurrent - 1)
+    with _RunPools(job_context.instance, job_context.dagster_run, shared_pools, most_sharing
+                   ) as instance_concurrency, \
             execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
                                  instance_concurrency_context=instance_concurrency,
                                  step_dependency_config=job_context.step_dependency_config) as active_execution, \
