@@ -1,6 +1,6 @@
 """Benchmarks of zk_pipelines: API calls, wall time against added latency, CPU and memory, with peers.
 
-    .venv/bin/python benchmarks/run.py          # small_recent @ 50 ms (1-3) + medium_recent @ 0 ms (1-5), ~10 min
+    .venv/bin/python benchmarks/run.py          # small @ 50 ms (1-3), medium @ 50 ms (1), medium @ 0 ms (1-5): ~30 min
     .venv/bin/python benchmarks/run.py --runs medium_recent@50 large@0:1,2,3 --backfill-hours 720 --contacts 1000000
 
 For each run (a scale and an added latency per API answer) it starts the sandboxes in this process, one
