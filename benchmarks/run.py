@@ -87,6 +87,7 @@ class Benchmark:
                  work: Path, peers: list[str], homes: Path | None = None) -> None:
         self.args = args
         self.homes = homes or work  # where the Dagster homes (the instance's SQLite files) go
+        self.seeded_at = datetime.now(UTC)  # every set of sandboxes of this run holds the same records
         self.peers = peers
         self.scale = scale
         self.latency_ms = latency_ms
@@ -303,7 +304,6 @@ class Benchmark:
                                                "history_start": self.timeline.history_start.isoformat(),
                                                "backfill_start": self.timeline.backfill_start.isoformat()},
                                   "scenarios": {}}
-        self.seeded_at = datetime.now(UTC)  # the repeats of scenario 1 are seeded with the same records
         with running_contenders(self.args.seed, self.scale, self.latency_ms / 1000, self.seeded_at) as contenders:
             state = contenders.ours.kaseya.state
             with state.lock:

@@ -38,7 +38,8 @@ def final_failure(exc: ApiError) -> dg.Failure:
 def api_usage(client: KaseyaClient, usage: KaseyaUsage | None = None) -> dict[str, dg.MetadataValue]:
     """The calls a step made (`usage`, its own tally; by default everything the client sent), and each
     endpoint's budget used this hour by the whole run (its steps share one client)."""
-    usage = usage or client.stats.usage()
+    if usage is None:
+        usage = client.stats.usage()
     used = client.budget.used()
     return {
         "kaseya_calls": dg.MetadataValue.int(usage.data_calls),

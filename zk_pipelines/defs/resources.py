@@ -163,10 +163,10 @@ class PullTuning(dg.ConfigurableResource):
     pricing_max_age_hours: int = 24
     # Requests in flight at once inside one step: per-product pricing reads (Kaseya) and the writes of a
     # load (Zomentum). The run's Kaseya extractions run side by side through one client, which also keeps
-    # all their requests together to 8 in flight (`kaseya_wire.MAX_IN_FLIGHT`). Kaseya limits calls per hour per endpoint (the budget), not concurrency; Zomentum
-    # publishes no limit. Both values are assumptions, named with the APIs' other assumptions. At most 10:
-    # a client's session keeps 10 connections per host (requests' default), and more threads would only
-    # open and drop connections.
+    # all their requests together to 8 in flight (`kaseya_wire.MAX_IN_FLIGHT`). Kaseya limits calls per hour
+    # per endpoint (the budget), not concurrency; Zomentum publishes no limit. Both values are assumptions,
+    # named with the APIs' other assumptions. At most 10: a client's session keeps 10 connections per host
+    # (requests' default), and more threads would only open and drop connections.
     kaseya_concurrency: int = Field(default=8, ge=1, le=10)
     zomentum_concurrency: int = Field(default=8, ge=1, le=10)
 
