@@ -2,7 +2,8 @@
 """Set up the project's virtual environment at .venv (created or reused) and run the demo or the tests.
 
     python3 dev.py demo [args for `zk demo`]
-    python3 dev.py test [args for pytest]
+    python3 dev.py test [args for pytest]           the whole suite (what CI runs)
+    python3 dev.py test --fast [args for pytest]    the fast lane: every test not marked `slow` (under 3 minutes)
 
 Needs only Python 3.11 and pip (plus, for the browser test, Debian's chromium, which `test` installs with
 apt-get when run as root). The environment is reinstalled only when pyproject.toml or
@@ -82,8 +83,11 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         cmd = [str(python), "-m", "zk_pipelines.cli", "demo", *rest]
     else:
-        ensure_chromium()
-        cmd = [str(python), "-m", "pytest", *rest]
+        fast = "--fast" in rest
+        rest = [arg for arg in rest if arg != "--fast"]
+        if not fast:
+            ensure_chromium()
+        cmd = [str(python), "-m", "pytest", *(["-m", "not slow"] if fast else []), *rest]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

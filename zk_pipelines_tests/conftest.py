@@ -7,5 +7,8 @@ pytest_plugins = [
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: an end-to-end test of more than a few seconds (the demo, the benchmark "
+                                       "smoke test, the browser, convergence and crash runs); `python3 dev.py test "
+                                       "--fast` leaves these out")
     config.addinivalue_line("markers", "browser: drives headless Chromium against a running Dagster UI "
                                        "(runs by default; `-m 'not browser'` leaves it out locally)")

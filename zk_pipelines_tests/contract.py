@@ -25,7 +25,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-CONTRACT_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "kaseya-bms-openapi.json"
+# Kaseya's published OpenAPI contract, copied into the repository (see zk_pipelines_tests/data/README.md).
+CONTRACT_PATH = Path(__file__).resolve().parent / "data" / "kaseya-bms-openapi.json"
 
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
