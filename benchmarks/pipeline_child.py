@@ -2,7 +2,8 @@
 partition, or a range in one run) or the real `push_document_job` (once per document), against a
 persistent Dagster instance (SQLite under the given DAGSTER_HOME, the repository's dagster.yaml).
 
-The tenant comes from the environment (KASEYA_*, ZOMENTUM_*), as the Dagster resources take it.
+The tenant comes from the environment (KASEYA_*, ZOMENTUM_*; ZK_SETTINGS and ZK_DUCKDB_PATH from the
+arguments), bound by name as the code location binds it.
 
 `noop` runs a job with the same assets, dependencies, partitions and backfill policy whose bodies do
 nothing: what Dagster itself costs for that run, against which our run's own work is read.
@@ -24,11 +25,12 @@ from typing import Any
 import dagster as dg
 
 from measure import own_peak_rss_mb, process_memory_mb, write_report
-from zk_pipelines.defs.executor import concurrent_in_process_executor, execute_in_process
-from zk_pipelines.defs.jobs import PULL_GROUPS
-from zk_pipelines.defs.push import build_push_job, push_run_config
-from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.jobs import PULL_GROUPS
+from zk_pipelines.defs.local_runs import QUIET
+from zk_pipelines.defs.push import build_push_job, push_run_config
+from zk_pipelines.defs.resources import PullTuning, tenant_resources
 from zk_pipelines.demo import prepare_dagster_home
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -37,30 +39,29 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
 LOAD_COUNTS = ("created", "updated", "unchanged", "matched", "deferred", "failed", "zomentum_writes")
 
 
-def tenant_from_environment(settings: Path, database: Path) -> TenantResource:
-    env = os.environ
-    return TenantResource(
-        kaseya_base_url=env["KASEYA_BASE_URL"], kaseya_username=env["KASEYA_USERNAME"],
-        kaseya_password=env["KASEYA_PASSWORD"], kaseya_tenant=env["KASEYA_TENANT"],
-        zomentum_base_url=env["ZOMENTUM_BASE_URL"], zomentum_refresh_token=env["ZOMENTUM_REFRESH_TOKEN"],
-        settings_path=str(settings), duckdb_path=str(database),
-    )
+def configure_tenant(settings: Path, database: Path) -> None:
+    os.environ[TENANT_VARIABLES.settings_path] = str(settings)
+    os.environ[TENANT_VARIABLES.duckdb_path] = str(database)
 
 
 def noop_definitions(real: dg.Definitions) -> dg.Definitions:
-    """The real job's asset graph with bodies that do nothing."""
+    """The real job's asset graph, step for step (the same multi-asset steps, partitions and backfill policy),
+    with bodies that do nothing."""
     copies = []
-    for assets in real.assets:
-        for spec in assets.specs:
-            @dg.asset(key=spec.key, deps=[dep.asset_key for dep in spec.deps], partitions_def=spec.partitions_def,
-                      backfill_policy=assets.backfill_policy, group_name=spec.group_name)
-            def nothing() -> None:
-                return None
+    for number, assets in enumerate(real.assets):
+        specs = [dg.AssetSpec(spec.key, deps=[dep.asset_key for dep in spec.deps], group_name=spec.group_name)
+                 for spec in assets.specs]
+        partitions = next((spec.partitions_def for spec in assets.specs if spec.partitions_def), None)
 
-            copies.append(nothing)
-    partitions = next(spec.partitions_def for a in real.assets for spec in a.specs if spec.partitions_def)
+        @dg.multi_asset(name=f"noop_{number}", specs=specs, partitions_def=partitions,
+                        backfill_policy=assets.backfill_policy, can_subset=True)
+        def nothing(context: dg.AssetExecutionContext):
+            for key in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=key)
+
+        copies.append(nothing)
     job = dg.define_asset_job("hourly_sync_job", selection=dg.AssetSelection.groups(*PULL_GROUPS),
-                              partitions_def=partitions, executor_def=concurrent_in_process_executor)
+                              executor_def=dg.in_process_executor)
     return dg.Definitions(assets=copies, jobs=[job])
 
 
@@ -72,10 +73,11 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, first: str, la
              ) -> tuple[dg.ExecuteInProcessResult, float]:
     started = time.monotonic()
     if first == last:
-        result = execute_in_process(job, instance=instance, partition_key=first, raise_on_error=False, **kwargs)
+        result = job.execute_in_process(instance=instance, partition_key=first, raise_on_error=False,
+                                        run_config=QUIET, **kwargs)
     else:
-        result = execute_in_process(job, instance=instance, tags=_run_tags(first, last), raise_on_error=False,
-                                    **kwargs)
+        result = job.execute_in_process(instance=instance, tags=_run_tags(first, last), raise_on_error=False,
+                                        run_config=QUIET, **kwargs)
     return result, time.monotonic() - started
 
 
@@ -144,8 +146,8 @@ def memory_by_step(instance: dg.DagsterInstance, run_id: str, samples: list[tupl
 
 
 def run_hourly(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
+    configure_tenant(args.settings, args.database)
     definitions = build_definitions(partitions_start=args.partitions_start,
-                                    tenant=tenant_from_environment(args.settings, args.database),
                                     tuning=PullTuning(pricing_calls_per_hour=args.pricing_calls_per_hour))
     with MemorySampler() as memory:
         result, seconds = _execute(definitions.resolve_job_def("hourly_sync_job"), instance, args.first, args.last)
@@ -157,8 +159,8 @@ def run_hourly(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[s
 
 
 def run_noop(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
-    real = build_definitions(partitions_start=args.partitions_start,
-                             tenant=tenant_from_environment(args.settings, args.database))
+    configure_tenant(args.settings, args.database)
+    real = build_definitions(partitions_start=args.partitions_start)
     job = noop_definitions(real).resolve_job_def("hourly_sync_job")
     runs = {}
     for window in args.window:
@@ -170,12 +172,13 @@ def run_noop(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str
 
 def run_push(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[str, Any]:
     job = build_push_job()
-    tenant = tenant_from_environment(args.settings, args.database)
+    configure_tenant(args.settings, args.database)
+    resources = tenant_resources()
     pushes = []
     for document_id in args.documents:
         started = time.monotonic()
-        result = job.execute_in_process(run_config=push_run_config(document_id), resources={"tenant": tenant},
-                                        instance=instance, raise_on_error=False)
+        result = job.execute_in_process(run_config={**push_run_config(document_id), **QUIET},
+                                        resources=resources, instance=instance, raise_on_error=False)
         seconds = time.monotonic() - started
         writes = 0
         for event in result.all_events:

@@ -323,12 +323,10 @@ def duckdb_text(database: Path) -> Iterator[str]:
 
 def dagster_text(instance: dg.DagsterInstance) -> Iterator[str]:
     """Every run's tags and config and every event of its log (messages, metadata, errors), as text."""
-    from dagster._serdes import serialize_value
-
     for run in instance.get_runs():
         yield f"run {run.run_id}: tags {run.tags!r} config {run.run_config!r}"
         for record in instance.all_logs(run.run_id):
-            yield serialize_value(record)
+            yield dg.serialize_value(record)
 
 
 def leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:

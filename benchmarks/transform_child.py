@@ -71,7 +71,6 @@ from zk_pipelines.domain.bulk_change_detection import (
 )
 from zk_pipelines.domain.change_detection import partial_update, payload_hash
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
-from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.kaseya_staging import CONTACT_COLUMNS, stage_contacts
 from zk_pipelines.domain.staging_schemas import as_validated_types, validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
@@ -293,16 +292,14 @@ def pipeline(n: int, steps: Steps, chunk: int, database: Path | None) -> dict[st
     try:
         if not database.exists():
             steps.timed("setup: tenant file", lambda: tenant_file(database, n, chunk))
-        window = ExtractionWindow(BASE - timedelta(days=2), BASE + timedelta(hours=1), BASE - timedelta(days=2),
-                                  BASE + timedelta(hours=1))
         now = BASE + timedelta(hours=1)
+        # every raw contact is pending (new since the last staging), as after an initial extraction
         staged = steps.timed("stage_entity (contacts)", lambda: stage_entity(
-            database, "contacts", window, run_id="benchmark", partition_key=None, now=now,
-            contacts_per_chunk=chunk or n))
+            database, "contacts", run_id="benchmark", partition_key=None, now=now, contacts_per_chunk=chunk or n))
         # client users need no owner: map_rows' settings are never asked for one
         resolved = SimpleNamespace(zomentum=SimpleNamespace(users={}), fallback_owner=SimpleNamespace(id="owner"))
         mapped = steps.timed("map_target (client_users)", lambda: map_target(
-            database, ZOMENTUM_TARGET["client_users"], window, resolved, run_id="benchmark", now=now,
+            database, ZOMENTUM_TARGET["client_users"], resolved, run_id="benchmark", now=now,
             client_users_per_chunk=chunk or n))
 
         def detect() -> Any:

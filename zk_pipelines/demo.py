@@ -1,8 +1,10 @@
-"""`zk demo`: both sandboxes, a backfill of the seeded history in one run, then a live hour with edits made
-"in Kaseya", and a summary of what happened and where to look.
+"""`zk demo`: both sandboxes, the tenant's initial sync (its whole history, in one run), then a live hour with
+edits made "in Kaseya", and a summary of what happened and where to look.
 
 The runs are recorded in a real Dagster instance (`$DAGSTER_HOME`, default `.dagster_home/`), so
-`dagster dev` shows them afterwards, and the data is in a real DuckDB file.
+`dagster dev` shows them afterwards, and the data is in a real DuckDB file. The tenant is configured as a
+deployment is, through its environment variables (the sandboxes' credentials), which the resources bind by
+name: the instance stores the variables' names, never a secret.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from typing import TextIO
 
 import dagster as dg
 
+from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
-from zk_pipelines.defs.executor import execute_in_process
-from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.defs.local_runs import hour_key, run_hourly_job
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
 from zk_pipelines.storage.database import connect
 
 REPO = Path(__file__).resolve().parents[1]
-HOUR = "%Y-%m-%d-%H:00"
 
 
 def prepare_dagster_home(home: Path) -> Path:
@@ -34,14 +35,11 @@ def prepare_dagster_home(home: Path) -> Path:
     return home
 
 
-def _tenant(boxes: Sandboxes, settings: Path, database: Path) -> TenantResource:
-    env = boxes.environment()
-    return TenantResource(
-        kaseya_base_url=env["KASEYA_BASE_URL"], kaseya_username=env["KASEYA_USERNAME"],
-        kaseya_password=env["KASEYA_PASSWORD"], kaseya_tenant=env["KASEYA_TENANT"],
-        zomentum_base_url=env["ZOMENTUM_BASE_URL"], zomentum_refresh_token=env["ZOMENTUM_REFRESH_TOKEN"],
-        settings_path=str(settings), duckdb_path=str(database),
-    )
+def _configure_tenant(boxes: Sandboxes, settings: Path, database: Path) -> None:
+    """The demo tenant's environment, as a deployment sets it."""
+    os.environ.update(boxes.environment())
+    os.environ[TENANT_VARIABLES.settings_path] = str(settings)
+    os.environ[TENANT_VARIABLES.duckdb_path] = str(database)
 
 
 def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
@@ -97,32 +95,27 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
     settings = REPO / "settings.example.yaml"
     now = datetime.now(UTC)
     current_hour = now.replace(minute=0, second=0, microsecond=0)
-    first = current_hour - timedelta(days=SCALES[scale].history_days, hours=2)
-    print(f"starting the Kaseya BMS and Zomentum sandboxes (seed {seed}, scale {scale}) ...", file=out, flush=True)
+    onboarding = current_hour - timedelta(hours=2)
+    history = SCALES[scale].history_days
+    print(f"starting the Kaseya BMS and Zomentum sandboxes (seed {seed}, scale {scale}, {history} days of "
+          "history) ...", file=out, flush=True)
     with running_sandboxes(seed=seed, scale=scale) as boxes:
-        definitions = build_definitions(partitions_start=first.strftime(HOUR),
-                                        tenant=_tenant(boxes, settings, database))
-        job = definitions.resolve_job_def("hourly_sync_job")
+        _configure_tenant(boxes, settings, database)
+        definitions = build_definitions(partitions_start=hour_key(onboarding))
         instance = dg.DagsterInstance.get()
-        last_backfilled = current_hour - timedelta(hours=2)
-        print(f"backfill: one run over {first:%Y-%m-%d %H:00} .. {last_backfilled:%Y-%m-%d %H:00} UTC "
-              f"({int((last_backfilled - first).total_seconds() // 3600) + 1} hourly partitions) ...",
-              file=out, flush=True)
+        print(f"initial sync: the tenant's first run, for the onboarding hour {onboarding:%Y-%m-%d %H:00} UTC, "
+              f"extracts its whole history ({history} days) ...", file=out, flush=True)
         started = time.monotonic()
-        backfill = execute_in_process(job, instance=instance, raise_on_error=False, tags={
-            "dagster/asset_partition_range_start": first.strftime(HOUR),
-            "dagster/asset_partition_range_end": last_backfilled.strftime(HOUR),
-        })
-        print(f"  run {backfill.run_id}: {'success' if backfill.success else 'FAILED'} "
+        initial = run_hourly_job(definitions, instance, onboarding)
+        print(f"  run {initial.run_id}: {'success' if initial.success else 'FAILED'} "
               f"in {time.monotonic() - started:.0f} s", file=out)
-        _print_summary(out, "  per entity:", _summary(database, backfill.run_id))
+        _print_summary(out, "  per entity:", _summary(database, initial.run_id))
 
         live_hour = current_hour - timedelta(hours=1)
         edits = _edit_in_kaseya(boxes, live_hour)
         print(f"live hour {live_hour:%Y-%m-%d %H:00} UTC, after these edits in Kaseya: {'; '.join(edits)}",
               file=out, flush=True)
-        live = execute_in_process(job, instance=instance, partition_key=live_hour.strftime(HOUR),
-                                  raise_on_error=False)
+        live = run_hourly_job(definitions, instance, live_hour)
         print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'}", file=out)
         _print_summary(out, "  per entity:", _summary(database, live.run_id))
         kaseya_calls = sum(1 for e in boxes.kaseya.state.requests() if e["path"].lower().startswith("/v2/"))
@@ -131,9 +124,8 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
         print(f"API calls: Kaseya {kaseya_calls}, Zomentum writes {zomentum_writes}", file=out)
 
     print("\nWhere to look:", file=out)
-    print(f"  Dagster UI:  DAGSTER_HOME={home} ZK_PARTITIONS_START={first:%Y-%m-%d-%H:00} "
+    print(f"  Dagster UI:  DAGSTER_HOME={home} ZK_PARTITIONS_START={hour_key(onboarding)} "
           ".venv/bin/dagster dev -w workspace.yaml   (runs, asset metadata, checks)", file=out)
     print(f"  DuckDB file: {database}", file=out)
-    print(f"  The ledger:  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{database}', read_only=True)"
-          ".sql('SELECT entity, action, count(*) FROM audit.sync_events GROUP BY ALL ORDER BY ALL'))\"", file=out)
-    return 0 if backfill.success and live.success else 1
+    print(f"  The ledger:  ZK_DUCKDB_PATH={database} .venv/bin/zk audit", file=out)
+    return 0 if initial.success and live.success else 1

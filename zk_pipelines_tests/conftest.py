@@ -1,4 +1,10 @@
-"""Shared fixtures live in zk_pipelines_tests/fixtures/, one module per system."""
+"""Shared fixtures: the sandboxes of both systems together here, each system's own in
+zk_pipelines_tests/fixtures/."""
+
+import pytest
+
+from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
+from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 
 pytest_plugins = [
     "zk_pipelines_tests.fixtures.kaseya",
@@ -12,3 +18,14 @@ def pytest_configure(config):
                                        "--fast` leaves these out")
     config.addinivalue_line("markers", "browser: drives headless Chromium against a running Dagster UI "
                                        "(runs by default; `-m 'not browser'` leaves it out locally)")
+
+
+@pytest.fixture(scope="module")
+def sandboxes():
+    """Both sandboxes at scale `small_recent` (their history in the last two days), one pair per test module;
+    tests reset them to the seed they need."""
+    kaseya = start_kaseya_sandbox(scale="small_recent")
+    zomentum = start_zomentum_sandbox(scale="small_recent")
+    yield kaseya, zomentum
+    kaseya.stop()
+    zomentum.stop()

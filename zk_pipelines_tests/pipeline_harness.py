@@ -6,6 +6,8 @@ history is ~50 hourly partitions in one run.
 
 from __future__ import annotations
 
+import itertools
+import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,9 +18,9 @@ import dagster as dg
 import duckdb
 import yaml
 
+from zk_pipelines.config import TENANT_VARIABLES, TenantVariables
 from zk_pipelines.definitions import build_definitions
-from zk_pipelines.defs.executor import execute_in_process
-from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
 
@@ -26,6 +28,22 @@ REPO = Path(__file__).resolve().parents[1]
 HOUR_KEY = "%Y-%m-%d-%H:00"
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+_TENANTS = itertools.count(1)
+
+
+def tenant_environment(kaseya: KaseyaSandbox, zomentum: ZomentumSandbox, settings: Path, database: Path,
+                       prefix: str | None = None) -> TenantVariables:
+    """Set a tenant's environment variables (under a prefix of its own, so that harnesses side by side never
+    share one) and name them: the resources bind these names, as in production, never the values."""
+    variables = TENANT_VARIABLES.with_prefix(prefix or f"ZK_TEST_{next(_TENANTS)}_")
+    os.environ.update({
+        variables.kaseya_base_url: kaseya.base_url, variables.kaseya_username: kaseya.username,
+        variables.kaseya_password: kaseya.password, variables.kaseya_tenant: kaseya.tenant,
+        variables.zomentum_base_url: zomentum.base_url, variables.zomentum_refresh_token: zomentum.refresh_token,
+        variables.settings_path: str(settings), variables.duckdb_path: str(database),
+    })
+    return variables
 
 
 def hour_key(moment: datetime) -> str:
@@ -59,18 +77,11 @@ class PipelineHarness:
         self.database = self.tmp / "tenant.duckdb"
         self.settings_path = write_settings(self.tmp / "settings.yaml", mode=self.mode)
         self.instance = dg.DagsterInstance.ephemeral()
+        self.variables = tenant_environment(self.kaseya, self.zomentum, self.settings_path, self.database)
         self.definitions = self.build()
 
-    def tenant(self) -> TenantResource:
-        return TenantResource(
-            kaseya_base_url=self.kaseya.base_url, kaseya_username=self.kaseya.username,
-            kaseya_password=self.kaseya.password, kaseya_tenant=self.kaseya.tenant,
-            zomentum_base_url=self.zomentum.base_url, zomentum_refresh_token=self.zomentum.refresh_token,
-            settings_path=str(self.settings_path), duckdb_path=str(self.database),
-        )
-
     def build(self) -> dg.Definitions:
-        return build_definitions(partitions_start=hour_key(self.partitions_start), tenant=self.tenant(),
+        return build_definitions(partitions_start=hour_key(self.partitions_start), variables=self.variables,
                                  tuning=self.tuning)
 
     @property
@@ -81,14 +92,15 @@ class PipelineHarness:
         """One run over a range of hourly partitions (default: the whole history up to two hours ago)."""
         first = first or self.partitions_start
         last = last or self.current_hour - timedelta(hours=2)
-        return execute_in_process(self.job, instance=self.instance, raise_on_error=False, tags={
+        return self.job.execute_in_process(instance=self.instance, raise_on_error=False, tags={
             "dagster/asset_partition_range_start": hour_key(first),
             "dagster/asset_partition_range_end": hour_key(last),
         })
 
-    def run_hour(self, start: datetime) -> dg.ExecuteInProcessResult:
-        return execute_in_process(self.job, instance=self.instance, partition_key=hour_key(start),
-                                  raise_on_error=False)
+    def run_hour(self, start: datetime, *, whole_history: bool = False) -> dg.ExecuteInProcessResult:
+        run_config = {"ops": {"kaseya_changes": {"config": {"whole_history": True}}}} if whole_history else None
+        return self.job.execute_in_process(instance=self.instance, partition_key=hour_key(start),
+                                           raise_on_error=False, run_config=run_config)
 
     def sql(self, query: str, params: Any = None) -> list[tuple]:
         with duckdb.connect(str(self.database), read_only=True) as connection:
@@ -109,6 +121,14 @@ class PipelineHarness:
             table = getattr(state.tenant, entity)
             table[kaseya_id].stamps.modified_on = moment.astimezone(UTC)
 
+    def an_hour_passes(self, seconds: float = 3600) -> None:
+        """Time moves on for both sides: the Kaseya sandbox's clock (its sliding hourly limit), and the tenant's
+        budget in the state store (the calls and the 429s it counts are that much older)."""
+        self.kaseya.state.advance_clock(seconds)
+        with duckdb.connect(str(self.database)) as connection:
+            connection.execute("UPDATE budget.kaseya_grants SET granted_at = granted_at - ?", [seconds])
+            connection.execute("UPDATE budget.kaseya_spent SET until = until - ?", [seconds])
+
     def kaseya_records(self, entity: str) -> list[dict]:
         return self.kaseya.state.records(entity)
 
@@ -121,10 +141,14 @@ def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
             for event in result.get_step_failure_events()]
 
 
-def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str, partition: str | None = None
+                             ) -> dict[str, Any]:
+    """The metadata of the asset's materialization in the run: of `partition`, by default the last one (a
+    partitioned step reports the run's figures on the run's last partition)."""
     key = dg.AssetKey(asset.split("/"))
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        if materialization.asset_key == key:
-            return {name: value.value for name, value in materialization.metadata.items()}
-    raise AssertionError(f"{asset} was not materialized")
+    found = [event.event_specific_data.materialization for event in result.get_asset_materialization_events()
+             if event.event_specific_data.materialization.asset_key == key
+             and (partition is None or event.event_specific_data.materialization.partition == partition)]
+    if not found:
+        raise AssertionError(f"{asset} was not materialized" + (f" for {partition}" if partition else ""))
+    return {name: value.value for name, value in found[-1].metadata.items()}

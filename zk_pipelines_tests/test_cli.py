@@ -119,7 +119,7 @@ def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
     result = zk("demo", "--scale", "small_recent", "--workdir", str(tmp_path / "demo"), env=env, timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "backfill: one run over" in out and ": success in" in out
+    assert "initial sync: the tenant's first run" in out and ": success in" in out
     assert "live hour" in out and "Where to look:" in out
     assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
     import duckdb

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +19,6 @@ import pandas as pd
 import pytest
 
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
-from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.pull.map import map_target
 from zk_pipelines.pull.stage import stage_entity
@@ -42,10 +41,6 @@ CLIENT_USERS = ZOMENTUM_TARGET["client_users"]
 RESOLVED = SimpleNamespace(zomentum=SimpleNamespace(users={}), fallback_owner=SimpleNamespace(id="owner-1"))
 KNOWN_ACCOUNTS = (10, 11, 12, 13)  # 12 has no Zomentum client yet; 99 is not staged at all
 CLIENTS = {"10": "zc-10", "11": 'zc-"11"\\', "13": "zc-13"}
-
-
-def window(start: datetime = FIRST, end: datetime = NOW) -> ExtractionWindow:
-    return ExtractionWindow(start, end, start, end)
 
 
 def wire(kaseya_id: Any, **fields: Any) -> dict[str, Any]:
@@ -161,29 +156,30 @@ def _tables(database: Path) -> dict[str, list[tuple]]:
         }
 
 
-def _run(database: Path, the_window: ExtractionWindow, *, column_wise: bool, run: str) -> tuple:
-    stage = stage_entity(database, "contacts", the_window, run_id=run, partition_key="p", now=NOW,
-                         column_wise=column_wise, contacts_per_chunk=7)
-    mapped = map_target(database, CLIENT_USERS, the_window, RESOLVED, run_id=run, now=NOW,
-                        column_wise=column_wise, client_users_per_chunk=5)
+def _run(database: Path, *, column_wise: bool, run: str) -> tuple:
+    stage = stage_entity(database, "contacts", run_id=run, partition_key="p", now=NOW, column_wise=column_wise,
+                         contacts_per_chunk=7)
+    mapped = map_target(database, CLIENT_USERS, RESOLVED, run_id=run, now=NOW, column_wise=column_wise,
+                        client_users_per_chunk=5)
     rejects = sorted(map(tuple, stage.rejects.astype(object).where(stage.rejects.notna(), None).values.tolist()),
                      key=repr)
     return (stage.read, stage.staged, stage.rejected_records, stage.waiting_records, rejects), mapped
 
 
-def assert_both_paths_agree(database: Path, tmp_path: Path, windows: list[ExtractionWindow],
+def assert_both_paths_agree(database: Path, tmp_path: Path, runs: int = 1,
                             between_runs: Any = None) -> dict[str, list[tuple]]:
-    """Run the staging and mapping of each window on two copies of `database`, column-wise and per record,
-    and compare everything they wrote and reported. Returns the column-wise tables."""
+    """Run the staging and mapping `runs` times (each of what is pending then) on two copies of `database`,
+    column-wise and per record, and compare everything they wrote and reported. Returns the column-wise
+    tables."""
     copies = {}
     for column_wise in (True, False):
         copy = tmp_path / f"{'bulk' if column_wise else 'per_record'}.duckdb"
         shutil.copy(database, copy)
         reports = []
-        for number, the_window in enumerate(windows):
+        for number in range(runs):
             if number and between_runs is not None:
                 between_runs(copy)
-            reports.append(_run(copy, the_window, column_wise=column_wise, run=f"run-{number}"))
+            reports.append(_run(copy, column_wise=column_wise, run=f"run-{number}"))
         copies[column_wise] = (reports, _tables(copy))
     (bulk_reports, bulk), (reference_reports, reference) = copies[True], copies[False]
     assert bulk_reports == reference_reports
@@ -193,13 +189,13 @@ def assert_both_paths_agree(database: Path, tmp_path: Path, windows: list[Extrac
 
 
 def test_every_shape_of_raw_contact_is_staged_rejected_and_mapped_as_the_per_record_path_does(tmp_path):
-    tables = assert_both_paths_agree(edge_world(tmp_path / "edge.duckdb"), tmp_path, [window()])
+    tables = assert_both_paths_agree(edge_world(tmp_path / "edge.duckdb"), tmp_path)
     staged = {row[0] for row in tables["stg"]}
     rejected = {row[3] for row in tables["rejects"]}
     waiting = {row[0] for row in tables["mapped"] if row[4]}
     # the comparison covered rows of every outcome, not only the easy ones
     assert {1, 2, 3, 4, 5, 13, 42, 43} <= staged and {"7", "8", "12", "22", "33", "37"} <= rejected
-    assert "9" in waiting and len(tables["mapped"]) == len(staged) - 1  # 40 has no ModifiedOn: in no window
+    assert "9" in waiting and len(tables["mapped"]) == len(staged)  # 40 has no ModifiedOn: pending all the same
     assert any("(record " in row[7] for row in tables["rejects"])  # the unreadable id, named by its place
     # a whole number beyond 64 bits is that record's reject, not a batch that fails (nor one read as floats)
     assert [row[7] for row in tables["rejects"] if row[3] == "56"] == [
@@ -217,8 +213,8 @@ def test_a_contact_waiting_for_its_account_is_staged_and_mapped_alike_once_the_a
 
     records = [*EDGE_RECORDS[:12], (60, wire(60, accountId=99, modifiedOn="2026-11-21T01:00:00"))]
     database = edge_world(tmp_path / "late.duckdb", records)
-    later = window(NOW - timedelta(hours=1), NOW)  # the waiting contacts are outside it: retried
-    tables = assert_both_paths_agree(database, tmp_path, [window(), later], between_runs=account_arrives)
+    # the later run has nothing pending but the waiting contacts, which it retries
+    tables = assert_both_paths_agree(database, tmp_path, runs=2, between_runs=account_arrives)
     assert {8, 60} <= {row[0] for row in tables["stg"]}
     assert not [row for row in tables["mapped"] if row[0] == "9" and row[4]]
 
@@ -226,12 +222,12 @@ def test_a_contact_waiting_for_its_account_is_staged_and_mapped_alike_once_the_a
 def test_duplicate_rows_and_chunk_boundaries_change_nothing(tmp_path):
     records = [(kaseya_id, wire(kaseya_id, modifiedOn=f"2026-11-22T10:{kaseya_id % 60:02d}:00"))
                for kaseya_id in range(100, 160)]
-    assert_both_paths_agree(edge_world(tmp_path / "many.duckdb", records), tmp_path, [window()])
+    assert_both_paths_agree(edge_world(tmp_path / "many.duckdb", records), tmp_path)
 
 
 def test_change_detection_counts_what_the_load_would_be_handed(tmp_path):
     database = edge_world(tmp_path / "pending.duckdb")
-    _run(database, window(), column_wise=True, run="run-0")
+    _run(database, column_wise=True, run="run-0")
     with connect(database) as connection:
         sent = connection.execute("SELECT kaseya_id, payload_hash FROM mapped.zomentum_client_users "
                                   "WHERE problem IS NULL ORDER BY kaseya_id LIMIT 4").fetchall()
@@ -273,20 +269,14 @@ def _forget_contacts(database: Path) -> None:
         connection.execute("DELETE FROM stg.kaseya_contacts")
         connection.execute("DELETE FROM mapped.zomentum_client_users")
         connection.execute("DELETE FROM audit.rejects WHERE entity = 'contacts'")
+        connection.execute("UPDATE raw.kaseya_contacts SET stage_pending = true")
         connection.execute("""DELETE FROM zomentum.id_map WHERE entity = 'clients' AND kaseya_id IN (
                                   SELECT kaseya_id FROM zomentum.id_map WHERE entity = 'clients'
                                   ORDER BY kaseya_id LIMIT 2)""")
 
 
-def _history(database: Path) -> ExtractionWindow:
-    with connect(database, read_only=True) as connection:
-        first, last = connection.execute("SELECT min(modified_on), max(modified_on) FROM raw.kaseya_contacts"
-                                         ).fetchone()
-    return window(first, last)
-
-
 def test_the_sandbox_world_is_staged_and_mapped_as_the_per_record_path_does(sandbox_world, tmp_path):
-    tables = assert_both_paths_agree(sandbox_world, tmp_path, [_history(sandbox_world)])
+    tables = assert_both_paths_agree(sandbox_world, tmp_path)
     assert len(tables["stg"]) > 40 and any(row[4] for row in tables["mapped"])
 
 
@@ -298,7 +288,7 @@ def test_the_bad_input_corpus_is_staged_and_mapped_as_the_per_record_path_does(t
     with corpus_synced(tmp_path / "corpus") as (harness, _, result):
         assert result.success, step_errors(result)
     _forget_contacts(harness.database)
-    tables = assert_both_paths_agree(harness.database, tmp_path, [_history(harness.database)])
+    tables = assert_both_paths_agree(harness.database, tmp_path)
     assert tables["rejects"] and len(tables["stg"]) > 40
     assert any(json.loads(row[1])["job_title"] and len(json.loads(row[1])["job_title"]) == 10_000
                for row in tables["mapped"] if row[1])
@@ -309,7 +299,7 @@ def test_records_spelled_as_the_wire_spells_them_are_staged_in_sql_and_the_other
 
     database = edge_world(tmp_path / "split.duckdb")
     with connect(database) as connection:
-        order = staging_order(connection, "kaseya_contacts", FIRST, NOW, [])
+        order = staging_order(connection, "kaseya_contacts", [])
         typed, others = read_contacts_chunk(connection, order, np.arange(1, len(order) + 1))
     in_sql = set(typed["kaseya_id"].astype(int))
     handed_over = {int(order[position - 1]) for position in others["position"]}

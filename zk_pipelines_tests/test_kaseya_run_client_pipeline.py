@@ -1,24 +1,26 @@
-"""The real hourly job against both sandboxes: every Kaseya step of a run shares one client, so a run logs in
-once, and each step's `kaseya_calls` is its own share of the run's calls; likewise the run's Zomentum steps
-share one client and one access token. The run's resource also creates the
-pull's tables once and reads the run's resolved settings once, and still fails a step when the settings file
-changed during the run."""
+"""The real hourly job against both sandboxes: a run's Kaseya steps share one client, so a run logs in once,
+and each step's `step_kaseya_calls` is its own share of the run's calls; likewise the run's Zomentum steps
+share one client and one access token. The state store resource creates the pull's tables once per run and
+reads the run's resolved settings once, and still fails a step when the settings file changed during the run."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
 from zk_pipelines.config import ConfigurationError
 from zk_pipelines.defs import resources
-from zk_pipelines.defs.resources import TenantResource
-from zk_pipelines.domain.entities import KASEYA_SOURCES
+from zk_pipelines.defs.resources import StateStoreResource
+from zk_pipelines.domain.entities import KASEYA_SOURCE, KASEYA_SOURCES
 from zk_pipelines.domain.settings import load_settings, settings_fingerprint
+from zk_pipelines.pull.extract import extract_changes
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import ensure_pull_tables
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
 
 AUTH_ROUTES = ("/v2/security/authenticate", "/v2/security/refreshtoken")
@@ -41,45 +43,30 @@ def backfill(harness) -> tuple[dg.ExecuteInProcessResult, list[dict]]:
     return result, harness.kaseya.state.requests()
 
 
-def kaseya_step_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
-    """Each asset's materialization metadata that reports Kaseya calls (once per asset: a run over several
-    partitions repeats the same metadata for each partition)."""
-    found: dict[str, dict] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        metadata = {name: value.value for name, value in materialization.metadata.items()}
-        if "kaseya_calls" in metadata:
-            found["/".join(materialization.asset_key.path)] = metadata
-    return found
+def materializations(result: dg.ExecuteInProcessResult) -> list[tuple[str, dict]]:
+    return [("/".join(m.asset_key.path), {name: value.value for name, value in m.metadata.items()})
+            for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())]
 
 
-def check_one_login_and_calls_add_up(result: dg.ExecuteInProcessResult, log: list[dict]) -> dict:
+def check_one_login_and_calls_add_up(result: dg.ExecuteInProcessResult, log: list[dict]) -> dict[str, dict]:
     assert result.success, step_errors(result)
     logins = [e for e in log if e["route"] == AUTH_ROUTES[0]]
     data_calls = [e for e in log if e["route"] not in AUTH_ROUTES]
-    steps = kaseya_step_metadata(result)
+    steps = [metadata for _, metadata in materializations(result) if "step_kaseya_calls" in metadata]
     assert len(logins) == 1
-    assert {name for name in steps if name.startswith("raw/")} == {f"raw/{s.raw_table}" for s in KASEYA_SOURCES}
-    assert sum(m["kaseya_calls"] for m in steps.values()) == len(data_calls)
-    assert sum(m["kaseya_logins"] for m in steps.values()) == 1
-    return steps
+    assert len(steps) == 2  # kaseya_changes and kaseya_catalogue, each once (not once per partition)
+    assert sum(m["step_kaseya_calls"] for m in steps) == len(data_calls)
+    assert sum(m["step_kaseya_logins"] for m in steps) == 1
+    return {name: metadata for name, metadata in materializations(result) if name.startswith("raw/")}
 
 
 def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
     result, log = backfill
-    steps = check_one_login_and_calls_add_up(result, log)
-    # The products step reports its own calls (the product scans and the pricing reads), not the run's, though
-    # the run's extractions run side by side through one client.
-    products = steps["raw/kaseya_products"]
+    raw = check_one_login_and_calls_add_up(result, log)
+    assert set(raw) == {f"raw/{s.raw_table}" for s in KASEYA_SOURCES}
+    products = raw["raw/kaseya_products"]
     pricing = [e for e in log if e["route"].startswith("/v2/inventory/products/{")]
-    scans = [e for e in log if e["route"] == "/v2/inventory/products/searchselect"]
     assert products["pricing_calls"] == len(pricing) > 0
-    categories = [e for e in log if e["route"] == "/v2/inventory/products/categories/lookup"]
-    assert len(categories) == 2  # one read by raw/kaseya_product_categories, one by raw/kaseya_products
-    assert steps["raw/kaseya_product_categories"]["kaseya_calls"] == 1
-    assert products["kaseya_calls"] == len(pricing) + len(scans) + 1
-    accounts = [e for e in log if e["route"] == "/v2/crm/accounts/summary"]
-    assert steps["raw/kaseya_accounts"]["kaseya_calls"] == len(accounts) > 0
 
     harness.kaseya.state.clear_requests()
     hourly = harness.run_hour(harness.current_hour - timedelta(hours=1))
@@ -98,9 +85,7 @@ def test_a_run_takes_one_zomentum_access_token_and_each_load_reports_its_own_cal
     assert hourly.success, step_errors(hourly)
     sent = harness.zomentum.state.requests()
     assert zomentum_refreshes(sent) == 1  # settings/resolved and four loads: one token
-    steps = {"/".join(m.asset_key.path): {k: v.value for k, v in m.metadata.items()}
-             for m in (e.event_specific_data.materialization for e in hourly.get_asset_materialization_events())
-             if "zomentum_calls" in m.metadata}
+    steps = {name: metadata for name, metadata in materializations(hourly) if "zomentum_calls" in metadata}
     assert set(steps) == {"settings/resolved", "zomentum/items", "zomentum/clients", "zomentum/client_users",
                           "zomentum/opportunities"}
     # Each step's `zomentum_calls` is its own share of the run's client: they add up to the run's requests.
@@ -125,18 +110,23 @@ def test_a_run_creates_the_pull_tables_and_reads_its_resolved_settings_once(harn
     assert calls == {"ensure_pull_tables": 1, "resolved_for_step": 1}
 
 
+def state_store(harness: PipelineHarness) -> StateStoreResource:
+    """A run's copy of the state store resource."""
+    return StateStoreResource(duckdb_path=str(harness.database), settings_path=str(harness.settings_path))
+
+
 def test_the_resolved_settings_are_read_from_duckdb_once_per_run(harness, backfill):
     assert backfill[0].success, step_errors(backfill[0])
-    tenant = harness.tenant()  # a run's copy of the resource
-    first = tenant.resolved_settings()
+    state = state_store(harness)
+    first = state.resolved_settings()
     assert first.fingerprint == settings_fingerprint(load_settings(harness.settings_path))
     with connect(harness.database) as connection:
         stored = connection.execute("SELECT * FROM settings.resolved").fetchall()
         connection.execute("DELETE FROM settings.resolved")
     try:
-        assert tenant.resolved_settings() is first  # not read again: the stored resolution is gone
+        assert state.resolved_settings() is first  # not read again: the stored resolution is gone
         with pytest.raises(ConfigurationError, match="not been resolved yet"):
-            harness.tenant().resolved_settings()  # another run reads it
+            state_store(harness).resolved_settings()  # another run reads it
     finally:
         with connect(harness.database) as connection:
             connection.executemany("INSERT INTO settings.resolved VALUES (?, ?, ?, ?)", stored)
@@ -144,58 +134,82 @@ def test_the_resolved_settings_are_read_from_duckdb_once_per_run(harness, backfi
 
 def test_a_settings_file_changed_during_the_run_fails_its_next_read_of_the_settings(harness, backfill):
     assert backfill[0].success, step_errors(backfill[0])
-    tenant = harness.tenant()
-    tenant.resolved_settings()
+    state = state_store(harness)
+    state.resolved_settings()
     original = harness.settings_path.read_text()
     try:
         write_settings(harness.settings_path, mode="zomentum_as_crm")
         with pytest.raises(ConfigurationError, match="changed since the run resolved it"):
-            tenant.resolved_settings()
+            state.resolved_settings()
     finally:
         harness.settings_path.write_text(original)
-    assert tenant.resolved_settings().fingerprint == settings_fingerprint(load_settings(harness.settings_path))
+    assert state.resolved_settings().fingerprint == settings_fingerprint(load_settings(harness.settings_path))
 
 
 def test_the_pull_tables_are_created_by_the_first_step_of_a_run_that_asks(tmp_path):
-    tenant = TenantResource(kaseya_base_url="http://127.0.0.1:1", kaseya_username="u", kaseya_password="p",
-                            kaseya_tenant="t", zomentum_base_url="http://127.0.0.1:1", zomentum_refresh_token="r",
-                            settings_path=str(tmp_path / "settings.yaml"), duckdb_path=str(tmp_path / "t.duckdb"))
-    assert tenant.pull_database() == tmp_path / "t.duckdb"
+    state = StateStoreResource(settings_path=str(tmp_path / "settings.yaml"), duckdb_path=str(tmp_path / "t.duckdb"))
+    assert state.database() == tmp_path / "t.duckdb"
     with connect(tmp_path / "t.duckdb") as connection:
         tables = {row[0] for row in connection.execute(
             "SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
         assert {"raw.kaseya_accounts", "stg.kaseya_contacts", "mapped.zomentum_client_users",
-                "settings.resolved", "zomentum.id_map", "audit.sync_events"} <= tables
+                "settings.resolved", "zomentum.id_map", "audit.sync_events", "budget.kaseya_grants",
+                "raw.extraction_coverage"} <= tables
         connection.execute("DROP TABLE stg.kaseya_contacts")
-    tenant.pull_database()  # the same run: not created again
+    state.database()  # the same run: not created again
     with connect(tmp_path / "t.duckdb") as connection:
         assert not connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kaseya_contacts' "
                                       "AND schema_name = 'stg'").fetchone()[0]
-    fresh = TenantResource(**tenant.model_dump())  # the next run's copy
-    fresh.pull_database()
+    fresh = StateStoreResource(**state.model_dump())  # the next run's copy
+    fresh.database()
     with connect(tmp_path / "t.duckdb") as connection:
         assert connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kaseya_contacts' "
                                   "AND schema_name = 'stg'").fetchone()[0] == 1
 
 
-def test_a_terminated_run_sends_nothing_more_to_either_api(kaseya, zomentum, tmp_path):
-    # What the hourly job's executor does when the run is terminated (`interrupt_run`): the run's clients, in
-    # whichever step's thread, raise Dagster's interrupt before their next request. The next run's copy of
-    # the resource starts afresh.
-    tenant = TenantResource(kaseya_base_url=kaseya.base_url, kaseya_username=kaseya.username,
-                            kaseya_password=kaseya.password, kaseya_tenant=kaseya.tenant,
-                            zomentum_base_url=zomentum.base_url, zomentum_refresh_token=zomentum.refresh_token,
-                            settings_path=str(tmp_path / "settings.yaml"), duckdb_path=str(tmp_path / "t.duckdb"))
-    kaseya_client, zomentum_client = tenant.kaseya_client(), tenant.zomentum_client()
-    kaseya_client.account_types()  # logs in and reads
-    sent = (len(kaseya.state.requests()), len(zomentum.state.requests()))
+class _Interrupted(BaseException):
+    """Stands for Dagster's interrupt (a BaseException raised in the step's thread when the run is terminated)."""
 
-    tenant.interrupt_run()
 
-    with pytest.raises(dg.DagsterExecutionInterruptedError):
-        kaseya_client.account_types()
-    with pytest.raises(dg.DagsterExecutionInterruptedError):
-        zomentum_client.pipelines()
-    assert (len(kaseya.state.requests()), len(zomentum.state.requests())) == sent
-    tenant.teardown_after_execution(dg.build_init_resource_context())
-    assert tenant.kaseya_client().account_types()  # a new client of the next run, not interrupted
+class _SlowList:
+    """A Kaseya client whose lists yield a row, then wait until told to go on (or stopped)."""
+
+    def __init__(self) -> None:
+        self.first_row = threading.Event()
+        self.rows_after_interrupt = 0
+        self.interrupted = threading.Event()
+
+    def _rows(self, **_window):
+        for kaseya_id in range(1, 1000):
+            if self.interrupted.is_set():
+                self.rows_after_interrupt += 1
+            yield {"id": kaseya_id, "modifiedOn": "2026-12-01T10:00:00Z"}
+            self.first_row.set()
+            threading.Event().wait(0.01)
+
+    iter_accounts = iter_contacts = iter_opportunities = _rows
+
+
+def test_an_interrupted_extraction_stops_its_lists_at_their_next_row_and_keeps_what_they_read(tmp_path, monkeypatch):
+    database = tmp_path / "t.duckdb"
+    with connect(database) as connection:
+        ensure_pull_tables(connection)
+    client = _SlowList()
+    sources = [KASEYA_SOURCE["accounts"], KASEYA_SOURCE["contacts"]]
+    start = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+    def interrupt_when_reading(*args, **kwargs):  # the step's thread, waiting for the lists, is interrupted
+        client.first_row.wait(5)
+        client.interrupted.set()
+        raise _Interrupted()
+
+    real_result = __import__("concurrent.futures").futures.Future.result
+    monkeypatch.setattr("concurrent.futures.Future.result", interrupt_when_reading)
+    with pytest.raises(_Interrupted):
+        extract_changes(client, database, sources, start, start + timedelta(hours=1), overlap=timedelta(minutes=15),
+                        whole_history=False, run_id="r", now=start)
+    monkeypatch.setattr("concurrent.futures.Future.result", real_result)
+    assert client.rows_after_interrupt <= len(sources)  # each list stops at the row after the interrupt
+    with connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM raw.kaseya_accounts").fetchone()[0] >= 1
+        assert connection.execute("SELECT count(*) FROM raw.extraction_coverage").fetchone()[0] == 0

@@ -19,12 +19,13 @@ from zk_pipelines.defs.push import (
     build_won_document_sensor,
     push_run_config,
 )
-from zk_pipelines.defs.resources import TenantResource
 from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.resources import tenant_resources
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import IdMapEntry, upsert_id_map
 from zk_pipelines.storage.push_store import ensure_push_tables, start_document
 from zk_pipelines.storage.schema import create_tables
+from zk_pipelines_tests.pipeline_harness import tenant_environment
 from zk_pipelines_tests.test_push_document import PushTenant, settings_file
 
 
@@ -33,18 +34,19 @@ def tenant(kaseya, zomentum, kaseya_credentials, zomentum_credentials, tmp_path)
     return PushTenant(kaseya, zomentum, kaseya_credentials, zomentum_credentials, tmp_path)
 
 
-def resource(tenant: PushTenant, **settings) -> TenantResource:
-    return TenantResource(
-        kaseya_base_url=tenant.kaseya.base_url, kaseya_username=tenant.kaseya.username,
-        kaseya_password=tenant.kaseya.password, kaseya_tenant=tenant.kaseya.tenant,
-        zomentum_base_url=tenant.zomentum.base_url, zomentum_refresh_token=tenant.zomentum.refresh_token,
-        settings_path=str(settings_file(tenant.directory, **settings)), duckdb_path=str(tenant.database),
-    )
+def variables(tenant: PushTenant, **settings):
+    return tenant_environment(tenant.kaseya, tenant.zomentum, settings_file(tenant.directory, **settings),
+                              tenant.database)
+
+
+def resources(tenant: PushTenant, **settings) -> dict:
+    """The tenant's resources as the code location binds them (EnvVars)."""
+    return tenant_resources(variables(tenant, **settings))
 
 
 def run_push_job(tenant: PushTenant, document_id: str, overrides=(), *, dry_run=False, tags=None, **settings):
     return build_push_job().execute_in_process(
-        run_config=push_run_config(document_id, overrides, dry_run), resources={"tenant": resource(tenant, **settings)},
+        run_config=push_run_config(document_id, overrides, dry_run), resources=resources(tenant, **settings),
         tags=tags, raise_on_error=False)
 
 
@@ -170,7 +172,7 @@ def test_a_document_held_by_a_running_dagster_run_waits_for_it_and_is_pushed_onc
 
     def push() -> dg.ExecuteInProcessResult:
         return build_push_job().execute_in_process(
-            run_config=push_run_config(document_id), resources={"tenant": resource(tenant)}, instance=instance,
+            run_config=push_run_config(document_id), resources=resources(tenant), instance=instance,
             raise_on_error=False)
 
     waiting = push()
@@ -193,7 +195,7 @@ def test_a_document_held_by_a_running_dagster_run_waits_for_it_and_is_pushed_onc
 def tick(tenant: PushTenant, cursor: str | None, **settings):
     sensor = build_won_document_sensor(build_push_job())
     # The tenant resource closes its run-scoped Kaseya client on teardown, so the context is a context manager.
-    with dg.build_sensor_context(cursor=cursor, resources={"tenant": resource(tenant, **settings)}) as context:
+    with dg.build_sensor_context(cursor=cursor, resources=resources(tenant, **settings)) as context:
         return sensor(context)
 
 
@@ -222,7 +224,7 @@ def test_the_sensor_launches_one_run_per_won_version_and_none_for_other_statuses
 
     # The run the sensor asked for pushes the document.
     result = build_push_job().execute_in_process(run_config=request.run_config, tags=request.tags,
-                                                 resources={"tenant": resource(tenant)})
+                                                 resources=resources(tenant))
     assert result.success
     assert len(tenant.marked("opportunities", won, "description")) == 1
     assert tenant.marked("opportunities", other, "description") == []
@@ -239,7 +241,7 @@ def test_the_sensor_does_nothing_when_kaseya_is_the_crm(tenant):
 
 
 def test_the_push_job_and_sensor_are_registered_under_their_pinned_names(tenant):
-    repository = build_definitions(tenant=resource(tenant)).get_repository_def()
+    repository = build_definitions(variables=variables(tenant)).get_repository_def()
     job = repository.get_job(PUSH_JOB)
     assert [node.name for node in job.nodes] == [PUSH_OP]
     assert job.graph.node_named(PUSH_OP).definition.pool == "kaseya_api"

@@ -89,7 +89,7 @@ class WireTamper:
             if served == PRICING:
                 for level in reply.result or []:
                     level.update(self.pricing_fields.get(int(call.params["productIndexId"]), {}))
-            if (served == CONTACTS and self.while_paging and call.query.text("Filter.ModifiedOnFrom")
+            if (served == CONTACTS and self.while_paging and call.query.text("Filter.ModifiedOnTo")
                     and (call.query.int("PageNumber") or 1) == 1):
                 self.while_paging.pop(0)(call)
             return reply

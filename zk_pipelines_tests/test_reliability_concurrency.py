@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from benchmarks.reliability_report import WonDocument, make_won_documents
 from zk_pipelines.domain.push_plan import document_markers
-from zk_pipelines_tests.test_reliability_crash import jobs, sandboxes  # noqa: F401  (fixtures)
+from zk_pipelines_tests.test_reliability_crash import jobs  # noqa: F401  (a fixture)
 
 
 def test_a_backfill_the_hourly_run_meanwhile_and_a_push_at_the_same_moment_all_succeed(jobs):  # noqa: F811

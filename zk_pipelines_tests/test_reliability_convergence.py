@@ -6,7 +6,6 @@ counterpart is `test_reliability_push_convergence.py`."""
 
 from __future__ import annotations
 
-import pytest
 
 from benchmarks.reliability_report import (
     KASEYA_FAULT_KINDS,
@@ -18,19 +17,8 @@ from benchmarks.reliability_report import (
     seeded_ids,
     zomentum_holdings,
 )
-from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
-from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 
 RATE = 0.02  # of the requests, per fault kind
-
-
-@pytest.fixture(scope="module")
-def sandboxes():
-    kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    yield kaseya, zomentum
-    kaseya.stop()
-    zomentum.stop()
 
 
 def test_the_comparison_sees_a_duplicate_a_missing_and_a_changed_record(sandboxes):

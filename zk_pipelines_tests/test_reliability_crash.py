@@ -7,7 +7,6 @@ Zomentum's request log while the job writes."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -18,25 +17,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
-from unittest import mock
 
 import dagster as dg
 import duckdb
 import pytest
-from dagster._daemon.monitoring import concurrency as slot_monitoring
-from dagster._time import get_current_datetime
 
 from zk_pipelines.demo import prepare_dagster_home
-from zk_pipelines.sandbox.kaseya import KaseyaSandbox, start_kaseya_sandbox
-from zk_pipelines.sandbox.zomentum import ZomentumSandbox, start_zomentum_sandbox
+from zk_pipelines.sandbox.kaseya import KaseyaSandbox
+from zk_pipelines.sandbox.zomentum import ZomentumSandbox
 from zk_pipelines_tests.pipeline_harness import REPO, hour_key, write_settings
 
 JOB_SCRIPT = """
 import os, sys
 import dagster as dg
 from zk_pipelines.definitions import build_definitions
-from zk_pipelines.defs.executor import execute_in_process
 
 definitions = build_definitions(partitions_start=os.environ["ZK_PARTITIONS_START"])
 instance = dg.DagsterInstance.get()
@@ -48,9 +42,9 @@ else:
     first, last = sys.argv[1], sys.argv[2]
     job = definitions.resolve_job_def("hourly_sync_job")
     if first == last:
-        result = execute_in_process(job, partition_key=first, instance=instance, raise_on_error=False)
+        result = job.execute_in_process(partition_key=first, instance=instance, raise_on_error=False)
     else:
-        result = execute_in_process(job, instance=instance, raise_on_error=False, tags={
+        result = job.execute_in_process(instance=instance, raise_on_error=False, tags={
             "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
 for event in result.get_step_failure_events():
     print("STEP FAILED", event.step_key, event.event_specific_data.error.message.strip(), flush=True)
@@ -135,15 +129,11 @@ class JobProcesses:
 
     def mark_failed(self, run_id: str) -> None:
         """What an operator (the UI's Terminate) or run monitoring does for a run whose process died: mark it
-        failed. Its pool slots are then freed by the daemon's run monitoring (dagster.yaml's
-        `free_slots_after_run_end_seconds`): one pass of it is run here, as if that long had passed."""
+        failed, and free the pool slots it held (what the daemon's run monitoring does once dagster.yaml's
+        `free_slots_after_run_end_seconds` have passed)."""
         with self.instance() as instance:
             instance.report_run_failed(instance.get_run_by_id(run_id))
-            later = get_current_datetime() + timedelta(
-                seconds=instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 5)
-            with mock.patch.object(slot_monitoring, "get_current_datetime", return_value=later):
-                list(slot_monitoring.execute_concurrency_slots_iteration(
-                    SimpleNamespace(instance=instance), logging.getLogger("run_monitoring")))
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
 @dataclass
@@ -163,15 +153,6 @@ class JobProcess:
     @property
     def succeeded(self) -> bool:
         return self.process.returncode == 0
-
-
-@pytest.fixture(scope="module")
-def sandboxes():
-    kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    yield kaseya, zomentum
-    kaseya.stop()
-    zomentum.stop()
 
 
 @pytest.fixture

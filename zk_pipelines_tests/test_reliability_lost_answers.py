@@ -19,23 +19,12 @@ from zk_pipelines.domain.push_plan import document_markers
 from zk_pipelines.pull.load import MatchIndex
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document
-from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
-from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines.secrets import Secret
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.push_store import document_requests
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
 
 ADOPTED = "Zomentum's answer to the create was lost; the created record was found and adopted"
-
-
-@pytest.fixture(scope="module")
-def sandboxes():
-    kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    yield kaseya, zomentum
-    kaseya.stop()
-    zomentum.stop()
 
 
 @pytest.fixture

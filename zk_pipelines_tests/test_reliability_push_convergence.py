@@ -5,22 +5,10 @@ is the reliability report's (`benchmarks/reliability_report.py`)."""
 
 from __future__ import annotations
 
-import pytest
 
 from benchmarks.reliability_report import KASEYA_FAULT_KINDS, ZOMENTUM_FAULT_KINDS, push_convergence, render_table
-from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
-from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 
 RATE = 0.02  # of the requests, per fault kind
-
-
-@pytest.fixture(scope="module")
-def sandboxes():
-    kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    yield kaseya, zomentum
-    kaseya.stop()
-    zomentum.stop()
 
 
 def test_a_batch_of_won_pushes_under_every_fault_re_pushed_until_clean_equals_the_fault_free_pushes(

@@ -34,24 +34,13 @@ from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document
-from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.kaseya.app import ROUTES as KASEYA_ROUTES
 from zk_pipelines.sandbox.launcher import running_sandboxes
-from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines.secrets import Secret
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, write_settings
 
 WRONG_PASSWORD = "wrong-password-Xq81!zz"  # a mistyped secret is still a secret
 WRONG_REFRESH_TOKEN = "revoked-refresh-token-77ab"
-
-
-@pytest.fixture(scope="module")
-def sandboxes() -> Iterator[tuple[Any, Any]]:
-    kaseya = start_kaseya_sandbox(scale="small_recent")
-    zomentum = start_zomentum_sandbox(scale="small_recent")
-    yield kaseya, zomentum
-    kaseya.stop()
-    zomentum.stop()
 
 
 def test_no_secret_reaches_logs_errors_run_metadata_the_ledger_duckdb_or_zk_output(sandboxes, tmp_path, capsys,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +33,7 @@ from zk_pipelines.clients.http import (
     retry_after_seconds,
     send,
 )
+from zk_pipelines.clients.kaseya_budget import BudgetExhausted, BudgetStore, RouteBudget
 from zk_pipelines.clients.kaseya_wire import (
     ENDPOINTS,
     LOOKUP_TABLES,
@@ -49,6 +50,8 @@ from zk_pipelines.clients.probe import EndpointCheck
 from zk_pipelines.config import KaseyaCredentials
 from zk_pipelines.secrets import redact
 
+__all__ = ["BudgetExhausted", "KaseyaClient", "KaseyaUsage", "ListingChanged", "RouteBudget"]
+
 log = logging.getLogger(__name__)
 
 KASEYA_POLICY = HttpPolicy(api_name="Kaseya")
@@ -58,74 +61,9 @@ REFRESH_MARGIN_SECONDS = 60.0
 DEFAULT_TOKEN_LIFETIME_SECONDS = 1200.0
 
 
-class BudgetExhausted(RateLimited):
-    """The client-side hourly budget of one endpoint is spent; the work resumes next hour."""
-
-
 class ListingChanged(ApiUnavailable):
     """A paged list changed while it was read (its `totalRecords` moved between pages), so offset paging may
     have skipped or repeated a record: every row was yielded, but the list must be read again to be whole."""
-
-
-class RouteBudget:
-    """Keeps each endpoint (route template) under `hourly_limit` calls in any sliding hour.
-
-    Kaseya allows 1500 calls per hour per endpoint; we stay below it so other integrations of the tenant
-    and our own retries have room. `used()` reports the calls each endpoint made in the current hour.
-    """
-
-    def __init__(self, hourly_limit: int, clock: Callable[[], float] = time.time) -> None:
-        self.hourly_limit = hourly_limit
-        self._clock = clock
-        self._calls: dict[str, deque[float]] = defaultdict(deque)
-        # Endpoints Kaseya itself declared spent (a 429 with a long Retry-After): until when, and its answer.
-        self._spent: dict[str, tuple[float, BudgetExhausted]] = {}
-        self._lock = threading.Lock()
-
-    def _trim(self, calls: deque[float], now: float) -> None:
-        while calls and calls[0] <= now - 3600:
-            calls.popleft()
-
-    def take(self, endpoint: Endpoint) -> None:
-        now = self._clock()
-        with self._lock:
-            spent = self._spent.get(endpoint.label)
-            if spent is not None and now < spent[0]:
-                until, answer = spent
-                raise BudgetExhausted(answer.api, answer.operation, answer.message, status=answer.status,
-                                      code=answer.code, retry_after=until - now)
-            calls = self._calls[endpoint.label]
-            self._trim(calls, now)
-            if len(calls) >= self.hourly_limit:
-                wait = calls[0] + 3600 - now
-                raise BudgetExhausted(
-                    "Kaseya",
-                    endpoint.label,
-                    f"rate budget exhausted for {endpoint.label} ({self.hourly_limit} calls/hour), "
-                    f"resumes next hour (in {wait / 60:.0f} min)",
-                    retry_after=wait,
-                )
-            calls.append(now)
-
-    def spent_by_kaseya(self, endpoint: Endpoint, answer: BudgetExhausted) -> None:
-        """Kaseya answered 429 with a wait beyond the policy: no more calls to the endpoint until then, from
-        any thread (the requests other threads already sent may still collect a 429 each)."""
-        with self._lock:
-            self._spent[endpoint.label] = (self._clock() + (answer.retry_after or 0), answer)
-
-    def remaining(self, endpoint: Endpoint) -> int:
-        now = self._clock()
-        with self._lock:
-            calls = self._calls[endpoint.label]
-            self._trim(calls, now)
-            return self.hourly_limit - len(calls)
-
-    def used(self) -> dict[str, int]:
-        now = self._clock()
-        with self._lock:
-            for calls in self._calls.values():
-                self._trim(calls, now)
-            return {label: len(calls) for label, calls in sorted(self._calls.items()) if calls}
 
 
 @dataclass
@@ -219,6 +157,7 @@ class KaseyaClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         budget: RouteBudget | None = None,
+        budget_store: BudgetStore | None = None,
         checkpoint: Callable[[], None] | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
@@ -232,7 +171,9 @@ class KaseyaClient:
         self._session.headers.update({"Accept": "application/json", "User-Agent": "zk_pipelines"})
         self._sleep = sleep
         self._clock = clock
-        self.budget = budget or RouteBudget(credentials.hourly_call_budget, clock)
+        # The tenant's hourly budget per endpoint, counted in `budget_store` (shared with the tenant's other runs
+        # and pushes) or, without one, in this client alone.
+        self.budget = budget or RouteBudget(credentials.hourly_call_budget, clock, store=budget_store)
         self.stats = KaseyaStats()
         self._token: _Token | None = None
         # Reentrant: renewing under the lock logs in, and `login` takes the lock for callers outside it.
@@ -242,6 +183,7 @@ class KaseyaClient:
         return f"KaseyaClient({self.base_url!r}, user={self._credentials.username!r})"
 
     def close(self) -> None:
+        self.budget.settle()
         self._session.close()
 
     @contextmanager

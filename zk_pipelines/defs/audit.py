@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from zk_pipelines.defs.partitions import now, partitioning
-from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.defs.partitions import now
+from zk_pipelines.defs.resources import StateStoreResource
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.storage.audit_store import EntityOutcomes, entity_outcomes, has_ledger
 from zk_pipelines.storage.database import connect
@@ -42,11 +42,9 @@ def outcome_table(outcomes: list[EntityOutcomes]) -> dg.MetadataValue:
     }) for o in outcomes])
 
 
-def audit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def audit_asset() -> dg.AssetsDefinition:
     @dg.asset(
         key=AUDIT_KEY, group_name=GROUP, pool="duckdb", kinds={"duckdb"},
-        # The whole ledger, whatever hours a run covered: materialized once per run, not once per partition.
-        **partitioning(partitions, incremental=False),
         deps=[dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS],
         description="The ledger: every outcome of every record the pull or the push touched (created, matched, "
                     "updated, unchanged, deferred while waiting for a parent, failed with its reason, skipped), "
@@ -55,9 +53,8 @@ def audit_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     "entity, the successes, errors and waiting records of the last run and of the last 24 hours. "
                     "`zk audit` lists the entries, `zk history` follows one record.",
     )
-    def sync_events(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
-        config = tenant.config()
-        with connect(config.duckdb_path, read_only=True) as connection:
+    def sync_events(context: dg.AssetExecutionContext, state: StateStoreResource) -> dg.MaterializeResult:
+        with connect(state.database(), read_only=True) as connection:
             outcomes = entity_outcomes(connection, now() - RECENT) if has_ledger(connection) else []
         this_run = context.run.run_id
         return dg.MaterializeResult(metadata={

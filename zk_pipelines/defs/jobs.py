@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from zk_pipelines.defs.executor import concurrent_in_process_executor
-
 PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load", "audit")
+HOURLY_JOB = "hourly_sync_job"
 
 
-def hourly_sync_job(partitions: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def hourly_sync_job() -> dg.UnresolvedAssetJobDefinition:
+    # Dagster's own in-process executor: the run's steps one after another in its one process (one Kaseya login,
+    # one Zomentum token per run), the same whether the schedule launches the run, a backfill, the launchpad, or
+    # `zk sync` executes it in process. Requests go out side by side inside the steps (a thread pool over the
+    # run's one client), which is where a run waits.
     return dg.define_asset_job(
-        "hourly_sync_job",
+        HOURLY_JOB,
         selection=dg.AssetSelection.groups(*PULL_GROUPS),
-        partitions_def=partitions,
-        executor_def=concurrent_in_process_executor,
-        description="Kaseya -> DuckDB staging -> validated, mapped -> Zomentum upsert, for one hour (or a "
-                    "range of hours in one run).",
+        executor_def=dg.in_process_executor,
+        description="Kaseya -> DuckDB staging -> validated, mapped -> Zomentum upsert, for one hour (or a range "
+                    "of hours in one run). A tenant's first run syncs its whole history.",
     )
 
 

@@ -1,21 +1,35 @@
-"""Group `kaseya_extract`: one `raw` asset per Kaseya list, built from the entity table."""
+"""Group `kaseya_extract`: the Kaseya lists into `raw.*`, as two steps of the run's one client.
+
+- `kaseya_changes`: the incremental lists (accounts, contacts, opportunities), **hourly-partitioned** on
+  Kaseya's `ModifiedOn`, side by side. What a run queries is its hours' window, reaching back over whatever
+  earlier runs did not cover: a tenant's first run, whichever hour it is for, extracts its whole history
+  (`domain/incremental.py`). A range of hours is one run and one query per list.
+- `kaseya_catalogue`: the snapshot lists (products with their pricing, employees, statuses, lookups...), not
+  partitioned (Kaseya has no date filter for them), side by side, change-detected by content hash.
+"""
 # Dagster inspects the annotations of asset functions at definition time: no postponed annotations here.
 
-
+from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from zk_pipelines.clients.http import ApiError, AuthenticationError, PermissionDenied
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, KaseyaUsage
-from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
-from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_keys_of_run
+from zk_pipelines.defs.resources import KaseyaResource, PullTuning, StateStoreResource
 from zk_pipelines.domain.entities import KASEYA_SOURCES, KaseyaSource
-from zk_pipelines.pull.extract import extract_incremental, extract_snapshot, refresh_product_pricing
+from zk_pipelines.pull.extract import extract_changes, extract_snapshots, refresh_product_pricing
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import read_snapshot
+from zk_pipelines.storage.pull_store import SnapshotCounts, read_snapshot, rows_by_hour
 
 GROUP = "kaseya_extract"
+CHANGES_STEP = "kaseya_changes"
+CATALOGUE_STEP = "kaseya_catalogue"
+
+INCREMENTAL_SOURCES = tuple(source for source in KASEYA_SOURCES if source.incremental)
+SNAPSHOT_SOURCES = tuple(source for source in KASEYA_SOURCES if not source.incremental)
 
 # A step calling an API that failed on what a repeat can fix (an answer garbled, or refused with a server
 # error, after the client's own retries) runs again, visibly in the UI, before the run fails.
@@ -23,6 +37,17 @@ API_STEP_RETRIES = dg.RetryPolicy(max_retries=3, delay=1.0)
 # What a repeat cannot fix, and must not try: a spent hourly budget (more calls only collect 429s), rejected
 # credentials (repeated failed logins can lock the API user out), a missing permission.
 NOT_RETRIED = (BudgetExhausted, AuthenticationError, PermissionDenied)
+
+CALLS_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("endpoint", "string"),
+    dg.TableColumn("calls_this_step", "int"),
+    dg.TableColumn("budget_used_this_hour", "int", description="by every run and push of the tenant"),
+    dg.TableColumn("hourly_budget", "int"),
+])
+
+
+def raw_key(source: KaseyaSource) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source.raw_table])
 
 
 def final_failure(exc: ApiError) -> dg.Failure:
@@ -35,9 +60,19 @@ def final_failure(exc: ApiError) -> dg.Failure:
                       allow_retries=False, metadata=metadata)
 
 
+def step_failure(failures: dict[str, BaseException]) -> BaseException:
+    """One error for the lists that failed: a final failure when any of them cannot be fixed by a repeat."""
+    final = [exc for exc in failures.values() if isinstance(exc, NOT_RETRIED)]
+    if final:
+        return final_failure(final[0])
+    if len(failures) == 1:
+        return next(iter(failures.values()))
+    return dg.Failure(description="; ".join(f"{name}: {exc}" for name, exc in failures.items()))
+
+
 def api_usage(client: KaseyaClient, usage: KaseyaUsage | None = None) -> dict[str, dg.MetadataValue]:
     """The calls a step made (`usage`, its own tally; by default everything the client sent), and each
-    endpoint's budget used this hour by the whole run (its steps share one client)."""
+    endpoint's budget used this hour by the whole tenant (every run and push shares it)."""
     if usage is None:
         usage = client.stats.usage()
     used = client.budget.used()
@@ -46,11 +81,79 @@ def api_usage(client: KaseyaClient, usage: KaseyaUsage | None = None) -> dict[st
         "kaseya_logins": dg.MetadataValue.int(usage.logins),
         "kaseya_token_refreshes": dg.MetadataValue.int(usage.refreshes),
         "kaseya_retries": dg.MetadataValue.int(usage.retries),
-        "kaseya_calls_by_endpoint": dg.MetadataValue.md(
-            "| endpoint | calls this step | budget used this hour |\n|---|---|---|\n" + "\n".join(
-                f"| `{label}` | {usage.calls.get(label, 0)} | {used.get(label, 0)} / "
-                f"{client.budget.hourly_limit} |" for label in sorted(usage.calls)) if usage.calls else "no calls"),
+        "kaseya_calls_by_endpoint": dg.MetadataValue.table(schema=CALLS_COLUMNS, records=[dg.TableRecord({
+            "endpoint": label, "calls_this_step": usage.calls.get(label, 0),
+            "budget_used_this_hour": used.get(label, 0), "hourly_budget": client.budget.hourly_limit,
+        }) for label in sorted(usage.calls)]),
     }
+
+
+class ChangesConfig(dg.Config):
+    """Run-time knob of the incremental extraction."""
+
+    whole_history: bool = Field(
+        default=False,
+        description="Extract every record Kaseya holds, whatever its ModifiedOn (a full re-sync), instead of "
+                    "the run's hours and any hours earlier runs missed. A tenant's first run does this by itself.")
+
+
+def _changes_specs() -> list[dg.AssetSpec]:
+    return [dg.AssetSpec(
+        raw_key(source), group_name=GROUP, kinds={"kaseya", "duckdb"},
+        description=f"{source.description} Table raw.{source.raw_table}: the latest payload Kaseya sent for "
+                    "each record, with the window that brought it. Hourly partitions on ModifiedOn: a run "
+                    "queries its hours (15 minutes of overlap before them) and any hours before them that no "
+                    "run covered yet, so a tenant's first run extracts its whole history; upserted on the "
+                    "Kaseya id.",
+    ) for source in INCREMENTAL_SOURCES]
+
+
+def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=CHANGES_STEP, specs=_changes_specs(), partitions_def=partitions, backfill_policy=SINGLE_RUN,
+        can_subset=True, pool="kaseya_api", retry_policy=API_STEP_RETRIES,
+        description="The incremental Kaseya lists, side by side through the run's one client.",
+    )
+    def kaseya_changes(context: dg.AssetExecutionContext, config: ChangesConfig, kaseya: KaseyaResource,
+                       state: StateStoreResource, tuning: PullTuning) -> Iterator[dg.MaterializeResult]:
+        sources = [s for s in INCREMENTAL_SOURCES if raw_key(s) in context.selected_asset_keys]
+        database = state.database()
+        client = kaseya.client(state)
+        window = context.partition_time_window
+        with client.step_usage() as calls:
+            results = extract_changes(client, database, sources, window.start, window.end,
+                                      overlap=timedelta(minutes=tuning.overlap_minutes),
+                                      whole_history=config.whole_history, run_id=context.run.run_id, now=now())
+        keys = partition_keys_of_run(context)
+        failures = {name: result for name, result in results.items() if isinstance(result, BaseException)}
+        # The step's calls (the three lists') once, on the first list it materializes.
+        step_figures = {f"step_{name}": value for name, value in api_usage(client, calls.usage()).items()}
+        for source in sources:
+            result = results[source.name]
+            if isinstance(result, BaseException):
+                continue
+            key = raw_key(source)
+            # Per partition, what that hour brought (records older than the run's first hour count to it); the
+            # run's figures once, on the last partition of the run.
+            with connect(database, read_only=True) as connection:
+                by_hour = rows_by_hour(connection, source.raw_table, context.run.run_id, keys)
+            for partition_key in keys:
+                context.add_asset_metadata({"rows_modified_in_hour": by_hour.get(partition_key, 0)},
+                                           asset_key=key, partition_key=partition_key)
+            context.add_asset_metadata({
+                "run_rows": result.rows, "run_unreadable_rows": result.unreadable,
+                "run_partitions": len(keys),
+                "run_query": result.window.describe(),
+                "whole_history": result.window.whole_history,
+                "covered_through": result.covered_through.isoformat() if result.covered_through else "nothing",
+                **step_figures,
+            }, asset_key=key, partition_key=keys[-1])
+            step_figures = {}
+            yield dg.MaterializeResult(asset_key=key)
+        if failures:
+            raise step_failure(failures)
+
+    return kaseya_changes
 
 
 def _pricing(context: dg.AssetExecutionContext, client: KaseyaClient, database, tuning: PullTuning, run_id: str
@@ -72,51 +175,57 @@ def _pricing(context: dg.AssetExecutionContext, client: KaseyaClient, database, 
     }
 
 
-def build_raw_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    kind = ("incremental on ModifiedOn (hourly partitions, overlap before each window, upsert on the Kaseya id)"
-            if source.incremental else "an hourly snapshot, change-detected by content hash")
+def _snapshot_metadata(counts: SnapshotCounts) -> dict[str, object]:
+    return {"rows": counts.total, "new": counts.new, "changed": counts.changed, "unchanged": counts.unchanged,
+            "gone": counts.gone}
 
-    @dg.asset(
-        key=["raw", source.raw_table], group_name=GROUP, **partitioning(partitions, source.incremental),
-        pool="kaseya_api", kinds={"duckdb", "python"}, retry_policy=API_STEP_RETRIES,
-        description=f"{source.description} Table raw.{source.raw_table}: the source payload as Kaseya sent "
-                    f"it, with the extraction window and time. {kind[0].upper()}{kind[1:]}.",
+
+def catalogue_asset() -> dg.AssetsDefinition:
+    specs = [dg.AssetSpec(
+        raw_key(source), group_name=GROUP, kinds={"kaseya", "duckdb"},
+        description=f"{source.description} Table raw.{source.raw_table}: an hourly snapshot (Kaseya has no date "
+                    "filter for it), change-detected by content hash; records Kaseya no longer lists are kept "
+                    "and counted as gone.",
+    ) for source in SNAPSHOT_SOURCES]
+
+    @dg.multi_asset(
+        name=CATALOGUE_STEP, specs=specs, can_subset=True, pool="kaseya_api", retry_policy=API_STEP_RETRIES,
+        description="The snapshot Kaseya lists, side by side through the run's one client; products' pricing "
+                    "refreshed within its budget.",
     )
-    def raw_asset(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
-                  ) -> dg.MaterializeResult:
-        database = tenant.pull_database()
-        client = tenant.kaseya_client()
+    def kaseya_catalogue(context: dg.AssetExecutionContext, kaseya: KaseyaResource, state: StateStoreResource,
+                         tuning: PullTuning) -> Iterator[dg.MaterializeResult]:
+        sources = [s for s in SNAPSHOT_SOURCES if raw_key(s) in context.selected_asset_keys]
+        database = state.database()
+        client = kaseya.client(state)
         run_id = context.run.run_id
-        metadata: dict[str, object] = {"partition": partition_label(context) or "snapshot (not partitioned)"}
-        # The run's Kaseya extractions run side by side through one client: each counts its own calls.
         with client.step_usage() as calls:
-            metadata |= _extract(context, client, database, source, tuning, run_id)
-        return dg.MaterializeResult(metadata={**metadata, **api_usage(client, calls.usage())})
+            results = extract_snapshots(client, database, sources, run_id=run_id, now=now(),
+                                        concurrency=tuning.kaseya_concurrency)
+            pricing = None
+            if isinstance(results.get("products"), SnapshotCounts):
+                try:
+                    pricing = _pricing(context, client, database, tuning, run_id)
+                except Exception as exc:  # reported with the step's other failures
+                    results["products"] = exc
+        usage = api_usage(client, calls.usage())
+        failures = {name: result for name, result in results.items() if isinstance(result, BaseException)}
+        # The step's calls (every snapshot list's) once, on the first list it materializes.
+        step_figures = {f"step_{name}": value for name, value in usage.items()}
+        for source in sources:
+            result = results[source.name]
+            if isinstance(result, BaseException):
+                continue
+            metadata = {**_snapshot_metadata(result), **step_figures}
+            step_figures = {}
+            if source.name == "products" and pricing is not None:
+                metadata |= pricing
+            yield dg.MaterializeResult(asset_key=raw_key(source), metadata=metadata)
+        if failures:
+            raise step_failure(failures)
 
-    return raw_asset
+    return kaseya_catalogue
 
 
-def _extract(context: dg.AssetExecutionContext, client: KaseyaClient, database, source: KaseyaSource,
-             tuning: PullTuning, run_id: str) -> dict[str, object]:
-    """Extract one Kaseya list (and, for products, refresh their pricing); its figures for the metadata."""
-    metadata: dict[str, object] = {}
-    try:
-        if source.incremental:
-            window = run_window(context, timedelta(minutes=tuning.overlap_minutes))
-            result = extract_incremental(client, database, source, window, run_id=run_id, now=now())
-            metadata |= {"rows": result.rows, "unreadable_rows": result.unreadable,
-                         "query_from": window.query_from.isoformat(), "query_to": window.query_to.isoformat()}
-        else:
-            counts = extract_snapshot(client, database, source, run_id=run_id, now=now(),
-                                      concurrency=tuning.kaseya_concurrency)
-            metadata |= {"rows": counts.total, "new": counts.new, "changed": counts.changed,
-                         "unchanged": counts.unchanged, "gone": counts.gone}
-            if source.name == "products":
-                metadata |= _pricing(context, client, database, tuning, run_id)
-    except NOT_RETRIED as exc:
-        raise final_failure(exc) from None
-    return metadata
-
-
-def raw_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [build_raw_asset(source, partitions) for source in KASEYA_SOURCES]
+def kaseya_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [changes_asset(partitions), catalogue_asset()]

@@ -1,38 +1,42 @@
-"""Hourly partitions on Kaseya's `ModifiedOn`, and what a run (one partition or a single-run range) covers."""
+"""Hourly partitions on Kaseya's `ModifiedOn` (the incremental extraction only), and which hours a run is for.
+
+Only `kaseya_changes` is partitioned: Dagster records one materialization per partition of every partitioned
+asset in a run, so everything downstream is unpartitioned and processes what is pending, whatever hours a run
+covers. Downstream steps learn the run's hours from its tags (`run_partitions`), for the ledger.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from zk_pipelines.domain.incremental import ExtractionWindow, extraction_window
-
 DEFAULT_PARTITIONS_START = "2026-08-01-00:00"
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-
-
-def partitioning(partitions: dg.PartitionsDefinition, incremental: bool) -> dict:
-    """Incremental entities are hourly-partitioned (single-run backfills); snapshots and everything derived
-    only from them are not partitioned: a backfill of a month runs them once, not 720 times."""
-    return {"partitions_def": partitions, "backfill_policy": SINGLE_RUN} if incremental else {}
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def hourly_partitions(start: str = DEFAULT_PARTITIONS_START) -> dg.HourlyPartitionsDefinition:
     return dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC")
 
 
-def run_window(context: dg.AssetExecutionContext, overlap: timedelta) -> ExtractionWindow:
-    """The window of the partition, or of the whole range in a single-run backfill."""
-    window = context.partition_time_window
-    return extraction_window(window.start.astimezone(UTC), window.end.astimezone(UTC), overlap)
+def partition_keys_of_run(context: dg.AssetExecutionContext) -> list[str]:
+    """The hours of a partitioned step's run (one, or a range's)."""
+    return list(context.partition_keys)
 
 
-def partition_label(context: dg.AssetExecutionContext) -> str | None:
-    if not context.has_partition_key_range:
-        return None  # a snapshot asset: not partitioned
-    keys = context.partition_key_range
-    return keys.start if keys.start == keys.end else f"{keys.start}...{keys.end}"
+def run_partitions(tags: Mapping[str, str]) -> str | None:
+    """The run's hours as the ledger records them: one key, `first...last` for a range, None for a run that is
+    for no hour (a push, or a run of the unpartitioned assets alone)."""
+    if tags.get(PARTITION_TAG):
+        return tags[PARTITION_TAG]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if start and end:
+        return start if start == end else f"{start}...{end}"
+    return None
 
 
 def now() -> datetime:

@@ -8,14 +8,13 @@
 """
 
 from collections.abc import Callable, Sequence
-from contextlib import closing
 from datetime import UTC, datetime
 
 import dagster as dg
 from pydantic import Field
 
 from zk_pipelines.defs.kaseya_extract import api_usage
-from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
 from zk_pipelines.domain.push_plan import render_plan
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
@@ -69,8 +68,8 @@ PUSH_RETRIES = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPON
                 "is ledgered before and after it is sent (push.requests) and an interrupted push's records are "
                 "found by their document marker and adopted.",
 )
-def push_won_document(context: dg.OpExecutionContext, config: PushConfig, tenant: TenantResource
-                      ) -> dg.Output[None]:
+def push_won_document(context: dg.OpExecutionContext, config: PushConfig, kaseya: KaseyaResource,
+                      zomentum: ZomentumResource, state: StateStoreResource) -> dg.Output[None]:
     instance = context.instance
 
     def run_alive(run_id: str) -> bool | None:
@@ -79,9 +78,9 @@ def push_won_document(context: dg.OpExecutionContext, config: PushConfig, tenant
         run = instance.get_run_by_id(run_id)
         return None if run is None else not run.is_finished
 
-    sources = PushSources.from_config(tenant.config(), kaseya=tenant.kaseya_client(), run_alive=run_alive)
-    with closing(sources.zomentum):
-        return _push(context, config, sources)
+    sources = PushSources(kaseya.client(state), zomentum.client(), state.settings_file(), state.database(),
+                          run_alive)
+    return _push(context, config, sources)
 
 
 def _push(context: dg.OpExecutionContext, config: PushConfig, sources: PushSources) -> dg.Output[None]:
@@ -138,14 +137,14 @@ def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], date
                     "launches the push job once per document version (run key: document id and version). Does "
                     "nothing in kaseya_as_crm mode, where documents are pushed on demand.",
     )
-    def won_document_sensor(context: dg.SensorEvaluationContext, tenant: TenantResource
-                            ) -> dg.SensorResult | dg.SkipReason:
-        mode = tenant.settings().mode
+    def won_document_sensor(context: dg.SensorEvaluationContext, state: StateStoreResource,
+                            zomentum: ZomentumResource) -> dg.SensorResult | dg.SkipReason:
+        mode = state.settings().mode
         if not mode.pushes_won_opportunity:
             return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
                                  "launchpad)")
         cursor = PollCursor.from_json(context.cursor) if context.cursor else None
-        found, new_cursor = poll_won_documents(tenant.zomentum_client(), cursor, clock())
+        found, new_cursor = poll_won_documents(zomentum.client(), cursor, clock())
         requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
                                   tags={DOCUMENT_TAG: document.document_id, VERSION_TAG: document.version})
                     for document in found]

@@ -1,12 +1,20 @@
-"""Dagster resources: the one place where configuration enters from the environment (`EnvVar`).
+"""Dagster resources: one per system (Kaseya, Zomentum, the tenant's state store), and the pull's knobs.
 
-`TenantResource` holds everything tenant-specific and hands it on as the one `TenantConfig` object;
-`PullTuning` holds the pull's knobs, which have defaults and are not secrets.
+Configuration enters here from the environment, always as `EnvVar`s named by `config.TenantVariables`: a
+run's stored configuration (its snapshot in Dagster's storage) holds the variables' names, never a password
+or a token. `tenant_resources` is the one place that binds them.
+
+Each resource keeps the run's one client: Dagster initialises a fresh copy of a resource for each run (per
+process), and the hourly job runs its steps in that one process (the stock in-process executor), so a run
+logs in to Kaseya once and takes one Zomentum access token. Tokens stay in memory: never written to DuckDB,
+never passed between processes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -14,140 +22,155 @@ from pydantic import Field, PrivateAttr
 
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
+from zk_pipelines.config import (
+    DEFAULT_DUCKDB_PATH,
+    TENANT_VARIABLES,
+    ConfigurationError,
+    KaseyaCredentials,
+    TenantVariables,
+    ZomentumCredentials,
+    hourly_call_budget,
+)
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.domain.settings import IntegrationSettings, load_settings, settings_from_text
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.secrets import Secret
+from zk_pipelines.storage.budget_store import DuckDBBudgetStore
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables
 
 
-class TenantResource(dg.ConfigurableResource):
-    """One MSP tenant: Kaseya and Zomentum credentials, the settings file and the DuckDB file."""
+class StateStoreResource(dg.ConfigurableResource):
+    """The tenant's state (the id map, the ledgers, snapshot hashes, the Kaseya budget, the resolved settings)
+    and its staging tables, in one DuckDB file; and the tenant's settings file."""
 
-    kaseya_base_url: str
-    kaseya_username: str
-    kaseya_password: str
-    kaseya_tenant: str
-    kaseya_hourly_call_budget: int = 1400
-    zomentum_base_url: str
-    zomentum_refresh_token: str
+    duckdb_path: str = DEFAULT_DUCKDB_PATH
     settings_path: str
-    duckdb_path: str = "zk_pipelines.duckdb"
 
-    # The run's one Kaseya client (one login, one hourly budget per endpoint for every step of the run).
-    # Dagster initialises a fresh copy of the resource for each run (per process), so this private state is
-    # the run's and the tenant's own: one deployment serving several tenants has one TenantResource each.
-    # The hourly job's executor (`defs/executor.py`) runs every step in the run's one process, several at once
-    # in threads, so every step of the run shares it (the client and these caches are thread-safe); a
-    # multiprocess executor would initialise the resource in each step's process, so each step process would
-    # log in once. Tokens stay in memory: never written to DuckDB, never passed between processes.
-    _run_kaseya: KaseyaClient | None = PrivateAttr(default=None)
-    # Likewise the run's one Zomentum client: one access token for the run. A token per step would cost a
-    # refresh call per step, and each new token invalidates the one before it.
-    _run_zomentum: ZomentumClient | None = PrivateAttr(default=None)
-    # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file
-    # and some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
-    _run_tables_ready: bool = PrivateAttr(default=False)
-    _run_resolved: tuple[str, ResolvedSettings] | None = PrivateAttr(default=None)
-    _run_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    # Set when the run is terminated (`interrupt_run`, called by the hourly job's executor): the run's clients
-    # then raise Dagster's interrupt before their next request, in whichever step's thread makes it. The
-    # in-process executor interrupts its one running step itself; steps in threads can only be stopped so.
-    _run_interrupted: threading.Event = PrivateAttr(default_factory=threading.Event)
-    _run_database_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)  # held during DuckDB I/O
+    # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file and
+    # some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
+    _tables_ready: bool = PrivateAttr(default=False)
+    _resolved: tuple[str, ResolvedSettings] | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def config(self) -> TenantConfig:
+    @property
+    def database_path(self) -> Path:
+        return Path(self.duckdb_path)
+
+    def database(self) -> Path:
+        """The DuckDB file with the pull's tables in place: created by the run's first step that asks."""
+        with self._lock:
+            if not self._tables_ready:
+                with connect(self.database_path) as connection:
+                    ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
+                self._tables_ready = True
+        return self.database_path
+
+    def settings_file(self) -> Path:
         if not self.settings_path:
-            raise ConfigurationError("ZK_SETTINGS is not set (path of the settings YAML)")
-        return TenantConfig(
-            kaseya=KaseyaCredentials(
-                base_url=self.kaseya_base_url, username=self.kaseya_username, password=Secret(self.kaseya_password),
-                tenant=self.kaseya_tenant, hourly_call_budget=self.kaseya_hourly_call_budget,
-            ),
-            zomentum=ZomentumCredentials(base_url=self.zomentum_base_url,
-                                         refresh_token=Secret(self.zomentum_refresh_token)),
-            settings_path=Path(self.settings_path),
-            duckdb_path=Path(self.duckdb_path),
-        )
+            raise ConfigurationError(f"{TENANT_VARIABLES.settings_path} is not set (path of the settings YAML)")
+        return Path(self.settings_path)
 
     def settings(self) -> IntegrationSettings:
-        """The integration settings (ZK_SETTINGS), validated; names are resolved by `settings/resolved`."""
-        config = self.config()
-        assert config.settings_path is not None
-        return load_settings(config.settings_path)
-
-    def kaseya_client(self) -> KaseyaClient:
-        """The run's Kaseya client, made on first use (a run that never calls Kaseya never logs in). Its
-        `stats` add up over the run's steps, which run side by side: a step counts its own calls apart
-        (`step_usage`), and the client keeps the requests of all of them in flight to its cap."""
-        with self._run_lock:
-            if self._run_kaseya is None:
-                self._run_kaseya = KaseyaClient(self.config().kaseya, checkpoint=self._stop_if_interrupted)
-            return self._run_kaseya
-
-    def pull_database(self) -> Path:
-        """The tenant's DuckDB file with the pull's tables in place: created by the run's first step that asks,
-        not by every step."""
-        config = self.config()
-        with self._run_database_lock:
-            if not self._run_tables_ready:
-                with connect(config.duckdb_path) as connection:
-                    ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
-                self._run_tables_ready = True
-        return config.duckdb_path
+        """The integration settings, validated; names are resolved by `settings/resolved`."""
+        return load_settings(self.settings_file())
 
     def resolved_settings(self) -> ResolvedSettings:
-        """The latest resolution `settings/resolved` stored (this run's, when the run materialized it), for
-        the settings file as it reads now (`resolved_for_step`), read from DuckDB once per run. The file is
-        read at every call: an edit during the run fails the step as `resolved_for_step` does."""
-        config = self.config()
-        assert config.settings_path is not None
+        """The latest resolution `settings/resolved` stored (this run's, when the run materialized it), for the
+        settings file as it reads now (`resolved_for_step`), read from DuckDB once per run. The file is read at
+        every call: an edit during the run fails the step as `resolved_for_step` does."""
+        path = self.settings_file()
         try:
-            text = config.settings_path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
-            load_settings(config.settings_path)  # raises SettingsError naming the file and what is wrong
+            load_settings(path)  # raises SettingsError naming the file and what is wrong
             raise
-        with self._run_database_lock:
-            if self._run_resolved is not None and self._run_resolved[0] == text:
-                return self._run_resolved[1]
-            settings = settings_from_text(text, str(config.settings_path))
-            resolved = resolved_for_step(config.duckdb_path, config.settings_path, settings)
-            self._run_resolved = (text, resolved)
-            return resolved
+        with self._lock:
+            if self._resolved is not None and self._resolved[0] == text:
+                return self._resolved[1]
+        settings = settings_from_text(text, str(path))
+        resolved = resolved_for_step(self.database(), path, settings)
+        with self._lock:
+            self._resolved = (text, resolved)
+        return resolved
 
-    def interrupt_run(self) -> None:
-        """The run was terminated: its API clients send nothing more (see `_stop_if_interrupted`)."""
-        self._run_interrupted.set()
-
-    def _stop_if_interrupted(self) -> None:
-        if self._run_interrupted.is_set():
-            raise dg.DagsterExecutionInterruptedError("the run was terminated: no further Kaseya or Zomentum request")
+    def budget_store(self) -> DuckDBBudgetStore:
+        """Where the tenant's Kaseya calls per endpoint are counted across runs, pushes and commands."""
+        return DuckDBBudgetStore(self.database())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        with self._run_lock:
-            if self._run_kaseya is not None:
-                self._run_kaseya.close()
-                self._run_kaseya = None
-            if self._run_zomentum is not None:
-                self._run_zomentum.close()
-                self._run_zomentum = None
-        with self._run_database_lock:
-            self._run_tables_ready = False
-            self._run_resolved = None
-        self._run_interrupted.clear()
+        with self._lock:
+            self._tables_ready = False
+            self._resolved = None
 
-    def zomentum_client(self) -> ZomentumClient:
+
+class KaseyaResource(dg.ConfigurableResource):
+    """Kaseya BMS: the API user's credentials (EnvVars only) and the tenant's hourly call budget per endpoint."""
+
+    base_url: str
+    username: str
+    password: str
+    tenant: str
+    mfa_code: str | None = None
+    hourly_call_budget: str | None = None  # KASEYA_HOURLY_CALL_BUDGET as written; checked when a run starts
+
+    # The run's one Kaseya client (one login; the tenant's budget, kept in the state store, shared with every
+    # other run and push of the tenant).
+    _client: KaseyaClient | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def credentials(self) -> KaseyaCredentials:
+        return KaseyaCredentials(
+            base_url=self.base_url, username=self.username, password=Secret(self.password), tenant=self.tenant,
+            mfa_code=Secret(self.mfa_code) if self.mfa_code else None,
+            hourly_call_budget=hourly_call_budget(self.hourly_call_budget),
+        )
+
+    def client(self, state: StateStoreResource) -> KaseyaClient:
+        """The run's Kaseya client, made on first use (a run that never calls Kaseya never logs in). Its stats
+        add up over the run; a step counts its own calls apart (`step_usage`)."""
+        with self._lock:
+            if self._client is None:
+                credentials = self.credentials()
+                self._client = KaseyaClient(credentials, budget_store=state.budget_store())
+            return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+class ZomentumResource(dg.ConfigurableResource):
+    """Zomentum: the API user's refresh token (an EnvVar), and an optional access token to start with."""
+
+    base_url: str
+    refresh_token: str
+    access_token: str | None = None
+
+    _client: ZomentumClient | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def credentials(self) -> ZomentumCredentials:
+        return ZomentumCredentials(base_url=self.base_url, refresh_token=Secret(self.refresh_token),
+                                   access_token=Secret(self.access_token) if self.access_token else None)
+
+    def client(self) -> ZomentumClient:
         """The run's Zomentum client, made on first use and closed when the run ends (callers do not close
-        it). Its `counter` adds up over the run: a step reports `usage().since(<reading at its start>)`."""
-        with self._run_lock:
-            if self._run_zomentum is None:
-                zomentum = self.config().zomentum
-                assert zomentum is not None
-                self._run_zomentum = ZomentumClient(zomentum, checkpoint=self._stop_if_interrupted)
-            return self._run_zomentum
+        it): one access token for the run, since each new token invalidates the one before it. Its counter
+        adds up over the run: a step reports `usage().since(<reading at its start>)`."""
+        with self._lock:
+            if self._client is None:
+                self._client = ZomentumClient(self.credentials())
+            return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 class PullTuning(dg.ConfigurableResource):
@@ -161,24 +184,43 @@ class PullTuning(dg.ConfigurableResource):
     # it is read again. Kaseya allows 1500 calls per hour per endpoint.
     pricing_calls_per_hour: int = 1000
     pricing_max_age_hours: int = 24
-    # Requests in flight at once inside one step: per-product pricing reads (Kaseya) and the writes of a
-    # load (Zomentum). The run's Kaseya extractions run side by side through one client, which also keeps
-    # all their requests together to 8 in flight (`kaseya_wire.MAX_IN_FLIGHT`). Kaseya limits calls per hour
-    # per endpoint (the budget), not concurrency; Zomentum publishes no limit. Both values are assumptions,
-    # named with the APIs' other assumptions. At most 10: a client's session keeps 10 connections per host
-    # (requests' default), and more threads would only open and drop connections.
+    # Requests in flight at once inside one step: Kaseya reads (the lists of a run, per-product pricing) and
+    # the writes of a load (Zomentum). The Kaseya client also keeps all its requests to 8 in flight
+    # (`kaseya_wire.MAX_IN_FLIGHT`). Kaseya limits calls per hour per endpoint (the budget), not concurrency;
+    # Zomentum publishes no limit. Both values are assumptions, named with the APIs' other assumptions. At most
+    # 10: a client's session keeps 10 connections per host (requests' default), and more threads would only
+    # open and drop connections.
     kaseya_concurrency: int = Field(default=8, ge=1, le=10)
     zomentum_concurrency: int = Field(default=8, ge=1, le=10)
 
 
-def tenant_from_env() -> TenantResource:
-    return TenantResource(
-        kaseya_base_url=dg.EnvVar("KASEYA_BASE_URL"),
-        kaseya_username=dg.EnvVar("KASEYA_USERNAME"),
-        kaseya_password=dg.EnvVar("KASEYA_PASSWORD"),
-        kaseya_tenant=dg.EnvVar("KASEYA_TENANT"),
-        zomentum_base_url=dg.EnvVar("ZOMENTUM_BASE_URL"),
-        zomentum_refresh_token=dg.EnvVar("ZOMENTUM_REFRESH_TOKEN"),
-        settings_path=dg.EnvVar("ZK_SETTINGS"),
-        duckdb_path=dg.EnvVar("ZK_DUCKDB_PATH"),
-    )
+def _bound(name: str, env: Mapping[str, str], optional: bool = False) -> str | None:
+    """The variable as an EnvVar (resolved when a run starts, from the run worker's environment); an optional
+    one only when it is set where the code location loads, else its default."""
+    if optional and not (env.get(name) or "").strip():
+        return None
+    return dg.EnvVar(name)
+
+
+def tenant_resources(variables: TenantVariables = TENANT_VARIABLES, env: Mapping[str, str] | None = None
+                     ) -> dict[str, dg.ConfigurableResource]:
+    """The tenant's resources, every value bound to its environment variable by name."""
+    env = os.environ if env is None else env
+    return {
+        "kaseya": KaseyaResource(
+            base_url=dg.EnvVar(variables.kaseya_base_url), username=dg.EnvVar(variables.kaseya_username),
+            password=dg.EnvVar(variables.kaseya_password), tenant=dg.EnvVar(variables.kaseya_tenant),
+            mfa_code=_bound(variables.kaseya_mfa_code, env, optional=True),
+            hourly_call_budget=_bound(variables.kaseya_hourly_call_budget, env, optional=True),
+        ),
+        "zomentum": ZomentumResource(
+            base_url=dg.EnvVar(variables.zomentum_base_url),
+            refresh_token=dg.EnvVar(variables.zomentum_refresh_token),
+            access_token=_bound(variables.zomentum_access_token, env, optional=True),
+        ),
+        "state": StateStoreResource(
+            settings_path=dg.EnvVar(variables.settings_path),
+            **({"duckdb_path": dg.EnvVar(variables.duckdb_path)}
+               if _bound(variables.duckdb_path, env, optional=True) else {}),
+        ),
+    }

@@ -7,7 +7,7 @@ import dagster as dg
 from zk_pipelines.config import ConfigurationError
 from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure
 from zk_pipelines.defs.partitions import now
-from zk_pipelines.defs.resources import TenantResource
+from zk_pipelines.defs.resources import StateStoreResource, ZomentumResource
 from zk_pipelines.domain.settings_check import render_settings
 from zk_pipelines.pull.run_settings import resolve_for_run
 
@@ -15,7 +15,7 @@ RESOLVED_SETTINGS_KEY = dg.AssetKey(["settings", "resolved"])
 LOOKUP_SOURCES = ("employees", "opportunity_statuses", "product_categories", "warehouses", "lookups")
 
 
-def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def settings_asset() -> dg.AssetsDefinition:
     @dg.asset(
         key=RESOLVED_SETTINGS_KEY, group_name="settings", pool="zomentum_api", kinds={"duckdb"},
         retry_policy=API_STEP_RETRIES,
@@ -24,14 +24,13 @@ def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     "run extracted and Zomentum's pipelines and users. Table settings.resolved, keyed by the "
                     "settings fingerprint. An unknown name fails the run here, before anything is mapped.",
     )
-    def resolved_settings(context: dg.AssetExecutionContext, tenant: TenantResource) -> dg.MaterializeResult:
-        config = tenant.config()
-        assert config.settings_path is not None
+    def resolved_settings(context: dg.AssetExecutionContext, state: StateStoreResource,
+                          zomentum: ZomentumResource) -> dg.MaterializeResult:
         try:
-            zomentum = tenant.zomentum_client()
-            at_start = zomentum.usage()
-            resolved = resolve_for_run(config.duckdb_path, config.settings_path, zomentum,
-                                       run_id=context.run.run_id, now=now())
+            client = zomentum.client()
+            at_start = client.usage()
+            resolved = resolve_for_run(state.database(), state.settings_file(), client, run_id=context.run.run_id,
+                                       now=now())
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
         except ConfigurationError as exc:  # a wrong name in the settings: a repeat would find it wrong again
@@ -40,7 +39,7 @@ def settings_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             "settings_fingerprint": resolved.fingerprint,
             "mode": resolved.settings.mode.value,
             "settings": dg.MetadataValue.md(f"```\n{render_settings(resolved)}\n```"),
-            "zomentum_calls": zomentum.usage().since(at_start).sent,
+            "zomentum_calls": client.usage().since(at_start).sent,
         })
 
     return resolved_settings

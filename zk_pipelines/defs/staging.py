@@ -2,12 +2,10 @@
 that stops the load when too many rows of a run are rejected."""
 
 
-from datetime import timedelta
-
 import dagster as dg
 
-from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
-from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.defs.partitions import now, run_partitions
+from zk_pipelines.defs.resources import PullTuning, StateStoreResource
 from zk_pipelines.pull.stage import stage_entity
 
 GROUP = "staging"
@@ -26,7 +24,6 @@ STAGED_ASSETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "products": ("Kaseya products, one row per product (warehouse rows de-duplicated), with the category, the "
                  "pricing levels, the first supplier and the default cost.", ()),
 }
-INCREMENTAL = ("accounts", "contacts", "opportunities")
 CHECKED = ("accounts", "contacts", "opportunities", "products")
 
 
@@ -40,7 +37,7 @@ def reject_table(rejects) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines) if len(sample) else "no rejects")
 
 
-def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_staged_asset(entity: str) -> dg.AssetsDefinition:
     description, upstream = STAGED_ASSETS[entity]
     key = dg.AssetKey(["stg", f"kaseya_{entity}"])
     check_specs = ([dg.AssetCheckSpec("reject_share_within_limit", asset=key, blocking=True,
@@ -49,18 +46,18 @@ def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.A
                    if entity in CHECKED else [])
 
     @dg.asset(
-        key=key, group_name=GROUP, **partitioning(partitions, entity in INCREMENTAL), pool="duckdb",
+        key=key, group_name=GROUP, pool="duckdb",
         kinds={"duckdb", "pandera"}, check_specs=check_specs,
         deps=[dg.AssetKey(["raw", f"kaseya_{entity}"]), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
         description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "
-                    "with the record's Kaseya id, the failed check and the offending value.",
+                    "with the record's Kaseya id, the failed check and the offending value. Not partitioned: each "
+                    "run stages what is pending in raw (new or changed since staging last read it, whichever run "
+                    "extracted it) and what waits for a parent.",
     )
-    def staged(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
+    def staged(context: dg.AssetExecutionContext, state: StateStoreResource, tuning: PullTuning
                ) -> dg.MaterializeResult:
-        database = tenant.pull_database()
-        window = run_window(context, timedelta(minutes=tuning.overlap_minutes)) if entity in INCREMENTAL else None
-        report = stage_entity(database, entity, window, run_id=context.run.run_id,
-                              partition_key=partition_label(context), now=now())
+        report = stage_entity(state.database(), entity, run_id=context.run.run_id,
+                              partition_key=run_partitions(context.run.tags), now=now())
         metadata = {"rows_read": report.read, "rows_staged": report.staged,
                     "records_rejected": report.rejected_records, "records_waiting_for_parent": report.waiting_records,
                     "reject_share": round(report.reject_share, 4),
@@ -84,5 +81,5 @@ def build_staged_asset(entity: str, partitions: dg.PartitionsDefinition) -> dg.A
     return staged
 
 
-def staged_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [build_staged_asset(entity, partitions) for entity in STAGED_ASSETS]
+def staged_assets() -> list[dg.AssetsDefinition]:
+    return [build_staged_asset(entity) for entity in STAGED_ASSETS]

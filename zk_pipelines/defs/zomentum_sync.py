@@ -2,19 +2,16 @@
 Zomentum in dependency order (clients before client users and opportunities)."""
 
 
-from datetime import timedelta
-
 import dagster as dg
 
 from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure
-from zk_pipelines.defs.partitions import now, partition_label, partitioning, run_window
-from zk_pipelines.defs.resources import PullTuning, TenantResource
+from zk_pipelines.defs.partitions import now, run_partitions
+from zk_pipelines.defs.resources import PullTuning, StateStoreResource, ZomentumResource
 from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS, ZomentumTarget
 from zk_pipelines.pull.load import kaseya_link, load_target
 from zk_pipelines.pull.map import map_target
 
-INCREMENTAL_SOURCES = ("accounts", "contacts", "opportunities")
 TABLE_ROWS = 25
 
 
@@ -26,28 +23,24 @@ def _load_key(target: ZomentumTarget) -> dg.AssetKey:
     return dg.AssetKey(["zomentum", target.name])
 
 
-def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_mapped_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
     parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents]
 
     @dg.asset(
         key=_mapped_key(target), group_name="mapped", pool="duckdb", kinds={"duckdb", "python"},
-        **partitioning(partitions, target.source in INCREMENTAL_SOURCES),
         deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
         description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
                     f"(the spec's entity mapping), references resolved through the id map. Table "
                     f"mapped.zomentum_{target.name}: the desired state, with a payload hash; a record whose "
                     "parent is not in Zomentum yet carries the reason and is mapped again every run.",
     )
-    def mapped(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
-               ) -> dg.MaterializeResult:
-        database = tenant.pull_database()
-        resolved = tenant.resolved_settings()
+    def mapped(context: dg.AssetExecutionContext, state: StateStoreResource) -> dg.MaterializeResult:
+        database = state.database()
+        resolved = state.resolved_settings()
         enabled = getattr(resolved.settings.sync, target.family)
         if not enabled:
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
-        window = (run_window(context, timedelta(minutes=tuning.overlap_minutes))
-                  if target.source in INCREMENTAL_SOURCES else None)
-        report = map_target(database, target, window, resolved, run_id=context.run.run_id, now=now())
+        report = map_target(database, target, resolved, run_id=context.run.run_id, now=now())
         return dg.MaterializeResult(metadata={"mapped": report.mapped, "waiting": report.problems,
                                               "settings_fingerprint": resolved.fingerprint})
 
@@ -85,25 +78,25 @@ def _created_table(target: ZomentumTarget, events, resolved) -> dg.MetadataValue
     return dg.MetadataValue.md("\n".join(lines) if events else "none")
 
 
-def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
     @dg.asset(
         key=_load_key(target), group_name="zomentum_load", pool="zomentum_api", kinds={"duckdb", "python"},
         retry_policy=API_STEP_RETRIES,
-        deps=[_mapped_key(target)], **partitioning(partitions, target.source in INCREMENTAL_SOURCES),
+        deps=[_mapped_key(target)],
         description=f"Zomentum {target.label}s upserted from mapped.zomentum_{target.name}: created, matched to "
                     f"an existing record, updated, or left alone when unchanged (no call). The id map "
                     "(zomentum.id_map) pairs the records; every outcome is in audit.sync_events.",
     )
-    def loaded(context: dg.AssetExecutionContext, tenant: TenantResource, tuning: PullTuning
-               ) -> dg.MaterializeResult:
-        resolved = tenant.resolved_settings()
+    def loaded(context: dg.AssetExecutionContext, state: StateStoreResource, zomentum: ZomentumResource,
+               tuning: PullTuning) -> dg.MaterializeResult:
+        resolved = state.resolved_settings()
         if not getattr(resolved.settings.sync, target.family):
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
-        client = tenant.zomentum_client()
+        client = zomentum.client()
         at_start = client.usage()
         try:
-            report = load_target(tenant.pull_database(), client, target, resolved, run_id=context.run.run_id,
-                                 partition_key=partition_label(context), clock=now,
+            report = load_target(state.database(), client, target, resolved, run_id=context.run.run_id,
+                                 partition_key=run_partitions(context.run.tags), clock=now,
                                  concurrency=tuning.zomentum_concurrency)
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
@@ -125,6 +118,5 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
     return loaded
 
 
-def zomentum_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [build(target, partitions) for target in ZOMENTUM_TARGETS
-            for build in (build_mapped_asset, build_load_asset)]
+def zomentum_assets() -> list[dg.AssetsDefinition]:
+    return [build(target) for target in ZOMENTUM_TARGETS for build in (build_mapped_asset, build_load_asset)]

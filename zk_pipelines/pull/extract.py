@@ -7,8 +7,9 @@ costs three calls per product, so it is budgeted: new products first, then the l
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from contextvars import copy_context
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, ListingCh
 from zk_pipelines.clients.kaseya_wire import LOOKUP_TABLES
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import KaseyaSource
-from zk_pipelines.domain.incremental import ExtractionWindow
+from zk_pipelines.domain.incremental import ExtractionWindow, planned_window
 from zk_pipelines.domain.kaseya_staging import parse_kaseya_moment, read_field
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
@@ -28,6 +29,8 @@ from zk_pipelines.storage.pull_store import (
     SnapshotCounts,
     oldest_pricing_refresh,
     pricing_refresh_order,
+    read_coverage,
+    save_coverage,
     upsert_incremental_raw,
     upsert_pricing,
     upsert_snapshot,
@@ -49,12 +52,21 @@ SETTINGS_LOOKUPS = ("quote_statuses", "labour_periods", "opportunity_types", "op
 
 @dataclass(frozen=True)
 class IncrementalExtract:
+    entity: str
+    window: ExtractionWindow
     rows: int
     unreadable: int  # payloads without a usable id: kept out of raw, reported
+    covered_through: datetime | None  # what the entity's coverage became
+
+
+class ExtractionStopped(Exception):
+    """The run was stopped while a list was being read (what was read so far is kept)."""
 
 
 def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSource, window: ExtractionWindow, *,
-                        run_id: str, now: datetime) -> IncrementalExtract:
+                        run_id: str, now: datetime, stop: threading.Event | None = None) -> IncrementalExtract:
+    """List the entity's records modified in `window` (no lower bound: everything) into its raw table, and
+    extend the entity's coverage once the whole window is read."""
     list_rows: Callable[..., Any] = {
         "accounts": client.iter_accounts, "contacts": client.iter_contacts,
         "opportunities": client.iter_opportunities,
@@ -77,6 +89,9 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
         unreadable = 0
         try:
             for payload in list_rows(modified_from=window.query_from, modified_to=window.query_to):
+                if stop is not None and stop.is_set():
+                    write_batch()
+                    raise ExtractionStopped(f"the listing of Kaseya {source.name} was stopped")
                 kaseya_id = read_field(payload, source.key_field)
                 try:
                     kaseya_id = int(kaseya_id)
@@ -95,7 +110,43 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
             if attempt == WINDOW_READS:
                 raise
     write_batch()
-    return IncrementalExtract(rows=len(stored), unreadable=unreadable)
+    with connect(database) as connection:
+        covered = window.extends_coverage(read_coverage(connection, source.name))
+        if covered is not None:
+            save_coverage(connection, source.name, covered, run_id=run_id, now=now)
+    return IncrementalExtract(entity=source.name, window=window, rows=len(stored), unreadable=unreadable,
+                              covered_through=covered)
+
+
+def extract_changes(client: KaseyaClient, database: Path, sources: Sequence[KaseyaSource], partition_start: datetime,
+                    partition_end: datetime, *, overlap: timedelta, whole_history: bool, run_id: str,
+                    now: datetime) -> dict[str, IncrementalExtract | BaseException]:
+    """The incremental lists of a run, side by side (a thread each, through the run's one client), each over
+    the window its coverage calls for (`planned_window`). Returns each entity's extract, or the error that
+    stopped it: one list failing does not stop the others, and what they read is kept."""
+    with connect(database) as connection:
+        windows = {source.name: planned_window(partition_start, partition_end, read_coverage(connection, source.name),
+                                               overlap=overlap, whole_history=whole_history)
+                   for source in sources}
+    stop = threading.Event()
+    results: dict[str, IncrementalExtract | BaseException] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="kaseya-list")
+    try:
+        # Each list in a copy of the step's context, so the client counts its calls to the step.
+        futures = {source.name: pool.submit(copy_context().run, extract_incremental, client, database, source,
+                                            windows[source.name], run_id=run_id, now=now, stop=stop)
+                   for source in sources}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # reported per entity by the caller
+                results[name] = exc
+    except BaseException:  # interrupted (the run was terminated): the lists stop at their next row
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
 
 
 def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[Any]:
@@ -161,6 +212,27 @@ def extract_snapshot(client: KaseyaClient, database: Path, source: KaseyaSource,
     rows = _snapshot_rows(client, source, concurrency)
     with connect(database) as connection:
         return upsert_snapshot(connection, source.raw_table, rows, run_id=run_id, now=now)
+
+
+def extract_snapshots(client: KaseyaClient, database: Path, sources: Sequence[KaseyaSource], *, run_id: str,
+                      now: datetime, concurrency: int) -> dict[str, SnapshotCounts | BaseException]:
+    """The snapshot lists of a run, side by side (a thread each, through the run's one client; their inner
+    reads, such as the per-category product scans, up to `concurrency` at once). Returns each list's counts,
+    or the error that stopped it: one list failing does not stop the others."""
+    results: dict[str, SnapshotCounts | BaseException] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="kaseya-snapshot")
+    try:
+        futures = {source.name: pool.submit(copy_context().run, extract_snapshot, client, database, source,
+                                            run_id=run_id, now=now, concurrency=concurrency)
+                   for source in sources}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # reported per entity by the caller
+                results[name] = exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,14 @@ import pandas as pd
 
 from zk_pipelines.domain.bulk_change_detection import client_user_payloads
 from zk_pipelines.domain.change_detection import payload_hash
-from zk_pipelines.domain.entities import ZomentumTarget
-from zk_pipelines.domain.incremental import ExtractionWindow
+from zk_pipelines.domain.entities import KASEYA_SOURCE, ZomentumTarget
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.domain.zomentum_mapping import map_client, map_client_user, map_item, map_opportunity
-from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
     MappedRecord,
     mapped_problem_ids,
+    mapped_read,
     mapping_order,
     read_id_map,
     read_id_map_payloads,
@@ -124,53 +124,60 @@ def _client_ids(id_map: dict[str, str]) -> dict[int, str]:
             if key.lstrip("-").isdigit() and str(int(key)) == key}
 
 
-def _map_client_users_in_chunks(connection: duckdb.DuckDBPyConnection, target: ZomentumTarget,
-                                window: ExtractionWindow, *, run_id: str, now: datetime, chunk: int) -> MapReport:
+def _map_client_users_in_chunks(connection: duckdb.DuckDBPyConnection, target: ZomentumTarget, *, run_id: str,
+                                now: datetime, chunk: int) -> MapReport:
     retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
-    order = mapping_order(connection, target.source, window.query_from, window.query_to, retry)
+    order = mapping_order(connection, target.source, retry)
     mapped = problems = 0
     clients: dict[int, str] | None = None
     for start in range(0, len(order), chunk):
-        written, waiting, left = upsert_client_users_mapped(connection, order[start:start + chunk], run_id=run_id,
-                                                            now=now)
+        ids = order[start:start + chunk]
+        clients = clients if clients is not None else _client_ids(read_id_map(connection, "clients"))
+        with transaction(connection):  # the chunk's mapped rows and "read" for its staged rows land together
+            written, waiting = _map_client_users_chunk(connection, target, ids, clients, run_id=run_id, now=now)
         mapped += written
         problems += waiting
-        if len(left):  # texts holding a control character: rendered one at a time, as json.dumps escapes them
-            clients = clients if clients is not None else _client_ids(read_id_map(connection, "clients"))
-            rows = read_stg_ids(connection, target.source, left)
-            payloads = client_user_payloads(rows, clients)
-            frame = pd.DataFrame({
-                "kaseya_id": payloads["kaseya_id"], "payload": payloads["payload"],
-                "payload_hash": payloads["payload_hash"], "problem": None, "waiting": False,
-                "source_modified_on": rows["modified_on"].to_numpy(),
-            })
-            mapped += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
     return MapReport(target=target.name, mapped=mapped, problems=problems)
 
 
-def map_target(database: Path, target: ZomentumTarget, window: ExtractionWindow | None,
-               resolved: ResolvedSettings, *, run_id: str, now: datetime, column_wise: bool = True,
-               client_users_per_chunk: int = CLIENT_USERS_PER_CHUNK) -> MapReport:
-    """Map the staged rows of this window (snapshot entities: all of them), plus every row that could not be
-    mapped before. `column_wise=False` maps client users one row at a time, as every other target is (the
-    reference)."""
+def _map_client_users_chunk(connection: duckdb.DuckDBPyConnection, target: ZomentumTarget, ids: np.ndarray,
+                            clients: dict[int, str], *, run_id: str, now: datetime) -> tuple[int, int]:
+    written, waiting, left = upsert_client_users_mapped(connection, ids, run_id=run_id, now=now)
+    if len(left):  # texts holding a control character: rendered one at a time, as json.dumps escapes them
+        rows = read_stg_ids(connection, target.source, left)
+        payloads = client_user_payloads(rows, clients)
+        frame = pd.DataFrame({
+            "kaseya_id": payloads["kaseya_id"], "payload": payloads["payload"],
+            "payload_hash": payloads["payload_hash"], "problem": None, "waiting": False,
+            "source_modified_on": rows["modified_on"].to_numpy(),
+        })
+        written += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
+    mapped_read(connection, target.source, ids)
+    return written, waiting
+    return MapReport(target=target.name, mapped=mapped, problems=problems)
+
+
+def map_target(database: Path, target: ZomentumTarget, resolved: ResolvedSettings, *, run_id: str, now: datetime,
+               column_wise: bool = True, client_users_per_chunk: int = CLIENT_USERS_PER_CHUNK) -> MapReport:
+    """Map the staged rows not mapped since they were staged (snapshot entities: all of them), plus every row
+    that could not be mapped before. `column_wise=False` maps client users one row at a time, as every other
+    target is (the reference)."""
+    incremental = KASEYA_SOURCE[target.source].incremental
     with connect(database) as connection:
-        if target.name == "client_users" and column_wise and window is not None:
-            return _map_client_users_in_chunks(connection, target, window, run_id=run_id, now=now,
+        if target.name == "client_users" and column_wise:
+            return _map_client_users_in_chunks(connection, target, run_id=run_id, now=now,
                                                chunk=client_users_per_chunk)
         retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
-        if window is None:
-            frame = read_stg(connection, target.source)
-        else:
-            frame = read_stg(connection, target.source, modified_from=window.query_from,
-                             modified_to=window.query_to, kaseya_ids=retry)
+        frame = read_stg(connection, target.source, pending_only=incremental, kaseya_ids=retry)
         id_maps = {parent: read_id_map(connection, parent) for parent in target.parents}
         sent = read_id_map_payloads(connection, target.name) if target.name == "opportunities" else {}
         rows = [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
         records = map_rows(target, rows, resolved, id_maps, sent)
-        if window is None:  # a snapshot: rewrite only what changed, so "unchanged" means "seen and unchanged"
+        if not incremental:  # a snapshot: rewrite only what changed, so "unchanged" means "seen and unchanged"
             existing = dict(connection.execute(
                 f"SELECT kaseya_id, payload_hash FROM mapped.zomentum_{target.name}").fetchall())
             records = [r for r in records if r.problem or existing.get(r.kaseya_id) != r.payload_hash]
-        upsert_mapped(connection, target.name, records, run_id=run_id, now=now)
+        with transaction(connection):
+            upsert_mapped(connection, target.name, records, run_id=run_id, now=now)
+            mapped_read(connection, target.source, frame["kaseya_id"].astype("int64").tolist())
     return MapReport(target=target.name, mapped=len(records), problems=sum(1 for r in records if r.problem))

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.bulk_change_detection import validate_contacts
-from zk_pipelines.domain.incremental import ExtractionWindow
 from zk_pipelines.domain.kaseya_staging import (
     ProductPricing,
     employee_emails,
@@ -33,17 +32,16 @@ from zk_pipelines.domain.kaseya_staging import (
     stage_products,
 )
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, empty_rejects, validate_rows
-from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
     deferred_ids,
     insert_rejects,
     read_contacts_chunk,
     read_pricing,
-    read_raw_ids,
     read_raw_in_order,
-    read_raw_window,
     read_snapshot,
     read_stg,
+    staged_read,
     staging_order,
     stg_ids,
     upsert_stg,
@@ -70,69 +68,74 @@ class StageReport:
         return self.rejected_records / judged if judged else 0.0
 
 
-def _staged_rows(connection, entity: str, window: ExtractionWindow | None) -> list[dict]:
+def _staged_rows(connection, entity: str) -> tuple[list[dict], np.ndarray | None]:
+    """The entity's rows to validate, and the raw ids they were read from (None: a snapshot, read whole)."""
     if entity == "contacts":
-        assert window is not None
-        records = read_raw_window(connection, "kaseya_contacts", window.query_from, window.query_to)
-        seen = {int(r.get("id") or r.get("Id") or 0) for r in records if isinstance(r, dict)}
-        retry = [i for i in deferred_ids(connection, entity) if i not in seen]
-        return stage_contacts(records + read_raw_ids(connection, "kaseya_contacts", retry))
+        order = staging_order(connection, "kaseya_contacts", deferred_ids(connection, entity))
+        return stage_contacts(read_raw_in_order(connection, "kaseya_contacts", order)), order
     if entity == "employees":
-        return stage_employees(read_snapshot(connection, "kaseya_employees"))
+        return stage_employees(read_snapshot(connection, "kaseya_employees")), None
     if entity == "opportunity_statuses":
-        return stage_opportunity_statuses(read_snapshot(connection, "kaseya_opportunity_statuses"))
+        return stage_opportunity_statuses(read_snapshot(connection, "kaseya_opportunity_statuses")), None
     if entity == "products":
         products = read_snapshot(connection, "kaseya_products")
         rows = [row for product in products for row in product.get("warehouseRows") or []]
         categories = {int(p["productIndexId"]): p["category"] for p in products if p.get("category")}
         pricing = {index_id: ProductPricing(tuple(p["pricing_levels"]), tuple(p["suppliers"]), p["default_cost"])
                    for index_id, p in read_pricing(connection).items()}
-        return stage_products(rows, pricing, categories=categories)
+        return stage_products(rows, pricing, categories=categories), None
     raise KeyError(entity)
 
 
-def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, window: ExtractionWindow, *, run_id: str,
-                               partition_key: str | None, now: datetime, chunk: int
-                               ) -> tuple[int, int, pd.DataFrame]:
-    """(records read, rows staged, rejects) of the contacts of `window` and those waiting for their account,
-    read, validated and written `chunk` ids at a time. Each id is in one chunk, so the de-duplication of
+def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, *, run_id: str, partition_key: str | None,
+                               now: datetime, chunk: int) -> tuple[int, int, pd.DataFrame]:
+    """(records read, rows staged, rejects) of the contacts pending and those waiting for their account, read,
+    validated and written `chunk` ids at a time. Each id is in one chunk, so the de-duplication of
     `validate_rows` sees all of an id's rows at once."""
-    order = staging_order(connection, "kaseya_contacts", window.query_from, window.query_to,
-                          deferred_ids(connection, "contacts"))
+    order = staging_order(connection, "kaseya_contacts", deferred_ids(connection, "contacts"))
     known = stg_ids(connection, "accounts")
     staged, rejects = 0, []
     for start in range(0, len(order), chunk):
         ids = order[start:start + chunk]
-        typed, others = read_contacts_chunk(connection, ids, np.arange(start + 1, start + len(ids) + 1))
-        # Only the accounts these rows name matter to the known_account check: a smaller set to hand over.
-        named = set(typed["account_id"].dropna().astype("int64").tolist())
-        valid, rejected = validate_contacts(typed.drop(columns="position"), known & named)
-        parts, rejected_parts = [valid], [rejected]
-        if len(others):
-            rows = stage_contacts([json.loads(text) for text in others["payload"]],
-                                  positions=others["position"].tolist())
-            named = {row["account_id"] for row in rows if isinstance(row.get("account_id"), int)}
-            other_valid, other_rejected = validate_rows("contacts", pd.DataFrame(rows, dtype=object),
-                                                        known_ids={"accounts": known & named})
-            parts.append(other_valid)
-            rejected_parts.append(other_rejected)
-        for part in parts:
-            staged += upsert_stg(connection, "contacts", part, run_id=run_id, now=now)
-        for part in rejected_parts:
-            insert_rejects(connection, part, run_id=run_id, partition_key=partition_key, now=now)
-            if len(part):
-                rejects.append(part)
+        # Each chunk in a transaction of its own: its rows, its reject lines and "read" for its raw records land
+        # together, so a chunk a failure interrupts is staged whole by the next attempt, never twice.
+        with transaction(connection):
+            chunk_staged, chunk_rejects = _stage_contacts_chunk(connection, ids, start, known, run_id=run_id,
+                                                                partition_key=partition_key, now=now)
+        staged += chunk_staged
+        rejects.extend(chunk_rejects)
     return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
 
 
-def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str, window: ExtractionWindow, *,
-                              run_id: str, partition_key: str | None, now: datetime, chunk: int
-                              ) -> tuple[int, int, pd.DataFrame]:
-    """(records read, rows staged, rejects) of the accounts or opportunities of `window` and those waiting for
-    a parent, read, staged per record, validated and written `chunk` ids at a time, in the order and with the
+def _stage_contacts_chunk(connection: duckdb.DuckDBPyConnection, ids: np.ndarray, start: int, known: set[int], *,
+                          run_id: str, partition_key: str | None, now: datetime) -> tuple[int, list[pd.DataFrame]]:
+    """(rows staged, reject parts) of one chunk of contacts, `start` its place in the batch."""
+    typed, others = read_contacts_chunk(connection, ids, np.arange(start + 1, start + len(ids) + 1))
+    # Only the accounts these rows name matter to the known_account check: a smaller set to hand over.
+    named = set(typed["account_id"].dropna().astype("int64").tolist())
+    valid, rejected = validate_contacts(typed.drop(columns="position"), known & named)
+    parts, rejected_parts = [valid], [rejected]
+    if len(others):
+        rows = stage_contacts([json.loads(text) for text in others["payload"]], positions=others["position"].tolist())
+        named = {row["account_id"] for row in rows if isinstance(row.get("account_id"), int)}
+        other_valid, other_rejected = validate_rows("contacts", pd.DataFrame(rows, dtype=object),
+                                                    known_ids={"accounts": known & named})
+        parts.append(other_valid)
+        rejected_parts.append(other_rejected)
+    staged = sum(upsert_stg(connection, "contacts", part, run_id=run_id, now=now) for part in parts)
+    for part in rejected_parts:
+        insert_rejects(connection, part, run_id=run_id, partition_key=partition_key, now=now)
+    staged_read(connection, "kaseya_contacts", ids)
+    return staged, [part for part in rejected_parts if len(part)]
+
+
+def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str, *, run_id: str,
+                              partition_key: str | None, now: datetime, chunk: int) -> tuple[int, int, pd.DataFrame]:
+    """(records read, rows staged, rejects) of the accounts or opportunities pending and those waiting for a
+    parent, read, staged per record, validated and written `chunk` ids at a time, in the order and with the
     places in the batch of one whole read."""
     table = f"kaseya_{entity}"
-    order = staging_order(connection, table, window.query_from, window.query_to, deferred_ids(connection, entity))
+    order = staging_order(connection, table, deferred_ids(connection, entity))
     emails = employee_emails(read_stg(connection, "employees").to_dict("records"))
     known = {"accounts": stg_ids(connection, "accounts"),
              "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
@@ -151,6 +154,7 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str
             insert_rejects(connection, rejected, run_id=run_id, partition_key=partition_key, now=now)
             if len(rejected):
                 rejects.append(rejected)
+        staged_read(connection, table, order)
     except BaseException:
         connection.execute("ROLLBACK")
         raise
@@ -158,30 +162,31 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str
     return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
 
 
-def stage_entity(database: Path, entity: str, window: ExtractionWindow | None, *, run_id: str,
-                 partition_key: str | None, now: datetime, column_wise: bool = True,
-                 contacts_per_chunk: int = CONTACTS_PER_CHUNK, records_per_chunk: int = RECORDS_PER_CHUNK
-                 ) -> StageReport:
-    """Stage the entity's records of `window` (snapshot entities: all of them) and those waiting for a parent.
-    `column_wise=False` stages contacts one record at a time, as every other entity is (the reference)."""
+def stage_entity(database: Path, entity: str, *, run_id: str, partition_key: str | None, now: datetime,
+                 column_wise: bool = True, contacts_per_chunk: int = CONTACTS_PER_CHUNK,
+                 records_per_chunk: int = RECORDS_PER_CHUNK) -> StageReport:
+    """Stage the entity's pending records (new or changed in raw since staging last read them, whichever run
+    extracted them; snapshot entities: all of them) and those waiting for a parent. `column_wise=False` stages
+    contacts one record at a time, as every other entity is (the reference)."""
     with connect(database) as connection:
-        if entity == "contacts" and column_wise and window is not None:
+        if entity == "contacts" and column_wise:
             read, staged, rejects = _staged_contacts_in_chunks(
-                connection, window, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
+                connection, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
         elif entity in ("accounts", "opportunities"):
-            assert window is not None
             read, staged, rejects = _staged_records_in_chunks(
-                connection, entity, window, run_id=run_id, partition_key=partition_key, now=now,
-                chunk=records_per_chunk)
+                connection, entity, run_id=run_id, partition_key=partition_key, now=now, chunk=records_per_chunk)
         else:
-            rows = _staged_rows(connection, entity, window)
+            rows, raw_ids = _staged_rows(connection, entity)
             known = {"accounts": stg_ids(connection, "accounts"),
                      "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
             # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
             valid, rejects = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
             read = len(rows)
-            staged = upsert_stg(connection, entity, valid, run_id=run_id, now=now)
-            insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
+            with transaction(connection):
+                staged = upsert_stg(connection, entity, valid, run_id=run_id, now=now)
+                insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
+                if raw_ids is not None:
+                    staged_read(connection, f"kaseya_{entity}", raw_ids)
     waiting_only = set()
     rejected = set()
     if len(rejects):

@@ -51,6 +51,7 @@ from zk_pipelines.push.resolve import (
     PreparedPush,
     prepare_push,
 )
+from zk_pipelines.storage.budget_store import DuckDBBudgetStore
 from zk_pipelines.storage.pull_store import SyncEvent
 from zk_pipelines.storage.push_store import (
     ADOPTED,
@@ -89,8 +90,9 @@ class PushSources:
             raise ConfigurationError("ZK_SETTINGS is not set (path of the settings YAML)")
         if config.zomentum is None:
             raise ConfigurationError("ZOMENTUM_BASE_URL is not set: the push reads the document from Zomentum")
-        return cls(kaseya or KaseyaClient(config.kaseya), ZomentumClient(config.zomentum), config.settings_path,
-                   config.duckdb_path, run_alive)
+        # Outside a run (`zk push`), the client counts its calls in the tenant's budget like the runs do.
+        kaseya = kaseya or KaseyaClient(config.kaseya, budget_store=DuckDBBudgetStore(config.duckdb_path))
+        return cls(kaseya, ZomentumClient(config.zomentum), config.settings_path, config.duckdb_path, run_alive)
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,15 @@ def registered(connection: duckdb.DuckDBPyConnection, name: str, frame: Any) -> 
         yield
     finally:
         connection.unregister(name)
+
+
+@contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's statements land together or not at all (rolled back on any exception or interrupt)."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

@@ -46,14 +46,19 @@ CREATE TABLE IF NOT EXISTS mapped.zomentum_{name} (
 
 
 def stg_ddl(entity: str) -> str:
+    """`map_pending`: staged (new or changed) since mapping last read the row."""
     columns = ",\n    ".join(f"{name} {kind}" for name, kind in ENTITY_COLUMNS[entity])
     return (f"CREATE TABLE IF NOT EXISTS stg.kaseya_{entity} (\n    {columns},\n"
-            f"    staged_at TIMESTAMPTZ,\n    run_id VARCHAR,\n    PRIMARY KEY (kaseya_id)\n)")
+            f"    staged_at TIMESTAMPTZ,\n    run_id VARCHAR,\n    map_pending BOOLEAN NOT NULL DEFAULT true,\n"
+            f"    PRIMARY KEY (kaseya_id)\n)")
 
 
 def ensure_pull_tables(connection: duckdb.DuckDBPyConnection, targets: Iterable[str] = ()) -> None:
     create_tables(connection, [*(stg_ddl(entity) for entity in ENTITY_COLUMNS),
-                               *(MAPPED_DDL.format(name=name) for name in targets)])
+                               *(MAPPED_DDL.format(name=name) for name in targets),
+                               # a file made before the column existed: every row is mapped once more
+                               *(f"ALTER TABLE stg.kaseya_{entity} ADD COLUMN IF NOT EXISTS map_pending BOOLEAN "
+                                 "DEFAULT true" for entity in ENTITY_COLUMNS)])
 
 
 # --- raw ------------------------------------------------------------------------------------------
@@ -70,7 +75,7 @@ class RawRecord:
 
 
 def upsert_incremental_raw(connection: duckdb.DuckDBPyConnection, table: str, records: Sequence[RawRecord], *,
-                           window_start: datetime, window_end: datetime, run_id: str, now: datetime) -> int:
+                           window_start: datetime | None, window_end: datetime, run_id: str, now: datetime) -> int:
     """Keep the newest payload of each Kaseya record. A record seen twice (on two pages, in two batches of one
     extraction, or in two runs) keeps its latest `ModifiedOn`: an older payload never replaces a newer one,
     and a payload without a readable `ModifiedOn` counts as the oldest (it replaces only another without one),
@@ -97,21 +102,14 @@ def upsert_incremental_raw(connection: duckdb.DuckDBPyConnection, table: str, re
             ON CONFLICT (kaseya_id) DO UPDATE SET
                 modified_on = excluded.modified_on, payload = excluded.payload,
                 window_start = excluded.window_start, window_end = excluded.window_end,
-                extracted_at = excluded.extracted_at, run_id = excluded.run_id
+                extracted_at = excluded.extracted_at, run_id = excluded.run_id,
+                -- staging reads the record again only when what Kaseya sent changed
+                stage_pending = t.stage_pending OR CAST(t.payload AS VARCHAR) <> CAST(excluded.payload AS VARCHAR)
             WHERE t.modified_on IS NULL OR excluded.modified_on >= t.modified_on
             """,
             {"window_start": window_start, "window_end": window_end, "now": now, "run_id": run_id},
         )
     return len(latest)
-
-
-def read_raw_window(connection: duckdb.DuckDBPyConnection, table: str, query_from: datetime,
-                    query_to: datetime) -> list[dict[str, Any]]:
-    rows = connection.execute(
-        f"SELECT payload FROM raw.{table} WHERE modified_on BETWEEN $from AND $to ORDER BY kaseya_id",
-        {"from": query_from, "to": query_to},
-    ).fetchall()
-    return [json.loads(payload) for (payload,) in rows]
 
 
 def read_raw_ids(connection: duckdb.DuckDBPyConnection, table: str, kaseya_ids: Iterable[int]) -> list[dict]:
@@ -247,25 +245,35 @@ def upsert_stg(connection: duckdb.DuckDBPyConnection, entity: str, valid: pd.Dat
     with registered(connection, "incoming_stg", frame):
         names = ", ".join(columns)
         connection.execute(
-            f"INSERT OR REPLACE INTO stg.kaseya_{entity} ({names}, staged_at, run_id) "
-            f"SELECT {names}, $now, $run_id FROM incoming_stg",
+            f"INSERT OR REPLACE INTO stg.kaseya_{entity} ({names}, staged_at, run_id, map_pending) "
+            f"SELECT {names}, $now, $run_id, true FROM incoming_stg",
             {"now": now, "run_id": run_id},
         )
     return len(frame)
 
 
-def read_stg(connection: duckdb.DuckDBPyConnection, entity: str, *, modified_from: datetime | None = None,
-             modified_to: datetime | None = None, kaseya_ids: Iterable[int] = ()) -> pd.DataFrame:
+def read_stg(connection: duckdb.DuckDBPyConnection, entity: str, *, pending_only: bool = False,
+             kaseya_ids: Iterable[int] = ()) -> pd.DataFrame:
+    """The staged rows (`pending_only`: those mapping has not read since they were staged, and `kaseya_ids`)."""
     columns = ", ".join(name for name, _ in ENTITY_COLUMNS[entity])
     ids = sorted(set(int(i) for i in kaseya_ids))
-    if modified_from is None:
+    if not pending_only:
         return connection.execute(f"SELECT {columns} FROM stg.kaseya_{entity} ORDER BY kaseya_id").df()
     return connection.execute(
-        f"""SELECT {columns} FROM stg.kaseya_{entity}
-            WHERE modified_on BETWEEN $from AND $to OR list_contains($ids, kaseya_id)
+        f"""SELECT {columns} FROM stg.kaseya_{entity} WHERE map_pending OR list_contains($ids, kaseya_id)
             ORDER BY kaseya_id""",
-        {"from": modified_from, "to": modified_to, "ids": ids},
+        {"ids": ids},
     ).df()
+
+
+def mapped_read(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: Iterable[int]) -> None:
+    """Mapping has read these staged rows: pending no more (until staged again)."""
+    ids = pd.DataFrame({"kaseya_id": np.asarray(list(kaseya_ids), dtype="int64")})
+    if not len(ids):
+        return
+    with registered(connection, "incoming_mapped_ids", ids):
+        connection.execute(f"""UPDATE stg.kaseya_{entity} SET map_pending = false
+                               WHERE map_pending AND kaseya_id IN (SELECT kaseya_id FROM incoming_mapped_ids)""")
 
 
 def deferred_ids(connection: duckdb.DuckDBPyConnection, entity: str) -> list[int]:
@@ -505,21 +513,28 @@ def read_raw_in_order(connection: duckdb.DuckDBPyConnection, table: str, kaseya_
     return [json.loads(payload) for (payload,) in rows]
 
 
-def staging_order(connection: duckdb.DuckDBPyConnection, table: str, query_from: datetime, query_to: datetime,
-                  retry_ids: Iterable[int]) -> np.ndarray:
-    """The raw records a staging of this window reads, in the order the per-record staging reads them: the
-    window's by id, then the `retry_ids` outside the window by id."""
-    window = connection.execute(
-        f"SELECT kaseya_id FROM raw.{table} WHERE modified_on BETWEEN $from AND $to ORDER BY kaseya_id",
-        {"from": query_from, "to": query_to},
-    ).fetchnumpy()["kaseya_id"]
+def staging_order(connection: duckdb.DuckDBPyConnection, table: str, retry_ids: Iterable[int]) -> np.ndarray:
+    """The raw records a staging reads, in the order the per-record staging reads them: those pending (new or
+    changed since staging last read them) by id, then the `retry_ids` not pending by id."""
+    pending = connection.execute(
+        f"SELECT kaseya_id FROM raw.{table} WHERE stage_pending ORDER BY kaseya_id").fetchnumpy()["kaseya_id"]
     retry = np.array(sorted(set(int(i) for i in retry_ids)), dtype="int64")
-    retry = retry[~np.isin(retry, window)]
+    retry = retry[~np.isin(retry, pending)]
     stored = connection.execute(
         f"SELECT kaseya_id FROM raw.{table} WHERE list_contains($ids, kaseya_id) ORDER BY kaseya_id",
         {"ids": retry.tolist()},
     ).fetchnumpy()["kaseya_id"] if len(retry) else np.array([], dtype="int64")
-    return np.concatenate([np.asarray(window, dtype="int64"), np.asarray(stored, dtype="int64")])
+    return np.concatenate([np.asarray(pending, dtype="int64"), np.asarray(stored, dtype="int64")])
+
+
+def staged_read(connection: duckdb.DuckDBPyConnection, table: str, kaseya_ids: np.ndarray) -> None:
+    """Staging has read these raw records: they are pending no more (until Kaseya sends them changed)."""
+    if not len(kaseya_ids):
+        return
+    ids = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64")})
+    with registered(connection, "incoming_staged_ids", ids):
+        connection.execute(f"""UPDATE raw.{table} SET stage_pending = false
+                               WHERE stage_pending AND kaseya_id IN (SELECT kaseya_id FROM incoming_staged_ids)""")
 
 
 def _present(value: str) -> str:
@@ -655,16 +670,14 @@ def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.nd
                      axis=1), others
 
 
-def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, modified_from: datetime,
-                  modified_to: datetime, kaseya_ids: Iterable[int]) -> np.ndarray:
-    """The ids `read_stg(..., modified_from, modified_to, kaseya_ids)` reads, ascending, without the rows."""
+def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: Iterable[int]) -> np.ndarray:
+    """The ids `read_stg(..., pending_only=True, kaseya_ids=...)` reads, ascending, without the rows."""
     retry = pd.DataFrame({"kaseya_id": np.array(sorted(set(int(i) for i in kaseya_ids)), dtype="int64")})
     with registered(connection, "incoming_retry_ids", retry):
         ids = connection.execute(
-            f"""SELECT kaseya_id FROM stg.kaseya_{entity} WHERE modified_on BETWEEN $from AND $to
+            f"""SELECT kaseya_id FROM stg.kaseya_{entity} WHERE map_pending
                 UNION SELECT s.kaseya_id FROM stg.kaseya_{entity} s SEMI JOIN incoming_retry_ids r USING (kaseya_id)
                 ORDER BY kaseya_id""",
-            {"from": modified_from, "to": modified_to},
         ).fetchnumpy()["kaseya_id"]
     return np.asarray(ids, dtype="int64")
 
@@ -778,3 +791,42 @@ def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids
         ).fetchnumpy()["kaseya_id"]
         connection.execute("DROP TABLE client_user_chunk")
     return int(written), int(waiting), np.asarray(left, dtype="int64")
+
+
+# --- extraction coverage ------------------------------------------------------------------------------
+
+
+def read_coverage(connection: duckdb.DuckDBPyConnection, entity: str) -> datetime | None:
+    """Up to when everything of the entity Kaseya holds is extracted (None: never, or a re-sync is due)."""
+    row = connection.execute("SELECT covered_through FROM raw.extraction_coverage WHERE entity = $entity",
+                             {"entity": entity}).fetchone()
+    return row[0] if row else None
+
+
+def save_coverage(connection: duckdb.DuckDBPyConnection, entity: str, covered_through: datetime, *, run_id: str,
+                  now: datetime) -> None:
+    """Coverage only grows: two runs at once (a backfill beside the hourly run) keep the later moment."""
+    connection.execute(
+        """INSERT INTO raw.extraction_coverage AS t (entity, covered_through, run_id, updated_at)
+           VALUES ($entity, $through, $run_id, $now)
+           ON CONFLICT (entity) DO UPDATE SET covered_through = greatest(t.covered_through, excluded.covered_through),
+               run_id = excluded.run_id, updated_at = excluded.updated_at""",
+        {"entity": entity, "through": covered_through, "run_id": run_id, "now": now})
+
+
+def rows_by_hour(connection: duckdb.DuckDBPyConnection, table: str, run_id: str, hours: Sequence[str]
+                 ) -> dict[str, int]:
+    """The raw rows `run_id` wrote, counted by the hour of their `ModifiedOn` among `hours` (hourly partition
+    keys, `YYYY-MM-DD-HH:00`, in order): rows modified before the first hour (or without a readable date) count
+    to the first, after the last to the last."""
+    if not hours:
+        return {}
+    rows = connection.execute(
+        f"""SELECT strftime(date_trunc('hour', modified_on AT TIME ZONE 'UTC'), '%Y-%m-%d-%H:00') AS hour, count(*)
+            FROM raw.{table} WHERE run_id = $run_id GROUP BY ALL""", {"run_id": run_id}).fetchall()
+    counts: dict[str, int] = {}
+    first, last = hours[0], hours[-1]
+    for hour, count in rows:
+        key = first if hour is None or hour < first else last if hour > last else hour
+        counts[key] = counts.get(key, 0) + int(count)
+    return counts

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-SCHEMAS = ("raw", "stg", "mapped", "zomentum", "audit", "settings", "push")
+SCHEMAS = ("raw", "stg", "mapped", "zomentum", "audit", "settings", "push", "budget")
 
 # Incremental Kaseya entities: one row per Kaseya record, the latest payload seen, and the extraction window
 # that brought it.
@@ -24,6 +24,8 @@ SNAPSHOT_RAW_TABLES = (
     "kaseya_lookups",
 )
 
+# `stage_pending`: the payload is new or changed since staging last read it (staging reads what is pending,
+# whichever run extracted it).
 _INCREMENTAL_RAW = """
 CREATE TABLE IF NOT EXISTS raw.{table} (
     kaseya_id     BIGINT PRIMARY KEY,
@@ -32,7 +34,8 @@ CREATE TABLE IF NOT EXISTS raw.{table} (
     window_start  TIMESTAMPTZ,
     window_end    TIMESTAMPTZ,
     extracted_at  TIMESTAMPTZ NOT NULL,
-    run_id        VARCHAR
+    run_id        VARCHAR,
+    stage_pending BOOLEAN NOT NULL DEFAULT true
 )"""
 
 _SNAPSHOT_RAW = """
@@ -47,6 +50,31 @@ CREATE TABLE IF NOT EXISTS raw.{table} (
 )"""
 
 FIXED_DDL = (
+    # How far back each incremental entity is known to be extracted without a gap: everything Kaseya held that
+    # was modified up to `covered_through` is in raw (the first run of a tenant extracts its whole history).
+    """
+    CREATE TABLE IF NOT EXISTS raw.extraction_coverage (
+        entity          VARCHAR PRIMARY KEY,
+        covered_through TIMESTAMPTZ NOT NULL,
+        run_id          VARCHAR,
+        updated_at      TIMESTAMPTZ NOT NULL
+    )""",
+    # The tenant's Kaseya calls per endpoint (clients/kaseya_budget.py): grants of calls recorded before they are
+    # sent, settled with the calls actually sent; and endpoints Kaseya itself declared spent until a moment.
+    "CREATE SEQUENCE IF NOT EXISTS budget.grant_seq",
+    """
+    CREATE TABLE IF NOT EXISTS budget.kaseya_grants (
+        grant_id   BIGINT DEFAULT nextval('budget.grant_seq') PRIMARY KEY,
+        endpoint   VARCHAR NOT NULL,
+        granted_at DOUBLE NOT NULL,  -- epoch seconds
+        calls      INTEGER NOT NULL
+    )""",
+    """
+    CREATE TABLE IF NOT EXISTS budget.kaseya_spent (
+        endpoint VARCHAR PRIMARY KEY,
+        until    DOUBLE NOT NULL,  -- epoch seconds
+        message  VARCHAR NOT NULL
+    )""",
     # Per-product pricing calls are budgeted: this is what each product's last refresh brought.
     """
     CREATE TABLE IF NOT EXISTS raw.kaseya_product_pricing (
@@ -117,6 +145,8 @@ def create_tables(connection: duckdb.DuckDBPyConnection, extra_ddl: Sequence[str
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in INCREMENTAL_RAW_TABLES:
         connection.execute(_INCREMENTAL_RAW.format(table=table))
+        # A file made before the column existed: every row counts as pending once.
+        connection.execute(f"ALTER TABLE raw.{table} ADD COLUMN IF NOT EXISTS stage_pending BOOLEAN DEFAULT true")
     for table in SNAPSHOT_RAW_TABLES:
         connection.execute(_SNAPSHOT_RAW.format(table=table))
     for ddl in (*FIXED_DDL, *extra_ddl):
