@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scale", choices=SCALE_NAMES, default="medium_recent")
+    p.add_argument("--scale", choices=SCALE_NAMES, default="medium_5y")
     p.add_argument("--workdir", type=Path, default=None, help="where the demo's DuckDB file goes (default .demo/)")
     p.set_defaults(func=_cmd_demo)
 

@@ -30,6 +30,7 @@ from zk_pipelines.clients.http import (
     RateLimited,
     ValidationFailed,
     WriteOutcomeUnknown,
+    api_session,
     retry_after_seconds,
     send,
 )
@@ -167,7 +168,7 @@ class KaseyaClient:
         self._checkpoint = checkpoint  # called before every request; raises to stop (see `http.send`)
         self.base_url = credentials.base_url.rstrip("/")
         self.policy = policy
-        self._session = session or requests.Session()
+        self._session = session or api_session(credentials.base_url)
         self._session.headers.update({"Accept": "application/json", "User-Agent": "zk_pipelines"})
         self._sleep = sleep
         self._clock = clock

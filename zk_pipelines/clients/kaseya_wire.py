@@ -177,7 +177,8 @@ ENDPOINTS: dict[str, Endpoint] = _endpoints(
     Endpoint("lookup", "GET", "/v2/system/lookup/{table_name}"),
 )
 
-# ASSUMED: the names of the `system/lookup/{tableName}` tables the pipeline reads.
+# ASSUMED: the names of the `system/lookup/{tableName}` tables the pipeline reads (the hourly pull extracts
+# them all into raw.kaseya_lookups: the settings resolve names in them, and pushes take their ids from there).
 LOOKUP_TABLES = {
     "opportunity_types": "OpportunityType",
     "opportunity_ratings": "OpportunityRating",
@@ -186,6 +187,8 @@ LOOKUP_TABLES = {
     "phone_types": "PhoneType",
     "quote_statuses": "QuoteStatus",
     "labour_periods": "LabourPeriod",
+    "business_types": "BusinessType",
+    "product_types": "ProductType",
 }
 
 # ASSUMED: `itemTypeId` of a quote line item, by Kaseya item type; no distributor (`distributerTypeId` 0).

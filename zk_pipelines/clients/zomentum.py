@@ -39,6 +39,7 @@ from zk_pipelines.clients.http import (
     RateLimited,
     ValidationFailed,
     WriteOutcomeUnknown,
+    api_session,
     retry_after_seconds,
     send,
 )
@@ -131,7 +132,7 @@ class ZomentumClient:
         self.root = contract.api_root(credentials.base_url)
         self._checkpoint = checkpoint  # called before every request; raises to stop (see `http.send`)
         self.policy = policy or HttpPolicy(api_name=API)
-        self.session = session or requests.Session()
+        self.session = session or api_session(credentials.base_url)
         self.counter = ZomentumCallCounter()
         self._refresh_token = credentials.refresh_token
         self._access_token: Secret | None = credentials.access_token

@@ -46,8 +46,6 @@ WINDOW_READS = 3
 # again.
 RAW_BATCH_ROWS = 1000
 
-# The settings' lookups read from `system/lookup/{table}`.
-SETTINGS_LOOKUPS = ("quote_statuses", "labour_periods", "opportunity_types", "opportunity_ratings", "lead_sources")
 
 
 @dataclass(frozen=True)
@@ -164,9 +162,9 @@ def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[A
 
 def _snapshot_rows(client: KaseyaClient, source: KaseyaSource, concurrency: int) -> list[tuple[str, Any, str]]:
     if source.name == "lookups":
-        tables = _read_in_order([lambda t=table: client.lookup(t) for table in SETTINGS_LOOKUPS], concurrency)
+        tables = _read_in_order([lambda t=table: client.lookup(t) for table in LOOKUP_TABLES], concurrency)
         rows = []
-        for table, records in zip(SETTINGS_LOOKUPS, tables, strict=True):
+        for table, records in zip(LOOKUP_TABLES, tables, strict=True):
             for record in records:
                 key = f"{LOOKUP_TABLES[table]}:{read_field(record, 'Id')}"
                 payload = {"table": LOOKUP_TABLES[table], **record}

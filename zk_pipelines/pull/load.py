@@ -50,8 +50,12 @@ KASEYA_LINK_FIELD = "Kaseya opportunity"
 # How a reason names each match field.
 MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}
 
-FLUSH_EVERY = 50
-FLUSH_SECONDS = 5.0
+# The ledger (id map and events) is written every FLUSH_EVERY outcomes or FLUSH_SECONDS, whichever comes first:
+# each write opens the DuckDB file and checkpoints it on closing (~50 ms), so a write per few dozen records
+# would cost a large load a third of its time. A crash loses at most what was not written yet: the next run
+# finds those records by their match key and adopts them (a create nothing could find again is written at once).
+FLUSH_EVERY = 1000
+FLUSH_SECONDS = 2.0
 
 
 @dataclass

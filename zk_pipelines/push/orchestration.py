@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from zk_pipelines.catalogs import fetch_zomentum_catalog, kaseya_catalog_from_rows, read_kaseya_catalog_rows
+from zk_pipelines.catalogs import fetch_zomentum_catalog, kaseya_catalog_from_rows
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
@@ -36,6 +36,7 @@ from zk_pipelines.domain.push_plan import (
 from zk_pipelines.domain.settings import load_settings
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
 from zk_pipelines.pull.load import kaseya_link
+from zk_pipelines.push.catalogue import CATALOGUE_LISTS, KaseyaCatalogue
 from zk_pipelines.push.document import read_document
 from zk_pipelines.push.execute import Execution, read_back, send_writes, write_opportunity_link
 from zk_pipelines.push.failures import PushFailed, passing
@@ -117,10 +118,12 @@ class PushOutcome:
                 f"{self.opportunity_link}")
 
 
-def resolve_push_settings(sources: PushSources) -> tuple[ResolvedSettings, dict[int, float]]:
-    """The settings resolved against the live names now, and each opportunity status's probability."""
+def resolve_push_settings(sources: PushSources, catalogue: KaseyaCatalogue
+                          ) -> tuple[ResolvedSettings, dict[int, float]]:
+    """The settings resolved against the names Kaseya has (the pull's fresh catalogue, else Kaseya now) and
+    Zomentum has now, and each opportunity status's probability."""
     settings = load_settings(sources.settings_path)
-    rows = read_kaseya_catalog_rows(sources.kaseya)
+    rows = {name: catalogue.rows(table) for name, table in CATALOGUE_LISTS.items()}
     resolved = resolve_settings(settings, kaseya_catalog_from_rows(rows), fetch_zomentum_catalog(sources.zomentum))
     probabilities = {int(row["id"]): float(row.get("probability") or 0) for row in rows["opportunity_statuses"]}
     return resolved, probabilities
@@ -138,7 +141,8 @@ def push_document(
     execution = Execution()
     try:
         parsed = parse_overrides(overrides)
-        resolved, probabilities = resolve_push_settings(sources)
+        catalogue = KaseyaCatalogue(sources.kaseya, sources.database, clock())
+        resolved, probabilities = resolve_push_settings(sources, catalogue)
         fingerprint = resolved.fingerprint
         source = read_document(sources.zomentum, document_id, active_users=resolved.zomentum.users,
                                with_lines=resolved.settings.sync.push_quotes_on_won)
@@ -148,7 +152,7 @@ def push_document(
             ledger = PushLedger(sources.database, document_id, version, run_id, clock, sources.run_alive)
             in_doubt = ledger.start(fingerprint)
         prepared = prepare_push(sources.kaseya, source, resolved, parsed, read_known_ids(sources.database, source),
-                                status_probabilities=probabilities)
+                                status_probabilities=probabilities, catalogue=catalogue)
         if ledger is None:
             return PushOutcome(document_id, version, fingerprint, prepared.plan, dry_run=True)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +67,7 @@ from zk_pipelines.domain.push_plan import (
     sales_representative_for,
 )
 from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.push.catalogue import KaseyaCatalogue
 from zk_pipelines.push.document import ZomentumDocument
 from zk_pipelines.push.failures import PushFailed
 
@@ -146,17 +147,13 @@ def _rows_by_name(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 class KaseyaLookups:
-    """The Kaseya lookup tables a push needs, each read once, and only when needed."""
+    """The Kaseya lookup tables a push needs, by name, from the push's catalogue (each read at most once)."""
 
-    def __init__(self, kaseya: KaseyaClient) -> None:
-        self._kaseya = kaseya
-        self._tables: dict[str, list[Any]] = {}
+    def __init__(self, catalogue: KaseyaCatalogue) -> None:
+        self._catalogue = catalogue
 
     def rows(self, table: str) -> list[Any]:
-        if table not in self._tables:
-            self._tables[table] = self._kaseya.account_types() if table == "account_types" else \
-                self._kaseya.lookup(table)
-        return self._tables[table]
+        return self._catalogue.rows(table)
 
     def ids(self, table: str) -> dict[str, int]:
         return _rows_by_name(self.rows(table))
@@ -194,14 +191,15 @@ def _or_none(read: Callable[[], Any]) -> Any:
 
 class _Planner:
     def __init__(self, kaseya: KaseyaClient, source: ZomentumDocument, resolved: ResolvedSettings,
-                 overrides: PushOverrides, known: KnownIds, status_probabilities: Mapping[int, float]) -> None:
+                 overrides: PushOverrides, known: KnownIds, status_probabilities: Mapping[int, float],
+                 catalogue: KaseyaCatalogue) -> None:
         self.kaseya = kaseya
         self.source = source
         self.resolved = resolved
         self.overrides = overrides
         self.known = known
         self.status_probabilities = status_probabilities
-        self.lookups = KaseyaLookups(kaseya)
+        self.lookups = KaseyaLookups(catalogue)
         self.steps: list[PushStep] = []
         self.found: list[FoundRecord] = []
         self.resolutions: list[Resolution] = []
@@ -473,11 +471,14 @@ def _check_lines_add_up(source: ZomentumDocument) -> None:
 
 def prepare_push(kaseya: KaseyaClient, source: ZomentumDocument, resolved: ResolvedSettings,
                  overrides: PushOverrides, known: KnownIds, *,
-                 status_probabilities: Mapping[int, float] | None = None) -> PreparedPush:
+                 status_probabilities: Mapping[int, float] | None = None,
+                 catalogue: KaseyaCatalogue | None = None) -> PreparedPush:
     """Resolve the document against Kaseya and plan every write, in the order they are sent: account,
     contact, opportunity, catalogue items, quote, quote lines. `status_probabilities` (opportunity status
-    id -> Kaseya's probability) gives a new opportunity without a close probability its status's."""
-    planner = _Planner(kaseya, source, resolved, overrides, known, status_probabilities or {})
+    id -> Kaseya's probability) gives a new opportunity without a close probability its status's; `catalogue`
+    the lookup lists (default: read from Kaseya)."""
+    catalogue = catalogue or KaseyaCatalogue(kaseya, None, datetime.now(UTC))
+    planner = _Planner(kaseya, source, resolved, overrides, known, status_probabilities or {}, catalogue)
     sales_representative_id, owner = sales_representative_for(source.owner_email, resolved)
     planner.resolutions.append(owner)
     account, location = planner.account()

@@ -830,3 +830,15 @@ def rows_by_hour(connection: duckdb.DuckDBPyConnection, table: str, run_id: str,
         key = first if hour is None or hour < first else last if hour > last else hour
         counts[key] = counts.get(key, 0) + int(count)
     return counts
+
+
+def read_snapshot_extracted(connection: duckdb.DuckDBPyConnection, table: str, lookup: str | None = None
+                            ) -> tuple[list[Any], datetime | None]:
+    """A snapshot's payloads (of `raw.kaseya_lookups`: one lookup table's) still listed by Kaseya at its last
+    extraction, and when that was."""
+    where = "WHERE payload->>'table' = $lookup" if lookup is not None else "WHERE $lookup IS NULL"
+    rows = connection.execute(
+        f"""WITH latest AS (SELECT max(extracted_at) AS latest_at FROM raw.{table} {where})
+            SELECT payload, (SELECT latest_at FROM latest) FROM raw.{table} {where}
+              AND extracted_at = (SELECT latest_at FROM latest) ORDER BY kaseya_key""", {"lookup": lookup}).fetchall()
+    return [json.loads(payload) for payload, _ in rows], (rows[0][1] if rows else None)
