@@ -31,7 +31,7 @@ from zk_pipelines.defs.jobs import PULL_GROUPS
 from zk_pipelines.defs.local_runs import QUIET
 from zk_pipelines.defs.push import build_push_job, push_run_config
 from zk_pipelines.defs.resources import PullTuning, tenant_resources
-from zk_pipelines.demo import prepare_dagster_home
+from zk_pipelines.defs.local_runs import prepare_dagster_home
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")

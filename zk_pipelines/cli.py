@@ -44,8 +44,15 @@ def _cmd_push(args: argparse.Namespace) -> int:
                             out=sys.stdout, err=sys.stderr)
 
 
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from zk_pipelines.commands.sync import run_sync
+
+    return run_sync(hour=args.hour, first=args.first, last=args.last, whole_history=args.whole_history,
+                    out=sys.stdout)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from zk_pipelines.demo import run_demo
+    from zk_pipelines.commands.demo import run_demo
 
     return run_demo(seed=args.seed, scale=args.scale, out=sys.stdout, workdir=args.workdir)
 
@@ -89,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print every Kaseya request the push would send (method, path, body); send nothing")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("sync", help="one run of the hourly sync here (default: the last complete hour; a tenant's "
+                                    "first run syncs its whole history)")
+    p.add_argument("--hour", help="the hour to sync, YYYY-MM-DD-HH:00 (UTC)")
+    p.add_argument("--from", dest="first", help="first hour of a range synced as one run (a backfill)")
+    p.add_argument("--to", dest="last", help="last hour of the range")
+    p.add_argument("--whole-history", action="store_true",
+                   help="extract everything Kaseya holds again (a full re-sync); only what changed is written")
+    p.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)

@@ -9,11 +9,15 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from zk_pipelines.sandbox.kaseya.records import PASSWORD as KASEYA_PASSWORD
 from zk_pipelines.sandbox.runtime import free_port
+from zk_pipelines.sandbox.zomentum.state import REFRESH_TOKEN as ZOMENTUM_REFRESH_TOKEN
+from zk_pipelines_tests.secret_scan import files_holding, secret_forms
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS_DATA = Path(__file__).parent / "data" / "settings"
@@ -114,6 +118,7 @@ def test_zk_settings_show_prints_resolved_ids_and_the_product_type_table(running
     assert "hardware" in result.stdout and "inventory" in result.stdout.lower()
 
 
+@pytest.mark.slow
 def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
     env = {**base_env({}), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     result = zk("demo", "--scale", "small_recent", "--workdir", str(tmp_path / "demo"), env=env, timeout=400)
@@ -141,3 +146,36 @@ def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
     assert live[("client_users", contact)] == "created"
     assert live[("clients", account)] == live[("opportunities", opportunity)] == "unchanged"
     assert any((tmp_path / "dagster_home").rglob("runs.db")) or any((tmp_path / "dagster_home").rglob("*.db"))
+    # The demo configures its tenant as a deployment does (environment variables bound by name): its runs'
+    # stored configuration and snapshots hold no form of the sandboxes' password or refresh token.
+    secrets = secret_forms(KASEYA_PASSWORD, "api.employee@msp.example") | secret_forms(ZOMENTUM_REFRESH_TOKEN)
+    assert files_holding(tmp_path / "dagster_home", secrets) == []
+    assert not [form for form in secrets if form in result.stdout + result.stderr]
+
+
+def test_zk_sync_onboards_the_tenant_with_its_whole_history_then_syncs_a_range_as_one_run(running_sandbox, tmp_path):
+    import duckdb
+
+    onboarding = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%d-%H:00")
+    env = base_env(running_sandbox, ZK_SETTINGS=str(REPO / "settings.example.yaml"),
+                   ZK_DUCKDB_PATH=str(tmp_path / "tenant.duckdb"), DAGSTER_HOME=str(tmp_path / "home"),
+                   ZK_PARTITIONS_START=onboarding)
+
+    first = zk("sync", env=env, timeout=300)
+
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert re.search(r"run \S+: success in \d+ s", first.stdout) and "clients" in first.stdout
+    with duckdb.connect(str(tmp_path / "tenant.duckdb"), read_only=True) as connection:
+        clients = connection.execute("SELECT count(*) FROM zomentum.id_map WHERE entity = 'clients'").fetchone()[0]
+    assert clients >= 30  # scale small: 90 days of history, all of it older than the first partition
+
+    hours = [(datetime.now(UTC) - timedelta(hours=n)).strftime("%Y-%m-%d-%H:00") for n in (3, 2)]
+    ranged = zk("sync", "--from", hours[0], "--to", hours[1], env=env, timeout=300)
+    assert ranged.returncode == 0, ranged.stdout[-3000:] + ranged.stderr[-3000:]
+    assert re.search(r"run \S+: success", ranged.stdout) and "created" not in ranged.stdout  # nothing new
+
+    too_early = zk("sync", "--hour", "2020-01-01-00:00", env=env)
+    assert too_early.returncode == 1 and "before the first hourly partition" in too_early.stderr
+    malformed = zk("sync", "--hour", "yesterday", env=env)
+    assert malformed.returncode == 1 and "is not an hour as YYYY-MM-DD-HH:00" in malformed.stderr
+    assert "Traceback" not in too_early.stderr + malformed.stderr

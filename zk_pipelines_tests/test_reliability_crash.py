@@ -22,7 +22,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from zk_pipelines.demo import prepare_dagster_home
+from zk_pipelines.defs.local_runs import prepare_dagster_home
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
 from zk_pipelines_tests.pipeline_harness import REPO, hour_key, write_settings

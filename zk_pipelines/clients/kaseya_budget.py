@@ -183,8 +183,8 @@ class RouteBudget:
                 del self._leases[label]
 
     def used(self) -> dict[str, int]:
-        """Each endpoint's calls of the last hour, by every client of the tenant: what the store counts, less
-        what this client's open leases hold but did not use."""
+        """Each endpoint's calls of the last hour taken by the tenant's clients: this client's calls, and the
+        others' calls and open leases (held for them: no one else may spend those either)."""
         with self._lock:
             totals = self.store.used(self._clock())
             for label, lease in self._leases.items():

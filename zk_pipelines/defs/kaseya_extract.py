@@ -41,7 +41,8 @@ NOT_RETRIED = (BudgetExhausted, AuthenticationError, PermissionDenied)
 CALLS_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("endpoint", "string"),
     dg.TableColumn("calls_this_step", "int"),
-    dg.TableColumn("budget_used_this_hour", "int", description="by every run and push of the tenant"),
+    dg.TableColumn("budget_taken_this_hour", "int",
+                   description="by every run and push of the tenant (their calls, and the leases they hold)"),
     dg.TableColumn("hourly_budget", "int"),
 ])
 
@@ -83,7 +84,7 @@ def api_usage(client: KaseyaClient, usage: KaseyaUsage | None = None) -> dict[st
         "kaseya_retries": dg.MetadataValue.int(usage.retries),
         "kaseya_calls_by_endpoint": dg.MetadataValue.table(schema=CALLS_COLUMNS, records=[dg.TableRecord({
             "endpoint": label, "calls_this_step": usage.calls.get(label, 0),
-            "budget_used_this_hour": used.get(label, 0), "hourly_budget": client.budget.hourly_limit,
+            "budget_taken_this_hour": used.get(label, 0), "hourly_budget": client.budget.hourly_limit,
         }) for label in sorted(usage.calls)]),
     }
 

@@ -4,7 +4,9 @@ what is recorded in the instance (the run's configuration and snapshot) is what 
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -13,9 +15,17 @@ from zk_pipelines.defs.kaseya_extract import CHANGES_STEP
 from zk_pipelines.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 HOUR_KEY = "%Y-%m-%d-%H:00"
+REPO = Path(__file__).resolve().parents[2]
 # Dagster's console logger prints a DEBUG line per event (one per partition of a range): the run's events are in
 # the instance's event log (the UI), the terminal shows errors only.
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """A Dagster instance directory holding this repository's dagster.yaml."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    return home
 
 
 def hour_key(moment: datetime) -> str:

@@ -285,3 +285,14 @@ def entity_outcomes(connection: duckdb.DuckDBPyConnection, since: datetime) -> l
         {**_ledger_parameters(), "error_actions": list(ERROR_ACTIONS), "deferred": DEFERRED, "since": since},
     ).fetchall()
     return [EntityOutcomes(*row) for row in rows]
+
+
+def run_outcome_counts(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, dict[str, int]]:
+    """What one run recorded, per entity and action (validation rejects included, as the ledger names them)."""
+    rows = connection.execute(
+        f"SELECT entity, action, count(*) FROM ({_LEDGER}) WHERE run_id = $run_id GROUP BY ALL ORDER BY ALL",
+        {**_ledger_parameters(), "run_id": run_id}).fetchall()
+    counts: dict[str, dict[str, int]] = {}
+    for entity, action, count in rows:
+        counts.setdefault(entity, {})[action] = int(count)
+    return counts

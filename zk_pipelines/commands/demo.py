@@ -10,7 +10,6 @@ name: the instance stores the variables' names, never a secret.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,21 +17,14 @@ from typing import TextIO
 
 import dagster as dg
 
+from zk_pipelines.commands.run_summary import print_run_summary
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
-from zk_pipelines.defs.local_runs import hour_key, run_hourly_job
+from zk_pipelines.defs.local_runs import hour_key, prepare_dagster_home, run_hourly_job
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
-from zk_pipelines.storage.database import connect
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def prepare_dagster_home(home: Path) -> Path:
-    """A Dagster instance directory holding this repository's dagster.yaml."""
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    return home
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _configure_tenant(boxes: Sandboxes, settings: Path, database: Path) -> None:
@@ -64,24 +56,6 @@ def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
             f"opportunity {opportunity['id']}: status -> Closed Won"]
 
 
-def _summary(database: Path, run_id: str) -> list[tuple]:
-    with connect(database, read_only=True) as connection:
-        return connection.execute(
-            """SELECT entity, action, count(*) FROM audit.sync_events WHERE run_id = ?
-               GROUP BY ALL ORDER BY entity, action""", [run_id]).fetchall()
-
-
-def _print_summary(out: TextIO, title: str, rows: list[tuple]) -> None:
-    print(title, file=out)
-    by_entity: dict[str, dict[str, int]] = {}
-    for entity, action, count in rows:
-        by_entity.setdefault(entity, {})[action] = count
-    actions = ("created", "matched", "updated", "unchanged", "failed")
-    print(f"  {'entity':<14}" + "".join(f"{a:>11}" for a in actions), file=out)
-    for entity, counts in by_entity.items():
-        print(f"  {entity:<14}" + "".join(f"{counts.get(a, 0):>11}" for a in actions), file=out)
-
-
 def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) -> int:
     """`workdir` holds the demo's DuckDB file (default `.demo/`); `$DAGSTER_HOME` (default `.dagster_home/`)
     the Dagster instance."""
@@ -109,7 +83,7 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
         initial = run_hourly_job(definitions, instance, onboarding)
         print(f"  run {initial.run_id}: {'success' if initial.success else 'FAILED'} "
               f"in {time.monotonic() - started:.0f} s", file=out)
-        _print_summary(out, "  per entity:", _summary(database, initial.run_id))
+        print_run_summary(out, database, initial.run_id)
 
         live_hour = current_hour - timedelta(hours=1)
         edits = _edit_in_kaseya(boxes, live_hour)
@@ -117,7 +91,7 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
               file=out, flush=True)
         live = run_hourly_job(definitions, instance, live_hour)
         print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'}", file=out)
-        _print_summary(out, "  per entity:", _summary(database, live.run_id))
+        print_run_summary(out, database, live.run_id)
         kaseya_calls = sum(1 for e in boxes.kaseya.state.requests() if e["path"].lower().startswith("/v2/"))
         zomentum_writes = sum(1 for e in boxes.zomentum.state.requests()
                               if e["method"] in ("POST", "PUT") and e["path"].startswith("/v2/"))
