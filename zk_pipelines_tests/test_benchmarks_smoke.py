@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_harness_runs_end_to_end_and_writes_one_valid_json_document(tmp_path):
     finished = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--runs", "small_recent@0:1,3,5", "--documents", "1",
@@ -147,3 +150,49 @@ def test_the_latency_bound_is_judged_on_the_median_of_the_initial_sync_s_runs_ag
     uneven = verdict(31.0, 32.0, 32.5, calls=(300, 200, 300))
     assert uneven["figures"].startswith("run 32.5 s (median of 31.0, 32.5, 32.0; their delayed calls 200, 300)")
     assert uneven["verdict"] == "met"
+
+
+def _figures(wall: float, **more) -> dict:
+    return {"wall_s": wall, "cpu_s": wall, "success": True, "kaseya_calls": 100, "zomentum_record_writes": 0,
+            "kaseya_logins": 1, **more}
+
+
+def _run(scale: str, latency: float, **scenarios: dict) -> dict:
+    return {"scale": scale, "latency_ms": latency, "scenarios": {
+        number[1:]: {"contenders": contenders} for number, contenders in scenarios.items()}}
+
+
+def onboarding_verdicts(*runs: dict) -> dict[str, str]:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from report import onboarding_targets
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    judged: dict[str, str] = {}
+    onboarding_targets({"runs": list(runs), "options": {"backfill_hours": 720}},
+                       lambda target, where, met, figures: judged.__setitem__(target.split(" ")[0] + " " + where,
+                                                                              "met" if met else "NOT met"))
+    return judged
+
+
+@pytest.mark.parametrize(("ours", "naive", "verdict"), [(30.0, 21.0, "met"), (33.0, 21.0, "NOT met")])
+def test_medium_s_initial_sync_is_judged_against_the_naive_loop_whole_process_to_whole_process(ours, naive, verdict):
+    judged = onboarding_verdicts(_run("medium", 0.0, s1={"ours": _figures(ours), "naive": _figures(naive)}))
+    assert judged == {"initial medium @ 0.0 ms": verdict}
+
+
+def test_each_onboarding_target_is_judged_where_its_runs_were_made():
+    pushes = _figures(50.0, kaseya_by_endpoint={"GET /v2/crm/quotes/{quotationId}": 341,
+                                                "POST /v2/crm/quotes/{quotationId}/lineItems/{a}/{b}": 40},
+                      pushes=[{}] * 50)
+    judged = onboarding_verdicts(
+        _run("small", 0.0, s1={"ours": _figures(59.0)}),
+        _run("small_5y", 0.0, s1={"ours": _figures(64.0)}),  # +8.5%: the same cost within 10%
+        _run("small_recent", 50.0, s1={"ours": _figures(19.0), "naive": _figures(18.9)}),  # not faster
+        _run("medium", 0.0, s2={"ours": _figures(5.0), "dlt": _figures(3.4)}, s4={"ours": _figures(60.0),
+             "dlt": _figures(19.0)}, s5={"ours": pushes}),
+    )
+    assert judged == {"initial small @ 0.0 ms": "met", "five small -> small_5y @ 0.0 ms": "met",
+                      "initial small_recent @ 50.0 ms": "NOT met", "a medium @ 0.0 ms": "met",
+                      "the medium @ 0.0 ms": "NOT met",  # 60 s against 3x 19 s
+                      "Won medium @ 0.0 ms": "NOT met"}  # 341 reads > 6 x 50 + 40
