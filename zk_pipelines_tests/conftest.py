@@ -3,6 +3,7 @@
 pytest_plugins = [
     "zk_pipelines_tests.fixtures.kaseya",
     "zk_pipelines_tests.fixtures.zomentum",
+    "zk_pipelines_tests.fixtures.hostile",
 ]
 
 

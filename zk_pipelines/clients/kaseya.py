@@ -20,11 +20,13 @@ from typing import Any
 import requests
 
 from zk_pipelines.clients.http import (
+    AnswerTooDeep,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
     CallCounter,
     HttpPolicy,
+    JsonTooDeep,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -366,11 +368,14 @@ class KaseyaClient:
     def _parse(self, endpoint: Endpoint, response: requests.Response) -> Any:
         try:
             return parse_json(response.text) if response.text.strip() else KaseyaRecord()
-        except ValueError:
+        except ValueError as exc:
+            unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
             if endpoint.method != "GET" and endpoint.name not in ("authenticate", "refresh_token"):
                 raise WriteOutcomeUnknown(
-                    "Kaseya", endpoint.label, "the answer was not JSON; the write may have happened",
+                    "Kaseya", endpoint.label, f"{unreadable}; the write may have happened",
                     status=response.status_code) from None
+            if isinstance(exc, JsonTooDeep):
+                raise AnswerTooDeep("Kaseya", endpoint.label, unreadable, status=response.status_code) from None
             raise ApiUnavailable(
                 "Kaseya", endpoint.label, f"the answer was not JSON (HTTP {response.status_code})",
                 status=response.status_code,

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from zk_pipelines.clients import http
+
 MAX_PAGE_SIZE = 100
 MAX_IN_FLIGHT = 8  # requests one client sends at once (ASSUMED above); within requests' 10 pooled connections
 
@@ -62,7 +64,8 @@ class KaseyaRecord(dict):
 
 
 def parse_json(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=KaseyaRecord)
+    """Raises `ValueError` for text that is not JSON, `http.JsonTooDeep` for JSON nested too deep."""
+    return http.parse_json(text, object_pairs_hook=KaseyaRecord)
 
 
 @dataclass(frozen=True)

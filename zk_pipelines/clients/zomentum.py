@@ -29,16 +29,19 @@ import requests
 
 from zk_pipelines.clients import zomentum_models as contract
 from zk_pipelines.clients.http import (
+    AnswerTooDeep,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
     CallCounter,
     HttpPolicy,
+    JsonTooDeep,
     NotFound,
     PermissionDenied,
     RateLimited,
     ValidationFailed,
     WriteOutcomeUnknown,
+    parse_json,
     retry_after_seconds,
     send,
 )
@@ -179,7 +182,7 @@ class ZomentumClient:
         if response.status_code != 200:
             raise self._error(response, operation, idempotent=True)
         try:
-            token = response.json()["access_token"]
+            token = parse_json(response.text)["access_token"]
         except (ValueError, KeyError, TypeError):
             token = None
         if not isinstance(token, str) or not token:
@@ -247,7 +250,7 @@ class ZomentumClient:
 
     def _error(self, response: requests.Response, operation: str, *, idempotent: bool) -> ApiError:
         try:
-            body = response.json()
+            body = parse_json(response.text)
         except ValueError:
             body = None
         message = redact(contract.error_message(body, response.text), self._secrets())
@@ -271,12 +274,15 @@ class ZomentumClient:
     @staticmethod
     def _json_of(response: requests.Response, operation: str, *, write: bool = False) -> Any:
         try:
-            return response.json()
-        except ValueError:
+            return parse_json(response.text)
+        except ValueError as exc:
+            unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
             if write:  # the write was answered, so it happened, but we cannot tell what it made
-                raise WriteOutcomeUnknown(API, operation, "the answer was not JSON; the write may have happened",
+                raise WriteOutcomeUnknown(API, operation, f"{unreadable}; the write may have happened",
                                           status=response.status_code) from None
-            raise ApiError(API, operation, "the answer was not JSON", status=response.status_code) from None
+            if isinstance(exc, JsonTooDeep):
+                raise AnswerTooDeep(API, operation, unreadable, status=response.status_code) from None
+            raise ApiError(API, operation, unreadable, status=response.status_code) from None
 
     def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         response = self._request("GET", path, idempotent=True, params=params)
