@@ -303,10 +303,12 @@ class KaseyaClient:
 
     def _auth_post(self, endpoint: Endpoint, form: dict[str, str]) -> Mapping[str, Any]:
         self.budget.take(endpoint)
+        # The form's other fields (user name, tenant, `GrantType=password`) are not secrets: masking them would
+        # garble every message that says "password". Its secrets are the client's own (`_secrets`).
         response = self._send(endpoint, "POST", self.base_url + endpoint.template, idempotent=True,
-                              secrets=self._secrets() + list(form.values()), data=form)
+                              secrets=self._secrets(), data=form)
         if response.status_code != 200:
-            raise self._http_error(endpoint, response, idempotent=True, extra_secrets=list(form.values()))
+            raise self._http_error(endpoint, response, idempotent=True)
         envelope = read_envelope(self._parse(endpoint, response))
         if not envelope.success or not isinstance(envelope.result, Mapping):
             message = redact(envelope.error_message or "authentication failed", self._secrets())
@@ -381,16 +383,14 @@ class KaseyaClient:
                 status=response.status_code,
             ) from None
 
-    def _http_error(
-        self, endpoint: Endpoint, response: requests.Response, *, idempotent: bool, extra_secrets: list[Any] = ()
-    ) -> ApiError:
+    def _http_error(self, endpoint: Endpoint, response: requests.Response, *, idempotent: bool) -> ApiError:
         status = response.status_code
         try:
             envelope = read_envelope(parse_json(response.text))
             message, code = envelope.error_message, envelope.error_code
         except ValueError:
             message, code = None, None
-        message = redact(message or response.reason or "no message", self._secrets() + list(extra_secrets))
+        message = redact(message or response.reason or "no message", self._secrets())
         args = ("Kaseya", endpoint.label)
         if status == 401:
             return AuthenticationError(*args, f"access token rejected: {message}", status=status, code=code)

@@ -253,7 +253,7 @@ class ZomentumClient:
             body = parse_json(response.text)
         except ValueError:
             body = None
-        message = redact(contract.error_message(body, response.text), self._secrets())
+        message = redact(contract.error_message(body, response.reason), self._secrets())
         status = response.status_code
         if status == 400:
             return ValidationFailed(API, operation, message, status=status)

@@ -129,10 +129,11 @@ def page_records(body: Any) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def error_message(body: Any, fallback: str) -> str:
-    """The API's message from `{"status_code", "message"}`, else the raw text."""
+    """The API's message from `{"status_code", "message"}`, else `fallback` (the HTTP reason). The raw body of
+    an error answer is not shown: a proxy's or a server's error page may quote the request back."""
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return fallback[:300] or "(empty answer)"
+        return body["message"][:1000]
+    return fallback or "(no message)"
 
 
 # ----- timestamps --------------------------------------------------------------------------------------
