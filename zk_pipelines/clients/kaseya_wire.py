@@ -15,15 +15,23 @@ ASSUMED (nobody has published the answer; correct here against a real tenant):
   flight at most, whichever steps send them (`MAX_IN_FLIGHT`), are our choice, not Kaseya's. All threads
   of a run (its Kaseya extractions run side by side) share one client, so one token and one hourly budget
   per endpoint.
+- `totalRecords` counts the rows of the whole filtered list; a negative value means "not counted" (paging then
+  runs to the first short page). A count the rows contradict fails the read (`KaseyaClient.paginate`).
+- Ids in paths are whole numbers (`{..._id}`) and lookup table names are words (`{table_name}`); any other
+  value is refused before it becomes part of a path.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from zk_pipelines.clients import http
 
@@ -86,15 +94,54 @@ def read_envelope(payload: Any) -> Envelope:
         sub_errors = error.get("subErrors") if isinstance(error, Mapping) else None
         if sub_errors and not message:
             message = "; ".join(str(s) for s in sub_errors)
-        total = payload.get("totalRecords")
         return Envelope(
             success=bool(payload.get("success")),
             result=payload.get("result"),
-            total_records=int(total) if isinstance(total, (int, float)) else None,
+            total_records=_count(payload.get("totalRecords")),
             error_code=error.get("code") if isinstance(error, Mapping) else None,
             error_message=message,
         )
     return Envelope(True, payload, None, None, None)
+
+
+def _count(value: Any) -> int | None:
+    """A row count: a whole, finite, non-negative number; anything else is no count."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value >= 0 else None
+
+
+def row_identity(row: Any) -> str:
+    """What tells one row of a list from another: its `id`, else the whole row."""
+    key = row.get("id") if isinstance(row, Mapping) else None
+    if key is not None and not isinstance(key, dict | list):
+        return f"id {key}"
+    return json.dumps(row, sort_keys=True, default=str)
+
+
+class NotAKaseyaId(ValueError):
+    """A path parameter that is not of its form (the message names it)."""
+
+
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def path_segment(name: str, value: Any) -> str:
+    """A path parameter as it goes into the path: an id as its digits, a table name as a word. Anything else
+    (`../../etc/passwd`, `1/notes`) would change which route the request reaches."""
+    if name == "table_name":
+        if isinstance(value, str) and _TABLE_NAME.fullmatch(value):
+            return quote(value, safe="")
+        raise NotAKaseyaId(f"{name} {value!r} is not a lookup table name (letters, digits and _)")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return str(int(value))
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        return str(int(value))
+    raise NotAKaseyaId(f"{name} {value!r} is not a Kaseya id (a whole number)")
 
 
 def kaseya_datetime(moment: datetime) -> str:
@@ -128,7 +175,8 @@ class Endpoint:
         return f"{self.method} {self.template}"
 
     def path(self, **params: Any) -> str:
-        return self.template.format(**params)
+        """The path with its parameters in place; raises `NotAKaseyaId` for a value not of its form."""
+        return self.template.format(**{name: path_segment(name, value) for name, value in params.items()})
 
 
 def _endpoints(*rows: Endpoint) -> dict[str, Endpoint]:

@@ -16,10 +16,12 @@ What the API looks like (paths, paging, filters, record shapes, the line-item CS
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -36,6 +38,7 @@ from zk_pipelines.clients.http import (
     CallCounter,
     HttpPolicy,
     JsonTooDeep,
+    NotAnId,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -54,6 +57,7 @@ from zk_pipelines.clients.zomentum_models import (
     DocumentLineItem,
     Item,
     LineItemsFormatError,
+    NotAZomentumId,
     Opportunity,
     Pipeline,
     User,
@@ -94,6 +98,11 @@ def _install_log_redaction() -> None:
     urllib3_log = logging.getLogger("urllib3.connectionpool")
     if not any(isinstance(f, _RefreshTokenFilter) for f in urllib3_log.filters):
         urllib3_log.addFilter(_RefreshTokenFilter())
+
+
+class ListingInconsistent(ApiError):
+    """A paged list that does not end: more pages than its `filtered_count_map` allows, or than any list has
+    (`MAX_LIST_PAGES`), or a page that repeats records already received (a server ignoring `page`)."""
 
 
 @dataclass
@@ -284,6 +293,14 @@ class ZomentumClient:
                 raise AnswerTooDeep(API, operation, unreadable, status=response.status_code) from None
             raise ApiError(API, operation, unreadable, status=response.status_code) from None
 
+    @staticmethod
+    def _id(operation: str, value: object, what: str = "id") -> str:
+        """`value` as a path segment; refused before any request when it is not a Zomentum id."""
+        try:
+            return contract.id_segment(value, what)
+        except NotAZomentumId as exc:
+            raise NotAnId(API, operation, str(exc)) from None
+
     def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         response = self._request("GET", path, idempotent=True, params=params)
         return self._json_of(response, f"GET {contract.API_PREFIX}/{path}")
@@ -310,21 +327,40 @@ class ZomentumClient:
         """Every record of a list, page by page (`filters` are `eq` terms; `updated_*` are inclusive).
 
         Stops on a short page or once `filtered_count_map.all` records have arrived, so a list whose size
-        is a multiple of `limit` costs no extra empty page.
+        is a multiple of `limit` costs no extra empty page. Raises `ListingInconsistent` (before yielding its
+        records) on a page that repeats records already received, and on a page past what the first page's
+        count allows (`contract.pages_needed`).
         """
         if not 1 <= limit <= contract.PAGE_LIMIT:
             raise ValueError(f"limit must be between 1 and {contract.PAGE_LIMIT}")
         filter_text = contract.filters_param(filters, updated_since=updated_since, updated_until=updated_until)
-        received = 0
+        operation = f"GET {contract.API_PREFIX}/{resource}"
+        received, ceiling = 0, contract.MAX_LIST_PAGES
+        seen: set[str] = set()
         for page in itertools.count(1):
+            if page > ceiling:
+                raise ListingInconsistent(API, operation, f"page {page} would be past the {ceiling} pages the list "
+                                          f"can take ({received} records so far): the server serves full pages "
+                                          "without end; nothing of the list is kept")
             records, total = self._page(resource, {**contract.list_params(page, limit, filter_text), **(params or {})})
+            if page == 1:
+                ceiling = contract.pages_needed(total, limit)
+            ids = [json.dumps(record, sort_keys=True, default=str) if record.get("id") is None else str(record["id"])
+                   for record in records]
+            again = sorted(seen.intersection(ids)) or sorted(i for i, n in Counter(ids).items() if n > 1)
+            if again:
+                raise ListingInconsistent(API, operation, f"page {page} repeats record {again[0]} (of "
+                                          f"{len(again)} repeated): the server ignores `page` or the list moved; "
+                                          "nothing of the list is kept")
+            seen.update(ids)
             yield from records
             received += len(records)
             if len(records) < limit or (total is not None and received >= total):
                 return
 
     def get(self, resource: str, record_id: str) -> dict[str, Any]:
-        return self._get_json(contract.record_path(resource, record_id))
+        segment = self._id(f"GET {contract.API_PREFIX}/{resource}/{{id}}", record_id)
+        return self._get_json(contract.record_path(resource, segment))
 
     def create(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a new record. Never retried blindly: on `WriteOutcomeUnknown`, `find_by` before re-creating."""
@@ -336,7 +372,7 @@ class ZomentumClient:
 
     def update(self, resource: str, record_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """PUT only the changed fields (Zomentum merges them into the record)."""
-        path = contract.record_path(resource, record_id)
+        path = contract.record_path(resource, self._id(f"PUT {contract.API_PREFIX}/{resource}/{{id}}", record_id))
         response = self._request("PUT", path, idempotent=False, json=dict(changes))
         return self._json_of(response, f"PUT {contract.API_PREFIX}/{path}", write=True)
 
@@ -396,7 +432,9 @@ class ZomentumClient:
 
     def document_line_items(self, document_id: str, revision_id: str) -> tuple[DocumentLineItem, ...]:
         """The revision's lines from the CSV endpoint: top-level lines, bundle children attached."""
-        path = contract.line_items_path(document_id, revision_id)
+        operation = f"GET {contract.API_PREFIX}/{contract.line_items_path('{id}', '{revision_id}')}"
+        path = contract.line_items_path(self._id(operation, document_id, "document id"),
+                                        self._id(operation, revision_id, "revision id"))
         response = self._request("GET", path, idempotent=True, accept=contract.CSV)
         try:
             return contract.parse_line_items_csv(response.content.decode("utf-8-sig"))
@@ -405,7 +443,8 @@ class ZomentumClient:
 
     def download_document(self, document_id: str) -> bytes:
         """The document as Zomentum renders it (PDF bytes)."""
-        path = contract.download_path(document_id)
+        operation = f"GET {contract.API_PREFIX}/{contract.download_path('{id}')}"
+        path = contract.download_path(self._id(operation, document_id, "document id"))
         content = self._request("GET", path, idempotent=True, accept=contract.PDF).content
         if not content.startswith(b"%PDF-"):
             raise ApiError(API, f"GET {contract.API_PREFIX}/{path}", "the download is not a PDF")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 # ----- where things are ---------------------------------------------------------------------------
 
@@ -53,6 +55,24 @@ def api_root(base_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{path}{API_PREFIX}", "", ""))
 
 
+# Assumed: ids are opaque strings (the notes say so; the sandbox's are UUIDs, other Zomentum ids seen are hex).
+# An id is taken as 1-128 URL-safe characters starting with a letter or digit: anything else (`../x`, `a/b`,
+# a space) would change the request's path, so it is refused before any request (`id_segment`).
+ID_FORM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+
+
+class NotAZomentumId(ValueError):
+    """A value used as a Zomentum id that is not of the id form (the message names it)."""
+
+
+def id_segment(value: object, what: str = "id") -> str:
+    """`value` as a path segment, when it is a Zomentum id; raises `NotAZomentumId`."""
+    if not isinstance(value, str) or not ID_FORM.fullmatch(value):
+        raise NotAZomentumId(f"{what} {value!r} is not a Zomentum id (letters, digits, '.', '_', '~' or '-', "
+                             "starting with a letter or digit, at most 128)")
+    return quote(value, safe="")
+
+
 def record_path(resource: str, record_id: str) -> str:
     return f"{resource}/{record_id}"
 
@@ -72,6 +92,9 @@ def download_path(document_id: str) -> str:
 # ----- lists: paging and filters --------------------------------------------------------------------
 
 PAGE_LIMIT = 1000  # the largest page the API serves; a larger `limit` is capped
+# Paging stops at `filtered_count_map.all` records, and this many pages at most whatever a server says (10
+# million records at the largest page): a server that serves full pages for ever cannot hold a read for ever.
+MAX_LIST_PAGES = 10_000
 OPPORTUNITY_PIPELINE_PARAM = "opportunity_pipeline_id"  # without it, only the default pipeline is listed
 
 
@@ -124,8 +147,21 @@ def page_records(body: Any) -> tuple[list[dict[str, Any]], int | None]:
     """The records of one list page and `filtered_count_map.all` (None if the page did not say)."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError("a list answer must be an object with a `data` list")
-    total = (body.get("filtered_count_map") or {}).get("all")
-    return body["data"], total if isinstance(total, int) else None
+    counts = body.get("filtered_count_map")
+    total = counts.get("all") if isinstance(counts, dict) else None
+    records = body["data"]
+    if not all(isinstance(record, dict) for record in records):
+        raise ValueError("a list answer's `data` must hold objects")
+    counted = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+    return records, total if counted else None
+
+
+def pages_needed(total: int | None, limit: int) -> int:
+    """How many pages a list of `total` records takes at `limit` a page (the ceiling when the total is unknown):
+    one more than the count says is allowed, for a record added while the list is read."""
+    if total is None:
+        return MAX_LIST_PAGES
+    return min(MAX_LIST_PAGES, math.ceil(total / limit) + 1)
 
 
 def error_message(body: Any, fallback: str) -> str:
