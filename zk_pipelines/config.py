@@ -7,9 +7,11 @@ Dagster resources (defs/resources.py) build the same object from `EnvVar`s.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from zk_pipelines.secrets import Secret
 
@@ -27,6 +29,11 @@ class KaseyaCredentials:
     mfa_code: Secret | None = None
     # Client-side hourly budget per route template; Kaseya allows 1500 calls/hour/endpoint.
     hourly_call_budget: int = 1400
+    allow_insecure_http: bool = False  # ZK_ALLOW_INSECURE_HTTP (see `check_base_url`)
+
+    def __post_init__(self) -> None:
+        check_base_url(self.base_url, "KASEYA_BASE_URL", allow_insecure_http=self.allow_insecure_http)
+        check_call_budget(self.hourly_call_budget)
 
     def secrets(self) -> tuple[Secret, ...]:
         return tuple(s for s in (self.password, self.mfa_code) if s)
@@ -37,6 +44,10 @@ class ZomentumCredentials:
     base_url: str
     refresh_token: Secret
     access_token: Secret | None = None
+    allow_insecure_http: bool = False  # ZK_ALLOW_INSECURE_HTTP (see `check_base_url`)
+
+    def __post_init__(self) -> None:
+        check_base_url(self.base_url, "ZOMENTUM_BASE_URL", allow_insecure_http=self.allow_insecure_http)
 
     def secrets(self) -> tuple[Secret, ...]:
         return tuple(s for s in (self.refresh_token, self.access_token) if s)
@@ -51,6 +62,9 @@ class TenantConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TenantConfig:
+        check_environment_text(env, ENVIRONMENT_VARIABLES)
+        insecure = allow_insecure_http(env)
+
         def required(name: str) -> str:
             value = env.get(name, "").strip()
             if not value:
@@ -63,7 +77,8 @@ class TenantConfig:
             password=Secret(required("KASEYA_PASSWORD")),
             tenant=required("KASEYA_TENANT"),
             mfa_code=Secret(env["KASEYA_MFA_CODE"]) if env.get("KASEYA_MFA_CODE") else None,
-            hourly_call_budget=int(env.get("KASEYA_HOURLY_CALL_BUDGET", "1400")),
+            hourly_call_budget=call_budget_from_env(env),
+            allow_insecure_http=insecure,
         )
         zomentum = None
         if env.get("ZOMENTUM_BASE_URL"):
@@ -71,6 +86,7 @@ class TenantConfig:
                 base_url=required("ZOMENTUM_BASE_URL"),
                 refresh_token=Secret(required("ZOMENTUM_REFRESH_TOKEN")),
                 access_token=Secret(env["ZOMENTUM_ACCESS_TOKEN"]) if env.get("ZOMENTUM_ACCESS_TOKEN") else None,
+                allow_insecure_http=insecure,
             )
         return cls(
             kaseya=kaseya,
@@ -81,3 +97,105 @@ class TenantConfig:
 
     def secrets(self) -> tuple[Secret, ...]:
         return self.kaseya.secrets() + (self.zomentum.secrets() if self.zomentum else ())
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validation: a configuration value that cannot be used is refused with one line naming it, before anything is
+# sent. Values are shown with any credential masked.
+
+ENVIRONMENT_VARIABLES = (
+    "KASEYA_BASE_URL", "KASEYA_USERNAME", "KASEYA_PASSWORD", "KASEYA_TENANT", "KASEYA_MFA_CODE",
+    "KASEYA_HOURLY_CALL_BUDGET", "ZOMENTUM_BASE_URL", "ZOMENTUM_REFRESH_TOKEN", "ZOMENTUM_ACCESS_TOKEN",
+    "ZK_SETTINGS", "ZK_DUCKDB_PATH", "ZK_ALLOW_INSECURE_HTTP",
+)
+SECRET_VARIABLES = ("KASEYA_PASSWORD", "KASEYA_MFA_CODE", "ZOMENTUM_REFRESH_TOKEN", "ZOMENTUM_ACCESS_TOKEN")
+INSECURE_HTTP_VARIABLE = "ZK_ALLOW_INSECURE_HTTP"
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
+def check_environment_text(env: Mapping[str, str], names: Iterable[str]) -> None:
+    """Python hands bytes that are not UTF-8 on as lone surrogates, which fail later, far from the variable
+    (in an HTTP header, a print, a path)."""
+    for name in names:
+        value = env.get(name)
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError(f"environment variable {name} is not UTF-8 text") from None
+
+
+def allow_insecure_http(env: Mapping[str, str]) -> bool:
+    value = env.get(INSECURE_HTTP_VARIABLE, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ConfigurationError(f"environment variable {INSECURE_HTTP_VARIABLE} is {value!r}; expected 1 or 0")
+    return value in _TRUE
+
+
+def call_budget_from_env(env: Mapping[str, str]) -> int:
+    text = env.get("KASEYA_HOURLY_CALL_BUDGET", "").strip() or "1400"
+    try:
+        return check_call_budget(int(text))
+    except (ValueError, ConfigurationError):
+        raise ConfigurationError(f"environment variable KASEYA_HOURLY_CALL_BUDGET is {text!r}; expected a whole "
+                                 "number of calls per hour, 1 or more (Kaseya allows 1500)") from None
+
+
+def check_call_budget(budget: object) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigurationError(f"KASEYA_HOURLY_CALL_BUDGET {budget!r}: expected a whole number of calls per hour, "
+                                 "1 or more (Kaseya allows 1500)")
+    return budget
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: this machine (the sandboxes), where plain http crosses no network."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _shown(value: str) -> str:
+    """The value as a message may show it: a userinfo part (`user:password@`) masked."""
+    scheme, separator, rest = value.partition("://")
+    if separator and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return value
+
+
+def check_base_url(value: object, variable: str, *, allow_insecure_http: bool = False) -> str:
+    """A base URL the clients may send credentials to: https, or http to a loopback address (or anywhere when
+    ZK_ALLOW_INSECURE_HTTP=1, for a TLS-terminating proxy on a trusted network); a host, a valid port, no
+    credentials of its own (requests would send them as Basic auth), no query or fragment."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{variable} is empty; expected an address such as https://api.example.com")
+    shown = _shown(value)
+    problem = None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # a port out of range or not a number, a malformed IPv6 host
+        parts, port, problem = None, None, f"it is not a valid address ({exc})"
+    if problem is None and any(c.isspace() or ord(c) < 32 for c in value):
+        problem = "it contains spaces or control characters"
+    elif problem is None and parts.scheme.lower() not in ("http", "https"):
+        problem = f"the scheme must be https, not {parts.scheme or 'missing'!r}"
+    elif problem is None and not parts.hostname:
+        problem = "it names no host"
+    elif problem is None and (parts.username is not None or parts.password is not None):
+        problem = "it carries credentials (user:password@); give them in their own variables"
+    elif problem is None and port == 0:
+        problem = "port 0 is not a port"
+    elif problem is None and (parts.query or parts.fragment or value.rstrip().endswith(("?", "#"))):
+        problem = "it has a query or fragment; give the address only"
+    elif problem is None and parts.scheme.lower() == "http" and not allow_insecure_http \
+            and not is_loopback(parts.hostname):
+        problem = (f"plain http would send credentials unencrypted to {parts.hostname}; use https (http is accepted "
+                   f"for loopback addresses, or anywhere with {INSECURE_HTTP_VARIABLE}=1)")
+    if problem is not None:
+        raise ConfigurationError(f"{variable} {shown!r} cannot be used: {problem}")
+    return value

@@ -59,7 +59,7 @@ def base64_fragments(value: str) -> set[str]:
     """The part of the base64 text that is the same wherever `value` sits inside a longer encoded text (a
     password inside `user:password`): base64 works on groups of 3 bytes, so there is one fragment per
     offset of the value in its group, without the characters its neighbours change."""
-    data = value.encode("utf-8")
+    data = value.encode("utf-8", "surrogateescape")  # an environment value that is not UTF-8 is still a secret
     fragments = set()
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + data).decode("ascii")
@@ -76,11 +76,12 @@ def secret_forms(value: str) -> set[str]:
     if len(value) < MIN_SECRET_LENGTH:
         return set()
     json_once = json.dumps(value)[1:-1]
+    data = value.encode("utf-8", "surrogateescape")
     forms = {
         value,
-        quote(value, safe=""),
-        quote(value),
-        quote_plus(value),
+        quote(data, safe=""),
+        quote(data),
+        quote_plus(data),
         json_once,
         json.dumps(value, ensure_ascii=False)[1:-1],
         json.dumps(json_once)[1:-1],

@@ -16,7 +16,7 @@ import pytest
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.config import KaseyaCredentials, TenantConfig, ZomentumCredentials
+from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
 from zk_pipelines.secrets import MASK, Secret, redact
 from zk_pipelines_tests.fixtures.hostile import Answer
 
@@ -119,3 +119,8 @@ def test_no_configuration_object_shows_a_secret_in_its_repr(tmp_path: Path):
         for text in (repr(thing), str(thing), f"{thing}", f"{thing!r:>20}"):
             assert redact(text, secrets) == text, f"{type(thing).__name__} shows a secret: {text}"
     assert "api.user" in repr(config.kaseya)  # what is not secret still shows
+    # A password in the base URL would be in every repr (and sent as Basic auth): refused, and not echoed.
+    with pytest.raises(ConfigurationError) as refused:
+        KaseyaCredentials(f"https://api.user:{quote(PASSWORD, safe='')}@bms.example", "api.user", Secret(PASSWORD),
+                          "Tenant")
+    assert "KASEYA_BASE_URL" in str(refused.value) and redact(str(refused.value), secrets) == str(refused.value)
