@@ -89,16 +89,19 @@ def read_envelope(payload: Any) -> Envelope:
     """`{success, error, result[, totalRecords]}`; a bare DTO (as `GET .../summary/{id}` is declared) is
     taken as a successful result."""
     if isinstance(payload, KaseyaRecord) and "success" in payload:
-        error = payload.get("error") or {}
-        message = error.get("message") if isinstance(error, Mapping) else None
-        sub_errors = error.get("subErrors") if isinstance(error, Mapping) else None
-        if sub_errors and not message:
+        # Any field may hold anything on an answer we did not expect: each is taken only in its own type.
+        error = payload.get("error")
+        error = error if isinstance(error, Mapping) else {}
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        sub_errors = error.get("subErrors")
+        if isinstance(sub_errors, list) and sub_errors and not message:
             message = "; ".join(str(s) for s in sub_errors)
+        code = error.get("code")
         return Envelope(
             success=bool(payload.get("success")),
             result=payload.get("result"),
             total_records=_count(payload.get("totalRecords")),
-            error_code=error.get("code") if isinstance(error, Mapping) else None,
+            error_code=code if isinstance(code, int | str) and not isinstance(code, bool) else None,
             error_message=message,
         )
     return Envelope(True, payload, None, None, None)

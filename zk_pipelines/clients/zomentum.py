@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
@@ -59,6 +60,7 @@ from zk_pipelines.clients.zomentum_models import (
     LineItemsFormatError,
     NotAZomentumId,
     Opportunity,
+    RecordShapeError,
     Pipeline,
     User,
 )
@@ -294,6 +296,15 @@ class ZomentumClient:
             raise ApiError(API, operation, unreadable, status=response.status_code) from None
 
     @staticmethod
+    @contextmanager
+    def _readable(path: str, method: str = "GET") -> Iterator[None]:
+        """A record of a shape the client cannot read is the API's error, as an unreadable answer is."""
+        try:
+            yield
+        except RecordShapeError as exc:
+            raise ApiError(API, f"{method} {contract.API_PREFIX}/{path}", str(exc)) from None
+
+    @staticmethod
     def _id(operation: str, value: object, what: str = "id") -> str:
         """`value` as a path segment; refused before any request when it is not a Zomentum id."""
         try:
@@ -406,7 +417,9 @@ class ZomentumClient:
             yield from self.opportunities(pipeline_id=pipeline.id, updated_since=updated_since)
 
     def pipelines(self) -> list[Pipeline]:
-        return [Pipeline.from_record(record) for record in self.iter_records(contract.PIPELINES)]
+        records = list(self.iter_records(contract.PIPELINES))
+        with self._readable(contract.PIPELINES):
+            return [Pipeline.from_record(record) for record in records]
 
     def items(self, *, updated_since: datetime | None = None) -> Iterator[Item]:
         return cast(Iterator[Item], self.iter_records(contract.ITEMS, updated_since=updated_since))
@@ -422,13 +435,15 @@ class ZomentumClient:
     def custom_fields(self, entity_type: str) -> list[CustomField]:
         if entity_type not in contract.CUSTOM_FIELD_ENTITY_TYPES:
             raise ValueError(f"entity_type must be one of {', '.join(contract.CUSTOM_FIELD_ENTITY_TYPES)}")
-        records = self.iter_records(contract.CUSTOM_FIELDS, params={"entity_type": entity_type})
-        return [CustomField.from_record(record) for record in records]
+        records = list(self.iter_records(contract.CUSTOM_FIELDS, params={"entity_type": entity_type}))
+        with self._readable(contract.CUSTOM_FIELDS):
+            return [CustomField.from_record(record) for record in records]
 
     def create_custom_field(self, entity_type: str, display_name: str, field_type: str = "text") -> CustomField:
         record = self.create(contract.CUSTOM_FIELDS, {"entity_type": entity_type, "display_name": display_name,
                                                       "field_type": field_type})
-        return CustomField.from_record(record)
+        with self._readable(contract.create_path(contract.CUSTOM_FIELDS), method="POST"):
+            return CustomField.from_record(record)
 
     def document_line_items(self, document_id: str, revision_id: str) -> tuple[DocumentLineItem, ...]:
         """The revision's lines from the CSV endpoint: top-level lines, bundle children attached."""

@@ -12,7 +12,8 @@ import csv
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -317,6 +318,19 @@ class User(TypedDict):
     updated_at: str
 
 
+class RecordShapeError(ValueError):
+    """A record lacks a field the client reads, or holds it in another type (the message names which)."""
+
+
+@contextmanager
+def _shape_of(kind: str, record: Any) -> Iterator[None]:
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as exc:
+        what = f"no field {exc}" if isinstance(exc, KeyError) else f"a field of another type ({exc})"
+        raise RecordShapeError(f"a {kind} record has {what}: {str(record)[:200]}") from None
+
+
 @dataclass(frozen=True)
 class PipelineStage:
     id: str
@@ -335,10 +349,12 @@ class Pipeline:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Pipeline:
-        stages = sorted(record.get("stages") or [], key=lambda s: s["order"])
-        return cls(id=record["id"], name=record["name"], is_default=bool(record.get("is_default")),
-                   stages=tuple(PipelineStage(id=s["id"], name=s["name"], order=s["order"],
-                                              probability=s.get("probability"), kind=s["kind"]) for s in stages))
+        """Raises `RecordShapeError` for a record not of the assumed shape."""
+        with _shape_of("pipeline", record):
+            stages = sorted(record.get("stages") or [], key=lambda s: s["order"])
+            return cls(id=record["id"], name=record["name"], is_default=bool(record.get("is_default")),
+                       stages=tuple(PipelineStage(id=s["id"], name=s["name"], order=s["order"],
+                                                  probability=s.get("probability"), kind=s["kind"]) for s in stages))
 
 
 CUSTOM_FIELD_ENTITY_TYPES = ("client_company", "client_user", "opportunity", "item", "document")
@@ -354,8 +370,10 @@ class CustomField:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> CustomField:
-        return cls(id=record["id"], entity_type=record["entity_type"], display_name=record["display_name"],
-                   field_type=record["field_type"])
+        """Raises `RecordShapeError` for a record not of the assumed shape."""
+        with _shape_of("custom field", record):
+            return cls(id=record["id"], entity_type=record["entity_type"], display_name=record["display_name"],
+                       field_type=record["field_type"])
 
 
 # ----- document line items (CSV) ------------------------------------------------------------------------
@@ -420,7 +438,13 @@ def parse_line_items_csv(text: str) -> tuple[DocumentLineItem, ...]:
     # would otherwise parse as a document with fewer lines).
     if text and not text.endswith(("\n", "\r")):
         raise LineItemsFormatError("the line-item CSV was cut short (its last line has no line break)")
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_line_items(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:  # a quote or a line break where CSV allows none
+        raise LineItemsFormatError(f"the line-item CSV is malformed ({exc})") from None
+
+
+def _parse_line_items(reader: csv.DictReader) -> tuple[DocumentLineItem, ...]:
     missing = [c for c in LINE_ITEM_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise LineItemsFormatError(f"the line-item CSV lacks the column(s) {', '.join(missing)}")
