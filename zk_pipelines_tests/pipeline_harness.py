@@ -6,6 +6,8 @@ history is ~50 hourly partitions in one run.
 
 from __future__ import annotations
 
+import os
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,20 +54,33 @@ class PipelineHarness:
     mode: str = "kaseya_as_crm"
     tuning: PullTuning = field(default_factory=PullTuning)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    instance: dg.DagsterInstance | None = None  # default: an ephemeral one
+    # Credentials other than the sandboxes' own (a wrong password, a revoked refresh token).
+    kaseya_password: str | None = None
+    zomentum_refresh_token: str | None = None
 
     def __post_init__(self) -> None:
         self.current_hour = self.now.replace(minute=0, second=0, microsecond=0)
         self.partitions_start = self.current_hour - timedelta(hours=50)  # the history is the last 48 hours
         self.database = self.tmp / "tenant.duckdb"
         self.settings_path = write_settings(self.tmp / "settings.yaml", mode=self.mode)
-        self.instance = dg.DagsterInstance.ephemeral()
+        self.instance = self.instance or dg.DagsterInstance.ephemeral()
+        # Secrets reach the resource through `EnvVar`, as in production (`defs/resources.tenant_from_env`): a
+        # literal value would be stored in the run's job snapshot as the resource's config default. One
+        # variable name per harness, so harnesses of one test process never read each other's.
+        prefix = f"ZK_TEST_{uuid.uuid4().hex[:8].upper()}"
+        self.secret_variables = {f"{prefix}_KASEYA_PASSWORD": self.kaseya_password or self.kaseya.password,
+                                 f"{prefix}_ZOMENTUM_REFRESH_TOKEN": self.zomentum_refresh_token
+                                 or self.zomentum.refresh_token}
+        os.environ.update(self.secret_variables)
         self.definitions = self.build()
 
     def tenant(self) -> TenantResource:
+        password, refresh_token = self.secret_variables
         return TenantResource(
             kaseya_base_url=self.kaseya.base_url, kaseya_username=self.kaseya.username,
-            kaseya_password=self.kaseya.password, kaseya_tenant=self.kaseya.tenant,
-            zomentum_base_url=self.zomentum.base_url, zomentum_refresh_token=self.zomentum.refresh_token,
+            kaseya_password=dg.EnvVar(password), kaseya_tenant=self.kaseya.tenant,
+            zomentum_base_url=self.zomentum.base_url, zomentum_refresh_token=dg.EnvVar(refresh_token),
             settings_path=str(self.settings_path), duckdb_path=str(self.database),
         )
 
