@@ -338,6 +338,7 @@ def read_body(response: requests.Response, policy: HttpPolicy, operation: str, s
             except urllib3.exceptions.ReadTimeoutError:
                 if time.monotonic() >= started + policy.deadline_seconds:
                     raise _too_slow(response, policy, operation, size) from None
+                response.close()
                 raise requests.exceptions.ReadTimeout(f"{operation}: the answer stopped arriving") from None
             if not chunk:
                 break
