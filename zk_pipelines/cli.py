@@ -1,7 +1,8 @@
 """`zk`: the command line of zk_pipelines.
 
 Each subcommand is a small function here that parses arguments and calls into the package; errors a
-person can act on are printed as one line (no traceback) with exit status 1.
+person can act on are printed as one line (no traceback) with exit status 1. Any other error is printed as
+one line too, with the file the full traceback was written to (`main`).
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 
+from zk_pipelines.audit.ledger import LedgerUnavailable
+from zk_pipelines.audit.query import SelectionError
 from zk_pipelines.clients.http import ApiError
-from zk_pipelines.config import ConfigurationError
+from zk_pipelines.config import ENVIRONMENT_VARIABLES, SECRET_VARIABLES, ConfigurationError, check_environment_text
 from zk_pipelines.sandbox.world import SCALES
+from zk_pipelines.secrets import redact
+from zk_pipelines.storage.database import DatabaseUnusable
 
 SCALE_NAMES = list(SCALES)
 
@@ -70,6 +78,17 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return run_history(os.environ, args.kind, args.id, out=sys.stdout, err=sys.stderr)
 
 
+def port_number(text: str) -> int:
+    """A TCP port for `zk sandbox` (0: any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 1 to 65535 (0: any free port)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zk", description="Kaseya BMS <-> Zomentum sync")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--scale", choices=SCALE_NAMES, default="medium")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--kaseya-port", type=int, default=8601)
-    p.add_argument("--zomentum-port", type=int, default=8602)
+    p.add_argument("--kaseya-port", type=port_number, default=8601)
+    p.add_argument("--zomentum-port", type=port_number, default=8602)
     p.set_defaults(func=_cmd_sandbox)
 
     p = sub.add_parser("check", help="authenticate and make one read per endpoint the pipeline uses")
@@ -127,15 +146,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors whose message names what to fix (a variable, a file, a key, a value): printed as they are.
+EXPECTED_ERRORS = (ApiError, ConfigurationError, DatabaseUnusable, LedgerUnavailable, SelectionError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_environment_text(os.environ, ENVIRONMENT_VARIABLES)
         return args.func(args)
-    except (ApiError, ConfigurationError) as exc:
-        print(f"zk {args.command}: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        print(f"zk {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line here, the whole story in a file
+        print(f"zk {args.command}: unexpected error ({_one_line(exc)}); the full traceback is in "
+              f"{_write_traceback(args.command)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if not isinstance(exc, OSError) or not exc.strerror else \
+        f"{exc.strerror}{f': {exc.filename}' if exc.filename else ''}"
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+    return redact(text if isinstance(exc, EXPECTED_ERRORS) else f"{type(exc).__name__}: {text}", _secrets())
+
+
+def _secrets() -> list[str | None]:
+    return [os.environ.get(name) for name in SECRET_VARIABLES]
+
+
+def _write_traceback(command: str) -> str:
+    """The current exception's traceback, secrets masked, in a file only this user can read."""
+    path = Path(tempfile.gettempdir()) / f"zk-{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace") as file:
+        file.write(redact(traceback.format_exc(), _secrets()))
+    return str(path)
 
 
 if __name__ == "__main__":

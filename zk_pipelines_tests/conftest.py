@@ -9,6 +9,7 @@ from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 pytest_plugins = [
     "zk_pipelines_tests.fixtures.kaseya",
     "zk_pipelines_tests.fixtures.zomentum",
+    "zk_pipelines_tests.fixtures.hostile",
 ]
 
 

@@ -33,14 +33,18 @@ _TENANTS = itertools.count(1)
 
 
 def tenant_environment(kaseya: KaseyaSandbox, zomentum: ZomentumSandbox, settings: Path, database: Path,
-                       prefix: str | None = None) -> TenantVariables:
+                       prefix: str | None = None, *, kaseya_password: str | None = None,
+                       zomentum_refresh_token: str | None = None) -> TenantVariables:
     """Set a tenant's environment variables (under a prefix of its own, so that harnesses side by side never
-    share one) and name them: the resources bind these names, as in production, never the values."""
+    share one) and name them: the resources bind these names, as in production, never the values (a literal
+    value would be stored in the run's job snapshot as the resource's config default). `kaseya_password` and
+    `zomentum_refresh_token`: credentials other than the sandboxes' own (a wrong password, a revoked token)."""
     variables = TENANT_VARIABLES.with_prefix(prefix or f"ZK_TEST_{next(_TENANTS)}_")
     os.environ.update({
         variables.kaseya_base_url: kaseya.base_url, variables.kaseya_username: kaseya.username,
-        variables.kaseya_password: kaseya.password, variables.kaseya_tenant: kaseya.tenant,
-        variables.zomentum_base_url: zomentum.base_url, variables.zomentum_refresh_token: zomentum.refresh_token,
+        variables.kaseya_password: kaseya_password or kaseya.password, variables.kaseya_tenant: kaseya.tenant,
+        variables.zomentum_base_url: zomentum.base_url,
+        variables.zomentum_refresh_token: zomentum_refresh_token or zomentum.refresh_token,
         variables.settings_path: str(settings), variables.duckdb_path: str(database),
     })
     return variables
@@ -70,14 +74,20 @@ class PipelineHarness:
     mode: str = "kaseya_as_crm"
     tuning: PullTuning = field(default_factory=PullTuning)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    instance: dg.DagsterInstance | None = None  # default: an ephemeral one
+    # Credentials other than the sandboxes' own (a wrong password, a revoked refresh token).
+    kaseya_password: str | None = None
+    zomentum_refresh_token: str | None = None
 
     def __post_init__(self) -> None:
         self.current_hour = self.now.replace(minute=0, second=0, microsecond=0)
         self.partitions_start = self.current_hour - timedelta(hours=50)  # the history is the last 48 hours
         self.database = self.tmp / "tenant.duckdb"
         self.settings_path = write_settings(self.tmp / "settings.yaml", mode=self.mode)
-        self.instance = dg.DagsterInstance.ephemeral()
-        self.variables = tenant_environment(self.kaseya, self.zomentum, self.settings_path, self.database)
+        self.instance = self.instance or dg.DagsterInstance.ephemeral()
+        self.variables = tenant_environment(self.kaseya, self.zomentum, self.settings_path, self.database,
+                                            kaseya_password=self.kaseya_password,
+                                            zomentum_refresh_token=self.zomentum_refresh_token)
         self.definitions = self.build()
 
     def build(self) -> dg.Definitions:

@@ -1,18 +1,24 @@
 """Secrets: after a sync and pushes that failed in many ways, the password, the refresh token and every token
 the sandboxes issued appear nowhere (log lines, exception texts, run metadata and tags, ledger rows, any DuckDB
-table, `zk` output). The clients verify TLS on every request; the demo's servers listen on 127.0.0.1 only;
-the sandboxes refuse a request without a valid token as the real services do."""
+table, `zk` output), in no form: raw, URL-encoded, JSON-escaped or base64 (`secret_scan`), also after runs with
+wrong credentials, expired tokens, every fault kind and error answers that quote the request back. The clients
+verify TLS on every request; the demo's servers listen on 127.0.0.1 only; the sandboxes refuse a request
+without a valid token as the real services do."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import socket
+from urllib.parse import quote, quote_plus, urlencode
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import requests
 import yaml
@@ -36,11 +42,16 @@ from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document
 from zk_pipelines.sandbox.kaseya.app import ROUTES as KASEYA_ROUTES
 from zk_pipelines.sandbox.launcher import running_sandboxes
-from zk_pipelines.secrets import Secret
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, write_settings
+from zk_pipelines.sandbox.faults import FAULT_KINDS, SUCCESS_FALSE
+from zk_pipelines.secrets import Secret, base64_fragments, secret_forms
+from zk_pipelines_tests import secret_scan
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
 
 WRONG_PASSWORD = "wrong-password-Xq81!zz"  # a mistyped secret is still a secret
 WRONG_REFRESH_TOKEN = "revoked-refresh-token-77ab"
+# A wrong password with every character some encoding rewrites: its URL-encoded, JSON-escaped and base64 forms
+# all differ from it, so a leak in any of them is a leak the raw search alone would miss.
+ENCODED_WRONG_PASSWORD = 'wrong "pa ss"+&=/\\é%-Xq81'
 
 
 def test_no_secret_reaches_logs_errors_run_metadata_the_ledger_duckdb_or_zk_output(sandboxes, tmp_path, capsys,
@@ -196,3 +207,83 @@ def test_the_sandboxes_refuse_every_api_request_without_a_valid_token(sandboxes)
                                             timeout=10)
                 refused.add((path, method, response.status_code))
     assert len(refused) > 20 and {status for *_, status in refused} == {401}
+
+
+# ----- every form, every store ----------------------------------------------------------------------------
+
+def test_the_scan_finds_a_secret_in_every_form_it_travels_in():
+    secret = ENCODED_WRONG_PASSWORD
+    basic = base64.b64encode(f"api.user:{secret}".encode()).decode()
+    forms = [secret, quote(secret, safe=""), urlencode({"Password": secret}), json.dumps({"p": secret}),
+             json.dumps(json.dumps({"p": secret})), repr({"p": secret}), f"Authorization: Basic {basic}",
+             base64.urlsafe_b64encode(secret.encode()).decode()]
+    for form in forms:
+        assert secret_scan.leaks([f"some text {form} more text"], [secret]), form
+    # ...every whole form the redaction masks, too (its base64 fragments are parts of a larger token); and
+    # nothing in a text without the secret
+    whole_forms = secret_forms(secret) - base64_fragments(secret)
+    assert len(whole_forms) >= 6 and all(secret_scan.leaks([form], [secret]) for form in whole_forms)
+    assert secret_scan.leaks(["Password=***&GrantType=password Basic ***"], [secret]) == []
+
+
+def _every_fault_kind(sandbox: str) -> list[dict[str, Any]]:
+    parameters = {"latency": {"seconds": 0.05}, "read_timeout": {"seconds": 0.05}, "lost_answer": {"seconds": 0.0},
+                  "rate_limit_burst": {"retry_after": 0, "length": 2}}
+    kinds = [kind for kind in FAULT_KINDS if sandbox == "kaseya" or kind != SUCCESS_FALSE]
+    return [{"kind": kind, "rate": 0.03, **parameters.get(kind, {})} for kind in kinds]
+
+
+@pytest.mark.slow
+def test_no_form_of_a_secret_reaches_any_store_after_wrong_credentials_expired_tokens_faults_and_echoes(
+        sandboxes, tmp_path, capfd, monkeypatch):
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    for folder in ("dagster", "right", "wrong"):
+        (tmp_path / folder).mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))
+    echo_login = {"kind": "echo_request", "route": "POST /v2/security/authenticate", "count": 2}
+    echo_refresh = {"kind": "echo_request", "route": "POST /v2/security/refreshtoken", "count": 1}
+    # Every fault kind on both sides, tokens expiring mid-run (renewals), and answers quoting requests back.
+    kaseya.state.set_faults(seed=3, rules=[echo_login, echo_refresh, {"kind": "echo_request", "rate": 0.03},
+                                           *_every_fault_kind("kaseya")])
+    zomentum.state.set_faults(seed=3, rules=[{"kind": "echo_request", "rate": 0.03, "status": 500},
+                                             *_every_fault_kind("zomentum")])
+    tokens, logs = IssuedTokens(), LogLines()
+    right = PipelineHarness(kaseya, zomentum, tmp_path / "right", instance=instance)
+    wrong = PipelineHarness(kaseya, zomentum, tmp_path / "wrong", instance=instance,
+                            kaseya_password=ENCODED_WRONG_PASSWORD, zomentum_refresh_token=WRONG_REFRESH_TOKEN)
+    with tokens.recording(kaseya, zomentum), logs.installed():
+        faulted = right.backfill(first=right.current_hour - timedelta(hours=4))
+        refused = wrong.run_hour(wrong.current_hour - timedelta(hours=3))
+        struck = {kind for sandbox in (kaseya, zomentum) for kind in sandbox.state.fault_counts()}
+        kaseya.state.set_faults(seed=4, rules=[{**echo_login, "count": 1}])
+        environment = {"KASEYA_BASE_URL": kaseya.base_url, "KASEYA_USERNAME": kaseya.username,
+                       "KASEYA_TENANT": kaseya.tenant, "ZOMENTUM_BASE_URL": zomentum.base_url,
+                       "ZK_SETTINGS": str(right.settings_path), "ZK_DUCKDB_PATH": str(right.database)}
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        for password, refresh in ((ENCODED_WRONG_PASSWORD, WRONG_REFRESH_TOKEN),
+                                  (kaseya.password, zomentum.refresh_token)):
+            monkeypatch.setenv("KASEYA_PASSWORD", password)
+            monkeypatch.setenv("ZOMENTUM_REFRESH_TOKEN", refresh)
+            for command in (["check"], ["settings", "show"], ["audit", "--format", "csv"],
+                            ["audit", "--format", "json"], ["audit", "--status", "error"]):
+                cli.main(command)
+        kaseya.state.clear_faults()
+        zomentum.state.clear_faults()
+    printed = capfd.readouterr()
+    texts = [printed.out, printed.err, *logs.lines, *duckdb_text(right.database), *duckdb_text(wrong.database),
+             *secret_scan.dagster_texts(instance), *secret_scan.file_texts(tmp_path / "dagster")]
+    secrets = {kaseya.password, zomentum.refresh_token, ENCODED_WRONG_PASSWORD, WRONG_REFRESH_TOKEN, *tokens.values}
+
+    assert secret_scan.leaks(texts, secrets) == []
+    # The scan had something to find: tokens were issued and renewed, every kind of fault struck, requests
+    # were quoted back (the form with its password among them), and the failures were explained.
+    assert len(tokens.values) >= 4
+    assert struck == {*FAULT_KINDS, "echo_request"}, struck
+    assert any("echo_request" in text and "Password=***" in text for text in texts)
+    assert not refused.success and any("rejected" in error for error in step_errors(refused))
+    assert faulted.get_step_failure_events() or faulted.success
+    assert "Password=***" in printed.out  # `zk check` showed the echoed login, masked...
+    assert "0 failed" in printed.out and "rejected the login" in printed.out + printed.err  # ...and ran both ways

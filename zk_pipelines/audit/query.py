@@ -34,7 +34,11 @@ def parse_since(text: str, now: datetime) -> datetime:
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2).lower()
         seconds = _UNIT_SECONDS["m" if unit.startswith("m") else unit[0]]
-        return now - timedelta(seconds=amount * seconds)
+        try:
+            return now - timedelta(seconds=amount * seconds)
+        except OverflowError:  # before year 1: datetime's range ends there
+            raise SelectionError(f"--since {text!r} reaches back before year 1; give a shorter duration or a "
+                                 "date") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -20,11 +20,14 @@ from typing import Any
 import requests
 
 from zk_pipelines.clients.http import (
+    AnswerTooDeep,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
     CallCounter,
     HttpPolicy,
+    JsonTooDeep,
+    NotAnId,
     NotFound,
     PermissionDenied,
     RateLimited,
@@ -42,10 +45,12 @@ from zk_pipelines.clients.kaseya_wire import (
     MAX_PAGE_SIZE,
     Endpoint,
     KaseyaRecord,
+    NotAKaseyaId,
     kaseya_datetime,
     parse_json,
     parse_kaseya_datetime,
     read_envelope,
+    row_identity,
 )
 from zk_pipelines.clients.probe import EndpointCheck
 from zk_pipelines.config import KaseyaCredentials
@@ -65,6 +70,11 @@ DEFAULT_TOKEN_LIFETIME_SECONDS = 1200.0
 class ListingChanged(ApiUnavailable):
     """A paged list changed while it was read (its `totalRecords` moved between pages), so offset paging may
     have skipped or repeated a record: every row was yielded, but the list must be read again to be whole."""
+
+
+class ListingInconsistent(ApiError):
+    """A paged list whose pages contradict themselves: more rows than `totalRecords` said, fewer at its end,
+    or a page that repeats an earlier one (a server ignoring `PageNumber`). Loading it would load a wrong set."""
 
 
 @dataclass
@@ -244,10 +254,12 @@ class KaseyaClient:
 
     def _auth_post(self, endpoint: Endpoint, form: dict[str, str]) -> Mapping[str, Any]:
         self.budget.take(endpoint)
+        # The form's other fields (user name, tenant, `GrantType=password`) are not secrets: masking them would
+        # garble every message that says "password". Its secrets are the client's own (`_secrets`).
         response = self._send(endpoint, "POST", self.base_url + endpoint.template, idempotent=True,
-                              secrets=self._secrets() + list(form.values()), data=form)
+                              secrets=self._secrets(), data=form)
         if response.status_code != 200:
-            raise self._http_error(endpoint, response, idempotent=True, extra_secrets=list(form.values()))
+            raise self._http_error(endpoint, response, idempotent=True)
         envelope = read_envelope(self._parse(endpoint, response))
         if not envelope.success or not isinstance(envelope.result, Mapping):
             message = redact(envelope.error_message or "authentication failed", self._secrets())
@@ -309,26 +321,27 @@ class KaseyaClient:
     def _parse(self, endpoint: Endpoint, response: requests.Response) -> Any:
         try:
             return parse_json(response.text) if response.text.strip() else KaseyaRecord()
-        except ValueError:
+        except ValueError as exc:
+            unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
             if endpoint.method != "GET" and endpoint.name not in ("authenticate", "refresh_token"):
                 raise WriteOutcomeUnknown(
-                    "Kaseya", endpoint.label, "the answer was not JSON; the write may have happened",
+                    "Kaseya", endpoint.label, f"{unreadable}; the write may have happened",
                     status=response.status_code) from None
+            if isinstance(exc, JsonTooDeep):
+                raise AnswerTooDeep("Kaseya", endpoint.label, unreadable, status=response.status_code) from None
             raise ApiUnavailable(
                 "Kaseya", endpoint.label, f"the answer was not JSON (HTTP {response.status_code})",
                 status=response.status_code,
             ) from None
 
-    def _http_error(
-        self, endpoint: Endpoint, response: requests.Response, *, idempotent: bool, extra_secrets: list[Any] = ()
-    ) -> ApiError:
+    def _http_error(self, endpoint: Endpoint, response: requests.Response, *, idempotent: bool) -> ApiError:
         status = response.status_code
         try:
             envelope = read_envelope(parse_json(response.text))
             message, code = envelope.error_message, envelope.error_code
         except ValueError:
             message, code = None, None
-        message = redact(message or response.reason or "no message", self._secrets() + list(extra_secrets))
+        message = redact(message or response.reason or "no message", self._secrets())
         args = ("Kaseya", endpoint.label)
         if status == 401:
             return AuthenticationError(*args, f"access token rejected: {message}", status=status, code=code)
@@ -367,7 +380,10 @@ class KaseyaClient:
         """Call one endpoint of the table; return (result, totalRecords) or raise a typed error."""
         endpoint = ENDPOINTS[name]
         idempotent = endpoint.method == "GET"
-        url = self.base_url + endpoint.path(**(path_params or {}))
+        try:
+            url = self.base_url + endpoint.path(**(path_params or {}))
+        except NotAKaseyaId as exc:
+            raise NotAnId("Kaseya", endpoint.label, str(exc)) from None
         rejected: str | None = None
         for attempt in (1, 2):
             token = self._access_token(rejected=rejected)
@@ -397,27 +413,51 @@ class KaseyaClient:
         path_params: Mapping[str, Any] | None = None,
     ) -> Iterator[KaseyaRecord]:
         """Every row of a paged list, page by page (1-based `PageNumber`); stops on `totalRecords` or on a
-        short page, whichever comes first (some lists carry no total). Raises ListingChanged after the last
-        row when `totalRecords` moved between pages."""
+        short page, whichever comes first (some lists carry no total).
+
+        A server's pages are checked against each other before their rows are yielded: more rows than
+        `totalRecords`, or a page that is an earlier page again (a server ignoring `PageNumber`), raise
+        `ListingInconsistent`; so do fewer rows than `totalRecords` at the end. Raises `ListingChanged` after
+        the last row when `totalRecords` moved between pages or a row came twice (offset paging over a list
+        that changed)."""
         page_size = min(page_size, MAX_PAGE_SIZE)
-        page, seen, totals = 1, 0, []
+        label = ENDPOINTS[name].label
+        page, received, totals = 1, 0, []
+        seen: dict[str, int] = {}  # row identity -> the page it came on
+        repeated: list[str] = []
         while True:
             query = {**(params or {}), "PageNumber": page, "PageSize": page_size}
             rows, total = self.call(name, params=query, path_params=path_params)
-            rows = rows or []
-            yield from rows
-            seen += len(rows)
+            rows = rows if isinstance(rows, list) else []
+            identities = [row_identity(row) for row in rows]
+            earlier = [identity for identity in identities if identity in seen]
+            if rows and len(earlier) == len(rows):
+                raise ListingInconsistent("Kaseya", label, f"page {page} repeats rows of page {seen[earlier[0]]} "
+                                          f"({earlier[0]}): the server ignores PageNumber; nothing of the list is kept")
+            received += len(rows)
             if total is not None and total not in totals:
                 totals.append(total)
-            if len(rows) < page_size or (total is not None and seen >= total):
+            if total is not None and received > total:
+                raise ListingInconsistent("Kaseya", label, f"{received} rows arrived by page {page}, more than "
+                                          f"totalRecords {total}: the list cannot be trusted")
+            for row, identity in zip(rows, identities, strict=True):
+                if identity in seen:
+                    repeated.append(identity)
+                    continue
+                seen[identity] = page
+                yield row
+            if len(rows) < page_size or (total is not None and received >= total):
                 break
             page += 1
-        if len(totals) > 1:
+        if len(totals) > 1 or repeated:
             # Offset paging over a list that changed between two pages: a record that left (or joined) the
             # filtered list moved every later record, so one was skipped (or repeated) at a page boundary.
-            raise ListingChanged("Kaseya", ENDPOINTS[name].label,
-                                 f"the list changed while it was paged (totalRecords {' -> '.join(map(str, totals))}"
-                                 f"); a record may have been skipped at a page boundary: read it again")
+            moved = f"totalRecords {' -> '.join(map(str, totals))}" if len(totals) > 1 else f"{repeated[0]} came twice"
+            raise ListingChanged("Kaseya", label, f"the list changed while it was paged ({moved}); a record may have "
+                                 "been skipped at a page boundary: read it again")
+        if totals and received < totals[0]:
+            raise ListingInconsistent("Kaseya", label, f"the list ended after {received} rows, fewer than "
+                                      f"totalRecords {totals[0]}: some rows were not served")
 
     # --- reads ----------------------------------------------------------------------------------
 

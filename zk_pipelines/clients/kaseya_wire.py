@@ -15,15 +15,25 @@ ASSUMED (nobody has published the answer; correct here against a real tenant):
   flight at most, whichever steps send them (`MAX_IN_FLIGHT`), are our choice, not Kaseya's. All threads
   of a run (its Kaseya extractions run side by side) share one client, so one token and one hourly budget
   per endpoint.
+- `totalRecords` counts the rows of the whole filtered list; a negative value means "not counted" (paging then
+  runs to the first short page). A count the rows contradict fails the read (`KaseyaClient.paginate`).
+- Ids in paths are whole numbers (`{..._id}`) and lookup table names are words (`{table_name}`); any other
+  value is refused before it becomes part of a path.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
+
+from zk_pipelines.clients import http
 
 MAX_PAGE_SIZE = 100
 MAX_IN_FLIGHT = 8  # requests one client sends at once (ASSUMED above); within requests' 10 pooled connections
@@ -62,7 +72,8 @@ class KaseyaRecord(dict):
 
 
 def parse_json(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=KaseyaRecord)
+    """Raises `ValueError` for text that is not JSON, `http.JsonTooDeep` for JSON nested too deep."""
+    return http.parse_json(text, object_pairs_hook=KaseyaRecord)
 
 
 @dataclass(frozen=True)
@@ -78,20 +89,62 @@ def read_envelope(payload: Any) -> Envelope:
     """`{success, error, result[, totalRecords]}`; a bare DTO (as `GET .../summary/{id}` is declared) is
     taken as a successful result."""
     if isinstance(payload, KaseyaRecord) and "success" in payload:
-        error = payload.get("error") or {}
-        message = error.get("message") if isinstance(error, Mapping) else None
-        sub_errors = error.get("subErrors") if isinstance(error, Mapping) else None
-        if sub_errors and not message:
+        # Any field may hold anything on an answer we did not expect: each is taken only in its own type.
+        error = payload.get("error")
+        error = error if isinstance(error, Mapping) else {}
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        sub_errors = error.get("subErrors")
+        if isinstance(sub_errors, list) and sub_errors and not message:
             message = "; ".join(str(s) for s in sub_errors)
-        total = payload.get("totalRecords")
+        code = error.get("code")
         return Envelope(
             success=bool(payload.get("success")),
             result=payload.get("result"),
-            total_records=int(total) if isinstance(total, (int, float)) else None,
-            error_code=error.get("code") if isinstance(error, Mapping) else None,
+            total_records=_count(payload.get("totalRecords")),
+            error_code=code if isinstance(code, int | str) and not isinstance(code, bool) else None,
             error_message=message,
         )
     return Envelope(True, payload, None, None, None)
+
+
+def _count(value: Any) -> int | None:
+    """A row count: a whole, finite, non-negative number; anything else is no count."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value >= 0 else None
+
+
+def row_identity(row: Any) -> str:
+    """What tells one row of a list from another: its `id`, else the whole row."""
+    key = row.get("id") if isinstance(row, Mapping) else None
+    if key is not None and not isinstance(key, dict | list):
+        return f"id {key}"
+    return json.dumps(row, sort_keys=True, default=str)
+
+
+class NotAKaseyaId(ValueError):
+    """A path parameter that is not of its form (the message names it)."""
+
+
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def path_segment(name: str, value: Any) -> str:
+    """A path parameter as it goes into the path: an id as its digits, a table name as a word. Anything else
+    (`../../etc/passwd`, `1/notes`) would change which route the request reaches."""
+    if name == "table_name":
+        if isinstance(value, str) and _TABLE_NAME.fullmatch(value):
+            return quote(value, safe="")
+        raise NotAKaseyaId(f"{name} {value!r} is not a lookup table name (letters, digits and _)")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return str(int(value))
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        return str(int(value))
+    raise NotAKaseyaId(f"{name} {value!r} is not a Kaseya id (a whole number)")
 
 
 def kaseya_datetime(moment: datetime) -> str:
@@ -125,7 +178,8 @@ class Endpoint:
         return f"{self.method} {self.template}"
 
     def path(self, **params: Any) -> str:
-        return self.template.format(**params)
+        """The path with its parameters in place; raises `NotAKaseyaId` for a value not of its form."""
+        return self.template.format(**{name: path_segment(name, value) for name, value in params.items()})
 
 
 def _endpoints(*rows: Endpoint) -> dict[str, Endpoint]:

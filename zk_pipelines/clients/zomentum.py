@@ -16,11 +16,14 @@ What the API looks like (paths, paging, filters, record shapes, the line-item CS
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
@@ -29,17 +32,21 @@ import requests
 
 from zk_pipelines.clients import zomentum_models as contract
 from zk_pipelines.clients.http import (
+    AnswerTooDeep,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
     CallCounter,
     HttpPolicy,
+    JsonTooDeep,
+    NotAnId,
     NotFound,
     PermissionDenied,
     RateLimited,
     ValidationFailed,
     WriteOutcomeUnknown,
     api_session,
+    parse_json,
     retry_after_seconds,
     send,
 )
@@ -52,7 +59,9 @@ from zk_pipelines.clients.zomentum_models import (
     DocumentLineItem,
     Item,
     LineItemsFormatError,
+    NotAZomentumId,
     Opportunity,
+    RecordShapeError,
     Pipeline,
     User,
 )
@@ -92,6 +101,11 @@ def _install_log_redaction() -> None:
     urllib3_log = logging.getLogger("urllib3.connectionpool")
     if not any(isinstance(f, _RefreshTokenFilter) for f in urllib3_log.filters):
         urllib3_log.addFilter(_RefreshTokenFilter())
+
+
+class ListingInconsistent(ApiError):
+    """A paged list that does not end: more pages than its `filtered_count_map` allows, or than any list has
+    (`MAX_LIST_PAGES`), or a page that repeats records already received (a server ignoring `page`)."""
 
 
 @dataclass
@@ -180,7 +194,7 @@ class ZomentumClient:
         if response.status_code != 200:
             raise self._error(response, operation, idempotent=True)
         try:
-            token = response.json()["access_token"]
+            token = parse_json(response.text)["access_token"]
         except (ValueError, KeyError, TypeError):
             token = None
         if not isinstance(token, str) or not token:
@@ -248,10 +262,10 @@ class ZomentumClient:
 
     def _error(self, response: requests.Response, operation: str, *, idempotent: bool) -> ApiError:
         try:
-            body = response.json()
+            body = parse_json(response.text)
         except ValueError:
             body = None
-        message = redact(contract.error_message(body, response.text), self._secrets())
+        message = redact(contract.error_message(body, response.reason), self._secrets())
         status = response.status_code
         if status == 400:
             return ValidationFailed(API, operation, message, status=status)
@@ -272,12 +286,32 @@ class ZomentumClient:
     @staticmethod
     def _json_of(response: requests.Response, operation: str, *, write: bool = False) -> Any:
         try:
-            return response.json()
-        except ValueError:
+            return parse_json(response.text)
+        except ValueError as exc:
+            unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
             if write:  # the write was answered, so it happened, but we cannot tell what it made
-                raise WriteOutcomeUnknown(API, operation, "the answer was not JSON; the write may have happened",
+                raise WriteOutcomeUnknown(API, operation, f"{unreadable}; the write may have happened",
                                           status=response.status_code) from None
-            raise ApiError(API, operation, "the answer was not JSON", status=response.status_code) from None
+            if isinstance(exc, JsonTooDeep):
+                raise AnswerTooDeep(API, operation, unreadable, status=response.status_code) from None
+            raise ApiError(API, operation, unreadable, status=response.status_code) from None
+
+    @staticmethod
+    @contextmanager
+    def _readable(path: str, method: str = "GET") -> Iterator[None]:
+        """A record of a shape the client cannot read is the API's error, as an unreadable answer is."""
+        try:
+            yield
+        except RecordShapeError as exc:
+            raise ApiError(API, f"{method} {contract.API_PREFIX}/{path}", str(exc)) from None
+
+    @staticmethod
+    def _id(operation: str, value: object, what: str = "id") -> str:
+        """`value` as a path segment; refused before any request when it is not a Zomentum id."""
+        try:
+            return contract.id_segment(value, what)
+        except NotAZomentumId as exc:
+            raise NotAnId(API, operation, str(exc)) from None
 
     def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         response = self._request("GET", path, idempotent=True, params=params)
@@ -305,21 +339,40 @@ class ZomentumClient:
         """Every record of a list, page by page (`filters` are `eq` terms; `updated_*` are inclusive).
 
         Stops on a short page or once `filtered_count_map.all` records have arrived, so a list whose size
-        is a multiple of `limit` costs no extra empty page.
+        is a multiple of `limit` costs no extra empty page. Raises `ListingInconsistent` (before yielding its
+        records) on a page that repeats records already received, and on a page past what the first page's
+        count allows (`contract.pages_needed`).
         """
         if not 1 <= limit <= contract.PAGE_LIMIT:
             raise ValueError(f"limit must be between 1 and {contract.PAGE_LIMIT}")
         filter_text = contract.filters_param(filters, updated_since=updated_since, updated_until=updated_until)
-        received = 0
+        operation = f"GET {contract.API_PREFIX}/{resource}"
+        received, ceiling = 0, contract.MAX_LIST_PAGES
+        seen: set[str] = set()
         for page in itertools.count(1):
+            if page > ceiling:
+                raise ListingInconsistent(API, operation, f"page {page} would be past the {ceiling} pages the list "
+                                          f"can take ({received} records so far): the server serves full pages "
+                                          "without end; nothing of the list is kept")
             records, total = self._page(resource, {**contract.list_params(page, limit, filter_text), **(params or {})})
+            if page == 1:
+                ceiling = contract.pages_needed(total, limit)
+            ids = [json.dumps(record, sort_keys=True, default=str) if record.get("id") is None else str(record["id"])
+                   for record in records]
+            again = sorted(seen.intersection(ids)) or sorted(i for i, n in Counter(ids).items() if n > 1)
+            if again:
+                raise ListingInconsistent(API, operation, f"page {page} repeats record {again[0]} (of "
+                                          f"{len(again)} repeated): the server ignores `page` or the list moved; "
+                                          "nothing of the list is kept")
+            seen.update(ids)
             yield from records
             received += len(records)
             if len(records) < limit or (total is not None and received >= total):
                 return
 
     def get(self, resource: str, record_id: str) -> dict[str, Any]:
-        return self._get_json(contract.record_path(resource, record_id))
+        segment = self._id(f"GET {contract.API_PREFIX}/{resource}/{{id}}", record_id)
+        return self._get_json(contract.record_path(resource, segment))
 
     def create(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST a new record. Never retried blindly: on `WriteOutcomeUnknown`, `find_by` before re-creating."""
@@ -331,7 +384,7 @@ class ZomentumClient:
 
     def update(self, resource: str, record_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """PUT only the changed fields (Zomentum merges them into the record)."""
-        path = contract.record_path(resource, record_id)
+        path = contract.record_path(resource, self._id(f"PUT {contract.API_PREFIX}/{resource}/{{id}}", record_id))
         response = self._request("PUT", path, idempotent=False, json=dict(changes))
         return self._json_of(response, f"PUT {contract.API_PREFIX}/{path}", write=True)
 
@@ -365,7 +418,9 @@ class ZomentumClient:
             yield from self.opportunities(pipeline_id=pipeline.id, updated_since=updated_since)
 
     def pipelines(self) -> list[Pipeline]:
-        return [Pipeline.from_record(record) for record in self.iter_records(contract.PIPELINES)]
+        records = list(self.iter_records(contract.PIPELINES))
+        with self._readable(contract.PIPELINES):
+            return [Pipeline.from_record(record) for record in records]
 
     def items(self, *, updated_since: datetime | None = None) -> Iterator[Item]:
         return cast(Iterator[Item], self.iter_records(contract.ITEMS, updated_since=updated_since))
@@ -381,17 +436,21 @@ class ZomentumClient:
     def custom_fields(self, entity_type: str) -> list[CustomField]:
         if entity_type not in contract.CUSTOM_FIELD_ENTITY_TYPES:
             raise ValueError(f"entity_type must be one of {', '.join(contract.CUSTOM_FIELD_ENTITY_TYPES)}")
-        records = self.iter_records(contract.CUSTOM_FIELDS, params={"entity_type": entity_type})
-        return [CustomField.from_record(record) for record in records]
+        records = list(self.iter_records(contract.CUSTOM_FIELDS, params={"entity_type": entity_type}))
+        with self._readable(contract.CUSTOM_FIELDS):
+            return [CustomField.from_record(record) for record in records]
 
     def create_custom_field(self, entity_type: str, display_name: str, field_type: str = "text") -> CustomField:
         record = self.create(contract.CUSTOM_FIELDS, {"entity_type": entity_type, "display_name": display_name,
                                                       "field_type": field_type})
-        return CustomField.from_record(record)
+        with self._readable(contract.create_path(contract.CUSTOM_FIELDS), method="POST"):
+            return CustomField.from_record(record)
 
     def document_line_items(self, document_id: str, revision_id: str) -> tuple[DocumentLineItem, ...]:
         """The revision's lines from the CSV endpoint: top-level lines, bundle children attached."""
-        path = contract.line_items_path(document_id, revision_id)
+        operation = f"GET {contract.API_PREFIX}/{contract.line_items_path('{id}', '{revision_id}')}"
+        path = contract.line_items_path(self._id(operation, document_id, "document id"),
+                                        self._id(operation, revision_id, "revision id"))
         response = self._request("GET", path, idempotent=True, accept=contract.CSV)
         try:
             return contract.parse_line_items_csv(response.content.decode("utf-8-sig"))
@@ -400,7 +459,8 @@ class ZomentumClient:
 
     def download_document(self, document_id: str) -> bytes:
         """The document as Zomentum renders it (PDF bytes)."""
-        path = contract.download_path(document_id)
+        operation = f"GET {contract.API_PREFIX}/{contract.download_path('{id}')}"
+        path = contract.download_path(self._id(operation, document_id, "document id"))
         content = self._request("GET", path, idempotent=True, accept=contract.PDF).content
         if not content.startswith(b"%PDF-"):
             raise ApiError(API, f"GET {contract.API_PREFIX}/{path}", "the download is not a PDF")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 # ----- where things are ---------------------------------------------------------------------------
 
@@ -53,6 +56,24 @@ def api_root(base_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"{path}{API_PREFIX}", "", ""))
 
 
+# Assumed: ids are opaque strings (the notes say so; the sandbox's are UUIDs, other Zomentum ids seen are hex).
+# An id is taken as 1-128 URL-safe characters starting with a letter or digit: anything else (`../x`, `a/b`,
+# a space) would change the request's path, so it is refused before any request (`id_segment`).
+ID_FORM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+
+
+class NotAZomentumId(ValueError):
+    """A value used as a Zomentum id that is not of the id form (the message names it)."""
+
+
+def id_segment(value: object, what: str = "id") -> str:
+    """`value` as a path segment, when it is a Zomentum id; raises `NotAZomentumId`."""
+    if not isinstance(value, str) or not ID_FORM.fullmatch(value):
+        raise NotAZomentumId(f"{what} {value!r} is not a Zomentum id (letters, digits, '.', '_', '~' or '-', "
+                             "starting with a letter or digit, at most 128)")
+    return quote(value, safe="")
+
+
 def record_path(resource: str, record_id: str) -> str:
     return f"{resource}/{record_id}"
 
@@ -72,6 +93,9 @@ def download_path(document_id: str) -> str:
 # ----- lists: paging and filters --------------------------------------------------------------------
 
 PAGE_LIMIT = 1000  # the largest page the API serves; a larger `limit` is capped
+# Paging stops at `filtered_count_map.all` records, and this many pages at most whatever a server says (10
+# million records at the largest page): a server that serves full pages for ever cannot hold a read for ever.
+MAX_LIST_PAGES = 10_000
 OPPORTUNITY_PIPELINE_PARAM = "opportunity_pipeline_id"  # without it, only the default pipeline is listed
 
 
@@ -124,15 +148,29 @@ def page_records(body: Any) -> tuple[list[dict[str, Any]], int | None]:
     """The records of one list page and `filtered_count_map.all` (None if the page did not say)."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError("a list answer must be an object with a `data` list")
-    total = (body.get("filtered_count_map") or {}).get("all")
-    return body["data"], total if isinstance(total, int) else None
+    counts = body.get("filtered_count_map")
+    total = counts.get("all") if isinstance(counts, dict) else None
+    records = body["data"]
+    if not all(isinstance(record, dict) for record in records):
+        raise ValueError("a list answer's `data` must hold objects")
+    counted = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+    return records, total if counted else None
+
+
+def pages_needed(total: int | None, limit: int) -> int:
+    """How many pages a list of `total` records takes at `limit` a page (the ceiling when the total is unknown):
+    one more than the count says is allowed, for a record added while the list is read."""
+    if total is None:
+        return MAX_LIST_PAGES
+    return min(MAX_LIST_PAGES, math.ceil(total / limit) + 1)
 
 
 def error_message(body: Any, fallback: str) -> str:
-    """The API's message from `{"status_code", "message"}`, else the raw text."""
+    """The API's message from `{"status_code", "message"}`, else `fallback` (the HTTP reason). The raw body of
+    an error answer is not shown: a proxy's or a server's error page may quote the request back."""
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return fallback[:300] or "(empty answer)"
+        return body["message"][:1000]
+    return fallback or "(no message)"
 
 
 # ----- timestamps --------------------------------------------------------------------------------------
@@ -280,6 +318,19 @@ class User(TypedDict):
     updated_at: str
 
 
+class RecordShapeError(ValueError):
+    """A record lacks a field the client reads, or holds it in another type (the message names which)."""
+
+
+@contextmanager
+def _shape_of(kind: str, record: Any) -> Iterator[None]:
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as exc:
+        what = f"no field {exc}" if isinstance(exc, KeyError) else f"a field of another type ({exc})"
+        raise RecordShapeError(f"a {kind} record has {what}: {str(record)[:200]}") from None
+
+
 @dataclass(frozen=True)
 class PipelineStage:
     id: str
@@ -298,10 +349,12 @@ class Pipeline:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Pipeline:
-        stages = sorted(record.get("stages") or [], key=lambda s: s["order"])
-        return cls(id=record["id"], name=record["name"], is_default=bool(record.get("is_default")),
-                   stages=tuple(PipelineStage(id=s["id"], name=s["name"], order=s["order"],
-                                              probability=s.get("probability"), kind=s["kind"]) for s in stages))
+        """Raises `RecordShapeError` for a record not of the assumed shape."""
+        with _shape_of("pipeline", record):
+            stages = sorted(record.get("stages") or [], key=lambda s: s["order"])
+            return cls(id=record["id"], name=record["name"], is_default=bool(record.get("is_default")),
+                       stages=tuple(PipelineStage(id=s["id"], name=s["name"], order=s["order"],
+                                                  probability=s.get("probability"), kind=s["kind"]) for s in stages))
 
 
 CUSTOM_FIELD_ENTITY_TYPES = ("client_company", "client_user", "opportunity", "item", "document")
@@ -317,8 +370,10 @@ class CustomField:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> CustomField:
-        return cls(id=record["id"], entity_type=record["entity_type"], display_name=record["display_name"],
-                   field_type=record["field_type"])
+        """Raises `RecordShapeError` for a record not of the assumed shape."""
+        with _shape_of("custom field", record):
+            return cls(id=record["id"], entity_type=record["entity_type"], display_name=record["display_name"],
+                       field_type=record["field_type"])
 
 
 # ----- document line items (CSV) ------------------------------------------------------------------------
@@ -383,7 +438,13 @@ def parse_line_items_csv(text: str) -> tuple[DocumentLineItem, ...]:
     # would otherwise parse as a document with fewer lines).
     if text and not text.endswith(("\n", "\r")):
         raise LineItemsFormatError("the line-item CSV was cut short (its last line has no line break)")
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_line_items(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:  # a quote or a line break where CSV allows none
+        raise LineItemsFormatError(f"the line-item CSV is malformed ({exc})") from None
+
+
+def _parse_line_items(reader: csv.DictReader) -> tuple[DocumentLineItem, ...]:
     missing = [c for c in LINE_ITEM_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise LineItemsFormatError(f"the line-item CSV lacks the column(s) {', '.join(missing)}")

@@ -24,11 +24,13 @@ from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import (
     DEFAULT_DUCKDB_PATH,
+    INSECURE_HTTP_VARIABLE,
     TENANT_VARIABLES,
     ConfigurationError,
     KaseyaCredentials,
     TenantVariables,
     ZomentumCredentials,
+    allow_insecure_http,
     hourly_call_budget,
 )
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
@@ -114,6 +116,7 @@ class KaseyaResource(dg.ConfigurableResource):
     tenant: str
     mfa_code: str | None = None
     hourly_call_budget: str | None = None  # KASEYA_HOURLY_CALL_BUDGET as written; checked when a run starts
+    allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
     # The run's one Kaseya client (one login; the tenant's budget, kept in the state store, shared with every
     # other run and push of the tenant).
@@ -125,6 +128,7 @@ class KaseyaResource(dg.ConfigurableResource):
             base_url=self.base_url, username=self.username, password=Secret(self.password), tenant=self.tenant,
             mfa_code=Secret(self.mfa_code) if self.mfa_code else None,
             hourly_call_budget=hourly_call_budget(self.hourly_call_budget),
+            allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}),
         )
 
     def client(self, state: StateStoreResource) -> KaseyaClient:
@@ -149,13 +153,16 @@ class ZomentumResource(dg.ConfigurableResource):
     base_url: str
     refresh_token: str
     access_token: str | None = None
+    allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
     _client: ZomentumClient | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def credentials(self) -> ZomentumCredentials:
-        return ZomentumCredentials(base_url=self.base_url, refresh_token=Secret(self.refresh_token),
-                                   access_token=Secret(self.access_token) if self.access_token else None)
+        return ZomentumCredentials(
+            base_url=self.base_url, refresh_token=Secret(self.refresh_token),
+            access_token=Secret(self.access_token) if self.access_token else None,
+            allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}))
 
     def client(self) -> ZomentumClient:
         """The run's Zomentum client, made on first use and closed when the run ends (callers do not close
@@ -212,11 +219,13 @@ def tenant_resources(variables: TenantVariables = TENANT_VARIABLES, env: Mapping
             password=dg.EnvVar(variables.kaseya_password), tenant=dg.EnvVar(variables.kaseya_tenant),
             mfa_code=_bound(variables.kaseya_mfa_code, env, optional=True),
             hourly_call_budget=_bound(variables.kaseya_hourly_call_budget, env, optional=True),
+            allow_insecure_http=_bound(INSECURE_HTTP_VARIABLE, env, optional=True),
         ),
         "zomentum": ZomentumResource(
             base_url=dg.EnvVar(variables.zomentum_base_url),
             refresh_token=dg.EnvVar(variables.zomentum_refresh_token),
             access_token=_bound(variables.zomentum_access_token, env, optional=True),
+            allow_insecure_http=_bound(INSECURE_HTTP_VARIABLE, env, optional=True),
         ),
         "state": StateStoreResource(
             settings_path=dg.EnvVar(variables.settings_path),

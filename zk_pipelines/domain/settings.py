@@ -431,6 +431,15 @@ def settings_from_text(text: str, source: str = "<settings>") -> IntegrationSett
         problem = getattr(exc, "problem", None) or str(exc)
         raise SettingsError([SettingsProblem(source, where, f"is not valid YAML ({problem})",
                                              "a YAML mapping")]) from None
+    except RecursionError:
+        # PyYAML builds nested values recursively; settings nest a few levels, a file nested thousands deep is
+        # not settings (and would otherwise end in Python's recursion limit).
+        raise SettingsError([SettingsProblem(source, "(file)", "nests too deep to be read",
+                                             "a YAML mapping a few levels deep")]) from None
+    except (ValueError, OverflowError) as exc:
+        # A plain scalar YAML reads as a date or a number that does not exist (`2026-13-45`, `1e999999`...).
+        raise SettingsError([SettingsProblem(source, "(file)", f"has a value YAML cannot read ({exc})",
+                                             "valid YAML; quote a value that is text")]) from None
     return parse_settings(data, source=source)
 
 
@@ -788,9 +797,17 @@ class _Reader:
     def link_template(self, template: str, path: str) -> bool:
         expected = "a link template using only {base_url} and {id}, with {id}, e.g. {base_url}/crm/accounts/{id}"
         try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+            parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                      if name is not None]
         except ValueError as exc:
             self.fail(path, f"'{template}' is not a valid template ({exc})", expected)
+            return False
+        fields = {name for name, _, _ in parsed}
+        # `{id:x}` or `{id!r}` passes the check of names and then fails on every link it makes (an `x` format
+        # of a text id): only the placeholders themselves are filled in.
+        formatted = [name for name, spec, conversion in parsed if spec or conversion]
+        if formatted:
+            self.fail(path, f"'{template}' formats {{{formatted[0]}}} (a format spec or conversion)", expected)
             return False
         unknown = sorted(fields - {"base_url", "id"})
         if unknown or "id" not in fields:

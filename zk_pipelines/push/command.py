@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from zk_pipelines.clients.zomentum_models import NotAZomentumId, id_segment
 from zk_pipelines.config import TenantConfig
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
@@ -23,6 +24,11 @@ def one_line(text: str) -> str:
 
 def run_push_command(document_id: str, assignments: Sequence[str], *, dry_run: bool, env: Mapping[str, str],
                      out: TextIO, err: TextIO) -> int:
+    try:
+        id_segment(document_id, "document id")  # before any client is made or any request sent
+    except NotAZomentumId as exc:
+        print(f"zk push: {exc}", file=err)
+        return 1
     sources = PushSources.from_config(TenantConfig.from_env(env))
     try:
         outcome = push_document(sources, document_id, list(assignments), dry_run=dry_run,

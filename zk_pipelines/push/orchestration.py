@@ -53,6 +53,7 @@ from zk_pipelines.push.resolve import (
     prepare_push,
 )
 from zk_pipelines.storage.budget_store import DuckDBBudgetStore
+from zk_pipelines.storage.database import DatabaseUnusable
 from zk_pipelines.storage.pull_store import SyncEvent
 from zk_pipelines.storage.push_store import (
     ADOPTED,
@@ -180,7 +181,7 @@ def push_document(
         raise PushFailed(document_id, f"run {held.run_id} has been pushing this document since "
                                       f"{held.since:%Y-%m-%d %H:%M:%S %Z}; this attempt sent nothing: {wait}",
                          document_version=version) from held
-    except (PushFailed, PushPlanError, ApiError, ConfigurationError, duckdb.Error) as exc:
+    except (PushFailed, PushPlanError, ApiError, ConfigurationError, DatabaseUnusable, duckdb.Error) as exc:
         if isinstance(exc, PushFailed):
             failure = exc
         elif isinstance(exc, duckdb.Error):
@@ -193,7 +194,7 @@ def push_document(
             try:
                 _record_failure(sources.database, failure, ledger, prepared, execution, run_id=run_id,
                                 fingerprint=fingerprint, now=clock())
-            except duckdb.Error as unrecorded:
+            except (duckdb.Error, DatabaseUnusable) as unrecorded:
                 failure.message += f" (and the failure could not be recorded in DuckDB: {unrecorded})"
         raise failure from exc
 

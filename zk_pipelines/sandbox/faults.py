@@ -14,6 +14,11 @@ Where each kind strikes, relative to the sandbox's operation:
 - after it, the operation run: `latency` (the answer is held), `malformed_json` (the answer is cut in half),
   `lost_answer` (the answer is never sent).
 
+`echo_request` is a hostile server's answer, not a flaky one's, so it is not among `FAULT_KINDS` (the kinds the
+reliability reports inject, which retries and re-runs get past): the operation is refused with `status`
+(default 400) and a message that quotes the request back, headers, query and body as sent, as some servers'
+and proxies' error pages do. The secret scan uses it to check that no form of a secret survives in an error.
+
 The sandboxes decide after their own checks (token, rate limit, permissions) pass, right before the
 operation; requests those checks refuse are not matching requests.
 """
@@ -46,8 +51,11 @@ TOKEN_EXPIRY = "token_expiry"
 MALFORMED_JSON = "malformed_json"
 LOST_ANSWER = "lost_answer"
 
+ECHO_REQUEST = "echo_request"
+
 FAULT_KINDS: tuple[str, ...] = (LATENCY, HTTP_ERROR, RATE_LIMIT_BURST, CONNECTION_RESET, READ_TIMEOUT, SUCCESS_FALSE,
                                 TOKEN_EXPIRY, MALFORMED_JSON, LOST_ANSWER)
+EVERY_KIND: tuple[str, ...] = (*FAULT_KINDS, ECHO_REQUEST)
 
 # The parameters each kind takes besides the common ones.
 _PARAMETERS: dict[str, frozenset[str]] = {
@@ -60,10 +68,11 @@ _PARAMETERS: dict[str, frozenset[str]] = {
     TOKEN_EXPIRY: frozenset(),
     MALFORMED_JSON: frozenset(),
     LOST_ANSWER: frozenset({"seconds"}),
+    ECHO_REQUEST: frozenset({"status"}),
 }
 _COMMON = frozenset({"kind", "route", "method", "rate", "count", "after"})
 _BEFORE_OPERATION = frozenset({HTTP_ERROR, RATE_LIMIT_BURST, TOKEN_EXPIRY, SUCCESS_FALSE, CONNECTION_RESET,
-                               READ_TIMEOUT})
+                               READ_TIMEOUT, ECHO_REQUEST})
 _UNANSWERED = frozenset({CONNECTION_RESET, READ_TIMEOUT, LOST_ANSWER})
 # The HTTP status of the answers faults give instead of the operation's (never sent for the unanswered ones).
 _STATUS = {RATE_LIMIT_BURST: 429, TOKEN_EXPIRY: 401, SUCCESS_FALSE: 200, CONNECTION_RESET: 503, READ_TIMEOUT: 503}
@@ -99,6 +108,7 @@ class FaultRule:
     statuses: tuple[int, ...] | None = None  # http_error
     retry_after: int | None = None  # rate_limit_burst
     length: int | None = None  # rate_limit_burst: consecutive 429 answers per burst
+    status: int | None = None  # echo_request
 
     @classmethod
     def parse(cls, raw: Any, where: str, kinds: frozenset[str]) -> FaultRule:
@@ -108,7 +118,7 @@ class FaultRule:
             raise ValueError(f"{where}: a rule is an object with at least a kind")
         kind = raw.get("kind")
         if kind not in kinds:
-            raise ValueError(f"{where}.kind: {kind!r} is not one of {', '.join(k for k in FAULT_KINDS if k in kinds)}")
+            raise ValueError(f"{where}.kind: {kind!r} is not one of {', '.join(k for k in EVERY_KIND if k in kinds)}")
         allowed = _COMMON | _PARAMETERS[kind]
         unknown = sorted(set(raw) - allowed)
         if unknown:
@@ -130,6 +140,10 @@ class FaultRule:
         elif kind == RATE_LIMIT_BURST:
             values["retry_after"] = _whole(raw, "retry_after", where, default=1, minimum=0)
             values["length"] = _whole(raw, "length", where, default=3, minimum=1)
+        elif kind == ECHO_REQUEST:
+            values["status"] = _whole(raw, "status", where, default=400, minimum=400)
+            if values["status"] > 599:
+                raise ValueError(f"{where}.status: must be a 4xx or 5xx status, not {values['status']!r}")
         return cls(**values)
 
     @property
@@ -264,7 +278,7 @@ class Fault:
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind, "rule": self.rule}
-        if self.kind == HTTP_ERROR:
+        if self.kind in (HTTP_ERROR, ECHO_REQUEST):
             data["status"] = self.status
         if self.kind == RATE_LIMIT_BURST:
             data["retry_after"] = self.retry_after
@@ -367,8 +381,8 @@ class FaultInjector:
 
     @staticmethod
     def _strike(seed: int, index: int, rule: FaultRule, progress: _Progress, label: str) -> Fault | None:
-        fault = Fault(rule.kind, index, label, status=_STATUS.get(rule.kind, 200), retry_after=rule.retry_after,
-                      seconds=rule.seconds or 0.0)
+        fault = Fault(rule.kind, index, label, status=rule.status or _STATUS.get(rule.kind, 200),
+                      retry_after=rule.retry_after, seconds=rule.seconds or 0.0)
         if progress.burst_left > 0:
             progress.burst_left -= 1
             return fault
@@ -385,6 +399,13 @@ class FaultInjector:
         if rule.kind == HTTP_ERROR:
             return Fault(rule.kind, index, label, status=draw.choice(rule.statuses or (500,)))
         return fault
+
+
+def echo_of(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> str:
+    """The `echo_request` answer's message: the request as it arrived, every header and the body as sent."""
+    quoted = "; ".join(f"{name}: {value}" for name, value in headers)
+    return (f"The request could not be processed ({INJECTED}: echo_request). It was: {method} {url}; headers: "
+            f"{quoted}; body: {body.decode('utf-8', 'replace')}")
 
 
 # ----- the request log ------------------------------------------------------------------------------------

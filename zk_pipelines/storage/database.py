@@ -30,6 +30,33 @@ import duckdb
 LOCK_WAIT_SECONDS = 120.0
 
 
+class DatabaseUnusable(Exception):
+    """The DuckDB path is not a usable DuckDB file (a directory, another kind of file, a damaged or truncated
+    database): no wait helps, and no lock is involved. The message names the path and what it is."""
+
+
+# DuckDB's words for a file that is not a database, or a damaged one (found when a block reads it).
+_DAMAGE = ("not a valid duckdb database file", "corrupt database file", "could not read enough bytes",
+           "could not read from file", "is a directory", "database file has a format version")
+
+
+def _unusable(path: Path, exc: BaseException) -> DatabaseUnusable | None:
+    """The error to raise instead of `exc` when it says the file itself is unusable; None otherwise."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lowered = text.lower()
+    if path.is_dir():
+        return DatabaseUnusable(f"{path} is a directory, not a DuckDB file (ZK_DUCKDB_PATH names the file)")
+    if "not a valid duckdb database file" in lowered:
+        return DatabaseUnusable(f"{path} is not a DuckDB database file (another kind of file, or an empty one); "
+                                "point ZK_DUCKDB_PATH at the tenant's DuckDB file")
+    if any(words in lowered for words in _DAMAGE):
+        return DatabaseUnusable(f"{path} is a damaged or truncated DuckDB file ({text}); restore it from a backup "
+                                "or move it aside to start a new one")
+    if "cannot open file" in lowered and path.exists():
+        return DatabaseUnusable(f"{path} cannot be opened ({text})")
+    return None
+
+
 def _is_lock_error(exc: duckdb.Error) -> bool:
     """DuckDB's words for a file another process holds (not any message that happens to name a path with
     "lock" in it)."""
@@ -137,8 +164,13 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
     """A connection to the DuckDB file at `path` for the block; a transaction left open at its end is rolled
     back. Waits up to `wait_seconds` while another process holds the file (then raises duckdb.IOException)."""
     path = Path(path)
+    if path.is_dir():
+        raise _unusable(path, IsADirectoryError(str(path)))
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnusable(f"{path}: its folder cannot be made ({exc.strerror or exc})") from None
     file = os.path.realpath(path)
     engine = _process_engine()
     deadline = time.monotonic() + wait_seconds
@@ -146,8 +178,11 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
     while True:
         try:
             entered = engine.enter(file, read_only)
-        except duckdb.IOException as exc:
-            if not _is_lock_error(exc) or time.monotonic() >= deadline:
+        except duckdb.Error as exc:
+            unusable = _unusable(path, exc)
+            if unusable is not None:
+                raise unusable from None
+            if not isinstance(exc, duckdb.IOException) or not _is_lock_error(exc) or time.monotonic() >= deadline:
                 raise
             entered = None
         else:
@@ -161,6 +196,12 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
     try:
         connection.execute("SET TimeZone = 'UTC'")
         yield connection
+    except duckdb.Error as exc:
+        # A damaged file is found only when a block reads the damaged part.
+        unusable = _unusable(path, exc)
+        if unusable is not None:
+            raise unusable from None
+        raise
     finally:
         try:
             connection.close()

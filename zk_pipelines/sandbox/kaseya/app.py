@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from zk_pipelines.sandbox.faults import (
+    ECHO_REQUEST,
     SUCCESS_FALSE,
     TOKEN_EXPIRY,
     ConnectionDroppingStarlette,
@@ -27,6 +28,7 @@ from zk_pipelines.sandbox.faults import (
     FaultLoggedRequest,
     ServedRoute,
     deliver,
+    echo_of,
 )
 from zk_pipelines.sandbox.kaseya import auth, dto, reads, writes
 from zk_pipelines.sandbox.kaseya.editing import EditRefused
@@ -133,8 +135,10 @@ class Gateway:
             raise ApiFailure(403, f"Access denied: the API user's role lacks the permission "
                                   f"'{permission_name(route)}' needed for {route.label}.")
 
-    def _inject(self, fault: Fault, request: Request, route: Route, body: Any) -> NoReturn:
+    def _inject(self, fault: Fault, request: Request, route: Route, body: Any, raw: bytes) -> NoReturn:
         """Answer as the fault says instead of running the operation."""
+        if fault.kind == ECHO_REQUEST:
+            raise ApiFailure(fault.status, echo_of(request.method, str(request.url), request.headers.items(), raw))
         if fault.kind == TOKEN_EXPIRY:
             self.state.expire_access_token(_bearer_token(request) or "")
             self._authorise(request, route, body)  # raises the 401 an expired token gets
@@ -164,7 +168,7 @@ class Gateway:
                 self._check_permission(route)
                 fault = state.faults.decide(route.method, route.template, auth_route=route.anonymous)
                 if fault is not None and fault.before_operation:
-                    self._inject(fault, request, route, body)
+                    self._inject(fault, request, route, body, raw)
                 call = Call(tenant=state.tenant, now=state.clock.now(), params=params,
                             query=Query(request.query_params.multi_items()), body=body, user_id=user_id,
                             state=state)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from zk_pipelines.sandbox.faults import FAULT_KINDS, FaultInjector
+from zk_pipelines.sandbox.faults import EVERY_KIND, FaultInjector
 from zk_pipelines.sandbox.kaseya import editing
 from zk_pipelines.sandbox.kaseya.auth import TokenStore
 from zk_pipelines.sandbox.kaseya.records import Tenant
@@ -75,7 +75,7 @@ class KaseyaState:
         self.default_knobs = knobs or Knobs()
         self.knobs = self.default_knobs
         self.limiter = SlidingWindowLimiter(self.clock, self.knobs.rate_limit)
-        self.faults = FaultInjector(FAULT_KINDS)
+        self.faults = FaultInjector(EVERY_KIND)
         self.seed, self.scale = seed, scale
         self.tenant: Tenant = seed_tenant(seed, scale, seeded_at or self.clock.now())
 

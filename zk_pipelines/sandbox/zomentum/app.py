@@ -21,12 +21,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from zk_pipelines.sandbox.faults import (
+    ECHO_REQUEST,
     TOKEN_EXPIRY,
     ConnectionDroppingStarlette,
     Fault,
     FaultLoggedRequest,
     ServedRoute,
     deliver,
+    echo_of,
 )
 from zk_pipelines.sandbox.zomentum.schema import RESOURCES, ApiProblem, bad_request, format_timestamp
 from zk_pipelines.sandbox.zomentum.state import API_USER_EMAIL, ZAPIER_DOCUMENTS, ZomentumState
@@ -124,8 +126,10 @@ def api_routes() -> list[ApiRoute]:
     return routes
 
 
-def _inject(state: ZomentumState, fault: Fault, request: Request, token: str | None) -> NoReturn:
+def _inject(state: ZomentumState, fault: Fault, request: Request, token: str | None, raw: bytes) -> NoReturn:
     """Answer as the fault says instead of calling the handler."""
+    if fault.kind == ECHO_REQUEST:
+        raise ApiProblem(fault.status, echo_of(request.method, str(request.url), request.headers.items(), raw))
     if fault.kind == TOKEN_EXPIRY and token is not None:
         state.expire_access_token(token)
         state.authenticate(request.headers.get("authorization"))  # raises the 401 an expired token gets
@@ -178,7 +182,7 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
                 state.admit(token)
             fault = state.faults.decide(method, route.template, auth_route=not route.authenticated)
             if fault is not None and fault.before_operation:
-                _inject(state, fault, request, token)
+                _inject(state, fault, request, token, raw)
             response = route.handler(state, ApiCall(params, dict(request.query_params), body))
         except ApiProblem as problem:
             response = _problem(problem)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from zk_pipelines.sandbox.faults import FAULT_KINDS, SUCCESS_FALSE, FaultInjector
+from zk_pipelines.sandbox.faults import EVERY_KIND, SUCCESS_FALSE, FaultInjector
 from zk_pipelines.sandbox.runtime import RequestLog, SandboxClock, SlidingWindowLimiter
 from zk_pipelines.sandbox.world import SCALES, build_world
 from zk_pipelines.sandbox.zomentum.documents import (
@@ -147,7 +147,7 @@ class ZomentumState:
             "rate_limit_window_seconds": rate_limit_window_seconds,
         })
         self._lock = threading.RLock()
-        self.faults = FaultInjector(k for k in FAULT_KINDS if k != SUCCESS_FALSE)  # no envelope to say false in
+        self.faults = FaultInjector(k for k in EVERY_KIND if k != SUCCESS_FALSE)  # no envelope to say false in
         self.reset()
 
     # ----- control surface -------------------------------------------------------------------------
