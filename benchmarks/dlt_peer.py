@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from measure import write_report
 
 CATEGORIES = ("Hardware", "Software", "Managed Services", "Professional Services", "Bundles")

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from measure import write_report
+
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ZomentumCredentials

@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-
 from measure import own_peak_rss_mb, process_memory_mb, write_report
+
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.jobs import PULL_GROUPS
-from zk_pipelines.defs.local_runs import QUIET
+from zk_pipelines.defs.local_runs import QUIET, prepare_dagster_home
 from zk_pipelines.defs.push import build_push_job, push_run_config
 from zk_pipelines.defs.resources import PullTuning, tenant_resources
-from zk_pipelines.defs.local_runs import prepare_dagster_home
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-
 from measure import BENCHMARKS, ChildFailed, ProcessUsage, run_measured
-from report import machine, scenario_label, ratios, render_ratios, render_table, render_targets, table_rows, targets
+from report import machine, ratios, render_ratios, render_table, render_targets, scenario_label, table_rows, targets
 from workload import (
     Contenders,
     KaseyaCalls,
@@ -45,6 +44,7 @@ from workload import (
     running_contenders,
     write_settings,
 )
+
 from zk_pipelines.sandbox.world import SCALES
 
 # The targets: small's and medium's initial sync over 90 days of history and over five years (the same

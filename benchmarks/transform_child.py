@@ -49,7 +49,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-
 from measure import own_peak_rss_mb, write_report
 from synthetic_contacts import (
     BASE,
@@ -60,6 +59,7 @@ from synthetic_contacts import (
     raw_payloads,
     staged_contacts,
 )
+
 from zk_pipelines.domain.bulk_change_detection import (
     CHANGED,
     NEW,

@@ -21,7 +21,11 @@ import pytest
 from zk_pipelines.pull.load import KASEYA_LINK_FIELD
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    materialization_metadata,
+    step_errors,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_CREATE = "POST /v2/client/companies/"  # the route as the sandbox serves it
@@ -83,6 +87,7 @@ def audit_json(runs: TwoRuns, *args: str) -> list[dict]:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_every_client_create_zomentum_refused_is_an_error_with_its_reason_and_kaseya_link(two_runs):
     errors = audit_json(two_runs, "--entity", "clients", "--status", "error", "--run", two_runs.first.run_id[:8])
     assert two_runs.refused_creates >= 3
@@ -110,6 +115,7 @@ def test_validation_rejects_are_errors_of_the_pull_under_the_zomentum_entity(two
     assert mine[0]["link"].endswith(f"/crm/contacts/{two_runs.bad_contact}")  # from the settings' link templates
 
 
+@pytest.mark.slow
 def test_success_and_error_split_the_log_and_csv_carries_every_entry(two_runs):
     everything = zk(two_runs, "audit", "--format", "csv")
     assert everything.returncode == 0, everything.stderr
@@ -147,6 +153,7 @@ def test_the_table_is_aligned_and_names_what_failed(two_runs):
     assert len(lines) - 2 == two_runs.refused_creates
 
 
+@pytest.mark.slow
 def test_history_of_a_client_shows_the_failure_then_the_create_then_the_update_with_run_ids(two_runs):
     [first_failure, *_] = audit_json(two_runs, "--entity", "clients", "--status", "error")
     kaseya_id = first_failure["kaseya_id"]
@@ -238,6 +245,7 @@ def test_the_load_metadata_lists_failures_inline_and_links_created_records_in_bo
     assert f"[Go to Kaseya account](http://127.0.0.1:8601/crm/accounts/{two_runs.edited_account})" in created
 
 
+@pytest.mark.slow
 def test_audit_waits_for_a_running_sync_to_release_the_file(two_runs):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
@@ -253,6 +261,7 @@ def test_audit_waits_for_a_running_sync_to_release_the_file(two_runs):
     assert result.stdout.startswith("time (UTC)")
 
 
+@pytest.mark.slow
 def test_an_empty_ledger_says_no_events_and_a_missing_file_is_one_line(two_runs, tmp_path):
     from zk_pipelines.storage.database import connect
     from zk_pipelines.storage.pull_store import ensure_pull_tables
@@ -270,6 +279,7 @@ def test_an_empty_ledger_says_no_events_and_a_missing_file_is_one_line(two_runs,
     assert "Traceback" not in missing.stderr + bad_since.stderr
 
 
+@pytest.mark.slow
 def test_history_of_a_pulled_opportunity_shows_what_a_push_of_its_won_document_sent(two_runs):
     harness = two_runs.harness
     kaseya_id, zomentum_id = next(iter(sorted(harness.id_map("opportunities").items())))

@@ -153,6 +153,7 @@ def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
     assert leaks([result.stdout, result.stderr], secrets) == []
 
 
+@pytest.mark.slow
 def test_zk_sync_onboards_the_tenant_with_its_whole_history_then_syncs_a_range_as_one_run(running_sandbox, tmp_path):
     import duckdb
 

@@ -275,11 +275,13 @@ def _forget_contacts(database: Path) -> None:
                                   ORDER BY kaseya_id LIMIT 2)""")
 
 
+@pytest.mark.slow
 def test_the_sandbox_world_is_staged_and_mapped_as_the_per_record_path_does(sandbox_world, tmp_path):
     tables = assert_both_paths_agree(sandbox_world, tmp_path)
     assert len(tables["stg"]) > 40 and any(row[4] for row in tables["mapped"])
 
 
+@pytest.mark.slow
 def test_the_bad_input_corpus_is_staged_and_mapped_as_the_per_record_path_does(tmp_path):
     from zk_pipelines_tests.pipeline_harness import step_errors
     from zk_pipelines_tests.test_reliability_bad_input import corpus_synced

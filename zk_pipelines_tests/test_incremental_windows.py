@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from zk_pipelines.domain.incremental import ExtractionWindow, extraction_window, planned_window
+from zk_pipelines.domain.incremental import (
+    ExtractionWindow,
+    extraction_window,
+    planned_window,
+)
 
 H = datetime(2026, 12, 7, 10, tzinfo=UTC)
 OVERLAP = timedelta(minutes=15)

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from zk_pipelines.clients.kaseya_budget import BudgetExhausted, MemoryBudgetStore, RouteBudget
+from zk_pipelines.clients.kaseya_budget import (
+    BudgetExhausted,
+    MemoryBudgetStore,
+    RouteBudget,
+)
 from zk_pipelines.clients.kaseya_wire import ENDPOINTS
 from zk_pipelines.storage.budget_store import DuckDBBudgetStore
 

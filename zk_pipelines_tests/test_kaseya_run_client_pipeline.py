@@ -21,7 +21,11 @@ from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    step_errors,
+    write_settings,
+)
 
 AUTH_ROUTES = ("/v2/security/authenticate", "/v2/security/refreshtoken")
 
@@ -60,6 +64,7 @@ def check_one_login_and_calls_add_up(result: dg.ExecuteInProcessResult, log: lis
     return {name: metadata for name, metadata in materializations(result) if name.startswith("raw/")}
 
 
+@pytest.mark.slow
 def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
     result, log = backfill
     raw = check_one_login_and_calls_add_up(result, log)

@@ -11,7 +11,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from zk_pipelines_tests.pipeline_harness import REPO, PipelineHarness, hour_key, step_errors
+from zk_pipelines_tests.pipeline_harness import (
+    REPO,
+    PipelineHarness,
+    hour_key,
+    step_errors,
+)
 
 YEARS_AGO = datetime(2021, 3, 4, 5, 6, tzinfo=UTC)
 
@@ -28,6 +33,7 @@ def account_queries(harness: PipelineHarness) -> list[dict]:
     return [e for e in harness.kaseya.state.requests() if e["route"] == "/v2/crm/accounts/summary"]
 
 
+@pytest.mark.slow
 def test_the_first_run_of_a_tenant_syncs_records_older_than_its_first_partition(harness):
     old = harness.kaseya.state.create_record("accounts", {"accountName": "Since 2021 Ltd"})
     harness.set_modified_on("accounts", old["id"], YEARS_AGO)
@@ -45,6 +51,7 @@ def test_the_first_run_of_a_tenant_syncs_records_older_than_its_first_partition(
     assert harness.sql("SELECT count(*) FROM raw.kaseya_accounts") == [(listed,)]
 
 
+@pytest.mark.slow
 def test_later_runs_read_their_hour_and_the_hours_no_run_covered(harness):
     last = harness.current_hour - timedelta(hours=1)
     assert harness.run_hour(last - timedelta(hours=4)).success  # the first run: everything up to that hour
@@ -65,6 +72,7 @@ def test_later_runs_read_their_hour_and_the_hours_no_run_covered(harness):
     assert f"ModifiedOnFrom={(last - timedelta(minutes=15)):%Y-%m-%dT%H}" in query["query"].replace("%3A", ":")
 
 
+@pytest.mark.slow
 def test_a_full_re_sync_reads_the_whole_history_again_and_writes_only_what_changed(harness):
     hour = harness.current_hour - timedelta(hours=1)
     assert harness.run_hour(hour).success
@@ -79,6 +87,7 @@ def test_a_full_re_sync_reads_the_whole_history_again_and_writes_only_what_chang
     assert len(harness.zomentum_writes()) == writes  # nothing changed: nothing sent
 
 
+@pytest.mark.slow
 def test_the_ledger_and_the_metadata_say_which_hours_a_run_was_for(harness):
     last = harness.current_hour - timedelta(hours=1)
     first_hour = last - timedelta(hours=3)
@@ -118,7 +127,8 @@ def _dagster_private_imports(path: Path) -> list[str]:
 
 
 def test_nothing_in_the_repository_imports_dagsters_private_modules():
-    files = [p for folder in ("zk_pipelines", "zk_pipelines_tests", "benchmarks") for p in (REPO / folder).rglob("*.py")]
+    files = [path for folder in ("zk_pipelines", "zk_pipelines_tests", "benchmarks")
+             for path in (REPO / folder).rglob("*.py")]
     assert len(files) > 50
     assert [hit for path in files for hit in _dagster_private_imports(path)] == []
     assert _dagster_private_imports(Path(__file__)) == []  # the check itself reads real imports:

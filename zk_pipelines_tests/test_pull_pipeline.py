@@ -7,7 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    materialization_metadata,
+    step_errors,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +117,7 @@ def test_existing_zomentum_records_are_matched_not_duplicated(synced_once):
     assert kinds["matched"] >= 1 and kinds["created"] >= 1
 
 
+@pytest.mark.slow
 def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(harness):
     synced(harness)
     harness.zomentum.state.clear_requests()
@@ -122,6 +127,7 @@ def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(harness):
     assert materialization_metadata(result, "zomentum/clients")["created"] == 0
 
 
+@pytest.mark.slow
 def test_a_kaseya_edit_is_picked_up_by_the_next_hour_and_updates_exactly_that_record(harness):
     synced(harness)
     account_id = int(next(iter(harness.id_map("clients"))))
@@ -145,6 +151,7 @@ def test_a_kaseya_edit_is_picked_up_by_the_next_hour_and_updates_exactly_that_re
     assert events == [("updated", '["website"]')]
 
 
+@pytest.mark.slow
 def test_zomentum_as_crm_leaves_linked_records_alone(sandboxes, tmp_path):
     kaseya, zomentum = sandboxes
     kaseya.state.reset(seed=7, scale="small_recent")
@@ -159,6 +166,7 @@ def test_zomentum_as_crm_leaves_linked_records_alone(sandboxes, tmp_path):
     assert not [e for e in harness.zomentum_writes() if e["method"] == "PUT"]
 
 
+@pytest.mark.slow
 def test_a_record_modified_exactly_on_a_partition_boundary_is_neither_missed_nor_duplicated(harness):
     synced(harness)
     boundary = harness.current_hour - timedelta(hours=1)  # end of partition H-2, start of partition H-1
@@ -191,6 +199,7 @@ def test_a_backfill_of_several_days_is_one_run_with_one_query_per_page(synced_on
     assert materialization_metadata(result, "raw/kaseya_accounts")["run_query"].startswith("the beginning")
 
 
+@pytest.mark.slow
 def test_bad_rows_land_in_rejects_with_their_reason_while_the_rest_sync(harness):
     account = harness.kaseya_records("accounts")[0]
     bad = harness.kaseya.state.create_record("contacts", {
@@ -209,6 +218,7 @@ def test_bad_rows_land_in_rejects_with_their_reason_while_the_rest_sync(harness)
     assert len(harness.id_map("client_users")) > 50
 
 
+@pytest.mark.slow
 def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, tmp_path):
     from zk_pipelines.defs.resources import PullTuning
 
@@ -243,6 +253,7 @@ def test_a_settings_name_unknown_in_the_live_systems_fails_the_run_before_anythi
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
 
 
+@pytest.mark.slow
 def test_the_settings_step_is_attempted_again_when_zomentum_answers_garbled(harness):
     harness.zomentum.state.set_faults(seed=2, rules=[{"kind": "malformed_json", "route": "GET /v2/pipelines",
                                                       "count": 1}])

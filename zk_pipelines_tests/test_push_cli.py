@@ -29,6 +29,7 @@ def zk_push(tenant: PushTenant, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_zk_push_dry_run_prints_every_request_and_sends_nothing_then_the_push_sends_them(tenant):
     document_id = tenant.document([tenant.line("Rack Shelf 1U", 2)])
     tenant.kaseya.state.clear_requests()

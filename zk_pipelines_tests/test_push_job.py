@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.push import (
     DOCUMENT_TAG,
     PUSH_JOB,
@@ -19,7 +20,6 @@ from zk_pipelines.defs.push import (
     build_won_document_sensor,
     push_run_config,
 )
-from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.resources import tenant_resources
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import IdMapEntry, upsert_id_map
@@ -138,6 +138,7 @@ def _messages(error) -> str:
     return " <- ".join(messages)
 
 
+@pytest.mark.slow
 def test_a_push_failing_on_passing_faults_is_attempted_again_in_the_same_run_and_writes_once(tenant):
     document_id = tenant.document([tenant.line("Rack Shelf 1U", 2)])
     # The opportunity's create is made but its answer lost; then a catalogue read comes back garbled.

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from zk_pipelines.push.won_documents import POLL_OVERLAP, PollCursor, WonDocument, next_poll, won_documents
+from zk_pipelines.push.won_documents import (
+    POLL_OVERLAP,
+    PollCursor,
+    WonDocument,
+    next_poll,
+    won_documents,
+)
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import IdMapEntry, upsert_id_map
 from zk_pipelines.storage.push_store import (

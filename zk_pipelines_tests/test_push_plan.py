@@ -15,7 +15,13 @@ import pytest
 from zk_pipelines.clients import kaseya_wire
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum_models import DocumentLineItem
-from zk_pipelines.domain.bundles import ItemFacts, LineRole, PlannedLine, document_amount, plan_quote_lines
+from zk_pipelines.domain.bundles import (
+    ItemFacts,
+    LineRole,
+    PlannedLine,
+    document_amount,
+    plan_quote_lines,
+)
 from zk_pipelines.domain.push_plan import (
     OPPORTUNITY_FIELDS,
     OPPORTUNITY_OVERRIDABLE,
@@ -343,7 +349,8 @@ def test_a_second_push_updates_its_lines_and_never_duplicates():
     first = quote_line_requests(88, DOC, planned, [], item_ids)
     assert [r.method for r in first] == ["POST", "POST", "POST"]
     kaseya = [_kaseya_line(10 + i, r.body) for i, r in enumerate(first)]
-    assert all(readback_differences(r.body, k, QUOTE_LINE_READBACK_FIELDS) == [] for r, k in zip(first, kaseya))
+    assert all(readback_differences(r.body, k, QUOTE_LINE_READBACK_FIELDS) == []
+               for r, k in zip(first, kaseya, strict=True))
 
     assert quote_line_requests(88, DOC, planned, kaseya, item_ids) == ()  # unchanged document: nothing to send
 

@@ -15,9 +15,9 @@ from zk_pipelines.push.orchestration import PushSources, push_document
 from zk_pipelines.storage.database import connect
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
 
-LIST_ROUTES = ("/v2/system/lookup/{tableName}", "/v2/crm/opportunities/statuses/Lookup", "/v2/hr/employees/searchselect",
-               "/v2/inventory/warehouses/lookup", "/v2/inventory/products/categories/lookup",
-               "/v2/crm/accounts/types/lookup")
+LIST_ROUTES = ("/v2/system/lookup/{tableName}", "/v2/crm/opportunities/statuses/Lookup",
+               "/v2/hr/employees/searchselect", "/v2/inventory/warehouses/lookup",
+               "/v2/inventory/products/categories/lookup", "/v2/crm/accounts/types/lookup")
 BATCH = (WonDocument(True, 0, (("Rack Shelf 1U", 2), ("Network Assessment", 1))),
          WonDocument(False, 0, (("New Hire Onboarding Bundle", 1), ("Rack Shelf 1U", 1))),
          WonDocument(True, 1, (("Secure Workstation Bundle", 2),)))
@@ -52,6 +52,7 @@ def harness_config(harness: PipelineHarness):
     return TenantConfig.from_env(os.environ, harness.variables)
 
 
+@pytest.mark.slow
 def test_a_push_after_the_pull_reads_only_its_documents_records(pulled):
     documents = make_won_documents(pulled.kaseya, pulled.zomentum, BATCH)
 
@@ -63,9 +64,11 @@ def test_a_push_after_the_pull_reads_only_its_documents_records(pulled):
     assert not [e["route"] for e in reads if e["route"] in LIST_ROUTES]
     # At most six reads per document (its account, contact, opportunity, quote search, the quote and its lines
     # read back) plus one per quote line (the catalogue item it needs).
-    assert len(reads) <= 6 * len(documents) + lines, " ".join(f"{n}x{r}" for r, n in Counter(e["route"] for e in reads).items())
+    by_route = Counter(e["route"] for e in reads)
+    assert len(reads) <= 6 * len(documents) + lines, " ".join(f"{n}x{route}" for route, n in by_route.items())
 
 
+@pytest.mark.slow
 def test_a_push_reads_the_lists_from_kaseya_when_the_pulls_are_stale(pulled):
     (document_id,) = make_won_documents(pulled.kaseya, pulled.zomentum, BATCH[:1])
     with connect(pulled.database) as connection:

@@ -33,7 +33,11 @@ from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.kaseya.routing import Call, Route
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines.secrets import Secret
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    step_errors,
+    write_settings,
+)
 
 CORPUS = Path(__file__).parent / "data" / "bad_input"
 KASEYA_CASES = sorted(CORPUS.glob("kaseya_*.yaml"))
@@ -240,6 +244,7 @@ def corpus_run(tmp_path_factory) -> Iterator[CorpusRun]:
         yield CorpusRun(harness, cases, result, api_user)
 
 
+@pytest.mark.slow
 def test_the_batch_with_every_bad_record_in_it_syncs_everything_else(corpus_run):
     harness, result = corpus_run.harness, corpus_run.result
     assert result.success, step_errors(result)

@@ -9,11 +9,14 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from benchmarks.reliability_report import WonDocument, make_won_documents
 from zk_pipelines.domain.push_plan import document_markers
 from zk_pipelines_tests.test_reliability_crash import jobs  # noqa: F401  (a fixture)
 
 
+@pytest.mark.slow
 def test_a_backfill_the_hourly_run_meanwhile_and_a_push_at_the_same_moment_all_succeed(jobs):  # noqa: F811
     kaseya, zomentum = jobs.kaseya, jobs.zomentum
     (document_id,) = make_won_documents(kaseya, zomentum, [WonDocument(True, 0, (("Rack Shelf 1U", 1),))])

@@ -6,6 +6,7 @@ counterpart is `test_reliability_push_convergence.py`."""
 
 from __future__ import annotations
 
+import pytest
 
 from benchmarks.reliability_report import (
     KASEYA_FAULT_KINDS,
@@ -37,6 +38,7 @@ def test_the_comparison_sees_a_duplicate_a_missing_and_a_changed_record(sandboxe
     assert (tally.duplicates, tally.missing, tally.differing) == (0, 1, 1)
 
 
+@pytest.mark.slow
 def test_a_full_sync_under_every_fault_re_run_until_clean_equals_the_fault_free_sync(sandboxes, tmp_path):
     kaseya, zomentum = sandboxes
 

@@ -170,6 +170,7 @@ def created_in_zomentum(zomentum: ZomentumSandbox) -> list[dict]:
             and (e["fault"] or {}).get("withheld_status", e["status"]) in (200, 201)]
 
 
+@pytest.mark.slow
 def test_a_sync_killed_in_the_middle_of_the_load_then_run_again_has_every_record_exactly_once(jobs):
     zomentum = jobs.zomentum
     seeded = {resource: {r["id"] for r in zomentum.state.records(resource)}

@@ -22,7 +22,11 @@ from zk_pipelines.push.orchestration import PushSources, push_document
 from zk_pipelines.secrets import Secret
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.push_store import document_requests
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    step_errors,
+    write_settings,
+)
 
 ADOPTED = "Zomentum's answer to the create was lost; the created record was found and adopted"
 
@@ -47,6 +51,7 @@ ZOMENTUM_CREATES = {"clients": "/v2/client/companies/", "client_users": "/v2/cli
                     "opportunities": "/v2/opportunities/", "items": "/v2/items/"}
 
 
+@pytest.mark.slow
 def test_the_pull_adopts_every_create_whose_answer_was_lost_and_never_creates_it_twice(fresh, tmp_path):
     kaseya, zomentum = fresh
     zomentum.state.set_faults(seed=3, rules=[

@@ -5,12 +5,19 @@ is the reliability report's (`benchmarks/reliability_report.py`)."""
 
 from __future__ import annotations
 
+import pytest
 
-from benchmarks.reliability_report import KASEYA_FAULT_KINDS, ZOMENTUM_FAULT_KINDS, push_convergence, render_table
+from benchmarks.reliability_report import (
+    KASEYA_FAULT_KINDS,
+    ZOMENTUM_FAULT_KINDS,
+    push_convergence,
+    render_table,
+)
 
 RATE = 0.02  # of the requests, per fault kind
 
 
+@pytest.mark.slow
 def test_a_batch_of_won_pushes_under_every_fault_re_pushed_until_clean_equals_the_fault_free_pushes(
         sandboxes, tmp_path):
     kaseya, zomentum = sandboxes

@@ -12,7 +12,11 @@ import pytest
 
 from zk_pipelines.clients.kaseya import KASEYA_POLICY
 from zk_pipelines.clients.kaseya_wire import ENDPOINTS
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    materialization_metadata,
+    step_errors,
+)
 
 PRICING = "/v2/inventory/products/{productIndexId}/pricingLevels"
 CONTACTS = "/v2/crm/contacts/summary"
@@ -40,6 +44,7 @@ def step_failure(result, step_key: str):
     return next(e.event_specific_data for e in result.get_step_failure_events() if e.step_key == step_key)
 
 
+@pytest.mark.slow
 def test_within_the_limits_the_sync_waits_out_short_429s_and_finishes_with_every_record(harness):
     kaseya, zomentum = harness.kaseya, harness.zomentum
     products = len(kaseya.state.records("products"))
@@ -62,6 +67,7 @@ def test_within_the_limits_the_sync_waits_out_short_429s_and_finishes_with_every
     assert sum(load["zomentum_retry_wait_seconds"] for load in loads) > 0  # the load slowed down, as told
 
 
+@pytest.mark.slow
 def test_past_the_limit_pricing_stops_at_the_first_long_429_and_the_next_hour_prices_the_rest(harness):
     kaseya = harness.kaseya
     products = len(kaseya.state.records("products"))
@@ -94,6 +100,7 @@ def test_past_the_limit_pricing_stops_at_the_first_long_429_and_the_next_hour_pr
     assert len(harness.id_map("items")) == products
 
 
+@pytest.mark.slow
 def test_a_listing_endpoint_out_of_budget_fails_its_step_naming_it_and_the_re_run_next_hour_completes(harness):
     kaseya = harness.kaseya
     wait = int(KASEYA_POLICY.max_retry_after) + 3480  # Kaseya's hourly window: nearly an hour to wait

@@ -11,12 +11,12 @@ import base64
 import json
 import re
 import socket
-from urllib.parse import quote, quote_plus, urlencode
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import dagster as dg
 import pytest
@@ -28,10 +28,10 @@ from benchmarks.reliability_report import (
     IssuedTokens,
     LogLines,
     WonDocument,
-    make_won_documents,
     dagster_text,
     duckdb_text,
     leaks,
+    make_won_documents,
 )
 from zk_pipelines import cli
 from zk_pipelines.clients.http import ApiError
@@ -40,12 +40,16 @@ from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document
+from zk_pipelines.sandbox.faults import FAULT_KINDS, SUCCESS_FALSE
 from zk_pipelines.sandbox.kaseya.app import ROUTES as KASEYA_ROUTES
 from zk_pipelines.sandbox.launcher import running_sandboxes
-from zk_pipelines.sandbox.faults import FAULT_KINDS, SUCCESS_FALSE
 from zk_pipelines.secrets import Secret, base64_fragments, secret_forms
 from zk_pipelines_tests import secret_scan
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    step_errors,
+    write_settings,
+)
 
 WRONG_PASSWORD = "wrong-password-Xq81!zz"  # a mistyped secret is still a secret
 WRONG_REFRESH_TOKEN = "revoked-refresh-token-77ab"
@@ -54,6 +58,7 @@ WRONG_REFRESH_TOKEN = "revoked-refresh-token-77ab"
 ENCODED_WRONG_PASSWORD = 'wrong "pa ss"+&=/\\é%-Xq81'
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_logs_errors_run_metadata_the_ledger_duckdb_or_zk_output(sandboxes, tmp_path, capsys,
                                                                                      monkeypatch):
     kaseya, zomentum = sandboxes

@@ -811,7 +811,8 @@ def test_zomentum_a_truncated_line_item_csv_is_a_typed_error_never_fewer_lines(
     accepted = []
     for document in zomentum.state.records("documents"):
         zomentum.state.set_faults(seed=9, rules=[{"kind": "malformed_json", "route": LINE_ITEMS, "count": 1}])
-        got = raised_or_returned(lambda: client.document_line_items(document["id"], document["current_revision_id"]))
+        got = raised_or_returned(lambda document=document: client.document_line_items(
+            document["id"], document["current_revision_id"]))
         if not isinstance(got, ApiError):
             accepted.append((document["name"], got))
 

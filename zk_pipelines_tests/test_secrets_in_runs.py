@@ -54,6 +54,7 @@ def test_what_the_schedule_sensor_and_launchpad_launch_holds_no_secret(tenant_en
     assert repository.get_sensor_def(WON_DOCUMENT_SENSOR).required_resource_keys == {"state", "zomentum"}
 
 
+@pytest.mark.slow
 def test_a_run_executed_by_zk_sync_leaves_no_secret_in_the_instance(sandboxes, tmp_path):
     """A real run whose credentials both APIs refuse (it fails at the login, the error quoting what it can): its
     Dagster instance (run storage, event log, compute logs) and DuckDB file hold no form of either secret."""

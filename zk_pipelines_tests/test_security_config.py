@@ -17,7 +17,11 @@ import yaml
 
 from zk_pipelines import cli
 from zk_pipelines.config import ConfigurationError, TenantConfig
-from zk_pipelines.domain.settings import SettingsError, load_settings, settings_from_text
+from zk_pipelines.domain.settings import (
+    SettingsError,
+    load_settings,
+    settings_from_text,
+)
 from zk_pipelines_tests.pipeline_harness import REPO, write_settings
 
 PASSWORD = "config-test-Password-91!"
@@ -121,7 +125,8 @@ def test_audit_since_before_year_one_is_one_line(tmp_path, monkeypatch, capsys):
 
 def _truncated(path: Path) -> Path:
     with duckdb.connect(str(path)) as connection:
-        connection.execute("CREATE SCHEMA audit; CREATE TABLE audit.sync_events AS SELECT range AS i FROM range(200000)")
+        connection.execute("CREATE SCHEMA audit; "
+                           "CREATE TABLE audit.sync_events AS SELECT range AS i FROM range(200000)")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path

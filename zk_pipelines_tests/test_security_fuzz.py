@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import requests
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,11 @@ from zk_pipelines.clients.http import ApiError, HttpPolicy
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.kaseya_wire import parse_json, read_envelope
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.clients.zomentum_models import LineItemsFormatError, page_records, parse_line_items_csv
+from zk_pipelines.clients.zomentum_models import (
+    LineItemsFormatError,
+    page_records,
+    parse_line_items_csv,
+)
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.domain.settings import SettingsError, settings_from_text
 from zk_pipelines.secrets import Secret
@@ -56,6 +61,7 @@ def test_the_settings_loader_fails_only_with_settings_errors_on_any_text(text):
         pass
 
 
+@pytest.mark.slow
 @FUZZ
 @given(path=keys_of_the_example, value=json_values)
 def test_the_settings_loader_fails_only_with_settings_errors_on_any_yaml_document(path, value):

@@ -15,7 +15,9 @@ from zk_pipelines import cli
 from zk_pipelines.clients import zomentum_models
 from zk_pipelines.clients.http import HttpPolicy, NotAnId
 from zk_pipelines.clients.kaseya import KaseyaClient, ListingInconsistent
-from zk_pipelines.clients.zomentum import ListingInconsistent as ZomentumListingInconsistent
+from zk_pipelines.clients.zomentum import (
+    ListingInconsistent as ZomentumListingInconsistent,
+)
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.secrets import Secret

@@ -16,7 +16,12 @@ import pytest
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.config import ConfigurationError, KaseyaCredentials, TenantConfig, ZomentumCredentials
+from zk_pipelines.config import (
+    ConfigurationError,
+    KaseyaCredentials,
+    TenantConfig,
+    ZomentumCredentials,
+)
 from zk_pipelines.secrets import MASK, Secret, redact
 from zk_pipelines_tests.fixtures.hostile import Answer
 

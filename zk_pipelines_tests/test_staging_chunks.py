@@ -91,6 +91,7 @@ def staged_with(database: Path, copy: Path, last: datetime, chunk: int) -> tuple
     return reports, tables
 
 
+@pytest.mark.slow
 def test_chunks_stage_and_reject_exactly_what_one_whole_read_does(corpus_world, tmp_path):
     database, _, last = corpus_world
     whole = staged_with(database, tmp_path / "whole.duckdb", last, WHOLE)

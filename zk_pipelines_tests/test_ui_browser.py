@@ -94,8 +94,10 @@ def open_created_records(page: Page) -> None:
     row.get_by_text("[Show Markdown]").click()
 
 
+@pytest.mark.slow
 def test_the_clients_load_page_shows_the_failure_table_and_links_to_created_clients(tmp_path):
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (python3 dev.py test does it when run as root)"
+    assert CHROMIUM.exists(), (f"{CHROMIUM} is missing: `apt-get install chromium` (python3 dev.py test does it when "
+                               "run as root)")
     kaseya = start_kaseya_sandbox(scale="small_recent")
     zomentum = start_zomentum_sandbox(scale="small_recent")
     instance = None

@@ -22,7 +22,11 @@ from zk_pipelines.clients.http import (
     ValidationFailed,
     WriteOutcomeUnknown,
 )
-from zk_pipelines.clients.zomentum import ACCESS_REJECTED_AFTER_REFRESH, REFRESH_REJECTED, ZomentumClient
+from zk_pipelines.clients.zomentum import (
+    ACCESS_REJECTED_AFTER_REFRESH,
+    REFRESH_REJECTED,
+    ZomentumClient,
+)
 from zk_pipelines.clients.zomentum_models import (
     DocumentLineItem,
     LineItemsFormatError,

@@ -20,7 +20,11 @@ from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines.sandbox.zomentum.schema import parse_timestamp
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    materialization_metadata,
+    step_errors,
+)
 
 WRITE_LATENCY = 0.05
 CONCURRENCY = 8
@@ -137,6 +141,7 @@ def writes(run: LoadRun) -> list[dict]:
     return run.harness.zomentum_writes()
 
 
+@pytest.mark.slow
 def test_both_runs_succeed_and_the_tenants_start_alike(runs):
     for run in runs.values():
         assert run.result.success, step_errors(run.result)

@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zk_pipelines.domain.change_detection import canonical_json, changed_fields, partial_update, payload_hash
+from zk_pipelines.domain.change_detection import (
+    canonical_json,
+    changed_fields,
+    partial_update,
+    payload_hash,
+)
 from zk_pipelines.domain.kaseya_staging import (
     ProductPricing,
     stage_accounts,
@@ -20,7 +25,12 @@ from zk_pipelines.domain.kaseya_staging import (
     stage_products,
 )
 from zk_pipelines.domain.staging_schemas import validate_rows
-from zk_pipelines.domain.zomentum_mapping import map_client, map_client_user, map_item, map_opportunity
+from zk_pipelines.domain.zomentum_mapping import (
+    map_client,
+    map_client_user,
+    map_item,
+    map_opportunity,
+)
 from zk_pipelines.sandbox.zomentum.schema import RESOURCES
 
 FALLBACK_OWNER = "usr-api"

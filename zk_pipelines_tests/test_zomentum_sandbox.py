@@ -13,7 +13,12 @@ import pytest
 import requests
 
 from zk_pipelines.sandbox.world import build_world
-from zk_pipelines.sandbox.zomentum import API_USER_EMAIL, REFRESH_TOKEN, ZomentumSandbox, ZomentumState
+from zk_pipelines.sandbox.zomentum import (
+    API_USER_EMAIL,
+    REFRESH_TOKEN,
+    ZomentumSandbox,
+    ZomentumState,
+)
 from zk_pipelines.sandbox.zomentum.schema import (
     DOCUMENT_STATUSES,
     ITEM_TYPES,
@@ -657,8 +662,8 @@ def test_reset_can_switch_seed_and_refuses_unknown_scales(zomentum: ZomentumSand
 
     assert switched.json() == {"seed": 9, "scale": "small"}
     assert [c["name"] for c in zomentum.state.records("client/companies")] != seven
-    assert error_of(bad_scale) == (400, "scale: 'huge' is not one of small, small_recent, medium, medium_recent, large, "
-                                        "small_5y, medium_5y")
+    assert error_of(bad_scale) == (400, "scale: 'huge' is not one of small, small_recent, medium, medium_recent, "
+                                        "large, small_5y, medium_5y")
 
 
 def test_control_surface_over_http(zomentum: ZomentumSandbox, api: Api) -> None:

@@ -61,8 +61,8 @@ from zk_pipelines.clients.zomentum_models import (
     LineItemsFormatError,
     NotAZomentumId,
     Opportunity,
-    RecordShapeError,
     Pipeline,
+    RecordShapeError,
     User,
 )
 from zk_pipelines.config import ZomentumCredentials

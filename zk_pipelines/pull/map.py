@@ -154,7 +154,6 @@ def _map_client_users_chunk(connection: duckdb.DuckDBPyConnection, target: Zomen
         written += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
     mapped_read(connection, target.source, ids)
     return written, waiting
-    return MapReport(target=target.name, mapped=mapped, problems=problems)
 
 
 def map_target(database: Path, target: ZomentumTarget, resolved: ResolvedSettings, *, run_id: str, now: datetime,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from zk_pipelines.sandbox.kaseya.app import create_kaseya_app
 from zk_pipelines.sandbox.kaseya.records import PASSWORD, TENANT, USERNAME
-from zk_pipelines.sandbox.kaseya.state import Knobs, KaseyaState
+from zk_pipelines.sandbox.kaseya.state import KaseyaState, Knobs
 from zk_pipelines.sandbox.runtime import RunningServer
 
 
