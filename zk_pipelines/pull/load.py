@@ -215,8 +215,10 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
                   AND ($updates = false OR i.payload_hash = m.payload_hash)""",
             {"entity": target.name, "run_id": run_id, "updates": updates_linked},
         ).fetchall()
-        # Zomentum id -> the Kaseya id it is paired with: a match may not take a record another one already has.
-        paired = {zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}
+        # Zomentum id -> the Kaseya id it is paired with: a match may not take a record another one already has
+        # (read only when something is to be sent: a quiet hour's load reads two small results, not the map).
+        paired = ({zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}
+                  if pending else {})
     report = LoadReport(target.name)
     link_field = ensure_link_field(client) if target.name == "opportunities" and pending else None
     index = MatchIndex(client, target, link_field)

@@ -158,16 +158,17 @@ def _map_client_users_chunk(connection: duckdb.DuckDBPyConnection, target: Zomen
 
 def map_target(database: Path, target: ZomentumTarget, resolved: ResolvedSettings, *, run_id: str, now: datetime,
                column_wise: bool = True, client_users_per_chunk: int = CLIENT_USERS_PER_CHUNK) -> MapReport:
-    """Map the staged rows not mapped since they were staged (snapshot entities: all of them), plus every row
-    that could not be mapped before. `column_wise=False` maps client users one row at a time, as every other
-    target is (the reference)."""
+    """Map the staged rows not mapped since they were staged, plus every row that could not be mapped before.
+    `column_wise=False` maps client users one row at a time, as every other target is (the reference)."""
     incremental = KASEYA_SOURCE[target.source].incremental
     with connect(database) as connection:
         if target.name == "client_users" and column_wise:
             return _map_client_users_in_chunks(connection, target, run_id=run_id, now=now,
                                                chunk=client_users_per_chunk)
         retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
-        frame = read_stg(connection, target.source, pending_only=incremental, kaseya_ids=retry)
+        frame = read_stg(connection, target.source, pending_only=True, kaseya_ids=retry)
+        if not len(frame):  # nothing staged since, nothing waiting: the id maps need not be read
+            return MapReport(target=target.name, mapped=0, problems=0)
         id_maps = {parent: read_id_map(connection, parent) for parent in target.parents}
         sent = read_id_map_payloads(connection, target.name) if target.name == "opportunities" else {}
         rows = [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]

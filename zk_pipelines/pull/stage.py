@@ -34,6 +34,7 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, empty_rejects, validate_rows
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
+    SNAPSHOT_SOURCES,
     deferred_ids,
     insert_rejects,
     read_contacts_chunk,
@@ -41,7 +42,10 @@ from zk_pipelines.storage.pull_store import (
     read_raw_in_order,
     read_snapshot,
     read_stg,
+    save_staged_snapshot_version,
+    snapshot_version,
     staged_read,
+    staged_snapshot_version,
     staging_order,
     stg_ids,
     upsert_stg,
@@ -61,6 +65,7 @@ class StageReport:
     rejected_records: int  # failed a check on their own content
     waiting_records: int  # only their account or status is not staged yet: retried every run, not bad
     rejects: pd.DataFrame  # one line per failed check
+    unchanged_snapshot: bool = False  # a snapshot entity whose sources did not change: nothing staged again
 
     @property
     def reject_share(self) -> float:
@@ -93,6 +98,8 @@ def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, *, run_id:
     validated and written `chunk` ids at a time. Each id is in one chunk, so the de-duplication of
     `validate_rows` sees all of an id's rows at once."""
     order = staging_order(connection, "kaseya_contacts", deferred_ids(connection, "contacts"))
+    if not len(order):  # nothing new, changed or waiting: the accounts staged need not be read
+        return 0, 0, empty_rejects()
     known = stg_ids(connection, "accounts")
     staged, rejects = 0, []
     for start in range(0, len(order), chunk):
@@ -136,6 +143,8 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str
     places in the batch of one whole read."""
     table = f"kaseya_{entity}"
     order = staging_order(connection, table, deferred_ids(connection, entity))
+    if not len(order):  # nothing new, changed or waiting: the employees and the staged ids need not be read
+        return 0, 0, empty_rejects()
     emails = employee_emails(read_stg(connection, "employees").to_dict("records"))
     known = {"accounts": stg_ids(connection, "accounts"),
              "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
@@ -176,6 +185,11 @@ def stage_entity(database: Path, entity: str, *, run_id: str, partition_key: str
             read, staged, rejects = _staged_records_in_chunks(
                 connection, entity, run_id=run_id, partition_key=partition_key, now=now, chunk=records_per_chunk)
         else:
+            version = snapshot_version(connection, entity) if entity in SNAPSHOT_SOURCES else None
+            if version is not None and version == staged_snapshot_version(connection, entity):
+                # Nothing in the snapshot changed since it was last staged: staged as it stands.
+                return StageReport(entity=entity, read=0, staged=0, rejected_records=0, waiting_records=0,
+                                   rejects=empty_rejects(), unchanged_snapshot=True)
             rows, raw_ids = _staged_rows(connection, entity)
             known = {"accounts": stg_ids(connection, "accounts"),
                      "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
@@ -187,6 +201,8 @@ def stage_entity(database: Path, entity: str, *, run_id: str, partition_key: str
                 insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
                 if raw_ids is not None:
                     staged_read(connection, f"kaseya_{entity}", raw_ids)
+                if version is not None:
+                    save_staged_snapshot_version(connection, entity, version, now)
     waiting_only = set()
     rejected = set()
     if len(rejects):

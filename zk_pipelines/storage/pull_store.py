@@ -134,16 +134,21 @@ class SnapshotCounts:
 def upsert_snapshot(connection: duckdb.DuckDBPyConnection, table: str,
                     rows: Sequence[tuple[str, Mapping[str, Any] | list, str]], *, run_id: str, now: datetime,
                     ) -> SnapshotCounts:
-    """Store an hourly snapshot: (key, payload, content hash) per record. Unchanged records keep their
-    `changed_at`; records no longer listed by Kaseya are counted as gone (kept, for the audit trail)."""
+    """Store an hourly snapshot: (key, payload, content hash) per record. Unchanged records keep their payload
+    and `changed_at` (only their `extracted_at` moves: the payload of an hour that changed nothing is not written
+    again); records no longer listed by Kaseya are counted as gone (kept, for the audit trail)."""
     before = dict(connection.execute(f"SELECT kaseya_key, content_hash FROM raw.{table}").fetchall())
+    latest = {key: (payload, digest) for key, payload, digest in rows}  # a key listed twice: its last row
+    keys = set(latest)
+    differing = [(key, payload, digest) for key, (payload, digest) in latest.items() if before.get(key) != digest]
     frame = pd.DataFrame({
-        "kaseya_key": [key for key, _, _ in rows],
-        "payload": [json.dumps(payload, ensure_ascii=False) for _, payload, _ in rows],
-        "content_hash": [digest for _, _, digest in rows],
+        "kaseya_key": [key for key, _, _ in differing],
+        "payload": [json.dumps(payload, ensure_ascii=False) for _, payload, _ in differing],
+        "content_hash": [digest for _, _, digest in differing],
     })
+    connection.execute(f"UPDATE raw.{table} SET extracted_at = $now, run_id = $run_id WHERE list_contains($keys, "
+                       "kaseya_key)", {"now": now, "run_id": run_id, "keys": sorted(keys - {k for k, _, _ in differing})})
     if len(frame):
-        frame = frame.drop_duplicates("kaseya_key", keep="last")
         with registered(connection, "incoming_snapshot", frame):
             connection.execute(
                 f"""
@@ -159,9 +164,8 @@ def upsert_snapshot(connection: duckdb.DuckDBPyConnection, table: str,
                 """,
                 {"now": now, "run_id": run_id},
             )
-    keys = set(frame["kaseya_key"]) if len(frame) else set()
     new = sum(1 for key in keys if key not in before)
-    changed = sum(1 for key, _, digest in rows if key in before and before[key] != digest)
+    changed = sum(1 for key, _, _ in differing if key in before)
     return SnapshotCounts(total=len(keys), new=new, changed=changed, unchanged=len(keys) - new - changed,
                           gone=len(set(before) - keys))
 
@@ -209,11 +213,15 @@ def upsert_pricing(connection: duckdb.DuckDBPyConnection, prices: Sequence[tuple
     connection.execute(
         """
         INSERT INTO raw.kaseya_product_pricing AS t
-            (product_index_id, pricing_levels, suppliers, default_cost, refreshed_at, run_id)
-        SELECT unnest($ids), unnest($levels)::JSON, unnest($suppliers)::JSON, unnest($costs)::JSON, $now, $run_id
+            (product_index_id, pricing_levels, suppliers, default_cost, refreshed_at, run_id, changed_at)
+        SELECT unnest($ids), unnest($levels)::JSON, unnest($suppliers)::JSON, unnest($costs)::JSON, $now, $run_id, $now
         ON CONFLICT (product_index_id) DO UPDATE SET pricing_levels = excluded.pricing_levels,
             suppliers = excluded.suppliers, default_cost = excluded.default_cost,
-            refreshed_at = excluded.refreshed_at, run_id = excluded.run_id
+            refreshed_at = excluded.refreshed_at, run_id = excluded.run_id,
+            changed_at = CASE WHEN t.pricing_levels::VARCHAR IS NOT DISTINCT FROM excluded.pricing_levels::VARCHAR
+                               AND t.suppliers::VARCHAR IS NOT DISTINCT FROM excluded.suppliers::VARCHAR
+                               AND t.default_cost::VARCHAR IS NOT DISTINCT FROM excluded.default_cost::VARCHAR
+                              THEN t.changed_at ELSE excluded.refreshed_at END
         """,
         {"ids": [int(p[0]) for p in prices], "levels": [json.dumps(p[1]) for p in prices],
          "suppliers": [json.dumps(p[2]) for p in prices], "costs": [json.dumps(p[3]) for p in prices],
@@ -276,14 +284,27 @@ def mapped_read(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: 
                                WHERE map_pending AND kaseya_id IN (SELECT kaseya_id FROM incoming_mapped_ids)""")
 
 
+# The staged entities a record may wait for (its reference checks), by entity.
+WAITS_FOR = {"contacts": ("accounts",), "opportunities": ("accounts", "opportunity_statuses")}
+
+
 def deferred_ids(connection: duckdb.DuckDBPyConnection, entity: str) -> list[int]:
     """Raw records held back only because a record they reference (an account, a status) was not staged
-    yet: staged again by every run until the reference arrives, so that a contact extracted an hour before
-    its account is not lost."""
+    yet, and since then something was staged where it may be: staged again until the reference arrives, so
+    that a contact extracted an hour before its account is not lost (and an hour that staged no account does
+    not try its waiting contacts again for nothing)."""
+    parents = " UNION ALL ".join(f"SELECT max(staged_at) AS staged FROM stg.kaseya_{parent}"
+                                 for parent in WAITS_FOR.get(entity, ()))
+    if not parents:
+        return []
     rows = connection.execute(
-        f"""SELECT DISTINCT r.kaseya_id FROM raw.kaseya_{entity} r
-            JOIN audit.rejects j ON j.entity = $entity AND j.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
-            WHERE starts_with(j.check_name, $prefix)
+        f"""WITH waiting AS (
+                SELECT kaseya_id, max(rejected_at) AS since FROM audit.rejects
+                WHERE entity = $entity AND starts_with(check_name, $prefix) GROUP BY kaseya_id
+            ), staged_parent AS (SELECT max(staged) AS latest FROM ({parents}))
+            SELECT DISTINCT r.kaseya_id FROM raw.kaseya_{entity} r
+            JOIN waiting w ON w.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
+            WHERE w.since <= (SELECT latest FROM staged_parent)
               AND r.kaseya_id NOT IN (SELECT kaseya_id FROM stg.kaseya_{entity})
             ORDER BY r.kaseya_id""",
         {"entity": entity, "prefix": REFERENCE_CHECK_PREFIX},
@@ -842,3 +863,33 @@ def read_snapshot_extracted(connection: duckdb.DuckDBPyConnection, table: str, l
             SELECT payload, (SELECT latest_at FROM latest) FROM raw.{table} {where}
               AND extracted_at = (SELECT latest_at FROM latest) ORDER BY kaseya_key""", {"lookup": lookup}).fetchall()
     return [json.loads(payload) for payload, _ in rows], (rows[0][1] if rows else None)
+
+
+# --- snapshot versions ---------------------------------------------------------------------------------
+
+# The raw tables each snapshot entity is staged from.
+SNAPSHOT_SOURCES = {"employees": ("kaseya_employees",), "opportunity_statuses": ("kaseya_opportunity_statuses",),
+                    "products": ("kaseya_products", "kaseya_product_pricing")}
+
+
+def snapshot_version(connection: duckdb.DuckDBPyConnection, entity: str) -> str:
+    """What the entity's raw sources hold, as a version: their row counts and when a row of them last changed."""
+    parts = []
+    for table in SNAPSHOT_SOURCES[entity]:
+        count, changed = connection.execute(f"SELECT count(*), max(changed_at) FROM raw.{table}").fetchone()
+        parts.append(f"{table}:{count}:{changed.isoformat() if changed else '-'}")
+    return ";".join(parts)
+
+
+def staged_snapshot_version(connection: duckdb.DuckDBPyConnection, entity: str) -> str | None:
+    row = connection.execute("SELECT version FROM stg.snapshot_versions WHERE entity = $entity",
+                             {"entity": entity}).fetchone()
+    return row[0] if row else None
+
+
+def save_staged_snapshot_version(connection: duckdb.DuckDBPyConnection, entity: str, version: str, now: datetime
+                                 ) -> None:
+    connection.execute(
+        """INSERT INTO stg.snapshot_versions (entity, version, staged_at) VALUES ($entity, $version, $now)
+           ON CONFLICT (entity) DO UPDATE SET version = excluded.version, staged_at = excluded.staged_at""",
+        {"entity": entity, "version": version, "now": now})

@@ -75,7 +75,8 @@ FIXED_DDL = (
         until    DOUBLE NOT NULL,  -- epoch seconds
         message  VARCHAR NOT NULL
     )""",
-    # Per-product pricing calls are budgeted: this is what each product's last refresh brought.
+    # Per-product pricing calls are budgeted: this is what each product's last refresh brought, and when what it
+    # brought last changed.
     """
     CREATE TABLE IF NOT EXISTS raw.kaseya_product_pricing (
         product_index_id BIGINT PRIMARY KEY,
@@ -83,7 +84,17 @@ FIXED_DDL = (
         suppliers        JSON,
         default_cost     JSON,
         refreshed_at     TIMESTAMPTZ NOT NULL,
-        run_id           VARCHAR
+        run_id           VARCHAR,
+        changed_at       TIMESTAMPTZ
+    )""",
+    "ALTER TABLE raw.kaseya_product_pricing ADD COLUMN IF NOT EXISTS changed_at TIMESTAMPTZ",
+    # The sources each snapshot entity was last staged from (`pull_store.snapshot_version`): an hour whose
+    # snapshots brought nothing new stages nothing again.
+    """
+    CREATE TABLE IF NOT EXISTS stg.snapshot_versions (
+        entity    VARCHAR PRIMARY KEY,
+        version   VARCHAR NOT NULL,
+        staged_at TIMESTAMPTZ NOT NULL
     )""",
     # Rows that failed validation, one per failed check, with the run that saw them.
     """
