@@ -146,8 +146,9 @@ def upsert_snapshot(connection: duckdb.DuckDBPyConnection, table: str,
         "payload": [json.dumps(payload, ensure_ascii=False) for _, payload, _ in differing],
         "content_hash": [digest for _, _, digest in differing],
     })
+    unchanged = sorted(keys - {key for key, _, _ in differing})
     connection.execute(f"UPDATE raw.{table} SET extracted_at = $now, run_id = $run_id WHERE list_contains($keys, "
-                       "kaseya_key)", {"now": now, "run_id": run_id, "keys": sorted(keys - {k for k, _, _ in differing})})
+                       "kaseya_key)", {"now": now, "run_id": run_id, "keys": unchanged})
     if len(frame):
         with registered(connection, "incoming_snapshot", frame):
             connection.execute(
