@@ -248,8 +248,9 @@ class ControlSurface:
     async def index(self, request: Request, state: KaseyaState) -> Response:
         return _json({"seed": state.seed, "scale": state.scale, "api": "/v2", "control": [
             "GET /_sandbox/routes", "GET /_sandbox/tenants", "POST /_sandbox/reset {seed?, scale?}",
-            "GET|DELETE /_sandbox/requests", "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}",
-            "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
+            "GET|DELETE /_sandbox/requests", "GET|POST /_sandbox/knobs",
+            "GET|POST|DELETE /_sandbox/faults {seed?, rules}", "GET /_sandbox/clock",
+            "POST /_sandbox/clock/advance {seconds}",
             "GET|POST /_sandbox/records/{entity}", "GET|PATCH /_sandbox/records/{entity}/{id}",
             "?tenant= on any of these but routes and tenants: a number, sandbox_02 or the company name",
         ]})

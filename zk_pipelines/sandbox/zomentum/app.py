@@ -233,8 +233,8 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
         return _json({
             "api": "/v2",
             "openapi": "/_sandbox/openapi.yaml",
-            "control": ["GET /_sandbox/tenants", "POST /_sandbox/reset {seed?, scale?}", "GET|DELETE /_sandbox/requests",
-                        "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}",
+            "control": ["GET /_sandbox/tenants", "POST /_sandbox/reset {seed?, scale?}",
+                        "GET|DELETE /_sandbox/requests", "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}",
                         "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
                         "POST /_sandbox/documents", "POST /_sandbox/documents/{document_id}/revisions",
                         "GET /_sandbox/records/{resource}",
