@@ -26,11 +26,23 @@ from zk_pipelines.storage.database import DatabaseUnusable
 SCALE_NAMES = list(SCALES)
 
 
+def _tenant_count(value: str | None) -> int:
+    """`zk sandbox --tenants`: absent is 1; anything but a whole number in range is a one-line error."""
+    from zk_pipelines.sandbox.tenancy import MAX_TENANTS
+
+    if value is None:
+        return 1
+    if not (value.strip().isascii() and value.strip().isdigit()) or not 1 <= int(value) <= MAX_TENANTS:
+        raise ConfigurationError(f"--tenants takes a whole number from 1 to {MAX_TENANTS}, not {value!r}")
+    return int(value)
+
+
 def _cmd_sandbox(args: argparse.Namespace) -> int:
     from zk_pipelines.sandbox.launcher import run_sandboxes
 
     return run_sandboxes(seed=args.seed, scale=args.scale, host=args.host,
-                         kaseya_port=args.kaseya_port, zomentum_port=args.zomentum_port)
+                         kaseya_port=args.kaseya_port, zomentum_port=args.zomentum_port,
+                         tenants=_tenant_count(args.tenants), registry=args.registry)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -99,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--kaseya-port", type=port_number, default=8601)
     p.add_argument("--zomentum-port", type=port_number, default=8602)
+    p.add_argument("--tenants", metavar="N",
+                   help="serve N MSP tenants (1 to 200; each but the first seeded on first use) and, past 1, "
+                        "write a tenant registry and print its secrets' export lines")
+    p.add_argument("--registry", type=Path, metavar="PATH",
+                   help="where the tenant registry goes (default tenants.yaml here)")
     p.set_defaults(func=_cmd_sandbox)
 
     p = sub.add_parser("check", help="authenticate and make one read per endpoint the pipeline uses")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from zk_pipelines.sandbox.kaseya.records import PASSWORD as KASEYA_PASSWORD
 from zk_pipelines.sandbox.runtime import free_port
 from zk_pipelines.sandbox.zomentum.state import REFRESH_TOKEN as ZOMENTUM_REFRESH_TOKEN
 from zk_pipelines_tests.secret_scan import files_holding, leaks
+from zk_pipelines_tests.zk_sandbox_process import zk_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS_DATA = Path(__file__).parent / "data" / "settings"
@@ -32,24 +31,8 @@ def zk(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Comp
 def running_sandbox() -> Iterator[dict[str, str]]:
     """`zk sandbox` in its own process; yields the environment it printed."""
     ports = [str(free_port()), str(free_port())]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zk_pipelines.cli", "sandbox", "--scale", "small",
-         "--kaseya-port", ports[0], "--zomentum-port", ports[1]],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-    )
-    exported: dict[str, str] = {}
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("export "):
-            name, _, value = line[len("export "):].strip().partition("=")
-            exported[name] = shlex.split(value)[0]
-        if line.startswith("Ctrl-C"):
-            break
-    yield exported
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
-    assert "sandboxes stopped" in out
+    with zk_sandbox("--scale", "small", "--kaseya-port", ports[0], "--zomentum-port", ports[1]) as exported:
+        yield exported
 
 
 def base_env(exported: dict[str, str], **extra: str) -> dict[str, str]:

@@ -3,6 +3,10 @@ real tenant's does: Zomentum users who are Kaseya employees (same e-mail), Zomen
 items that already exist in Kaseya (same name, e-mail or part number).
 
 Deterministic: the same (seed, scale) gives the same world. Names include accents, CJK and RTL text.
+
+A sandbox serving several MSPs builds one world per tenant (`tenancy.py`): tenant n > 1 has its own seed, and
+its customers' names carry its number, so two tenants' records differ at a glance. Its employees keep the
+first tenant's names and e-mails: the shared settings example names one of them (`fallbacks`).
 """
 
 from __future__ import annotations
@@ -153,6 +157,15 @@ class World:
     companies: tuple[Company, ...]
     products: tuple[Product, ...]
     deals: tuple[Deal, ...]
+    msp: int = 1  # the MSP's tenant number in its sandbox
+
+    def customer_name(self, name: str) -> str:
+        return customer_name(name, self.msp)
+
+
+def customer_name(name: str, msp: int) -> str:
+    """A customer's name as MSP `msp`'s: past tenant 1 it carries the tenant's number."""
+    return name if msp == 1 else f"{name} ({msp:02d})"
 
 
 def _slug(text: str) -> str:
@@ -179,7 +192,8 @@ def _moment(rng: random.Random, now: datetime, history_days: int) -> tuple[datet
     return created.replace(microsecond=0), modified.replace(microsecond=0)
 
 
-def build_world(seed: int, scale: str | Scale, now: datetime | None = None) -> World:
+def build_world(seed: int, scale: str | Scale, now: datetime | None = None, msp: int = 1) -> World:
+    """`msp`: the tenant number of the MSP this world is (1 for a single-tenant sandbox)."""
     scale = SCALES[scale] if isinstance(scale, str) else scale
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     rng = random.Random(seed)
@@ -200,6 +214,7 @@ def build_world(seed: int, scale: str | Scale, now: datetime | None = None) -> W
             if name not in used_names:
                 used_names.add(name)
                 break
+        name = customer_name(name, msp)
         domain = f"{_slug(name)[:20]}{i}.example"
         locations = []
         for j in range(rng.randint(1, 3)):
@@ -253,4 +268,4 @@ def build_world(seed: int, scale: str | Scale, now: datetime | None = None) -> W
         ))
 
     return World(seed=seed, scale=scale, now=now, employees=employees, companies=tuple(companies),
-                 products=tuple(products), deals=tuple(deals))
+                 products=tuple(products), deals=tuple(deals), msp=msp)

@@ -5,7 +5,8 @@ body (400 if malformed) -> resolve the bearer token (401) and the user's API acc
 (user, method, route template) (429 + Retry-After) -> denied-route knob (403) -> the operation -> the
 envelope -> the request log. The fault plan (`sandbox/faults.py`) is consulted between the deny check and the
 operation: a fault that strikes before the operation answers instead of it; the others change how the answer
-is delivered (late, truncated, never).
+is delivered (late, truncated, never). Each step runs on the state of the company the request belongs to
+(`tenants.py`); the control surface takes `?tenant=` (a number, `sandbox_02` or the company name; default 1).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from starlette.requests import Request
@@ -32,8 +34,10 @@ from zk_pipelines.sandbox.faults import (
 )
 from zk_pipelines.sandbox.kaseya import auth, dto, reads, writes
 from zk_pipelines.sandbox.kaseya.editing import EditRefused
+from zk_pipelines.sandbox.kaseya.records import login_of
 from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Query, Reply, Route, Router, route_shape
 from zk_pipelines.sandbox.kaseya.state import KaseyaState
+from zk_pipelines.sandbox.kaseya.tenants import KaseyaTenants
 
 ROUTES: tuple[Route, ...] = auth.ROUTES + reads.ROUTES + writes.ROUTES
 
@@ -90,8 +94,8 @@ def _redacted(body: Any) -> Any:
 
 
 class Gateway:
-    def __init__(self, state: KaseyaState, router: Router) -> None:
-        self.state = state
+    def __init__(self, tenants: KaseyaTenants, router: Router) -> None:
+        self.tenants = tenants
         self.router = router
 
     async def _body(self, request: Request, route: Route, raw: bytes) -> Any:
@@ -111,43 +115,46 @@ class Gateway:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiFailure(400, f"The request body is not valid JSON: {exc}.") from None
 
-    def _authorise(self, request: Request, route: Route, body: Any) -> tuple[int | None, str]:
+    @staticmethod
+    def _authorise(state: KaseyaState, request: Request, route: Route, body: Any) -> tuple[int | None, str]:
         """(user id, user name) of the caller; raises 401/403."""
-        state = self.state
         if route.anonymous:
             named = next((v for k, v in (body or {}).items() if str(k).lower() == "username"), None)
             return None, (named or "anonymous").strip().lower()
         grant = state.tokens.resolve(_bearer_token(request), state.clock.now())
         if not state.knobs.api_access:
-            raise ApiFailure(403, auth.NO_API_ACCESS)
+            raise ApiFailure(403, auth.no_api_access(state.login.username))
         return grant.user_id, state.tenant.employees[grant.user_id].email_address
 
-    def _rate_limit(self, user: str, route: Route) -> None:
-        wait = self.state.limiter.hit((user, route.method, route.template.lower()))
+    @staticmethod
+    def _rate_limit(state: KaseyaState, user: str, route: Route) -> None:
+        wait = state.limiter.hit((user, route.method, route.template.lower()))
         if wait is not None:
             seconds = math.ceil(wait)
-            raise ApiFailure(429, f"Rate limit exceeded: {self.state.knobs.rate_limit} calls per hour for "
+            raise ApiFailure(429, f"Rate limit exceeded: {state.knobs.rate_limit} calls per hour for "
                                   f"{route.label}; retry after {seconds} seconds.",
                              headers={"Retry-After": str(seconds)})
 
-    def _check_permission(self, route: Route) -> None:
-        if _denied(self.state.knobs.denied_routes, route):
+    @staticmethod
+    def _check_permission(state: KaseyaState, route: Route) -> None:
+        if _denied(state.knobs.denied_routes, route):
             raise ApiFailure(403, f"Access denied: the API user's role lacks the permission "
                                   f"'{permission_name(route)}' needed for {route.label}.")
 
-    def _inject(self, fault: Fault, request: Request, route: Route, body: Any, raw: bytes) -> NoReturn:
+    def _inject(self, state: KaseyaState, fault: Fault, request: Request, route: Route, body: Any, raw: bytes
+                ) -> NoReturn:
         """Answer as the fault says instead of running the operation."""
         if fault.kind == ECHO_REQUEST:
             raise ApiFailure(fault.status, echo_of(request.method, str(request.url), request.headers.items(), raw))
         if fault.kind == TOKEN_EXPIRY:
-            self.state.expire_access_token(_bearer_token(request) or "")
-            self._authorise(request, route, body)  # raises the 401 an expired token gets
+            state.expire_access_token(_bearer_token(request) or "")
+            self._authorise(state, request, route, body)  # raises the 401 an expired token gets
         if fault.kind == SUCCESS_FALSE:
             raise Invalid(fault.message, code=500)
         raise ApiFailure(fault.status, fault.message, headers=fault.headers)
 
     async def handle(self, request: Request) -> Response:
-        state = self.state
+        state = self.tenants.first  # until the request names its company
         raw = await request.body()
         route: Route | None = None
         logged_body: Any = None
@@ -158,17 +165,20 @@ class Gateway:
                 raise ApiFailure(404, f"No API route matches {request.url.path}; the API is under /v2.")
             route, params = self.router.match(request.method, request.url.path)
             if not route.anonymous:  # Kaseya (ASP.NET) authenticates before it reads a body
+                state = self.tenants.for_token(_bearer_token(request)) or state
                 with state.lock:
                     state.tokens.resolve(_bearer_token(request), state.clock.now())
             body = await self._body(request, route, raw)
             logged_body = _redacted(body)
+            if route.anonymous:
+                state = self.tenants.for_form(body) or state
             with state.lock:
-                user_id, user = self._authorise(request, route, body)
-                self._rate_limit(user, route)
-                self._check_permission(route)
+                user_id, user = self._authorise(state, request, route, body)
+                self._rate_limit(state, user, route)
+                self._check_permission(state, route)
                 fault = state.faults.decide(route.method, route.template, auth_route=route.anonymous)
                 if fault is not None and fault.before_operation:
-                    self._inject(fault, request, route, body, raw)
+                    self._inject(state, fault, request, route, body, raw)
                 call = Call(tenant=state.tenant, now=state.clock.now(), params=params,
                             query=Query(request.query_params.multi_items()), body=body, user_id=user_id,
                             state=state)
@@ -189,24 +199,38 @@ class Gateway:
 
 
 class ControlSurface:
-    """`/_sandbox/...`: reset, request log, knobs, faults, clock and records. Never under `/v2`."""
+    """`/_sandbox/...`: reset, request log, knobs, faults, clock and records of one company (`?tenant=`, default
+    tenant 1), and the list of companies. Never under `/v2`."""
 
-    def __init__(self, state: KaseyaState) -> None:
-        self.state = state
+    def __init__(self, tenants: KaseyaTenants) -> None:
+        self.tenants = tenants
 
     def routes(self) -> list[HttpRoute]:
+        one = self._of_tenant
         return [
-            HttpRoute("/_sandbox/", self.index, methods=["GET"]),
+            HttpRoute("/_sandbox/", one(self.index), methods=["GET"]),
             HttpRoute("/_sandbox/routes", self.served_routes, methods=["GET"]),
-            HttpRoute("/_sandbox/reset", self.reset, methods=["POST"]),
-            HttpRoute("/_sandbox/requests", self.requests, methods=["GET", "DELETE"]),
-            HttpRoute("/_sandbox/knobs", self.knobs, methods=["GET", "POST"]),
-            HttpRoute("/_sandbox/faults", self.faults, methods=["GET", "POST", "DELETE"]),
-            HttpRoute("/_sandbox/clock", self.clock, methods=["GET"]),
-            HttpRoute("/_sandbox/clock/advance", self.advance, methods=["POST"]),
-            HttpRoute("/_sandbox/records/{entity}", self.records, methods=["GET", "POST"]),
-            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", self.record, methods=["GET", "PATCH"]),
+            HttpRoute("/_sandbox/tenants", self.tenant_list, methods=["GET"]),
+            HttpRoute("/_sandbox/reset", one(self.reset), methods=["POST"]),
+            HttpRoute("/_sandbox/requests", one(self.requests), methods=["GET", "DELETE"]),
+            HttpRoute("/_sandbox/knobs", one(self.knobs), methods=["GET", "POST"]),
+            HttpRoute("/_sandbox/faults", one(self.faults), methods=["GET", "POST", "DELETE"]),
+            HttpRoute("/_sandbox/clock", one(self.clock), methods=["GET"]),
+            HttpRoute("/_sandbox/clock/advance", one(self.advance), methods=["POST"]),
+            HttpRoute("/_sandbox/records/{entity}", one(self.records), methods=["GET", "POST"]),
+            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", one(self.record), methods=["GET", "PATCH"]),
         ]
+
+    def _of_tenant(self, handler: Callable[[Request, KaseyaState], Awaitable[Response]]
+                   ) -> Callable[[Request], Awaitable[Response]]:
+        """The handler, given the state of the company `?tenant=` names (404 if none)."""
+        async def endpoint(request: Request) -> Response:
+            try:
+                state = self.tenants.state(request.query_params.get("tenant", 1))
+            except KeyError as exc:
+                return _json({"error": str(exc.args[0])}, 404)
+            return await handler(request, state)
+        return endpoint
 
     @staticmethod
     async def _payload(request: Request) -> dict[str, Any]:
@@ -226,82 +250,92 @@ class ControlSurface:
         except (ValueError, EditRefused) as exc:
             return _json({"error": str(exc)}, 400)
 
-    async def index(self, request: Request) -> Response:
-        return _json({"seed": self.state.seed, "scale": self.state.scale, "api": "/v2", "control": [
-            "GET /_sandbox/routes", "POST /_sandbox/reset {seed?, scale?}", "GET|DELETE /_sandbox/requests",
-            "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}", "GET /_sandbox/clock",
+    async def index(self, request: Request, state: KaseyaState) -> Response:
+        return _json({"seed": state.seed, "scale": state.scale, "api": "/v2", "control": [
+            "GET /_sandbox/routes", "GET /_sandbox/tenants", "POST /_sandbox/reset {seed?, scale?}",
+            "GET|DELETE /_sandbox/requests", "GET|POST /_sandbox/knobs",
+            "GET|POST|DELETE /_sandbox/faults {seed?, rules}", "GET /_sandbox/clock",
             "POST /_sandbox/clock/advance {seconds}",
             "GET|POST /_sandbox/records/{entity}", "GET|PATCH /_sandbox/records/{entity}/{id}",
+            "?tenant= on any of these but routes and tenants: a number, sandbox_02 or the company name",
         ]})
 
     async def served_routes(self, request: Request) -> Response:
         return _json([{"method": r.method, "template": r.template, "published": r.published} for r in ROUTES])
 
-    async def reset(self, request: Request) -> Response:
+    async def tenant_list(self, request: Request) -> Response:
+        return _json([{"number": tenant.number, "key": tenant.key, "tenant": login.tenant, "username": login.username,
+                       "seed": tenant.seed, "seeded": self.tenants.is_seeded(tenant)}
+                      for tenant in self.tenants.tenants for login in [login_of(tenant.number)]])
+
+    async def reset(self, request: Request, state: KaseyaState) -> Response:
         async def act(payload: dict[str, Any]) -> Response:
-            self.state.reset(seed=payload.get("seed"), scale=payload.get("scale"))
-            return _json({"seed": self.state.seed, "scale": self.state.scale})
+            state.reset(seed=payload.get("seed"), scale=payload.get("scale"))
+            return _json({"seed": state.seed, "scale": state.scale})
         return await self._guarded(request, act)
 
-    async def requests(self, request: Request) -> Response:
+    async def requests(self, request: Request, state: KaseyaState) -> Response:
         if request.method == "DELETE":
-            self.state.clear_requests()
+            state.clear_requests()
             return Response(status_code=204)
-        return _json(self.state.requests())
+        return _json(state.requests())
 
-    async def knobs(self, request: Request) -> Response:
+    async def knobs(self, request: Request, state: KaseyaState) -> Response:
         async def act(payload: dict[str, Any]) -> Response:
             if request.method == "POST":
-                self.state.set_knobs(**payload)
-            return _json(self.state.knobs.as_json())
+                state.set_knobs(**payload)
+            return _json(state.knobs.as_json())
         return await self._guarded(request, act)
 
-    async def faults(self, request: Request) -> Response:
+    async def faults(self, request: Request, state: KaseyaState) -> Response:
         if request.method == "DELETE":
-            self.state.clear_faults()
+            state.clear_faults()
             return Response(status_code=204)
 
         async def act(payload: dict[str, Any]) -> Response:
             if request.method == "POST":
-                return _json(self.state.set_faults(**payload))
-            return _json(self.state.fault_plan())
+                return _json(state.set_faults(**payload))
+            return _json(state.fault_plan())
         return await self._guarded(request, act)
 
-    async def clock(self, request: Request) -> Response:
-        return _json(self.state.clock_json())
+    async def clock(self, request: Request, state: KaseyaState) -> Response:
+        return _json(state.clock_json())
 
-    async def advance(self, request: Request) -> Response:
+    async def advance(self, request: Request, state: KaseyaState) -> Response:
         async def act(payload: dict[str, Any]) -> Response:
             seconds = payload.get("seconds")
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
                 raise ValueError("give the seconds to advance as a number: {\"seconds\": 3600}")
-            self.state.advance_clock(seconds)
-            return _json(self.state.clock_json())
+            state.advance_clock(seconds)
+            return _json(state.clock_json())
         return await self._guarded(request, act)
 
-    async def records(self, request: Request) -> Response:
+    async def records(self, request: Request, state: KaseyaState) -> Response:
         entity = request.path_params["entity"]
 
         async def act(payload: dict[str, Any]) -> Response:
             if request.method == "POST":
-                return _json(self.state.create_record(entity, payload), 201)
-            return _json(self.state.records(entity))
+                return _json(state.create_record(entity, payload), 201)
+            return _json(state.records(entity))
         return await self._guarded(request, act)
 
-    async def record(self, request: Request) -> Response:
+    async def record(self, request: Request, state: KaseyaState) -> Response:
         entity, record_id = request.path_params["entity"], request.path_params["record_id"]
 
         async def act(payload: dict[str, Any]) -> Response:
             if request.method == "PATCH":
-                return _json(self.state.update_record(entity, record_id, payload))
-            return _json(self.state.record(entity, record_id))
+                return _json(state.update_record(entity, record_id, payload))
+            return _json(state.record(entity, record_id))
         return await self._guarded(request, act)
 
 
-def create_kaseya_app(state: KaseyaState) -> ConnectionDroppingStarlette:
-    gateway = Gateway(state, Router(ROUTES))
-    state.faults.serve(ServedRoute(r.method, r.template, auth=r.anonymous) for r in ROUTES)
+def create_kaseya_app(tenants: KaseyaTenants | KaseyaState) -> ConnectionDroppingStarlette:
+    """The app serving `tenants` (or one company's state, as a sandbox of one tenant)."""
+    if isinstance(tenants, KaseyaState):
+        tenants = KaseyaTenants.of_one(tenants)
+    gateway = Gateway(tenants, Router(ROUTES))
+    tenants.serve(ServedRoute(r.method, r.template, auth=r.anonymous) for r in ROUTES)
     return ConnectionDroppingStarlette(routes=[
-        *ControlSurface(state).routes(),
+        *ControlSurface(tenants).routes(),
         HttpRoute("/{path:path}", gateway.handle, methods=_ALL_METHODS),
     ])

@@ -16,11 +16,12 @@ from typing import Any
 
 from zk_pipelines.sandbox.kaseya import dto
 from zk_pipelines.sandbox.kaseya.dto import wire_datetime
-from zk_pipelines.sandbox.kaseya.records import PASSWORD, TENANT, USERNAME
 from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Reply, Route
 
-NO_API_ACCESS = (f"The user {USERNAME} does not have API access: give the user's role 'Has API Access' "
-                 "(Admin > Roles) in Kaseya BMS.")
+
+def no_api_access(username: str) -> str:
+    return (f"The user {username} does not have API access: give the user's role 'Has API Access' "
+            "(Admin > Roles) in Kaseya BMS.")
 
 
 @dataclass
@@ -56,6 +57,11 @@ class TokenStore:
         with self._lock:
             self._grants[access] = grant
         return access, grant
+
+    def holds(self, access: str | None) -> bool:
+        """Whether this store issued the access token (expired or not): how a request finds its tenant."""
+        with self._lock:
+            return (access or "") in self._grants
 
     def resolve(self, access: str | None, now: datetime) -> Grant:
         """The grant of a bearer token, or a 401."""
@@ -107,14 +113,14 @@ def authenticate(call: Call) -> Reply:
         raise Invalid(problems)
     if form["granttype"].strip().lower() != "password":
         raise Invalid(f"GrantType '{form['granttype']}' is not supported here; use 'password'.")
-    tenant = form["tenant"].strip()
-    if tenant.casefold() != TENANT.casefold():
+    tenant, login = form["tenant"].strip(), call.state.login
+    if tenant.casefold() != login.tenant.casefold():
         raise Invalid(f"Tenant '{tenant}' was not found: Tenant is the company name as shown in Kaseya BMS.",
                       code=401)
-    if form["username"].strip().casefold() != USERNAME.casefold() or form["password"] != PASSWORD:
+    if form["username"].strip().casefold() != login.username.casefold() or form["password"] != login.password:
         raise Invalid("Invalid username or password.", code=401)
     if not call.state.knobs.api_access:
-        raise Invalid(NO_API_ACCESS, code=403)
+        raise Invalid(no_api_access(login.username), code=403)
     return _tokens(call, call.tenant.api_user_id)
 
 
@@ -125,7 +131,7 @@ def refresh_token(call: Call) -> Reply:
         raise Invalid(problems)
     grant = call.state.tokens.exchange(form["accesstoken"], form["refreshtoken"], call.now)
     if not call.state.knobs.api_access:
-        raise Invalid(NO_API_ACCESS, code=403)
+        raise Invalid(no_api_access(call.state.login.username), code=403)
     return _tokens(call, grant.user_id)
 
 
@@ -136,7 +142,7 @@ def user_info(call: Call) -> Reply:
         UserId=user.id, FullName=user.full_name, EmailAddress=user.email_address, TimeStamp=wire_datetime(call.now),
         TimeZoneValue=0.0, TimeZoneName="(UTC) Coordinated Universal Time", OlsonTimeZoneName="Etc/UTC",
         DateFormat="MM/dd/yyyy", TimeFormat="hh:mm tt", TimeFormatWithSeconds="hh:mm:ss tt",
-        TenantId=tenant.tenant_id, BusinessName=TENANT, UserAccessRights=[], SpecialFeatures=[], ViewsMenus=[],
+        TenantId=tenant.tenant_id, BusinessName=tenant.name, UserAccessRights=[], SpecialFeatures=[], ViewsMenus=[],
         QueuesMenus=[], CurrencyCode="USD", CultureCode="en-US", FilesVersionNumber="2.0", NewTicketingUI=True,
         IsUserSystemAdmin=False, ProductName="Kaseya BMS",
     )

@@ -76,7 +76,7 @@ def accounts_lookup(call: Call) -> Reply:
     with_inactive = bool(q.bool("Filter.WithInactiveAccounts"))
     rows = [a for a in call.tenant.accounts.values()
             if (ids is None or a.id in ids) and name(a.account_name) and (with_inactive or a.is_active)]
-    return page(call, rows, render.account_lookup, with_total=False)
+    return page(call, rows, lambda account: render.account_lookup(call.tenant, account), with_total=False)
 
 
 def account_types(call: Call) -> Reply:

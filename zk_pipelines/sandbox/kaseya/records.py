@@ -7,11 +7,13 @@ Every timestamp is an aware UTC datetime with millisecond precision (the sandbox
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-# The tenant's API user (an "API Employee" whose role has "Has API Access") and company name.
+# The tenant's API user (an "API Employee" whose role has "Has API Access") and company name: tenant 1's,
+# and the single tenant's of a sandbox that serves one.
 USERNAME = "api.employee@msp.example"
 PASSWORD = "kaseya-sandbox-pass-7Q!"
 TENANT = "Sandbox MSP Ltd"
@@ -57,6 +59,25 @@ COUNTRIES = {
 }
 CURRENCY = (1, "USD")
 TAX_RATE_PERCENT = 8.0  # applied to taxable quote lines
+
+
+@dataclass(frozen=True)
+class Login:
+    """What a Kaseya login form names for one tenant: the company (`Tenant`), the API user, its password."""
+
+    tenant: str
+    username: str
+    password: str = field(repr=False)
+
+
+def login_of(number: int) -> Login:
+    """Tenant `number`'s login: tenant 1 keeps the project's fixed one; the others' are derived from the
+    number alone, so a sandbox restarted with another seed keeps its tenants' credentials."""
+    if number == 1:
+        return Login(TENANT, USERNAME, PASSWORD)
+    digest = hashlib.sha256(f"kaseya-sandbox:{number}".encode()).hexdigest()[:8]
+    return Login(f"Sandbox MSP {number:02d}", f"api.employee{number:02d}@msp.example",
+                 f"kaseya-sandbox-pass-{number:02d}-{digest}")
 
 
 def to_millis(moment: datetime) -> datetime:
@@ -399,9 +420,15 @@ ID_STARTS = {
 }
 
 
+# Tenant n's record ids start n-1 of these above ID_STARTS, so no two tenants of a sandbox share an id (a
+# record that reached the wrong tenant shows) and tenant 200's largest id still fits Kaseya's int32 ids.
+TENANT_ID_STRIDE = 10_000_000
+
+
 class IdSequences:
-    def __init__(self) -> None:
-        self._next = dict(ID_STARTS)
+    def __init__(self, tenant_number: int = 1) -> None:
+        offset = (tenant_number - 1) * TENANT_ID_STRIDE
+        self._next = {kind: start + offset for kind, start in ID_STARTS.items()}
 
     def next(self, kind: str) -> int:
         value = self._next[kind]
@@ -447,6 +474,7 @@ class Tenant:
     services: dict[int, Service] = field(default_factory=dict)
     # location id -> account id, so a location is found without scanning every account
     location_owner: dict[int, int] = field(default_factory=dict)
+    name: str = TENANT  # the company name, the login's `Tenant`
 
     def lookup(self, table: str) -> LookupTable:
         return self.lookups[table.lower()]

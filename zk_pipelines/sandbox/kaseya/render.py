@@ -10,7 +10,6 @@ from zk_pipelines.sandbox.kaseya.records import (
     COUNTRIES,
     CURRENCY,
     STATUS_ACTIONS,
-    TENANT,
     Account,
     Address,
     Category,
@@ -63,13 +62,13 @@ def account(tenant: Tenant, record: Account) -> dict[str, Any]:
         AccountManagerUserName=tenant.employee_name(record.account_manager_id),
         CurrencyId=CURRENCY[0], CurrencyName=CURRENCY[1], CreditLimit=record.credit_limit, NetDays=record.net_days,
         Website=record.website, Description=record.description, IsActive=record.is_active, IsBilling=True,
-        AcquiredDate=wire_datetime(record.acquired_date), TenantName=TENANT,
+        AcquiredDate=wire_datetime(record.acquired_date), TenantName=tenant.name,
         Locations=[location(tenant, loc) for loc in record.locations],
     )
 
 
-def account_lookup(record: Account) -> dict[str, Any]:
-    return dto.ACCOUNT_LOOKUP.render(Id=record.id, Name=record.account_name, TenantName=TENANT,
+def account_lookup(tenant: Tenant, record: Account) -> dict[str, Any]:
+    return dto.ACCOUNT_LOOKUP.render(Id=record.id, Name=record.account_name, TenantName=tenant.name,
                                      IsActive=record.is_active)
 
 

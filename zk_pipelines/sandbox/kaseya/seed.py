@@ -8,6 +8,9 @@ choices come from a random stream derived from the seed, apart from the world's.
 
 Lookup ids (statuses, types, warehouses, ...) depend on the seed, as they differ between real tenants, so a
 client that hard-codes one fails against another seed.
+
+Tenant n of a sandbox serving several (`sandbox/tenancy.py`) is seeded from its own seed and world, under
+its own company name and API user, with its record ids n-1 strides up (`records.TENANT_ID_STRIDE`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from zk_pipelines.sandbox.kaseya.records import (
     PRICING_LEVELS,
     PRODUCT_CATEGORIES,
     SUPPLIERS,
-    USERNAME,
     WAREHOUSES,
     WON_STATUS,
     Account,
@@ -51,6 +53,7 @@ from zk_pipelines.sandbox.kaseya.records import (
     Stamps,
     Stock,
     Tenant,
+    login_of,
 )
 from zk_pipelines.sandbox.world import Address as WorldAddress
 from zk_pipelines.sandbox.world import Company, Deal, World, build_world
@@ -90,20 +93,21 @@ def _between(rng: random.Random, start: datetime, end: datetime) -> datetime:
 
 
 def _empty_tenant(world: World) -> Tenant:
+    login = login_of(world.msp)
     base = lookup_id_base(world.seed)
     blocks = iter(range(base, base + 40 * 100, 40))
 
     def block() -> Iterator[int]:
         return iter(range(next(blocks) + 1, 10**9))
 
-    ids = IdSequences()
+    ids = IdSequences(world.msp)
     employees = {}
     for person in world.employees:
         employee_id = ids.next("employee")
         employees[employee_id] = Employee(employee_id, person.first_name, person.last_name, person.email,
                                           _JOB_TITLES[person.index % len(_JOB_TITLES)])
     api_user_id = ids.next("employee")
-    employees[api_user_id] = Employee(api_user_id, *API_EMPLOYEE, USERNAME, "API Integration")
+    employees[api_user_id] = Employee(api_user_id, *API_EMPLOYEE, login.username, "API Integration")
 
     type_ids = block()
     account_types = {i: AccountType(i, name) for name in ACCOUNT_TYPES for i in [next(type_ids)]}
@@ -126,7 +130,7 @@ def _empty_tenant(world: World) -> Tenant:
     return Tenant(
         seed=world.seed, scale=world.scale.name, tenant_id=4_000 + world.seed, api_user_id=api_user_id, ids=ids,
         employees=employees, account_types=account_types, statuses=statuses, warehouses=warehouses,
-        pricing_levels=pricing_levels, suppliers=suppliers, lookups=lookups,
+        pricing_levels=pricing_levels, suppliers=suppliers, lookups=lookups, name=login.tenant,
     )
 
 
@@ -328,8 +332,9 @@ def _seed_quotes(tenant: Tenant, world: World, rng: random.Random) -> None:
         tenant.quotes[quote_id] = quote
 
 
-def seed_tenant(seed: int, scale: str, now: datetime) -> Tenant:
-    world = build_world(seed, scale, now=now)
+def seed_tenant(seed: int, scale: str, now: datetime, number: int = 1) -> Tenant:
+    """`number`: the tenant's number in its sandbox (1 for a sandbox serving one)."""
+    world = build_world(seed, scale, now=now, msp=number)
     rng = random.Random(f"kaseya-sandbox:{seed}:{scale}")
     tenant = _empty_tenant(world)
     employee_ids = [e.id for e in tenant.employees.values() if e.id != tenant.api_user_id]

@@ -1,5 +1,5 @@
-"""The Kaseya sandbox's state: the tenant's records, the clock, the knobs, the tokens, the fault plan, the
-request log.
+"""The Kaseya sandbox's state for one tenant: its records, login, clock, knobs, tokens, fault plan and
+request log (a sandbox serving several tenants holds one per tenant: `tenants.py`).
 
 Every control-surface operation (`/_sandbox/...`) is a method here too, so tests can drive the sandbox
 from Python or over HTTP alike. One re-entrant lock serialises the server thread and the caller's thread.
@@ -15,7 +15,7 @@ from typing import Any
 from zk_pipelines.sandbox.faults import EVERY_KIND, FaultInjector
 from zk_pipelines.sandbox.kaseya import editing
 from zk_pipelines.sandbox.kaseya.auth import TokenStore
-from zk_pipelines.sandbox.kaseya.records import Tenant
+from zk_pipelines.sandbox.kaseya.records import Login, Tenant, login_of
 from zk_pipelines.sandbox.kaseya.seed import seed_tenant
 from zk_pipelines.sandbox.runtime import RequestLog, SandboxClock, SlidingWindowLimiter
 from zk_pipelines.sandbox.world import SCALES
@@ -63,9 +63,10 @@ def _checked_knobs(current: Knobs, changes: dict[str, Any]) -> Knobs:
 
 class KaseyaState:
     def __init__(self, seed: int = 7, scale: str = "small", knobs: Knobs | None = None,
-                 seeded_at: datetime | None = None) -> None:
+                 seeded_at: datetime | None = None, number: int = 1) -> None:
         """`seeded_at`: the moment the tenant's history is laid out before (default: now); two sandboxes seeded
-        at one moment hold the same records with the same stamps."""
+        at one moment hold the same records with the same stamps. `number`: the tenant's number in its
+        sandbox, which names its company and API user (`records.login_of`)."""
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r} (known: {', '.join(SCALES)})")
         self.lock = threading.RLock()
@@ -77,10 +78,12 @@ class KaseyaState:
         self.limiter = SlidingWindowLimiter(self.clock, self.knobs.rate_limit)
         self.faults = FaultInjector(EVERY_KIND)
         self.seed, self.scale = seed, scale
-        self.tenant: Tenant = seed_tenant(seed, scale, seeded_at or self.clock.now())
+        self.number = number
+        self.login: Login = login_of(number)
+        self.tenant: Tenant = seed_tenant(seed, scale, seeded_at or self.clock.now(), number)
 
     def __repr__(self) -> str:
-        return f"KaseyaState(seed={self.seed}, scale={self.scale!r}, knobs={self.knobs})"
+        return f"KaseyaState({self.login.tenant!r}, seed={self.seed}, scale={self.scale!r}, knobs={self.knobs})"
 
     # --- control operations ---------------------------------------------------------------------------
 
@@ -100,7 +103,7 @@ class KaseyaState:
             self.faults.clear()
             self.tokens.clear()
             self.log.clear()
-            self.tenant = seed_tenant(self.seed, self.scale, self.clock.now())
+            self.tenant = seed_tenant(self.seed, self.scale, self.clock.now(), self.number)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -5,6 +5,9 @@
         sandbox.refresh_token   # the API user's refresh token
         sandbox.state           # records, knobs, clock, request log (see state.py)
 
+With `tenants=N` one server holds N accounts, told apart by their tokens (`accounts.py`): `sandbox.state` and
+`sandbox.refresh_token` are account 1's, `sandbox.tenant_state(n)` and `sandbox.refresh_token_of(n)` another's.
+
 The contract it implements is `zomentum-api-notes.md`, known and assumed parts; `schema.py` and
 `openapi.yaml` write the assumed parts down.
 """
@@ -14,17 +17,38 @@ from __future__ import annotations
 from datetime import datetime
 
 from zk_pipelines.sandbox.runtime import RunningServer
+from zk_pipelines.sandbox.tenancy import SandboxTenant
+from zk_pipelines.sandbox.zomentum.accounts import ZomentumAccounts
 from zk_pipelines.sandbox.zomentum.app import create_zomentum_app
 from zk_pipelines.sandbox.zomentum.seed import API_USER_EMAIL
-from zk_pipelines.sandbox.zomentum.state import REFRESH_TOKEN, ZomentumState
+from zk_pipelines.sandbox.zomentum.state import REFRESH_TOKEN, ZomentumState, refresh_token_of
 
 
 class ZomentumSandbox:
-    """A started sandbox server and its state; stop it with `stop()` or by leaving the `with` block."""
+    """A started sandbox server and its accounts; stop it with `stop()` or by leaving the `with` block.
 
-    def __init__(self, state: ZomentumState, server: RunningServer) -> None:
-        self.state = state
+    `state` and `refresh_token` are account 1's (the only account of a single-account sandbox); `tenants` lists
+    every account, `tenant_state(t)` and `refresh_token_of(t)` address one by number or registry key
+    (`sandbox_02`)."""
+
+    def __init__(self, accounts: ZomentumAccounts, server: RunningServer) -> None:
+        self.accounts = accounts
         self._server = server
+
+    @property
+    def state(self) -> ZomentumState:
+        return self.accounts.first
+
+    @property
+    def tenants(self) -> tuple[SandboxTenant, ...]:
+        return self.accounts.tenants
+
+    def tenant_state(self, tenant: int | str | SandboxTenant) -> ZomentumState:
+        """The account's state (seeded now if this is its first use); KeyError for an unknown one."""
+        return self.accounts.state(tenant)
+
+    def refresh_token_of(self, tenant: int | str | SandboxTenant) -> str:
+        return refresh_token_of(self.accounts.tenant(tenant).number)
 
     @property
     def base_url(self) -> str:
@@ -48,7 +72,8 @@ class ZomentumSandbox:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"ZomentumSandbox({self.base_url}, seed={self.state.seed}, scale={self.state.scale!r})"
+        return (f"ZomentumSandbox({self.base_url}, seed={self.state.seed}, scale={self.state.scale!r}, "
+                f"{len(self.tenants)} tenants)")
 
 
 def start_zomentum_sandbox(
@@ -60,19 +85,21 @@ def start_zomentum_sandbox(
     rate_limit: int | None = None,
     rate_limit_window_seconds: float = 60.0,
     seeded_at: datetime | None = None,
+    tenants: int = 1,
 ) -> ZomentumSandbox:
-    """Seed the state and start serving it on `host:port` (0 = a free port) in a background thread.
+    """Seed account 1 and start serving it on `host:port` (0 = a free port) in a background thread; accounts
+    2..`tenants` are seeded on their first use, as of the same moment.
 
     `rate_limit` is the number of requests one access token may make per `rate_limit_window_seconds`
-    (None: unlimited); past it the API answers 429 with `Retry-After`. `seeded_at`: the moment the account's
+    (None: unlimited); past it the API answers 429 with `Retry-After`. `seeded_at`: the moment the accounts'
     history is laid out before (default: now).
     """
-    state = ZomentumState(seed, scale, access_token_lifetime_seconds=access_token_lifetime_seconds,
-                          rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds,
-                          seeded_at=seeded_at)
-    server = RunningServer(create_zomentum_app(state), host=host, port=port).start()
-    return ZomentumSandbox(state, server)
+    accounts = ZomentumAccounts(seed, scale, tenants, access_token_lifetime_seconds=access_token_lifetime_seconds,
+                                rate_limit=rate_limit, rate_limit_window_seconds=rate_limit_window_seconds,
+                                seeded_at=seeded_at)
+    server = RunningServer(create_zomentum_app(accounts), host=host, port=port).start()
+    return ZomentumSandbox(accounts, server)
 
 
-__all__ = ["API_USER_EMAIL", "REFRESH_TOKEN", "ZomentumSandbox", "ZomentumState", "create_zomentum_app",
-           "start_zomentum_sandbox"]
+__all__ = ["API_USER_EMAIL", "REFRESH_TOKEN", "ZomentumAccounts", "ZomentumSandbox", "ZomentumState",
+           "create_zomentum_app", "refresh_token_of", "start_zomentum_sandbox"]

@@ -2,14 +2,16 @@
 
 Every API request goes through `_dispatch`, the one place that matches the route table, authenticates,
 applies the rate limit, consults the fault plan (`sandbox/faults.py`, keyed by `ApiRoute.template`), calls the
-handler, renders errors as `{"status_code", "message"}` and logs the request.
+handler, renders errors as `{"status_code", "message"}` and logs the request, on the state of the account the
+request's token belongs to (`accounts.py`). The control surface takes `?tenant=` (a number or `sandbox_02`;
+default account 1).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NoReturn
@@ -30,6 +32,7 @@ from zk_pipelines.sandbox.faults import (
     deliver,
     echo_of,
 )
+from zk_pipelines.sandbox.zomentum.accounts import ZomentumAccounts
 from zk_pipelines.sandbox.zomentum.schema import RESOURCES, ApiProblem, bad_request, format_timestamp
 from zk_pipelines.sandbox.zomentum.state import API_USER_EMAIL, ZAPIER_DOCUMENTS, ZomentumState
 
@@ -141,9 +144,12 @@ def _logged_query(request: Request) -> str:
     return urlencode(pairs, safe="*")
 
 
-def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
+def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> ConnectionDroppingStarlette:
+    """The app serving `accounts` (or one account's state, as a sandbox of one account)."""
+    if isinstance(accounts, ZomentumState):
+        accounts = ZomentumAccounts.of_one(accounts)
     routes = api_routes()
-    state.faults.serve(ServedRoute(r.method, r.template, auth=not r.authenticated) for r in routes)
+    accounts.serve(ServedRoute(r.method, r.template, auth=not r.authenticated) for r in routes)
 
     def find_route(method: str, path: str) -> tuple[ApiRoute | None, dict[str, str], list[str]]:
         allowed = []
@@ -156,10 +162,20 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
             allowed.append(route.method)
         return None, {}, allowed
 
+    def account_of(route: ApiRoute | None, request: Request) -> ZomentumState:
+        """The account whose token the request carries; account 1 when it names none."""
+        named = None
+        if route is not None and route.authenticated:
+            named = accounts.for_authorization(request.headers.get("authorization"))
+        elif route is not None:
+            named = accounts.for_refresh_token(request.query_params.get("refresh_token"))
+        return named or accounts.first
+
     async def _dispatch(request: Request) -> Response:
         raw = await request.body()
         method, path = request.method, request.url.path
         route, params, allowed = find_route(method, path)
+        state = account_of(route, request)
         body: Any = None
         user = None
         token: str | None = None
@@ -193,6 +209,17 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
             fault=delivery.fault))
         return delivery.response
 
+    def of_tenant(handler: Callable[[Request, ZomentumState], Awaitable[Response]]
+                  ) -> Callable[[Request], Awaitable[Response]]:
+        """The handler, given the state of the account `?tenant=` names (404 if none)."""
+        async def endpoint(request: Request) -> Response:
+            try:
+                state = accounts.state(request.query_params.get("tenant", 1))
+            except KeyError as exc:
+                return _problem(ApiProblem(404, str(exc.args[0])))
+            return await handler(request, state)
+        return endpoint
+
     async def control(handler: Callable[[Any], Any], request: Request, status: int = 200) -> Response:
         raw = await request.body()
         try:
@@ -210,14 +237,19 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
         return _json({
             "api": "/v2",
             "openapi": "/_sandbox/openapi.yaml",
-            "control": ["POST /_sandbox/reset {seed?, scale?}", "GET|DELETE /_sandbox/requests",
-                        "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}",
+            "control": ["GET /_sandbox/tenants", "POST /_sandbox/reset {seed?, scale?}",
+                        "GET|DELETE /_sandbox/requests", "GET|POST /_sandbox/knobs", "GET|POST|DELETE /_sandbox/faults {seed?, rules}",
                         "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
                         "POST /_sandbox/documents", "POST /_sandbox/documents/{document_id}/revisions",
-                        "GET /_sandbox/records/{resource}"],
+                        "GET /_sandbox/records/{resource}",
+                        "?tenant= on any of these but tenants: an account's number or sandbox_02 (default 1)"],
         })
 
-    async def reset(request: Request) -> Response:
+    async def tenant_list(request: Request) -> Response:
+        return _json([{"number": tenant.number, "key": tenant.key, "seed": tenant.seed,
+                       "seeded": accounts.is_seeded(tenant)} for tenant in accounts.tenants])
+
+    async def reset(request: Request, state: ZomentumState) -> Response:
         def run(body: Any) -> dict[str, Any]:
             for key in body:
                 if key not in ("seed", "scale"):
@@ -226,18 +258,18 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
             return {"seed": state.seed, "scale": state.scale}
         return await control(run, request)
 
-    async def requests_log(request: Request) -> Response:
+    async def requests_log(request: Request, state: ZomentumState) -> Response:
         if request.method == "DELETE":
             state.clear_requests()
             return Response(status_code=204)
         return _json(state.requests())
 
-    async def knobs(request: Request) -> Response:
+    async def knobs(request: Request, state: ZomentumState) -> Response:
         if request.method == "GET":
             return _json(state.knobs())
         return await control(lambda body: state.set_knobs(**body), request)
 
-    async def faults(request: Request) -> Response:
+    async def faults(request: Request, state: ZomentumState) -> Response:
         if request.method == "DELETE":
             state.clear_faults()
             return Response(status_code=204)
@@ -245,10 +277,10 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
             return _json(state.fault_plan())
         return await control(lambda body: state.set_faults(**body), request)
 
-    async def clock(request: Request) -> Response:
+    async def clock(request: Request, state: ZomentumState) -> Response:
         return _json({"now": format_timestamp(state.now())})
 
-    async def clock_advance(request: Request) -> Response:
+    async def clock_advance(request: Request, state: ZomentumState) -> Response:
         def run(body: Any) -> dict[str, Any]:
             seconds = body.get("seconds")
             if isinstance(seconds, bool) or not isinstance(seconds, int | float):
@@ -256,15 +288,15 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
             return {"now": format_timestamp(state.advance_clock(seconds))}
         return await control(run, request)
 
-    async def documents(request: Request) -> Response:
+    async def documents(request: Request, state: ZomentumState) -> Response:
         return await control(state.create_document_from, request, 201)
 
-    async def revisions(request: Request) -> Response:
+    async def revisions(request: Request, state: ZomentumState) -> Response:
         def run(body: Any) -> dict[str, Any]:
             return state.revise_document(request.path_params["document_id"], body.get("line_items"))
         return await control(run, request, 201)
 
-    async def records(request: Request) -> Response:
+    async def records(request: Request, state: ZomentumState) -> Response:
         return await control(lambda _: state.records(request.path_params["resource"]), request)
 
     async def openapi(request: Request) -> Response:
@@ -279,15 +311,16 @@ def create_zomentum_app(state: ZomentumState) -> ConnectionDroppingStarlette:
     return ConnectionDroppingStarlette(
         routes=[
             Route("/_sandbox/", index, methods=["GET"]),
-            Route("/_sandbox/reset", reset, methods=["POST"]),
-            Route("/_sandbox/requests", requests_log, methods=["GET", "DELETE"]),
-            Route("/_sandbox/knobs", knobs, methods=["GET", "POST"]),
-            Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
-            Route("/_sandbox/clock", clock, methods=["GET"]),
-            Route("/_sandbox/clock/advance", clock_advance, methods=["POST"]),
-            Route("/_sandbox/documents", documents, methods=["POST"]),
-            Route("/_sandbox/documents/{document_id}/revisions", revisions, methods=["POST"]),
-            Route("/_sandbox/records/{resource:path}", records, methods=["GET"]),
+            Route("/_sandbox/tenants", tenant_list, methods=["GET"]),
+            Route("/_sandbox/reset", of_tenant(reset), methods=["POST"]),
+            Route("/_sandbox/requests", of_tenant(requests_log), methods=["GET", "DELETE"]),
+            Route("/_sandbox/knobs", of_tenant(knobs), methods=["GET", "POST"]),
+            Route("/_sandbox/faults", of_tenant(faults), methods=["GET", "POST", "DELETE"]),
+            Route("/_sandbox/clock", of_tenant(clock), methods=["GET"]),
+            Route("/_sandbox/clock/advance", of_tenant(clock_advance), methods=["POST"]),
+            Route("/_sandbox/documents", of_tenant(documents), methods=["POST"]),
+            Route("/_sandbox/documents/{document_id}/revisions", of_tenant(revisions), methods=["POST"]),
+            Route("/_sandbox/records/{resource:path}", of_tenant(records), methods=["GET"]),
             Route("/_sandbox/openapi.yaml", openapi, methods=["GET"]),
             Route("/v2/{path:path}", _dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ],

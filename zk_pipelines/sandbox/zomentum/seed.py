@@ -185,8 +185,8 @@ def seed_account(world: World, new_id: IdMaker) -> SeededAccount:
 
     for i in range(max(3, len(world.companies) // 20)):
         base = _ZOMENTUM_ONLY_CLIENTS[i % len(_ZOMENTUM_ONLY_CLIENTS)]
-        name = f"{base} {_CLIENT_SUFFIXES[i % len(_CLIENT_SUFFIXES)]}" + (
-            f" {i // len(_ZOMENTUM_ONLY_CLIENTS)}" if i >= len(_ZOMENTUM_ONLY_CLIENTS) else "")
+        name = world.customer_name(f"{base} {_CLIENT_SUFFIXES[i % len(_CLIENT_SUFFIXES)]}" + (
+            f" {i // len(_ZOMENTUM_ONLY_CLIENTS)}" if i >= len(_ZOMENTUM_ONLY_CLIENTS) else ""))
         domain = f"{base.lower().replace(' ', '')}-zo{i}.example"
         client = b.add("client/companies", {
             "name": name, "company_type": b.rng.choice(["customer", "prospect"]), "website": f"https://{domain}",

@@ -1,5 +1,5 @@
-"""Everything the Zomentum sandbox knows: records, document revisions, tokens, knobs, fault plan, clock,
-request log.
+"""Everything the Zomentum sandbox knows of one account: records, document revisions, tokens, knobs, fault
+plan, clock, request log (a sandbox serving several accounts holds one per account: `accounts.py`).
 
 The HTTP app (`app.py`) is a thin layer over this object; tests and the demo call the same methods
 directly (`reset`, `set_knobs`, `advance_clock`, `create_document`, `records`, ...), which is what the
@@ -9,6 +9,7 @@ directly (`reset`, `set_knobs`, `advance_clock`, `create_document`, `records`, .
 from __future__ import annotations
 
 import copy
+import hashlib
 import hmac
 import math
 import secrets
@@ -44,7 +45,17 @@ from zk_pipelines.sandbox.zomentum.schema import (
 )
 from zk_pipelines.sandbox.zomentum.seed import API_USER_EMAIL, IdMaker, seed_account
 
-REFRESH_TOKEN = "zomentum-sandbox-refresh-token-3fd9"
+REFRESH_TOKEN = "zomentum-sandbox-refresh-token-3fd9"  # account 1's, and a single-account sandbox's
+
+
+def refresh_token_of(number: int) -> str:
+    """Account `number`'s refresh token: account 1 keeps the project's fixed one; the others' are derived from
+    the number alone, so a sandbox restarted with another seed keeps its accounts' tokens."""
+    if number == 1:
+        return REFRESH_TOKEN
+    digest = hashlib.sha256(f"zomentum-sandbox:{number}".encode()).hexdigest()[:8]
+    return f"zomentum-sandbox-refresh-token-{number:02d}-{digest}"
+
 
 LIST_PARAMS = frozenset({"page", "limit", "count_query_flag", "filters"})
 # Query parameters only some lists take.
@@ -133,10 +144,14 @@ class ZomentumState:
         rate_limit_window_seconds: float = 60.0,
         clock: SandboxClock | None = None,
         seeded_at: datetime | None = None,
+        number: int = 1,
     ) -> None:
         """`seeded_at`: the moment the account's history is laid out before (default: now); a reset seeds at
-        the reset's moment."""
+        the reset's moment. `number`: the account's number in its sandbox, which picks its refresh token
+        (`refresh_token_of`) and marks its clients' names (`world.py`)."""
         self.seed = seed
+        self.number = number
+        self.refresh_token = refresh_token_of(number)
         self._seeded_at = seeded_at
         self.scale = scale
         self.clock = clock or SandboxClock()
@@ -171,7 +186,7 @@ class ZomentumState:
             self._limiter = self._make_limiter(self._knobs)
             self._new_id = IdMaker(self.seed)
             moment, self._seeded_at = self._seeded_at or self.clock.now(), None
-            account = seed_account(build_world(self.seed, self.scale, now=moment), self._new_id)
+            account = seed_account(build_world(self.seed, self.scale, now=moment, msp=self.number), self._new_id)
             self._records = account.records
             self._revisions = account.revisions
             self._creation_order: dict[str, list[str]] = {}
@@ -236,7 +251,7 @@ class ZomentumState:
 
     def issue_access_token(self) -> str:
         """What a refresh answers with; also for tests that need a valid token directly."""
-        return self.refresh_access_token(REFRESH_TOKEN)["access_token"]
+        return self.refresh_access_token(self.refresh_token)["access_token"]
 
     def create_document(
         self,
@@ -311,7 +326,7 @@ class ZomentumState:
         """A new access token, which invalidates the previous one."""
         if not refresh_token:
             raise bad_request("refresh_token", "is required")
-        if not hmac.compare_digest(refresh_token.encode(), REFRESH_TOKEN.encode()):
+        if not hmac.compare_digest(refresh_token.encode(), self.refresh_token.encode()):
             raise ApiProblem(401, "the refresh token is invalid or has been revoked")
         with self._lock:
             if self._access_token:
@@ -335,6 +350,14 @@ class ZomentumState:
             if token in self._retired_tokens:
                 raise ApiProblem(401, "the access token was invalidated by a newer one")
         raise ApiProblem(401, "invalid access token")
+
+    def holds(self, token: str | None) -> bool:
+        """Whether this account issued the access token (current, expired or retired): how a request finds
+        its account."""
+        with self._lock:
+            current = self._access_token is not None and hmac.compare_digest((token or "").encode(),
+                                                                             self._access_token.encode())
+            return current or token in self._retired_tokens
 
     def expire_access_token(self, token: str) -> None:
         """The access token stops working now, as if its lifetime had run out (the refresh token still works)."""
@@ -561,4 +584,4 @@ class ZomentumState:
         return SlidingWindowLimiter(self.clock, knobs.rate_limit, knobs.rate_limit_window_seconds)
 
 
-__all__ = ["API_USER_EMAIL", "REFRESH_TOKEN", "Knobs", "ZomentumState"]
+__all__ = ["API_USER_EMAIL", "REFRESH_TOKEN", "Knobs", "ZomentumState", "refresh_token_of"]
