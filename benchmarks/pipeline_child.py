@@ -29,7 +29,7 @@ import dagster as dg
 from measure import own_peak_rss_mb, process_memory_mb, write_report
 
 from zk_pipelines.config import TENANT_VARIABLES
-from zk_pipelines.definitions import build_definitions
+from zk_pipelines.definitions import build_definitions, freeze_loaded_objects
 from zk_pipelines.defs.jobs import PULL_GROUPS
 from zk_pipelines.defs.local_runs import QUIET, prepare_dagster_home
 from zk_pipelines.defs.push import build_push_job, push_run_config
@@ -151,6 +151,7 @@ def run_hourly(args: argparse.Namespace, instance: dg.DagsterInstance) -> dict[s
     configure_tenant(args.settings, args.database)
     definitions = build_definitions(partitions_start=args.partitions_start,
                                     tuning=PullTuning(pricing_calls_per_hour=args.pricing_calls_per_hour))
+    freeze_loaded_objects()  # as the code location's loader does in a run worker
     with MemorySampler() as memory:
         result, seconds = _execute(definitions.resolve_job_def("hourly_sync_job"), instance, args.first, args.last)
     # The run's peak, before this process reads the run's events back (a 90-day run's ~100,000 of them take

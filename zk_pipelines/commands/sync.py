@@ -19,7 +19,7 @@ import dagster as dg
 
 from zk_pipelines.commands.run_summary import print_run_summary
 from zk_pipelines.config import TENANT_VARIABLES, ConfigurationError, TenantConfig
-from zk_pipelines.definitions import PARTITIONS_START_VARIABLE, build_definitions
+from zk_pipelines.definitions import PARTITIONS_START_VARIABLE, build_definitions, freeze_loaded_objects
 from zk_pipelines.defs.local_runs import HOUR_KEY, hour_key, last_complete_hour, prepare_dagster_home, run_hourly_job
 from zk_pipelines.defs.partitions import DEFAULT_PARTITIONS_START
 
@@ -63,6 +63,7 @@ def run_sync(*, hour: str | None, first: str | None, last: str | None, whole_his
           file=out, flush=True)
     started = time.monotonic()
     definitions = build_definitions(partitions_start=partitions_start)
+    freeze_loaded_objects()
     with dg.DagsterInstance.get() as instance:
         result = run_hourly_job(definitions, instance, start, end, whole_history=whole_history)
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.0f} s",
