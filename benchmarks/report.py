@@ -334,6 +334,16 @@ def _history_twin(scale: str) -> str | None:
     return scale.removesuffix("_5y") if scale.endswith("_5y") else None
 
 
+def _fastest_wall(run: dict[str, Any], first: dict[str, Any]) -> float:
+    return min([r["wall_s"] for r in run.get("initial_repeats", []) if r.get("wall_s") is not None]
+               or [first["wall_s"]])
+
+
+def _repeat_walls(run: dict[str, Any]) -> str:
+    walls = [r["wall_s"] for r in run.get("initial_repeats", []) if r.get("wall_s") is not None]
+    return "one run" if len(walls) < 2 else "the fastest of " + ", ".join(f"{w:.1f}" for w in sorted(walls))
+
+
 def onboarding_targets(document: dict[str, Any], judge: Any) -> None:
     """The onboarding issue's targets, each judged where the runs that show it were made."""
     runs = {(run["scale"], run["latency_ms"]): run for run in document["runs"]}
@@ -356,12 +366,16 @@ def onboarding_targets(document: dict[str, Any], judge: Any) -> None:
         twin = _history_twin(scale)
         other = runs.get((twin, latency)) if twin else None
         base = _scenario(other, "1") if other else None
-        if ours and base:
-            change = ours["wall_s"] / base["wall_s"] - 1
+        if ours and base and other is not None:
+            # A few seconds' runs move by a tenth or more from one run to the next on a shared machine: the fastest of
+            # their repeats (where made), what each costs with the least of the machine's other work in it.
+            base_s, five_s = _fastest_wall(other, base), _fastest_wall(run, ours)
+            change = five_s / base_s - 1
             judge(f"five years of history cost the same as 90 days (within {HISTORY_TOLERANCE:.0%})",
                   f"{twin} -> {scale} @ {latency} ms", ok and abs(change) <= HISTORY_TOLERANCE,
-                  f"{base['wall_s']:.1f} s over 90 days, {ours['wall_s']:.1f} s over five years ({change:+.1%}); "
-                  f"Kaseya calls {base['kaseya_calls']} and {ours['kaseya_calls']}")
+                  f"{base_s:.1f} s over 90 days, {five_s:.1f} s over five years ({change:+.1%}; "
+                  f"{_repeat_walls(other)} and {_repeat_walls(run)}); Kaseya calls {base['kaseya_calls']} and "
+                  f"{ours['kaseya_calls']}")
         backfill, backfill_dlt = _scenario(run, "4"), _scenario(run, "4", "dlt")
         if backfill and backfill_dlt:
             ratio = backfill["wall_s"] / backfill_dlt["wall_s"]
