@@ -70,3 +70,20 @@ def test_requests_in_flight_per_step_stay_within_a_sessions_connections(knob, va
     else:
         with pytest.raises(pydantic.ValidationError, match=knob):
             PullTuning(**{knob: value})
+
+
+def test_an_unpartitioned_asset_depends_on_an_hourly_partitioned_one_through_its_latest_hour():
+    # Dagster's default mapping (every partition) makes each downstream step enumerate every hour since the
+    # first partition: after five years of hours, a second per step of every run.
+    graph = build_definitions(partitions_start="2021-12-01-00:00").get_repository_def().asset_graph
+    checked = 0
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.partitions_def is not None:
+            continue
+        for parent in node.parent_keys:
+            if graph.get(parent).partitions_def is not None:
+                mapping = node.assets_def.get_partition_mapping_for_dep(parent)
+                assert isinstance(mapping, dg.LastPartitionMapping), (key, parent, mapping)
+                checked += 1
+    assert checked == 3  # stg/kaseya_accounts, _contacts, _opportunities on their raw lists
