@@ -20,6 +20,7 @@ import yaml
 
 from zk_pipelines.config import TENANT_VARIABLES, TenantVariables
 from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.kaseya_extract import CHANGES_STEP
 from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
@@ -108,7 +109,7 @@ class PipelineHarness:
         })
 
     def run_hour(self, start: datetime, *, whole_history: bool = False) -> dg.ExecuteInProcessResult:
-        run_config = {"ops": {"kaseya_changes": {"config": {"whole_history": True}}}} if whole_history else None
+        run_config = {"ops": {CHANGES_STEP: {"config": {"whole_history": True}}}} if whole_history else None
         return self.job.execute_in_process(instance=self.instance, partition_key=hour_key(start),
                                            raise_on_error=False, run_config=run_config)
 

@@ -14,9 +14,9 @@ from zk_pipelines.definitions import build_definitions, defs
 from zk_pipelines.defs.resources import PullTuning
 
 PULL_ASSETS = {
-    *(f"raw/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
-                                        "opportunity_statuses", "account_types", "product_categories",
-                                        "warehouses", "lookups")),
+    "raw/kaseya_changes",  # the incremental lists: accounts, contacts, opportunities
+    *(f"raw/kaseya_{name}" for name in ("products", "employees", "opportunity_statuses", "account_types",
+                                        "product_categories", "warehouses", "lookups")),
     "settings/resolved",
     *(f"stg/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
                                         "opportunity_statuses")),

@@ -106,15 +106,16 @@ def test_the_ledger_and_the_metadata_say_which_hours_a_run_was_for(harness):
                     hourly.run_id: hour_key(last)}
     # A ranged run: each hour's materialization says what that hour brought; the run's figures once, on its last.
     events = [e.event_specific_data.materialization for e in ranged.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key == dg.AssetKey(["raw", "kaseya_accounts"])]
+              if e.event_specific_data.materialization.asset_key == dg.AssetKey(["raw", "kaseya_changes"])]
     assert [m.partition for m in events] == [hour_key(first_hour + timedelta(hours=n)) for n in range(3)]
-    assert all("rows_modified_in_hour" in m.metadata for m in events)
-    with_run_figures = [m.partition for m in events if "run_rows" in m.metadata]
+    assert all({"accounts_modified_in_hour", "contacts_modified_in_hour", "opportunities_modified_in_hour"}
+               <= set(m.metadata) for m in events)
+    with_run_figures = [m.partition for m in events if "accounts_rows" in m.metadata]
     assert with_run_figures == [hour_key(last - timedelta(hours=1))]
-    per_hour = sum(m.metadata["rows_modified_in_hour"].value for m in events)
+    per_hour = sum(m.metadata["accounts_modified_in_hour"].value for m in events)
     # the tenant's first run: its whole history, the records older than its first hour counted to that hour
-    assert events[0].metadata["rows_modified_in_hour"].value > 10
-    assert per_hour == events[-1].metadata["run_rows"].value == extracted
+    assert events[0].metadata["accounts_modified_in_hour"].value > 10
+    assert per_hour == events[-1].metadata["accounts_rows"].value == extracted
 
 
 def _dagster_private_imports(path: Path) -> list[str]:

@@ -196,7 +196,7 @@ def test_a_backfill_of_several_days_is_one_run_with_one_query_per_page(synced_on
                      if e["method"] == "GET" and e["path"].lower() == "/v2/crm/accounts/summary"]
     assert len(account_reads) == 1  # 40 accounts over ~48 hours: one page, not 48 queries
     # the tenant's first run: everything Kaseya holds, whatever the first hour of the range
-    assert materialization_metadata(result, "raw/kaseya_accounts")["run_query"].startswith("the beginning")
+    assert materialization_metadata(result, "raw/kaseya_changes")["accounts_query"].startswith("the beginning")
 
 
 @pytest.mark.slow

@@ -25,10 +25,11 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import SnapshotCounts, read_snapshot, rows_by_hour
 
 GROUP = "kaseya_extract"
-CHANGES_STEP = "kaseya_changes"
+CHANGES_STEP = "raw__kaseya_changes"  # the op of the asset raw/kaseya_changes
 CATALOGUE_STEP = "kaseya_catalogue"
 
 INCREMENTAL_SOURCES = tuple(source for source in KASEYA_SOURCES if source.incremental)
+CHANGES_KEY = dg.AssetKey(["raw", "kaseya_changes"])
 SNAPSHOT_SOURCES = tuple(source for source in KASEYA_SOURCES if not source.incremental)
 
 # A step calling an API that failed on what a repeat can fix (an answer garbled, or refused with a server
@@ -48,7 +49,9 @@ CALLS_COLUMNS = dg.TableSchema(columns=[
 
 
 def raw_key(source: KaseyaSource) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source.raw_table])
+    """The asset a Kaseya list is extracted by: its own table's for a snapshot, the changes' for an incremental
+    list (the three lists of the changes are one hourly-partitioned asset)."""
+    return CHANGES_KEY if source.incremental else dg.AssetKey(["raw", source.raw_table])
 
 
 def final_failure(exc: ApiError) -> dg.Failure:
@@ -98,61 +101,58 @@ class ChangesConfig(dg.Config):
                     "the run's hours and any hours earlier runs missed. A tenant's first run does this by itself.")
 
 
-def _changes_specs() -> list[dg.AssetSpec]:
-    return [dg.AssetSpec(
-        raw_key(source), group_name=GROUP, kinds={"kaseya", "duckdb"},
-        description=f"{source.description} Table raw.{source.raw_table}: the latest payload Kaseya sent for "
-                    "each record, with the window that brought it. Hourly partitions on ModifiedOn: a run "
-                    "queries its hours (15 minutes of overlap before them) and any hours before them that no "
-                    "run covered yet, so a tenant's first run extracts its whole history; upserted on the "
-                    "Kaseya id.",
-    ) for source in INCREMENTAL_SOURCES]
-
-
 def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.multi_asset(
-        name=CHANGES_STEP, specs=_changes_specs(), partitions_def=partitions, backfill_policy=SINGLE_RUN,
-        can_subset=True, pool="kaseya_api", retry_policy=API_STEP_RETRIES,
-        description="The incremental Kaseya lists, side by side through the run's one client.",
+    # One hourly-partitioned asset for the three incremental lists, not one each: Dagster records a
+    # materialization per partition of every partitioned asset in a run, so a 30-day backfill writes 720 events
+    # here where three assets would write 2,160 (each ~6 ms on a SQLite instance, ~30 ms on PostgreSQL).
+    tables = ", ".join(f"raw.{source.raw_table}" for source in INCREMENTAL_SOURCES)
+
+    @dg.asset(
+        key=CHANGES_KEY, group_name=GROUP, kinds={"kaseya", "duckdb"}, partitions_def=partitions,
+        backfill_policy=SINGLE_RUN, pool="kaseya_api", retry_policy=API_STEP_RETRIES,
+        description=f"Kaseya's incremental lists ({', '.join(s.name for s in INCREMENTAL_SOURCES)}), read side by "
+                    f"side through the run's one client into {tables}: the latest payload Kaseya sent for each "
+                    "record, upserted on the Kaseya id, with the window that brought it. Hourly partitions on "
+                    "ModifiedOn: a run queries its hours (15 minutes of overlap before them) and any hours before "
+                    "them that no run covered yet, so a tenant's first run extracts its whole history. Each hour's "
+                    "materialization counts the records modified in it; the run's figures are on its last hour.",
     )
     def kaseya_changes(context: dg.AssetExecutionContext, config: ChangesConfig, kaseya: KaseyaResource,
-                       state: StateStoreResource, tuning: PullTuning) -> Iterator[dg.MaterializeResult]:
-        sources = [s for s in INCREMENTAL_SOURCES if raw_key(s) in context.selected_asset_keys]
+                       state: StateStoreResource, tuning: PullTuning) -> dg.MaterializeResult:
         database = state.database()
         client = kaseya.client(state)
         window = context.partition_time_window
         with client.step_usage() as calls:
-            results = extract_changes(client, database, sources, window.start, window.end,
+            results = extract_changes(client, database, INCREMENTAL_SOURCES, window.start, window.end,
                                       overlap=timedelta(minutes=tuning.overlap_minutes),
                                       whole_history=config.whole_history, run_id=context.run.run_id, now=now())
         keys = partition_keys_of_run(context)
+        extracted = {name: result for name, result in results.items() if not isinstance(result, BaseException)}
         failures = {name: result for name, result in results.items() if isinstance(result, BaseException)}
-        # The step's calls (the three lists') once, on the first list it materializes.
-        step_figures = {f"step_{name}": value for name, value in api_usage(client, calls.usage()).items()}
-        for source in sources:
-            result = results[source.name]
-            if isinstance(result, BaseException):
-                continue
-            key = raw_key(source)
-            # Per partition, what that hour brought (records older than the run's first hour count to it); the
-            # run's figures once, on the last partition of the run.
-            with connect(database, read_only=True) as connection:
-                by_hour = rows_by_hour(connection, source.raw_table, context.run.run_id, keys)
-            for partition_key in keys:
-                context.add_asset_metadata({"rows_modified_in_hour": by_hour.get(partition_key, 0)},
-                                           asset_key=key, partition_key=partition_key)
-            context.add_asset_metadata({
-                "run_rows": result.rows, "run_unreadable_rows": result.unreadable,
-                "run_partitions": len(keys),
-                "run_query": result.window.describe(),
-                "whole_history": result.window.whole_history,
-                "covered_through": result.covered_through.isoformat() if result.covered_through else "nothing",
-                **step_figures,
-            }, asset_key=key, partition_key=keys[-1])
-            step_figures = {}
-            yield dg.MaterializeResult(asset_key=key)
+        # Per hour, what it brought of each list (records older than the run's first hour count to it); the run's
+        # figures once, on its last hour.
+        by_hour: dict[str, dict[str, int]] = {}
+        with connect(database, read_only=True) as connection:
+            for source in INCREMENTAL_SOURCES:
+                if source.name in extracted:
+                    by_hour[source.name] = rows_by_hour(connection, source.raw_table, context.run.run_id, keys)
         if failures:
-            raise step_failure(failures)
+            raise step_failure(failures)  # what was read is kept in raw, pending: the re-run stages it
+        for partition_key in keys:
+            context.add_asset_metadata({f"{name}_modified_in_hour": counts.get(partition_key, 0)
+                                        for name, counts in by_hour.items()}, partition_key=partition_key)
+        run_figures: dict[str, object] = {"run_partitions": len(keys)}
+        for name, result in extracted.items():
+            run_figures |= {
+                f"{name}_rows": result.rows, f"{name}_unreadable_rows": result.unreadable,
+                f"{name}_query": result.window.describe(),
+                f"{name}_covered_through": (result.covered_through.isoformat() if result.covered_through
+                                            else "nothing"),
+            }
+        run_figures["whole_history"] = any(result.window.whole_history for result in extracted.values())
+        run_figures |= api_usage(client, calls.usage())
+        context.add_asset_metadata(run_figures, partition_key=keys[-1])
+        return dg.MaterializeResult()
 
     return kaseya_changes
 

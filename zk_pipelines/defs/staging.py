@@ -4,6 +4,7 @@ that stops the load when too many rows of a run are rejected."""
 
 import dagster as dg
 
+from zk_pipelines.defs.kaseya_extract import raw_key
 from zk_pipelines.defs.partitions import now, run_partitions
 from zk_pipelines.defs.resources import PullTuning, StateStoreResource
 from zk_pipelines.domain.entities import KASEYA_SOURCE
@@ -42,9 +43,10 @@ def raw_dependency(entity: str) -> dg.AssetDep:
     """Staging reads what is pending in raw, whatever hours brought it: as a dependency on an hourly-partitioned
     raw asset, the latest hour. (Dagster's default, every partition, would make each staging step enumerate all
     the hours since the first: a second per step after five years of them.)"""
-    key = dg.AssetKey(["raw", f"kaseya_{entity}"])
-    incremental = KASEYA_SOURCE[entity].incremental
-    return dg.AssetDep(key, partition_mapping=dg.LastPartitionMapping()) if incremental else dg.AssetDep(key)
+    source = KASEYA_SOURCE[entity]
+    if source.incremental:
+        return dg.AssetDep(raw_key(source), partition_mapping=dg.LastPartitionMapping())
+    return dg.AssetDep(raw_key(source))
 
 
 def build_staged_asset(entity: str) -> dg.AssetsDefinition:
