@@ -152,6 +152,19 @@ def test_the_latency_bound_is_judged_on_the_median_of_the_initial_sync_s_runs_ag
     assert uneven["verdict"] == "met"
 
 
+def test_without_dagster_s_own_overhead_measured_the_latency_bound_is_shown_but_not_judged():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from report import targets
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    document = _small_initial_sync_document([{"run_s": 9.0, "wall_s": 12.0, "delayed_calls": 300, "success": True}])
+    del document["runs"][0]["calibration"]
+    (judged,) = [t for t in targets(document) if "latency bound" in t["target"]]
+    assert judged["verdict"] == "n/a"
+    assert "not calibrated (--calibrate 1)" in judged["figures"]
+
+
 def _figures(wall: float, **more) -> dict:
     return {"wall_s": wall, "cpu_s": wall, "success": True, "kaseya_calls": 100, "zomentum_record_writes": 0,
             "kaseya_logins": 1, **more}
