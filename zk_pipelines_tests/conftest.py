@@ -4,6 +4,7 @@ zk_pipelines_tests/fixtures/."""
 import pytest
 
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
+from zk_pipelines_tests.postgres import PostgresUnavailable, find_or_start, fresh_database
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 
 pytest_plugins = [
@@ -30,3 +31,22 @@ def sandboxes():
     yield kaseya, zomentum
     kaseya.stop()
     zomentum.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server (zk_pipelines_tests/postgres.py says which); with none to be had, every test
+    needing it fails with the one-line reason (never a silent skip)."""
+    try:
+        server = find_or_start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is needed for this test: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of an empty database of this test's own on the real server, dropped afterwards."""
+    with fresh_database(postgres_server) as url:
+        yield url

@@ -6,9 +6,14 @@ import dagster as dg
 
 PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load", "audit")
 HOURLY_JOB = "hourly_sync_job"
+# Run tags naming the tenant, by kind of run: a QueuedRunCoordinator limits runs per tag value
+# (deploy/dagster.yaml: one pull run per tenant at a time, a few pushes).
+PULL_TAG = "zk/pull"
+PUSH_TAG = "zk/push"
+DEFAULT_TENANT = "default"  # the one tenant a deployment without a tenant registry serves
 
 
-def hourly_sync_job() -> dg.UnresolvedAssetJobDefinition:
+def hourly_sync_job(tenant: str = DEFAULT_TENANT) -> dg.UnresolvedAssetJobDefinition:
     # Dagster's own in-process executor: the run's steps one after another in its one process (one Kaseya login,
     # one Zomentum token per run), the same whether the schedule launches the run, a backfill, the launchpad, or
     # `zk sync` executes it in process. Requests go out side by side inside the steps (a thread pool over the
@@ -17,6 +22,7 @@ def hourly_sync_job() -> dg.UnresolvedAssetJobDefinition:
         HOURLY_JOB,
         selection=dg.AssetSelection.groups(*PULL_GROUPS),
         executor_def=dg.in_process_executor,
+        tags={PULL_TAG: tenant},
         description="Kaseya -> DuckDB staging -> validated, mapped -> Zomentum upsert, for one hour (or a range "
                     "of hours in one run). A tenant's first run syncs its whole history.",
     )

@@ -22,9 +22,11 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def prepare_dagster_home(home: Path) -> Path:
-    """A Dagster instance directory holding this repository's dagster.yaml."""
+    """A Dagster instance directory: the dagster.yaml it holds (a production instance, e.g. deploy/dagster.yaml
+    on PostgreSQL) is kept; a new or empty one gets this repository's local dagster.yaml."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     return home
 
 

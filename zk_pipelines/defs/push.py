@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from zk_pipelines.defs.jobs import DEFAULT_TENANT, PUSH_TAG
 from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
 from zk_pipelines.domain.push_plan import render_plan
@@ -119,8 +120,8 @@ def _push(context: dg.OpExecutionContext, config: PushConfig, sources: PushSourc
     return dg.Output(None, metadata=metadata)
 
 
-def build_push_job() -> dg.JobDefinition:
-    @dg.job(name=PUSH_JOB, executor_def=dg.in_process_executor,
+def build_push_job(tenant: str = DEFAULT_TENANT) -> dg.JobDefinition:
+    @dg.job(name=PUSH_JOB, executor_def=dg.in_process_executor, tags={PUSH_TAG: tenant},
             description="Push one Zomentum document to Kaseya (config: document_id, overrides, dry_run).")
     def push_document_job() -> None:
         push_won_document()
