@@ -22,6 +22,7 @@ from zk_pipelines.config import ENVIRONMENT_VARIABLES, SECRET_VARIABLES, Configu
 from zk_pipelines.sandbox.world import SCALES
 from zk_pipelines.secrets import redact
 from zk_pipelines.storage.database import DatabaseUnusable
+from zk_pipelines.storage.state_store import StateStoreError
 
 SCALE_NAMES = list(SCALES)
 
@@ -69,6 +70,14 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
     return run_sync(hour=args.hour, first=args.first, last=args.last, whole_history=args.whole_history,
                     out=sys.stdout)
+
+
+def _cmd_state(args: argparse.Namespace) -> int:
+    from zk_pipelines.commands.state import run_state_command
+
+    if args.action in ("export", "import") and args.directory is None:
+        raise ConfigurationError(f"zk state {args.action} needs a directory")
+    return run_state_command(args.action, args.directory, os.environ, sys.stdout)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -156,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=_cmd_audit)
 
+    p = sub.add_parser("state", help="the tenant's durable state store: migrate, status, export or import "
+                                     "(PostgreSQL with ZK_STATE_URL, else the DuckDB file)")
+    p.add_argument("action", choices=["migrate", "status", "export", "import"])
+    p.add_argument("directory", nargs="?", type=Path, help="export: where to write; import: what to load")
+    p.set_defaults(func=_cmd_state)
+
     p = sub.add_parser("history", help="one record's trail between Kaseya and Zomentum, oldest first")
     p.add_argument("kind", choices=["opportunity", "client", "contact", "item"])
     p.add_argument("id", help="the record's Kaseya id or Zomentum id")
@@ -164,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Errors whose message names what to fix (a variable, a file, a key, a value): printed as they are.
-EXPECTED_ERRORS = (ApiError, ConfigurationError, DatabaseUnusable, LedgerUnavailable, SelectionError, OSError)
+EXPECTED_ERRORS = (ApiError, ConfigurationError, DatabaseUnusable, LedgerUnavailable, SelectionError,
+                   StateStoreError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:

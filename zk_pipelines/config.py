@@ -15,7 +15,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 from zk_pipelines.secrets import Secret
+
+if TYPE_CHECKING:
+    from zk_pipelines.storage.state_store import StateStore
 
 
 class ConfigurationError(ValueError):
@@ -42,6 +47,8 @@ class TenantVariables:
     zomentum_access_token: str = "ZOMENTUM_ACCESS_TOKEN"  # secret, optional
     settings_path: str = "ZK_SETTINGS"
     duckdb_path: str = "ZK_DUCKDB_PATH"  # optional
+    state_url: str = "ZK_STATE_URL"  # optional (PostgreSQL state store); secret: it may hold a password
+    state_schema: str = "ZK_STATE_SCHEMA"  # optional: the tenant's schema in the PostgreSQL state store
 
     def with_prefix(self, prefix: str) -> TenantVariables:
         return TenantVariables(**{f.name: prefix + getattr(self, f.name) for f in fields(self)})
@@ -50,7 +57,8 @@ class TenantVariables:
         return tuple(getattr(self, f.name) for f in fields(self))
 
     def secrets(self) -> tuple[str, ...]:
-        return (self.kaseya_password, self.kaseya_mfa_code, self.zomentum_refresh_token, self.zomentum_access_token)
+        return (self.kaseya_password, self.kaseya_mfa_code, self.zomentum_refresh_token, self.zomentum_access_token,
+                self.state_url)
 
 
 TENANT_VARIABLES = TenantVariables()
@@ -96,6 +104,8 @@ class TenantConfig:
     zomentum: ZomentumCredentials | None = None
     settings_path: Path | None = None
     duckdb_path: Path = field(default=Path(DEFAULT_DUCKDB_PATH))
+    state_url: Secret | None = None  # the PostgreSQL state store; None: the state lives in the DuckDB file
+    state_schema: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], variables: TenantVariables = TENANT_VARIABLES) -> TenantConfig:
@@ -137,10 +147,19 @@ class TenantConfig:
             zomentum=zomentum,
             settings_path=Path(settings) if settings else None,
             duckdb_path=Path(optional(variables.duckdb_path) or DEFAULT_DUCKDB_PATH),
+            state_url=Secret(state_url) if (state_url := optional(variables.state_url)) else None,
+            state_schema=optional(variables.state_schema),
         )
 
     def secrets(self) -> tuple[Secret, ...]:
-        return self.kaseya.secrets() + (self.zomentum.secrets() if self.zomentum else ())
+        return (self.kaseya.secrets() + (self.zomentum.secrets() if self.zomentum else ())
+                + ((self.state_url,) if self.state_url else ()))
+
+    def state_store(self) -> StateStore:
+        """The tenant's state store, migrated (and, for PostgreSQL, its DuckDB replica brought up to date)."""
+        from zk_pipelines.storage.state_store import open_store
+
+        return open_store(self.duckdb_path, self.state_url.reveal() if self.state_url else None, self.state_schema)
 
 
 # --------------------------------------------------------------------------------------------------------

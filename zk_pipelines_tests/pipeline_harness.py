@@ -35,7 +35,8 @@ _TENANTS = itertools.count(1)
 
 def tenant_environment(kaseya: KaseyaSandbox, zomentum: ZomentumSandbox, settings: Path, database: Path,
                        prefix: str | None = None, *, kaseya_password: str | None = None,
-                       zomentum_refresh_token: str | None = None) -> TenantVariables:
+                       zomentum_refresh_token: str | None = None, state_url: str | None = None,
+                       state_schema: str | None = None) -> TenantVariables:
     """Set a tenant's environment variables (under a prefix of its own, so that harnesses side by side never
     share one) and name them: the resources bind these names, as in production, never the values (a literal
     value would be stored in the run's job snapshot as the resource's config default). `kaseya_password` and
@@ -48,6 +49,8 @@ def tenant_environment(kaseya: KaseyaSandbox, zomentum: ZomentumSandbox, setting
         variables.zomentum_refresh_token: zomentum_refresh_token or zomentum.refresh_token,
         variables.settings_path: str(settings), variables.duckdb_path: str(database),
     })
+    if state_url:  # the PostgreSQL state store (read where the code location loads: set before it builds)
+        os.environ.update({variables.state_url: state_url, variables.state_schema: state_schema or "zk_default"})
     return variables
 
 
@@ -79,6 +82,9 @@ class PipelineHarness:
     # Credentials other than the sandboxes' own (a wrong password, a revoked refresh token).
     kaseya_password: str | None = None
     zomentum_refresh_token: str | None = None
+    # The PostgreSQL state store (ZK_STATE_URL) and the tenant's schema in it; None: state in the DuckDB file.
+    state_url: str | None = None
+    state_schema: str = "zk_default"
 
     def __post_init__(self) -> None:
         self.current_hour = self.now.replace(minute=0, second=0, microsecond=0)
@@ -88,7 +94,8 @@ class PipelineHarness:
         self.instance = self.instance or dg.DagsterInstance.ephemeral()
         self.variables = tenant_environment(self.kaseya, self.zomentum, self.settings_path, self.database,
                                             kaseya_password=self.kaseya_password,
-                                            zomentum_refresh_token=self.zomentum_refresh_token)
+                                            zomentum_refresh_token=self.zomentum_refresh_token,
+                                            state_url=self.state_url, state_schema=self.state_schema)
         self.definitions = self.build()
 
     def build(self) -> dg.Definitions:

@@ -149,7 +149,7 @@ def _tables(database: Path) -> dict[str, list[tuple]]:
         return {
             "stg": connection.execute("SELECT * FROM stg.kaseya_contacts ORDER BY kaseya_id").fetchall(),
             "rejects": connection.execute(
-                "SELECT * FROM audit.rejects WHERE entity = 'contacts' ORDER BY ALL").fetchall(),
+                "SELECT * EXCLUDE (reject_id) FROM audit.rejects WHERE entity = 'contacts' ORDER BY ALL").fetchall(),
             "mapped": connection.execute(
                 """SELECT kaseya_id, payload::VARCHAR, payload_hash, problem, waiting, source_modified_on, mapped_at,
                           run_id FROM mapped.zomentum_client_users ORDER BY kaseya_id""").fetchall(),

@@ -4,6 +4,8 @@ stored are shown)."""
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -14,6 +16,7 @@ import duckdb
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
 from zk_pipelines.domain.settings import Links, load_settings
 from zk_pipelines.storage.database import LOCK_WAIT_SECONDS, connect
+from zk_pipelines.storage.state_store import open_store, shown_url, unbind
 
 DEFAULT_DUCKDB_PATH = "zk_pipelines.duckdb"
 
@@ -23,7 +26,19 @@ class LedgerUnavailable(Exception):
 
 
 def ledger_path(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("ZK_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
+    """The DuckDB file the audit views read. With a PostgreSQL state store (`ZK_STATE_URL`), a replica of the
+    ledger of this command's own, brought up to date first (in the temp directory, one per state schema): it
+    never waits for a running sync, which holds the tenant's DuckDB file."""
+    url = (environ.get("ZK_STATE_URL") or "").strip()
+    if not url:
+        return Path(environ.get("ZK_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH)
+    schema = (environ.get("ZK_STATE_SCHEMA") or "").strip() or None
+    key = hashlib.sha256(f"{shown_url(url)}|{schema}".encode()).hexdigest()[:16]
+    replica = Path(tempfile.gettempdir()) / f"zk-ledger-{key}.duckdb"
+    store = open_store(replica, url, schema)
+    unbind(replica)
+    store.close()
+    return replica
 
 
 def settings_links(environ: Mapping[str, str]) -> Links | None:

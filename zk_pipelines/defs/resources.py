@@ -38,9 +38,10 @@ from zk_pipelines.domain.settings import IntegrationSettings, load_settings, set
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.secrets import Secret
-from zk_pipelines.storage.budget_store import DuckDBBudgetStore
+from zk_pipelines.storage.budget_store import DuckDBBudgetStore, PostgresBudgetStore, budget_store_for
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables
+from zk_pipelines.storage.state_store import PostgresStateStore, StateStore, hydrate, open_store, unbind
 
 
 class StateStoreResource(dg.ConfigurableResource):
@@ -49,10 +50,15 @@ class StateStoreResource(dg.ConfigurableResource):
 
     duckdb_path: str = DEFAULT_DUCKDB_PATH
     settings_path: str
+    # ZK_STATE_URL / ZK_STATE_SCHEMA: the PostgreSQL state store (storage/state_store.py); without them the
+    # durable state stays in the DuckDB file.
+    state_url: str | None = None
+    state_schema: str | None = None
 
     # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file and
     # some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
     _tables_ready: bool = PrivateAttr(default=False)
+    _store: StateStore | None = PrivateAttr(default=None)
     _resolved: tuple[str, ResolvedSettings] | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -61,13 +67,23 @@ class StateStoreResource(dg.ConfigurableResource):
         return Path(self.duckdb_path)
 
     def database(self) -> Path:
-        """The DuckDB file with the pull's tables in place: created by the run's first step that asks."""
+        """The DuckDB file with the pull's tables in place: created by the run's first step that asks, with the
+        state store migrated. With a PostgreSQL state store the file is its replica, brought up to date with
+        what other workers wrote at every ask (a few queries when nothing changed)."""
         with self._lock:
             if not self._tables_ready:
+                self._store = open_store(self.database_path, self.state_url, self.state_schema)
                 with connect(self.database_path) as connection:
                     ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
                 self._tables_ready = True
+            elif isinstance(self._store, PostgresStateStore):
+                hydrate(self.database_path, self._store)
         return self.database_path
+
+    def store(self) -> StateStore:
+        self.database()
+        assert self._store is not None
+        return self._store
 
     def settings_file(self) -> Path:
         if not self.settings_path:
@@ -97,14 +113,17 @@ class StateStoreResource(dg.ConfigurableResource):
             self._resolved = (text, resolved)
         return resolved
 
-    def budget_store(self) -> DuckDBBudgetStore:
+    def budget_store(self) -> DuckDBBudgetStore | PostgresBudgetStore:
         """Where the tenant's Kaseya calls per endpoint are counted across runs, pushes and commands."""
-        return DuckDBBudgetStore(self.database())
+        return budget_store_for(self.database(), self.store())
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         with self._lock:
             self._tables_ready = False
             self._resolved = None
+            if self._store is not None:
+                unbind(self.database_path)
+                self._store = None
 
 
 class KaseyaResource(dg.ConfigurableResource):
@@ -231,5 +250,7 @@ def tenant_resources(variables: TenantVariables = TENANT_VARIABLES, env: Mapping
             settings_path=dg.EnvVar(variables.settings_path),
             **({"duckdb_path": dg.EnvVar(variables.duckdb_path)}
                if _bound(variables.duckdb_path, env, optional=True) else {}),
+            state_url=_bound(variables.state_url, env, optional=True),
+            state_schema=_bound(variables.state_schema, env, optional=True),
         ),
     }

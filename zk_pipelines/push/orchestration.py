@@ -52,7 +52,7 @@ from zk_pipelines.push.resolve import (
     PreparedPush,
     prepare_push,
 )
-from zk_pipelines.storage.budget_store import DuckDBBudgetStore
+from zk_pipelines.storage.budget_store import budget_store_for
 from zk_pipelines.storage.database import DatabaseUnusable
 from zk_pipelines.storage.pull_store import SyncEvent
 from zk_pipelines.storage.push_store import (
@@ -93,7 +93,8 @@ class PushSources:
         if config.zomentum is None:
             raise ConfigurationError("ZOMENTUM_BASE_URL is not set: the push reads the document from Zomentum")
         # Outside a run (`zk push`), the client counts its calls in the tenant's budget like the runs do.
-        kaseya = kaseya or KaseyaClient(config.kaseya, budget_store=DuckDBBudgetStore(config.duckdb_path))
+        store = config.state_store()
+        kaseya = kaseya or KaseyaClient(config.kaseya, budget_store=budget_store_for(config.duckdb_path, store))
         return cls(kaseya, ZomentumClient(config.zomentum), config.settings_path, config.duckdb_path, run_alive)
 
 

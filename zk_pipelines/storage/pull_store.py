@@ -31,6 +31,15 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
 from zk_pipelines.storage.database import registered
 from zk_pipelines.storage.schema import create_tables
+from zk_pipelines.storage.state_store import (
+    ID_MAP,
+    PRODUCT_PRICING,
+    REJECTS,
+    RESOLVED_SETTINGS,
+    SYNC_EVENTS,
+    new_ids,
+    replicate,
+)
 
 MAPPED_DDL = """
 CREATE TABLE IF NOT EXISTS mapped.zomentum_{name} (
@@ -228,6 +237,8 @@ def upsert_pricing(connection: duckdb.DuckDBPyConnection, prices: Sequence[tuple
          "suppliers": [json.dumps(p[2]) for p in prices], "costs": [json.dumps(p[3]) for p in prices],
          "now": now, "run_id": run_id},
     )
+    replicate(connection, PRODUCT_PRICING, "list_contains($ids, t.product_index_id)",
+              {"ids": [int(p[0]) for p in prices]})
 
 
 def read_pricing(connection: duckdb.DuckDBPyConnection) -> dict[int, dict[str, Any]]:
@@ -324,14 +335,18 @@ def insert_rejects(connection: duckdb.DuckDBPyConnection, rejects: pd.DataFrame,
     frame = rejects[[name for name, _ in REJECT_COLUMNS]].copy()
     frame["kaseya_id"] = frame["kaseya_id"].astype("string")
     frame.columns = ["entity", "kaseya_id", "check_name", "column_name", "value", "reason"]
+    ids = new_ids(connection, REJECTS, len(frame))
+    frame["reject_id"] = ids
     with registered(connection, "incoming_rejects", frame):
         connection.execute(
-            """INSERT INTO audit.rejects
-               (run_id, partition_key, entity, kaseya_id, check_name, column_name, value, reason, rejected_at)
-               SELECT $run_id, $partition_key, entity, kaseya_id, check_name, column_name, value, reason, $now
+            """INSERT INTO audit.rejects (reject_id, run_id, partition_key, entity, kaseya_id, check_name,
+                                          column_name, value, reason, rejected_at)
+               SELECT reject_id, $run_id, $partition_key, entity, kaseya_id, check_name, column_name, value,
+                      reason, $now
                FROM incoming_rejects""",
             {"run_id": run_id, "partition_key": partition_key, "now": now},
         )
+    replicate(connection, REJECTS, "list_contains($ids, t.reject_id)", {"ids": ids})
     return len(frame)
 
 
@@ -459,6 +474,8 @@ def upsert_id_map(connection: duckdb.DuckDBPyConnection, entries: Sequence[IdMap
             """,
             {"now": now},
         )
+        replicate(connection, ID_MAP, "EXISTS (SELECT 1 FROM incoming_id_map i "
+                  "WHERE i.entity = t.entity AND i.kaseya_id = t.kaseya_id)")
 
 
 @dataclass(frozen=True)
@@ -488,15 +505,19 @@ def record_events(connection: duckdb.DuckDBPyConnection, events: Sequence[SyncEv
                            for e in events],
         "link": [e.link for e in events],
     })
+    ids = new_ids(connection, SYNC_EVENTS, len(frame))
+    frame["event_id"] = ids
     with registered(connection, "incoming_events", frame):
         connection.execute(
-            """INSERT INTO audit.sync_events (occurred_at, run_id, partition_key, direction, entity, kaseya_id,
-                                             zomentum_id, action, reason, changed_fields, link, settings_fingerprint)
-               SELECT $now, $run_id, $partition_key, direction, entity, kaseya_id, zomentum_id, action, reason,
-                      changed_fields::JSON, link, $fingerprint
-               FROM incoming_events""",
+            """INSERT INTO audit.sync_events (event_id, occurred_at, run_id, partition_key, direction, entity,
+                                             kaseya_id, zomentum_id, action, reason, changed_fields, link,
+                                             settings_fingerprint)
+               SELECT event_id, $now, $run_id, $partition_key, direction, entity, kaseya_id, zomentum_id, action,
+                      reason, changed_fields::JSON, link, $fingerprint
+               FROM incoming_events ORDER BY event_id""",
             {"now": now, "run_id": run_id, "partition_key": partition_key, "fingerprint": settings_fingerprint},
         )
+    replicate(connection, SYNC_EVENTS, "list_contains($ids, t.event_id)", {"ids": ids})
 
 
 # --- resolved settings ------------------------------------------------------------------------------
@@ -511,6 +532,7 @@ def save_resolved_settings(connection: duckdb.DuckDBPyConnection, fingerprint: s
                resolved_at = excluded.resolved_at, run_id = excluded.run_id""",
         {"fp": fingerprint, "resolved": json.dumps(resolved), "now": now, "run_id": run_id},
     )
+    replicate(connection, RESOLVED_SETTINGS, "t.fingerprint = $fp", {"fp": fingerprint})
 
 
 def latest_resolved_settings(connection: duckdb.DuckDBPyConnection) -> tuple[str, dict[str, Any]] | None:

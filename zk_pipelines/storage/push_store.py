@@ -22,6 +22,15 @@ from typing import Any
 import duckdb
 
 from zk_pipelines.storage.schema import create_tables
+from zk_pipelines.storage.state_store import (
+    ID_MAP,
+    PUSH_DOCUMENTS,
+    PUSH_REQUESTS,
+    hydrate_into,
+    new_ids,
+    remote_store_of,
+    replicate,
+)
 
 PUSH_DDL = (
     """
@@ -119,7 +128,24 @@ def start_document(connection: duckdb.DuckDBPyConnection, document_id: str, vers
     """Mark the (document, version) as being pushed by this run; returns the attempt number (1 for the
     first). Raises DocumentHeld when another run is pushing any version of the document: a run `run_alive`
     says is alive, or, where it cannot tell (None), one whose last ledger write is recent. The check and the
-    mark are one transaction, and DuckDB lets one process write the file at a time."""
+    mark are one transaction, and DuckDB lets one process write the file at a time. With a PostgreSQL state
+    store the claim is made under the document's advisory lock, on the replica brought up to date inside it:
+    two workers never both hold the document, and pushes of other documents never wait."""
+    store = remote_store_of(connection)
+    if store is None:
+        return _claim_in_transaction(connection, document_id, version, run_id=run_id, fingerprint=fingerprint,
+                                     now=now, run_alive=run_alive)
+    with store.lock(f"document:{document_id}"):
+        hydrate_into(connection, store)
+        attempt = _claim_in_transaction(connection, document_id, version, run_id=run_id,
+                                        fingerprint=fingerprint, now=now, run_alive=run_alive)
+        replicate(connection, PUSH_DOCUMENTS, "t.document_id = $d AND t.document_version = $v",
+                  {"d": document_id, "v": version})
+    return attempt
+
+
+def _claim_in_transaction(connection: duckdb.DuckDBPyConnection, document_id: str, version: str, *, run_id: str,
+                          fingerprint: str, now: datetime, run_alive: Callable[[str], bool | None]) -> int:
     connection.execute("BEGIN TRANSACTION")
     try:
         attempt = _claim_document(connection, document_id, version, run_id=run_id, fingerprint=fingerprint,
@@ -192,6 +218,8 @@ def finish_document(connection: duckdb.DuckDBPyConnection, document_id: str, ver
          "contact_id": ids.contact_id, "opportunity_id": ids.opportunity_id, "quote_id": ids.quote_id,
          "writes": writes_sent, "error": error, "now": now, "document_id": document_id, "version": version},
     )
+    replicate(connection, PUSH_DOCUMENTS, "t.document_id = $d AND t.document_version = $v",
+              {"d": document_id, "v": version})
 
 
 @dataclass(frozen=True)
@@ -258,19 +286,21 @@ class RequestIntent:
 
 def record_intent(connection: duckdb.DuckDBPyConnection, intent: RequestIntent, now: datetime) -> int:
     """Written before the request is sent; returns the row's id for `settle_request`."""
+    request_id = new_ids(connection, PUSH_REQUESTS, 1)[0]
     row = connection.execute(
         """
-        INSERT INTO push.requests (document_id, document_version, run_id, attempt, step, system, endpoint,
-                                   method, path, body, purpose, record_key, state, intended_at)
-        VALUES ($document_id, $version, $run_id, $attempt, $step, $system, $endpoint, $method, $path,
-                $body::JSON, $purpose, $record_key, $state, $now)
+        INSERT INTO push.requests (request_id, document_id, document_version, run_id, attempt, step, system,
+                                   endpoint, method, path, body, purpose, record_key, state, intended_at)
+        VALUES ($request_id, $document_id, $version, $run_id, $attempt, $step, $system, $endpoint, $method,
+                $path, $body::JSON, $purpose, $record_key, $state, $now)
         RETURNING request_id
         """,
-        {"document_id": intent.document_id, "version": intent.document_version, "run_id": intent.run_id,
+        {"request_id": request_id, "document_id": intent.document_id, "version": intent.document_version, "run_id": intent.run_id,
          "attempt": intent.attempt, "step": intent.step, "system": intent.system, "endpoint": intent.endpoint,
          "method": intent.method, "path": intent.path, "body": json.dumps(intent.body, default=str),
          "purpose": intent.purpose, "record_key": intent.record_key, "state": INTENT, "now": now},
     ).fetchone()
+    replicate(connection, PUSH_REQUESTS, "t.request_id = $id", {"id": request_id})
     return int(row[0])
 
 
@@ -286,6 +316,7 @@ def settle_request(connection: duckdb.DuckDBPyConnection, request_id: int, *, st
         {"state": state, "status": response_status, "record_id": record_id, "error": error, "now": now,
          "request_id": request_id},
     )
+    replicate(connection, PUSH_REQUESTS, "t.request_id = $id", {"id": request_id})
 
 
 @dataclass(frozen=True)
@@ -364,4 +395,6 @@ def pair_pushed_record(connection: duckdb.DuckDBPyConnection, entity: str, kasey
         """,
         {"entity": entity, "kaseya_id": str(kaseya_id), "zomentum_id": zomentum_id, "now": now},
     )
+    replicate(connection, ID_MAP, "t.entity = $entity AND t.kaseya_id = $kaseya_id",
+              {"entity": entity, "kaseya_id": str(kaseya_id)}, keep_existing=True)
 

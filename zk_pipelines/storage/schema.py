@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-SCHEMAS = ("raw", "stg", "mapped", "zomentum", "audit", "settings", "push", "budget")
+SCHEMAS = ("raw", "stg", "mapped", "zomentum", "audit", "settings", "push", "budget", "state")
 
 # Incremental Kaseya entities: one row per Kaseya record, the latest payload seen, and the extraction window
 # that brought it.
@@ -109,6 +109,10 @@ FIXED_DDL = (
         reason        VARCHAR NOT NULL,
         rejected_at   TIMESTAMPTZ NOT NULL
     )""",
+    # Ids of rejects (state store version 2): drawn from this sequence, or from PostgreSQL's when the file is
+    # a replica (storage/state_store.py).
+    "CREATE SEQUENCE IF NOT EXISTS audit.reject_seq",
+    "ALTER TABLE audit.rejects ADD COLUMN IF NOT EXISTS reject_id BIGINT",
     # Which Zomentum record each Kaseya record is, how the pair was made, and what we last sent.
     """
     CREATE TABLE IF NOT EXISTS zomentum.id_map (
