@@ -295,7 +295,8 @@ def record_intent(connection: duckdb.DuckDBPyConnection, intent: RequestIntent, 
                 $path, $body::JSON, $purpose, $record_key, $state, $now)
         RETURNING request_id
         """,
-        {"request_id": request_id, "document_id": intent.document_id, "version": intent.document_version, "run_id": intent.run_id,
+        {"request_id": request_id, "document_id": intent.document_id, "version": intent.document_version,
+         "run_id": intent.run_id,
          "attempt": intent.attempt, "step": intent.step, "system": intent.system, "endpoint": intent.endpoint,
          "method": intent.method, "path": intent.path, "body": json.dumps(intent.body, default=str),
          "purpose": intent.purpose, "record_key": intent.record_key, "state": INTENT, "now": now},
