@@ -25,6 +25,7 @@ import pytest
 from zk_pipelines.defs.local_runs import prepare_dagster_home
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
+from zk_pipelines.storage.state_store import open_store, unbind
 from zk_pipelines_tests.pipeline_harness import REPO, hour_key, write_settings
 
 JOB_SCRIPT = """
@@ -66,13 +67,21 @@ class JobProcesses:
     zomentum: ZomentumSandbox
     directory: Path
     now: datetime
+    # The PostgreSQL server of the state store and of Dagster's instance (deploy/dagster.yaml); None: the
+    # embedded default (state in the one DuckDB file, Dagster on SQLite). With PostgreSQL each process has a
+    # DuckDB cache of its own, as each worker (pod) would: they share nothing but the database.
+    postgres_url: str | None = None
 
     def __post_init__(self) -> None:
         self.started: list[JobProcess] = []
         self.current_hour = self.now.replace(minute=0, second=0, microsecond=0)
         self.partitions_start = self.current_hour - timedelta(hours=50)
         self.database = self.directory / "tenant.duckdb"
-        self.home = prepare_dagster_home(self.directory / "dagster_home")
+        home = self.directory / "dagster_home"
+        if self.postgres_url:
+            home.mkdir()
+            (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+        self.home = prepare_dagster_home(home)
         self.settings = write_settings(self.directory / "settings.yaml", mode="zomentum_as_crm")
         with self.instance() as instance:  # its storage created once, before processes race to create it
             instance.get_runs()
@@ -82,13 +91,24 @@ class JobProcesses:
                 "KASEYA_BASE_URL": self.kaseya.base_url, "KASEYA_USERNAME": self.kaseya.username,
                 "KASEYA_PASSWORD": self.kaseya.password, "KASEYA_TENANT": self.kaseya.tenant,
                 "ZOMENTUM_BASE_URL": self.zomentum.base_url, "ZOMENTUM_REFRESH_TOKEN": self.zomentum.refresh_token,
-                "ZK_SETTINGS": str(self.settings), "ZK_DUCKDB_PATH": str(self.database)}
+                "ZK_SETTINGS": str(self.settings), "ZK_DUCKDB_PATH": str(self.database),
+                **({"ZK_STATE_URL": self.postgres_url, "DAGSTER_POSTGRES_URL": self.dagster_url}
+                   if self.postgres_url else {})}
+
+    @property
+    def dagster_url(self) -> str:
+        assert self.postgres_url
+        return self.postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
     def start(self, *args: str) -> JobProcess:
         # The output goes to a file: Dagster's console log would fill a pipe nobody reads while the job runs.
         log = self.directory / f"job-{len(self.started)}.log"
+        environment = self.environment()
+        if self.postgres_url:
+            self.database = self.directory / f"worker-{len(self.started)}" / "tenant.duckdb"
+            environment["ZK_DUCKDB_PATH"] = str(self.database)
         with log.open("w") as out:
-            process = subprocess.Popen([sys.executable, "-c", JOB_SCRIPT, *args], cwd=REPO, env=self.environment(),
+            process = subprocess.Popen([sys.executable, "-c", JOB_SCRIPT, *args], cwd=REPO, env=environment,
                                        stdout=out, stderr=subprocess.STDOUT)
         self.started.append(JobProcess(process, log))
         return self.started[-1]
@@ -112,6 +132,11 @@ class JobProcesses:
         return self.start("push", document_id)
 
     def sql(self, query: str, params: list | None = None) -> list[tuple]:
+        """A query of the last process's DuckDB file (with PostgreSQL: its replica brought up to date first,
+        so the durable tables read as the store holds them)."""
+        if self.postgres_url:
+            open_store(self.database, self.postgres_url)
+            unbind(self.database)
         with duckdb.connect(str(self.database), read_only=True) as connection:
             return connection.execute(query, params or []).fetchall()
 
@@ -155,12 +180,16 @@ class JobProcess:
         return self.process.returncode == 0
 
 
-@pytest.fixture
-def jobs(sandboxes, tmp_path) -> Iterator[JobProcesses]:
+@pytest.fixture(params=["duckdb", "postgresql"])
+def jobs(request, sandboxes, tmp_path, monkeypatch) -> Iterator[JobProcesses]:
+    """The tenant's jobs, with the state and the instance in DuckDB/SQLite or both on PostgreSQL."""
     kaseya, zomentum = sandboxes
     kaseya.state.reset(seed=7, scale="small_recent")
     zomentum.state.reset(seed=7, scale="small_recent")
-    jobs = JobProcesses(kaseya, zomentum, tmp_path, datetime.now(UTC))
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    if url:  # the test process reads the instance too
+        monkeypatch.setenv("DAGSTER_POSTGRES_URL", url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    jobs = JobProcesses(kaseya, zomentum, tmp_path, datetime.now(UTC), postgres_url=url)
     yield jobs
     jobs.stop_all()
 
