@@ -234,3 +234,16 @@ def test_an_unreachable_store_is_one_line_naming_it_without_its_password(tmp_pat
         store.migrate()
     assert "hunter2" not in str(error.value) and "127.0.0.1:1/nowhere" in str(error.value)
     assert "cannot be reached" in str(error.value)
+
+
+def test_a_connection_the_server_drops_is_one_error_naming_the_store_and_the_next_call_reconnects(postgres_url):
+    store = PostgresStateStore(postgres_url, "zk_dropped")
+    store.migrate()
+    with psycopg2.connect(postgres_url) as admin, admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = 'zk_pipelines' AND datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+    with pytest.raises(StateStoreError, match="schema zk_dropped failed"):
+        store.version()
+    assert store.version() == CODE_VERSION["postgresql"]
+    store.close()

@@ -324,7 +324,11 @@ class PostgresStateStore(StateStore):
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
-        """A cursor in one transaction, committed at the end of the block (rolled back on error)."""
+        """A cursor in one transaction, committed at the end of the block (rolled back on error). A connection
+        lost on the way (the server restarted, the network dropped) is a StateStoreError naming the store; the
+        next block connects again."""
+        import psycopg2
+
         with self._lock:
             if self._connection is None or self._connection.closed:
                 self._connection = self._connect()
@@ -333,6 +337,12 @@ class PostgresStateStore(StateStore):
                 with connection.cursor() as cursor:
                     yield cursor
                 connection.commit()
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                self._connection = None
+                if not connection.closed:
+                    connection.close()
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StateStoreError(f"the state store {self.describe()} failed: {reason}") from None
             except BaseException:
                 if not connection.closed:
                     connection.rollback()
