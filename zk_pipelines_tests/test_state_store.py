@@ -143,8 +143,10 @@ def test_a_store_newer_than_the_code_is_refused_with_what_to_do(backend):
 def test_a_postgresql_store_at_the_previous_version_is_migrated_keeping_its_rows(postgres_url):
     store = PostgresStateStore(postgres_url, "zk_old")
     assert [m.version for m in store.migrate(target=1)] == [1]
-    store.upsert(DURABLE_TABLES[0], [("clients", "1", "z1", "created", None, None, NOW, NOW)])
-    assert [m.version for m in store.migrate()] == [2]
+    with store.cursor() as cursor:  # a row as version 1 wrote it
+        cursor.execute("INSERT INTO id_map (entity, kaseya_id, zomentum_id, link_kind, first_synced_at, "
+                       "last_synced_at, zk_changed) VALUES ('clients', '1', 'z1', 'created', now(), now(), 1)")
+    assert [m.version for m in store.migrate()] == [2, 3]
     assert store.version() == CODE_VERSION["postgresql"]
     assert [row["zomentum_id"] for row in store.rows(DURABLE_TABLES[0])] == ["z1"]
     store.close()
@@ -247,3 +249,26 @@ def test_a_connection_the_server_drops_is_one_error_naming_the_store_and_the_nex
         store.version()
     assert store.version() == CODE_VERSION["postgresql"]
     store.close()
+
+
+def test_a_row_committed_after_a_later_one_still_reaches_every_replica(postgres_url, tmp_path):
+    """Two writers: the first takes its transaction, the second writes and commits, a replica hydrates, then
+    the first commits. The replica's next hydration brings the first's row although the second's was newer."""
+    reader = tmp_path / "reader.duckdb"
+    store = open_store(reader, postgres_url, "zk_order")
+    slow = psycopg2.connect(postgres_url, options="-c search_path=zk_order")
+    try:
+        with slow.cursor() as cursor:  # begins its transaction (and its id) first
+            cursor.execute("SELECT pg_current_xact_id()")
+            store.upsert(DURABLE_TABLES[0], [("clients", "2", "z2", "created", None, None, NOW, NOW)])
+            assert hydrate(reader, store)["zomentum.id_map"] == 1
+            cursor.execute("INSERT INTO id_map (entity, kaseya_id, zomentum_id, link_kind, first_synced_at, "
+                           "last_synced_at, zk_changed) VALUES ('clients', '1', 'z1', 'created', now(), now(), 1)")
+        slow.commit()
+        hydrate(reader, store)
+        with connect(reader) as connection:
+            assert pull_store.read_id_map(connection, "clients") == {"1": "z1", "2": "z2"}
+        assert hydrate(reader, store)["zomentum.id_map"] <= 1  # only what may not have been seen is read again
+    finally:
+        slow.close()
+        unbind(reader)

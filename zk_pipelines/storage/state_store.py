@@ -15,9 +15,9 @@ finds nothing new to write.
   so the pull's SQL can join them with staging: every write of a durable table goes to PostgreSQL in the call
   that writes the replica (`replicate`), append-only tables take their ids from PostgreSQL sequences
   (`new_ids`) so workers never collide, and each step starts by bringing the replica up to date (`hydrate`,
-  incremental by a change counter). The budget lives only in PostgreSQL (`PostgresBudgetStore`) and a push
-  claims its document under a PostgreSQL advisory lock (`document_lock`): the database orders the writers,
-  nobody waits on a file lock.
+  incremental by the id of the transaction that wrote each row). The budget lives only in PostgreSQL
+  (`PostgresBudgetStore`) and a push claims its document under a PostgreSQL advisory lock (`lock`): the
+  database orders the writers, nobody waits on a file lock.
 
 The same durable-table registry (`DURABLE_TABLES`) drives replication, hydration, export and import.
 """
@@ -110,9 +110,6 @@ PUSH_REQUESTS = DurableTable(
 DURABLE_TABLES = (ID_MAP, SYNC_EVENTS, REJECTS, RESOLVED_SETTINGS, PRODUCT_PRICING, PUSH_DOCUMENTS, PUSH_REQUESTS)
 DURABLE_BY_NAME = {table.name: table for table in DURABLE_TABLES}
 
-# Hydration re-reads this many change numbers below the replica's watermark: a PostgreSQL transaction that
-# took its numbers before another but committed after it is still seen (rows are applied idempotently).
-_REREAD_MARGIN = 1000
 
 
 # --- migrations ---------------------------------------------------------------------------------------
@@ -145,6 +142,14 @@ POSTGRES_MIGRATIONS = (
     Migration(2, "lookups of one record's trail (zk history) and of a document's pushes", (
         "CREATE INDEX IF NOT EXISTS sync_events_record ON sync_events (entity, kaseya_id)",
         "CREATE INDEX IF NOT EXISTS push_requests_document ON push_requests (document_id)",
+    )),
+    # A change counter drawn from a sequence orders rows by when their numbers were drawn, not by when their
+    # transactions committed: a reader could pass a row committed late. The writing transaction's id, compared
+    # with the oldest transaction a reader's snapshot still saw running, misses nothing.
+    Migration(3, "rows carry the id of the transaction that last wrote them (exact incremental hydration)", (
+        *(f"ALTER TABLE {t.pg_name} ADD COLUMN IF NOT EXISTS zk_xact xid8 NOT NULL DEFAULT pg_current_xact_id()"
+          for t in DURABLE_TABLES),
+        *(f"CREATE INDEX IF NOT EXISTS {t.pg_name}_xact ON {t.pg_name} (zk_xact)" for t in DURABLE_TABLES),
     )),
 )
 
@@ -405,7 +410,8 @@ class PostgresStateStore(StateStore):
         else:
             updated = [name for name in names if name not in table.key and name not in table.kept_on_update]
             conflict = "DO UPDATE SET " + ", ".join(
-                [f"{name} = excluded.{name}" for name in updated] + ["zk_changed = excluded.zk_changed"])
+                [f"{name} = excluded.{name}" for name in updated]
+                + ["zk_changed = excluded.zk_changed", "zk_xact = pg_current_xact_id()"])
         template = "(" + ", ".join(["%s"] * len(names)) + ", nextval('zk_changed_seq'))"
         with self.cursor() as cursor:
             execute_values(cursor, f"INSERT INTO {table.pg_name} ({', '.join(names)}, zk_changed) VALUES %s "
@@ -413,15 +419,21 @@ class PostgresStateStore(StateStore):
                            [tuple(_pg_value(value) for value in row) for row in rows], template=template,
                            page_size=1000)
 
-    def changed_since(self, table: DurableTable, watermark: int) -> tuple[list[tuple], int]:
-        """Rows changed after `watermark` (less the re-read margin), and the new watermark."""
-        columns = ", ".join(f"{name}::text" if kind == _J else name for name, kind in table.columns)
+    def changes_since(self, watermark: int) -> tuple[dict[str, list[tuple]], int]:
+        """The rows of every durable table written by transactions that the snapshot of the read that gave
+        `watermark` could not see yet (and a few it could: applied again, harmlessly), read in one snapshot;
+        and the watermark of this read (its snapshot's oldest running transaction)."""
+        changes: dict[str, list[tuple]] = {}
         with self.cursor() as cursor:
-            cursor.execute(f"SELECT {columns}, zk_changed FROM {table.pg_name} WHERE zk_changed > %s "
-                           "ORDER BY zk_changed", (max(0, watermark - _REREAD_MARGIN),))
-            fetched = cursor.fetchall()
-        highest = max([watermark, *(row[-1] for row in fetched)])
-        return [row[:-1] for row in fetched], highest
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            new_watermark = int(cursor.fetchone()[0])
+            for table in DURABLE_TABLES:
+                columns = ", ".join(f"{name}::text" if kind == _J else name for name, kind in table.columns)
+                cursor.execute(f"SELECT {columns} FROM {table.pg_name} WHERE zk_xact >= %s::text::xid8",
+                               (str(watermark),))
+                changes[table.name] = cursor.fetchall()
+        return changes, new_watermark
 
     def rows(self, table: DurableTable) -> list[dict[str, Any]]:
         columns = ", ".join(f"{name}::text" if kind == _J else name for name, kind in table.columns)
@@ -548,8 +560,9 @@ def hydrate_into(connection: duckdb.DuckDBPyConnection, store: PostgresStateStor
     source = hashlib.sha256(f"{shown_url(store.url)}|{store.schema}".encode()).hexdigest()[:16]
     marks = dict(connection.execute("SELECT table_name, watermark FROM state.replica WHERE source = $s",
                                     {"s": source}).fetchall())
+    changes, watermark = store.changes_since(min((int(marks.get(t.name, 0)) for t in DURABLE_TABLES), default=0))
     for table in DURABLE_TABLES:
-        rows, watermark = store.changed_since(table, int(marks.get(table.name, 0)))
+        rows = changes[table.name]
         if rows:
             frame = pd.DataFrame(rows, columns=list(table.column_names))
             with transaction(connection):
