@@ -17,8 +17,7 @@ from zk_pipelines.defs.resources import PullTuning, tenant_resources
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
 from zk_pipelines.defs.zomentum_sync import zomentum_assets
-
-PARTITIONS_START_VARIABLE = "ZK_PARTITIONS_START"
+from zk_pipelines.tenants import PARTITIONS_START_VARIABLE
 
 
 def build_definitions(*, partitions_start: str = DEFAULT_PARTITIONS_START,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from zk_pipelines.tenants import DEFAULT_TENANT
+
 PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load", "audit")
 HOURLY_JOB = "hourly_sync_job"
 # Run tags naming the tenant, by kind of run: a QueuedRunCoordinator limits runs per tag value
 # (deploy/dagster.yaml: one pull run per tenant at a time, a few pushes).
 PULL_TAG = "zk/pull"
 PUSH_TAG = "zk/push"
-DEFAULT_TENANT = "default"  # the one tenant a deployment without a tenant registry serves
 
 
 def hourly_sync_job(tenant: str = DEFAULT_TENANT) -> dg.UnresolvedAssetJobDefinition:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-DEFAULT_PARTITIONS_START = "2026-08-01-00:00"
+from zk_pipelines.tenants import DEFAULT_PARTITIONS_START
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -489,6 +489,10 @@ def _construct_mapping(loader: _SettingsLoader, node: yaml.MappingNode) -> _Yaml
 
 _SettingsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# For the project's other YAML files (the tenant registry): a SafeLoader whose mappings list keys written twice.
+RepeatedKeysLoader = _SettingsLoader
+YamlMapping = _YamlMapping
+
 _TOP_LEVEL = "(top level)"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _BASE_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
