@@ -42,6 +42,7 @@ from zk_pipelines.storage.budget_store import DuckDBBudgetStore, PostgresBudgetS
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables
 from zk_pipelines.storage.state_store import PostgresStateStore, StateStore, hydrate, open_store, unbind
+from zk_pipelines.tenants import FromEnv, FromFile, SecretSource, Tenant, TextSource, read_secret_file
 
 
 class StateStoreResource(dg.ConfigurableResource):
@@ -126,14 +127,29 @@ class StateStoreResource(dg.ConfigurableResource):
                 self._store = None
 
 
+def _secret(value: str | None, file: str | None, field: str) -> Secret | None:
+    """A secret bound as an EnvVar's value, or as the path of a mounted secret file, read now (a run's start)."""
+    if value:
+        return Secret(value)
+    if file:
+        try:
+            return Secret(read_secret_file(file))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{field}: {exc}") from None
+    return None
+
+
 class KaseyaResource(dg.ConfigurableResource):
-    """Kaseya BMS: the API user's credentials (EnvVars only) and the tenant's hourly call budget per endpoint."""
+    """Kaseya BMS: the API user's credentials (EnvVars, or the paths of mounted secret files) and the tenant's
+    hourly call budget per endpoint."""
 
     base_url: str
     username: str
-    password: str
+    password: str | None = None
+    password_file: str | None = None  # a registry tenant's `{file: PATH}`: the path, never the password
     tenant: str
     mfa_code: str | None = None
+    mfa_code_file: str | None = None
     hourly_call_budget: str | None = None  # KASEYA_HOURLY_CALL_BUDGET as written; checked when a run starts
     allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
@@ -143,9 +159,12 @@ class KaseyaResource(dg.ConfigurableResource):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def credentials(self) -> KaseyaCredentials:
+        password = _secret(self.password, self.password_file, "kaseya.password")
+        if password is None:
+            raise ConfigurationError("kaseya.password: neither a password nor a secret file is bound")
         return KaseyaCredentials(
-            base_url=self.base_url, username=self.username, password=Secret(self.password), tenant=self.tenant,
-            mfa_code=Secret(self.mfa_code) if self.mfa_code else None,
+            base_url=self.base_url, username=self.username, password=password, tenant=self.tenant,
+            mfa_code=_secret(self.mfa_code, self.mfa_code_file, "kaseya.mfa_code"),
             hourly_call_budget=hourly_call_budget(self.hourly_call_budget),
             allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}),
         )
@@ -167,20 +186,26 @@ class KaseyaResource(dg.ConfigurableResource):
 
 
 class ZomentumResource(dg.ConfigurableResource):
-    """Zomentum: the API user's refresh token (an EnvVar), and an optional access token to start with."""
+    """Zomentum: the API user's refresh token (an EnvVar, or the path of a mounted secret file), and an optional
+    access token to start with."""
 
     base_url: str
-    refresh_token: str
+    refresh_token: str | None = None
+    refresh_token_file: str | None = None
     access_token: str | None = None
+    access_token_file: str | None = None
     allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
     _client: ZomentumClient | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def credentials(self) -> ZomentumCredentials:
+        refresh_token = _secret(self.refresh_token, self.refresh_token_file, "zomentum.refresh_token")
+        if refresh_token is None:
+            raise ConfigurationError("zomentum.refresh_token: neither a token nor a secret file is bound")
         return ZomentumCredentials(
-            base_url=self.base_url, refresh_token=Secret(self.refresh_token),
-            access_token=Secret(self.access_token) if self.access_token else None,
+            base_url=self.base_url, refresh_token=refresh_token,
+            access_token=_secret(self.access_token, self.access_token_file, "zomentum.access_token"),
             allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}))
 
     def client(self) -> ZomentumClient:
@@ -253,4 +278,41 @@ def tenant_resources(variables: TenantVariables = TENANT_VARIABLES, env: Mapping
             state_url=_bound(variables.state_url, env, optional=True),
             state_schema=_bound(variables.state_schema, env, optional=True),
         ),
+    }
+
+
+def _value(source: TextSource | Path | int | None) -> object:
+    """A registry value as a resource field: text as written (no secret is text), an environment source as the
+    EnvVar of its name."""
+    if isinstance(source, FromEnv):
+        return dg.EnvVar(source.name)
+    return None if source is None else str(source)
+
+
+def _secret_fields(field: str, source: SecretSource | None) -> dict[str, object]:
+    if isinstance(source, FromFile):
+        return {f"{field}_file": str(source.path)}
+    return {field: dg.EnvVar(source.name)} if source is not None else {}
+
+
+def registry_tenant_resources(tenant: Tenant, env: Mapping[str, str] | None = None
+                              ) -> dict[str, dg.ConfigurableResource]:
+    """A registry tenant's resources: text values as the registry writes them, environment sources as EnvVars
+    (resolved in the run's process), secret files by their path (read there when the run starts). What Dagster
+    stores of a run holds names and paths, never a secret."""
+    env = os.environ if env is None else env
+    if isinstance(tenant.state, str) and "://" in tenant.state:
+        raise ConfigurationError(f"tenant {tenant.key!r}, state: a URL; the state resource takes a DuckDB file")
+    kaseya, zomentum = tenant.kaseya, tenant.zomentum
+    insecure = _bound(INSECURE_HTTP_VARIABLE, env, optional=True)  # one for the deployment
+    return {
+        "kaseya": KaseyaResource(
+            base_url=_value(kaseya.base_url), username=_value(kaseya.username), tenant=_value(kaseya.tenant),
+            hourly_call_budget=_value(kaseya.hourly_call_budget), allow_insecure_http=insecure,
+            **_secret_fields("password", kaseya.password), **_secret_fields("mfa_code", kaseya.mfa_code)),
+        "zomentum": ZomentumResource(
+            base_url=_value(zomentum.base_url), allow_insecure_http=insecure,
+            **_secret_fields("refresh_token", zomentum.refresh_token),
+            **_secret_fields("access_token", zomentum.access_token)),
+        "state": StateStoreResource(settings_path=_value(tenant.settings), duckdb_path=_value(tenant.state)),
     }
