@@ -301,7 +301,7 @@ def registry_tenant_resources(tenant: Tenant, env: Mapping[str, str] | None = No
     (resolved in the run's process), secret files by their path (read there when the run starts). What Dagster
     stores of a run holds names and paths, never a secret."""
     env = os.environ if env is None else env
-    if isinstance(tenant.state, str) and "://" in tenant.state:
+    if isinstance(tenant.state, FromFile) or "://" in str(tenant.state):
         raise ConfigurationError(f"tenant {tenant.key!r}, state: a URL; the state resource takes a DuckDB file")
     kaseya, zomentum = tenant.kaseya, tenant.zomentum
     insecure = _bound(INSECURE_HTTP_VARIABLE, env, optional=True)  # one for the deployment

@@ -83,7 +83,7 @@ class Tenant:
     key: str  # names its assets' prefix, its runs' `zk/pull` and `zk/push` tags, its Kubernetes Secret
     partitions_start: str  # YYYY-MM-DD-HH:00, UTC: the onboarding hour
     settings: Path | FromEnv  # the settings file (absolute when the registry named it)
-    state: TextSource  # the tenant's state: a DuckDB file (absolute when the registry named it) or a URL
+    state: TextSource | FromFile  # the tenant's state: a DuckDB file (absolute when the registry named it) or a URL
     kaseya: KaseyaSources
     zomentum: ZomentumSources
 
@@ -92,7 +92,7 @@ class Tenant:
         named = {"kaseya.password": self.kaseya.password, "kaseya.mfa_code": self.kaseya.mfa_code,
                  "zomentum.refresh_token": self.zomentum.refresh_token,
                  "zomentum.access_token": self.zomentum.access_token}
-        if isinstance(self.state, FromEnv):  # a state URL may carry a password
+        if not isinstance(self.state, str):  # a state URL may carry a password
             named["state"] = self.state
         return {field: source for field, source in named.items() if source is not None}
 

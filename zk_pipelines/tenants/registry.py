@@ -11,7 +11,7 @@ tenant's run can read only its own.
       acme:                                   # the tenant's name: lowercase letters, digits, underscores
         partitions_start: "2026-12-01-00:00"  # the onboarding hour (UTC): the first hourly partition
         settings: settings/acme.yaml          # relative to the registry's folder, or absolute
-        state: state/acme.duckdb              # a DuckDB file, a PostgreSQL URL without its password, or {env: NAME}
+        state: state/acme.duckdb              # a DuckDB file, a PostgreSQL URL without a password, {env:}, {file:}
         kaseya:
           base_url: https://api.bms.kaseya.com
           username: api@acme.example
@@ -24,7 +24,8 @@ tenant's run can read only its own.
           refresh_token: {env: ACME_ZOMENTUM_REFRESH_TOKEN}
           access_token: {env: ACME_ZOMENTUM_ACCESS_TOKEN}   # optional
 
-Text values (URLs, user, company, settings, state) may also be `{env: NAME}`. A `Tenant` is what a tenant's
+Text values (URLs, user, company, settings, state) may also be `{env: NAME}`; the state, a URL that may carry
+a password, also `{file: PATH}`. A `Tenant` is what a tenant's
 Dagster definitions need (`tenants/model.py`).
 """
 
@@ -271,7 +272,9 @@ class _Reader:
         found = self.text(key, field, value)
         return self.beside(found) if isinstance(found, str) else found
 
-    def state(self, key: str, value: object) -> TextSource | None:
+    def state(self, key: str, value: object) -> TextSource | FromFile | None:
+        if isinstance(value, dict):
+            return self.source(key, "state", value, ("env", "file"))
         found = self.text(key, "state", value)
         if not isinstance(found, str):
             return found
