@@ -58,6 +58,12 @@ def _cmd_settings(args: argparse.Namespace) -> int:
     return run_settings_command(args.action, os.environ, out=sys.stdout)
 
 
+def _cmd_tenants(args: argparse.Namespace) -> int:
+    from zk_pipelines.commands.tenants import run_tenants_command
+
+    return run_tenants_command(os.environ, out=sys.stdout, check=args.check)
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from zk_pipelines.push.command import run_push_command
 
@@ -133,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("settings", help="check the settings file against the live systems, or show it resolved")
     p.add_argument("action", choices=["check", "show"])
     p.set_defaults(func=_cmd_settings)
+
+    p = sub.add_parser("tenants", help="the tenants this deployment serves (ZK_TENANTS, else the environment's "
+                                       "one) and where each value comes from")
+    p.add_argument("--check", action="store_true",
+                   help="read every tenant's values and settings file here; exit 1 if any cannot be used")
+    p.set_defaults(func=_cmd_tenants)
 
     p = sub.add_parser("push", help="push one Zomentum document to Kaseya (opportunity, quote, lines), exactly once")
     p.add_argument("document_id", help="the Zomentum document id")
