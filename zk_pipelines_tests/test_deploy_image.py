@@ -84,6 +84,8 @@ def test_the_images_install_steps_give_the_production_install_that_serves_the_co
     assert tools.returncode == 1 and "No module named 'pytest'" in tools.stderr
     loaded = run("dagster", "definitions", "validate", "--module-name", "zk_pipelines.definitions")
     assert loaded.returncode == 0, loaded.stdout[-3000:] + loaded.stderr[-3000:]
+    listed = run("zk", "tenants")  # no registry: the environment's one tenant
+    assert listed.returncode == 0 and listed.stdout.startswith("default: onboarded "), listed.stderr
     command = next(arguments for instruction, arguments in instructions if instruction == "CMD")
     assert run("dagster", "api", "grpc", "--help").returncode == 0 and '"--module-name", "zk_pipelines.definitions"' \
         in command
