@@ -6,6 +6,7 @@ mounts that tenant's Secret and no other's; the user-code deployment serves our 
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +14,6 @@ from urllib.parse import urlsplit
 import dagster as dg
 import pytest
 import yaml
-from dagster_k8s import K8sRunLauncher, construct_dagster_k8s_job
 
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
@@ -142,13 +142,22 @@ def helm_instance(tmp_path, postgres_url, monkeypatch):
                         "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
                         "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP": "dagster-pipeline-env"}.items():
         monkeypatch.setenv(name, value)
+    # Importing dagster-k8s (and making a Kubernetes client configuration, as the launcher does) sets the
+    # `urllib3` and `client` loggers to WARNING for the whole process: imported here, not when the tests are
+    # collected, and the levels put back after, for the tests that read urllib3's log.
+    levels = {name: logging.getLogger(name).level for name in ("urllib3", "client")}
+    import dagster_k8s  # noqa: F401
     instance = dg.DagsterInstance.from_config(str(home))
     yield instance
     instance.dispose()
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def test_the_helm_values_instance_config_is_accepted_by_dagster_and_keeps_deploy_dagster_yamls_limits(
         helm_instance):
+    from dagster_k8s import K8sRunLauncher
+
     launcher = helm_instance.run_launcher  # built here: dagster-k8s's config schema checks the launcher's config
     assert isinstance(launcher, K8sRunLauncher)
     assert (launcher.job_namespace, launcher.image_pull_policy, launcher.env_secrets) == (NAMESPACE, "IfNotPresent",
@@ -168,6 +177,8 @@ def test_the_helm_values_instance_config_is_accepted_by_dagster_and_keeps_deploy
 
 
 def test_a_tenants_run_pod_mounts_its_own_secret_and_no_other_tenants(helm_instance, monkeypatch):
+    from dagster_k8s import construct_dagster_k8s_job
+
     for name in TENANT_VARIABLES.names():  # the job's resources are bound by name; nothing is called
         monkeypatch.setenv(name, "https://unused.example" if name.endswith("_URL") else "unused")
     acme, beta = registry_from_text(TENANTS, "tenants.yaml", Path("/etc/zk/tenants"))
