@@ -35,7 +35,8 @@ tenants:
   acme:
     partitions_start: "2026-12-01-00:00"
     settings: acme.settings.yaml
-    state: {file: /var/run/secrets/zk/acme/state-url}
+    state: /var/lib/zk/acme.duckdb
+    state_url: {file: /var/run/secrets/zk/acme/state-url}
     kaseya:
       base_url: https://api.bms.kaseya.com
       username: api@acme.example
@@ -47,7 +48,8 @@ tenants:
   beta_it:
     partitions_start: "2026-12-02-00:00"
     settings: beta_it.settings.yaml
-    state: {file: /var/run/secrets/zk/beta_it/state-url}
+    state: /var/lib/zk/beta_it.duckdb
+    state_url: {file: /var/run/secrets/zk/beta_it/state-url}
     kaseya:
       base_url: https://api.bmsemea.kaseya.com
       username: api@beta.example
@@ -202,6 +204,8 @@ def test_a_tenants_run_pod_mounts_its_own_secret_and_no_other_tenants(helm_insta
         assert secrets == [f"zk-tenant-{key.replace('_', '-')}"]
         mounts = {mount["mount_path"]: mount for mount in container["volume_mounts"]}
         assert mounts[f"/var/run/secrets/zk/{key}"]["read_only"] and mounts["/etc/zk/tenants"]["read_only"]
+        assert not mounts["/var/lib/zk"].get("read_only")  # the DuckDB replica, rebuilt from PostgreSQL
+        assert [volume["name"] for volume in pod["volumes"] if volume.get("empty_dir") is not None] == ["zk-state"]
         assert not any(other in path for path in mounts)
         assert {"name": "ZK_TENANTS", "value": "/etc/zk/tenants/tenants.yaml"} in [
             {"name": e["name"], "value": e["value"]} for e in container["env"]]
@@ -224,8 +228,9 @@ def test_the_user_code_deployment_serves_our_code_location_from_the_registry_wit
     assert deployment["includeConfigInLaunchedRuns"] == {"enabled": False}
     assert {"name": "ZK_TENANTS", "value": "/etc/zk/tenants/tenants.yaml"} in deployment["env"]
     mounts = {mount["name"]: mount["mountPath"] for mount in deployment["volumeMounts"]}
-    assert mounts == {"zk-tenants": "/etc/zk/tenants", "zk-tenant-secrets": "/var/run/secrets/zk"}
+    assert mounts == {"zk-tenants": "/etc/zk/tenants", "zk-tenant-secrets": "/var/run/secrets/zk",
+                      "zk-state": "/var/lib/zk"}
     runs = VALUES["runLauncher"]["config"]["k8sRunLauncher"]
-    assert [volume["name"] for volume in runs["volumes"]] == ["zk-tenants"]
+    assert [volume["name"] for volume in runs["volumes"]] == ["zk-tenants", "zk-state"]
     dockerfile = (REPO / "Dockerfile").read_text()
     assert f'"--port", "{deployment["port"]}", "--module-name", "{module}"]' in dockerfile

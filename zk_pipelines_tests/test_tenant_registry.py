@@ -48,7 +48,8 @@ SECOND = """\
   beta:
     partitions_start: "2026-12-02-05:00"
     settings: /etc/zk/beta.yaml
-    state: {env: BETA_STATE_URL}
+    state: {env: BETA_DUCKDB_PATH}
+    state_url: {file: /var/run/secrets/zk/beta/state-url}
     kaseya:
       base_url: https://api.bmsemea.kaseya.com
       username: api@beta.example
@@ -75,7 +76,7 @@ def test_an_entry_becomes_a_tenant_with_paths_beside_the_registry_and_secrets_on
     acme, beta = load(ACME + SECOND)
     assert acme == Tenant(
         key="acme", partitions_start="2026-12-01-00:00", settings=Path("/deploy/settings/acme.yaml"),
-        state="/deploy/state/acme.duckdb",
+        state=Path("/deploy/state/acme.duckdb"),
         kaseya=KaseyaSources(base_url="https://api.bms.kaseya.com", username="api@acme.example", tenant="Acme MSP",
                              password=FromFile(Path("/deploy/secrets/acme/kaseya-password")),
                              mfa_code=FromEnv("ACME_KASEYA_MFA_CODE"), hourly_call_budget=1200),
@@ -83,10 +84,12 @@ def test_an_entry_becomes_a_tenant_with_paths_beside_the_registry_and_secrets_on
                                  refresh_token=FromEnv("ACME_ZOMENTUM_REFRESH_TOKEN"),
                                  access_token=FromFile(Path("/var/run/secrets/zk/acme/zomentum-access-token"))))
     assert (beta.settings, beta.state, beta.kaseya.mfa_code, beta.kaseya.hourly_call_budget) == (
-        Path("/etc/zk/beta.yaml"), FromEnv("BETA_STATE_URL"), None, None)
+        Path("/etc/zk/beta.yaml"), FromEnv("BETA_DUCKDB_PATH"), None, None)
+    assert (acme.state_url, acme.state_schema) == (None, None)  # its state stays in its DuckDB file
+    assert (beta.state_url, beta.state_schema) == (FromFile(Path("/var/run/secrets/zk/beta/state-url")), "zk_beta")
     assert beta.secret_sources() == {"kaseya.password": FromEnv("BETA_KASEYA_PASSWORD"),
                                      "zomentum.refresh_token": FromEnv("BETA_ZOMENTUM_REFRESH_TOKEN"),
-                                     "state": FromEnv("BETA_STATE_URL")}
+                                     "state_url": FromFile(Path("/var/run/secrets/zk/beta/state-url"))}
 
 
 def test_the_registry_zk_sandbox_writes_loads_as_its_tenants(tmp_path):
@@ -99,7 +102,7 @@ def test_the_registry_zk_sandbox_writes_loads_as_its_tenants(tmp_path):
     assert [t.key for t in tenants] == ["sandbox_01", "sandbox_02"]
     second = tenants[1]
     assert (second.partitions_start, second.settings, second.state) == (
-        "2026-12-07-10:00", tmp_path / "settings.yaml", str(tmp_path / "state" / "sandbox_02.duckdb"))
+        "2026-12-07-10:00", tmp_path / "settings.yaml", tmp_path / "state" / "sandbox_02.duckdb")
     assert (second.kaseya.password, second.zomentum.refresh_token) == tuple(
         FromEnv(name) for name in secret_variables("sandbox_02").values())
     assert deployment_tenants({"ZK_TENANTS": str(path)}) == tenants
@@ -166,7 +169,7 @@ def _edit(old: str, new: str, text: str = ACME) -> str:
      ["tenant 'acme', kaseya.mfa_code: 'ACME-MFA' is not an environment variable's name (letters, digits, _)"]),
     (_edit("    settings: settings/acme.yaml\n", "    setings: settings/acme.yaml\n"),
      ["tenant 'acme', setings: is not a field (did you mean 'settings'?); expected partitions_start, settings, "
-      "state, kaseya, zomentum", "tenant 'acme', settings: is missing"]),
+      "state, state_url, state_schema, kaseya, zomentum", "tenant 'acme', settings: is missing"]),
     (_edit("      tenant: Acme MSP\n", ""), ["tenant 'acme', kaseya.tenant: is missing"]),
     (_edit('"2026-12-01-00:00"', '"2026-12-01 00:00"'),
      ["tenant 'acme', partitions_start: is '2026-12-01 00:00'; expected the onboarding hour (UTC) as "
@@ -180,13 +183,23 @@ def _edit(old: str, new: str, text: str = ACME) -> str:
     (_edit("hourly_call_budget: 1200", "hourly_call_budget: 1600"),
      ["tenant 'acme', kaseya.hourly_call_budget: is 1600; expected a whole number of calls per hour from 1 to "
       "1500 (Kaseya allows 1500)"]),
-    (_edit("state: state/acme.duckdb", "state: postgresql://zk:pa55word@db.internal/zk"),
-     ["tenant 'acme', state: the URL carries a password; name where it lives: {env: NAME} or {file: PATH} for "
-      "the whole URL"]),
-    (_edit("state: state/acme.duckdb", "state: mysql://db.internal/zk"),
-     ["tenant 'acme', state: is neither a file path nor a PostgreSQL URL (postgresql://HOST/DATABASE)"]),
+    (_edit("state: state/acme.duckdb", "state_url: postgresql://zk:pa55word@db.internal/zk"),
+     ["tenant 'acme', state: is missing", "tenant 'acme', state_url: the URL carries a password; name where it "
+      "lives: {env: NAME} or {file: PATH} for the whole URL"]),
+    (_edit("state: state/acme.duckdb", "state: state/acme.duckdb\n    state_url: mysql://db.internal/zk"),
+     ["tenant 'acme', state_url: is not a PostgreSQL URL (postgresql://HOST/DATABASE)"]),
+    (_edit("state: state/acme.duckdb", "state: postgresql://db.internal/zk"),
+     ["tenant 'acme', state: is a URL; expected a file path (a PostgreSQL state goes in state_url)"]),
+    (_edit("state: state/acme.duckdb", "state: a.duckdb\n    state_url: {env: U}\n    state_schema: Acme"),
+     ["tenant 'acme', state_schema: is 'Acme'; expected lower-case letters, digits and '_', starting with a "
+      "letter, at most 63 characters"]),
+    (_edit("state: state/acme.duckdb", "state: a.duckdb\n    state_url: {env: BETA_URL}\n    state_schema: zk_beta")
+     + _edit("/var/run/secrets/zk/beta/state-url}", "BETA_URL}", _edit("{file: ", "{env: ", SECOND)),
+     ["tenant 'beta', state_schema: schema zk_beta of environment variable BETA_URL is also tenant 'acme''s "
+      "state_schema; each tenant's credentials and state are its own"]),
     (_edit("    kaseya:\n", "    kaseya: []\n    extra:\n"),
-     ["tenant 'acme', extra: is not a field; expected partitions_start, settings, state, kaseya, zomentum",
+     ["tenant 'acme', extra: is not a field; expected partitions_start, settings, state, state_url, state_schema, "
+      "kaseya, zomentum",
       "tenant 'acme', kaseya: is a list; expected a mapping of base_url, username, tenant, password, mfa_code, "
       "hourly_call_budget"]),
     ("tenants: {}\n", ["tenants: is a mapping; expected each tenant's name with its entry, at least one"]),
@@ -197,7 +210,7 @@ def _edit(old: str, new: str, text: str = ACME) -> str:
     (ACME + _edit("{env: BETA_ZOMENTUM_REFRESH_TOKEN}", "{env: ACME_ZOMENTUM_REFRESH_TOKEN}", SECOND),
      ["tenant 'beta', zomentum.refresh_token: environment variable ACME_ZOMENTUM_REFRESH_TOKEN is also tenant "
       "'acme''s zomentum.refresh_token; each tenant's credentials and state are its own"]),
-    (ACME + _edit("state: {env: BETA_STATE_URL}", "state: ./state/../state/acme.duckdb", SECOND),
+    (ACME + _edit("state: {env: BETA_DUCKDB_PATH}", "state: ./state/../state/acme.duckdb", SECOND),
      ["tenant 'beta', state: state /deploy/state/acme.duckdb is also tenant 'acme''s state; each tenant's "
       "credentials and state are its own"]),
     (ACME + _edit("base_url: https://api.bmsemea.kaseya.com\n      username: api@beta.example\n      tenant: Beta IT",
@@ -238,7 +251,8 @@ SINGLE_ENV = {"KASEYA_BASE_URL": "https://api.bms.kaseya.com", "KASEYA_USERNAME"
 
 @pytest.mark.parametrize("extra", [{}, {"KASEYA_MFA_CODE": "654321", "KASEYA_HOURLY_CALL_BUDGET": "900",
                                         "ZOMENTUM_ACCESS_TOKEN": "at-1", "ZK_DUCKDB_PATH": "/data/t.duckdb",
-                                        "ZK_PARTITIONS_START": "2026-11-30-08:00"}])
+                                        "ZK_PARTITIONS_START": "2026-11-30-08:00",
+                                        "ZK_STATE_URL": "postgresql://zk:pw-2@db/zk", "ZK_STATE_SCHEMA": "zk_msp"}])
 def test_without_a_registry_the_deployment_serves_the_single_tenant_of_the_environment(extra):
     env = {**SINGLE_ENV, **extra}
     (tenant,) = deployment_tenants(env)
@@ -248,4 +262,6 @@ def test_without_a_registry_the_deployment_serves_the_single_tenant_of_the_envir
     assert tenant.kaseya.password == FromEnv("KASEYA_PASSWORD")
     assert tenant.state == (FromEnv("ZK_DUCKDB_PATH") if extra else DEFAULT_DUCKDB_PATH)
     assert (tenant.kaseya.mfa_code is None) == (not extra)
+    assert (tenant.state_url, tenant.state_schema) == ((FromEnv("ZK_STATE_URL"), FromEnv("ZK_STATE_SCHEMA")) if extra
+                                                       else (None, None))
     assert tenant.config(env) == TenantConfig.from_env(env)

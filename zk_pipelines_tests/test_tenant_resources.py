@@ -6,18 +6,19 @@ own state file, and what Dagster stores of the runs holds variable names and fil
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
 import pytest
 
 from zk_pipelines.config import ConfigurationError
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource, registry_tenant_resources
 from zk_pipelines.sandbox.launcher import running_sandboxes
 from zk_pipelines.sandbox.registry import write_registry
-from zk_pipelines.tenants import Tenant, load_registry
+from zk_pipelines.tenants import FromFile, Tenant, load_registry
 from zk_pipelines_tests.secret_scan import leaks
 
 COMPANIES = {"sandbox_01": "Sandbox MSP Ltd", "sandbox_02": "Sandbox MSP 02", "sandbox_03": "Sandbox MSP 03"}
@@ -55,20 +56,25 @@ def tenant_probe(kaseya: KaseyaResource, zomentum: ZomentumResource, state: Stat
     })
 
 
-def test_each_registry_tenants_run_reaches_its_own_company_account_and_state(deployment, monkeypatch):
+def test_each_registry_tenants_run_reaches_its_own_company_account_and_state(deployment, monkeypatch, postgres_url,
+                                                                            tmp_path):
+    # Tenant 3 keeps its state in PostgreSQL, the URL (with its password) in a mounted secret file.
+    (tmp_path / "state-url").write_text(postgres_url + "\n")
+    tenants = [*deployment.tenants[:2], replace(deployment.tenants[2], state_url=FromFile(tmp_path / "state-url"),
+                                                state_schema="zk_sandbox_03")]
     env_secrets = {name: value for name, value in deployment.secrets.items() if name != "SANDBOX_02_KASEYA_PASSWORD"}
     for name, value in env_secrets.items():
         monkeypatch.setenv(name, value)
     seen = {}
     with dg.instance_for_test() as instance:
-        for tenant in deployment.tenants:
+        for tenant in tenants:
             result = dg.materialize([tenant_probe], resources=registry_tenant_resources(tenant, env={}),
                                     instance=instance, tags={"zk/pull": tenant.key})
             assert result.success
             metadata = result.asset_materializations_for_node("tenant_probe")[0].metadata
             seen[tenant.key] = {key: value.value for key, value in metadata.items()}
             job = dg.serialize_value(instance.get_run_by_id(result.run_id))
-            assert leaks([job], deployment.secrets.values()) == []
+            assert leaks([job], [*deployment.secrets.values(), postgres_url]) == []
     assert {key: found["company"] for key, found in seen.items()} == COMPANIES
     assert seen["sandbox_02"]["state"] == str(deployment.folder / "state" / "sandbox_02.duckdb")
     assert (deployment.folder / "state" / "sandbox_03.duckdb").exists()
@@ -78,6 +84,11 @@ def test_each_registry_tenants_run_reaches_its_own_company_account_and_state(dep
         assert all(not set(found["accounts"]) & set(seen[o]["accounts"]) for o in others)
         assert all(not set(found["clients"]) & set(seen[o]["clients"]) for o in others)
     assert all(name.endswith("(02)") for name in seen["sandbox_02"]["accounts"])
+    connection = psycopg2.connect(postgres_url)
+    with connection.cursor() as cursor:  # the store created and migrated the tenant's own schema
+        cursor.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'zk_%'")
+        assert [row[0] for row in cursor.fetchall()] == ["zk_sandbox_03"]
+    connection.close()
 
 
 def test_the_resources_hold_names_and_paths_never_a_secret(deployment):

@@ -54,6 +54,7 @@ class StateStoreResource(dg.ConfigurableResource):
     # ZK_STATE_URL / ZK_STATE_SCHEMA: the PostgreSQL state store (storage/state_store.py); without them the
     # durable state stays in the DuckDB file.
     state_url: str | None = None
+    state_url_file: str | None = None  # a registry tenant's `state_url: {file: PATH}`: the path, never the URL
     state_schema: str | None = None
 
     # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file and
@@ -73,7 +74,8 @@ class StateStoreResource(dg.ConfigurableResource):
         what other workers wrote at every ask (a few queries when nothing changed)."""
         with self._lock:
             if not self._tables_ready:
-                self._store = open_store(self.database_path, self.state_url, self.state_schema)
+                url = _secret(self.state_url, self.state_url_file, "state_url")
+                self._store = open_store(self.database_path, url.reveal() if url else None, self.state_schema)
                 with connect(self.database_path) as connection:
                     ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
                 self._tables_ready = True
@@ -301,8 +303,6 @@ def registry_tenant_resources(tenant: Tenant, env: Mapping[str, str] | None = No
     (resolved in the run's process), secret files by their path (read there when the run starts). What Dagster
     stores of a run holds names and paths, never a secret."""
     env = os.environ if env is None else env
-    if isinstance(tenant.state, FromFile) or "://" in str(tenant.state):
-        raise ConfigurationError(f"tenant {tenant.key!r}, state: a URL; the state resource takes a DuckDB file")
     kaseya, zomentum = tenant.kaseya, tenant.zomentum
     insecure = _bound(INSECURE_HTTP_VARIABLE, env, optional=True)  # one for the deployment
     return {
@@ -314,5 +314,9 @@ def registry_tenant_resources(tenant: Tenant, env: Mapping[str, str] | None = No
             base_url=_value(zomentum.base_url), allow_insecure_http=insecure,
             **_secret_fields("refresh_token", zomentum.refresh_token),
             **_secret_fields("access_token", zomentum.access_token)),
-        "state": StateStoreResource(settings_path=_value(tenant.settings), duckdb_path=_value(tenant.state)),
+        "state": StateStoreResource(
+            settings_path=_value(tenant.settings), duckdb_path=_value(tenant.state),
+            state_schema=_value(tenant.state_schema),
+            **(_secret_fields("state_url", tenant.state_url) if not isinstance(tenant.state_url, str)
+               else {"state_url": tenant.state_url})),
     }

@@ -83,17 +83,20 @@ class Tenant:
     key: str  # names its assets' prefix, its runs' `zk/pull` and `zk/push` tags, its Kubernetes Secret
     partitions_start: str  # YYYY-MM-DD-HH:00, UTC: the onboarding hour
     settings: Path | FromEnv  # the settings file (absolute when the registry named it)
-    state: TextSource | FromFile  # the tenant's state: a DuckDB file (absolute when the registry named it) or a URL
+    state: Path | TextSource  # the tenant's DuckDB file (absolute when the registry named it); with a
+    # PostgreSQL state store, this worker's replica of it
     kaseya: KaseyaSources
     zomentum: ZomentumSources
+    state_url: SecretSource | str | None = None  # the PostgreSQL state store (storage/state_store.py), if any
+    state_schema: TextSource | None = None  # the tenant's schema there
 
     def secret_sources(self) -> dict[str, SecretSource]:
         """Every source of a secret, by its field in the registry (`kaseya.password`)."""
         named = {"kaseya.password": self.kaseya.password, "kaseya.mfa_code": self.kaseya.mfa_code,
                  "zomentum.refresh_token": self.zomentum.refresh_token,
                  "zomentum.access_token": self.zomentum.access_token}
-        if not isinstance(self.state, str):  # a state URL may carry a password
-            named["state"] = self.state
+        if self.state_url is not None and not isinstance(self.state_url, str):  # it may carry a password
+            named["state_url"] = self.state_url
         return {field: source for field, source in named.items() if source is not None}
 
     def config(self, env: Mapping[str, str]) -> TenantConfig:
@@ -135,11 +138,11 @@ class Tenant:
             if str(exc).startswith(f"tenant {self.key!r}"):
                 raise
             raise ConfigurationError(f"tenant {self.key!r}: {exc}") from None
-        state = text("state", self.state)
-        if "://" in state:  # TenantConfig knows the DuckDB state only
-            raise ConfigurationError(f"tenant {self.key!r}, state: a URL; this configuration takes a DuckDB file")
+        state_url = self.state_url if isinstance(self.state_url, str) else secret("state_url", self.state_url)
         return TenantConfig(kaseya=kaseya, zomentum=zomentum, settings_path=Path(text("settings", self.settings)),
-                            duckdb_path=Path(state))
+                            duckdb_path=Path(text("state", self.state)),
+                            state_url=Secret(state_url) if isinstance(state_url, str) else state_url,
+                            state_schema=_read(self.key, "state_schema", self.state_schema, env, required=False))
 
 
 def read_secret_file(path: str | Path) -> str:
@@ -202,4 +205,5 @@ def single_tenant(env: Mapping[str, str], variables: TenantVariables = TENANT_VA
         zomentum=ZomentumSources(
             base_url=FromEnv(variables.zomentum_base_url), refresh_token=FromEnv(variables.zomentum_refresh_token),
             access_token=optional(variables.zomentum_access_token)),
+        state_url=optional(variables.state_url), state_schema=optional(variables.state_schema),
     )

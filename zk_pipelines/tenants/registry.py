@@ -11,7 +11,9 @@ tenant's run can read only its own.
       acme:                                   # the tenant's name: lowercase letters, digits, underscores
         partitions_start: "2026-12-01-00:00"  # the onboarding hour (UTC): the first hourly partition
         settings: settings/acme.yaml          # relative to the registry's folder, or absolute
-        state: state/acme.duckdb              # a DuckDB file, a PostgreSQL URL without a password, {env:}, {file:}
+        state: /var/lib/zk/acme.duckdb        # the DuckDB file (with state_url: this worker's replica)
+        state_url: {env: ACME_STATE_URL}      # optional: the PostgreSQL state store (README, State on PostgreSQL)
+        state_schema: zk_acme                 # optional: its schema there (default zk_<tenant>)
         kaseya:
           base_url: https://api.bms.kaseya.com
           username: api@acme.example
@@ -24,8 +26,9 @@ tenant's run can read only its own.
           refresh_token: {env: ACME_ZOMENTUM_REFRESH_TOKEN}
           access_token: {env: ACME_ZOMENTUM_ACCESS_TOKEN}   # optional
 
-Text values (URLs, user, company, settings, state) may also be `{env: NAME}`; the state, a URL that may carry
-a password, also `{file: PATH}`. A `Tenant` is what a tenant's
+Text values (URLs, user, company, settings, state, schema) may also be `{env: NAME}`; `state_url`, which may carry a
+password, is `{env: NAME}` or `{file: PATH}` (or a URL without a password). Tenants may share one state database,
+each in its own schema. A `Tenant` is what a tenant's
 Dagster definitions need (`tenants/model.py`).
 """
 
@@ -58,6 +61,7 @@ REGISTRY_VARIABLE = "ZK_TENANTS"
 # A tenant's key names its Kubernetes Secret (`zk-tenant-<key>`, dashes for underscores: at most 63 characters).
 TENANT_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+STATE_SCHEMA = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a PostgreSQL schema the state store accepts
 
 
 class RegistryError(ConfigurationError):
@@ -113,8 +117,8 @@ def registry_from_text(text: str, source: str, folder: Path) -> tuple[Tenant, ..
 # Reading the registry: every problem collected, each naming the tenant and the field.
 
 _REQUIRED = object()
-_TENANT_FIELDS = {"partitions_start": _REQUIRED, "settings": _REQUIRED, "state": _REQUIRED, "kaseya": _REQUIRED,
-                  "zomentum": _REQUIRED}
+_TENANT_FIELDS = {"partitions_start": _REQUIRED, "settings": _REQUIRED, "state": _REQUIRED, "state_url": None,
+                  "state_schema": None, "kaseya": _REQUIRED, "zomentum": _REQUIRED}
 _KASEYA_FIELDS = {"base_url": _REQUIRED, "username": _REQUIRED, "tenant": _REQUIRED, "password": _REQUIRED,
                   "mfa_code": None, "hourly_call_budget": None}
 _ZOMENTUM_FIELDS = {"base_url": _REQUIRED, "refresh_token": _REQUIRED, "access_token": None}
@@ -194,7 +198,9 @@ class _Reader:
         self.fields(key, "", entry, _TENANT_FIELDS)
         start = self.hour(key, entry.get("partitions_start"))
         settings = self.path(key, "settings", entry.get("settings"))
-        state = self.state(key, entry.get("state"))
+        state = self.path(key, "state", entry.get("state"))
+        state_url = self.state_url(key, entry.get("state_url"))
+        state_schema = self.schema(key, entry.get("state_schema"))
         kaseya = self.section(key, "kaseya", entry.get("kaseya"), _KASEYA_FIELDS)
         zomentum = self.section(key, "zomentum", entry.get("zomentum"), _ZOMENTUM_FIELDS)
         if kaseya is not None:
@@ -212,8 +218,10 @@ class _Reader:
                 access_token=self.secret(key, "zomentum.access_token", zomentum.get("access_token")))
         if len(self.problems) > before:
             return None
+        if state_url is not None and state_schema is None:
+            state_schema = f"zk_{key}"  # a schema per tenant, whatever database they share
         return Tenant(key=key, partitions_start=start, settings=settings, state=state, kaseya=kaseya,
-                      zomentum=zomentum)
+                      zomentum=zomentum, state_url=state_url, state_schema=state_schema)
 
     def section(self, key: str, name: str, value: object, allowed: Mapping[str, object]) -> dict | None:
         if value is None:
@@ -270,25 +278,35 @@ class _Reader:
 
     def path(self, key: str, field: str, value: object) -> Path | FromEnv | None:
         found = self.text(key, field, value)
+        if isinstance(found, str) and "://" in found:
+            self.problem(key, field, "is a URL; expected a file path" + (" (a PostgreSQL state goes in state_url)"
+                                                                          if field == "state" else ""))
+            return None
         return self.beside(found) if isinstance(found, str) else found
 
-    def state(self, key: str, value: object) -> TextSource | FromFile | None:
+    def schema(self, key: str, value: object) -> TextSource | None:
+        found = self.text(key, "state_schema", value)
+        if isinstance(found, str) and not STATE_SCHEMA.fullmatch(found):
+            self.problem(key, "state_schema", f"is {found!r}; expected lower-case letters, digits and '_', starting "
+                                              "with a letter, at most 63 characters")
+            return None
+        return found
+
+    def state_url(self, key: str, value: object) -> SecretSource | str | None:
         if isinstance(value, dict):
-            return self.source(key, "state", value, ("env", "file"))
-        found = self.text(key, "state", value)
+            return self.source(key, "state_url", value, ("env", "file"))
+        found = self.text(key, "state_url", value)
         if not isinstance(found, str):
             return found
-        if "://" not in found:
-            return str(self.beside(found))
         try:
             parts = urlsplit(found)
             password = parts.password
         except ValueError:
             parts, password = None, None
         if parts is None or parts.scheme.lower() not in _STATE_SCHEMES or not parts.hostname:
-            self.problem(key, "state", "is neither a file path nor a PostgreSQL URL (postgresql://HOST/DATABASE)")
+            self.problem(key, "state_url", "is not a PostgreSQL URL (postgresql://HOST/DATABASE)")
         elif password is not None:
-            self.problem(key, "state", "the URL carries a password; " + _SECRET_HINT.split("; ", 1)[1]
+            self.problem(key, "state_url", "the URL carries a password; " + _SECRET_HINT.split("; ", 1)[1]
                          + " for the whole URL")
         else:
             return found
@@ -316,9 +334,12 @@ class _Reader:
 
         for tenant in tenants:
             for field, source in tenant.secret_sources().items():
-                claim(source, tenant.key, field, str(source))
-            if isinstance(tenant.state, str):
-                claim(("state", tenant.state), tenant.key, "state", f"state {tenant.state}")
+                if field != "state_url":  # one state database may serve many tenants, a schema each (below)
+                    claim(source, tenant.key, field, str(source))
+            claim(("state", str(tenant.state)), tenant.key, "state", f"state {tenant.state}")
+            if tenant.state_url is not None:
+                claim(("state_url", tenant.state_url, tenant.state_schema), tenant.key, "state_schema",
+                      f"schema {tenant.state_schema} of {tenant.state_url}")
             if isinstance(tenant.kaseya.base_url, str) and isinstance(tenant.kaseya.tenant, str):
                 company = (tenant.kaseya.base_url.rstrip("/").casefold(), tenant.kaseya.tenant.casefold())
                 claim(("kaseya", company), tenant.key, "kaseya.tenant", f"Kaseya company {tenant.kaseya.tenant!r}")
