@@ -1,0 +1,106 @@
+"""The reconciliation's SQL: the pairs and payloads it compares, and its report (`audit.reconciliation`).
+
+The report is a cache like the pull's tables (the ledger, `audit.sync_events`, is where the reconciliation's
+outcomes are durable): it holds the differences the latest reconciliation of each entity found, with what was
+done about each, and is replaced entity by entity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from zk_pipelines.domain.reconcile import Pair
+from zk_pipelines.storage.database import registered, transaction
+
+REPORT_DDL = """
+CREATE SCHEMA IF NOT EXISTS audit;
+CREATE TABLE IF NOT EXISTS audit.reconciliation (
+    run_id        VARCHAR NOT NULL,
+    reconciled_at TIMESTAMPTZ NOT NULL,
+    entity        VARCHAR NOT NULL,
+    class         VARCHAR NOT NULL,
+    kaseya_id     VARCHAR,
+    zomentum_id   VARCHAR,
+    changed_in    VARCHAR,
+    fields        JSON,
+    detail        VARCHAR NOT NULL,
+    outcome       VARCHAR NOT NULL,
+    kaseya_link   VARCHAR,
+    zomentum_link VARCHAR
+)"""
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    entity: str
+    kind: str
+    kaseya_id: str | None
+    zomentum_id: str | None
+    changed_in: str | None
+    fields: Sequence[str]
+    detail: str
+    outcome: str  # reported | repaired | recreated | marked | planned | failed: <reason>
+    kaseya_link: str | None
+    zomentum_link: str | None
+
+
+def ensure_report_table(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute(REPORT_DDL)
+
+
+def read_pairs(connection: duckdb.DuckDBPyConnection, entity: str) -> list[Pair]:
+    rows = connection.execute(
+        "SELECT kaseya_id, zomentum_id, payload FROM zomentum.id_map WHERE entity = $entity ORDER BY kaseya_id",
+        {"entity": entity}).fetchall()
+    return [Pair(kid, zid, json.loads(payload) if payload is not None else None) for kid, zid, payload in rows]
+
+
+def read_desired(connection: duckdb.DuckDBPyConnection, entity: str) -> dict[str, dict[str, Any]]:
+    """Kaseya id -> the pull's mapping of the latest staged Kaseya record (`mapped.zomentum_<entity>`)."""
+    if not connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'mapped' AND table_name = $t",
+            {"t": f"zomentum_{entity}"}).fetchone()[0]:
+        return {}
+    return {kid: json.loads(payload) for kid, payload in connection.execute(
+        f"SELECT kaseya_id, payload FROM mapped.zomentum_{entity} WHERE payload IS NOT NULL AND problem IS NULL"
+    ).fetchall()}
+
+
+def replace_report(connection: duckdb.DuckDBPyConnection, entities: Sequence[str], rows: Sequence[ReportRow], *,
+                   run_id: str, now: datetime) -> None:
+    """The entities' differences as this run found them, replacing the previous reconciliation's."""
+    ensure_report_table(connection)
+    frame = pd.DataFrame({
+        "entity": [r.entity for r in rows], "class": [r.kind for r in rows],
+        "kaseya_id": [r.kaseya_id for r in rows], "zomentum_id": [r.zomentum_id for r in rows],
+        "changed_in": [r.changed_in for r in rows], "fields": [json.dumps(list(r.fields)) for r in rows],
+        "detail": [r.detail for r in rows], "outcome": [r.outcome for r in rows],
+        "kaseya_link": [r.kaseya_link for r in rows], "zomentum_link": [r.zomentum_link for r in rows],
+    }, dtype="object")
+    with transaction(connection):
+        connection.execute("DELETE FROM audit.reconciliation WHERE list_contains($entities, entity)",
+                           {"entities": list(entities)})
+        if len(frame):
+            with registered(connection, "incoming_reconciliation", frame):
+                connection.execute(
+                    """INSERT INTO audit.reconciliation
+                       SELECT $run_id, $now, entity, class, kaseya_id, zomentum_id, changed_in, fields::JSON,
+                              detail, outcome, kaseya_link, zomentum_link
+                       FROM incoming_reconciliation""",
+                    {"run_id": run_id, "now": now})
+
+
+def read_report(connection: duckdb.DuckDBPyConnection) -> list[ReportRow]:
+    ensure_report_table(connection)
+    rows = connection.execute(
+        """SELECT entity, class, kaseya_id, zomentum_id, changed_in, fields::VARCHAR, detail, outcome, kaseya_link,
+                  zomentum_link
+           FROM audit.reconciliation ORDER BY entity, class, kaseya_id, zomentum_id""").fetchall()
+    return [ReportRow(e, k, kid, zid, ch, tuple(json.loads(f or "[]")), d, o, kl, zl)
+            for e, k, kid, zid, ch, f, d, o, kl, zl in rows]
