@@ -78,6 +78,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                     out=sys.stdout)
 
 
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from zk_pipelines.commands.reconcile import run_reconcile
+
+    return run_reconcile(os.environ, entities=args.entity, repair=args.repair, dry_run=args.dry_run, out=sys.stdout)
+
+
 def _cmd_state(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.state import run_state_command
 
@@ -162,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole-history", action="store_true",
                    help="extract everything Kaseya holds again (a full re-sync); only what changed is written")
     p.set_defaults(func=_cmd_sync)
+
+    p = sub.add_parser("reconcile", help="compare Kaseya, Zomentum and the id map whole: deletions, drift, orphans")
+    p.add_argument("--entity", action="append", metavar="ENTITY",
+                   help="clients, client_users, opportunities or items (repeatable; default all)")
+    p.add_argument("--repair", action="store_true", help="settle what the mode allows (see README, Reconciliation)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print exactly the Zomentum requests --repair would send; send and write nothing")
+    p.set_defaults(func=_cmd_reconcile)
 
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)

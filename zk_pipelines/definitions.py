@@ -13,6 +13,7 @@ from zk_pipelines.defs.jobs import hourly_sync_job, hourly_sync_schedule
 from zk_pipelines.defs.kaseya_extract import kaseya_assets
 from zk_pipelines.defs.partitions import DEFAULT_PARTITIONS_START, hourly_partitions
 from zk_pipelines.defs.push import build_push_job, build_won_document_sensor
+from zk_pipelines.defs.reconcile import reconcile_job, reconcile_schedule, reconciliation_asset
 from zk_pipelines.defs.resources import PullTuning, tenant_resources
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
@@ -26,11 +27,12 @@ def build_definitions(*, partitions_start: str = DEFAULT_PARTITIONS_START,
     """The definitions of one tenant, its resources bound to the environment variables `variables` names."""
     job = hourly_sync_job()
     push_job = build_push_job()
+    reconcile = reconcile_job()
     return dg.Definitions(
         assets=[*kaseya_assets(hourly_partitions(partitions_start)), settings_asset(), *staged_assets(),
-                *zomentum_assets(), audit_asset()],
-        jobs=[job, push_job],
-        schedules=[hourly_sync_schedule(job)],
+                *zomentum_assets(), audit_asset(), reconciliation_asset()],
+        jobs=[job, push_job, reconcile],
+        schedules=[hourly_sync_schedule(job), reconcile_schedule(reconcile)],
         sensors=[build_won_document_sensor(push_job)],
         resources={**tenant_resources(variables, env), "tuning": tuning or PullTuning()},
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from zk_pipelines.domain.change_detection import changed_fields, partial_update
@@ -68,9 +69,26 @@ class Difference:
     current: Mapping[str, Any] | None = field(default=None, compare=False)  # Zomentum's record as listed
 
 
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) < 10 or value[4:5] != "-":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def zomentum_view(record: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
-    """The Zomentum record's values of the fields the pull sends (absent read as null)."""
-    return {key: record.get(key) for key in sent}
+    """The Zomentum record's values of the fields the pull sends (absent read as null). A date-time Zomentum
+    writes in its own form (`...T00:00:00.000Z` for `...T00:00:00+00:00`) is the value sent when it is the
+    same instant."""
+    view = {}
+    for key, value in sent.items():
+        current = record.get(key)
+        sent_moment = _moment(value)
+        view[key] = value if sent_moment is not None and _moment(current) == sent_moment else current
+    return view
 
 
 def classify(entity: str, pairs: Sequence[Pair], kaseya_ids: set[str], zomentum: Mapping[str, Mapping[str, Any]],

@@ -17,6 +17,7 @@ from typing import Any
 from zk_pipelines.clients import zomentum_models as contract
 from zk_pipelines.clients.http import ApiError, WriteOutcomeUnknown
 from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.clients.kaseya_budget import BudgetStore
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials
 from zk_pipelines.domain.change_detection import payload_hash
@@ -34,7 +35,6 @@ from zk_pipelines.domain.reconcile import (
 )
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.pull.load import KASEYA_LINK_FIELD, kaseya_link, zomentum_link
-from zk_pipelines.storage.budget_store import BudgetStore
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import IdMapEntry, SyncEvent, record_events, upsert_id_map
 from zk_pipelines.storage.reconcile_store import ReportRow, read_desired, read_pairs, replace_report

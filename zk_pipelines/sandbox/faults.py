@@ -14,6 +14,10 @@ Where each kind strikes, relative to the sandbox's operation:
 - after it, the operation run: `latency` (the answer is held), `malformed_json` (the answer is cut in half),
   `lost_answer` (the answer is never sent).
 
+`unpersisted_write` (Zomentum only, a write): the operation runs and is answered as usual, then undone: a write
+answered 200 that did not persist, which no retry notices (the reconciliation's comparison does). Not among
+`FAULT_KINDS`, which re-runs get past.
+
 `echo_request` is a hostile server's answer, not a flaky one's, so it is not among `FAULT_KINDS` (the kinds the
 reliability reports inject, which retries and re-runs get past): the operation is refused with `status`
 (default 400) and a message that quotes the request back, headers, query and body as sent, as some servers'
@@ -52,10 +56,12 @@ MALFORMED_JSON = "malformed_json"
 LOST_ANSWER = "lost_answer"
 
 ECHO_REQUEST = "echo_request"
+UNPERSISTED_WRITE = "unpersisted_write"
 
 FAULT_KINDS: tuple[str, ...] = (LATENCY, HTTP_ERROR, RATE_LIMIT_BURST, CONNECTION_RESET, READ_TIMEOUT, SUCCESS_FALSE,
                                 TOKEN_EXPIRY, MALFORMED_JSON, LOST_ANSWER)
 EVERY_KIND: tuple[str, ...] = (*FAULT_KINDS, ECHO_REQUEST)
+WRITE_ONLY_KINDS: tuple[str, ...] = (UNPERSISTED_WRITE,)  # the kinds only a sandbox that can undo a write takes
 
 # The parameters each kind takes besides the common ones.
 _PARAMETERS: dict[str, frozenset[str]] = {
@@ -69,6 +75,7 @@ _PARAMETERS: dict[str, frozenset[str]] = {
     MALFORMED_JSON: frozenset(),
     LOST_ANSWER: frozenset({"seconds"}),
     ECHO_REQUEST: frozenset({"status"}),
+    UNPERSISTED_WRITE: frozenset(),
 }
 _COMMON = frozenset({"kind", "route", "method", "rate", "count", "after"})
 _BEFORE_OPERATION = frozenset({HTTP_ERROR, RATE_LIMIT_BURST, TOKEN_EXPIRY, SUCCESS_FALSE, CONNECTION_RESET,
@@ -118,7 +125,7 @@ class FaultRule:
             raise ValueError(f"{where}: a rule is an object with at least a kind")
         kind = raw.get("kind")
         if kind not in kinds:
-            raise ValueError(f"{where}.kind: {kind!r} is not one of {', '.join(k for k in EVERY_KIND if k in kinds)}")
+            raise ValueError(f"{where}.kind: {kind!r} is not one of {', '.join(k for k in (*EVERY_KIND, *WRITE_ONLY_KINDS) if k in kinds)}")
         allowed = _COMMON | _PARAMETERS[kind]
         unknown = sorted(set(raw) - allowed)
         if unknown:

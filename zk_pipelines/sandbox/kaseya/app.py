@@ -218,7 +218,7 @@ class ControlSurface:
             HttpRoute("/_sandbox/clock", one(self.clock), methods=["GET"]),
             HttpRoute("/_sandbox/clock/advance", one(self.advance), methods=["POST"]),
             HttpRoute("/_sandbox/records/{entity}", one(self.records), methods=["GET", "POST"]),
-            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", one(self.record), methods=["GET", "PATCH"]),
+            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", one(self.record), methods=["GET", "PATCH", "DELETE"]),
         ]
 
     def _of_tenant(self, handler: Callable[[Request, KaseyaState], Awaitable[Response]]
@@ -256,7 +256,7 @@ class ControlSurface:
             "GET|DELETE /_sandbox/requests", "GET|POST /_sandbox/knobs",
             "GET|POST|DELETE /_sandbox/faults {seed?, rules}", "GET /_sandbox/clock",
             "POST /_sandbox/clock/advance {seconds}",
-            "GET|POST /_sandbox/records/{entity}", "GET|PATCH /_sandbox/records/{entity}/{id}",
+            "GET|POST /_sandbox/records/{entity}", "GET|PATCH|DELETE /_sandbox/records/{entity}/{id}",
             "?tenant= on any of these but routes and tenants: a number, sandbox_02 or the company name",
         ]})
 
@@ -325,6 +325,8 @@ class ControlSurface:
         async def act(payload: dict[str, Any]) -> Response:
             if request.method == "PATCH":
                 return _json(state.update_record(entity, record_id, payload))
+            if request.method == "DELETE":
+                return _json(state.delete_record(entity, record_id))
             return _json(state.record(entity, record_id))
         return await self._guarded(request, act)
 

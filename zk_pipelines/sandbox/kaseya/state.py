@@ -173,6 +173,17 @@ class KaseyaState:
             record = editing.update(self.tenant, kind, record_id, fields, self.clock.now())
             return kind.view(self.tenant, record)
 
+    def delete_record(self, entity: str, record_id: int) -> dict[str, Any]:
+        """A Kaseya user deletes a record: it is no longer listed nor found (returns what was deleted)."""
+        kind = editing.entity(entity)
+        with self.lock:
+            table = kind.table(self.tenant)
+            if record_id not in table:
+                raise KeyError(f"{kind.name} {record_id} does not exist")
+            view = kind.view(self.tenant, table[record_id])
+            del table[record_id]
+            return view
+
     def clock_json(self) -> dict[str, Any]:
         now = self.clock.now()
         offset = (now - datetime.now(UTC)).total_seconds()

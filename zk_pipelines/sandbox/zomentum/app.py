@@ -25,6 +25,7 @@ from starlette.routing import Route
 from zk_pipelines.sandbox.faults import (
     ECHO_REQUEST,
     TOKEN_EXPIRY,
+    UNPERSISTED_WRITE,
     ConnectionDroppingStarlette,
     Fault,
     FaultLoggedRequest,
@@ -199,7 +200,10 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
             fault = state.faults.decide(method, route.template, auth_route=not route.authenticated)
             if fault is not None and fault.before_operation:
                 _inject(state, fault, request, token, raw)
+            saved = state.holding_records() if fault is not None and fault.kind == UNPERSISTED_WRITE else None
             response = route.handler(state, ApiCall(params, dict(request.query_params), body))
+            if saved is not None:
+                state.restore_records(saved)  # answered as if done; not kept
         except ApiProblem as problem:
             response = _problem(problem)
         delivery = deliver(response, fault)
@@ -242,6 +246,7 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
                         "GET /_sandbox/clock", "POST /_sandbox/clock/advance {seconds}",
                         "POST /_sandbox/documents", "POST /_sandbox/documents/{document_id}/revisions",
                         "GET /_sandbox/records/{resource}",
+                        "PATCH|DELETE /_sandbox/records/{resource}/{id} (a user's edit or deletion)",
                         "?tenant= on any of these but tenants: an account's number or sandbox_02 (default 1)"],
         })
 
@@ -299,6 +304,12 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
     async def records(request: Request, state: ZomentumState) -> Response:
         return await control(lambda _: state.records(request.path_params["resource"]), request)
 
+    async def record(request: Request, state: ZomentumState) -> Response:
+        resource, record_id = request.path_params["resource"], request.path_params["record_id"]
+        if request.method == "DELETE":
+            return await control(lambda _: state.delete_record(resource, record_id), request)
+        return await control(lambda body: state.edit_record(resource, record_id, body), request)
+
     async def openapi(request: Request) -> Response:
         text = resources.files(__package__).joinpath("openapi.yaml").read_text(encoding="utf-8")
         return Response(text, media_type="application/yaml")
@@ -320,6 +331,7 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
             Route("/_sandbox/clock/advance", of_tenant(clock_advance), methods=["POST"]),
             Route("/_sandbox/documents", of_tenant(documents), methods=["POST"]),
             Route("/_sandbox/documents/{document_id}/revisions", of_tenant(revisions), methods=["POST"]),
+            Route("/_sandbox/records/{resource:path}/{record_id}", of_tenant(record), methods=["PATCH", "DELETE"]),
             Route("/_sandbox/records/{resource:path}", of_tenant(records), methods=["GET"]),
             Route("/_sandbox/openapi.yaml", openapi, methods=["GET"]),
             Route("/v2/{path:path}", _dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from zk_pipelines.sandbox.faults import EVERY_KIND, SUCCESS_FALSE, FaultInjector
+from zk_pipelines.sandbox.faults import EVERY_KIND, SUCCESS_FALSE, WRITE_ONLY_KINDS, FaultInjector
 from zk_pipelines.sandbox.runtime import RequestLog, SandboxClock, SlidingWindowLimiter
 from zk_pipelines.sandbox.world import SCALES, build_world
 from zk_pipelines.sandbox.zomentum.documents import (
@@ -162,7 +162,8 @@ class ZomentumState:
             "rate_limit_window_seconds": rate_limit_window_seconds,
         })
         self._lock = threading.RLock()
-        self.faults = FaultInjector(k for k in EVERY_KIND if k != SUCCESS_FALSE)  # no envelope to say false in
+        # No envelope to say false in; a write can be undone after its answer (unpersisted_write).
+        self.faults = FaultInjector([*(k for k in EVERY_KIND if k != SUCCESS_FALSE), *WRITE_ONLY_KINDS])
         self.reset()
 
     # ----- control surface -------------------------------------------------------------------------
@@ -248,6 +249,35 @@ class ZomentumState:
                          "line_items": lines_as_json(rev.lines)}
                         for rev in self._revisions[record["id"]]]
             return records
+
+    def delete_record(self, resource: str, record_id: str) -> dict[str, Any]:
+        """A user deletes a record in Zomentum's UI (the API has no delete); returns what was deleted."""
+        with self._lock:
+            if resource not in self._records:
+                raise ApiProblem(404, f"no resource {resource!r} (one of {', '.join(self._records)})")
+            record = self._existing(resource, record_id)
+            del self._records[resource][record_id]
+            self._creation_order.pop(resource, None)
+            return copy.deepcopy(record)
+
+    def edit_record(self, resource: str, record_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """A user edits a record in Zomentum's UI: the given fields take the given values (no API checks)."""
+        with self._lock:
+            record = {**self._existing(resource, record_id), **copy.deepcopy(changes)}
+            record["updated_at"] = self._stamp(record["updated_at"])
+            self._records[resource][record_id] = record
+            return copy.deepcopy(record)
+
+    def holding_records(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The records as they are now, to be put back by `restore_records` (a write that does not persist)."""
+        with self._lock:
+            return {resource: dict(store) for resource, store in self._records.items()}
+
+    def restore_records(self, saved: dict[str, dict[str, dict[str, Any]]]) -> None:
+        with self._lock:
+            for resource, store in saved.items():
+                self._records[resource] = store
+            self._creation_order.clear()
 
     def issue_access_token(self) -> str:
         """What a refresh answers with; also for tests that need a valid token directly."""
