@@ -133,7 +133,8 @@ def find_differences(database: Path, kaseya: KaseyaClient, zomentum: ZomentumCli
     kaseya_ids = _kaseya_ids(kaseya, target)
     records = _zomentum_records(zomentum, target)
     with connect(database, read_only=True) as connection:
-        pairs = read_pairs(connection, target.name)
+        pairs = read_pairs(connection, target.name,
+                           matched_were_sent=resolved.settings.mode.pull_updates_linked_entities)
         desired = read_desired(connection, target.name)
     mark_field = _field_id(zomentum, CUSTOM_FIELD_ENTITY[target.name], KASEYA_RECORD_FIELD)
     marked = {zid for zid, record in records.items() if _values(record, mark_field) == DELETED_IN_KASEYA}

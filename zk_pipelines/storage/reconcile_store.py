@@ -54,10 +54,15 @@ def ensure_report_table(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(REPORT_DDL)
 
 
-def read_pairs(connection: duckdb.DuckDBPyConnection, entity: str) -> list[Pair]:
+def read_pairs(connection: duckdb.DuckDBPyConnection, entity: str, *, matched_were_sent: bool) -> list[Pair]:
+    """The entity's pairs with what the pull last sent. `matched_were_sent=False` (Zomentum as CRM): a pair made
+    by matching an existing Zomentum record was never written (Zomentum kept its own values), so it has no
+    last-sent payload to compare with."""
     rows = connection.execute(
-        "SELECT kaseya_id, zomentum_id, payload FROM zomentum.id_map WHERE entity = $entity ORDER BY kaseya_id",
-        {"entity": entity}).fetchall()
+        """SELECT kaseya_id, zomentum_id,
+                  CASE WHEN $matched_were_sent OR link_kind <> 'matched' THEN payload END
+           FROM zomentum.id_map WHERE entity = $entity ORDER BY kaseya_id""",
+        {"entity": entity, "matched_were_sent": matched_were_sent}).fetchall()
     return [Pair(kid, zid, json.loads(payload) if payload is not None else None) for kid, zid, payload in rows]
 
 
