@@ -125,7 +125,8 @@ class FaultRule:
             raise ValueError(f"{where}: a rule is an object with at least a kind")
         kind = raw.get("kind")
         if kind not in kinds:
-            raise ValueError(f"{where}.kind: {kind!r} is not one of {', '.join(k for k in (*EVERY_KIND, *WRITE_ONLY_KINDS) if k in kinds)}")
+            known = ", ".join(k for k in (*EVERY_KIND, *WRITE_ONLY_KINDS) if k in kinds)
+            raise ValueError(f"{where}.kind: {kind!r} is not one of {known}")
         allowed = _COMMON | _PARAMETERS[kind]
         unknown = sorted(set(raw) - allowed)
         if unknown:

@@ -218,7 +218,8 @@ class ControlSurface:
             HttpRoute("/_sandbox/clock", one(self.clock), methods=["GET"]),
             HttpRoute("/_sandbox/clock/advance", one(self.advance), methods=["POST"]),
             HttpRoute("/_sandbox/records/{entity}", one(self.records), methods=["GET", "POST"]),
-            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", one(self.record), methods=["GET", "PATCH", "DELETE"]),
+            HttpRoute("/_sandbox/records/{entity}/{record_id:int}", one(self.record),
+                      methods=["GET", "PATCH", "DELETE"]),
         ]
 
     def _of_tenant(self, handler: Callable[[Request, KaseyaState], Awaitable[Response]]
