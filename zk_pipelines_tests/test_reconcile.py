@@ -16,6 +16,7 @@ from zk_pipelines import cli
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.defs.reconcile import DRIFT_CHECK
 from zk_pipelines.domain.settings import load_settings
+from zk_pipelines.storage.state_store import ID_MAP, SYNC_EVENTS, PostgresStateStore
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
 
 pytestmark = pytest.mark.slow
@@ -274,3 +275,27 @@ def test_zk_audit_and_zk_history_show_the_reconciliation(synced, zk):
     status, history = zk(synced, "history", "client", kaseya_id)
     assert status == 0, history
     assert "repaired" in history and "website" in history
+
+
+def test_on_the_postgresql_state_store_the_repair_and_its_ledger_land_in_postgresql(sandboxes, tmp_path,
+                                                                                   postgres_url):
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    harness = PipelineHarness(kaseya, zomentum, tmp_path, state_url=postgres_url)
+    assert harness.backfill().success
+    kaseya_id, zomentum_id = first_pair(harness, "client_users")
+    zomentum.state.delete_record("client/users", zomentum_id)
+
+    reconcile_job(harness, repair=True)
+
+    store = PostgresStateStore(postgres_url, "zk_default")
+    try:
+        pairs = {(r["entity"], r["kaseya_id"]): r["zomentum_id"] for r in store.rows(ID_MAP)}
+        events = [(r["direction"], r["action"], r["kaseya_id"]) for r in store.rows(SYNC_EVENTS)]
+    finally:
+        store.close()
+    new_id = pairs[("client_users", kaseya_id)]
+    assert new_id != zomentum_id and new_id in harness.zomentum_records("client/users")
+    assert ("reconcile", "recreated", kaseya_id) in events
+    assert nothing_differs(reconcile_job(harness))

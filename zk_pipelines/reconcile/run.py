@@ -23,6 +23,7 @@ from zk_pipelines.config import KaseyaCredentials
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGET, ZOMENTUM_TARGETS, ZomentumTarget
 from zk_pipelines.domain.reconcile import (
+    CLASSES,
     CUSTOM_FIELD_ENTITY,
     DELETED_IN_KASEYA,
     KASEYA_RECORD_FIELD,
@@ -275,8 +276,6 @@ def _record(database: Path, entity: str, differences: Sequence[Difference], rows
 
 def render_result(result: ReconcileResult, *, repair: bool, dry_run: bool) -> str:
     """What `zk reconcile` prints: counts per entity and class, each difference, and the requests."""
-    from zk_pipelines.domain.reconcile import CLASSES
-
     lines = [f"{'entity':<14} " + " ".join(f"{kind:>18}" for kind in CLASSES)]
     for entity, row in result.counts.items():
         lines.append(f"{entity:<14} " + " ".join(f"{row[kind]:>18}" for kind in CLASSES))
