@@ -299,3 +299,18 @@ def test_on_the_postgresql_state_store_the_repair_and_its_ledger_land_in_postgre
     assert new_id != zomentum_id and new_id in harness.zomentum_records("client/users")
     assert ("reconcile", "recreated", kaseya_id) in events
     assert nothing_differs(reconcile_job(harness))
+
+
+def test_a_recreate_whose_answer_was_lost_is_found_and_adopted_not_sent_twice(synced, zk):
+    kaseya_id, zomentum_id = first_pair(synced, "client_users")
+    deleted = synced.zomentum.state.delete_record("client/users", zomentum_id)
+    synced.zomentum.state.set_faults(rules=[{"kind": "lost_answer", "route": "/v2/client/users/", "method": "POST",
+                                             "count": 1}])
+
+    status, report = zk(synced, "reconcile", "--entity", "client_users", "--repair")
+
+    assert status == 0, report
+    same_email = [u for u in synced.zomentum_records("client/users").values() if u["email"] == deleted["email"]]
+    assert len(same_email) == 1
+    assert synced.id_map("client_users")[kaseya_id] == same_email[0]["id"]
+    assert ledger(synced, kaseya_id)[-1][:2] == ("client_users", "recreated")

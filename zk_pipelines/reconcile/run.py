@@ -190,7 +190,15 @@ class _Sender:
         """The new Zomentum id of a re-created record, else the record's own."""
         resource = ZOMENTUM_TARGET[repair.entity].resource
         if repair.action == "recreate":
-            created = self.zomentum.create(resource, body)
+            try:
+                created = self.zomentum.create(resource, body)
+            except WriteOutcomeUnknown:
+                # The answer was lost: the record is looked for by its match key and adopted, never sent twice.
+                match = ZOMENTUM_TARGET[repair.entity].match_field
+                found = self.zomentum.find_by(resource, match, body[match]) if match and body.get(match) else []
+                if len(found) != 1:
+                    raise
+                created = found[0]
             if repair.zomentum_id is not None:
                 self.renamed[repair.zomentum_id] = str(created["id"])
             return str(created["id"])
