@@ -113,8 +113,18 @@ def test_deleted_in_kaseya_is_reported_and_with_repair_marked_never_deleted(sync
     assert ("opportunities", "gone_from_kaseya", "deleted in Kaseya; the Zomentum record is still there") in \
         ledger(synced, kaseya_id)
 
+    status, dry = zk(synced, "reconcile", "--dry-run")
+    planned = [line.strip() for line in dry.splitlines() if line.startswith(("  POST ", "  PUT "))]
+    assert planned == [
+        'POST /v2/custom/fields/ {"display_name": "Kaseya record", "entity_type": "opportunity", "field_type": '
+        '"text"}',
+        f'PUT /v2/opportunities/{zomentum_id} {{"custom_fields": [{{"id": "<new opportunity custom field '
+        f"'Kaseya record'>\", \"values\": [\"deleted in Kaseya\"]}}]}}"]
+    synced.zomentum.state.clear_requests()
     status, report = zk(synced, "reconcile", "--repair")
     assert status == 0, report
+    sent = [(e["method"], e["path"]) for e in synced.zomentum_writes()]
+    assert sent == [("POST", "/v2/custom/fields/"), ("PUT", f"/v2/opportunities/{zomentum_id}")]
     record = synced.zomentum_records("opportunities")[zomentum_id]  # still there
     fields = {f["id"]: f["display_name"] for f in synced.zomentum.state.records("custom/fields")}
     assert {fields[v["id"]]: v["values"] for v in record["custom_fields"]}["Kaseya record"] == ["deleted in Kaseya"]

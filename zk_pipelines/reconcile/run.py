@@ -165,15 +165,20 @@ class _Sender:
         self.zomentum, self.resolved, self.dry_run = zomentum, resolved, dry_run
         self.renamed: dict[str, str] = {}  # Zomentum id of a re-created record -> its new id
         self._fields: dict[tuple[str, str], str] = {}
+        self.field_requests: list[str] = []  # the custom fields created (or, in a dry run, to be created)
 
     def field_id(self, entity_type: str, name: str) -> str:
         """The custom field's id; created when missing (a dry run names it instead of creating it)."""
         key = (entity_type, name)
         if key not in self._fields:
             found = _field_id(self.zomentum, entity_type, name)
-            if found is None and self.dry_run:
-                return f"<new {entity_type} custom field {name!r}>"
-            self._fields[key] = found or self.zomentum.create_custom_field(entity_type, name, "text").id
+            if found is None:
+                body = {"entity_type": entity_type, "display_name": name, "field_type": "text"}
+                path = contract.create_path(contract.CUSTOM_FIELDS)
+                self.field_requests.append(f"POST {contract.API_PREFIX}/{path} {json.dumps(body, sort_keys=True)}")
+                found = (f"<new {entity_type} custom field {name!r}>" if self.dry_run
+                         else self.zomentum.create_custom_field(entity_type, name, "text").id)
+            self._fields[key] = found
         return self._fields[key]
 
     def body(self, repair: Repair) -> dict[str, Any]:
@@ -239,6 +244,8 @@ def reconcile(database: Path, kaseya: KaseyaClient, zomentum: ZomentumClient, re
             if step is None:
                 continue
             body = sender.body(step)
+            result.requests.extend(sender.field_requests)
+            sender.field_requests.clear()
             result.requests.append(render_request(step, body))
             if dry_run:
                 outcomes[id(difference)] = "planned"
