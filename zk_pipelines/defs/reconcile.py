@@ -4,11 +4,12 @@ daily schedule."""
 
 import dagster as dg
 
-from zk_pipelines.defs.jobs import DEFAULT_TENANT, PULL_TAG
+from zk_pipelines.defs.jobs import PULL_TAG
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
 from zk_pipelines.domain.reconcile import CLASSES, DRIFT, drift_share
 from zk_pipelines.reconcile.run import reconcile, reconcile_client
+from zk_pipelines.tenants import DEFAULT_TENANT
 
 GROUP = "reconcile"
 RECONCILIATION_KEY = dg.AssetKey(["audit", "reconciliation"])
