@@ -12,6 +12,7 @@ import pytest
 
 from zk_pipelines.domain.bulk_change_detection import (
     CHANGED,
+    CONTACT_COLUMNS,
     NEW,
     UNCHANGED,
     WAITING,
@@ -20,7 +21,6 @@ from zk_pipelines.domain.bulk_change_detection import (
     validate_contacts,
 )
 from zk_pipelines.domain.change_detection import canonical_json, payload_hash
-from zk_pipelines.domain.kaseya_staging import CONTACT_COLUMNS
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 

@@ -185,7 +185,7 @@ class _SlowList:
         self.rows_after_interrupt = 0
         self.interrupted = threading.Event()
 
-    def _rows(self, **_window):
+    def read_list(self, _endpoint, **_reading):
         for kaseya_id in range(1, 1000):
             if self.interrupted.is_set():
                 self.rows_after_interrupt += 1
@@ -193,7 +193,6 @@ class _SlowList:
             self.first_row.set()
             threading.Event().wait(0.01)
 
-    iter_accounts = iter_contacts = iter_opportunities = _rows
 
 
 def test_an_interrupted_extraction_stops_its_lists_at_their_next_row_and_keeps_what_they_read(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from zk_pipelines.clients.kaseya_wire import parse_json
+from zk_pipelines.domain.entities import KASEYA_SOURCE, STAGED_COLUMNS
 from zk_pipelines.domain.kaseya_staging import (
-    ENTITY_COLUMNS,
     STAGING_PROBLEM,
     ProductPricing,
     StagingProblem,
@@ -19,7 +19,6 @@ from zk_pipelines.domain.kaseya_staging import (
     read_field,
     stage_accounts,
     stage_contacts,
-    stage_employees,
     stage_opportunities,
     stage_opportunity_statuses,
     stage_products,
@@ -212,7 +211,7 @@ def test_unreadable_account_is_a_problem_row_and_the_batch_goes_on(spell, bad, k
     assert isinstance(problem, StagingProblem)
     assert problem.check == check
     assert problem.reason.startswith("account ")
-    assert set(rows[1]) == {name for name, _ in ENTITY_COLUMNS["accounts"]} | {STAGING_PROBLEM}
+    assert set(rows[1]) == {"kaseya_id", STAGING_PROBLEM}
     assert STAGING_PROBLEM not in rows[0] and STAGING_PROBLEM not in rows[2]
 
 
@@ -263,7 +262,7 @@ def test_contact_rows(spell, change, expected):
     row = only(stage_contacts([spell(contact(**change))]))
     assert {key: row[key] for key in expected} == expected
     assert (row["kaseya_id"], row["account_id"], row["location_id"]) == (300017, 100001, 200001)
-    assert set(row) == {name for name, _ in ENTITY_COLUMNS["contacts"]}
+    assert set(row) == {name for name, _ in STAGED_COLUMNS["contacts"]}
 
 
 # --- opportunities ---------------------------------------------------------------------------------
@@ -352,7 +351,7 @@ def test_products_deduplicate_across_warehouses_with_first_supplier_and_levels(s
     # No pricing read yet for the second product: unknown, not "no pricing".
     assert {key: rows[1][key] for key in ("supplier_name", "supplier_part_number", "unit_cost", "pricing_levels")} == {
         "supplier_name": None, "supplier_part_number": None, "unit_cost": None, "pricing_levels": None}
-    assert all(set(row) == {name for name, _ in ENTITY_COLUMNS["products"]} for row in rows)
+    assert all(set(row) == {name for name, _ in STAGED_COLUMNS["products"]} for row in rows)
 
 
 @pytest.mark.parametrize(("suppliers", "default_cost", "expected"), [
@@ -413,12 +412,12 @@ def test_item_type(product_type, category, expected):
 # --- employees and statuses ------------------------------------------------------------------------
 
 
-def test_employees_and_their_emails(spell):
-    rows = stage_employees([
+def test_employees_and_their_emails_from_their_field_spec(spell):
+    rows = KASEYA_SOURCE["employees"].stage([
         spell({"id": 900001, "firstName": "Anna", "lastName": "Adams", "emailAddress": "anna.adams0@msp.example",
                "username": "anna", "jobTitle": "Sales", "isActive": True}),
         spell({"id": 900002, "firstName": "Ben", "lastName": "Becker", "emailAddress": None, "isActive": False}),
-    ])
+    ], inputs=None)
     assert [(r["kaseya_id"], r["email"], r["is_active"]) for r in rows] == [
         (900001, "anna.adams0@msp.example", True), (900002, None, False)]
     assert employee_emails(rows) == {900001: "anna.adams0@msp.example"}
@@ -435,9 +434,9 @@ def test_opportunity_status_kind(spell, action, kind):
 # --- the column lists ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("entity", ENTITY_COLUMNS)
-def test_column_lists_are_explicit_duckdb_definitions(entity):
-    columns = ENTITY_COLUMNS[entity]
+@pytest.mark.parametrize("entity", STAGED_COLUMNS)
+def test_column_lists_derived_from_the_models_are_duckdb_definitions(entity):
+    columns = STAGED_COLUMNS[entity]
     names = [name for name, _ in columns]
     assert names[0] == "kaseya_id" and len(set(names)) == len(names)
     assert {kind for _, kind in columns} <= {"BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR", "TIMESTAMPTZ"}

@@ -36,13 +36,12 @@ class ListingClient:
     def __init__(self, *passes: list[dict[str, Any] | None]) -> None:
         self.passes = list(passes)
 
-    def iter_accounts(self, *, modified_from: datetime, modified_to: datetime) -> Iterator[dict[str, Any]]:
+    def read_list(self, endpoint: str, *, paged: bool, modified_from: datetime, modified_to: datetime
+                  ) -> Iterator[dict[str, Any]]:
         for row in self.passes.pop(0):
             if row is None:
                 raise ListingChanged("Kaseya", "list accounts", "totalRecords moved while paging")
             yield row
-
-    iter_contacts = iter_opportunities = iter_accounts  # the extract picks the list by entity
 
 
 @pytest.fixture

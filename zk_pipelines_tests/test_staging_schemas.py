@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
+from zk_pipelines.domain.entities import STAGED_COLUMNS, staged_entity
 from zk_pipelines.domain.kaseya_staging import (
-    ENTITY_COLUMNS,
     ProductPricing,
     stage_accounts,
     stage_contacts,
@@ -20,7 +20,6 @@ from zk_pipelines.domain.kaseya_staging import (
 )
 from zk_pipelines.domain.staging_schemas import (
     REJECT_COLUMNS,
-    STAGED_ENTITIES,
     VALUE_LIMIT,
     empty_frame,
     validate_rows,
@@ -161,7 +160,7 @@ def test_bad_row_is_rejected_and_the_rest_of_the_batch_kept(entity, bad, pricing
         key=lambda line: line[2])
     assert lines == sorted(expected, key=lambda line: line[2])
     assert all(r["entity"] == entity for r in rejects.to_dict("records"))
-    assert all(r["reason"].startswith(f"{STAGED_ENTITIES[entity].label} {r['kaseya_id']}: ")
+    assert all(r["reason"].startswith(f"{staged_entity(entity).label} {r['kaseya_id']}: ")
                for r in rejects.to_dict("records"))
 
 
@@ -256,7 +255,7 @@ def test_offending_value_is_truncated():
 
 def test_valid_frame_has_the_entity_columns_typed_for_duckdb():
     valid, _ = validate_rows("opportunities", staged("opportunities", [opportunity(400001)]), KNOWN)
-    assert list(valid.columns) == [name for name, _ in ENTITY_COLUMNS["opportunities"]]
+    assert list(valid.columns) == [name for name, _ in STAGED_COLUMNS["opportunities"]]
     assert str(valid["kaseya_id"].dtype) == "Int64"
     assert str(valid["contact_id"].dtype) == "Int64" and pd.isna(valid.at[0, "contact_id"])
     assert str(valid["amount"].dtype) == "float64"
@@ -272,12 +271,11 @@ def test_rows_read_back_from_storage_validate_the_same():
     pd.testing.assert_frame_equal(first, again)
 
 
-@pytest.mark.parametrize("entity", STAGED_ENTITIES)
+@pytest.mark.parametrize("entity", STAGED_COLUMNS)
 def test_empty_batch_and_model_columns_match_the_column_lists(entity):
     valid, rejects = validate_rows(entity, pd.DataFrame())
     assert valid.empty and rejects.empty
-    assert list(valid.columns) == [name for name, _ in ENTITY_COLUMNS[entity]]
-    assert list(STAGED_ENTITIES[entity].model.to_schema().columns) == [name for name, _ in ENTITY_COLUMNS[entity]]
+    assert list(valid.columns) == [name for name, _ in STAGED_COLUMNS[entity]]
     assert list(empty_frame(entity).dtypes) == list(valid.dtypes)
 
 

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -54,6 +54,7 @@ from zk_pipelines.clients.kaseya_wire import (
 )
 from zk_pipelines.clients.probe import EndpointCheck
 from zk_pipelines.config import KaseyaCredentials
+from zk_pipelines.domain.entities import KASEYA_SOURCES
 from zk_pipelines.secrets import redact
 
 __all__ = ["BudgetExhausted", "KaseyaClient", "KaseyaUsage", "ListingChanged", "RouteBudget"]
@@ -61,6 +62,10 @@ __all__ = ["BudgetExhausted", "KaseyaClient", "KaseyaUsage", "ListingChanged", "
 log = logging.getLogger(__name__)
 
 KASEYA_POLICY = HttpPolicy(api_name="Kaseya")
+
+# What `zk check` reads, (endpoint, paged): every list of the entity registry, and the quotes the push reads.
+PROBED_READS: tuple[tuple[str, bool], ...] = (*((source.endpoint, source.paged) for source in KASEYA_SOURCES),
+                                               ("quotes", True))
 
 # Refresh this long before the access token's announced expiry (tokens live ~20 minutes).
 REFRESH_MARGIN_SECONDS = 60.0
@@ -470,6 +475,14 @@ class KaseyaClient:
             window["Filter.ModifiedOnTo"] = kaseya_datetime(modified_to)
         return window
 
+    def read_list(self, name: str, *, paged: bool = True, modified_from: datetime | None = None,
+                  modified_to: datetime | None = None) -> Iterator[KaseyaRecord]:
+        """Every record of a list endpoint (`name` in ENDPOINTS): paged, or answered whole by one call; only
+        those modified between the bounds given (a paged list's `Filter.ModifiedOn*`)."""
+        if paged:
+            return self.paginate(name, self._window(modified_from, modified_to))
+        return iter(self.call(name)[0] or [])
+
     def user_info(self) -> KaseyaRecord:
         return self.call("user_info")[0]
 
@@ -609,8 +622,9 @@ class KaseyaClient:
 
     # --- zk check -------------------------------------------------------------------------------
 
-    def probe_endpoints(self) -> list[EndpointCheck]:
-        """Log in, then make one read per endpoint the pipeline uses; each answer is ok or the reason."""
+    def probe_endpoints(self, reads: Sequence[tuple[str, bool]] = PROBED_READS) -> list[EndpointCheck]:
+        """Log in, then make one read per endpoint of `reads` ((endpoint, paged)): by default every list the
+        entity registry reads, and the push's; each answer is ok or the reason."""
         checks: list[EndpointCheck] = []
         try:
             self.login()
@@ -618,24 +632,17 @@ class KaseyaClient:
             return [EndpointCheck("kaseya", ENDPOINTS["authenticate"].label, False, exc.message)]
         checks.append(EndpointCheck("kaseya", ENDPOINTS["authenticate"].label, True, "ok"))
 
-        def first_row(name: str) -> Any:
-            rows, _ = self.call(name, params={"PageNumber": 1, "PageSize": 1})
-            return rows[0] if rows else None
+        def first_row(name: str, paged: bool) -> Any:
+            rows, _ = self.call(name, params={"PageNumber": 1, "PageSize": 1} if paged else None)
+            return rows[0] if isinstance(rows, list) and rows else None
 
         product = None
-        probes: list[tuple[str, Callable[[], Any]]] = [
-            ("user_info", self.user_info),
-            ("accounts", lambda: first_row("accounts")),
-            ("account_types", self.account_types),
-            ("contacts", lambda: first_row("contacts")),
-            ("opportunities", lambda: first_row("opportunities")),
-            ("opportunity_statuses", self.opportunity_statuses),
-            ("products", lambda: first_row("products")),
-            ("product_categories", lambda: first_row("product_categories")),
-            ("warehouses", self.warehouses),
-            ("employees", lambda: first_row("employees")),
-            ("quotes", lambda: first_row("quotes")),
-        ] + [(f"lookup:{table}", lambda t=table: self.lookup(t)) for table in LOOKUP_TABLES]
+        probes: list[tuple[str, Callable[[], Any]]] = [("user_info", self.user_info)]
+        for endpoint, paged in reads:
+            if endpoint == "lookup":  # one table per call
+                probes += [(f"lookup:{table}", lambda t=table: self.lookup(t)) for table in LOOKUP_TABLES]
+            else:
+                probes.append((endpoint, lambda e=endpoint, p=paged: first_row(e, p)))
         for name, probe in probes:
             label = (f"GET /v2/system/lookup/{LOOKUP_TABLES[name.split(':')[1]]}" if name.startswith("lookup:")
                      else ENDPOINTS[name].label)

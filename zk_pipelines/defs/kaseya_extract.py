@@ -1,6 +1,6 @@
 """Group `kaseya_extract`: the Kaseya lists into `raw.*`, as two steps of the run's one client.
 
-- `kaseya_changes`: the incremental lists (accounts, contacts, opportunities), **hourly-partitioned** on
+- `kaseya_changes`: the incremental lists (`entities.INCREMENTAL_SOURCES`), **hourly-partitioned** on
   Kaseya's `ModifiedOn`, side by side. What a run queries is its hours' window, reaching back over whatever
   earlier runs did not cover: a tenant's first run, whichever hour it is for, extracts its whole history
   (`domain/incremental.py`). A range of hours is one run and one query per list.
@@ -19,7 +19,7 @@ from zk_pipelines.clients.http import ApiError, AuthenticationError, PermissionD
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, KaseyaUsage
 from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_keys_of_run
 from zk_pipelines.defs.resources import KaseyaResource, PullTuning, StateStoreResource
-from zk_pipelines.domain.entities import KASEYA_SOURCES, KaseyaSource
+from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, SNAPSHOT_SOURCES, KaseyaSource
 from zk_pipelines.pull.extract import extract_changes, extract_snapshots, refresh_product_pricing
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import SnapshotCounts, read_snapshot, rows_by_hour
@@ -28,9 +28,7 @@ GROUP = "kaseya_extract"
 CHANGES_STEP = "raw__kaseya_changes"  # the op of the asset raw/kaseya_changes
 CATALOGUE_STEP = "kaseya_catalogue"
 
-INCREMENTAL_SOURCES = tuple(source for source in KASEYA_SOURCES if source.incremental)
 CHANGES_KEY = dg.AssetKey(["raw", "kaseya_changes"])
-SNAPSHOT_SOURCES = tuple(source for source in KASEYA_SOURCES if not source.incremental)
 
 # A step calling an API that failed on what a repeat can fix (an answer garbled, or refused with a server
 # error, after the client's own retries) runs again, visibly in the UI, before the run fails.
@@ -50,7 +48,7 @@ CALLS_COLUMNS = dg.TableSchema(columns=[
 
 def raw_key(source: KaseyaSource) -> dg.AssetKey:
     """The asset a Kaseya list is extracted by: its own table's for a snapshot, the changes' for an incremental
-    list (the three lists of the changes are one hourly-partitioned asset)."""
+    list (the incremental lists are one hourly-partitioned asset)."""
     return CHANGES_KEY if source.incremental else dg.AssetKey(["raw", source.raw_table])
 
 
@@ -102,9 +100,9 @@ class ChangesConfig(dg.Config):
 
 
 def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    # One hourly-partitioned asset for the three incremental lists, not one each: Dagster records a
-    # materialization per partition of every partitioned asset in a run, so a 30-day backfill writes 720 events
-    # here where three assets would write 2,160 (each ~6 ms on a SQLite instance, ~30 ms on PostgreSQL).
+    # One hourly-partitioned asset for the incremental lists, not one each: Dagster records a materialization
+    # per partition of every partitioned asset in a run, so a 30-day backfill writes 720 events here where three
+    # lists as three assets would write 2,160 (each ~6 ms on a SQLite instance, ~30 ms on PostgreSQL).
     tables = ", ".join(f"raw.{source.raw_table}" for source in INCREMENTAL_SOURCES)
 
     @dg.asset(

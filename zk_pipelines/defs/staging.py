@@ -7,27 +7,11 @@ import dagster as dg
 from zk_pipelines.defs.kaseya_extract import raw_key
 from zk_pipelines.defs.partitions import now, run_partitions
 from zk_pipelines.defs.resources import PullTuning, StateStoreResource
-from zk_pipelines.domain.entities import KASEYA_SOURCE
+from zk_pipelines.domain.entities import STAGED_SOURCES, KaseyaSource
 from zk_pipelines.pull.stage import stage_entity
 
 GROUP = "staging"
 SAMPLE_ROWS = 20
-
-# entity -> (description, upstream staged entities it reads)
-STAGED_ASSETS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "employees": ("Kaseya employees, typed and validated (e-mail shape).", ()),
-    "opportunity_statuses": ("Kaseya opportunity statuses with their kind (open, won, lost).", ()),
-    "accounts": ("Kaseya accounts flattened: the main location's billing address as columns, shipping addresses "
-                 "as a JSON list, the account manager's e-mail from the employees.", ("employees",)),
-    "contacts": ("Kaseya contacts with their default e-mail and phone and the POC flag; the account must be a "
-                 "known (staged) account.", ("accounts",)),
-    "opportunities": ("Kaseya opportunities; the account and status must be known, the sales rep's e-mail comes "
-                      "from the employees.", ("accounts", "opportunity_statuses", "employees")),
-    "products": ("Kaseya products, one row per product (warehouse rows de-duplicated), with the category, the "
-                 "pricing levels, the first supplier and the default cost.", ()),
-}
-CHECKED = ("accounts", "contacts", "opportunities", "products")
-
 
 def reject_table(rejects) -> dg.MetadataValue:
     sample = rejects.head(SAMPLE_ROWS)
@@ -39,28 +23,28 @@ def reject_table(rejects) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines) if len(sample) else "no rejects")
 
 
-def raw_dependency(entity: str) -> dg.AssetDep:
+def raw_dependency(source: KaseyaSource) -> dg.AssetDep:
     """Staging reads what is pending in raw, whatever hours brought it: as a dependency on an hourly-partitioned
     raw asset, the latest hour. (Dagster's default, every partition, would make each staging step enumerate all
     the hours since the first: a second per step after five years of them.)"""
-    source = KASEYA_SOURCE[entity]
     if source.incremental:
         return dg.AssetDep(raw_key(source), partition_mapping=dg.LastPartitionMapping())
     return dg.AssetDep(raw_key(source))
 
 
-def build_staged_asset(entity: str) -> dg.AssetsDefinition:
-    description, upstream = STAGED_ASSETS[entity]
+def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
+    assert source.staging is not None
+    entity, description, upstream = source.name, source.staging.description, source.staging.upstream
     key = dg.AssetKey(["stg", f"kaseya_{entity}"])
     check_specs = ([dg.AssetCheckSpec("reject_share_within_limit", asset=key, blocking=True,
                                       description="Fails, and stops the load, when the share of this run's rows "
                                                   "rejected by validation exceeds PullTuning.max_reject_share.")]
-                   if entity in CHECKED else [])
+                   if source.staging.checked else [])
 
     @dg.asset(
         key=key, group_name=GROUP, pool="duckdb",
         kinds={"duckdb", "pandera"}, check_specs=check_specs,
-        deps=[raw_dependency(entity), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
+        deps=[raw_dependency(source), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
         description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "
                     "with the record's Kaseya id, the failed check and the offending value. Not partitioned: each "
                     "run stages what is pending in raw (new or changed since staging last read it, whichever run "
@@ -94,4 +78,4 @@ def build_staged_asset(entity: str) -> dg.AssetsDefinition:
 
 
 def staged_assets() -> list[dg.AssetsDefinition]:
-    return [build_staged_asset(entity) for entity in STAGED_ASSETS]
+    return [build_staged_asset(source) for source in STAGED_SOURCES]

@@ -14,7 +14,7 @@ results are the per-record path's, exactly (tests compare them row for row):
   assembled from JSON-quoted columns. A row holding a character JSON escapes specially (a control
   character or a lone surrogate) is rendered by the per-record path instead.
 
-The input is typed staged contacts (`kaseya_staging.CONTACT_COLUMNS` with the dtypes `validate_rows`
+The input is typed staged contacts (`ContactModel`'s columns with the dtypes `validate_rows`
 returns: nullable Int64 ids, object text, nullable boolean, UTC timestamps), as a column-wise staging
 (SQL over the raw JSON) would produce them.
 """
@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.change_detection import canonical_json
-from zk_pipelines.domain.kaseya_staging import CONTACT_COLUMNS
-from zk_pipelines.domain.staging_schemas import EMAIL_PATTERN, empty_rejects, validate_rows
+from zk_pipelines.domain.staging_schemas import EMAIL_PATTERN, ContactModel, empty_rejects, model_columns, validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 
+CONTACT_COLUMNS = model_columns(ContactModel)
 CONTACT_COLUMN_NAMES = tuple(name for name, _ in CONTACT_COLUMNS)
 _TEXT_COLUMNS = tuple(name for name, kind in CONTACT_COLUMNS if kind == "VARCHAR")
 # Characters `json.dumps(ensure_ascii=False)` writes as escapes (besides `"` and `\`), and lone surrogates,

@@ -1,52 +1,196 @@
-"""The entity tables of the pull, as data: which Kaseya lists are extracted (and how), and which Zomentum
-resources they become. The Dagster asset factories read these rows; a new entity is a row here, a staging
-function and schema, and a mapper."""
+"""The entities of the pull, as data: one row per Kaseya list (how it is read, incremental or a snapshot, how
+it is staged and validated) and one per Zomentum resource the pull fills (endpoint, match rule, mapper).
+
+Every other list is derived from these rows: the raw and staging tables (`storage/schema.py`,
+`storage/pull_store.py`), the raw and staged assets and their checks (`defs/`), the readers of the
+extraction (`pull/extract.py`), the endpoints `zk check` probes. A new Kaseya entity is a `KaseyaSource` row
+with a `Staging` (its model in `staging_schemas.py`, its field spec here), the endpoint in
+`clients/kaseya_wire.ENDPOINTS`, and the sandbox's support for it (README, Adding an entity).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from zk_pipelines.domain.kaseya_staging import (
+    Column,
+    ProductPricing,
+    stage_accounts,
+    stage_contacts,
+    stage_fields,
+    stage_opportunities,
+    stage_opportunity_statuses,
+    stage_products,
+)
+from zk_pipelines.domain.staging_schemas import (
+    AccountModel,
+    ContactModel,
+    EmployeeModel,
+    ForeignKey,
+    OpportunityModel,
+    OpportunityStatusModel,
+    ProductModel,
+    StagedEntity,
+    StagedModel,
+    model_columns,
+    references_account,
+)
+
+
+class StagingInputs(Protocol):
+    """What some entities' staging reads besides their own records, read only when asked for."""
+
+    @property
+    def employee_emails(self) -> Mapping[int, str]: ...
+
+    @property
+    def product_pricing(self) -> Mapping[int, ProductPricing]: ...
+
+
+# A stager for an entity with nested or derived parts: (records, inputs, positions) -> rows of its model.
+Stager = Callable[[Iterable[Any], StagingInputs, Iterable[int] | None], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Staging:
+    """How `raw.kaseya_<name>` becomes `stg.kaseya_<name>`."""
+
+    model: type[StagedModel]  # the columns, declared once (the table's DDL is derived from it) and the checks
+    label: str  # what a person calls one record: "contact 300017: ..."
+    description: str  # what the staged table holds (the asset's description)
+    fields: Mapping[str, str] = field(default_factory=dict)  # column -> wire field, for a flat entity
+    stager: Stager | None = None  # instead of `fields`: the function of an entity with nested or derived parts
+    upstream: tuple[str, ...] = ()  # staged entities read first (references, e-mails)
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    checked: bool = False  # a blocking check stops the load when too many of a run's rows are rejected
+    also_reads: tuple[str, ...] = ()  # raw tables besides its own whose change stages a snapshot entity again
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return model_columns(self.model)
 
 
 @dataclass(frozen=True)
 class KaseyaSource:
-    """One Kaseya list extracted into `raw.kaseya_<name>`."""
+    """One Kaseya list extracted into `raw.kaseya_<name>`, and staged when it has a `staging`."""
 
     name: str
-    endpoint: str  # the client's endpoint name (kaseya_wire.ENDPOINTS)
+    endpoint: str  # the endpoint read (kaseya_wire.ENDPOINTS)
     key_field: str  # the record's key in the payload
     incremental: bool  # filterable on ModifiedOn; else an hourly snapshot, change-detected by content hash
     description: str
+    paged: bool = True  # a paged list (PageNumber, PageSize); else one call answers the whole list
+    reader: str | None = None  # a snapshot whose reading is special (pull/extract.SNAPSHOT_READERS)
+    staging: Staging | None = None
 
     @property
     def raw_table(self) -> str:
         return f"kaseya_{self.name}"
 
+    def stage(self, records: Iterable[Any], inputs: StagingInputs, positions: Iterable[int] | None = None
+              ) -> list[dict[str, Any]]:
+        """Raw payloads -> rows of the model (a row per unreadable record carries its problem)."""
+        assert self.staging is not None, self.name
+        if self.staging.stager is not None:
+            return self.staging.stager(records, inputs, positions)
+        return stage_fields(self.name, self.staging.columns, self.staging.fields, records, id_field=self.key_field,
+                            positions=positions)
+
+
+def _products(products: Iterable[Any], inputs: StagingInputs, positions: Iterable[int] | None) -> list[dict]:
+    """The raw snapshot holds one payload per product: its warehouse rows and the category learned for it."""
+    products = list(products)
+    # A payload that is not an object goes on as a row, for the staging to reject it with its reason.
+    rows = [row for product in products
+            for row in ((product.get("warehouseRows") or []) if isinstance(product, Mapping) else [product])]
+    categories = {int(p["productIndexId"]): p["category"] for p in products
+                  if isinstance(p, Mapping) and p.get("category")}
+    return stage_products(rows, inputs.product_pricing, categories=categories)
+
 
 KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
-    KaseyaSource("accounts", "accounts", "id", True,
-                 "Kaseya accounts (customers) with their locations and addresses, one row per account."),
-    KaseyaSource("contacts", "contacts", "id", True,
-                 "Kaseya contacts with their e-mails, phones and POC flag, one row per contact."),
-    KaseyaSource("opportunities", "opportunities", "id", True, "Kaseya opportunities, one row per opportunity."),
-    KaseyaSource("products", "products", "productIndexId", False,
-                 "Kaseya inventory products: the per-warehouse rows of one product together, with the category "
-                 "learned from category-filtered scans. Pricing is in raw.kaseya_product_pricing."),
-    KaseyaSource("employees", "employees", "id", False,
-                 "Kaseya employees (account managers, sales representatives) with their e-mails."),
-    KaseyaSource("opportunity_statuses", "opportunity_statuses", "id", False,
-                 "Kaseya opportunity statuses (open, won, lost)."),
-    KaseyaSource("account_types", "account_types", "id", False, "Kaseya account types."),
+    KaseyaSource(
+        "accounts", "accounts", "id", True,
+        "Kaseya accounts (customers) with their locations and addresses, one row per account.",
+        staging=Staging(
+            AccountModel, "account",
+            "Kaseya accounts flattened: the main location's billing address as columns, shipping addresses as a "
+            "JSON list, the account manager's e-mail from the employees.",
+            stager=lambda records, inputs, positions: stage_accounts(
+                records, employee_emails=inputs.employee_emails, positions=positions),
+            upstream=("employees",), checked=True)),
+    KaseyaSource(
+        "contacts", "contacts", "id", True,
+        "Kaseya contacts with their e-mails, phones and POC flag, one row per contact.",
+        staging=Staging(
+            ContactModel, "contact",
+            "Kaseya contacts with their default e-mail and phone and the POC flag; the account must be a known "
+            "(staged) account.",
+            stager=lambda records, inputs, positions: stage_contacts(records, positions=positions),
+            upstream=("accounts",), foreign_keys=(references_account(),), checked=True)),
+    KaseyaSource(
+        "opportunities", "opportunities", "id", True, "Kaseya opportunities, one row per opportunity.",
+        staging=Staging(
+            OpportunityModel, "opportunity",
+            "Kaseya opportunities; the account and status must be known, the sales rep's e-mail comes from the "
+            "employees.",
+            stager=lambda records, inputs, positions: stage_opportunities(
+                records, employee_emails=inputs.employee_emails, positions=positions),
+            upstream=("accounts", "opportunity_statuses", "employees"),
+            foreign_keys=(references_account(), ForeignKey(
+                "status_id", "opportunity_statuses", "status", lambda f: (
+                    f"{f.subject}: {f.label} {f.shown} is not a known Kaseya opportunity status; refresh the status "
+                    "lookup or fix the opportunity in Kaseya; it is staged again every run"))),
+            checked=True)),
+    KaseyaSource(
+        "products", "products", "productIndexId", False,
+        "Kaseya inventory products: the per-warehouse rows of one product together, with the category learned "
+        "from category-filtered scans. Pricing is in raw.kaseya_product_pricing.",
+        reader="products",
+        staging=Staging(
+            ProductModel, "product",
+            "Kaseya products, one row per product (warehouse rows de-duplicated), with the category, the pricing "
+            "levels, the first supplier and the default cost.",
+            stager=_products, checked=True, also_reads=("kaseya_product_pricing",))),
+    KaseyaSource(
+        "employees", "employees", "id", False,
+        "Kaseya employees (account managers, sales representatives) with their e-mails.",
+        staging=Staging(
+            EmployeeModel, "employee", "Kaseya employees, typed and validated (e-mail shape).",
+            fields={"first_name": "FirstName", "last_name": "LastName", "email": "EmailAddress",
+                    "username": "Username", "job_title": "JobTitle", "is_active": "IsActive"})),
+    KaseyaSource(
+        "opportunity_statuses", "opportunity_statuses", "id", False, "Kaseya opportunity statuses (open, won, lost).",
+        paged=False,
+        staging=Staging(
+            OpportunityStatusModel, "opportunity status",
+            "Kaseya opportunity statuses with their kind (open, won, lost).",
+            stager=lambda records, inputs, positions: stage_opportunity_statuses(records))),
+    KaseyaSource("account_types", "account_types", "id", False, "Kaseya account types.", paged=False),
     KaseyaSource("product_categories", "product_categories", "id", False, "Kaseya product categories."),
-    KaseyaSource("warehouses", "warehouses", "id", False, "Kaseya warehouses."),
+    KaseyaSource("warehouses", "warehouses", "id", False, "Kaseya warehouses.", paged=False),
     KaseyaSource("lookups", "lookup", "id", False,
-                 "Kaseya system lookup tables the settings use (quote statuses, labour periods, opportunity "
-                 "types, ratings, lead sources); key `<table>:<id>`."),
+                 "Kaseya system lookup tables the settings use (quote statuses, labour periods, opportunity types, "
+                 "ratings, lead sources); key `<table>:<id>`.", reader="lookups"),
 )
 
 KASEYA_SOURCE = {source.name: source for source in KASEYA_SOURCES}
+INCREMENTAL_SOURCES = tuple(source for source in KASEYA_SOURCES if source.incremental)
+SNAPSHOT_SOURCES = tuple(source for source in KASEYA_SOURCES if not source.incremental)
+# Staged entities: raw.kaseya_<name> -> stg.kaseya_<name>, validated.
+STAGED_SOURCES = tuple(source for source in KASEYA_SOURCES if source.staging is not None)
+STAGED_COLUMNS: dict[str, tuple[Column, ...]] = {
+    source.name: source.staging.columns for source in STAGED_SOURCES if source.staging is not None}
 
-# Staged entities: raw.kaseya_<name> -> stg.kaseya_<name>, validated (staging_schemas.STAGED_ENTITIES).
-STAGED = ("accounts", "contacts", "opportunities", "products", "employees", "opportunity_statuses")
+
+def staged_entity(name: str) -> StagedEntity:
+    """What validation needs of a staged entity."""
+    staging = KASEYA_SOURCE[name].staging
+    if staging is None:
+        raise KeyError(f"Kaseya {name} are not staged")
+    return StagedEntity(name, staging.model, staging.label, staging.foreign_keys)
 
 
 @dataclass(frozen=True)

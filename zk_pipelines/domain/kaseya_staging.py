@@ -3,8 +3,10 @@
 Kaseya's contract spells fields in PascalCase, the wire in camelCase, and our raw tables keep whatever the
 server sent, so every field is read with `read_field`, which ignores case and underscores. Nested parts
 become their own columns: the main location's billing address is flattened into `billing_*` columns and
-the shipping addresses are kept as a JSON list. The column lists below (name, DuckDB type) are the tables'
-definitions: the storage layer creates `stg.kaseya_<entity>` from them.
+the shipping addresses are kept as a JSON list. The columns each function produces are its entity's model's
+(`staging_schemas`), from which the storage layer creates `stg.kaseya_<entity>`. A flat entity needs no
+function of its own: `stage_fields` stages it from its field spec (wire name -> column), reading each field
+with the reader of its column's type.
 
 A record that cannot be read at all (not an object, no usable id, a field of the wrong kind) becomes a row
 carrying a `StagingProblem` under `STAGING_PROBLEM`; `staging_schemas.validate_rows` turns it into a
@@ -45,131 +47,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 Column = tuple[str, str]  # (name, DuckDB type)
-
-ACCOUNT_COLUMNS: tuple[Column, ...] = (
-    ("kaseya_id", "BIGINT"),
-    ("account_code", "VARCHAR"),
-    ("name", "VARCHAR"),
-    ("account_type_id", "BIGINT"),
-    ("account_type", "VARCHAR"),
-    ("website", "VARCHAR"),
-    ("is_active", "BOOLEAN"),
-    ("account_manager_id", "BIGINT"),
-    ("account_manager_email", "VARCHAR"),
-    ("main_location_id", "BIGINT"),
-    ("main_location_name", "VARCHAR"),
-    ("main_phone", "VARCHAR"),
-    ("billing_address1", "VARCHAR"),
-    ("billing_address2", "VARCHAR"),
-    ("billing_city", "VARCHAR"),
-    ("billing_state", "VARCHAR"),
-    ("billing_zip_code", "VARCHAR"),
-    ("billing_country", "VARCHAR"),
-    ("billing_phone", "VARCHAR"),
-    ("shipping_addresses", "VARCHAR"),  # JSON list of {address1, address2, city, state, zip_code, country, phone}
-    ("created_on", "TIMESTAMPTZ"),
-    ("modified_on", "TIMESTAMPTZ"),
-)
-
-CONTACT_COLUMNS: tuple[Column, ...] = (
-    ("kaseya_id", "BIGINT"),
-    ("account_id", "BIGINT"),
-    ("account_name", "VARCHAR"),
-    ("location_id", "BIGINT"),
-    ("first_name", "VARCHAR"),
-    ("last_name", "VARCHAR"),
-    ("job_title", "VARCHAR"),
-    ("email", "VARCHAR"),
-    ("phone", "VARCHAR"),
-    ("is_poc", "BOOLEAN"),
-    ("is_active", "BOOLEAN"),
-    ("created_on", "TIMESTAMPTZ"),
-    ("modified_on", "TIMESTAMPTZ"),
-)
-
-OPPORTUNITY_COLUMNS: tuple[Column, ...] = (
-    ("kaseya_id", "BIGINT"),
-    ("subject", "VARCHAR"),
-    ("status_id", "BIGINT"),
-    ("status", "VARCHAR"),
-    ("account_id", "BIGINT"),
-    ("account_name", "VARCHAR"),
-    ("account_location_id", "BIGINT"),
-    ("contact_id", "BIGINT"),
-    ("type_id", "BIGINT"),
-    ("type", "VARCHAR"),
-    ("rating", "VARCHAR"),
-    ("lead_source", "VARCHAR"),
-    ("probability", "DOUBLE"),
-    ("amount", "DOUBLE"),
-    ("sales_rep_id", "BIGINT"),
-    ("sales_rep_name", "VARCHAR"),
-    ("sales_rep_email", "VARCHAR"),
-    ("in_pipeline", "BOOLEAN"),
-    ("description", "VARCHAR"),
-    ("customer_po", "VARCHAR"),
-    ("close_date", "TIMESTAMPTZ"),
-    ("created_on", "TIMESTAMPTZ"),
-    ("modified_on", "TIMESTAMPTZ"),
-)
-
-PRODUCT_COLUMNS: tuple[Column, ...] = (
-    ("kaseya_id", "BIGINT"),  # ProductIndexId (the row `Id` is a per-warehouse string)
-    ("product_number", "VARCHAR"),
-    ("name", "VARCHAR"),
-    ("description", "VARCHAR"),
-    ("upc", "VARCHAR"),
-    ("category", "VARCHAR"),
-    ("product_type", "VARCHAR"),
-    ("item_type", "VARCHAR"),  # hardware | software | service | labor
-    ("manufacturer", "VARCHAR"),
-    ("supplier_name", "VARCHAR"),
-    ("supplier_part_number", "VARCHAR"),
-    ("unit_cost", "DOUBLE"),
-    # JSON list of the active levels {id, name, price, is_default}, default first; NULL when the product's
-    # pricing has not been read yet (the per-product calls are budgeted), as opposed to [] for "none".
-    ("pricing_levels", "VARCHAR"),
-)
-
-EMPLOYEE_COLUMNS: tuple[Column, ...] = (
-    ("kaseya_id", "BIGINT"),
-    ("first_name", "VARCHAR"),
-    ("last_name", "VARCHAR"),
-    ("email", "VARCHAR"),
-    ("username", "VARCHAR"),
-    ("job_title", "VARCHAR"),
-    ("is_active", "BOOLEAN"),
-)
-
-OPPORTUNITY_STATUS_COLUMNS: tuple[Column, ...] = (
-    ("kaseya_id", "BIGINT"),
-    ("name", "VARCHAR"),
-    ("probability", "DOUBLE"),
-    ("is_active", "BOOLEAN"),
-    ("is_pipeline", "BOOLEAN"),
-    ("status_action_id", "BIGINT"),
-    ("status_action", "VARCHAR"),
-    ("kind", "VARCHAR"),  # open | won | lost, from StatusActionName
-)
-
-ENTITY_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "accounts": ACCOUNT_COLUMNS,
-    "contacts": CONTACT_COLUMNS,
-    "opportunities": OPPORTUNITY_COLUMNS,
-    "products": PRODUCT_COLUMNS,
-    "employees": EMPLOYEE_COLUMNS,
-    "opportunity_statuses": OPPORTUNITY_STATUS_COLUMNS,
-}
-
-# How a reject names one record of each entity: "contact 300017: ...".
-RECORD_LABELS: dict[str, str] = {
-    "accounts": "account",
-    "contacts": "contact",
-    "opportunities": "opportunity",
-    "products": "product",
-    "employees": "employee",
-    "opportunity_statuses": "opportunity status",
-}
 
 ITEM_TYPES = ("hardware", "software", "service", "labor")
 STATUS_KINDS = ("open", "won", "lost")
@@ -362,11 +239,15 @@ def _as_json(value: Any) -> str:
 # --- one record at a time -----------------------------------------------------------------------
 
 
-def _problem_row(entity: str, kaseya_id: int | None, problem: StagingProblem) -> dict[str, Any]:
-    row: dict[str, Any] = {name: None for name, _ in ENTITY_COLUMNS[entity]}
-    row["kaseya_id"] = kaseya_id
-    row[STAGING_PROBLEM] = problem
-    return row
+def _problem_row(kaseya_id: int | None, problem: StagingProblem) -> dict[str, Any]:
+    return {"kaseya_id": kaseya_id, STAGING_PROBLEM: problem}
+
+
+def _record_label(entity: str) -> str:
+    # The registry (domain/entities.py) imports this module's functions: read it when a batch is staged.
+    from zk_pipelines.domain.entities import staged_entity
+
+    return staged_entity(entity).label
 
 
 def _record_id(record: Mapping[str, Any], *names: str) -> int:
@@ -400,7 +281,7 @@ def _stage(
     id_names: tuple[str, ...] = ("Id",),
     positions: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
-    label = RECORD_LABELS[entity]
+    label = _record_label(entity)
     rows = []
     numbered = zip(positions, records, strict=True) if positions is not None else enumerate(records, start=1)
     for position, record in numbered:
@@ -412,7 +293,7 @@ def _stage(
             kaseya_id = _record_id(record, *id_names)
             rows.append(build(record, kaseya_id))
         except _Unreadable as problem:
-            rows.append(_problem_row(entity, kaseya_id, StagingProblem(
+            rows.append(_problem_row(kaseya_id, StagingProblem(
                 check=problem.check, column=problem.column,
                 value=None if problem.value is None else _truncate(str(problem.value)),
                 reason=f"{_subject(label, kaseya_id, record, position)}: {problem.problem}; Kaseya sent a "
@@ -420,12 +301,32 @@ def _stage(
             )))
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             # A shape nobody anticipated: still one reject, never a failed batch.
-            rows.append(_problem_row(entity, kaseya_id, StagingProblem(
+            rows.append(_problem_row(kaseya_id, StagingProblem(
                 check="readable", column=None, value=_truncate(str(record)),
                 reason=f"{_subject(label, kaseya_id, record, position)}: could not be read "
                        f"({type(error).__name__}: {error})",
             )))
     return rows
+
+
+# The reader of a field, by the DuckDB type of the column it goes to.
+_READERS: dict[str, Callable[..., Any]] = {"BIGINT": _integer, "VARCHAR": _text, "DOUBLE": _number,
+                                           "BOOLEAN": _flag, "TIMESTAMPTZ": _moment}
+
+
+def stage_fields(entity: str, columns: Sequence[Column], fields: Mapping[str, str], records: Iterable[Any], *,
+                 id_field: str = "Id", positions: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Records of a flat entity -> rows of `columns`: each column read from its wire field (`fields`, column ->
+    wire name; `kaseya_id` from `id_field`) by the reader of its type. A column without a field is NULL."""
+
+    def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"kaseya_id": kaseya_id}
+        for name, kind in columns:
+            if name != "kaseya_id":
+                row[name] = _READERS[kind](record, name, fields[name]) if name in fields else None
+        return row
+
+    return _stage(entity, records, build, id_names=(id_field,), positions=positions)
 
 
 # --- accounts -----------------------------------------------------------------------------------
@@ -501,7 +402,7 @@ def stage_accounts(
     records: Iterable[Any], *, employee_emails: Mapping[int, str] | None = None,
     positions: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """`GET /v2/crm/accounts/summary` records -> ACCOUNT_COLUMNS rows."""
+    """`GET /v2/crm/accounts/summary` records -> `AccountModel` rows."""
     emails = employee_emails or {}
 
     def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
@@ -548,7 +449,7 @@ def _default_entry(entries: list[Mapping[str, Any]], column: str, *names: str) -
 
 
 def stage_contacts(records: Iterable[Any], *, positions: Iterable[int] | None = None) -> list[dict[str, Any]]:
-    """`GET /v2/crm/contacts/summary` records -> CONTACT_COLUMNS rows. `positions` are the records' places in
+    """`GET /v2/crm/contacts/summary` records -> `ContactModel` rows. `positions` are the records' places in
     the whole batch (default 1, 2, ...), which name a record without a usable id in its reject."""
 
     def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
@@ -615,7 +516,7 @@ def stage_opportunities(
     records: Iterable[Any], *, employee_emails: Mapping[int, str] | None = None,
     positions: Iterable[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """`GET /v2/crm/opportunities` records -> OPPORTUNITY_COLUMNS rows."""
+    """`GET /v2/crm/opportunities` records -> `OpportunityModel` rows."""
     emails = employee_emails or {}
 
     def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
@@ -722,7 +623,7 @@ def stage_products(
     categories: Mapping[int, str] | None = None,
     product_types: Mapping[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """`GET /v2/inventory/products/searchselect` rows (one per product x warehouse) -> one PRODUCT_COLUMNS
+    """`GET /v2/inventory/products/searchselect` rows (one per product x warehouse) -> one `ProductModel`
     row per `ProductIndexId`, with its pricing when `pricing_by_index_id` has it (else the pricing columns
     are NULL: not read yet, not "no pricing").
 
@@ -768,24 +669,7 @@ def stage_products(
     return _stage("products", first_rows, build, id_names=("ProductIndexId",))
 
 
-# --- employees and statuses ---------------------------------------------------------------------
-
-
-def stage_employees(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """`GET /v2/hr/employees/searchselect` records -> EMPLOYEE_COLUMNS rows."""
-
-    def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
-        return {
-            "kaseya_id": kaseya_id,
-            "first_name": _text(record, "first_name", "FirstName"),
-            "last_name": _text(record, "last_name", "LastName"),
-            "email": _text(record, "email", "EmailAddress"),
-            "username": _text(record, "username", "Username"),
-            "job_title": _text(record, "job_title", "JobTitle"),
-            "is_active": _flag(record, "is_active", "IsActive"),
-        }
-
-    return _stage("employees", records, build)
+# --- employees (staged from their field spec) and statuses -----------------------------------
 
 
 def employee_emails(employee_rows: Iterable[Mapping[str, Any]]) -> dict[int, str]:
@@ -810,7 +694,7 @@ def status_kind(status_action: str | None) -> str:
 
 
 def stage_opportunity_statuses(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """`GET /v2/crm/opportunities/statuses/Lookup` records -> OPPORTUNITY_STATUS_COLUMNS rows."""
+    """`GET /v2/crm/opportunities/statuses/Lookup` records -> `OpportunityStatusModel` rows."""
 
     def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
         action = _text(record, "status_action", "StatusActionName")

@@ -27,9 +27,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from zk_pipelines.domain.kaseya_staging import (
-    ENTITY_COLUMNS,
     ITEM_TYPES,
-    RECORD_LABELS,
     STAGING_PROBLEM,
     STATUS_KINDS,
     Column,
@@ -55,13 +53,79 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Timestamp = Annotated[pd.DatetimeTZDtype, "us", "UTC"]  # DuckDB's TIMESTAMPTZ has microseconds
 
 
-class _StagedModel(pa.DataFrameModel):
+class StagedModel(pa.DataFrameModel):
+    """The columns of a `stg.kaseya_<entity>` table, declared once: the table's DDL and the typing of a batch
+    are derived from the model (`model_columns`)."""
+
     class Config:
         strict = True
         coerce = False  # `validate_rows` has already typed every column and rejected what did not fit
 
 
-class AccountModel(_StagedModel):
+# The DuckDB type of each dtype a model's columns may have.
+_DUCKDB_TYPES = {"Int64": "BIGINT", "str": "VARCHAR", "float64": "DOUBLE", "boolean": "BOOLEAN",
+                 "datetime64[us, UTC]": "TIMESTAMPTZ"}
+
+
+def model_columns(model: type[StagedModel]) -> tuple[Column, ...]:
+    """The model's columns as (name, DuckDB type), in its order: the staging table's definition."""
+    return tuple((name, _DUCKDB_TYPES[str(column.dtype)]) for name, column in model.to_schema().columns.items())
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed check of one row, as its reason is written: `subject` names the record ("contact 7"),
+    `label` the column in words, `shown` the value as quoted in the reason."""
+
+    subject: str
+    label: str
+    value: Any
+    shown: str
+
+
+Reason = Callable[[Failure], str]
+
+
+@dataclass(frozen=True)
+class RejectReason:
+    reason: Reason
+    column: str | None = None  # the column a row-level (dataframe) check is reported under
+
+
+# Each check's reject reason, by check name: declared with `rejected_because` beside the check it explains.
+REASONS: dict[str, RejectReason] = {}
+
+
+def rejected_because(check: str, reason: Reason, *, column: str | None = None) -> None:
+    """Declare why a row failing `check` is rejected (and, for a row-level check, the column it is about)."""
+    REASONS[check] = RejectReason(reason, column)
+
+
+# Pandera's built-in checks (named after their arguments: "greater_than_or_equal_to(0)") under our names, each
+# with its reason.
+_BUILT_IN_CHECKS = {
+    "not_nullable": "not_nullable",
+    "str_matches": "email_shape",
+    "greater_than_or_equal_to": "non_negative",
+    "in_range": "percentage",
+    "isin": "allowed_value",
+    "field_uniqueness": "duplicate_key",
+}
+rejected_because("not_nullable", lambda f: (
+    f"{f.subject}: {f.label} is missing or not a number; set it in Kaseya"
+    if isinstance(f.value, float) and math.isnan(f.value) else f"{f.subject}: {f.label} is missing; set it in Kaseya"))
+rejected_because("email_shape", lambda f: f"{f.subject}: {f.label} {f.shown} is not an e-mail address; correct it "
+                                          "in Kaseya")
+rejected_because("non_negative", lambda f: f"{f.subject}: {f.label} {f.shown} is negative; it must be 0 or more, "
+                                           "correct it in Kaseya")
+rejected_because("percentage", lambda f: f"{f.subject}: {f.label} {f.shown} is not between 0 and 100; correct it "
+                                         "in Kaseya")
+rejected_because("allowed_value", lambda f: f"{f.subject}: {f.label} {f.shown} is not one of the values the "
+                                            "pipeline knows")
+rejected_because("duplicate_key", lambda f: f"{f.subject}: appears twice with the same key after de-duplication")
+
+
+class AccountModel(StagedModel):
     kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     account_code: Series[str] = pa.Field(nullable=True)
     name: Series[str] = pa.Field(nullable=False)
@@ -91,7 +155,10 @@ class AccountModel(_StagedModel):
         return _address_list_problem(value) is None
 
 
-class ContactModel(_StagedModel):
+rejected_because("address_list", lambda f: f"{f.subject}: {f.label} {_address_list_problem(f.value) or 'is invalid'}")
+
+
+class ContactModel(StagedModel):
     kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     account_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     account_name: Series[str] = pa.Field(nullable=True)
@@ -107,7 +174,7 @@ class ContactModel(_StagedModel):
     modified_on: Series[Timestamp] = pa.Field(nullable=True)
 
 
-class OpportunityModel(_StagedModel):
+class OpportunityModel(StagedModel):
     kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     subject: Series[str] = pa.Field(nullable=False)
     status_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
@@ -133,7 +200,7 @@ class OpportunityModel(_StagedModel):
     modified_on: Series[Timestamp] = pa.Field(nullable=True)
 
 
-class ProductModel(_StagedModel):
+class ProductModel(StagedModel):
     kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     product_number: Series[str] = pa.Field(nullable=True)
     name: Series[str] = pa.Field(nullable=False)
@@ -159,7 +226,14 @@ class ProductModel(_StagedModel):
         return frame["pricing_levels"].isna() | frame["unit_cost"].notna()
 
 
-class EmployeeModel(_StagedModel):
+rejected_because("pricing_levels", lambda f: (f"{f.subject}: pricing levels "
+                                              f"{_pricing_problem(f.value) or 'are invalid'}; correct them in Kaseya"))
+rejected_because("cost_known", lambda f: f"{f.subject}: unit cost is missing or not a number although its pricing was "
+                                         "read; check the product's first supplier cost and default cost in Kaseya",
+                 column="unit_cost")
+
+
+class EmployeeModel(StagedModel):
     kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     first_name: Series[str] = pa.Field(nullable=True)
     last_name: Series[str] = pa.Field(nullable=True)
@@ -169,7 +243,7 @@ class EmployeeModel(_StagedModel):
     is_active: Series[pd.BooleanDtype] = pa.Field(nullable=True)
 
 
-class OpportunityStatusModel(_StagedModel):
+class OpportunityStatusModel(StagedModel):
     kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
     name: Series[str] = pa.Field(nullable=False)
     probability: Series[float] = pa.Field(nullable=True, in_range={"min_value": 0, "max_value": 100})
@@ -180,48 +254,44 @@ class OpportunityStatusModel(_StagedModel):
     kind: Series[str] = pa.Field(nullable=False, isin=list(STATUS_KINDS))
 
 
-@dataclass(frozen=True)
-class ForeignKey:
-    column: str
-    target: str  # key of `known_ids`, an entity name
-    check: str  # named REFERENCE_CHECK_PREFIX + the referenced record's kind
-
-
 # The reference checks' names start with this: a row rejected only by them is not bad, it waits for the
 # record it references (an account, a status), is staged again by every run, and shows as deferred.
 REFERENCE_CHECK_PREFIX = "known_"
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    """A column holding the Kaseya id of a record of another staged entity (`target`, a key of `known_ids`);
+    a row whose reference is not staged waits for it. `reason` says so in the reject."""
+
+    column: str
+    target: str
+    kind: str  # what the referenced record is: the check is named REFERENCE_CHECK_PREFIX + kind
+    reason: Reason
+
+    @property
+    def check(self) -> str:
+        return REFERENCE_CHECK_PREFIX + self.kind
+
+
+def references_account(column: str = "account_id") -> ForeignKey:
+    return ForeignKey(column, "accounts", "account", lambda f: (
+        f"{f.subject}: {f.label} {f.shown} is not a Kaseya account the pipeline has staged (unknown, or itself "
+        "rejected); it waits and is staged again every run until its account is"))
+
+
+@dataclass(frozen=True)
 class StagedEntity:
+    """What validation needs of a staged entity (the registry's `Staging` row gives it)."""
+
     name: str
-    model: type[_StagedModel]
+    model: type[StagedModel]
+    label: str  # what a reject calls one record: "contact 300017: ..."
     foreign_keys: tuple[ForeignKey, ...] = ()
 
     @property
     def columns(self) -> tuple[Column, ...]:
-        return ENTITY_COLUMNS[self.name]
-
-    @property
-    def label(self) -> str:
-        return RECORD_LABELS[self.name]
-
-
-STAGED_ENTITIES: dict[str, StagedEntity] = {
-    entity.name: entity
-    for entity in (
-        StagedEntity("accounts", AccountModel),
-        StagedEntity("contacts", ContactModel,
-                     (ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),)),
-        StagedEntity("opportunities", OpportunityModel, (
-            ForeignKey("account_id", "accounts", REFERENCE_CHECK_PREFIX + "account"),
-            ForeignKey("status_id", "opportunity_statuses", REFERENCE_CHECK_PREFIX + "status"),
-        )),
-        StagedEntity("products", ProductModel),
-        StagedEntity("employees", EmployeeModel),
-        StagedEntity("opportunity_statuses", OpportunityStatusModel),
-    )
-}
+        return model_columns(self.model)
 
 
 # --- JSON columns ---------------------------------------------------------------------------------
@@ -357,7 +427,7 @@ def _typed_series(values: list[Any], duckdb_type: str) -> pd.Series:
 
 def empty_frame(entity_name: str) -> pd.DataFrame:
     """A frame with the entity's columns and dtypes and no rows."""
-    return pd.DataFrame({name: _typed_series([], kind) for name, kind in ENTITY_COLUMNS[entity_name]})
+    return pd.DataFrame({name: _typed_series([], kind) for name, kind in _staged_entity(entity_name).columns})
 
 
 def as_validated_types(frame: pd.DataFrame, columns: Sequence[Column]) -> pd.DataFrame:
@@ -379,6 +449,13 @@ def as_validated_types(frame: pd.DataFrame, columns: Sequence[Column]) -> pd.Dat
 
 def empty_rejects() -> pd.DataFrame:
     return _rejects_frame([])
+
+
+def _staged_entity(name: str) -> StagedEntity:
+    # The registry (domain/entities.py) is built from this module's models: read it when a batch is validated.
+    from zk_pipelines.domain.entities import staged_entity
+
+    return staged_entity(name)
 
 
 # --- rejects ----------------------------------------------------------------------------------------
@@ -408,57 +485,19 @@ def _shown(value: Any) -> str:
 
 
 def _reason(entity: StagedEntity, kaseya_id: Any, check: str, column: str | None, value: Any) -> str:
-    subject = _subject(entity, kaseya_id)
-    label = _label(column or "record")
-    shown = _shown(value)
-    if check == "not_nullable":
-        if isinstance(value, float) and math.isnan(value):
-            return f"{subject}: {label} is missing or not a number; set it in Kaseya"
-        return f"{subject}: {label} is missing; set it in Kaseya"
-    if check == "email_shape":
-        return f"{subject}: {label} {shown} is not an e-mail address; correct it in Kaseya"
-    if check == "non_negative":
-        return f"{subject}: {label} {shown} is negative; it must be 0 or more, correct it in Kaseya"
-    if check == "percentage":
-        return f"{subject}: {label} {shown} is not between 0 and 100; correct it in Kaseya"
-    if check == "allowed_value":
-        return f"{subject}: {label} {shown} is not one of the values the pipeline knows"
-    if check == REFERENCE_CHECK_PREFIX + "account":
-        return (f"{subject}: {label} {shown} is not a Kaseya account the pipeline has staged (unknown, or "
-                "itself rejected); it waits and is staged again every run until its account is")
-    if check == REFERENCE_CHECK_PREFIX + "status":
-        return (f"{subject}: {label} {shown} is not a known Kaseya opportunity status; refresh the status "
-                "lookup or fix the opportunity in Kaseya; it is staged again every run")
-    if check == "pricing_levels":
-        return f"{subject}: pricing levels {_pricing_problem(value) or 'are invalid'}; correct them in Kaseya"
-    if check == "address_list":
-        return f"{subject}: {label} {_address_list_problem(value) or 'is invalid'}"
-    if check == "cost_known":
-        return (f"{subject}: unit cost is missing or not a number although its pricing was read; check the "
-                "product's first supplier cost and default cost in Kaseya")
-    if check == "duplicate_key":
-        return f"{subject}: appears twice with the same key after de-duplication"
-    return f"{subject}: {label} {shown} failed the check {check}"
-
-
-# Pandera names its built-in checks after their arguments ("greater_than_or_equal_to(0)"): keep the gist.
-_CHECK_NAMES = {
-    "not_nullable": "not_nullable",
-    "str_matches": "email_shape",
-    "greater_than_or_equal_to": "non_negative",
-    "in_range": "percentage",
-    "isin": "allowed_value",
-    "field_uniqueness": "duplicate_key",
-}
+    failure = Failure(_subject(entity, kaseya_id), _label(column or "record"), value, _shown(value))
+    for key in entity.foreign_keys:
+        if key.check == check:
+            return key.reason(failure)
+    declared = REASONS.get(check)
+    if declared is not None:
+        return declared.reason(failure)
+    return f"{failure.subject}: {failure.label} {failure.shown} failed the check {check}"
 
 
 def _check_name(pandera_check: str) -> str:
     base = pandera_check.split("(", 1)[0]
-    return _CHECK_NAMES.get(base, base)
-
-
-# The column a row-level (dataframe) check is reported under.
-_WIDE_CHECK_COLUMNS = {"cost_known": "unit_cost"}
+    return _BUILT_IN_CHECKS.get(base, base)
 
 
 def _reject(entity: StagedEntity, kaseya_id: Any, check: str, column: str | None, value: Any,
@@ -540,7 +579,8 @@ def _rejects_from_failures(entity: StagedEntity, frame: pd.DataFrame, failures: 
         row = int(failure.index)
         check = _check_name(str(failure.check))
         if failure.schema_context == "DataFrameSchema":
-            column = _WIDE_CHECK_COLUMNS.get(check, failure.column)
+            declared = REASONS.get(check)
+            column = declared.column if declared is not None and declared.column else failure.column
             if (row, check) in reported:
                 continue  # a row-level check lists every column of the row; report it once
             reported.add((row, check))
@@ -568,7 +608,7 @@ def validate_rows(
     not checked. The valid frame has exactly the entity's columns, typed for DuckDB, one row per kaseya_id;
     the rejects frame has REJECT_COLUMNS, one line per failed check.
     """
-    entity = STAGED_ENTITIES[entity_name]
+    entity = _staged_entity(entity_name)
     columns = entity.columns
     records = df.to_dict("records") if len(df) else []
     rejects: list[dict[str, Any]] = []

@@ -65,10 +65,6 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
                         run_id: str, now: datetime, stop: threading.Event | None = None) -> IncrementalExtract:
     """List the entity's records modified in `window` (no lower bound: everything) into its raw table, and
     extend the entity's coverage once the whole window is read."""
-    list_rows: Callable[..., Any] = {
-        "accounts": client.iter_accounts, "contacts": client.iter_contacts,
-        "opportunities": client.iter_opportunities,
-    }[source.name]
     batch: list[RawRecord] = []
     stored: set[int] = set()
 
@@ -86,7 +82,8 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
         # change read each row it did see correctly, and the next pass brings what the shift skipped.
         unreadable = 0
         try:
-            for payload in list_rows(modified_from=window.query_from, modified_to=window.query_to):
+            for payload in client.read_list(source.endpoint, paged=source.paged, modified_from=window.query_from,
+                                            modified_to=window.query_to):
                 if stop is not None and stop.is_set():
                     write_batch()
                     raise ExtractionStopped(f"the listing of Kaseya {source.name} was stopped")
@@ -160,24 +157,16 @@ def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[A
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _snapshot_rows(client: KaseyaClient, source: KaseyaSource, concurrency: int) -> list[tuple[str, Any, str]]:
-    if source.name == "lookups":
-        tables = _read_in_order([lambda t=table: client.lookup(t) for table in LOOKUP_TABLES], concurrency)
-        rows = []
-        for table, records in zip(LOOKUP_TABLES, tables, strict=True):
-            for record in records:
-                key = f"{LOOKUP_TABLES[table]}:{read_field(record, 'Id')}"
-                payload = {"table": LOOKUP_TABLES[table], **record}
-                rows.append((key, payload, payload_hash(payload)))
-        return rows
-    if source.name == "products":
-        return _product_snapshot(client, concurrency)
-    reader = {
-        "employees": client.employees, "opportunity_statuses": client.opportunity_statuses,
-        "account_types": client.account_types, "product_categories": client.product_categories,
-        "warehouses": client.warehouses,
-    }[source.name]
-    return [(str(read_field(r, source.key_field)), r, payload_hash(r)) for r in reader()]
+def _lookup_snapshot(client: KaseyaClient, concurrency: int) -> list[tuple[str, Any, str]]:
+    """Every lookup table the settings and pushes use, one call each, keyed `<table>:<id>`."""
+    tables = _read_in_order([lambda t=table: client.lookup(t) for table in LOOKUP_TABLES], concurrency)
+    rows = []
+    for table, records in zip(LOOKUP_TABLES, tables, strict=True):
+        for record in records:
+            key = f"{LOOKUP_TABLES[table]}:{read_field(record, 'Id')}"
+            payload = {"table": LOOKUP_TABLES[table], **record}
+            rows.append((key, payload, payload_hash(payload)))
+    return rows
 
 
 def _product_snapshot(client: KaseyaClient, concurrency: int) -> list[tuple[str, Any, str]]:
@@ -201,6 +190,18 @@ def _product_snapshot(client: KaseyaClient, concurrency: int) -> list[tuple[str,
         payload = {"productIndexId": index_id, "category": category_of.get(index_id), "warehouseRows": rows}
         snapshot.append((str(index_id), payload, payload_hash(payload)))
     return snapshot
+
+
+# The snapshots whose reading is special (`KaseyaSource.reader`); every other list is read as its row says.
+SNAPSHOT_READERS: dict[str, Callable[[KaseyaClient, int], list[tuple[str, Any, str]]]] = {
+    "products": _product_snapshot, "lookups": _lookup_snapshot}
+
+
+def _snapshot_rows(client: KaseyaClient, source: KaseyaSource, concurrency: int) -> list[tuple[str, Any, str]]:
+    if source.reader is not None:
+        return SNAPSHOT_READERS[source.reader](client, concurrency)
+    return [(str(read_field(r, source.key_field)), r, payload_hash(r))
+            for r in client.read_list(source.endpoint, paged=source.paged)]
 
 
 def extract_snapshot(client: KaseyaClient, database: Path, source: KaseyaSource, *, run_id: str, now: datetime,

@@ -12,8 +12,10 @@ ids at a time (`RECORDS_PER_CHUNK`), so a long window's payloads are never all i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -21,20 +23,11 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.bulk_change_detection import validate_contacts
-from zk_pipelines.domain.kaseya_staging import (
-    ProductPricing,
-    employee_emails,
-    stage_accounts,
-    stage_contacts,
-    stage_employees,
-    stage_opportunities,
-    stage_opportunity_statuses,
-    stage_products,
-)
+from zk_pipelines.domain.entities import KASEYA_SOURCE, KaseyaSource
+from zk_pipelines.domain.kaseya_staging import ProductPricing, employee_emails, stage_contacts
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, empty_rejects, validate_rows
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
-    SNAPSHOT_SOURCES,
     deferred_ids,
     insert_rejects,
     read_contacts_chunk,
@@ -73,23 +66,27 @@ class StageReport:
         return self.rejected_records / judged if judged else 0.0
 
 
-def _staged_rows(connection, entity: str) -> tuple[list[dict], np.ndarray | None]:
-    """The entity's rows to validate, and the raw ids they were read from (None: a snapshot, read whole)."""
-    if entity == "contacts":
-        order = staging_order(connection, "kaseya_contacts", deferred_ids(connection, entity))
-        return stage_contacts(read_raw_in_order(connection, "kaseya_contacts", order)), order
-    if entity == "employees":
-        return stage_employees(read_snapshot(connection, "kaseya_employees")), None
-    if entity == "opportunity_statuses":
-        return stage_opportunity_statuses(read_snapshot(connection, "kaseya_opportunity_statuses")), None
-    if entity == "products":
-        products = read_snapshot(connection, "kaseya_products")
-        rows = [row for product in products for row in product.get("warehouseRows") or []]
-        categories = {int(p["productIndexId"]): p["category"] for p in products if p.get("category")}
-        pricing = {index_id: ProductPricing(tuple(p["pricing_levels"]), tuple(p["suppliers"]), p["default_cost"])
-                   for index_id, p in read_pricing(connection).items()}
-        return stage_products(rows, pricing, categories=categories), None
-    raise KeyError(entity)
+class _StoredInputs:
+    """What a stager reads besides its records (`entities.StagingInputs`), from the tenant's DuckDB, once and
+    only when it asks."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._connection = connection
+
+    @cached_property
+    def employee_emails(self) -> Mapping[int, str]:
+        return employee_emails(read_stg(self._connection, "employees").to_dict("records"))
+
+    @cached_property
+    def product_pricing(self) -> Mapping[int, ProductPricing]:
+        return {index_id: ProductPricing(tuple(p["pricing_levels"]), tuple(p["suppliers"]), p["default_cost"])
+                for index_id, p in read_pricing(self._connection).items()}
+
+
+def _known_ids(connection: duckdb.DuckDBPyConnection, source: KaseyaSource) -> dict[str, set[int]]:
+    """The staged ids of every entity the source's rows reference."""
+    assert source.staging is not None
+    return {key.target: stg_ids(connection, key.target) for key in source.staging.foreign_keys}
 
 
 def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, *, run_id: str, partition_key: str | None,
@@ -136,19 +133,17 @@ def _stage_contacts_chunk(connection: duckdb.DuckDBPyConnection, ids: np.ndarray
     return staged, [part for part in rejected_parts if len(part)]
 
 
-def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str, *, run_id: str,
+def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, source: KaseyaSource, *, run_id: str,
                               partition_key: str | None, now: datetime, chunk: int) -> tuple[int, int, pd.DataFrame]:
-    """(records read, rows staged, rejects) of the accounts or opportunities pending and those waiting for a
+    """(records read, rows staged, rejects) of an incremental entity's records pending and those waiting for a
     parent, read, staged per record, validated and written `chunk` ids at a time, in the order and with the
     places in the batch of one whole read."""
-    table = f"kaseya_{entity}"
+    entity, table = source.name, source.raw_table
     order = staging_order(connection, table, deferred_ids(connection, entity))
     if not len(order):  # nothing new, changed or waiting: the employees and the staged ids need not be read
         return 0, 0, empty_rejects()
-    emails = employee_emails(read_stg(connection, "employees").to_dict("records"))
-    known = {"accounts": stg_ids(connection, "accounts"),
-             "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
-    stage = stage_accounts if entity == "accounts" else stage_opportunities
+    inputs = _StoredInputs(connection)
+    known = _known_ids(connection, source)
     staged, rejects = 0, []
     # One transaction for all the chunks: a step that fails midway leaves no chunk's rows or reject lines
     # behind for its retry to write a second time.
@@ -156,7 +151,7 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str
     try:
         for start in range(0, len(order), chunk):
             records = read_raw_in_order(connection, table, order[start:start + chunk])
-            rows = stage(records, employee_emails=emails, positions=range(start + 1, start + len(records) + 1))
+            rows = source.stage(records, inputs, positions=range(start + 1, start + len(records) + 1))
             # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
             valid, rejected = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
             staged += upsert_stg(connection, entity, valid, run_id=run_id, now=now)
@@ -171,38 +166,54 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, entity: str
     return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
 
 
+def _staged_snapshot(connection: duckdb.DuckDBPyConnection, source: KaseyaSource, *, run_id: str,
+                     partition_key: str | None, now: datetime) -> tuple[int, int, pd.DataFrame] | None:
+    """(records read, rows staged, rejects) of a snapshot entity, read whole; None when nothing in its sources
+    changed since it was last staged."""
+    version = snapshot_version(connection, source.name)
+    if version == staged_snapshot_version(connection, source.name):
+        return None
+    rows = source.stage(read_snapshot(connection, source.raw_table), _StoredInputs(connection))
+    # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
+    valid, rejects = validate_rows(source.name, pd.DataFrame(rows, dtype=object),
+                                   known_ids=_known_ids(connection, source))
+    with transaction(connection):
+        staged = upsert_stg(connection, source.name, valid, run_id=run_id, now=now)
+        insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
+        save_staged_snapshot_version(connection, source.name, version, now)
+    return len(rows), staged, rejects
+
+
+def _contacts_column_wise(connection: duckdb.DuckDBPyConnection, source: KaseyaSource, *, run_id: str,
+                          partition_key: str | None, now: datetime, chunk: int) -> tuple[int, int, pd.DataFrame]:
+    return _staged_contacts_in_chunks(connection, run_id=run_id, partition_key=partition_key, now=now, chunk=chunk)
+
+
+# The one entity counted in hundreds of thousands has a faster path: SQL over the raw JSON; the registry's stager
+# stays its reference (`column_wise=False`), and stages what the SQL cannot read.
+COLUMN_WISE: dict[str, Callable[..., tuple[int, int, pd.DataFrame]]] = {"contacts": _contacts_column_wise}
+
+
 def stage_entity(database: Path, entity: str, *, run_id: str, partition_key: str | None, now: datetime,
                  column_wise: bool = True, contacts_per_chunk: int = CONTACTS_PER_CHUNK,
                  records_per_chunk: int = RECORDS_PER_CHUNK) -> StageReport:
     """Stage the entity's pending records (new or changed in raw since staging last read them, whichever run
-    extracted them; snapshot entities: all of them) and those waiting for a parent. `column_wise=False` stages
-    contacts one record at a time, as every other entity is (the reference)."""
+    extracted them; snapshot entities: all of them, when their sources changed) and those waiting for a parent.
+    `column_wise=False` stages contacts one record at a time, as every other entity is (the reference)."""
+    source = KASEYA_SOURCE[entity]
     with connect(database) as connection:
-        if entity == "contacts" and column_wise:
-            read, staged, rejects = _staged_contacts_in_chunks(
-                connection, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
-        elif entity in ("accounts", "opportunities"):
+        if column_wise and entity in COLUMN_WISE:
+            read, staged, rejects = COLUMN_WISE[entity](
+                connection, source, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
+        elif source.incremental:
             read, staged, rejects = _staged_records_in_chunks(
-                connection, entity, run_id=run_id, partition_key=partition_key, now=now, chunk=records_per_chunk)
+                connection, source, run_id=run_id, partition_key=partition_key, now=now, chunk=records_per_chunk)
         else:
-            version = snapshot_version(connection, entity) if entity in SNAPSHOT_SOURCES else None
-            if version is not None and version == staged_snapshot_version(connection, entity):
-                # Nothing in the snapshot changed since it was last staged: staged as it stands.
+            outcome = _staged_snapshot(connection, source, run_id=run_id, partition_key=partition_key, now=now)
+            if outcome is None:  # nothing in the snapshot changed since it was last staged: staged as it stands
                 return StageReport(entity=entity, read=0, staged=0, rejected_records=0, waiting_records=0,
                                    rejects=empty_rejects(), unchanged_snapshot=True)
-            rows, raw_ids = _staged_rows(connection, entity)
-            known = {"accounts": stg_ids(connection, "accounts"),
-                     "opportunity_statuses": stg_ids(connection, "opportunity_statuses")}
-            # object columns: pandas would turn a column of whole numbers holding one beyond 64 bits into floats
-            valid, rejects = validate_rows(entity, pd.DataFrame(rows, dtype=object), known_ids=known)
-            read = len(rows)
-            with transaction(connection):
-                staged = upsert_stg(connection, entity, valid, run_id=run_id, now=now)
-                insert_rejects(connection, rejects, run_id=run_id, partition_key=partition_key, now=now)
-                if raw_ids is not None:
-                    staged_read(connection, f"kaseya_{entity}", raw_ids)
-                if version is not None:
-                    save_staged_snapshot_version(connection, entity, version, now)
+            read, staged, rejects = outcome
     waiting_only = set()
     rejected = set()
     if len(rejects):

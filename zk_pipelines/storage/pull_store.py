@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.change_detection import canonical_json
+from zk_pipelines.domain.entities import SNAPSHOT_SOURCES, STAGED_COLUMNS
 from zk_pipelines.domain.kaseya_staging import (
-    CONTACT_COLUMNS,
     CONTACT_EMAIL_WIRE_FIELDS,
     CONTACT_PHONE_WIRE_FIELDS,
     CONTACT_READ_NAMES,
     CONTACT_WIRE_FIELDS,
-    ENTITY_COLUMNS,
     STRIPPED_CHARACTERS,
     folded_name,
 )
@@ -56,18 +55,18 @@ CREATE TABLE IF NOT EXISTS mapped.zomentum_{name} (
 
 def stg_ddl(entity: str) -> str:
     """`map_pending`: staged (new or changed) since mapping last read the row."""
-    columns = ",\n    ".join(f"{name} {kind}" for name, kind in ENTITY_COLUMNS[entity])
+    columns = ",\n    ".join(f"{name} {kind}" for name, kind in STAGED_COLUMNS[entity])
     return (f"CREATE TABLE IF NOT EXISTS stg.kaseya_{entity} (\n    {columns},\n"
             f"    staged_at TIMESTAMPTZ,\n    run_id VARCHAR,\n    map_pending BOOLEAN NOT NULL DEFAULT true,\n"
             f"    PRIMARY KEY (kaseya_id)\n)")
 
 
 def ensure_pull_tables(connection: duckdb.DuckDBPyConnection, targets: Iterable[str] = ()) -> None:
-    create_tables(connection, [*(stg_ddl(entity) for entity in ENTITY_COLUMNS),
+    create_tables(connection, [*(stg_ddl(entity) for entity in STAGED_COLUMNS),
                                *(MAPPED_DDL.format(name=name) for name in targets),
                                # a file made before the column existed: every row is mapped once more
                                *(f"ALTER TABLE stg.kaseya_{entity} ADD COLUMN IF NOT EXISTS map_pending BOOLEAN "
-                                 "DEFAULT true" for entity in ENTITY_COLUMNS)])
+                                 "DEFAULT true" for entity in STAGED_COLUMNS)])
 
 
 # --- raw ------------------------------------------------------------------------------------------
@@ -260,7 +259,7 @@ def upsert_stg(connection: duckdb.DuckDBPyConnection, entity: str, valid: pd.Dat
                now: datetime) -> int:
     if not len(valid):
         return 0
-    columns = [name for name, _ in ENTITY_COLUMNS[entity]]
+    columns = [name for name, _ in STAGED_COLUMNS[entity]]
     frame = valid[columns].copy()
     with registered(connection, "incoming_stg", frame):
         names = ", ".join(columns)
@@ -275,7 +274,7 @@ def upsert_stg(connection: duckdb.DuckDBPyConnection, entity: str, valid: pd.Dat
 def read_stg(connection: duckdb.DuckDBPyConnection, entity: str, *, pending_only: bool = False,
              kaseya_ids: Iterable[int] = ()) -> pd.DataFrame:
     """The staged rows (`pending_only`: those mapping has not read since they were staged, and `kaseya_ids`)."""
-    columns = ", ".join(name for name, _ in ENTITY_COLUMNS[entity])
+    columns = ", ".join(name for name, _ in STAGED_COLUMNS[entity])
     ids = sorted(set(int(i) for i in kaseya_ids))
     if not pending_only:
         return connection.execute(f"SELECT {columns} FROM stg.kaseya_{entity} ORDER BY kaseya_id").df()
@@ -710,7 +709,7 @@ def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.nd
     readable = frame["readable"].to_numpy(dtype=bool)
     others = frame.loc[~readable, ["position", "payload"]].reset_index(drop=True)
     typed = frame.loc[readable].reset_index(drop=True)
-    return pd.concat([typed[["position"]].astype("int64"), as_validated_types(typed, CONTACT_COLUMNS)],
+    return pd.concat([typed[["position"]].astype("int64"), as_validated_types(typed, STAGED_COLUMNS["contacts"])],
                      axis=1), others
 
 
@@ -728,7 +727,7 @@ def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids
 
 def read_stg_ids(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: np.ndarray) -> pd.DataFrame:
     """The staged rows of `kaseya_ids`, as `read_stg` returns them, by id."""
-    columns = ", ".join(f"s.{name}" for name, _ in ENTITY_COLUMNS[entity])
+    columns = ", ".join(f"s.{name}" for name, _ in STAGED_COLUMNS[entity])
     ids = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64")})
     with registered(connection, "incoming_stg_ids", ids):
         return connection.execute(
@@ -890,15 +889,15 @@ def read_snapshot_extracted(connection: duckdb.DuckDBPyConnection, table: str, l
 
 # --- snapshot versions ---------------------------------------------------------------------------------
 
-# The raw tables each snapshot entity is staged from.
-SNAPSHOT_SOURCES = {"employees": ("kaseya_employees",), "opportunity_statuses": ("kaseya_opportunity_statuses",),
-                    "products": ("kaseya_products", "kaseya_product_pricing")}
+# The raw tables each staged snapshot entity is staged from.
+STAGED_SNAPSHOT_TABLES = {source.name: (source.raw_table, *source.staging.also_reads)
+                          for source in SNAPSHOT_SOURCES if source.staging is not None}
 
 
 def snapshot_version(connection: duckdb.DuckDBPyConnection, entity: str) -> str:
     """What the entity's raw sources hold, as a version: their row counts and when a row of them last changed."""
     parts = []
-    for table in SNAPSHOT_SOURCES[entity]:
+    for table in STAGED_SNAPSHOT_TABLES[entity]:
         count, changed = connection.execute(f"SELECT count(*), max(changed_at) FROM raw.{table}").fetchone()
         parts.append(f"{table}:{count}:{changed.isoformat() if changed else '-'}")
     return ";".join(parts)

@@ -7,22 +7,14 @@ from collections.abc import Sequence
 
 import duckdb
 
+from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, SNAPSHOT_SOURCES
+
 SCHEMAS = ("raw", "stg", "mapped", "zomentum", "audit", "settings", "push", "budget", "state")
 
 # Incremental Kaseya entities: one row per Kaseya record, the latest payload seen, and the extraction window
-# that brought it.
-INCREMENTAL_RAW_TABLES = ("kaseya_accounts", "kaseya_contacts", "kaseya_opportunities")
-
-# Snapshot Kaseya entities (no incremental filter in the API): change-detected by content hash.
-SNAPSHOT_RAW_TABLES = (
-    "kaseya_products",
-    "kaseya_employees",
-    "kaseya_opportunity_statuses",
-    "kaseya_account_types",
-    "kaseya_product_categories",
-    "kaseya_warehouses",
-    "kaseya_lookups",
-)
+# that brought it. Snapshot entities (no incremental filter in the API): change-detected by content hash.
+INCREMENTAL_RAW_TABLES = tuple(source.raw_table for source in INCREMENTAL_SOURCES)
+SNAPSHOT_RAW_TABLES = tuple(source.raw_table for source in SNAPSHOT_SOURCES)
 
 # `stage_pending`: the payload is new or changed since staging last read it (staging reads what is pending,
 # whichever run extracted it).
