@@ -5,21 +5,21 @@
 import dagster as dg
 
 from zk_pipelines.config import ConfigurationError
-from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure
+from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure, raw_key
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import StateStoreResource, ZomentumResource
+from zk_pipelines.domain.entities import KASEYA_SOURCES
 from zk_pipelines.domain.settings_check import render_settings
 from zk_pipelines.pull.run_settings import resolve_for_run
 
 RESOLVED_SETTINGS_KEY = dg.AssetKey(["settings", "resolved"])
-LOOKUP_SOURCES = ("employees", "opportunity_statuses", "product_categories", "warehouses", "lookups")
 
 
 def settings_asset() -> dg.AssetsDefinition:
     @dg.asset(
         key=RESOLVED_SETTINGS_KEY, group_name="settings", pool="zomentum_api", kinds={"duckdb"},
         retry_policy=API_STEP_RETRIES,
-        deps=[dg.AssetKey(["raw", f"kaseya_{name}"]) for name in LOOKUP_SOURCES],
+        deps=[raw_key(source) for source in KASEYA_SOURCES if source.resolves_settings],
         description="The settings file (ZK_SETTINGS) with every name resolved against the Kaseya lookups this "
                     "run extracted and Zomentum's pipelines and users. Table settings.resolved, keyed by the "
                     "settings fingerprint. An unknown name fails the run here, before anything is mapped.",

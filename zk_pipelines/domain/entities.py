@@ -37,6 +37,14 @@ from zk_pipelines.domain.staging_schemas import (
     model_columns,
     references_account,
 )
+from zk_pipelines.domain.zomentum_mapping import (
+    Mapped,
+    MappingContext,
+    mapped_client,
+    mapped_client_user,
+    mapped_item,
+    mapped_opportunity,
+)
 
 
 class StagingInputs(Protocol):
@@ -83,6 +91,7 @@ class KaseyaSource:
     description: str
     paged: bool = True  # a paged list (PageNumber, PageSize); else one call answers the whole list
     reader: str | None = None  # a snapshot whose reading is special (pull/extract.SNAPSHOT_READERS)
+    resolves_settings: bool = False  # the settings resolve names in it: settings/resolved reads it
     staging: Staging | None = None
 
     @property
@@ -156,24 +165,25 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             stager=_products, checked=True, also_reads=("kaseya_product_pricing",))),
     KaseyaSource(
         "employees", "employees", "id", False,
-        "Kaseya employees (account managers, sales representatives) with their e-mails.",
+        "Kaseya employees (account managers, sales representatives) with their e-mails.", resolves_settings=True,
         staging=Staging(
             EmployeeModel, "employee", "Kaseya employees, typed and validated (e-mail shape).",
             fields={"first_name": "FirstName", "last_name": "LastName", "email": "EmailAddress",
                     "username": "Username", "job_title": "JobTitle", "is_active": "IsActive"})),
     KaseyaSource(
         "opportunity_statuses", "opportunity_statuses", "id", False, "Kaseya opportunity statuses (open, won, lost).",
-        paged=False,
+        paged=False, resolves_settings=True,
         staging=Staging(
             OpportunityStatusModel, "opportunity status",
             "Kaseya opportunity statuses with their kind (open, won, lost).",
             stager=lambda records, inputs, positions: stage_opportunity_statuses(records))),
     KaseyaSource("account_types", "account_types", "id", False, "Kaseya account types.", paged=False),
-    KaseyaSource("product_categories", "product_categories", "id", False, "Kaseya product categories."),
-    KaseyaSource("warehouses", "warehouses", "id", False, "Kaseya warehouses.", paged=False),
+    KaseyaSource("product_categories", "product_categories", "id", False, "Kaseya product categories.",
+                 resolves_settings=True),
+    KaseyaSource("warehouses", "warehouses", "id", False, "Kaseya warehouses.", paged=False, resolves_settings=True),
     KaseyaSource("lookups", "lookup", "id", False,
                  "Kaseya system lookup tables the settings use (quote statuses, labour periods, opportunity types, "
-                 "ratings, lead sources); key `<table>:<id>`.", reader="lookups"),
+                 "ratings, lead sources); key `<table>:<id>`.", reader="lookups", resolves_settings=True),
 )
 
 KASEYA_SOURCE = {source.name: source for source in KASEYA_SOURCES}
@@ -193,31 +203,42 @@ def staged_entity(name: str) -> StagedEntity:
     return StagedEntity(name, staging.model, staging.label, staging.foreign_keys)
 
 
+RowMapper = Callable[[Mapping[str, Any], MappingContext], Mapped]
+
+
 @dataclass(frozen=True)
 class ZomentumTarget:
     """One Zomentum resource the pull upserts, from one staged Kaseya entity."""
 
     name: str  # mapped.zomentum_<name>, zomentum.<name>
-    resource: str  # Zomentum API resource path
+    resource: str  # Zomentum API resource path (its endpoint)
     source: str  # the staged Kaseya entity
     family: str  # the settings' sync family that turns it on
-    match_field: str | None  # how an existing Zomentum record is recognised on first sight (dotted path)
+    # The match rule: how an existing Zomentum record is recognised on first sight, by this payload field
+    # (dotted path); or, with `match_field` None and `matched_by_link` set, by the target's "Kaseya <kind>" link
+    # custom field, which the load also writes into every payload it sends.
+    match_field: str | None
     label: str  # what a person calls one record ("client")
+    mapper: RowMapper  # a staged row -> its payload, or what it waits for
+    kaseya_link: str  # the record kinds in the settings' link templates (settings.links.kaseya / .zomentum)
+    zomentum_link: str
     parents: tuple[str, ...] = ()  # targets that must be loaded first
+    matched_by_link: bool = False
 
 
 ZOMENTUM_TARGETS: tuple[ZomentumTarget, ...] = (
-    ZomentumTarget("clients", "client/companies", "accounts", "accounts", "name", "client"),
-    ZomentumTarget("client_users", "client/users", "contacts", "contacts", "email", "client user", ("clients",)),
+    ZomentumTarget("clients", "client/companies", "accounts", "accounts", "name", "client", mapped_client,
+                   "account", "client"),
+    ZomentumTarget("client_users", "client/users", "contacts", "contacts", "email", "client user", mapped_client_user,
+                   "contact", "client_user", ("clients",)),
     ZomentumTarget("opportunities", "opportunities", "opportunities", "opportunities", None, "opportunity",
-                   ("clients", "client_users")),
-    ZomentumTarget("items", "items", "products", "products", "manufacturer_part_number", "item"),
+                   mapped_opportunity, "opportunity", "opportunity", ("clients", "client_users"), matched_by_link=True),
+    ZomentumTarget("items", "items", "products", "products", "manufacturer_part_number", "item", mapped_item,
+                   "product", "item"),
 )
 
 ZOMENTUM_TARGET = {target.name: target for target in ZOMENTUM_TARGETS}
 
-# Each target's record kind in the settings' link templates (settings.links.zomentum / .kaseya), by target.
-ZOMENTUM_LINK_ENTITY = {"clients": "client", "client_users": "client_user", "opportunities": "opportunity",
-                        "items": "item"}
-KASEYA_LINK_ENTITY = {"clients": "account", "client_users": "contact", "opportunities": "opportunity",
-                      "items": "product"}
+# Each target's record kind in the settings' link templates, by target (the ledger's entity names).
+ZOMENTUM_LINK_ENTITY = {target.name: target.zomentum_link for target in ZOMENTUM_TARGETS}
+KASEYA_LINK_ENTITY = {target.name: target.kaseya_link for target in ZOMENTUM_TARGETS}

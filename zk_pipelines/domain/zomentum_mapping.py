@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -189,3 +189,64 @@ def map_item(product_row: Mapping[str, Any]) -> dict[str, Any]:
             for level in levels
         ]
     return item
+
+
+# --- one staged row -> its Zomentum payload, or what it waits for ------------------------------------
+
+
+class MappingContext(Protocol):
+    """What a row mapper may read besides its row: owners and stages from the settings, the Zomentum ids of
+    the records already loaded (`id_maps[target][kaseya id]`), and the payloads last sent for the target."""
+
+    owner_for: OwnerFor
+    stage_for: StageFor
+
+    @property
+    def id_maps(self) -> Mapping[str, Mapping[str, str]]: ...
+
+    @property
+    def sent(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+
+# (payload, None), or (None, why the row waits: its parent is not in Zomentum yet)
+Mapped = tuple[dict[str, Any] | None, str | None]
+
+
+def _parent_id(context: MappingContext, target: str, kaseya_id: Any) -> str | None:
+    return context.id_maps[target].get(str(int(kaseya_id))) if kaseya_id is not None else None
+
+
+def mapped_client(row: Mapping[str, Any], context: MappingContext) -> Mapped:
+    return map_client(row, context.owner_for), None
+
+
+def mapped_client_user(row: Mapping[str, Any], context: MappingContext) -> Mapped:
+    account_id = _plain(row.get("account_id"))
+    client_id = _parent_id(context, "clients", account_id)
+    if client_id is None:
+        return None, (f"contact {int(row['kaseya_id'])}: waits for its Kaseya account {account_id} to be in Zomentum "
+                      "(that client failed, or has not been pulled yet); retried every run")
+    return map_client_user(row, client_id), None
+
+
+def mapped_opportunity(row: Mapping[str, Any], context: MappingContext) -> Mapped:
+    kaseya_id = str(int(row["kaseya_id"]))
+    account_id, contact = _plain(row.get("account_id")), _plain(row.get("contact_id"))
+    client_id = _parent_id(context, "clients", account_id)
+    contact_id = _parent_id(context, "client_users", contact)
+    if client_id is None:
+        return None, (f"opportunity {kaseya_id}: waits for its Kaseya account {account_id} to be in Zomentum "
+                      "(that client failed, or has not been pulled yet); retried every run")
+    if contact is not None and contact_id is None:
+        return None, (f"opportunity {kaseya_id}: waits for its Kaseya contact {int(contact)} to be in Zomentum "
+                      "(that client user failed, or has not been pulled yet); retried every run")
+    current = (context.sent.get(kaseya_id) or {}).get("opportunity_pipeline_stage_id")
+    return map_opportunity(row, client_id=client_id, contact_id=contact_id, owner_for=context.owner_for,
+                           stage_for=context.stage_for, current_stage_id=current), None
+
+
+def mapped_item(row: Mapping[str, Any], context: MappingContext) -> Mapped:
+    if row.get("pricing_levels") is None:
+        return None, (f"item {int(row['kaseya_id'])}: waits for its Kaseya pricing to be read (per-product pricing "
+                      "calls are budgeted, new products first); created once it is")
+    return map_item(row), None

@@ -91,7 +91,7 @@ def _link_value(record: dict[str, Any], field_id: str) -> str | None:
 
 
 def _match_key(target: ZomentumTarget, record: dict[str, Any], link_field: str | None) -> str | None:
-    if target.name == "opportunities":
+    if target.matched_by_link:
         return _link_value(record, link_field) if link_field else None
     value = record.get(target.match_field) if target.match_field else None
     if value is None:
@@ -113,7 +113,7 @@ class MatchIndex:
         self._lock = threading.Lock()
 
     def _records(self) -> Iterator[dict[str, Any]]:
-        if self._target.name == "opportunities":
+        if self._target.matched_by_link:  # the link field's values are in the full records only
             return iter(self._client.all_opportunities())
         return self._client.iter_records(self._target.resource)
 
@@ -220,7 +220,7 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
         paired = ({zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}
                   if pending else {})
     report = LoadReport(target.name)
-    link_field = ensure_link_field(client) if target.name == "opportunities" and pending else None
+    link_field = ensure_link_field(client) if target.matched_by_link and pending else None
     index = MatchIndex(client, target, link_field)
 
     def send_one(position: int) -> Outcome:
@@ -350,7 +350,7 @@ def send_grouped(groups: list[list[int]], send_one: Callable[[int], Outcome],
 
 def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str | None, link: str
                ) -> dict[str, Any]:
-    if target.name != "opportunities" or link_field is None:
+    if not target.matched_by_link or link_field is None:
         return payload
     return {**payload, "custom_fields": [{"id": link_field, "values": [link]}]}
 

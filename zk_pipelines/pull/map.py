@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from zk_pipelines.domain.bulk_change_detection import client_user_payloads
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import KASEYA_SOURCE, ZomentumTarget
 from zk_pipelines.domain.settings_check import ResolvedSettings
-from zk_pipelines.domain.zomentum_mapping import map_client, map_client_user, map_item, map_opportunity
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
     MappedRecord,
@@ -63,56 +63,37 @@ def _plain(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA else value
 
 
+class _Context:
+    """The row mappers' `MappingContext`: what was last sent is read only when a mapper asks."""
+
+    def __init__(self, resolved: ResolvedSettings, id_maps: dict[str, dict[str, str]],
+                 sent: Callable[[], dict[str, dict[str, Any]]]) -> None:
+        self.owner_for = owner_resolver(resolved)
+        self.id_maps = id_maps
+        self._sent = sent
+
+        def stage_for(status_id: int, current_stage_id: str | None) -> tuple[str, str]:
+            stage = resolved.import_stage(status_id, current_stage_id)
+            return stage.pipeline_id, stage.stage_id
+
+        self.stage_for = stage_for
+
+    @cached_property
+    def sent(self) -> dict[str, dict[str, Any]]:
+        return self._sent()
+
+
 def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: ResolvedSettings,
-             id_maps: dict[str, dict[str, str]], sent: dict[str, dict[str, Any]]) -> list[MappedRecord]:
-    """Pure: staged rows -> mapped records. `id_maps[target]` is Kaseya id -> Zomentum id of the parents;
-    `sent` the payloads last sent for this target (for the opportunity's current stage)."""
-    owner_for = owner_resolver(resolved)
-
-    def stage_for(status_id: int, current_stage_id: str | None) -> tuple[str, str]:
-        stage = resolved.import_stage(status_id, current_stage_id)
-        return stage.pipeline_id, stage.stage_id
-
+             id_maps: dict[str, dict[str, str]], sent: dict[str, dict[str, Any]] | Callable[[], dict]
+             ) -> list[MappedRecord]:
+    """Pure: staged rows -> mapped records, by the target's mapper. `id_maps[target]` is Kaseya id -> Zomentum
+    id of the parents; `sent` the payloads last sent for this target (or how to read them, when a mapper asks)."""
+    context = _Context(resolved, id_maps, sent if callable(sent) else lambda: sent)
     records = []
     for row in rows:
-        kaseya_id = str(int(row["kaseya_id"]))
-        problem = None
-        payload: dict[str, Any] | None = None
-        if target.name == "clients":
-            payload = map_client(row, owner_for)
-        elif target.name == "client_users":
-            account_id = _plain(row.get("account_id"))
-            client_id = id_maps["clients"].get(str(int(account_id))) if account_id is not None else None
-            if client_id is None:
-                problem = (f"contact {kaseya_id}: waits for its Kaseya account {account_id} to be in Zomentum "
-                           "(that client failed, or has not been pulled yet); retried every run")
-            else:
-                payload = map_client_user(row, client_id)
-        elif target.name == "opportunities":
-            account_id = _plain(row.get("account_id"))
-            contact = _plain(row.get("contact_id"))
-            client_id = id_maps["clients"].get(str(int(account_id))) if account_id is not None else None
-            contact_id = id_maps["client_users"].get(str(int(contact))) if contact is not None else None
-            if client_id is None:
-                problem = (f"opportunity {kaseya_id}: waits for its Kaseya account {account_id} to be in Zomentum "
-                           "(that client failed, or has not been pulled yet); retried every run")
-            elif contact is not None and contact_id is None:
-                problem = (f"opportunity {kaseya_id}: waits for its Kaseya contact {int(contact)} to be in "
-                           "Zomentum (that client user failed, or has not been pulled yet); retried every run")
-            else:
-                current = (sent.get(kaseya_id) or {}).get("opportunity_pipeline_stage_id")
-                payload = map_opportunity(row, client_id=client_id, contact_id=contact_id, owner_for=owner_for,
-                                          stage_for=stage_for, current_stage_id=current)
-        elif target.name == "items":
-            if row.get("pricing_levels") is None:
-                problem = (f"item {kaseya_id}: waits for its Kaseya pricing to be read (per-product pricing calls "
-                           "are budgeted, new products first); created once it is")
-            else:
-                payload = map_item(row)
-        else:
-            raise KeyError(target.name)
+        payload, problem = target.mapper(row, context)
         modified = _plain(row.get("modified_on"))
-        records.append(MappedRecord(kaseya_id=kaseya_id, payload=payload,
+        records.append(MappedRecord(kaseya_id=str(int(row["kaseya_id"])), payload=payload,
                                     payload_hash=payload_hash(payload) if payload is not None else None,
                                     problem=problem, source_modified_on=modified, waiting=problem is not None))
     return records
@@ -170,9 +151,8 @@ def map_target(database: Path, target: ZomentumTarget, resolved: ResolvedSetting
         if not len(frame):  # nothing staged since, nothing waiting: the id maps need not be read
             return MapReport(target=target.name, mapped=0, problems=0)
         id_maps = {parent: read_id_map(connection, parent) for parent in target.parents}
-        sent = read_id_map_payloads(connection, target.name) if target.name == "opportunities" else {}
         rows = [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
-        records = map_rows(target, rows, resolved, id_maps, sent)
+        records = map_rows(target, rows, resolved, id_maps, lambda: read_id_map_payloads(connection, target.name))
         if not incremental:  # a snapshot: rewrite only what changed, so "unchanged" means "seen and unchanged"
             existing = dict(connection.execute(
                 f"SELECT kaseya_id, payload_hash FROM mapped.zomentum_{target.name}").fetchall())

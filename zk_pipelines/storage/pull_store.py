@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.change_detection import canonical_json
-from zk_pipelines.domain.entities import SNAPSHOT_SOURCES, STAGED_COLUMNS
+from zk_pipelines.domain.entities import SNAPSHOT_SOURCES, STAGED_COLUMNS, STAGED_SOURCES
 from zk_pipelines.domain.kaseya_staging import (
     CONTACT_EMAIL_WIRE_FIELDS,
     CONTACT_PHONE_WIRE_FIELDS,
@@ -296,7 +296,8 @@ def mapped_read(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: 
 
 
 # The staged entities a record may wait for (its reference checks), by entity.
-WAITS_FOR = {"contacts": ("accounts",), "opportunities": ("accounts", "opportunity_statuses")}
+WAITS_FOR = {source.name: tuple(key.target for key in source.staging.foreign_keys)
+             for source in STAGED_SOURCES if source.staging is not None}
 
 
 def deferred_ids(connection: duckdb.DuckDBPyConnection, entity: str) -> list[int]:
