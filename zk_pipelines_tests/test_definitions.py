@@ -16,10 +16,10 @@ from zk_pipelines.defs.resources import PullTuning
 PULL_ASSETS = {
     "raw/kaseya_changes",  # the incremental lists: accounts, contacts, opportunities
     *(f"raw/kaseya_{name}" for name in ("products", "employees", "opportunity_statuses", "account_types",
-                                        "product_categories", "warehouses", "lookups")),
+                                        "product_categories", "warehouses", "lookups", "contracts")),
     "settings/resolved",
     *(f"stg/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
-                                        "opportunity_statuses")),
+                                        "opportunity_statuses", "contracts")),
     *(f"mapped/zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
     *(f"zomentum/{name}" for name in ("clients", "client_users", "opportunities", "items")),
 }

@@ -229,6 +229,7 @@ ENDPOINTS: dict[str, Endpoint] = _endpoints(
     Endpoint("create_service", "POST", "/v2/admin/finance/services/services"),
     Endpoint("services_lookup", "GET", "/v2/admin/finance/services/lookup"),
     Endpoint("lookup", "GET", "/v2/system/lookup/{table_name}"),
+    Endpoint("contracts", "GET", "/v2/finance/contracts/summary"),
 )
 
 # ASSUMED: the names of the `system/lookup/{tableName}` tables the pipeline reads (the hourly pull extracts

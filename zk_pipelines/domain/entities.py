@@ -27,6 +27,7 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import (
     AccountModel,
     ContactModel,
+    ContractModel,
     EmployeeModel,
     ForeignKey,
     OpportunityModel,
@@ -184,6 +185,13 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
     KaseyaSource("lookups", "lookup", "id", False,
                  "Kaseya system lookup tables the settings use (quote statuses, labour periods, opportunity types, "
                  "ratings, lead sources); key `<table>:<id>`.", reader="lookups", resolves_settings=True),
+    KaseyaSource(
+        "contracts", "contracts", "id", False, "Kaseya client contracts (recurring services, support blocks).",
+        staging=Staging(
+            ContractModel, "contract", "Kaseya client contracts with their type, status, billing and dates.",
+            fields={"contract_number": "ContractNumber", "contract_name": "ContractName", "status": "Status",
+                    "account_name": "AccountName", "contract_type": "ContractType", "billing_cycle": "BillingCycle",
+                    "billing_price": "ContractBillingPrice", "start_date": "StartDate", "end_date": "EndDate"})),
 )
 
 KASEYA_SOURCE = {source.name: source for source in KASEYA_SOURCES}

@@ -254,6 +254,19 @@ class OpportunityStatusModel(StagedModel):
     kind: Series[str] = pa.Field(nullable=False, isin=list(STATUS_KINDS))
 
 
+class ContractModel(StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    contract_number: Series[str] = pa.Field(nullable=True)
+    contract_name: Series[str] = pa.Field(nullable=False)
+    account_name: Series[str] = pa.Field(nullable=True)  # the summary names the account, without its id
+    contract_type: Series[str] = pa.Field(nullable=True)
+    status: Series[str] = pa.Field(nullable=True)
+    billing_cycle: Series[str] = pa.Field(nullable=True)
+    billing_price: Series[float] = pa.Field(nullable=True, ge=0)
+    start_date: Series[Timestamp] = pa.Field(nullable=True)
+    end_date: Series[Timestamp] = pa.Field(nullable=True)
+
+
 # The reference checks' names start with this: a row rejected only by them is not bad, it waits for the
 # record it references (an account, a status), is staged again by every run, and shows as deferred.
 REFERENCE_CHECK_PREFIX = "known_"

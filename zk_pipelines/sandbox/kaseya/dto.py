@@ -125,6 +125,8 @@ SERVICE = Dto("ServiceOutputDto", "Id Name Description UnitCost UnitPrice Catego
               "ModifiedOn ModifiedBy Margin MarginType")
 SERVICE_LOOKUP = Dto("ServiceLookupOutputDto", "Id Name Description")
 LOOKUP = Dto("LookupOutputDto", "Id Name IsDefault IsActive")
+CONTRACT_SUMMARY = Dto("ClientContractSummaryOutputDto", "Id ContractName AccountName ContractType "
+                       "ContractBillingPrice Status ContractNumber BillingCycle StartDate EndDate")
 
 # Every output DTO above; the contract test compares each property list with the contract's.
 OUTPUT_DTOS: tuple[Dto, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Dto))

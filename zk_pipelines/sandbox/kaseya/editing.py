@@ -406,10 +406,11 @@ ENTITIES: dict[str, Entity] = {e.name: e for e in (
     Entity("categories", lambda t: t.categories, lambda t, c: render.category(c)),
     Entity("notes", lambda t: t.notes, lambda t, n: {**render.note(t, n), "opportunityId": n.opportunity_id}),
     Entity("employees", lambda t: t.employees, lambda t, e: render.employee(e)),
+    Entity("contracts", lambda t: t.contracts, render.contract),
 )}
 _SINGULAR = {"account": "accounts", "contact": "contacts", "opportunity": "opportunities", "product": "products",
              "quote": "quotes", "service": "services", "category": "categories", "note": "notes",
-             "employee": "employees"}
+             "employee": "employees", "contract": "contracts"}
 
 
 def entity(name: str) -> Entity:

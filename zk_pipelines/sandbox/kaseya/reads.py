@@ -291,6 +291,19 @@ def system_lookup(call: Call) -> Reply:
                   for r in table.rows])
 
 
+# --- contracts ------------------------------------------------------------------------------------------
+
+def contracts_summary(call: Call) -> Reply:
+    q, tenant = call.query, call.tenant
+    filters = [(q.contains("Filter.ContractType"), lambda c: c.contract_type),
+               (q.contains("Filter.ContractName"), lambda c: c.contract_name),
+               (q.contains("Filter.BillingCycle"), lambda c: c.billing_cycle),
+               (q.contains("Filter.AccountName"), lambda c: tenant.accounts[c.account_id].account_name),
+               (q.contains("Filter.Status"), lambda c: c.status)]
+    rows = [c for c in tenant.contracts.values() if all(test(value(c)) for test, value in filters)]
+    return page(call, rows, lambda c: render.contract(tenant, c))
+
+
 ROUTES = (
     Route("GET", "/v2/crm/accounts/summary", accounts_summary),
     Route("GET", "/v2/crm/accounts/summary/{id}", account_by_id),
@@ -321,4 +334,5 @@ ROUTES = (
     Route("GET", "/v2/admin/finance/services/lookup", services_lookup),
     Route("GET", "/v2/admin/finance/services/{serviceId}", service_by_id),
     Route("GET", "/v2/system/lookup/{tableName}", system_lookup),
+    Route("GET", "/v2/finance/contracts/summary", contracts_summary),
 )

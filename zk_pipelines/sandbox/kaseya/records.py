@@ -411,12 +411,28 @@ class Service:
     margin_type: int | None = None
 
 
+@dataclass
+class Contract:
+    """A client contract (recurring services, a support block): one `finance/contracts/summary` row."""
+
+    id: int
+    account_id: int
+    contract_number: str
+    contract_name: str
+    contract_type: str
+    billing_cycle: str
+    billing_price: float
+    status: str
+    start_date: datetime
+    end_date: datetime
+
+
 # Where each kind of id starts: large, tenant-looking integers, one range per kind.
 ID_STARTS = {
     "account": 100_001, "location": 200_001, "contact": 300_001, "opportunity": 400_001,
     "product": 500_001, "quote": 600_001, "line_item": 650_001, "note": 700_001, "service": 800_001,
     "supplier": 850_001, "employee": 900_001, "category": 60_001, "address": 1_000_001,
-    "email": 2_000_001, "phone": 3_000_001, "stock": 4_000_001,
+    "email": 2_000_001, "phone": 3_000_001, "stock": 4_000_001, "contract": 5_000_001,
 }
 
 
@@ -472,6 +488,7 @@ class Tenant:
     products: dict[int, Product] = field(default_factory=dict)
     quotes: dict[int, Quote] = field(default_factory=dict)
     services: dict[int, Service] = field(default_factory=dict)
+    contracts: dict[int, Contract] = field(default_factory=dict)
     # location id -> account id, so a location is found without scanning every account
     location_owner: dict[int, int] = field(default_factory=dict)
     name: str = TENANT  # the company name, the login's `Tenant`

@@ -14,6 +14,7 @@ from zk_pipelines.sandbox.kaseya.records import (
     Address,
     Category,
     Contact,
+    Contract,
     Employee,
     Location,
     Opportunity,
@@ -279,3 +280,11 @@ def service(tenant: Tenant, record: Service) -> dict[str, Any]:
 
 def service_lookup(record: Service) -> dict[str, Any]:
     return dto.SERVICE_LOOKUP.render(Id=record.id, Name=record.name, Description=record.description)
+
+
+def contract(tenant: Tenant, record: Contract) -> dict[str, Any]:
+    return dto.CONTRACT_SUMMARY.render(
+        Id=record.id, ContractName=record.contract_name, AccountName=tenant.accounts[record.account_id].account_name,
+        ContractType=record.contract_type, ContractBillingPrice=record.billing_price, Status=record.status,
+        ContractNumber=record.contract_number, BillingCycle=record.billing_cycle,
+        StartDate=wire_datetime(record.start_date), EndDate=wire_datetime(record.end_date))

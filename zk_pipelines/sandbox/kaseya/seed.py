@@ -36,6 +36,7 @@ from zk_pipelines.sandbox.kaseya.records import (
     Contact,
     ContactEmail,
     ContactPhone,
+    Contract,
     Employee,
     IdSequences,
     Location,
@@ -332,6 +333,29 @@ def _seed_quotes(tenant: Tenant, world: World, rng: random.Random) -> None:
         tenant.quotes[quote_id] = quote
 
 
+_CONTRACT_TYPES = (("Managed Services", "Monthly", 1500.0), ("Block Hours", "Quarterly", 3000.0),
+                   ("Backup as a Service", "Monthly", 250.0), ("Support Agreement", "Annually", 9000.0))
+
+
+def _seed_contracts(tenant: Tenant, world: World) -> None:
+    """One or two contracts per active customer; their own random stream, so the records seeded before them
+    are those of a tenant without contracts."""
+    rng = random.Random(f"kaseya-sandbox:{world.seed}:{world.scale.name}:contracts")
+    customer = tenant.account_type_named("Customer").id
+    for account in tenant.accounts.values():
+        if account.account_type_id != customer or not account.is_active:
+            continue
+        for kind, cycle, price in rng.sample(_CONTRACT_TYPES, rng.choice([1, 1, 2])):
+            contract_id = tenant.ids.next("contract")
+            start = account.stamps.created_on.replace(hour=0, minute=0, second=0, microsecond=0)
+            tenant.contracts[contract_id] = Contract(
+                id=contract_id, account_id=account.id, contract_number=f"C-{contract_id}",
+                contract_name=f"{kind} - {account.account_name}", contract_type=kind, billing_cycle=cycle,
+                billing_price=round(price * rng.uniform(0.8, 1.5), 2),
+                status="Active" if start + timedelta(days=365) > world.now else rng.choice(["Active", "Expired"]),
+                start_date=start, end_date=start + timedelta(days=365 * rng.choice([1, 2, 3])))
+
+
 def seed_tenant(seed: int, scale: str, now: datetime, number: int = 1) -> Tenant:
     """`number`: the tenant's number in its sandbox (1 for a sandbox serving one)."""
     world = build_world(seed, scale, now=now, msp=number)
@@ -354,4 +378,5 @@ def seed_tenant(seed: int, scale: str, now: datetime, number: int = 1) -> Tenant
     _seed_opportunities(tenant, world, rng, account_ids, employee_ids)
     _seed_products(tenant, world, rng)
     _seed_quotes(tenant, world, rng)
+    _seed_contracts(tenant, world)
     return tenant
