@@ -109,6 +109,12 @@ class KaseyaSource:
                             positions=positions)
 
 
+def _with_owner_emails(stage: Callable[..., list[dict[str, Any]]]) -> Stager:
+    """A stager whose owners' e-mails come from the staged employees (accounts' managers, opportunities' reps)."""
+    return lambda records, inputs, positions: stage(records, employee_emails=inputs.employee_emails,
+                                                    positions=positions)
+
+
 def _products(products: Iterable[Any], inputs: StagingInputs, positions: Iterable[int] | None) -> list[dict]:
     """The raw snapshot holds one payload per product: its warehouse rows and the category learned for it."""
     products = list(products)
@@ -128,8 +134,7 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             AccountModel, "account",
             "Kaseya accounts flattened: the main location's billing address as columns, shipping addresses as a "
             "JSON list, the account manager's e-mail from the employees.",
-            stager=lambda records, inputs, positions: stage_accounts(
-                records, employee_emails=inputs.employee_emails, positions=positions),
+            stager=_with_owner_emails(stage_accounts),
             upstream=("employees",), checked=True)),
     KaseyaSource(
         "contacts", "contacts", "id", True,
@@ -146,8 +151,7 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             OpportunityModel, "opportunity",
             "Kaseya opportunities; the account and status must be known, the sales rep's e-mail comes from the "
             "employees.",
-            stager=lambda records, inputs, positions: stage_opportunities(
-                records, employee_emails=inputs.employee_emails, positions=positions),
+            stager=_with_owner_emails(stage_opportunities),
             upstream=("accounts", "opportunity_statuses", "employees"),
             foreign_keys=(references_account(), ForeignKey(
                 "status_id", "opportunity_statuses", "status", lambda f: (
