@@ -14,12 +14,12 @@ from zk_pipelines.definitions import build_definitions, defs
 from zk_pipelines.defs.resources import PullTuning
 
 PULL_ASSETS = {
-    "raw/kaseya_changes",  # the incremental lists: accounts, contacts, opportunities
+    "raw/kaseya_changes",  # the incremental lists: accounts, contacts, opportunities, time logs
     *(f"raw/kaseya_{name}" for name in ("products", "employees", "opportunity_statuses", "account_types",
                                         "product_categories", "warehouses", "lookups", "contracts")),
     "settings/resolved",
     *(f"stg/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
-                                        "opportunity_statuses", "contracts")),
+                                        "opportunity_statuses", "contracts", "timelogs")),
     *(f"mapped/zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
     *(f"zomentum/{name}" for name in ("clients", "client_users", "opportunities", "items")),
 }
@@ -86,4 +86,4 @@ def test_an_unpartitioned_asset_depends_on_an_hourly_partitioned_one_through_its
                 mapping = node.assets_def.get_partition_mapping_for_dep(parent)
                 assert isinstance(mapping, dg.LastPartitionMapping), (key, parent, mapping)
                 checked += 1
-    assert checked == 3  # stg/kaseya_accounts, _contacts, _opportunities on their raw lists
+    assert checked == 4  # stg/kaseya_accounts, _contacts, _opportunities, _timelogs on their raw lists

@@ -115,6 +115,7 @@ EXAMPLES: dict[str, Example] = {
     "GET /v2/admin/finance/services/{serviceId}": lambda t, h: (f"/v2/admin/finance/services/{_service(t)}", {}),
     "GET /v2/system/lookup/{tableName}": lambda t, h: ("/v2/system/lookup/OpportunityType", {}),
     "GET /v2/finance/contracts/summary": lambda t, h: ("/v2/finance/contracts/summary", {"params": {"PageSize": 100}}),
+    "GET /v2/timelogs": lambda t, h: ("/v2/timelogs", {"params": {"PageSize": 100}}),
     "POST /v2/crm/accounts": lambda t, h: ("/v2/crm/accounts", {"json": {**_account_body(t), "Locations": [
         {"LocationName": "Head Office", "IsMain": True, "IsActive": True, "Addresses": [
             {"Address1": "1 Contract Way", "City": "Berlin", "Country": "DE", "IsMain": True, "IsBilling": True}]}]}}),

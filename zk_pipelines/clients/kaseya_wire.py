@@ -230,6 +230,7 @@ ENDPOINTS: dict[str, Endpoint] = _endpoints(
     Endpoint("services_lookup", "GET", "/v2/admin/finance/services/lookup"),
     Endpoint("lookup", "GET", "/v2/system/lookup/{table_name}"),
     Endpoint("contracts", "GET", "/v2/finance/contracts/summary"),
+    Endpoint("timelogs", "GET", "/v2/timelogs"),
 )
 
 # ASSUMED: the names of the `system/lookup/{tableName}` tables the pipeline reads (the hourly pull extracts

@@ -35,6 +35,7 @@ from zk_pipelines.domain.staging_schemas import (
     ProductModel,
     StagedEntity,
     StagedModel,
+    TimeLogModel,
     model_columns,
     references_account,
 )
@@ -196,6 +197,18 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             fields={"contract_number": "ContractNumber", "contract_name": "ContractName", "status": "Status",
                     "account_name": "AccountName", "contract_type": "ContractType", "billing_cycle": "BillingCycle",
                     "billing_price": "ContractBillingPrice", "start_date": "StartDate", "end_date": "EndDate"})),
+    KaseyaSource(
+        "timelogs", "timelogs", "id", True, "Kaseya time logs: the hours employees logged against accounts.",
+        staging=Staging(
+            TimeLogModel, "time log",
+            "Kaseya time logs with their hours, work type and flags; the account must be a known (staged) account.",
+            fields={"account_id": "AccountId", "account_name": "AccountName", "ticket_id": "TicketId",
+                    "project_id": "ProjectId", "user_id": "UserId", "first_name": "FirstName", "last_name": "LastName",
+                    "role": "Role", "work_type": "WorkType", "start_date": "StartDate", "hours": "Timespent",
+                    "overtime_hours": "OverTimeSpent", "is_billable": "IsBillable", "is_billed": "IsBilled",
+                    "is_approved": "IsApproved", "notes": "Notes", "created_on": "CreatedOn",
+                    "modified_on": "ModifiedOn"},
+            upstream=("accounts",), foreign_keys=(references_account(),))),
 )
 
 KASEYA_SOURCE = {source.name: source for source in KASEYA_SOURCES}

@@ -267,6 +267,28 @@ class ContractModel(StagedModel):
     end_date: Series[Timestamp] = pa.Field(nullable=True)
 
 
+class TimeLogModel(StagedModel):
+    kaseya_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    account_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    account_name: Series[str] = pa.Field(nullable=True)
+    ticket_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    project_id: Series[pd.Int64Dtype] = pa.Field(nullable=True)
+    user_id: Series[pd.Int64Dtype] = pa.Field(nullable=False)
+    first_name: Series[str] = pa.Field(nullable=True)
+    last_name: Series[str] = pa.Field(nullable=True)
+    role: Series[str] = pa.Field(nullable=True)
+    work_type: Series[str] = pa.Field(nullable=True)
+    start_date: Series[Timestamp] = pa.Field(nullable=True)
+    hours: Series[float] = pa.Field(nullable=False, ge=0)
+    overtime_hours: Series[float] = pa.Field(nullable=True, ge=0)
+    is_billable: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    is_billed: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    is_approved: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    notes: Series[str] = pa.Field(nullable=True)
+    created_on: Series[Timestamp] = pa.Field(nullable=True)
+    modified_on: Series[Timestamp] = pa.Field(nullable=True)
+
+
 # The reference checks' names start with this: a row rejected only by them is not bad, it waits for the
 # record it references (an account, a status), is staged again by every run, and shows as deferred.
 REFERENCE_CHECK_PREFIX = "known_"

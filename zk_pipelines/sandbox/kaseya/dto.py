@@ -127,6 +127,10 @@ SERVICE_LOOKUP = Dto("ServiceLookupOutputDto", "Id Name Description")
 LOOKUP = Dto("LookupOutputDto", "Id Name IsDefault IsActive")
 CONTRACT_SUMMARY = Dto("ClientContractSummaryOutputDto", "Id ContractName AccountName ContractType "
                        "ContractBillingPrice Status ContractNumber BillingCycle StartDate EndDate")
+TIME_LOG = Dto("TimeLogOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Timespent OverTimeSpent TimesheetId "
+               "WeekStart WeekEnd TimeEntrySourceId TicketId ProjectId UserId FirstName LastName RoleId Role "
+               "WorkTypeId WorkType Notes InternalNotes AccountId AccountName IsPosted IsApproved IsBilled "
+               "IsBillable StartDate StartTime EndTime CreatedByName ModifiedByName")
 
 # Every output DTO above; the contract test compares each property list with the contract's.
 OUTPUT_DTOS: tuple[Dto, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Dto))

@@ -407,10 +407,12 @@ ENTITIES: dict[str, Entity] = {e.name: e for e in (
     Entity("notes", lambda t: t.notes, lambda t, n: {**render.note(t, n), "opportunityId": n.opportunity_id}),
     Entity("employees", lambda t: t.employees, lambda t, e: render.employee(e)),
     Entity("contracts", lambda t: t.contracts, render.contract),
+    Entity("timelogs", lambda t: t.timelogs, render.time_log),
 )}
 _SINGULAR = {"account": "accounts", "contact": "contacts", "opportunity": "opportunities", "product": "products",
              "quote": "quotes", "service": "services", "category": "categories", "note": "notes",
-             "employee": "employees", "contract": "contracts"}
+             "employee": "employees", "contract": "contracts",
+             "timelog": "timelogs"}
 
 
 def entity(name: str) -> Entity:

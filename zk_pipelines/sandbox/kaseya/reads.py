@@ -304,6 +304,25 @@ def contracts_summary(call: Call) -> Reply:
     return page(call, rows, lambda c: render.contract(tenant, c))
 
 
+# --- time logs ------------------------------------------------------------------------------------------
+
+def timelogs(call: Call) -> Reply:
+    q, tenant = call.query, call.tenant
+    created, modified, started = q.window("Filter.CreatedOn"), q.window("Filter.ModifiedOn"), \
+        q.window("Filter.StartDate")
+    account, user = q.int("Filter.AccountId"), q.int("Filter.UserId")
+    flags = [(q.bool(f"Filter.{name}"), name) for name in ("IsPosted", "IsApproved", "IsBilled", "IsBillable")]
+    attribute = {"IsPosted": "is_posted", "IsApproved": "is_approved", "IsBilled": "is_billed",
+                 "IsBillable": "is_billable"}
+    rows = [
+        t for t in tenant.timelogs.values()
+        if t.stamps.modified_on in modified and t.stamps.created_on in created and t.start in started
+        and (account is None or t.account_id == account) and (user is None or t.user_id == user)
+        and all(wanted is None or getattr(t, attribute[name]) == wanted for wanted, name in flags)
+    ]
+    return page(call, rows, lambda t: render.time_log(tenant, t))
+
+
 ROUTES = (
     Route("GET", "/v2/crm/accounts/summary", accounts_summary),
     Route("GET", "/v2/crm/accounts/summary/{id}", account_by_id),
@@ -335,4 +354,5 @@ ROUTES = (
     Route("GET", "/v2/admin/finance/services/{serviceId}", service_by_id),
     Route("GET", "/v2/system/lookup/{tableName}", system_lookup),
     Route("GET", "/v2/finance/contracts/summary", contracts_summary),
+    Route("GET", "/v2/timelogs", timelogs),
 )

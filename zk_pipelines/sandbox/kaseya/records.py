@@ -427,12 +427,40 @@ class Contract:
     end_date: datetime
 
 
+def week_start(moment: datetime) -> datetime:
+    """Monday 00:00 of the moment's week: a time sheet's first day."""
+    return (moment - timedelta(days=moment.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class TimeLog:
+    """Time an employee logged against an account (a ticket's, a project's, or the account's own work): one
+    `GET /v2/timelogs` row."""
+
+    id: int
+    account_id: int
+    user_id: int
+    role: str
+    work_type: str
+    start: datetime  # when the work started; `Timespent` hours from there
+    timespent: float
+    stamps: Stamps
+    timesheet_id: int  # the employee's time sheet of the week
+    overtime_spent: float = 0.0
+    notes: str | None = None
+    is_billable: bool = True
+    is_billed: bool = False
+    is_approved: bool = False
+    is_posted: bool = False
+
+
 # Where each kind of id starts: large, tenant-looking integers, one range per kind.
 ID_STARTS = {
     "account": 100_001, "location": 200_001, "contact": 300_001, "opportunity": 400_001,
     "product": 500_001, "quote": 600_001, "line_item": 650_001, "note": 700_001, "service": 800_001,
     "supplier": 850_001, "employee": 900_001, "category": 60_001, "address": 1_000_001,
     "email": 2_000_001, "phone": 3_000_001, "stock": 4_000_001, "contract": 5_000_001,
+    "timelog": 6_000_001, "timesheet": 7_000_001,
 }
 
 
@@ -489,6 +517,7 @@ class Tenant:
     quotes: dict[int, Quote] = field(default_factory=dict)
     services: dict[int, Service] = field(default_factory=dict)
     contracts: dict[int, Contract] = field(default_factory=dict)
+    timelogs: dict[int, TimeLog] = field(default_factory=dict)
     # location id -> account id, so a location is found without scanning every account
     location_owner: dict[int, int] = field(default_factory=dict)
     name: str = TENANT  # the company name, the login's `Tenant`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from zk_pipelines.sandbox.kaseya import dto
@@ -26,6 +27,8 @@ from zk_pipelines.sandbox.kaseya.records import (
     Stamps,
     Stock,
     Tenant,
+    TimeLog,
+    week_start,
 )
 
 
@@ -288,3 +291,25 @@ def contract(tenant: Tenant, record: Contract) -> dict[str, Any]:
         ContractType=record.contract_type, ContractBillingPrice=record.billing_price, Status=record.status,
         ContractNumber=record.contract_number, BillingCycle=record.billing_cycle,
         StartDate=wire_datetime(record.start_date), EndDate=wire_datetime(record.end_date))
+
+
+# The time entry source of a log typed in the time sheet (ASSUMED: Kaseya does not publish the ids).
+TIME_SHEET_ENTRY = 1
+
+
+def time_log(tenant: Tenant, record: TimeLog) -> dict[str, Any]:
+    user = tenant.employees.get(record.user_id)
+    week = week_start(record.start)
+    end = record.start + timedelta(hours=record.timespent)
+    return dto.TIME_LOG.render(
+        Id=record.id, **_stamps(record.stamps), Timespent=record.timespent, OverTimeSpent=record.overtime_spent,
+        TimesheetId=record.timesheet_id, WeekStart=wire_datetime(week), WeekEnd=wire_datetime(week + timedelta(days=6)),
+        TimeEntrySourceId=TIME_SHEET_ENTRY, UserId=record.user_id,
+        FirstName=user.first_name if user else None, LastName=user.last_name if user else None,
+        Role=record.role, WorkType=record.work_type, Notes=record.notes, AccountId=record.account_id,
+        AccountName=tenant.accounts[record.account_id].account_name, IsPosted=record.is_posted,
+        IsApproved=record.is_approved, IsBilled=record.is_billed, IsBillable=record.is_billable,
+        StartDate=wire_datetime(record.start.replace(hour=0, minute=0, second=0, microsecond=0)),
+        StartTime=record.start.strftime("%H:%M:%S"), EndTime=end.strftime("%H:%M:%S"),
+        CreatedByName=tenant.employee_name(record.stamps.created_by),
+        ModifiedByName=tenant.employee_name(record.stamps.modified_by))

@@ -54,7 +54,9 @@ from zk_pipelines.sandbox.kaseya.records import (
     Stamps,
     Stock,
     Tenant,
+    TimeLog,
     login_of,
+    week_start,
 )
 from zk_pipelines.sandbox.world import Address as WorldAddress
 from zk_pipelines.sandbox.world import Company, Deal, World, build_world
@@ -356,6 +358,36 @@ def _seed_contracts(tenant: Tenant, world: World) -> None:
                 start_date=start, end_date=start + timedelta(days=365 * rng.choice([1, 2, 3])))
 
 
+_WORK = (("Technician", "Remote Support"), ("Technician", "Onsite Support"), ("Engineer", "Project Work"),
+         ("Account Manager", "Quarterly Review"))
+
+
+def _seed_time_logs(tenant: Tenant, world: World, employee_ids: list[int]) -> None:
+    """Up to three time logs per active customer, logged since the account was created; their own random
+    stream, as contracts have."""
+    rng = random.Random(f"kaseya-sandbox:{world.seed}:{world.scale.name}:timelogs")
+    customer = tenant.account_type_named("Customer").id
+    sheets: dict[tuple[int, datetime], int] = {}  # one time sheet per employee and week
+    for account in tenant.accounts.values():
+        if account.account_type_id != customer or not account.is_active:
+            continue
+        for _ in range(rng.randint(0, 3)):
+            user = rng.choice(employee_ids)
+            logged = _between(rng, account.stamps.created_on, world.now - timedelta(minutes=5))
+            start = logged.replace(minute=0, second=0, microsecond=0) - timedelta(hours=rng.randint(1, 6))
+            role, work_type = rng.choice(_WORK)
+            log_id = tenant.ids.next("timelog")
+            if (user, week_start(start)) not in sheets:
+                sheets[user, week_start(start)] = tenant.ids.next("timesheet")
+            sheet = sheets[user, week_start(start)]
+            tenant.timelogs[log_id] = TimeLog(
+                id=log_id, account_id=account.id, user_id=user, role=role, work_type=work_type, start=start,
+                timespent=rng.choice([0.25, 0.5, 1.0, 1.5, 2.0, 4.0]), stamps=_stamps(logged, logged, user),
+                timesheet_id=sheet,
+                notes=rng.choice([None, f"{work_type} for {account.account_name}"]),
+                is_billable=rng.random() < 0.8, is_approved=rng.random() < 0.5)
+
+
 def seed_tenant(seed: int, scale: str, now: datetime, number: int = 1) -> Tenant:
     """`number`: the tenant's number in its sandbox (1 for a sandbox serving one)."""
     world = build_world(seed, scale, now=now, msp=number)
@@ -379,4 +411,5 @@ def seed_tenant(seed: int, scale: str, now: datetime, number: int = 1) -> Tenant
     _seed_products(tenant, world, rng)
     _seed_quotes(tenant, world, rng)
     _seed_contracts(tenant, world)
+    _seed_time_logs(tenant, world, employee_ids)
     return tenant
