@@ -62,6 +62,7 @@ from synthetic_contacts import (
 
 from zk_pipelines.domain.bulk_change_detection import (
     CHANGED,
+    CONTACT_COLUMNS,
     NEW,
     UNCHANGED,
     WAITING,
@@ -71,7 +72,7 @@ from zk_pipelines.domain.bulk_change_detection import (
 )
 from zk_pipelines.domain.change_detection import partial_update, payload_hash
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
-from zk_pipelines.domain.kaseya_staging import CONTACT_COLUMNS, stage_contacts
+from zk_pipelines.domain.kaseya_staging import stage_contacts
 from zk_pipelines.domain.staging_schemas import as_validated_types, validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 from zk_pipelines.pull.map import _plain, map_target

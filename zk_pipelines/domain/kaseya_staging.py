@@ -1,4 +1,5 @@
-"""Raw Kaseya records -> flat staging rows, one function per entity.
+"""Raw Kaseya records -> flat staging rows: `stage_fields` for a flat entity (from its field spec), a function
+of its own for an entity with nested or derived parts.
 
 Kaseya's contract spells fields in PascalCase, the wire in camelCase, and our raw tables keep whatever the
 server sent, so every field is read with `read_field`, which ignores case and underscores. Nested parts

@@ -2,8 +2,10 @@
 and rejects.
 
 One pandera model per staged entity (types, required fields, e-mail shape, non-negative prices, allowed
-values); foreign keys are checked against the ids the caller knows (`known_ids`), since a contact's account
-may have been staged in an earlier run. `validate_rows` never raises for bad rows: every failure of every
+values): its fields are the `stg.kaseya_<entity>` columns, declared once (`model_columns`), and each check's
+reject reason is declared beside it (`rejected_because`; a foreign key carries its own). Foreign keys are
+checked against the ids the caller knows (`known_ids`), since a contact's account may have been staged in an
+earlier run. `validate_rows` never raises for bad rows: every failure of every
 row becomes one reject line `(entity, kaseya_id, check, column, value, reason)`, and the other rows go on.
 
 Order of work in `validate_rows`: rows the staging could not flatten are rejected as they are; duplicates of
