@@ -137,15 +137,19 @@ def _map_client_users_chunk(connection: duckdb.DuckDBPyConnection, target: Zomen
     return written, waiting
 
 
+# The one target counted in hundreds of thousands has a faster path: SQL over the staged rows; the target's row
+# mapper stays its reference (`column_wise=False`).
+COLUMN_WISE: dict[str, Callable[..., MapReport]] = {"client_users": _map_client_users_in_chunks}
+
+
 def map_target(database: Path, target: ZomentumTarget, resolved: ResolvedSettings, *, run_id: str, now: datetime,
                column_wise: bool = True, client_users_per_chunk: int = CLIENT_USERS_PER_CHUNK) -> MapReport:
     """Map the staged rows not mapped since they were staged, plus every row that could not be mapped before.
     `column_wise=False` maps client users one row at a time, as every other target is (the reference)."""
     incremental = KASEYA_SOURCE[target.source].incremental
     with connect(database) as connection:
-        if target.name == "client_users" and column_wise:
-            return _map_client_users_in_chunks(connection, target, run_id=run_id, now=now,
-                                               chunk=client_users_per_chunk)
+        if column_wise and target.name in COLUMN_WISE:
+            return COLUMN_WISE[target.name](connection, target, run_id=run_id, now=now, chunk=client_users_per_chunk)
         retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
         frame = read_stg(connection, target.source, pending_only=True, kaseya_ids=retry)
         if not len(frame):  # nothing staged since, nothing waiting: the id maps need not be read
