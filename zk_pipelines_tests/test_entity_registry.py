@@ -220,3 +220,12 @@ def test_a_row_whose_reference_is_not_staged_yet_waits_and_is_staged_once_it_is(
             stage_entity(path, name, run_id="run-2", partition_key=None, now=NOW + timedelta(minutes=1))
     again = stage_entity(path, entity, run_id="run-3", partition_key=None, now=NOW + timedelta(minutes=2))
     assert again.staged == first.read and again.waiting_records == 0
+
+
+def test_zk_check_reads_every_entitys_endpoint(kaseya, kaseya_credentials):
+    checks = KaseyaClient(kaseya_credentials).probe_endpoints()
+    assert all(check.ok for check in checks), [check.line() for check in checks if not check.ok]
+    probed = {check.endpoint for check in checks}
+    for source in KASEYA_SOURCES:
+        if source.endpoint != "lookup":  # one line per lookup table, with its name in the path
+            assert ENDPOINTS[source.endpoint].label in probed, source.name
