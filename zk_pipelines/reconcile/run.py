@@ -8,7 +8,7 @@ budgeted (see `reconcile_client`): a capped share of the tenant's hourly budget 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,13 @@ from zk_pipelines.clients.kaseya_budget import BudgetStore
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials
 from zk_pipelines.domain.change_detection import payload_hash
-from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGET, ZOMENTUM_TARGETS, ZomentumTarget
+from zk_pipelines.domain.entities import (
+    KASEYA_LINK_ENTITY,
+    KASEYA_SOURCE,
+    ZOMENTUM_TARGET,
+    ZOMENTUM_TARGETS,
+    ZomentumTarget,
+)
 from zk_pipelines.domain.reconcile import (
     CLASSES,
     CUSTOM_FIELD_ENTITY,
@@ -45,13 +51,6 @@ from zk_pipelines.storage.reconcile_store import ReportRow, read_desired, read_p
 # so the hourly pull always has the rest. A medium tenant's reconciliation takes ~100 calls over four lists.
 RECONCILE_BUDGET_SHARE = 0.25
 
-# Each Zomentum target's Kaseya list and the key of its records there.
-KASEYA_LISTS: dict[str, tuple[Callable[[KaseyaClient], Iterable[Mapping[str, Any]]], str]] = {
-    "clients": (lambda client: client.iter_accounts(), "id"),
-    "client_users": (lambda client: client.iter_contacts(), "id"),
-    "opportunities": (lambda client: client.iter_opportunities(), "id"),
-    "items": (lambda client: client.iter_products(), "productIndexId"),
-}
 ENTITY_NAMES = tuple(target.name for target in ZOMENTUM_TARGETS)
 # What the ledger and the report call what was done.
 OUTCOME_OF = {"update": "repaired", "recreate": "recreated", "mark": "marked"}
@@ -119,13 +118,16 @@ def _link_parser(resolved: ResolvedSettings) -> Callable[[str], str | None]:
 
 
 def _zomentum_records(client: ZomentumClient, target: ZomentumTarget) -> dict[str, dict[str, Any]]:
-    records = client.all_opportunities() if target.name == "opportunities" else client.iter_records(target.resource)
+    records = client.all_opportunities() if target.matched_by_link else client.iter_records(target.resource)
     return {str(record["id"]): dict(record) for record in records}
 
 
 def _kaseya_ids(client: KaseyaClient, target: ZomentumTarget) -> set[str]:
-    listing, key = KASEYA_LISTS[target.name]
-    return {str(int(record[key])) for record in listing(client) if record.get(key) is not None}
+    """The ids of every record of the target's Kaseya list (its registry row's reader and key)."""
+    source = KASEYA_SOURCE[target.source]
+    key = source.key_field
+    return {str(int(record[key])) for record in client.read_list(source.endpoint, paged=source.paged)
+            if record.get(key) is not None}
 
 
 def find_differences(database: Path, kaseya: KaseyaClient, zomentum: ZomentumClient, resolved: ResolvedSettings,
@@ -140,7 +142,7 @@ def find_differences(database: Path, kaseya: KaseyaClient, zomentum: ZomentumCli
     mark_field = _field_id(zomentum, CUSTOM_FIELD_ENTITY[target.name], KASEYA_RECORD_FIELD)
     marked = {zid for zid, record in records.items() if _values(record, mark_field) == DELETED_IN_KASEYA}
     linked: dict[str, str] = {}
-    if target.name == "opportunities":
+    if target.matched_by_link:
         link_field, parse = _field_id(zomentum, "opportunity", KASEYA_LINK_FIELD), _link_parser(resolved)
         for zid, record in records.items():
             value = _values(record, link_field)
@@ -186,7 +188,7 @@ class _Sender:
             field_id = self.field_id(CUSTOM_FIELD_ENTITY[repair.entity], KASEYA_RECORD_FIELD)
             return {"custom_fields": [{"id": field_id, "values": [DELETED_IN_KASEYA]}]}
         body = with_new_ids(repair.body, self.renamed)
-        if repair.action == "recreate" and repair.entity == "opportunities":
+        if repair.action == "recreate" and ZOMENTUM_TARGET[repair.entity].matched_by_link:
             link = kaseya_link(self.resolved, repair.entity, repair.kaseya_id)
             body["custom_fields"] = [{"id": self.field_id("opportunity", KASEYA_LINK_FIELD), "values": [link]}]
         return body
