@@ -72,7 +72,8 @@ def machine() -> dict[str, Any]:
 
 # ----- the table ------------------------------------------------------------------------------------
 
-TEXT_COLUMNS = frozenset({"scale", "scenario", "contender", "notes", "peer", "verdict", "target", "where", "figures"})
+TEXT_COLUMNS = frozenset({"scale", "scenario", "contender", "notes", "peer", "verdict", "target", "where", "figures",
+                          "figure"})
 COLUMNS = ("scale", "lat ms", "scenario", "contender", "wall s", "cpu s", "rss MB", "Kaseya calls", "logins",
            "Z reads", "Z writes", "records", "rec/s", "notes")
 
@@ -168,6 +169,64 @@ def render_ratios(found: list[dict[str, Any]]) -> str:
              _fmt(r.get("calls")), _fmt(r.get("zomentum_writes")), _fmt(r.get("wall")), _fmt(r.get("memory"))]
             for r in found]
     return render_table(rows, columns)
+
+
+# ----- the state backends -----------------------------------------------------------------------------
+
+BACKEND_FIGURES = ("wall_s", "cpu_s", "peak_rss_mb", "run_s")
+
+
+def _calls(figures: dict[str, Any]) -> int:
+    return figures["kaseya_calls"] + (figures.get("zomentum_calls") or 0)
+
+
+def state_backends(document: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Of each scenario measured on both backends, ours on DuckDB (the state in the DuckDB file, Dagster on
+    SQLite) and ours on PostgreSQL (both there), figure by figure with PostgreSQL / DuckDB; and each run's
+    export/import round trip of the tenant's state."""
+    scenarios, round_trips = [], []
+    for run in document["runs"]:
+        for number, scenario in run["scenarios"].items():
+            duckdb, postgresql = scenario["contenders"].get("ours"), scenario["contenders"].get("ours_pg")
+            if not (duckdb and postgresql):
+                continue
+            found: dict[str, Any] = {"scale": run["scale"], "latency_ms": run["latency_ms"], "scenario": number,
+                                     "label": scenario_label(number, document["options"]["backfill_hours"]),
+                                     "success": bool(duckdb.get("success") and postgresql.get("success"))}
+            for name in BACKEND_FIGURES:
+                found[name] = {"duckdb": duckdb.get(name), "postgresql": postgresql.get(name),
+                               "ratio": _ratio(postgresql.get(name), duckdb.get(name))}
+            found["calls"] = {"duckdb": _calls(duckdb), "postgresql": _calls(postgresql)}
+            found["zomentum_record_writes"] = {"duckdb": duckdb.get("zomentum_record_writes"),
+                                               "postgresql": postgresql.get("zomentum_record_writes")}
+            found["instance_s"] = {backend: figures.get("phases_s", {}).get("instance")
+                                   for backend, figures in (("duckdb", duckdb), ("postgresql", postgresql))}
+            scenarios.append(found)
+        if run.get("state_round_trip"):
+            round_trips.append({"scale": run["scale"], "latency_ms": run["latency_ms"], **run["state_round_trip"]})
+    return {"scenarios": scenarios, "round_trips": round_trips}
+
+
+def render_state_backends(found: dict[str, list[dict[str, Any]]]) -> str:
+    columns = ("scale", "lat ms", "scenario", "figure", "DuckDB", "PostgreSQL", "PG / DuckDB")
+    rows = []
+    for s in found["scenarios"]:
+        where = [s["scale"], _fmt(s["latency_ms"]), f"{s['scenario']} {s['label']}"]
+        for name, label in (("wall_s", "wall s"), ("cpu_s", "cpu s"), ("peak_rss_mb", "rss MB"),
+                            ("run_s", "run s (in the process)"), ("instance_s", "Dagster instance start s"),
+                            ("calls", "API calls"), ("zomentum_record_writes", "Zomentum record writes")):
+            figures = s[name]
+            rows.append([*where, label, _fmt(figures["duckdb"]), _fmt(figures["postgresql"]),
+                         _fmt(figures.get("ratio", _ratio(figures["postgresql"], figures["duckdb"])))])
+    text = render_table(rows, columns) if rows else ""
+    for trip in found["round_trips"]:
+        text += (f"\n{trip['scale']}: state export/import round trip of {trip['total_rows']:,} rows "
+                 f"({trip['export_mb']:.1f} MB of JSON lines): DuckDB -> PostgreSQL {trip['duckdb_to_postgresql_s']:.2f} s, "
+                 f"PostgreSQL -> DuckDB {trip['postgresql_to_duckdb_s']:.2f} s; "
+                 + ("rows identical in every table" if trip["identical"]
+                    else f"DIFFERENT in {', '.join(trip['differing_tables'])}")
+                 + "; rows per table: " + ", ".join(f"{name} {count:,}" for name, count in trip["rows"].items()))
+    return text.strip("\n")
 
 
 # ----- targets --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,19 @@ from typing import Any
 
 import duckdb
 from measure import BENCHMARKS, ChildFailed, ProcessUsage, run_measured
-from report import machine, ratios, render_ratios, render_table, render_targets, scenario_label, table_rows, targets
+from report import (
+    machine,
+    ratios,
+    render_ratios,
+    render_state_backends,
+    render_table,
+    render_targets,
+    scenario_label,
+    state_backends,
+    table_rows,
+    targets,
+)
+from state_backends import benchmark_database, parse_backends, state_round_trip
 from workload import (
     Contenders,
     KaseyaCalls,
@@ -115,12 +128,13 @@ class Benchmark:
                 "--partitions-start", hour_key(self.timeline.partitions_start)]
 
     def ours(self, contenders: Contenders, name: str, first: str | None = None, last: str | None = None,
-             documents: list[str] | None = None, database: Path | None = None, dagster_home: Path | None = None
-             ) -> dict[str, Any]:
+             documents: list[str] | None = None, database: Path | None = None, dagster_home: Path | None = None,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+        """`env`: more of the child's environment (the PostgreSQL state store and Dagster instance)."""
         clear_logs([contenders.ours.kaseya.state, contenders.ours.zomentum.state])
         argv = self._pipeline_argv("push" if documents is not None else "hourly", database, dagster_home)
         argv += ["--documents", *documents] if documents is not None else ["--first", first, "--last", last]
-        usage = self._child(f"ours-{name}", argv, contenders.ours.environment())
+        usage = self._child(f"ours-{name}", argv, {**contenders.ours.environment(), **(env or {})})
         kaseya = KaseyaCalls.read(contenders.ours.kaseya.state)
         zomentum = ZomentumCalls.read(contenders.ours.zomentum.state)
         report = usage.report
@@ -278,6 +292,37 @@ class Benchmark:
             found.append(initial_summary(figures))
         return found
 
+    def on_postgresql(self, result: dict[str, Any], numbers: list[str]) -> None:
+        """Scenarios 1 and 2 of ours again with the tenant's state (`ZK_STATE_URL`, a schema of its own) and
+        Dagster's instance (`deploy/dagster.yaml`) in a PostgreSQL database of this run's own, on fresh sandboxes
+        seeded alike and a fresh DuckDB file (the worker's cache and replica): the rows `ours_pg` beside `ours`.
+        Then the DuckDB run's state (after all its scenarios) goes to PostgreSQL and back (`state_round_trip`)."""
+        name = "zk_bench_" + re.sub(r"[^a-z0-9]+", "_", f"{self.work.parent.name}_{self.work.name}".lower())
+        hour = hour_key(self.timeline.last_hour)  # scenario 1: the tenant's first run; 2: the same hour again
+        with benchmark_database(self.args.postgres_url, name, keep=self.args.keep_work) as database, \
+                running_contenders(self.args.seed, self.scale, self.latency_ms / 1000, self.seeded_at) as fresh:
+            home = database.dagster_home(self.homes / "dagster_home-pg")
+            for number in ("1", "2"):
+                if number not in numbers:
+                    continue
+                started = time.monotonic()
+                print(f"  {self.scale} @ {self.latency_ms:g} ms: scenario {number} on PostgreSQL ...", end="",
+                      flush=True)
+                next_hour(fresh)
+                figures = self.ours(fresh, f"{number}-pg", hour, hour, database=self.work / "ours-pg.duckdb",
+                                    dagster_home=home, env=database.environment())
+                figures["records"] = result["scenarios"][number]["contenders"]["ours"]["records"]
+                figures["records_per_s"] = _records_per_s(figures["records"], figures["wall_s"])
+                result["scenarios"][number]["contenders"]["ours_pg"] = figures
+                print(f" {time.monotonic() - started:.0f} s", flush=True)
+            if "1" in numbers:
+                print(f"  {self.scale} @ {self.latency_ms:g} ms: state export/import round trip ...", end="",
+                      flush=True)
+                result["state_round_trip"] = state_round_trip(self.database, database, self.work)
+                print(f" {result['state_round_trip']['duckdb_to_postgresql_s']:.1f} s + "
+                      f"{result['state_round_trip']['postgresql_to_duckdb_s']:.1f} s", flush=True)
+        result["postgresql"] = {"database": name, "kept": self.args.keep_work}
+
     def calibrate(self, contenders: Contenders, numbers: list[str]) -> dict[str, dict[str, Any]]:
         """Dagster's own cost of each scenario's run: the same job with empty asset bodies (each run's seconds
         and its steps' seconds)."""
@@ -326,6 +371,8 @@ class Benchmark:
                 result["initial_repeats"] = [initial_summary(result["scenarios"]["1"]["contenders"]["ours"]),
                                              *self.repeat_initial_sync()]
                 print(f" {time.monotonic() - started:.0f} s", flush=True)
+            if "postgresql" in self.args.state and {"1", "2"} & set(numbers):
+                self.on_postgresql(result, numbers)
             chosen = [n for n in numbers if n in self.args.calibrate]
             if chosen:
                 calibration = self.calibrate(contenders, chosen)
@@ -340,6 +387,13 @@ def _at_least_one(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("at least 1 (--calibrate '' for no calibration)")
     return number
+
+
+def _backends(text: str) -> list[str]:
+    try:
+        return parse_backends(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def initial_summary(figures: dict[str, Any]) -> dict[str, Any]:
@@ -446,6 +500,13 @@ def arguments(argv: list[str]) -> argparse.Namespace:
                         help="where the Dagster instances' SQLite files go: tmpfs (/dev/shm, the default where it "
                              "exists) or the work directory on disk. Dagster's bookkeeping is measured apart and "
                              "subtracted; on a disk it moves by seconds between identical runs")
+    parser.add_argument("--state", default="duckdb", type=_backends,
+                        help="where ours keeps the tenant's state: duckdb (the default), or duckdb,postgresql: "
+                             "scenarios 1 and 2 also run with the state and Dagster's instance on PostgreSQL "
+                             "(rows ours_pg), and the DuckDB run's state makes an export/import round trip")
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="a PostgreSQL server (a database to connect to) where --state postgresql creates its "
+                             "databases (zk_bench_*) and drops them after")
     parser.add_argument("--dlt-python", help="a Python with dlt installed (default: this one)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--results-dir", type=Path, default=BENCHMARKS / "results")
@@ -471,7 +532,7 @@ def main(argv: list[str]) -> int:
                     "calibrate": args.calibrate, "calibration_repeats": args.calibration_repeats,
                     "initial_repeats": args.initial_repeats,
                     "pricing_calls_per_hour": args.pricing_calls_per_hour, "seed": args.seed,
-                    "dagster_homes": args.dagster_homes},
+                    "dagster_homes": args.dagster_homes, "state": args.state},
         "runs": [], "transform": None,
     }
     started = time.monotonic()
@@ -495,6 +556,7 @@ def main(argv: list[str]) -> int:
     document["duration_s"] = round(time.monotonic() - started, 1)
     document["ratios"] = ratios(document)
     document["targets"] = targets(document)
+    document["state_backends"] = state_backends(document)
     output = args.results_dir / f"{stamp}.json"
     output.write_text(json.dumps(document, indent=2, default=str))
     if args.write_latest:
@@ -507,6 +569,9 @@ def main(argv: list[str]) -> int:
     if document["ratios"]:
         print("\nours / peer\n" + render_ratios(document["ratios"]))
     print("\ntargets\n" + render_targets(document["targets"]))
+    if document["state_backends"]["scenarios"] or document["state_backends"]["round_trips"]:
+        print("\nthe tenant's state and Dagster's instance: DuckDB + SQLite (ours) against PostgreSQL (ours_pg)\n"
+              + render_state_backends(document["state_backends"]))
     m = document["machine"]
     print(f"\n{m['cpu_model']}, {m['nproc']} cores, {m['memory_gb']} GB; {document['duration_s']:.0f} s; "
           f"written to {output}")
