@@ -201,6 +201,8 @@ def state_backends(document: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                                                "postgresql": postgresql.get("zomentum_record_writes")}
             found["instance_s"] = {backend: figures.get("phases_s", {}).get("instance")
                                    for backend, figures in (("duckdb", duckdb), ("postgresql", postgresql))}
+            found["postgresql"] = postgresql.get("postgresql", {})
+            found["commit_ms"] = run.get("postgresql", {}).get("commit_ms")
             scenarios.append(found)
         if run.get("state_round_trip"):
             round_trips.append({"scale": run["scale"], "latency_ms": run["latency_ms"], **run["state_round_trip"]})
@@ -219,9 +221,17 @@ def render_state_backends(found: dict[str, list[dict[str, Any]]]) -> str:
             rows.append([*where, label, _fmt(figures["duckdb"]), _fmt(figures["postgresql"]),
                          _fmt(figures.get("ratio", _ratio(figures["postgresql"], figures["duckdb"])))])
     text = render_table(rows, columns) if rows else ""
+    for s in found["scenarios"]:
+        activity = s["postgresql"]
+        if activity:
+            text += (f"\n{s['scale']}, scenario {s['scenario']} on PostgreSQL: {activity['commits']:,} transactions "
+                     f"committed (one durable commit takes {_fmt(s['commit_ms'])} ms on this server), "
+                     f"{activity['dagster_rows_written']:,} rows written by Dagster's instance, "
+                     f"{activity['state_rows_written']:,} by the state store")
     for trip in found["round_trips"]:
         text += (f"\n{trip['scale']}: state export/import round trip of {trip['total_rows']:,} rows "
-                 f"({trip['export_mb']:.1f} MB of JSON lines): DuckDB -> PostgreSQL {trip['duckdb_to_postgresql_s']:.2f} s, "
+                 f"({trip['export_mb']:.1f} MB of JSON lines): "
+                 f"DuckDB -> PostgreSQL {trip['duckdb_to_postgresql_s']:.2f} s, "
                  f"PostgreSQL -> DuckDB {trip['postgresql_to_duckdb_s']:.2f} s; "
                  + ("rows identical in every table" if trip["identical"]
                     else f"DIFFERENT in {', '.join(trip['differing_tables'])}")

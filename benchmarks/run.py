@@ -40,7 +40,7 @@ from report import (
     table_rows,
     targets,
 )
-from state_backends import benchmark_database, parse_backends, state_round_trip
+from state_backends import activity_between, benchmark_database, parse_backends, state_round_trip
 from workload import (
     Contenders,
     KaseyaCalls,
@@ -309,8 +309,10 @@ class Benchmark:
                 print(f"  {self.scale} @ {self.latency_ms:g} ms: scenario {number} on PostgreSQL ...", end="",
                       flush=True)
                 next_hour(fresh)
+                before = database.activity()
                 figures = self.ours(fresh, f"{number}-pg", hour, hour, database=self.work / "ours-pg.duckdb",
                                     dagster_home=home, env=database.environment())
+                figures["postgresql"] = activity_between(before, database.activity())
                 figures["records"] = result["scenarios"][number]["contenders"]["ours"]["records"]
                 figures["records_per_s"] = _records_per_s(figures["records"], figures["wall_s"])
                 result["scenarios"][number]["contenders"]["ours_pg"] = figures
@@ -321,7 +323,8 @@ class Benchmark:
                 result["state_round_trip"] = state_round_trip(self.database, database, self.work)
                 print(f" {result['state_round_trip']['duckdb_to_postgresql_s']:.1f} s + "
                       f"{result['state_round_trip']['postgresql_to_duckdb_s']:.1f} s", flush=True)
-        result["postgresql"] = {"database": name, "kept": self.args.keep_work}
+            commit_ms = database.commit_ms()
+        result["postgresql"] = {"database": name, "kept": self.args.keep_work, "commit_ms": commit_ms}
 
     def calibrate(self, contenders: Contenders, numbers: list[str]) -> dict[str, dict[str, Any]]:
         """Dagster's own cost of each scenario's run: the same job with empty asset bodies (each run's seconds

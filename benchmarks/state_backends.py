@@ -80,6 +80,48 @@ class BenchmarkDatabase:
         return home
 
 
+    def activity(self) -> dict[str, int]:
+        """What this database's server has counted so far: transactions committed, rows written in Dagster's
+        tables (`public`) and in the tenant's (`zk_bench`). Read before and after a run (a backend's counts reach
+        the statistics when it ends, so the run's have when its process has exited)."""
+        time.sleep(0.5)  # the run's connections end as its process exits; their counts follow at once
+        connection = psycopg2.connect(self.url, connect_timeout=10)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                (commits,) = cursor.fetchone()
+                cursor.execute("SELECT schemaname, coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+                               "FROM pg_stat_user_tables GROUP BY schemaname")
+                written = dict(cursor.fetchall())
+        finally:
+            connection.close()
+        return {"commits": int(commits), "dagster_rows_written": int(written.get("public", 0)),
+                "state_rows_written": int(written.get(TENANT_SCHEMA, 0))}
+
+    def commit_ms(self, commits: int = 100) -> float:
+        """The server's time for one small durable commit (an insert and its WAL flush), over `commits` of them:
+        what each of a run's transactions costs at least."""
+        connection = psycopg2.connect(self.url, connect_timeout=10)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TABLE zk_bench_commit_probe (n integer)")
+                connection.commit()
+                started = time.monotonic()
+                for n in range(commits):
+                    cursor.execute("INSERT INTO zk_bench_commit_probe VALUES (%s)", (n,))
+                    connection.commit()
+                seconds = time.monotonic() - started
+                cursor.execute("DROP TABLE zk_bench_commit_probe")
+                connection.commit()
+        finally:
+            connection.close()
+        return round(seconds / commits * 1000, 2)
+
+
+def activity_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in after}
+
+
 def _admin(server_url: str, statement: str) -> None:
     connection = psycopg2.connect(server_url, connect_timeout=10)
     connection.autocommit = True  # CREATE / DROP DATABASE run outside a transaction
