@@ -3,10 +3,12 @@ records its runs there, the queue's per-tenant limits hold, and the schedule and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +18,13 @@ import pytest
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG, PUSH_TAG
+from zk_pipelines.defs.local_runs import QUIET, hour_key, last_complete_hour
+from zk_pipelines.defs.push import DOCUMENT_TAG, PUSH_JOB, WON_DOCUMENT_SENSOR
+from zk_pipelines.defs.resources import tenant_resources
 from zk_pipelines.sandbox.launcher import Sandboxes
+from zk_pipelines.storage.state_store import ID_MAP, PUSH_DOCUMENTS, PostgresStateStore
+from zk_pipelines_tests.pipeline_harness import tenant_environment
+from zk_pipelines_tests.test_push_document import PushTenant, settings_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,3 +92,71 @@ def test_zk_sync_records_its_run_in_the_postgres_instance_it_finds_and_keeps_its
         cursor.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")
         assert cursor.fetchone()[0] > 10
     connection.close()
+
+
+@pytest.fixture
+def tenant(kaseya, zomentum, kaseya_credentials, zomentum_credentials, tmp_path) -> PushTenant:
+    return PushTenant(kaseya, zomentum, kaseya_credentials, zomentum_credentials, tmp_path)
+
+
+def runs_in_postgres(postgres_url: str) -> list[tuple[str, str, dict]]:
+    """(job, status, tags) of every run the production instance's PostgreSQL holds."""
+    connection = psycopg2.connect(postgres_url)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pipeline_name, status, run_body FROM runs ORDER BY create_timestamp")
+        found = [(job, status, json.loads(body)["tags"]) for job, status, body in cursor.fetchall()]
+    connection.close()
+    return found
+
+
+@pytest.mark.slow
+def test_the_schedule_and_the_won_document_sensor_evaluate_on_the_production_instance_and_their_runs_go_through(
+        tenant, production_home, postgres_url):
+    # Production as deploy/dagster.yaml has it: Dagster's instance and the tenant's state both on PostgreSQL,
+    # Zomentum as the CRM (the sensor pushes Won documents).
+    variables = tenant_environment(tenant.kaseya, tenant.zomentum, settings_file(tenant.directory), tenant.database,
+                                   state_url=postgres_url, state_schema="zk_tenant")
+    last_hour = last_complete_hour(datetime.now(UTC))
+    definitions = build_definitions(partitions_start=hour_key(last_hour - timedelta(hours=3)), variables=variables)
+    instance = dg.DagsterInstance.from_config(str(production_home))
+    try:
+        # The schedule's tick (as the daemon evaluates it, at :05) asks for the hour that just ended; its run
+        # goes through on the instance: the tenant's first run, its whole history.
+        schedule = definitions.resolve_schedule_def("hourly_sync_schedule")
+        with dg.build_schedule_context(instance=instance,
+                                       scheduled_execution_time=last_hour + timedelta(hours=1, minutes=5)) as context:
+            (hourly,) = schedule.evaluate_tick(context).run_requests
+        assert hourly.partition_key == hour_key(last_hour)
+        pulled = definitions.resolve_job_def(HOURLY_JOB).execute_in_process(
+            instance=instance, partition_key=hourly.partition_key, tags=hourly.tags, run_config=QUIET,
+            raise_on_error=False)
+        assert pulled.success
+
+        # The sensor: its first tick sets the cursor, a document then marked Won is asked for once, and the run
+        # it asks for pushes it through the same instance.
+        sensor = definitions.resolve_sensor_def(WON_DOCUMENT_SENSOR)
+        resources = tenant_resources(variables)  # as the code location binds them (EnvVars)
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            first = sensor(context)
+        assert first.run_requests == [] and first.cursor
+        won = tenant.document([tenant.line("Rack Shelf 1U")], status="won", name="Won on the production instance")
+        with dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources) as context:
+            (push,) = sensor(context).run_requests
+        assert push.tags[DOCUMENT_TAG] == won
+        pushed = definitions.resolve_job_def(PUSH_JOB).execute_in_process(
+            instance=instance, run_config={**push.run_config, **QUIET}, tags=push.tags, raise_on_error=False)
+        assert pushed.success
+        assert len(tenant.marked("opportunities", won, "description")) == 1
+    finally:
+        instance.dispose()
+
+    runs = runs_in_postgres(postgres_url)
+    assert [(job, status) for job, status, _ in runs] == [(HOURLY_JOB, "SUCCESS"), (PUSH_JOB, "SUCCESS")]
+    assert runs[0][2]["dagster/partition"] == hour_key(last_hour) and runs[0][2][PULL_TAG] == "default"
+    assert runs[1][2][DOCUMENT_TAG] == won and runs[1][2][PUSH_TAG] == "default"
+    state = PostgresStateStore(postgres_url, "zk_tenant")
+    try:  # both runs' state is in PostgreSQL: the pull's id map, the push's ledger
+        assert state.rows(ID_MAP)
+        assert [row["document_id"] for row in state.rows(PUSH_DOCUMENTS)] == [won]
+    finally:
+        state.close()
