@@ -227,7 +227,8 @@ def render_state_backends(found: dict[str, list[dict[str, Any]]]) -> str:
             text += (f"\n{s['scale']}, scenario {s['scenario']} on PostgreSQL: {activity['commits']:,} transactions "
                      f"committed (one durable commit takes {_fmt(s['commit_ms'])} ms on this server), "
                      f"{activity['dagster_rows_written']:,} rows written by Dagster's instance, "
-                     f"{activity['state_rows_written']:,} by the state store")
+                     f"{activity['state_rows_written']:,} by the state store, which brought the DuckDB replica "
+                     f"up to date {activity.get('state_hydrations', 0):,} times")
     for trip in found["round_trips"]:
         text += (f"\n{trip['scale']}: state export/import round trip of {trip['total_rows']:,} rows "
                  f"({trip['export_mb']:.1f} MB of JSON lines): "

@@ -93,10 +93,16 @@ class BenchmarkDatabase:
                 cursor.execute("SELECT schemaname, coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
                                "FROM pg_stat_user_tables GROUP BY schemaname")
                 written = dict(cursor.fetchall())
+                # A pull reads the push ledger only when it brings its replica up to date (every durable table,
+                # one query each): the scans of push_documents count the run's hydrations.
+                cursor.execute("SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0) "
+                               "FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'push_documents'",
+                               (TENANT_SCHEMA,))
+                (hydrations,) = cursor.fetchone()
         finally:
             connection.close()
         return {"commits": int(commits), "dagster_rows_written": int(written.get("public", 0)),
-                "state_rows_written": int(written.get(TENANT_SCHEMA, 0))}
+                "state_rows_written": int(written.get(TENANT_SCHEMA, 0)), "state_hydrations": int(hydrations)}
 
     def commit_ms(self, commits: int = 100) -> float:
         """The server's time for one small durable commit (an insert and its WAL flush), over `commits` of them:
