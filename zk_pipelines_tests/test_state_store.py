@@ -272,3 +272,25 @@ def test_a_row_committed_after_a_later_one_still_reaches_every_replica(postgres_
     finally:
         slow.close()
         unbind(reader)
+
+
+def test_a_record_waiting_for_its_parent_on_one_worker_is_released_on_another(backend):
+    """The deferral is durable: worker A staged a contact whose account was not staged yet (a reference
+    reject); worker B, once it has staged the account and holds the contact's raw record, takes the contact up."""
+    url, worker = backend
+    a, _ = worker("a")
+    b, store_b = worker("b")
+    with connect(a) as connection:
+        pull_store.insert_rejects(connection, pd.DataFrame([{
+            "entity": "contacts", "kaseya_id": 41, "check": "known_account", "column": "account_id", "value": "9",
+            "reason": "contact 41: its account 9 is not staged yet"}]), run_id="run-a", partition_key=None, now=NOW)
+    if url:
+        hydrate(b, store_b)
+    later = NOW + timedelta(hours=1)
+    with connect(b) as connection:
+        pull_store.ensure_pull_tables(connection)
+        pull_store.upsert_incremental_raw(connection, "kaseya_contacts", [pull_store.RawRecord(41, NOW, {"id": 41})],
+                                          window_start=None, window_end=later, run_id="run-b", now=later)
+        connection.execute("INSERT INTO stg.kaseya_accounts (kaseya_id, name, staged_at) VALUES (9, 'Acme', $t)",
+                           {"t": later})
+        assert pull_store.deferred_ids(connection, "contacts") == [41]
