@@ -87,3 +87,16 @@ def test_an_unpartitioned_asset_depends_on_an_hourly_partitioned_one_through_its
                 assert isinstance(mapping, dg.LastPartitionMapping), (key, parent, mapping)
                 checked += 1
     assert checked == 4  # stg/kaseya_accounts, _contacts, _opportunities, _timelogs on their raw lists
+
+
+def test_loading_the_code_location_warns_of_nothing_even_when_warnings_are_errors():
+    # A fresh interpreter (warnings are shown once per process): what `dagster dev`, a run worker or `zk` sees.
+    import subprocess
+    import sys
+
+    load = ("from zk_pipelines.definitions import defs; from zk_pipelines.defs.push import build_push_job; "
+            "defs().get_repository_def().get_all_jobs()")
+    result = subprocess.run([sys.executable, "-W", "error", "-c", load], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
