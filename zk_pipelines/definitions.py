@@ -11,6 +11,7 @@ from zk_pipelines.config import TENANT_VARIABLES, TenantVariables
 from zk_pipelines.defs.audit import audit_asset
 from zk_pipelines.defs.jobs import hourly_sync_job, hourly_sync_schedule
 from zk_pipelines.defs.kaseya_extract import kaseya_assets
+from zk_pipelines.defs.loggers import code_location_loggers
 from zk_pipelines.defs.partitions import DEFAULT_PARTITIONS_START, hourly_partitions
 from zk_pipelines.defs.push import build_push_job, build_won_document_sensor
 from zk_pipelines.defs.reconcile import reconcile_job, reconcile_schedule, reconciliation_asset
@@ -35,6 +36,7 @@ def build_definitions(*, partitions_start: str = DEFAULT_PARTITIONS_START,
         schedules=[hourly_sync_schedule(job), reconcile_schedule(reconcile)],
         sensors=[build_won_document_sensor(push_job)],
         resources={**tenant_resources(variables, env), "tuning": tuning or PullTuning()},
+        loggers=code_location_loggers(),
     )
 
 

@@ -109,6 +109,16 @@ def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
     out = result.stdout
     assert "initial sync: the tenant's first run" in out and ": success in" in out
     assert "live hour" in out and "Where to look:" in out
+    # What a person wants to read: a line per phase of each run with its counts, no warning, no Dagster debug
+    # line; Dagster's events are in the file the demo names.
+    assert len(out.splitlines()) < 60, out
+    assert result.stderr == ""
+    for phase in ("extract", "settings", "staging", "mapping", "load", "audit"):
+        assert len(re.findall(rf"^  {phase} +\d+/\d+ steps", out, re.MULTILINE)) == 2, phase
+    assert re.search(r"^  load .* created", out, re.MULTILINE)
+    event_log = tmp_path / "demo" / "dagster-events.log"
+    assert f"Event log:   {event_log}" in out
+    assert "STEP_SUCCESS" in event_log.read_text() and "RUN_SUCCESS" in event_log.read_text()
     assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
     import duckdb
 
@@ -117,16 +127,18 @@ def test_zk_demo_runs_the_sync_end_to_end_into_a_real_instance(tmp_path):
         created = connection.execute("SELECT count(*) FROM audit.sync_events WHERE action = 'created'").fetchone()[0]
     assert runs == 2 and created > 100
     # The live hour's Kaseya edits were pulled by the live run (the demo's settings are Zomentum as CRM: the
-    # new contact is created, the linked account and opportunity are seen and left as Zomentum has them).
-    import re
-
-    account, contact, opportunity = (re.search(rf"{what} (\d+): ", out).group(1)
-                                     for what in ("account", "contact", "opportunity"))
+    # new account and contact are created, the linked account and opportunity are seen and left as Zomentum has
+    # them), and the demo says so for each.
+    edits = (("account", "website changed"), ("opportunity", "status"), ("account", "created"), ("contact", "created"))
+    account, opportunity, new_account, contact = (re.search(rf"{what} (\d+): {change} -> ", out).group(1)
+                                                  for what, change in edits)
+    assert re.search(rf"account {account}: website changed -> clients: unchanged \(linked: zomentum_as_crm", out)
+    assert re.search(rf"account {new_account}: created -> clients: created", out)
     with duckdb.connect(str(tmp_path / "demo" / "demo.duckdb"), read_only=True) as connection:
         live = dict(((entity, kaseya_id), action) for entity, kaseya_id, action in connection.execute(
             """SELECT entity, kaseya_id, action FROM audit.sync_events WHERE run_id = (
                    SELECT run_id FROM audit.sync_events ORDER BY event_id DESC LIMIT 1)""").fetchall())
-    assert live[("client_users", contact)] == "created"
+    assert live[("client_users", contact)] == live[("clients", new_account)] == "created"
     assert live[("clients", account)] == live[("opportunities", opportunity)] == "unchanged"
     assert any((tmp_path / "dagster_home").rglob("runs.db")) or any((tmp_path / "dagster_home").rglob("*.db"))
     # The demo configures its tenant as a deployment does (environment variables bound by name): its runs'

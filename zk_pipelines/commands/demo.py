@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -21,8 +22,10 @@ from zk_pipelines.commands.run_summary import print_run_summary
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.local_runs import hour_key, prepare_dagster_home, run_hourly_job
+from zk_pipelines.domain.settings import IntegrationMode, load_settings
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
+from zk_pipelines.storage.database import connect
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,37 +37,66 @@ def _configure_tenant(boxes: Sandboxes, settings: Path, database: Path) -> None:
     os.environ[TENANT_VARIABLES.duckdb_path] = str(database)
 
 
-def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[str]:
-    """What a Kaseya user does during the live hour: rename a website, add a contact, win an opportunity."""
+@dataclass(frozen=True)
+class KaseyaEdit:
+    """An edit a Kaseya user made during the live hour, and the Zomentum entity it reaches."""
+
+    entity: str  # the Zomentum entity in the ledger
+    kaseya_id: int
+    what: str
+
+    def describe(self, outcomes: dict[tuple[str, str], tuple[str, str | None]], mode: IntegrationMode) -> str:
+        action, reason = outcomes.get((self.entity, str(self.kaseya_id)), ("not synced", None))
+        if action == "unchanged" and not mode.pull_updates_linked_entities:
+            reason = f"linked: {mode.value} leaves it as Zomentum has it"
+        return f"    {self.what} -> {self.entity}: {action}" + (f" ({reason})" if reason else "")
+
+
+def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[KaseyaEdit]:
+    """What a Kaseya user does during the live hour: change a synced account's website and a synced
+    opportunity's status, add an account with a contact. Which of these reach Zomentum is the mode's choice:
+    Zomentum as CRM creates what is new and leaves linked records as Zomentum has them; Kaseya as CRM also
+    updates the linked ones."""
     state = boxes.kaseya.state
     moment = hour + timedelta(minutes=30)
     with state.lock:  # records last modified before the edits' moment, so that the edit is their newest version
         account_id, opportunity_id = (
             min(i for i, r in getattr(state.tenant, table).items() if r.stamps.modified_on < moment)
             for table in ("accounts", "opportunities"))
-    account = state.record("accounts", account_id)
-    opportunity = state.record("opportunities", opportunity_id)
-    state.update_record("accounts", account["id"], {"website": "https://www.renamed-in-kaseya.example"})
-    contact = state.create_record("contacts", {"accountId": account["id"], "firstName": "Demo",
+    state.update_record("accounts", account_id, {"website": "https://www.renamed-in-kaseya.example"})
+    state.update_record("opportunities", opportunity_id, {"status": "Closed Won"})
+    new_account = state.create_record("accounts", {"accountName": "Demo Newaccount Ltd",
+                                                   "website": "https://demo-newaccount.example"})
+    contact = state.create_record("contacts", {"accountId": new_account["id"], "firstName": "Demo",
                                                "lastName": "Newcontact", "emailAddress": "demo.new@example.com"})
-    state.update_record("opportunities", opportunity["id"], {"status": "Closed Won"})
+    edits = [KaseyaEdit("clients", account_id, f"account {account_id}: website changed"),
+             KaseyaEdit("opportunities", opportunity_id, f"opportunity {opportunity_id}: status -> Closed Won"),
+             KaseyaEdit("clients", new_account["id"], f"account {new_account['id']}: created"),
+             KaseyaEdit("client_users", contact["id"], f"contact {contact['id']}: created")]
     with state.lock:  # the edits happened during the live hour (the sandbox clock only moves forward)
-        for table, kaseya_id in (("accounts", account["id"]), ("contacts", contact["id"]),
-                                 ("opportunities", opportunity["id"])):
+        for table, kaseya_id in (("accounts", account_id), ("opportunities", opportunity_id),
+                                 ("accounts", new_account["id"]), ("contacts", contact["id"])):
             getattr(state.tenant, table)[kaseya_id].stamps.modified_on = moment
-    return [f"account {account['id']}: website changed", f"contact {contact['id']}: created",
-            f"opportunity {opportunity['id']}: status -> Closed Won"]
+    return edits
+
+
+def _outcomes(database: Path, run_id: str) -> dict[tuple[str, str], tuple[str, str | None]]:
+    with connect(database, read_only=True) as connection:
+        return {(entity, kaseya_id): (action, reason) for entity, kaseya_id, action, reason in connection.execute(
+            "SELECT entity, kaseya_id, action, reason FROM audit.sync_events WHERE run_id = ? AND direction = 'pull' "
+            "ORDER BY event_id", [run_id]).fetchall()}
 
 
 def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) -> int:
-    """`workdir` holds the demo's DuckDB file (default `.demo/`); `$DAGSTER_HOME` (default `.dagster_home/`)
-    the Dagster instance."""
+    """`workdir` holds the demo's DuckDB file and Dagster's event log (default `.demo/`); `$DAGSTER_HOME`
+    (default `.dagster_home/`) the Dagster instance."""
     workdir = workdir or REPO / ".demo"
     workdir.mkdir(parents=True, exist_ok=True)
     home = prepare_dagster_home(Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home"))
     os.environ["DAGSTER_HOME"] = str(home)
     database = workdir / "demo.duckdb"
-    for stale in (database, database.with_suffix(".duckdb.wal")):
+    event_log = workdir / "dagster-events.log"
+    for stale in (database, database.with_suffix(".duckdb.wal"), event_log):
         stale.unlink(missing_ok=True)
     settings = REPO / "settings.example.yaml"
     now = datetime.now(UTC)
@@ -72,26 +104,33 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
     onboarding = current_hour - timedelta(hours=2)
     history = SCALES[scale].history_days
     print(f"starting the Kaseya BMS and Zomentum sandboxes (seed {seed}, scale {scale}, {history} days of "
-          "history) ...", file=out, flush=True)
+          f"history); Dagster's event log goes to {event_log}", file=out, flush=True)
     with running_sandboxes(seed=seed, scale=scale) as boxes:
         _configure_tenant(boxes, settings, database)
         definitions = build_definitions(partitions_start=hour_key(onboarding))
         instance = dg.DagsterInstance.get()
-        print(f"initial sync: the tenant's first run, for the onboarding hour {onboarding:%Y-%m-%d %H:00} UTC, "
-              f"extracts its whole history ({history} days) ...", file=out, flush=True)
+        print(f"\ninitial sync: the tenant's first run, for the onboarding hour {onboarding:%Y-%m-%d %H:00} UTC, "
+              f"extracts its whole history ({history} days)", file=out, flush=True)
         started = time.monotonic()
-        initial = run_hourly_job(definitions, instance, onboarding)
+        initial = run_hourly_job(definitions, instance, onboarding, event_log=event_log)
         print(f"  run {initial.run_id}: {'success' if initial.success else 'FAILED'} "
               f"in {time.monotonic() - started:.0f} s", file=out)
         print_run_summary(out, database, initial.run_id)
 
         live_hour = current_hour - timedelta(hours=1)
         edits = _edit_in_kaseya(boxes, live_hour)
-        print(f"live hour {live_hour:%Y-%m-%d %H:00} UTC, after these edits in Kaseya: {'; '.join(edits)}",
-              file=out, flush=True)
-        live = run_hourly_job(definitions, instance, live_hour)
-        print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'}", file=out)
+        mode = load_settings(settings).mode
+        print(f"\nlive hour {live_hour:%Y-%m-%d %H:00} UTC, after {len(edits)} edits in Kaseya; mode {mode.value}: "
+              f"{mode.description}", file=out, flush=True)
+        started = time.monotonic()
+        live = run_hourly_job(definitions, instance, live_hour, event_log=event_log)
+        print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'} "
+              f"in {time.monotonic() - started:.0f} s", file=out)
         print_run_summary(out, database, live.run_id)
+        print("  the edits:", file=out)
+        outcomes = _outcomes(database, live.run_id)
+        for edit in edits:
+            print(edit.describe(outcomes, mode), file=out)
         kaseya_calls = sum(1 for e in boxes.kaseya.state.requests() if e["path"].lower().startswith("/v2/"))
         zomentum_writes = sum(1 for e in boxes.zomentum.state.requests()
                               if e["method"] in ("POST", "PUT") and e["path"].startswith("/v2/"))
@@ -100,6 +139,7 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
     print("\nWhere to look:", file=out)
     print(f"  Dagster UI:  DAGSTER_HOME={home} ZK_PARTITIONS_START={hour_key(onboarding)} "
           ".venv/bin/dagster dev -w workspace.yaml   (runs, asset metadata, checks)", file=out)
+    print(f"  Event log:   {event_log}", file=out)
     print(f"  DuckDB file: {database}", file=out)
     print(f"  The ledger:  ZK_DUCKDB_PATH={database} .venv/bin/zk audit", file=out)
     return 0 if initial.success and live.success else 1

@@ -59,18 +59,16 @@ def run_sync(*, hour: str | None, first: str | None, last: str | None, whole_his
                                  f"({PARTITIONS_START_VARIABLE}); the first run extracts the whole history anyway")
     home = dagster_home(os.environ)
     what = hour_key(start) if start == end else f"{hour_key(start)} .. {hour_key(end)}"
-    print(f"sync of {what} (UTC) into {config.duckdb_path}, recorded in the Dagster instance {home} ...",
-          file=out, flush=True)
+    event_log = home / "zk-sync-events.log"
+    print(f"sync of {what} (UTC) into {config.duckdb_path}, recorded in the Dagster instance {home}; Dagster's "
+          f"event log is appended to {event_log}", file=out, flush=True)
     started = time.monotonic()
     definitions = build_definitions(partitions_start=partitions_start)
     freeze_loaded_objects()
     with dg.DagsterInstance.get() as instance:
-        result = run_hourly_job(definitions, instance, start, end, whole_history=whole_history)
+        result = run_hourly_job(definitions, instance, start, end, whole_history=whole_history,
+                                event_log=event_log)
     print(f"run {result.run_id}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.0f} s",
           file=out)
-    for event in result.get_step_failure_events():
-        error = event.event_specific_data.error
-        print(f"  step {event.step_key} failed: {(error.message if error else '').strip().splitlines()[0]}",
-              file=out)
     print_run_summary(out, config.duckdb_path, result.run_id)
     return 0 if result.success else 1

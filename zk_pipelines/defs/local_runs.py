@@ -12,6 +12,7 @@ import dagster as dg
 
 from zk_pipelines.defs.jobs import HOURLY_JOB
 from zk_pipelines.defs.kaseya_extract import CHANGES_STEP
+from zk_pipelines.defs.loggers import terminal_run_loggers
 from zk_pipelines.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 
 HOUR_KEY = "%Y-%m-%d-%H:00"
@@ -39,11 +40,12 @@ def last_complete_hour(now: datetime) -> datetime:
 
 
 def run_hourly_job(definitions: dg.Definitions, instance: dg.DagsterInstance, first_hour: datetime,
-                   last_hour: datetime | None = None, *, whole_history: bool = False, quiet: bool = True,
-                   tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
-    """One run of the hourly job for an hour or a range of hours (one run, one query per list)."""
+                   last_hour: datetime | None = None, *, whole_history: bool = False,
+                   event_log: Path | None = None, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    """One run of the hourly job for an hour or a range of hours (one run, one query per list). With
+    `event_log`, Dagster's events go to that file and a line per phase to stdout; else errors only."""
     job = definitions.resolve_job_def(HOURLY_JOB)
-    run_config: dict = dict(QUIET) if quiet else {}
+    run_config: dict = terminal_run_loggers(event_log) if event_log else dict(QUIET)
     if whole_history:
         run_config["ops"] = {CHANGES_STEP: {"config": {"whole_history": True}}}
     last_hour = last_hour or first_hour
