@@ -238,6 +238,15 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     assert harness.id_map("client_users") == {}
     assert harness.id_map("clients")  # the accounts' load was not blocked
 
+    # The person fixes the e-mail in Kaseya (its ModifiedOn moves to now, past the failed hours) and runs the
+    # failed hours again: the re-run reads up to now while a rejected record waits for its fix, and goes green.
+    kaseya.state.update_record("contacts", bad["id"], {"emailAddress": "fixed@example.com"})
+    again = harness.backfill()
+    assert again.success, step_errors(again)
+    assert str(bad["id"]) in harness.id_map("client_users")
+    assert harness.sql("SELECT count(*) FROM audit.rejects WHERE kaseya_id = ? AND check_name = 'email_shape'",
+                       [str(bad["id"])]) == [(1,)]
+
 
 def test_a_settings_name_unknown_in_the_live_systems_fails_the_run_before_anything_is_mapped(harness):
     from zk_pipelines_tests.pipeline_harness import write_settings

@@ -30,6 +30,7 @@ from zk_pipelines.storage.pull_store import (
     oldest_pricing_refresh,
     pricing_refresh_order,
     read_coverage,
+    rejected_as_extracted,
     save_coverage,
     upsert_incremental_raw,
     upsert_pricing,
@@ -120,8 +121,10 @@ def extract_changes(client: KaseyaClient, database: Path, sources: Sequence[Kase
     the window its coverage calls for (`planned_window`). Returns each entity's extract, or the error that
     stopped it: one list failing does not stop the others, and what they read is kept."""
     with connect(database) as connection:
-        windows = {source.name: planned_window(partition_start, partition_end, read_coverage(connection, source.name),
-                                               overlap=overlap, whole_history=whole_history)
+        windows = {source.name: planned_window(
+            partition_start, partition_end, read_coverage(connection, source.name), overlap=overlap,
+            whole_history=whole_history,
+            reach_to=now if rejected_as_extracted(connection, source.raw_table, source.name) else None)
                    for source in sources}
     stop = threading.Event()
     results: dict[str, IncrementalExtract | BaseException] = {}

@@ -847,6 +847,16 @@ def read_coverage(connection: duckdb.DuckDBPyConnection, entity: str) -> datetim
     return row[0] if row else None
 
 
+def rejected_as_extracted(connection: duckdb.DuckDBPyConnection, table: str, entity: str) -> int:
+    """How many records of the entity were rejected by validation in the version raw holds (not for a missing
+    parent): a fix in Kaseya moves their ModifiedOn past the hour they were rejected in."""
+    return connection.execute(
+        f"""SELECT count(DISTINCT r.kaseya_id) FROM raw.{table} r
+            JOIN audit.rejects j ON j.entity = $entity AND j.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
+            WHERE j.rejected_at >= r.extracted_at AND j.check_name NOT LIKE 'known_%'""",
+        {"entity": entity}).fetchone()[0]
+
+
 def save_coverage(connection: duckdb.DuckDBPyConnection, entity: str, covered_through: datetime, *, run_id: str,
                   now: datetime) -> None:
     """Coverage only grows: two runs at once (a backfill beside the hourly run) keep the later moment."""
