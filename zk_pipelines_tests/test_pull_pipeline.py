@@ -235,6 +235,13 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     failed_checks = {e.asset_key.to_user_string() for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed_checks == {"stg/kaseya_contacts"}
     assert not result.success
+    # The check lists the rejects that count (records waiting for a parent do not), and the limit's values.
+    check = next(e for e in result.get_asset_check_evaluations() if not e.passed)
+    table = check.metadata["rejects"].value
+    assert [(r.data["kaseya_id"], r.data["check"], r.data["value"]) for r in table.records] == \
+        [(str(bad["id"]), "email_shape", "broken@")]
+    assert check.metadata["limit_share"].value == 0.0 and check.metadata["limit_min_rejects"].value == 1
+    assert "the limit: more than 0% of a run's rows, once at least 1 are rejected" in check.description
     assert harness.id_map("client_users") == {}
     assert harness.id_map("clients")  # the accounts' load was not blocked
 

@@ -8,19 +8,34 @@ from zk_pipelines.defs.kaseya_extract import raw_key
 from zk_pipelines.defs.partitions import now, run_partitions
 from zk_pipelines.defs.resources import PullTuning, StateStoreResource
 from zk_pipelines.domain.entities import STAGED_SOURCES, KaseyaSource
+from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX
 from zk_pipelines.pull.stage import stage_entity
 
 GROUP = "staging"
-SAMPLE_ROWS = 20
+SAMPLE_ROWS = 200  # every reject of a run that blocks, as a rule: the limit blocks from a few dozen
 
-def reject_table(rejects) -> dg.MetadataValue:
-    sample = rejects.head(SAMPLE_ROWS)
-    lines = ["| Kaseya id | check | column | value | reason |", "|---|---|---|---|---|"]
-    for row in sample.itertuples(index=False):
-        cells = [str(getattr(row, name) if getattr(row, name) is not None else "").replace("|", "\\|")
-                 .replace("\n", " ")[:120] for name in ("kaseya_id", "check", "column", "value", "reason")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return dg.MetadataValue.md("\n".join(lines) if len(sample) else "no rejects")
+_DEFAULTS = PullTuning()
+BLOCKING_CHECK_DESCRIPTION = (
+    f"Fails, and stops this entity's load and what depends on it, when more than the limit's share of this "
+    f"run's rows ({_DEFAULTS.max_reject_share:.0%} by default, once {_DEFAULTS.min_rejects_to_block} are) is "
+    "rejected by validation; its metadata lists the rejects that count (records waiting for a parent do not).")
+
+REJECT_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("kaseya_id", "string"), dg.TableColumn("check", "string"), dg.TableColumn("column", "string"),
+    dg.TableColumn("value", "string"), dg.TableColumn("reason", "string"),
+])
+
+
+def reject_table(rejects, limit: int = SAMPLE_ROWS) -> dg.MetadataValue:
+    """The rejects that count against the limit (records waiting for a parent do not), up to `limit` rows."""
+    counted = rejects[~rejects["check"].astype(str).str.startswith(REFERENCE_CHECK_PREFIX)] if len(rejects) else rejects
+    records = [dg.TableRecord({name: str(value if value is not None else "")[:300] for name, value in zip(
+        ("kaseya_id", "check", "column", "value", "reason"), row, strict=True)})
+        for row in counted[["kaseya_id", "check", "column", "value", "reason"]].head(limit).itertuples(index=False)]
+    if len(counted) > limit:
+        records.append(dg.TableRecord({"kaseya_id": "...", "check": "", "column": "", "value": "",
+                                       "reason": f"{len(counted) - limit} more in audit.rejects"}))
+    return dg.MetadataValue.table(records=records, schema=REJECT_COLUMNS)
 
 
 def raw_dependency(source: KaseyaSource) -> dg.AssetDep:
@@ -37,8 +52,7 @@ def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
     entity, description, upstream = source.name, source.staging.description, source.staging.upstream
     key = dg.AssetKey(["stg", f"kaseya_{entity}"])
     check_specs = ([dg.AssetCheckSpec("reject_share_within_limit", asset=key, blocking=True,
-                                      description="Fails, and stops the load, when the share of this run's rows "
-                                                  "rejected by validation exceeds PullTuning.max_reject_share.")]
+                                      description=BLOCKING_CHECK_DESCRIPTION)]
                    if source.staging.checked else [])
 
     @dg.asset(
@@ -66,11 +80,15 @@ def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
                 check_name="reject_share_within_limit", passed=passed,
                 severity=dg.AssetCheckSeverity.ERROR,
                 description=(f"{report.rejected_records} of {report.read - report.waiting_records} rows rejected "
-                             f"({report.reject_share:.1%}; limit {tuning.max_reject_share:.0%} once "
-                             f"{tuning.min_rejects_to_block} rows are rejected); {report.waiting_records} waiting "
-                             "for their account or status"),
+                             f"({report.reject_share:.1%}); the limit: more than {tuning.max_reject_share:.0%} "
+                             f"of a run's rows, once at least {tuning.min_rejects_to_block} are rejected. "
+                             f"{report.waiting_records} more wait for their account or status (not counted)."),
                 metadata={"records_rejected": report.rejected_records, "rows_read": report.read,
-                          "sample": reject_table(report.rejects)},
+                          "reject_share": dg.MetadataValue.float(round(report.reject_share, 4)),
+                          "limit_share": dg.MetadataValue.float(tuning.max_reject_share),
+                          "limit_min_rejects": tuning.min_rejects_to_block,
+                          "records_waiting_for_parent": report.waiting_records,
+                          "rejects": reject_table(report.rejects)},
             ))
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
