@@ -109,6 +109,14 @@ def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(syn
             assert item["pricing"][0]["supplier_name"] == product["suppliers"][0]["name"]
 
 
+def test_each_target_is_mapped_and_loaded_after_its_parents_and_the_audit_is_the_last_step(synced_once):
+    started = [e.step_key for e in synced_once.backfill_result.all_events if e.event_type_value == "STEP_START"]
+    assert started[-1] == "audit__sync_events"
+    loads = [key for key in started if key.startswith(("mapped__", "zomentum__"))]
+    assert loads == [f"{layer}__{prefix}{name}" for name in ("clients", "client_users", "opportunities", "items")
+                     for layer, prefix in (("mapped", "zomentum_"), ("zomentum", ""))]
+
+
 def test_existing_zomentum_records_are_matched_not_duplicated(synced_once):
     harness = synced_once
     names = [c["name"] for c in harness.zomentum.state.records("client/companies")]
@@ -243,7 +251,15 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     assert check.metadata["limit_share"].value == 0.0 and check.metadata["limit_min_rejects"].value == 1
     assert "the limit: more than 0% of a run's rows, once at least 1 are rejected" in check.description
     assert harness.id_map("client_users") == {}
-    assert harness.id_map("clients")  # the accounts' load was not blocked
+    # The block stops the contacts and what depends on them only: the accounts and items are loaded, the
+    # opportunities' step runs (those with a contact wait for it), and the audit counts the run.
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"zomentum/clients", "zomentum/opportunities", "zomentum/items", "audit/sync_events"} <= materialized
+    assert not {"mapped/zomentum_client_users", "zomentum/client_users"} & materialized
+    assert harness.id_map("clients") and harness.id_map("items")
+    waiting = harness.sql("SELECT count(*) FROM audit.sync_events WHERE run_id = ? AND entity = 'opportunities' "
+                          "AND action = 'deferred'", [result.run_id])[0][0]
+    assert waiting > 0
 
     # The person fixes the e-mail in Kaseya (its ModifiedOn moves to now, past the failed hours) and runs the
     # failed hours again: the re-run reads up to now while a rejected record waits for its fix, and goes green.

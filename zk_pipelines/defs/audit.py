@@ -9,7 +9,7 @@ import dagster as dg
 
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import StateStoreResource
-from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
+from zk_pipelines.defs.zomentum_sync import PRIORITY_TAG
 from zk_pipelines.storage.audit_store import EntityOutcomes, entity_outcomes, has_ledger
 from zk_pipelines.storage.database import connect
 
@@ -45,12 +45,15 @@ def outcome_table(outcomes: list[EntityOutcomes]) -> dg.MetadataValue:
 def audit_asset() -> dg.AssetsDefinition:
     @dg.asset(
         key=AUDIT_KEY, group_name=GROUP, pool="duckdb", kinds={"duckdb"},
-        deps=[dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS],
+        # Not downstream of the loads: Dagster does not run a step whose upstream failed, and the run with the most
+        # errors is the one the audit must count. The lowest priority makes it the run's last step whatever failed.
+        op_tags={PRIORITY_TAG: "-100"},
         description="The ledger: every outcome of every record the pull or the push touched (created, matched, "
                     "updated, unchanged, deferred while waiting for a parent, failed with its reason, skipped), "
                     "with run id, ids in both systems, changed fields and links; validation rejects "
                     "(audit.rejects) count as errors of the pull. Materialized after each hourly sync with, per "
-                    "entity, the successes, errors and waiting records of the last run and of the last 24 hours. "
+                    "entity, the successes, errors and waiting records of the last run and of the last 24 hours, as "
+                    "the hourly sync's last step, also when a load failed or a check blocked. "
                     "`zk audit` lists the entries, `zk history` follows one record.",
     )
     def sync_events(context: dg.AssetExecutionContext, state: StateStoreResource) -> dg.MaterializeResult:

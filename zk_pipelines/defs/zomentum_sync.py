@@ -13,6 +13,19 @@ from zk_pipelines.pull.load import kaseya_link, load_target
 from zk_pipelines.pull.map import map_target
 
 TABLE_ROWS = 25
+PRIORITY_TAG = "dagster/priority"
+# A parent that records only wait for: an opportunity whose contact is not in Zomentum yet is deferred until it
+# is, so the contacts' blocking check must not stop the opportunities. The opportunities are ordered after the
+# client users' load by step priority (below), not by an edge that a block would cut.
+ORDERING_ONLY_PARENTS = {"opportunities": ("client_users",)}
+
+
+def step_priority(target: ZomentumTarget, load: bool) -> dict[str, str]:
+    """The run's one process executes the highest-priority step that is ready: extraction, settings and staging
+    (priority 0) first, then each target's mapping and load in `ZOMENTUM_TARGETS` order (parents first), the
+    audit last (defs/audit.py)."""
+    index = ZOMENTUM_TARGETS.index(target)
+    return {PRIORITY_TAG: str(-10 - 2 * index - (1 if load else 0))}
 
 
 def _mapped_key(target: ZomentumTarget) -> dg.AssetKey:
@@ -24,10 +37,12 @@ def _load_key(target: ZomentumTarget) -> dg.AssetKey:
 
 
 def build_mapped_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
-    parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents]
+    ordering_only = ORDERING_ONLY_PARENTS.get(target.name, ())
+    parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents and t.name not in ordering_only]
 
     @dg.asset(
         key=_mapped_key(target), group_name="mapped", pool="duckdb", kinds={"duckdb", "python"},
+        op_tags=step_priority(target, load=False),
         deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
         description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
                     f"(the spec's entity mapping), references resolved through the id map. Table "
@@ -81,6 +96,7 @@ def _created_table(target: ZomentumTarget, events, resolved) -> dg.MetadataValue
 def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
     @dg.asset(
         key=_load_key(target), group_name="zomentum_load", pool="zomentum_api", kinds={"duckdb", "python"},
+        op_tags=step_priority(target, load=True),
         retry_policy=API_STEP_RETRIES,
         deps=[_mapped_key(target)],
         description=f"Zomentum {target.label}s upserted from mapped.zomentum_{target.name}: created, matched to "
