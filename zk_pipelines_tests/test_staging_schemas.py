@@ -168,8 +168,10 @@ def test_bad_row_is_rejected_and_the_rest_of_the_batch_kept(entity, bad, pricing
     ([contact(300017, emails=[{"emailAddress": "bob@@x", "isDefault": True}])], "email_shape",
      "contact 300017: email 'bob@@x' is not an e-mail address; correct it in Kaseya"),
     ([contact(300018, accountId=999)], "known_account",
-     "contact 300018: account id 999 is not a Kaseya account the pipeline has staged (unknown, or itself "
-     "rejected); it waits and is staged again every run until its account is"),
+     "contact 300018: account id 999 is not a Kaseya account the pipeline has staged; it waits, staged again "
+     "every run, until its account is. If the account was rejected, fix it in Kaseya; if it was last modified "
+     "before the first hourly partition (ZK_PARTITIONS_START) and never extracted, a whole-history sync "
+     "releases it: `zk sync --whole-history`, or whole_history: true for raw__kaseya_changes in the launchpad"),
     ([contact(300019, firstName=None)], "not_nullable", "contact 300019: first name is missing; set it in Kaseya"),
 ])
 def test_reasons_name_the_record_and_say_what_to_do(rows, check, reason):
