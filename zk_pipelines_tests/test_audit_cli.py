@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 
 from zk_pipelines.pull.load import KASEYA_LINK_FIELD
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
@@ -73,9 +75,11 @@ def two_runs(tmp_path_factory) -> Iterator[TwoRuns]:
 
 
 def zk(runs: TwoRuns, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    """The audit commands need only the DuckDB file and the settings (for links), no credentials."""
+    """The audit commands need only the DuckDB file, and for links the settings and the systems' addresses; no
+    credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KASEYA_", "ZOMENTUM_", "ZK_"))}
-    env |= {"ZK_DUCKDB_PATH": str(runs.harness.database), "ZK_SETTINGS": str(runs.harness.settings_path)}
+    env |= {"ZK_DUCKDB_PATH": str(runs.harness.database), "ZK_SETTINGS": str(runs.harness.settings_path),
+            "KASEYA_BASE_URL": runs.harness.kaseya.base_url, "ZOMENTUM_BASE_URL": runs.harness.zomentum.base_url}
     env |= extra_env
     return subprocess.run([sys.executable, "-m", "zk_pipelines.cli", *args], env=env, capture_output=True,
                           text=True, timeout=120, cwd=REPO)
@@ -205,7 +209,7 @@ def test_every_paired_zomentum_opportunity_links_to_its_kaseya_opportunity(two_r
     assert len(pairs) > 10
     for kaseya_id, zomentum_id in pairs.items():
         values = {v["id"]: v["values"] for v in opportunities[zomentum_id]["custom_fields"]}
-        assert values[field["id"]] == [f"http://127.0.0.1:8601/crm/opportunities/{kaseya_id}"]
+        assert values[field["id"]] == [f"{harness.kaseya.base_url}/crm/opportunities/{kaseya_id}"]
 
 
 def test_the_audit_asset_counts_successes_and_errors_per_entity(two_runs):
@@ -241,8 +245,9 @@ def test_the_load_metadata_lists_failures_inline_and_links_created_records_in_bo
     assert all(f["entity"] == "clients" and "Zomentum" in f["reason"] for f in failures)
     created = metadata["created_records"]
     zomentum_id = two_runs.harness.id_map("clients")[str(two_runs.edited_account)]
-    assert f"[Go to client](http://127.0.0.1:8602/clients/{zomentum_id})" in created
-    assert f"[Go to Kaseya account](http://127.0.0.1:8601/crm/accounts/{two_runs.edited_account})" in created
+    zomentum, kaseya = two_runs.harness.zomentum.base_url, two_runs.harness.kaseya.base_url
+    assert f"[Go to client]({zomentum}/clients/{zomentum_id})" in created
+    assert f"[Go to Kaseya account]({kaseya}/crm/accounts/{two_runs.edited_account})" in created
 
 
 @pytest.mark.slow
@@ -313,8 +318,31 @@ def test_history_of_a_pulled_opportunity_shows_what_a_push_of_its_won_document_s
     # the pull had already put the Kaseya link on the opportunity: the push found it and did not write it again
     assert not any("(zomentum)" in line for line in result.stdout.splitlines())
     links = [v["values"] for v in harness.zomentum_records("opportunities")[zomentum_id]["custom_fields"]]
-    assert [f"http://127.0.0.1:8601/crm/opportunities/{kaseya_id}"] in links
+    assert [f"{harness.kaseya.base_url}/crm/opportunities/{kaseya_id}"] in links
 
     pushed_lines = audit_json(two_runs, "--run", "zk-push-")
     assert pushed_lines and {line["direction"] for line in pushed_lines} == {"push"}
     assert any(line["entity"] == "opportunities" and line["kaseya_id"] == kaseya_id for line in pushed_lines)
+
+
+def test_every_link_in_the_runs_metadata_and_the_ledger_opens_a_page_of_its_record(two_runs):
+    # The links' bases are the configured systems' addresses (the settings set none), and each sandbox serves a
+    # page for every record kind the pipeline links to.
+    harness = two_runs.harness
+    links: set[str] = set()
+    for result in (two_runs.first, two_runs.second):
+        for event in result.get_asset_materialization_events():
+            for value in event.event_specific_data.materialization.metadata.values():
+                text = value.value if isinstance(value.value, str) else ""
+                links |= set(re.findall(r"\]\((http[^)]+)\)", text))
+                if isinstance(value, dg.UrlMetadataValue):
+                    links.add(value.value)
+    links |= {link for (link,) in harness.sql("SELECT DISTINCT link FROM audit.sync_events WHERE link IS NOT NULL")}
+    assert any("/crm/accounts/" in link for link in links) and any("/clients/" in link for link in links)
+    assert any("/items/" in link for link in links)
+    bases = (harness.kaseya.base_url, harness.zomentum.base_url)
+    assert all(link.startswith(bases) for link in links), sorted(links)[:5]
+    unresolved = [link for link in sorted(links) if requests.get(link, timeout=10).status_code != 200]
+    assert unresolved == []
+    page = requests.get(next(link for link in links if "/crm/accounts/" in link), timeout=10)
+    assert page.headers["content-type"].startswith("text/html") and "Kaseya BMS account" in page.text

@@ -199,7 +199,7 @@ def test_a_won_document_becomes_one_opportunity_and_one_quote_linked_back_to_zom
                                  ("Rack Shelf 1U", 2.0, 49.0, 0.0, 98.0)]
     assert total(quote) == D(str(document["total"])) == D("798")
 
-    link = f"http://127.0.0.1:8601/crm/opportunities/{opportunity['id']}"
+    link = f"{tenant.kaseya.base_url}/crm/opportunities/{opportunity['id']}"
     assert outcome.opportunity_link == link
     field_id = next(f["id"] for f in tenant.zomentum_records("custom/fields")
                     if f["display_name"] == "Kaseya opportunity")
@@ -228,7 +228,7 @@ def test_a_won_document_becomes_one_opportunity_and_one_quote_linked_back_to_zom
     # The audit log has every outcome, with a link to the Kaseya record.
     events = tenant.sql("SELECT entity, action, kaseya_id, link FROM audit.sync_events WHERE direction = 'push'")
     assert ("opportunities", "created", str(opportunity["id"]), link) in events
-    assert ("quotes", "created", str(quote["id"]), f"http://127.0.0.1:8601/crm/quotes/{quote['id']}") in events
+    assert ("quotes", "created", str(quote["id"]), f"{tenant.kaseya.base_url}/crm/quotes/{quote['id']}") in events
     assert sum(1 for e in events if e[:2] == ("quote_lines", "created")) == 2
 
 

@@ -10,8 +10,6 @@ import yaml
 
 from zk_pipelines.config import ConfigurationError
 from zk_pipelines.domain.settings import (
-    DEFAULT_KASEYA_BASE_URL,
-    DEFAULT_ZOMENTUM_BASE_URL,
     KASEYA_ITEM_TYPE_BY_PRODUCT_TYPE,
     PRODUCT_TYPES,
     BundleMode,
@@ -113,8 +111,7 @@ def test_example_file_loads_with_every_section():
     assert settings.bundle_mode is BundleMode.SERVICE_WITH_ZERO_PRICED_CHILDREN
     assert settings.fallbacks.owner_email == "api.user@msp.example"
     assert settings.fallbacks.sales_representative_email == "anna.adams0@msp.example"
-    assert settings.links.kaseya.base_url == DEFAULT_KASEYA_BASE_URL
-    assert settings.links.zomentum.base_url == DEFAULT_ZOMENTUM_BASE_URL
+    assert settings.links.kaseya.base_url is None and settings.links.zomentum.base_url is None  # the systems'
     assert settings.source == str(EXAMPLE)
 
 
@@ -462,9 +459,12 @@ def test_settings_error_is_a_configuration_error():
         parse_settings({})
 
 
-def test_links_default_to_the_sandboxes_and_build_urls():
+def test_links_default_to_the_configured_systems_unless_the_settings_set_a_base_url():
     settings = parse_settings(_with({"links.zomentum.base_url": "https://app.zomentum.com/"}))
-    assert settings.links.kaseya.url("opportunity", 42) == f"{DEFAULT_KASEYA_BASE_URL}/crm/opportunities/42"
+    with pytest.raises(ValueError, match="base_url is not known"):
+        settings.links.kaseya.url("opportunity", 42)
+    settings = settings.for_systems("http://127.0.0.1:5001/", "http://127.0.0.1:5002")
+    assert settings.links.kaseya.url("opportunity", 42) == "http://127.0.0.1:5001/crm/opportunities/42"
     assert settings.links.zomentum.url("document", "d-1") == "https://app.zomentum.com/documents/d-1"
     with pytest.raises(KeyError):
         settings.links.kaseya.url("invoice", 1)
@@ -565,7 +565,7 @@ def test_fingerprint_is_a_stable_value():
     # Pinned: a change here means every recorded run now points at a different fingerprint for the same
     # settings; change it only together with a deliberate change of the fingerprint's definition.
     fingerprint = settings_fingerprint(parse_settings(VALID, source="a.yaml"))
-    assert fingerprint == "9f8dbed28b0a1b87a5c42ee5d1ff8d891d88072358c198834e851fcdb1de6d6f"
+    assert fingerprint == "1a30b2d83825db4ac6255256da3acf0af369954f0a9a3399491a45ac50bc213b"
     # Where the settings came from is not part of what they mean.
     assert settings_fingerprint(parse_settings(copy.deepcopy(VALID), source="b.yaml")) == fingerprint
 

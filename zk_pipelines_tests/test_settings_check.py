@@ -324,7 +324,7 @@ def test_render_settings_shows_resolved_ids_defaults_and_the_fixed_table():
         "labor labour line",
         "owner (Zomentum user) api.user@msp.example id user-api",
         "sales representative (Kaseya employee) anna.adams0@msp.example id 9000",
-        "opportunity http://127.0.0.1:8601/crm/opportunities/{id}",
+        "opportunity {KASEYA_BASE_URL}/crm/opportunities/{id}",
     ]
     for line in expected:
         assert line in lines

@@ -13,6 +13,7 @@ from typing import TextIO
 
 import duckdb
 
+from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
 from zk_pipelines.domain.settings import Links, load_settings
 from zk_pipelines.storage.database import LOCK_WAIT_SECONDS, connect
@@ -45,17 +46,20 @@ def settings_links(environ: Mapping[str, str]) -> Links | None:
     """The settings' link templates, when `ZK_SETTINGS` names a settings file (an invalid file is an error,
     as for every `zk` command)."""
     path = environ.get("ZK_SETTINGS")
-    return load_settings(path).links if path else None
+    if not path:
+        return None
+    return load_settings(path).links.for_systems(environ.get(TENANT_VARIABLES.kaseya_base_url),
+                                                 environ.get(TENANT_VARIABLES.zomentum_base_url))
 
 
 def kaseya_url(links: Links | None, entity: str, kaseya_id: str | None) -> str | None:
-    if links is None or kaseya_id is None or entity not in KASEYA_LINK_ENTITY:
+    if links is None or links.kaseya.base_url is None or kaseya_id is None or entity not in KASEYA_LINK_ENTITY:
         return None
     return links.kaseya.url(KASEYA_LINK_ENTITY[entity], kaseya_id)
 
 
 def zomentum_url(links: Links | None, entity: str, zomentum_id: str | None) -> str | None:
-    if links is None or zomentum_id is None or entity not in ZOMENTUM_LINK_ENTITY:
+    if links is None or links.zomentum.base_url is None or zomentum_id is None or entity not in ZOMENTUM_LINK_ENTITY:
         return None
     return links.zomentum.url(ZOMENTUM_LINK_ENTITY[entity], zomentum_id)
 

@@ -143,6 +143,7 @@ class ZomentumClient:
         sleep: Callable[[float], None] = time.sleep,
         checkpoint: Callable[[], None] | None = None,
     ) -> None:
+        self.base_url = credentials.base_url.rstrip("/")  # the web app's too: the links' default base (settings.links)
         self.root = contract.api_root(credentials.base_url)
         self._checkpoint = checkpoint  # called before every request; raises to stop (see `http.send`)
         self.policy = policy or HttpPolicy(api_name=API)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -56,6 +57,9 @@ class StateStoreResource(dg.ConfigurableResource):
     state_url: str | None = None
     state_url_file: str | None = None  # a registry tenant's `state_url: {file: PATH}`: the path, never the URL
     state_schema: str | None = None
+    # The systems' addresses: the links' base URLs when the settings file does not set them.
+    kaseya_base_url: str | None = None
+    zomentum_base_url: str | None = None
 
     # What every step of a run would otherwise redo: creating the pull's tables (an open of the DuckDB file and
     # some thirty CREATE ... IF NOT EXISTS) and reading back the run's resolved settings.
@@ -95,7 +99,7 @@ class StateStoreResource(dg.ConfigurableResource):
 
     def settings(self) -> IntegrationSettings:
         """The integration settings, validated; names are resolved by `settings/resolved`."""
-        return load_settings(self.settings_file())
+        return load_settings(self.settings_file()).for_systems(self.kaseya_base_url, self.zomentum_base_url)
 
     def resolved_settings(self) -> ResolvedSettings:
         """The latest resolution `settings/resolved` stored (this run's, when the run materialized it), for the
@@ -112,6 +116,8 @@ class StateStoreResource(dg.ConfigurableResource):
                 return self._resolved[1]
         settings = settings_from_text(text, str(path))
         resolved = resolved_for_step(self.database(), path, settings)
+        resolved = replace(resolved, settings=resolved.settings.for_systems(self.kaseya_base_url,
+                                                                              self.zomentum_base_url))
         with self._lock:
             self._resolved = (text, resolved)
         return resolved
@@ -275,6 +281,8 @@ def tenant_resources(variables: TenantVariables = TENANT_VARIABLES, env: Mapping
         ),
         "state": StateStoreResource(
             settings_path=dg.EnvVar(variables.settings_path),
+            kaseya_base_url=dg.EnvVar(variables.kaseya_base_url),
+            zomentum_base_url=dg.EnvVar(variables.zomentum_base_url),
             **({"duckdb_path": dg.EnvVar(variables.duckdb_path)}
                if _bound(variables.duckdb_path, env, optional=True) else {}),
             state_url=_bound(variables.state_url, env, optional=True),
@@ -316,6 +324,7 @@ def registry_tenant_resources(tenant: Tenant, env: Mapping[str, str] | None = No
             **_secret_fields("access_token", zomentum.access_token)),
         "state": StateStoreResource(
             settings_path=_value(tenant.settings), duckdb_path=_value(tenant.state),
+            kaseya_base_url=_value(kaseya.base_url), zomentum_base_url=_value(zomentum.base_url),
             state_schema=_value(tenant.state_schema),
             **(_secret_fields("state_url", tenant.state_url) if not isinstance(tenant.state_url, str)
                else {"state_url": tenant.state_url})),

@@ -18,7 +18,7 @@ import json
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from os import PathLike
 from pathlib import Path
@@ -144,9 +144,6 @@ DOCUMENT_STATUSES = ("draft", "pending_approval", "approved", "sent", "viewed", 
 
 SYNC_FAMILIES = ("accounts", "contacts", "opportunities", "products")
 
-DEFAULT_KASEYA_BASE_URL = "http://127.0.0.1:8601"
-DEFAULT_ZOMENTUM_BASE_URL = "http://127.0.0.1:8602"
-
 # Link templates per entity; `{base_url}` and `{id}` are filled in. The paths are assumptions about each
 # product's web address layout (neither vendor documents deep links); a tenant overrides them in `links`.
 DEFAULT_KASEYA_LINK_TEMPLATES: Mapping[str, str] = MappingProxyType({
@@ -237,10 +234,14 @@ class Fallbacks:
 
 @dataclass(frozen=True)
 class SystemLinks:
-    base_url: str  # without a trailing slash
+    # Without a trailing slash; None (not set in the file): the configured system's address (KASEYA_BASE_URL,
+    # ZOMENTUM_BASE_URL), filled in by `Links.for_systems` where the configuration is known.
+    base_url: str | None
     templates: tuple[tuple[str, str], ...]  # (entity, template with {base_url} and {id})
 
     def url(self, entity: str, record_id: object) -> str:
+        if self.base_url is None:
+            raise ValueError("the links' base_url is not known: Links.for_systems fills in the configured one")
         for name, template in self.templates:
             if name == entity:
                 return template.format(base_url=self.base_url, id=record_id)
@@ -251,6 +252,14 @@ class SystemLinks:
 class Links:
     kaseya: SystemLinks
     zomentum: SystemLinks
+
+    def for_systems(self, kaseya_base_url: str | None, zomentum_base_url: str | None) -> Links:
+        """The links with each base_url the file leaves unset taken from the configured system's address."""
+        kaseya = self.kaseya if self.kaseya.base_url or not kaseya_base_url else SystemLinks(
+            kaseya_base_url.rstrip("/"), self.kaseya.templates)
+        zomentum = self.zomentum if self.zomentum.base_url or not zomentum_base_url else SystemLinks(
+            zomentum_base_url.rstrip("/"), self.zomentum.templates)
+        return Links(kaseya, zomentum)
 
 
 @dataclass(frozen=True)
@@ -265,6 +274,10 @@ class IntegrationSettings:
     links: Links
     # Where the settings came from; used in messages, not part of the settings' identity or fingerprint.
     source: str = field(default="<settings>", compare=False)
+
+    def for_systems(self, kaseya_base_url: str | None, zomentum_base_url: str | None) -> IntegrationSettings:
+        """These settings with the links' unset base URLs taken from the configured systems' addresses."""
+        return replace(self, links=self.links.for_systems(kaseya_base_url, zomentum_base_url))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -773,8 +786,8 @@ class _Reader:
 
     def links(self, top: Mapping[Any, Any]) -> Links | None:
         systems = {
-            "kaseya": (DEFAULT_KASEYA_BASE_URL, DEFAULT_KASEYA_LINK_TEMPLATES),
-            "zomentum": (DEFAULT_ZOMENTUM_BASE_URL, DEFAULT_ZOMENTUM_LINK_TEMPLATES),
+            "kaseya": (None, DEFAULT_KASEYA_LINK_TEMPLATES),
+            "zomentum": (None, DEFAULT_ZOMENTUM_LINK_TEMPLATES),
         }
         section = self.section(top, "links", _TOP_LEVEL, tuple(systems), required=False) or {}
         built: dict[str, SystemLinks | None] = {}
@@ -782,7 +795,8 @@ class _Reader:
             path = f"links.{system}"
             keys = ("base_url", *default_templates)
             part = self.section(section, system, "links", keys, required=False) or {}
-            base_url = self.text(part, "base_url", path, "an http(s) address", default=default_base)
+            given = part.get("base_url") is not None
+            base_url = self.text(part, "base_url", path, "an http(s) address") if given else default_base
             if base_url is not None and not _BASE_URL.fullmatch(base_url):
                 self.fail(f"{path}.base_url", f"'{base_url}' is not an http(s) address",
                           "an address such as https://example.com")
@@ -792,8 +806,10 @@ class _Reader:
                 template = self.text(part, entity, path, "a link template containing {id}", default=default_template)
                 if template is not None and self.link_template(template, f"{path}.{entity}"):
                     templates.append((entity, template))
-            complete = base_url is not None and len(templates) == len(default_templates)
-            built[system] = SystemLinks(base_url.rstrip("/"), tuple(templates)) if complete else None
+            valid_base = base_url is not None or not given
+            complete = valid_base and len(templates) == len(default_templates)
+            built[system] = (SystemLinks(base_url.rstrip("/") if base_url else None, tuple(templates))
+                             if complete else None)
         if built["kaseya"] is None or built["zomentum"] is None:
             return None
         return Links(kaseya=built["kaseya"], zomentum=built["zomentum"])

@@ -363,7 +363,8 @@ def render_settings(resolved: ResolvedSettings) -> str:
 
     lines += ["", "Links"]
     for label, links in (("Kaseya", settings.links.kaseya), ("Zomentum", settings.links.zomentum)):
-        lines.append(f"  {label} at {links.base_url}")
-        lines += _columns([[entity, template.replace("{base_url}", links.base_url)]
+        base = links.base_url or f"{{{label.upper()}_BASE_URL}}"
+        lines.append(f"  {label} at {links.base_url or 'the configured address (' + label.upper() + '_BASE_URL)'}")
+        lines += _columns([[entity, template.replace("{base_url}", base)]
                            for entity, template in links.templates], indent="    ")
     return "\n".join(lines)

@@ -124,7 +124,7 @@ def resolve_push_settings(sources: PushSources, catalogue: KaseyaCatalogue
                           ) -> tuple[ResolvedSettings, dict[int, float]]:
     """The settings resolved against the names Kaseya has (the pull's fresh catalogue, else Kaseya now) and
     Zomentum has now, and each opportunity status's probability."""
-    settings = load_settings(sources.settings_path)
+    settings = load_settings(sources.settings_path).for_systems(sources.kaseya.base_url, sources.zomentum.base_url)
     rows = {name: catalogue.rows(table) for name, table in CATALOGUE_LISTS.items()}
     resolved = resolve_settings(settings, kaseya_catalog_from_rows(rows), fetch_zomentum_catalog(sources.zomentum))
     probabilities = {int(row["id"]): float(row.get("probability") or 0) for row in rows["opportunity_statuses"]}

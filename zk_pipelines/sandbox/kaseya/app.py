@@ -38,6 +38,7 @@ from zk_pipelines.sandbox.kaseya.records import login_of
 from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Query, Reply, Route, Router, route_shape
 from zk_pipelines.sandbox.kaseya.state import KaseyaState
 from zk_pipelines.sandbox.kaseya.tenants import KaseyaTenants
+from zk_pipelines.sandbox.record_pages import record_page
 
 ROUTES: tuple[Route, ...] = auth.ROUTES + reads.ROUTES + writes.ROUTES
 
@@ -198,6 +199,12 @@ class Gateway:
         return delivery.response
 
 
+# The web pages of the records the pipeline links to (the settings' default Kaseya link templates).
+RECORD_PAGES = {"crm/accounts": ("accounts", "account"), "crm/contacts": ("contacts", "contact"),
+                "crm/opportunities": ("opportunities", "opportunity"), "crm/quotes": ("quotes", "quote"),
+                "inventory/products": ("products", "product")}
+
+
 class ControlSurface:
     """`/_sandbox/...`: reset, request log, knobs, faults, clock and records of one company (`?tenant=`, default
     tenant 1), and the list of companies. Never under `/v2`."""
@@ -220,7 +227,20 @@ class ControlSurface:
             HttpRoute("/_sandbox/records/{entity}", one(self.records), methods=["GET", "POST"]),
             HttpRoute("/_sandbox/records/{entity}/{record_id:int}", one(self.record),
                       methods=["GET", "PATCH", "DELETE"]),
+            *(HttpRoute(f"/{path}/{{record_id:int}}", one(self._page(entity, kind)), methods=["GET"])
+              for path, (entity, kind) in RECORD_PAGES.items()),
         ]
+
+    @staticmethod
+    def _page(entity: str, kind: str) -> Callable[[Request, KaseyaState], Awaitable[Response]]:
+        async def page(request: Request, state: KaseyaState) -> Response:
+            record_id = request.path_params["record_id"]
+            try:
+                record = state.record(entity, record_id)
+            except KeyError:
+                record = None
+            return record_page("Kaseya BMS", kind, record_id, record)
+        return page
 
     def _of_tenant(self, handler: Callable[[Request, KaseyaState], Awaitable[Response]]
                    ) -> Callable[[Request], Awaitable[Response]]:

@@ -33,6 +33,7 @@ from zk_pipelines.sandbox.faults import (
     deliver,
     echo_of,
 )
+from zk_pipelines.sandbox.record_pages import record_page
 from zk_pipelines.sandbox.zomentum.accounts import ZomentumAccounts
 from zk_pipelines.sandbox.zomentum.schema import RESOURCES, ApiProblem, bad_request, format_timestamp
 from zk_pipelines.sandbox.zomentum.state import API_USER_EMAIL, ZAPIER_DOCUMENTS, ZomentumState
@@ -68,6 +69,12 @@ class ApiRoute:
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.match(path)
         return found.groupdict() if found else None
+
+
+# The web pages of the records the pipeline links to (the settings' default Zomentum link templates).
+RECORD_PAGES = {"clients": ("client/companies", "client"), "client-users": ("client/users", "client user"),
+                "opportunities": ("opportunities", "opportunity"), "documents": ("documents", "document"),
+                "items": ("items", "item")}
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
@@ -310,6 +317,12 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
             return await control(lambda _: state.delete_record(resource, record_id), request)
         return await control(lambda body: state.edit_record(resource, record_id, body), request)
 
+    def page(resource: str, kind: str) -> Callable[[Request, ZomentumState], Awaitable[Response]]:
+        async def endpoint(request: Request, state: ZomentumState) -> Response:
+            record_id = request.path_params["record_id"]
+            return record_page("Zomentum", kind, record_id, state.find(resource, record_id))
+        return endpoint
+
     async def openapi(request: Request) -> Response:
         text = resources.files(__package__).joinpath("openapi.yaml").read_text(encoding="utf-8")
         return Response(text, media_type="application/yaml")
@@ -335,6 +348,8 @@ def create_zomentum_app(accounts: ZomentumAccounts | ZomentumState) -> Connectio
             Route("/_sandbox/records/{resource:path}", of_tenant(records), methods=["GET"]),
             Route("/_sandbox/openapi.yaml", openapi, methods=["GET"]),
             Route("/v2/{path:path}", _dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            *(Route(f"/{path}/{{record_id}}", of_tenant(page(resource, kind)), methods=["GET"])
+              for path, (resource, kind) in RECORD_PAGES.items()),
         ],
         exception_handlers={HTTPException: http_error},
     )
