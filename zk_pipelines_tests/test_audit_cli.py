@@ -243,11 +243,16 @@ def test_the_load_metadata_lists_failures_inline_and_links_created_records_in_bo
     failures = [record.data for record in metadata["failures"].records]
     assert len(failures) == min(two_runs.refused_creates, 25)
     assert all(f["entity"] == "clients" and "Zomentum" in f["reason"] for f in failures)
-    created = metadata["created_records"]
+    created = {record.data["kaseya_id"]: record.data for record in metadata["created_records"].records}
     zomentum_id = two_runs.harness.id_map("clients")[str(two_runs.edited_account)]
     zomentum, kaseya = two_runs.harness.zomentum.base_url, two_runs.harness.kaseya.base_url
-    assert f"[Go to client]({zomentum}/clients/{zomentum_id})" in created
-    assert f"[Go to Kaseya account]({kaseya}/crm/accounts/{two_runs.edited_account})" in created
+    row = created[str(two_runs.edited_account)]
+    assert row["zomentum_id"] == zomentum_id and row["zomentum_link"] == f"{zomentum}/clients/{zomentum_id}"
+    assert row["kaseya_link"] == f"{kaseya}/crm/accounts/{two_runs.edited_account}"
+    # The first few as links that open in a new tab (UrlMetadata), labelled with the record they open.
+    first = next(iter(created.values()))
+    assert metadata[f"Go to client (Kaseya account {first['kaseya_id']})"] == first["zomentum_link"]
+    assert metadata[f"Go to Kaseya account {first['kaseya_id']}"] == first["kaseya_link"]
 
 
 @pytest.mark.slow
@@ -333,10 +338,13 @@ def test_every_link_in_the_runs_metadata_and_the_ledger_opens_a_page_of_its_reco
     for result in (two_runs.first, two_runs.second):
         for event in result.get_asset_materialization_events():
             for value in event.event_specific_data.materialization.metadata.values():
-                text = value.value if isinstance(value.value, str) else ""
-                links |= set(re.findall(r"\]\((http[^)]+)\)", text))
                 if isinstance(value, dg.UrlMetadataValue):
                     links.add(value.value)
+                elif isinstance(value, dg.TableMetadataValue):
+                    links |= {cell for record in value.records for cell in record.data.values()
+                              if isinstance(cell, str) and cell.startswith("http")}
+                elif isinstance(value.value, str):
+                    links |= set(re.findall(r"\]\((http[^)]+)\)", value.value))
     links |= {link for (link,) in harness.sql("SELECT DISTINCT link FROM audit.sync_events WHERE link IS NOT NULL")}
     assert any("/crm/accounts/" in link for link in links) and any("/clients/" in link for link in links)
     assert any("/items/" in link for link in links)

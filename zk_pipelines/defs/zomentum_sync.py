@@ -80,17 +80,34 @@ def _failure_table(target: ZomentumTarget, events, run_id: str) -> dg.MetadataVa
     return dg.MetadataValue.table(records=records, schema=FAILURE_COLUMNS)
 
 
-def _created_table(target: ZomentumTarget, events, resolved) -> dg.MetadataValue:
+CREATED_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("kaseya_id", "string"), dg.TableColumn("zomentum_id", "string"),
+    dg.TableColumn("zomentum_link", "string", description="the Zomentum record"),
+    dg.TableColumn("kaseya_link", "string", description="the Kaseya record it came from"),
+])
+LINKS_SHOWN = 3  # created records whose links are also UrlMetadata (opening in a new tab)
+
+
+def _created_records(target: ZomentumTarget, events, resolved) -> dict[str, dg.MetadataValue]:
+    """The records this run created: a table with both links (as text: the UI does not link table cells), and
+    for the first few, links that open the records in a new tab."""
     kaseya_entity = KASEYA_LINK_ENTITY[target.name]
-    lines = ["| Kaseya id | Zomentum id | Zomentum | Kaseya |", "|---|---|---|---|"]
-    for event in events[:TABLE_ROWS]:
-        zomentum = f"[Go to {target.label}]({event.link})" if event.link else ""
-        kaseya = (f"[Go to Kaseya {kaseya_entity}]({kaseya_link(resolved, target.name, event.kaseya_id)})"
-                  if event.kaseya_id else "")
-        lines.append(f"| {event.kaseya_id or ''} | {event.zomentum_id or ''} | {zomentum} | {kaseya} |")
-    if len(events) > TABLE_ROWS:
-        lines.append(f"| ... | {len(events) - TABLE_ROWS} more in audit.sync_events | | |")
-    return dg.MetadataValue.md("\n".join(lines) if events else "none")
+    rows = [(event.kaseya_id or "", event.zomentum_id or "", event.link or "",
+             kaseya_link(resolved, target.name, event.kaseya_id) if event.kaseya_id else "")
+            for event in events]
+    records = [dg.TableRecord(dict(zip(("kaseya_id", "zomentum_id", "zomentum_link", "kaseya_link"), row,
+                                       strict=True))) for row in rows[:TABLE_ROWS]]
+    if len(rows) > TABLE_ROWS:
+        records.append(dg.TableRecord({"kaseya_id": "...", "zomentum_id": f"{len(rows) - TABLE_ROWS} more in "
+                                       "audit.sync_events", "zomentum_link": "", "kaseya_link": ""}))
+    metadata: dict[str, dg.MetadataValue] = {
+        "created_records": dg.MetadataValue.table(records=records, schema=CREATED_COLUMNS)}
+    for kaseya_id, _, zomentum_url, kaseya_url in rows[:LINKS_SHOWN]:
+        if zomentum_url:
+            metadata[f"Go to {target.label} (Kaseya {kaseya_entity} {kaseya_id})"] = dg.MetadataValue.url(zomentum_url)
+        if kaseya_url:
+            metadata[f"Go to Kaseya {kaseya_entity} {kaseya_id}"] = dg.MetadataValue.url(kaseya_url)
+    return metadata
 
 
 def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
@@ -127,7 +144,7 @@ def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
             "zomentum_retries": sent.retries,
             "zomentum_retry_wait_seconds": round(sent.waited_seconds, 1),
             "failures": _failure_table(target, report.failures, context.run.run_id),
-            "created_records": _created_table(target, report.created, resolved),
+            **_created_records(target, report.created, resolved),
             "settings_fingerprint": resolved.fingerprint,
         })
 
