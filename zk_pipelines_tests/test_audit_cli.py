@@ -243,6 +243,8 @@ def test_the_load_metadata_lists_failures_inline_and_links_created_records_in_bo
     failures = [record.data for record in metadata["failures"].records]
     assert len(failures) == min(two_runs.refused_creates, 25)
     assert all(f["entity"] == "clients" and "Zomentum" in f["reason"] for f in failures)
+    # The reason names the cause: the create was answered with a 500 (the fault plan's).
+    assert all("(HTTP 500: " in f["reason"] for f in failures), failures[0]["reason"]
     created = {record.data["kaseya_id"]: record.data for record in metadata["created_records"].records}
     zomentum_id = two_runs.harness.id_map("clients")[str(two_runs.edited_account)]
     zomentum, kaseya = two_runs.harness.zomentum.base_url, two_runs.harness.kaseya.base_url

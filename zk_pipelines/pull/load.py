@@ -17,6 +17,7 @@ finds what the first created or paired, exactly as one thread would; only the ca
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -65,6 +66,16 @@ class LoadReport:
     failures: list[SyncEvent] = field(default_factory=list)
     created: list[SyncEvent] = field(default_factory=list)
     zomentum_writes: int = 0
+
+
+def lost_cause(exc: WriteOutcomeUnknown) -> str:
+    """What became of a write's answer, as the failure reason names it: the HTTP status and the API's message
+    when it answered, else how the answer was lost."""
+    cause = exc.message.split(";")[0].strip()
+    if exc.status is not None:
+        return f"HTTP {exc.status}: {cause}"
+    how = re.search(r"\((\w+)\)", cause)  # "the answer was lost (ReadTimeout)"
+    return f"no answer: {how.group(1)}" if how else cause
 
 
 def kaseya_link(resolved: ResolvedSettings, target: str, kaseya_id: str) -> str:
@@ -410,14 +421,15 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
         try:
             created = client.create(target.resource, desired)
             writes += 1
-        except WriteOutcomeUnknown:
+        except WriteOutcomeUnknown as lost:
             writes += 1
             found = index.find(desired, fresh=True)
             if found is None or paired.get(found["id"], kid) != kid:
-                return failed(f"{label}: Zomentum's answer to the create was lost and no such record exists; "
-                              "it is created again next run")
+                return failed(f"{label}: Zomentum's answer to the create was lost ({lost_cause(lost)}) and no such "
+                              "record exists; it is created again next run")
             return linked("created", found["id"], "created",
-                          reason="Zomentum's answer to the create was lost; the created record was found and adopted")
+                          reason=f"Zomentum's answer to the create was lost ({lost_cause(lost)}); the created record "
+                                 "was found and adopted")
         index.add(created)
         return linked("created", created["id"], "created")
     except ApiError as exc:
