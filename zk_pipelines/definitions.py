@@ -9,11 +9,12 @@ import dagster as dg
 
 from zk_pipelines.config import TENANT_VARIABLES, TenantVariables
 from zk_pipelines.defs.audit import audit_asset
+from zk_pipelines.defs.catalogue import catalogued
 from zk_pipelines.defs.jobs import hourly_sync_job, hourly_sync_schedule
 from zk_pipelines.defs.kaseya_extract import kaseya_assets
 from zk_pipelines.defs.loggers import code_location_loggers
 from zk_pipelines.defs.partitions import DEFAULT_PARTITIONS_START, hourly_partitions
-from zk_pipelines.defs.push import build_push_job, build_won_document_sensor
+from zk_pipelines.defs.push import build_push_job, build_won_document_sensor, pushed_documents_asset
 from zk_pipelines.defs.reconcile import reconcile_job, reconcile_schedule, reconciliation_asset
 from zk_pipelines.defs.resources import PullTuning, tenant_resources
 from zk_pipelines.defs.settings_assets import settings_asset
@@ -30,8 +31,8 @@ def build_definitions(*, partitions_start: str = DEFAULT_PARTITIONS_START,
     push_job = build_push_job()
     reconcile = reconcile_job()
     return dg.Definitions(
-        assets=[*kaseya_assets(hourly_partitions(partitions_start)), settings_asset(), *staged_assets(),
-                *zomentum_assets(), audit_asset(), reconciliation_asset()],
+        assets=catalogued([*kaseya_assets(hourly_partitions(partitions_start)), settings_asset(), *staged_assets(),
+                           *zomentum_assets(), audit_asset(), reconciliation_asset(), pushed_documents_asset()]),
         jobs=[job, push_job, reconcile],
         schedules=[hourly_sync_schedule(job), reconcile_schedule(reconcile)],
         sensors=[build_won_document_sensor(push_job)],

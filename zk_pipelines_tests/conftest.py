@@ -20,6 +20,12 @@ def pytest_configure(config):
                                        "--fast` leaves these out")
     config.addinivalue_line("markers", "browser: drives headless Chromium against a running Dagster UI "
                                        "(runs by default; `-m 'not browser'` leaves it out locally)")
+    # pytest resets the warning filters around each test: the ones the code location installs when it loads
+    # (the Dagster beta features the project accepts) are installed again here, from the same list.
+    from zk_pipelines.defs import ACCEPTED_BETA_FEATURES
+
+    for accepted in ACCEPTED_BETA_FEATURES:
+        config.addinivalue_line("filterwarnings", f"ignore:{accepted}")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ PULL_ASSETS = {
                                         "opportunity_statuses", "contracts", "timelogs")),
     *(f"mapped/zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
     *(f"zomentum/{name}" for name in ("clients", "client_users", "opportunities", "items")),
+    "audit/sync_events",
+    "push/documents",  # materialized by push_document_job: the push in the lineage
 }
 
 
@@ -48,8 +50,10 @@ def test_every_step_that_calls_an_api_or_writes_duckdb_is_in_a_pool():
     repository = build_definitions().get_repository_def()
     for key in repository.asset_graph.get_all_asset_keys():
         node = repository.asset_graph.get(key).assets_def
-        pools = {op.pool for op in [node.op]}
         prefix = key.path[0]
+        if prefix == "push":
+            continue  # materialized by the push job's op, in the kaseya_api pool
+        pools = {op.pool for op in [node.op]}
         expected = {"raw": "kaseya_api", "settings": "zomentum_api", "stg": "duckdb", "mapped": "duckdb",
                     "zomentum": "zomentum_api"}.get(prefix)
         if expected:
@@ -100,3 +104,43 @@ def test_loading_the_code_location_warns_of_nothing_even_when_warnings_are_error
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == ""
+
+
+def test_the_catalogue_names_each_assets_owner_layer_system_table_columns_and_freshness():
+    graph = build_definitions().get_repository_def().asset_graph
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.owners == ["team:integrations"], name
+        layer = {"raw": "raw", "settings": "settings", "stg": "staging", "mapped": "mapped", "zomentum": "load",
+                 "audit": "audit", "push": "push"}[key.path[0]]
+        assert node.tags["layer"] == layer, name
+        table = node.metadata["dagster/table_name"]
+        schema = node.metadata["dagster/column_schema"]
+        assert schema.columns, name
+        if key.path[0] in ("raw", "stg", "mapped", "audit", "push", "settings") and name != "raw/kaseya_changes":
+            assert table == ".".join(key.path), name
+        if key.path[0] != "push":
+            assert "dagster/code_references" in node.metadata, name
+        assert (node.freshness_policy is not None) == (key.path[0] in ("stg", "mapped", "zomentum", "audit")), name
+    assert graph.get(dg.AssetKey(["zomentum", "clients"])).metadata["dagster/table_name"] == "zomentum.id_map"
+    changes = graph.get(dg.AssetKey(["raw", "kaseya_changes"]))
+    assert changes.metadata["dagster/table_name"] == \
+        "raw.kaseya_accounts, raw.kaseya_contacts, raw.kaseya_opportunities"
+    assert "modified_on" in {c.name for c in changes.metadata["dagster/column_schema"].columns}
+    assert {"kaseya"} <= graph.get(dg.AssetKey(["raw", "kaseya_products"])).kinds
+    assert {"zomentum"} <= graph.get(dg.AssetKey(["zomentum", "items"])).kinds
+    assert graph.get(dg.AssetKey(["stg", "kaseya_contacts"])).tags["system"] == "kaseya"
+
+
+def test_the_push_reads_what_the_pull_loads_in_the_lineage_and_groups_read_left_to_right():
+    graph = build_definitions().get_repository_def().asset_graph
+    push = graph.get(dg.AssetKey(["push", "documents"]))
+    assert {dg.AssetKey(["zomentum", "opportunities"]), dg.AssetKey(["raw", "kaseya_products"])} <= \
+        set(push.parent_keys)
+    # Each group's assets depend only on assets of the same or earlier groups, in this order.
+    order = ["kaseya_extract", "settings", "staging", "zomentum_sync", "audit", "push"]
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        for parent in node.parent_keys:
+            assert order.index(graph.get(parent).group_name) <= order.index(node.group_name), (key, parent)

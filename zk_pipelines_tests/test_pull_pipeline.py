@@ -117,6 +117,17 @@ def test_each_target_is_mapped_and_loaded_after_its_parents_and_the_audit_is_the
                      for layer, prefix in (("mapped", "zomentum_"), ("zomentum", ""))]
 
 
+def test_each_table_asset_reports_its_row_count(synced_once):
+    harness, result = synced_once, synced_once.backfill_result
+    for asset, table, where in (("stg/kaseya_contacts", "stg.kaseya_contacts", ""),
+                                ("mapped/zomentum_clients", "mapped.zomentum_clients", ""),
+                                ("zomentum/clients", "zomentum.id_map", "WHERE entity = 'clients'"),
+                                ("audit/sync_events", "audit.sync_events", ""),
+                                ("raw/kaseya_products", "raw.kaseya_products", "")):
+        rows = materialization_metadata(result, asset)["dagster/row_count"]
+        assert rows == harness.sql(f"SELECT count(*) FROM {table} {where}")[0][0] > 0, asset
+
+
 def test_existing_zomentum_records_are_matched_not_duplicated(synced_once):
     harness = synced_once
     names = [c["name"] for c in harness.zomentum.state.records("client/companies")]

@@ -11,6 +11,10 @@ import dagster as dg
 ACCEPTED_BETA_FEATURES = (
     # the single-run backfill policy of raw/kaseya_changes: a range of hours is one run and one query per list
     r"Parameter `backfill_policy` of function `asset` is currently in beta",
+    # the catalogue's references from each asset to its code (defs/catalogue.py)
+    r"Function `with_source_code_references` is currently in beta",
+    r"Class `LocalFileCodeReference` is currently in beta",
+    r"Class `CodeReferencesMetadataValue` is currently in beta",
     # raised by Dagster itself when it copies a sensor (binding resources), whether or not it has owners
     r"Parameter `owners` of initializer `SensorDefinition.__init__` is currently in beta",
 )

@@ -12,6 +12,7 @@ from zk_pipelines.defs.resources import StateStoreResource
 from zk_pipelines.defs.zomentum_sync import PRIORITY_TAG
 from zk_pipelines.storage.audit_store import EntityOutcomes, entity_outcomes, has_ledger
 from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import count_rows
 
 GROUP = "audit"
 AUDIT_KEY = dg.AssetKey(["audit", "sync_events"])
@@ -59,8 +60,10 @@ def audit_asset() -> dg.AssetsDefinition:
     def sync_events(context: dg.AssetExecutionContext, state: StateStoreResource) -> dg.MaterializeResult:
         with connect(state.database(), read_only=True) as connection:
             outcomes = entity_outcomes(connection, now() - RECENT) if has_ledger(connection) else []
+            entries = count_rows(connection, "audit.sync_events") if has_ledger(connection) else 0
         this_run = context.run.run_id
         return dg.MaterializeResult(metadata={
+            "dagster/row_count": entries,
             "outcomes": outcome_table(outcomes),
             "errors_this_run": sum(o.last_run_errors for o in outcomes if o.last_run_id == this_run),
             "succeeded_this_run": sum(o.last_run_succeeded for o in outcomes if o.last_run_id == this_run),

@@ -6,7 +6,7 @@ import dagster as dg
 
 from zk_pipelines.tenants import DEFAULT_TENANT
 
-PULL_GROUPS = ("kaseya_extract", "settings", "staging", "mapped", "zomentum_load", "audit")
+PULL_GROUPS = ("kaseya_extract", "settings", "staging", "zomentum_sync", "audit")
 HOURLY_JOB = "hourly_sync_job"
 # Run tags naming the tenant, by kind of run: a QueuedRunCoordinator limits runs per tag value
 # (deploy/dagster.yaml: one pull run per tenant at a time, a few pushes).

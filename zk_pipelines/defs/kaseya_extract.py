@@ -175,7 +175,8 @@ def _pricing(context: dg.AssetExecutionContext, client: KaseyaClient, database, 
 
 
 def _snapshot_metadata(counts: SnapshotCounts) -> dict[str, object]:
-    return {"rows": counts.total, "new": counts.new, "changed": counts.changed, "unchanged": counts.unchanged,
+    return {"dagster/row_count": counts.total, "rows": counts.total, "new": counts.new, "changed": counts.changed,
+            "unchanged": counts.unchanged,
             "gone": counts.gone}
 
 

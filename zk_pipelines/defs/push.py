@@ -22,6 +22,11 @@ from zk_pipelines.push.orchestration import PushSources, push_document, render_o
 from zk_pipelines.push.won_documents import PollCursor, poll_won_documents
 
 PUSH_JOB = "push_document_job"
+PUSHED_DOCUMENTS_KEY = dg.AssetKey(["push", "documents"])
+# What a push reads: Won documents and the id map from the loads, the Kaseya catalogue from the pull's snapshots.
+PUSH_READS = (*(dg.AssetKey(["zomentum", name]) for name in ("clients", "client_users", "opportunities", "items")),
+              *(dg.AssetKey(["raw", f"kaseya_{name}"]) for name in (
+                  "products", "employees", "opportunity_statuses", "product_categories", "warehouses", "lookups")))
 PUSH_OP = "push_won_document"
 WON_DOCUMENT_SENSOR = "won_document_sensor"
 DOCUMENT_TAG = "zk/document_id"
@@ -117,7 +122,22 @@ def _push(context: dg.OpExecutionContext, config: PushConfig, sources: PushSourc
             "recovered": "\n".join(outcome.recovered) or "nothing in doubt",
             "writes_sent": dg.MetadataValue.md(f"```\n{render_outcome(outcome)}\n```"),
         })
+        context.log_event(dg.AssetMaterialization(PUSHED_DOCUMENTS_KEY, partition=None, metadata={
+            key: metadata[key] for key in ("document_id", "document_version", "kaseya_writes",
+                                           "kaseya_opportunity_id", "kaseya_opportunity", "kaseya_quote_id")}))
     return dg.Output(None, metadata=metadata)
+
+
+def pushed_documents_asset() -> dg.AssetSpec:
+    """The push in the lineage: what flows back from Zomentum to Kaseya. Materialized by `push_document_job`
+    (one materialization per document pushed), not by the hourly sync."""
+    return dg.AssetSpec(
+        PUSHED_DOCUMENTS_KEY, group_name="push", kinds={"zomentum", "kaseya", "duckdb"}, deps=PUSH_READS,
+        description="Zomentum documents pushed to Kaseya (Won, or on demand): each becomes a Kaseya opportunity "
+                    "(created or fully replaced) and, with push_quotes_on_won, a quote with its lines. Table "
+                    "push.documents, one row per document version, with push.requests (every write, ledgered "
+                    "before and after it is sent). Materialized by push_document_job, one event per push.",
+    )
 
 
 def build_push_job(tenant: str = DEFAULT_TENANT) -> dg.JobDefinition:

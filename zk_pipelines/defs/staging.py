@@ -10,6 +10,8 @@ from zk_pipelines.defs.resources import PullTuning, StateStoreResource
 from zk_pipelines.domain.entities import STAGED_SOURCES, KaseyaSource
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX
 from zk_pipelines.pull.stage import stage_entity
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import count_rows
 
 GROUP = "staging"
 SAMPLE_ROWS = 200  # every reject of a run that blocks, as a rule: the limit blocks from a few dozen
@@ -68,7 +70,9 @@ def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
                ) -> dg.MaterializeResult:
         report = stage_entity(state.database(), entity, run_id=context.run.run_id,
                               partition_key=run_partitions(context.run.tags), now=now())
-        metadata = {"rows_read": report.read, "rows_staged": report.staged,
+        with connect(state.database(), read_only=True) as connection:
+            table_rows = count_rows(connection, f"stg.kaseya_{entity}")
+        metadata = {"dagster/row_count": table_rows, "rows_read": report.read, "rows_staged": report.staged,
                     "records_rejected": report.rejected_records, "records_waiting_for_parent": report.waiting_records,
                     "reject_share": round(report.reject_share, 4),
                     "rejects": reject_table(report.rejects)}

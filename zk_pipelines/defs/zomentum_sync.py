@@ -1,4 +1,4 @@
-"""Groups `mapped` and `zomentum_load`: staged rows mapped to Zomentum payloads, then upserted into
+"""Group `zomentum_sync`: staged rows mapped to Zomentum payloads, then upserted into
 Zomentum in dependency order (clients before client users and opportunities)."""
 
 
@@ -11,8 +11,13 @@ from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS, ZomentumTarget
 from zk_pipelines.pull.load import kaseya_link, load_target
 from zk_pipelines.pull.map import map_target
+from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.pull_store import count_mapped, count_rows
 
 TABLE_ROWS = 25
+# One group for the mapping and the load: each target's mapping reads its parents' loads, so two groups (mapped,
+# then loaded) would interleave in the asset graph instead of reading left to right.
+GROUP = "zomentum_sync"
 PRIORITY_TAG = "dagster/priority"
 # A parent that records only wait for: an opportunity whose contact is not in Zomentum yet is deferred until it
 # is, so the contacts' blocking check must not stop the opportunities. The opportunities are ordered after the
@@ -41,7 +46,7 @@ def build_mapped_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
     parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents and t.name not in ordering_only]
 
     @dg.asset(
-        key=_mapped_key(target), group_name="mapped", pool="duckdb", kinds={"duckdb", "python"},
+        key=_mapped_key(target), group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"},
         op_tags=step_priority(target, load=False),
         deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
         description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
@@ -56,7 +61,10 @@ def build_mapped_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
         if not enabled:
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         report = map_target(database, target, resolved, run_id=context.run.run_id, now=now())
-        return dg.MaterializeResult(metadata={"mapped": report.mapped, "waiting": report.problems,
+        with connect(database, read_only=True) as connection:
+            table_rows = count_mapped(connection, target.name)
+        return dg.MaterializeResult(metadata={"dagster/row_count": table_rows,
+                                              "mapped": report.mapped, "waiting": report.problems,
                                               "settings_fingerprint": resolved.fingerprint})
 
     return mapped
@@ -112,7 +120,7 @@ def _created_records(target: ZomentumTarget, events, resolved) -> dict[str, dg.M
 
 def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
     @dg.asset(
-        key=_load_key(target), group_name="zomentum_load", pool="zomentum_api", kinds={"duckdb", "python"},
+        key=_load_key(target), group_name=GROUP, pool="zomentum_api", kinds={"zomentum", "duckdb"},
         op_tags=step_priority(target, load=True),
         retry_policy=API_STEP_RETRIES,
         deps=[_mapped_key(target)],
@@ -134,9 +142,12 @@ def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
         except NOT_RETRIED as exc:
             raise final_failure(exc) from None
         sent = client.usage().since(at_start)
+        with connect(state.database(), read_only=True) as connection:  # the id map's pairs of this entity
+            paired = count_rows(connection, "zomentum.id_map", "WHERE entity = ?", [target.name])
         counts = {action: report.counts.get(action, 0)
                   for action in ("created", "updated", "unchanged", "matched", "deferred", "failed")}
         return dg.MaterializeResult(metadata={
+            "dagster/row_count": paired,
             **counts,
             "zomentum_writes": report.zomentum_writes,
             "zomentum_calls": sent.sent,

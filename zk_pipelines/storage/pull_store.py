@@ -29,7 +29,8 @@ from zk_pipelines.domain.kaseya_staging import (
 )
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
 from zk_pipelines.storage.database import registered
-from zk_pipelines.storage.schema import create_tables
+from zk_pipelines.storage.push_store import ensure_push_tables
+from zk_pipelines.storage.schema import create_tables, describe_tables
 from zk_pipelines.storage.state_store import (
     ID_MAP,
     PRODUCT_PRICING,
@@ -926,3 +927,17 @@ def save_staged_snapshot_version(connection: duckdb.DuckDBPyConnection, entity: 
         """INSERT INTO stg.snapshot_versions (entity, version, staged_at) VALUES ($entity, $version, $now)
            ON CONFLICT (entity) DO UPDATE SET version = excluded.version, staged_at = excluded.staged_at""",
         {"entity": entity, "version": version, "now": now})
+
+
+def table_columns(targets: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """The columns of every table the pull and the push keep, as the DDL makes them (in an in-memory database):
+    what the catalogue shows of each table."""
+    with duckdb.connect(":memory:") as connection:
+        ensure_pull_tables(connection, targets)
+        ensure_push_tables(connection)
+        return describe_tables(connection)
+
+
+def count_rows(connection: duckdb.DuckDBPyConnection, table: str, where: str = "", params: Any = None) -> int:
+    """The rows of a table the pipeline keeps (`table` is one of its own names, never user input)."""
+    return connection.execute(f"SELECT count(*) FROM {table} {where}", params or []).fetchone()[0]

@@ -158,3 +158,14 @@ def create_tables(connection: duckdb.DuckDBPyConnection, extra_ddl: Sequence[str
         connection.execute(_SNAPSHOT_RAW.format(table=table))
     for ddl in (*FIXED_DDL, *extra_ddl):
         connection.execute(ddl)
+
+
+def describe_tables(connection: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    """Every table of the connection's database as `schema.table` -> [(column, type)], in column order."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for schema, table, column, kind in connection.execute(
+            """SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns
+               WHERE table_catalog = current_database() ORDER BY table_schema, table_name, ordinal_position"""
+    ).fetchall():
+        tables.setdefault(f"{schema}.{table}", []).append((column, kind))
+    return tables
