@@ -4,8 +4,8 @@ zk_pipelines_tests/fixtures/."""
 import pytest
 
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
-from zk_pipelines_tests.postgres import PostgresUnavailable, find_or_start, fresh_database
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
+from zk_pipelines_tests.postgres import PostgresUnavailable, find_or_start, fresh_database
 
 pytest_plugins = [
     "zk_pipelines_tests.fixtures.kaseya",
