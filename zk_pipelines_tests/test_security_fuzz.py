@@ -79,7 +79,8 @@ def test_a_link_template_is_either_refused_at_load_or_renders_every_link(templat
         loaded = settings_from_text(yaml.safe_dump(document))
     except SettingsError:
         return
-    assert loaded.links.kaseya.url("account", "ab-12")  # no KeyError, ValueError, IndexError at use
+    links = loaded.links.for_systems("https://kaseya.example", "https://zomentum.example")
+    assert links.kaseya.url("account", "ab-12")  # no KeyError, ValueError, IndexError at use
 
 
 # ----- the answer parsers --------------------------------------------------------------------------------
