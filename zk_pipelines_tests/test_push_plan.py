@@ -593,7 +593,8 @@ def _resolved():
         employees={"anna.adams0@msp.example": 9000, "Bob.Brown1@msp.example": 9001},
     )
     zomentum = ZomentumCatalog(pipelines=(sales, renewals), users={"api.user@msp.example": "user-api"})
-    return resolve_settings(load_settings(EXAMPLE), kaseya, zomentum)
+    settings = load_settings(EXAMPLE).for_systems("https://kaseya.example", "https://zomentum.example")
+    return resolve_settings(settings, kaseya, zomentum)
 
 
 @pytest.mark.parametrize(("owner", "employee_id", "how"), [

@@ -106,6 +106,8 @@ def translation(harness: PipelineHarness) -> dict[str, str]:
         "SELECT entity, kaseya_id, zomentum_id FROM zomentum.id_map WHERE link_kind = 'created'")}
     names.update({field["id"]: f"<custom field {field['display_name']}>"
                   for field in harness.zomentum.state.records("custom/fields")})
+    # The links are made with each pair of sandboxes' own addresses.
+    names.update({harness.kaseya.base_url: "<Kaseya>", harness.zomentum.base_url: "<Zomentum>"})
     return names
 
 
