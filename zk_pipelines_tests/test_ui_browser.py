@@ -1,19 +1,20 @@
-"""The run-level audit log as a person sees it: `dagster dev` over a Dagster instance holding a sync in which
-Zomentum refused some client creates, and headless Chromium on the asset page of the clients load. The page
-must show the failure table (every refused Kaseya account with its reason) and, in the created records, a
-"Go to client" link to the Zomentum record. Screenshots go to test-artifacts/.
+"""The operator's view as a person sees it: `dagster dev` over a Dagster instance holding a ranged sync that bad
+contacts blocked and in which Zomentum refused some client creates, and headless Chromium driving the UI: the
+check's table of rejects, the per-partition metadata of the ranged run, the clients' load with its failures and
+links that open the records in a new tab, the run re-executed from its page after the fix (green), the push in
+the lineage. Screenshots go to test-artifacts/ (docs/audit.md shows them).
 
 Chromium is Debian's (`/usr/bin/chromium`; `python3 dev.py test` installs it when missing), driven by Playwright."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,12 +23,13 @@ import dagster as dg
 import pytest
 import requests
 import yaml
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import sync_playwright
 
+from zk_pipelines.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.runtime import free_port
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, hour_key, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, hour_key
 
 pytestmark = pytest.mark.browser
 
@@ -47,10 +49,11 @@ DISMISS_COMMUNITY_DIALOG = "window.localStorage.setItem('communityNux', JSON.str
 
 
 def instance_home(home: Path) -> Path:
-    """DAGSTER_HOME with the repository's dagster.yaml, except that no run is ever launched: the hourly
-    schedule and the push sensor are on by default, and nothing but the test's own sync may write."""
+    """DAGSTER_HOME with the repository's dagster.yaml, except that only the runs the test launches from the UI
+    run: the hourly schedule and the push sensor are on by default, and their runs wait in the queue forever."""
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    config.setdefault("concurrency", {})["runs"] = {"max_concurrent_runs": 0}
+    config.setdefault("concurrency", {})["runs"] = {"max_concurrent_runs": 1, "tag_concurrency_limits": [
+        {"key": "dagster/schedule_name", "limit": 0}, {"key": "dagster/sensor_name", "limit": 0}]}
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
@@ -89,19 +92,31 @@ def wait_until_serving(base_url: str, process: subprocess.Popen, log: Path) -> N
     pytest.fail(f"dagster dev did not answer within {STARTUP_SECONDS:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def open_created_records(page: Page) -> None:
-    row = page.locator("tr", has=page.locator("td", has_text=re.compile(r"^created_records$")))
-    row.get_by_text("[Show Markdown]").click()
+def wait_for_run(instance: dg.DagsterInstance, wanted: Callable[[dg.DagsterRun], bool], timeout: float = 180.0
+                 ) -> dg.DagsterRun:
+    """The newest run `wanted` accepts, once it has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [run for run in instance.get_runs() if wanted(run)]
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(1.0)
+    pytest.fail(f"no run finished within {timeout:.0f} s")
 
 
 @pytest.mark.slow
-def test_the_clients_load_page_shows_the_failure_table_and_links_to_created_clients(tmp_path):
+@pytest.mark.timeout(600)
+def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(tmp_path):
+    """The operator's view, in the real UI: a ranged run blocked by bad contacts (the check lists them); the
+    contacts fixed in Kaseya, the run re-executed from its page, green; the per-partition metadata of the ranged
+    run; the audit links of the clients' load opening the records in a new tab; the push in the lineage."""
     assert CHROMIUM.exists(), (f"{CHROMIUM} is missing: `apt-get install chromium` (python3 dev.py test does it when "
                                "run as root)")
     kaseya = start_kaseya_sandbox(scale="small_recent")
     zomentum = start_zomentum_sandbox(scale="small_recent")
     instance = None
     try:
+        # The block: more than the limit's share (20%, at least 5) of the range's contacts have bad e-mails.
         harness = PipelineHarness(kaseya, zomentum, tmp_path)
         home = instance_home(tmp_path / "dagster_home")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KASEYA_", "ZOMENTUM_", "ZK_", "DAGSTER_"))}
@@ -111,52 +126,95 @@ def test_the_clients_load_page_shows_the_failure_table_and_links_to_created_clie
                 "ZK_SETTINGS": str(harness.settings_path), "ZK_DUCKDB_PATH": str(harness.database),
                 "ZK_PARTITIONS_START": hour_key(harness.partitions_start)}
         log = tmp_path / "dagster-dev.log"
+        instance = dg.DagsterInstance.from_config(str(home))  # its storage made before `dagster dev` opens it
+        harness.instance = instance
         with dagster_dev(env, tmp_path, log) as (base_url, process):
-            # The sync runs in this process, into the same instance, while the UI starts.
-            instance = dg.DagsterInstance.from_config(str(home))
-            harness.instance = instance
+            contacts = harness.kaseya_records("contacts")
+            bad = [c["id"] for c in contacts[: len(contacts) // 3]]
+            for contact_id in bad:
+                kaseya.state.update_record("contacts", contact_id, {"emailAddress": f"broken-{contact_id}@"})
+                harness.set_modified_on("contacts", contact_id, harness.current_hour - timedelta(hours=5))
             zomentum.state.set_faults(seed=3, rules=[{"kind": "http_error", "route": CLIENT_CREATE, "rate": 0.3,
                                                       "statuses": [500]}])
-            # The sandboxes' history is the last two days: 49 hourly partitions hold all of it.
-            result = harness.backfill(first=harness.current_hour - timedelta(hours=49))
-            assert result.success, step_errors(result)
-            failed = [kid for (kid,) in harness.sql(
-                "SELECT kaseya_id FROM audit.sync_events WHERE entity = 'clients' AND action = 'failed' "
-                "AND run_id = ? ORDER BY kaseya_id", [result.run_id])]
-            created_links = {link for (link,) in harness.sql(
-                "SELECT link FROM audit.sync_events WHERE entity = 'clients' AND action = 'created' AND run_id = ?",
-                [result.run_id])}
-            assert 3 <= len(failed) <= 25  # all of them fit the table on the page
-            assert len(failed) == zomentum.state.fault_counts()["http_error"][CLIENT_CREATE]
             wait_until_serving(base_url, process, log)
+            # The blocked run, launched into the instance as the UI launches a backfill of the range (one run), so
+            # that the UI can re-execute it; the daemon of `dagster dev` runs it.
+            first, last = harness.current_hour - timedelta(hours=49), harness.current_hour - timedelta(hours=2)
+            launched = subprocess.run(
+                [sys.executable, "-m", "dagster", "job", "launch", "-j", "hourly_sync_job", "-m",
+                 "zk_pipelines.definitions", "--tags", json.dumps({RANGE_START_TAG: hour_key(first),
+                                                                   RANGE_END_TAG: hour_key(last)})],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert launched.returncode == 0, launched.stderr[-3000:]
+            blocked = wait_for_run(instance, lambda run: run.job_name == "hourly_sync_job")
+            assert blocked.status == dg.DagsterRunStatus.FAILURE, log.read_text()[-3000:]
+            refused = zomentum.state.fault_counts()["http_error"][CLIENT_CREATE]
+            assert refused >= 3
+            zomentum.state.set_faults(seed=3, rules=[])
 
             ARTIFACTS.mkdir(exist_ok=True)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 try:
-                    page = browser.new_page(viewport={"width": 1920, "height": 2000})  # the table in one view
+                    page = browser.new_page(viewport={"width": 1600, "height": 1400})
                     page.add_init_script(DISMISS_COMMUNITY_DIALOG)
+
+                    # The check's table of the rejects that count, with the limit.
+                    page.goto(f"{base_url}/assets/stg/kaseya_contacts?view=checks", wait_until="domcontentloaded")
+                    page.get_by_text("reject_share_within_limit").first.click()
+                    rejects = page.locator("table:has(> thead > tr > th:text-is('reason'))").first
+                    rejects.wait_for(timeout=60_000)
+                    ids = {row.locator("td").first.inner_text().strip()
+                           for row in rejects.locator("tbody > tr").all()}
+                    assert ids == {str(i) for i in bad}
+                    page.get_by_text("the limit: more than 20%").first.wait_for(timeout=10_000)
+                    page.screenshot(path=str(ARTIFACTS / "audit-check-rejects.png"), full_page=True)
+
+                    # The per-partition metadata of the ranged run: each hour its own counts.
+                    page.goto(f"{base_url}/assets/raw/kaseya_changes?view=events", wait_until="domcontentloaded")
+                    page.get_by_text("contacts_modified_in_hour").first.wait_for(timeout=60_000)
+                    page.screenshot(path=str(ARTIFACTS / "audit-partition-metadata.png"), full_page=True)
+
+                    # The audit links of the clients' load open the records in a new tab.
                     page.goto(f"{base_url}/assets/zomentum/clients", wait_until="domcontentloaded")
-
-                    failure_table = page.locator("table:has(> thead > tr > th:text-is('reason'))")
-                    failure_table.wait_for(timeout=60_000)
-                    rows = [[cell.strip() for cell in row.locator("td").all_inner_texts()]
-                            for row in failure_table.locator("tbody > tr").all()]
-                    assert [row[1] for row in rows] == failed
-                    for row in rows:
-                        assert row[0] == "clients"
-                        assert f"client for Kaseya account {row[1]}:" in row[3]
-                        assert "Zomentum" in row[3]
+                    link = page.locator(f"a[target=_blank][href^='{zomentum.base_url}/clients/']").first
+                    link.wait_for(timeout=60_000)
+                    # The failures table: every refused create with its reason, naming Zomentum's 500.
+                    failures = page.locator("table:has(> thead > tr > th:text-is('reason'))").first
+                    reasons = [row.locator("td").nth(3).inner_text() for row in failures.locator("tbody > tr").all()]
+                    assert len(reasons) == min(refused, 25) and all("HTTP 500" in reason for reason in reasons)
                     page.screenshot(path=str(ARTIFACTS / "audit-clients-load.png"), full_page=True)
+                    with page.context.expect_page() as opened:
+                        link.click()
+                    record = opened.value
+                    record.wait_for_load_state()
+                    assert record.title().startswith("Zomentum client ")
+                    record.close()
 
-                    open_created_records(page)
-                    dialog = page.get_by_role("dialog")
-                    go_to_client = dialog.get_by_role("link", name="Go to client")
-                    go_to_client.first.wait_for(timeout=10_000)
-                    hrefs = {link.get_attribute("href") for link in go_to_client.all()}
-                    assert hrefs and hrefs <= created_links
-                    assert dialog.get_by_role("link", name="Go to Kaseya account").count() == len(hrefs)
-                    dialog.screenshot(path=str(ARTIFACTS / "audit-clients-created.png"))
+                    # The fix in Kaseya, then the run re-executed from its page: green.
+                    for contact_id in bad:
+                        kaseya.state.update_record("contacts", contact_id,
+                                                   {"emailAddress": f"fixed-{contact_id}@example.com"})
+                    page.goto(f"{base_url}/runs/{blocked.run_id}", wait_until="domcontentloaded")
+                    # The run page's primary action: Re-execute all (*), every step of the run's hours again.
+                    page.get_by_role("button", name="Re-execute all (*)").click()
+                    rerun = wait_for_run(instance, lambda run: run.parent_run_id == blocked.run_id)
+                    assert rerun.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+                    page.goto(f"{base_url}/runs/{rerun.run_id}", wait_until="domcontentloaded")
+                    page.get_by_text("Success").first.wait_for(timeout=60_000)
+                    page.screenshot(path=str(ARTIFACTS / "audit-repaired-run.png"), full_page=True)
+                    # The fixes were read (their ModifiedOn is past the range) and nothing is rejected any more;
+                    # contacts whose account was modified after the range wait for it (the next hour reads it).
+                    fixed = harness.sql("SELECT count(*) FROM raw.kaseya_contacts WHERE run_id = ? AND "
+                                        "CAST(payload AS VARCHAR) LIKE '%fixed-%'", [rerun.run_id])
+                    assert fixed == [(len(bad),)]
+                    assert harness.sql("SELECT count(*) FROM audit.rejects WHERE run_id = ? AND check_name NOT LIKE "
+                                       "'known_%'", [rerun.run_id]) == [(0,)]
+
+                    # The push in the lineage.
+                    page.goto(f"{base_url}/assets/push/documents?view=lineage", wait_until="domcontentloaded")
+                    page.get_by_text("opportunities").first.wait_for(timeout=60_000)
+                    page.screenshot(path=str(ARTIFACTS / "audit-push-lineage.png"), full_page=True)
                 finally:
                     browser.close()
     finally:
