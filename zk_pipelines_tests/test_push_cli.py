@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,14 @@ def test_zk_push_dry_run_prints_every_request_and_sends_nothing_then_the_push_se
     real = zk_push(tenant, document_id, "--set", "subject=Signed: office move")
 
     assert real.returncode == 0, real.stderr
-    assert real.stdout.startswith(f"pushed Zomentum document {document_id}")
+    # The push's phases as they end, then the outcome.
+    lines = real.stdout.splitlines()
+    assert lines[0].startswith("  settings resolved (")
+    assert lines[1].startswith(f"  document {document_id} read (version ")
+    assert re.fullmatch(r"  \d+ Kaseya write\(s\) planned", lines[2])
+    assert re.fullmatch(r"  [1-9]\d* Kaseya write\(s\) sent", lines[3])
+    assert lines[4] == "  Kaseya read back and compared"
+    assert lines[5].startswith(f"pushed Zomentum document {document_id}")
     (opportunity,) = tenant.marked("opportunities", document_id, "description")
     assert opportunity["subject"] == "Signed: office move"
     assert tenant.sql("SELECT state FROM push.documents") == [("succeeded",)]

@@ -32,7 +32,8 @@ def run_push_command(document_id: str, assignments: Sequence[str], *, dry_run: b
     sources = PushSources.from_config(TenantConfig.from_env(env))
     try:
         outcome = push_document(sources, document_id, list(assignments), dry_run=dry_run,
-                                run_id=f"zk-push-{uuid.uuid4()}")
+                                run_id=f"zk-push-{uuid.uuid4()}",
+                                progress=lambda phase: print(f"  {phase}", file=out, flush=True))
     except PushFailed as failure:
         print(f"zk push: {one_line(str(failure))}", file=err)
         return 1

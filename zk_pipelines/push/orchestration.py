@@ -134,8 +134,10 @@ def resolve_push_settings(sources: PushSources, catalogue: KaseyaCatalogue
 def push_document(
     sources: PushSources, document_id: str, overrides: Sequence[str] | Mapping[str, object] = (), *,
     dry_run: bool = False, run_id: str, clock: Callable[[], datetime] = utc_now,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> PushOutcome:
-    """Push (or, with `dry_run`, plan) one document; raises PushFailed."""
+    """Push (or, with `dry_run`, plan) one document; raises PushFailed. `progress` is told each phase as it
+    ends (`zk push` prints them)."""
     fingerprint: str | None = None
     version: str | None = None
     ledger: PushLedger | None = None
@@ -146,15 +148,18 @@ def push_document(
         catalogue = KaseyaCatalogue(sources.kaseya, sources.database, clock())
         resolved, probabilities = resolve_push_settings(sources, catalogue)
         fingerprint = resolved.fingerprint
+        progress(f"settings resolved ({fingerprint[:12]})")
         source = read_document(sources.zomentum, document_id, active_users=resolved.zomentum.users,
                                with_lines=resolved.settings.sync.push_quotes_on_won)
         version = source.version
+        progress(f"document {document_id} read (version {version})")
         in_doubt: list[LedgerRequest] = []
         if not dry_run:
             ledger = PushLedger(sources.database, document_id, version, run_id, clock, sources.run_alive)
             in_doubt = ledger.start(fingerprint)
         prepared = prepare_push(sources.kaseya, source, resolved, parsed, read_known_ids(sources.database, source),
                                 status_probabilities=probabilities, catalogue=catalogue)
+        progress(f"{len(prepared.plan.requests)} Kaseya write(s) planned")
         if ledger is None:
             return PushOutcome(document_id, version, fingerprint, prepared.plan, dry_run=True)
 
@@ -162,7 +167,9 @@ def push_document(
         ledger.pair([(f.id_map_entity, f.kaseya_id, f.zomentum_id) for f in prepared.found
                      if f.id_map_entity and f.zomentum_id])
         execution = send_writes(prepared, sources.kaseya, ledger)
+        progress(f"{len(execution.sent)} Kaseya write(s) sent")
         read_back(prepared, execution, sources.kaseya)
+        progress("Kaseya read back and compared")
         ids = _document_ids(prepared, execution)
         link = kaseya_link(resolved, "opportunities", str(ids.opportunity_id))
         write_opportunity_link(sources.zomentum, prepared, link, ledger, step=len(prepared.steps) + 1)
