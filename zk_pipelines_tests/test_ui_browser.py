@@ -173,7 +173,13 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                     # The per-partition metadata of the ranged run: each hour its own counts.
                     page.goto(f"{base_url}/assets/raw/kaseya_changes?view=events", wait_until="domcontentloaded")
                     page.get_by_text("contacts_modified_in_hour").first.wait_for(timeout=60_000)
+                    page.get_by_text("accounts_rows", exact=True).first.wait_for(timeout=10_000)  # the last hour
                     page.screenshot(path=str(ARTIFACTS / "audit-partition-metadata.png"), full_page=True)
+                    earlier = hour_key(last - timedelta(hours=1))
+                    page.get_by_text(earlier, exact=True).first.click()
+                    page.get_by_text(f"Partition {earlier} materialized").first.wait_for(timeout=10_000)
+                    page.get_by_text("contacts_modified_in_hour").first.wait_for(timeout=10_000)
+                    assert page.get_by_text("accounts_rows", exact=True).count() == 0  # the run's figures: once
 
                     # The audit links of the clients' load open the records in a new tab.
                     page.goto(f"{base_url}/assets/zomentum/clients", wait_until="domcontentloaded")
