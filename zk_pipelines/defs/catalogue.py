@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from zk_pipelines.defs.jobs import PULL_GROUPS
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.storage.pull_store import table_columns
 
@@ -59,7 +60,8 @@ def _catalogue(tables: dict[str, list[tuple[str, str]]]):
             metadata["dagster/column_schema"] = column_schema(tables[table])
         tags = {"layer": layer, **({"system": system} if system else {})}
         changes: dict = {}
-        if spec.partitions_def is None and layer in ("staging", "mapped", "load", "audit"):
+        if spec.partitions_def is None and spec.group_name in PULL_GROUPS and layer != "settings" and \
+                spec.group_name != "kaseya_extract":
             changes["freshness_policy"] = HOURLY_FRESHNESS
         return spec.replace_attributes(owners=[OWNER], **changes).merge_attributes(metadata=metadata, tags=tags)
     return entry

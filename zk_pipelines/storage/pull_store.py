@@ -30,6 +30,7 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
 from zk_pipelines.storage.database import registered
 from zk_pipelines.storage.push_store import ensure_push_tables
+from zk_pipelines.storage.reconcile_store import ensure_report_table
 from zk_pipelines.storage.schema import create_tables, describe_tables
 from zk_pipelines.storage.state_store import (
     ID_MAP,
@@ -935,6 +936,7 @@ def table_columns(targets: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
     with duckdb.connect(":memory:") as connection:
         ensure_pull_tables(connection, targets)
         ensure_push_tables(connection)
+        ensure_report_table(connection)
         return describe_tables(connection)
 
 
