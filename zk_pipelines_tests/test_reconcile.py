@@ -249,7 +249,8 @@ def test_stale_links_are_orphans_reported_and_left_alone(synced, zk):
                       if f["display_name"] == "Kaseya opportunity")
     _, opportunity_id = first_pair(synced, "opportunities")
     template = synced.zomentum_records("opportunities")[opportunity_id]
-    stale_link = load_settings(synced.settings_path).links.kaseya.url("opportunity", "99999999")
+    stale_link = load_settings(synced.settings_path).links.for_systems(
+        synced.kaseya.base_url, synced.zomentum.base_url).kaseya.url("opportunity", "99999999")
     stale = synced.zomentum.state.create_record("opportunities", {
         "name": "Linked to nothing", "client_company_id": template["client_company_id"],
         "opportunity_pipeline_id": template["opportunity_pipeline_id"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -26,6 +27,8 @@ def run_reconcile(environ: Mapping[str, str], *, entities: Sequence[str] | None,
         raise ConfigurationError(f"{TENANT_VARIABLES.zomentum_base_url} is not set: the reconciliation lists Zomentum")
     store = config.state_store()
     resolved = resolved_for_step(config.duckdb_path, config.settings_path)
+    resolved = replace(resolved, settings=resolved.settings.for_systems(config.kaseya.base_url,
+                                                                          config.zomentum.base_url))
     kaseya = reconcile_client(config.kaseya, budget_store_for(config.duckdb_path, store))
     zomentum = ZomentumClient(config.zomentum)
     try:
