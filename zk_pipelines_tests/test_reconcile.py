@@ -110,6 +110,9 @@ def test_deleted_in_kaseya_is_reported_and_with_repair_marked_never_deleted(sync
     assert status == 0, report
     assert re.search(rf"opportunities gone_from_kaseya: Kaseya opportunity {kaseya_id} / Zomentum {zomentum_id}",
                      report)
+    # Progress: each entity's line as it is done, before the report.
+    assert re.search(r"^  opportunities: \d+ linked pairs compared, 1 difference\(s\), 0 repair\(s\) planned$",
+                     report, re.MULTILINE)
     assert ("opportunities", "gone_from_kaseya", "deleted in Kaseya; the Zomentum record is still there") in \
         ledger(synced, kaseya_id)
 

@@ -35,7 +35,8 @@ def run_reconcile(environ: Mapping[str, str], *, entities: Sequence[str] | None,
         try:
             result = reconcile(config.duckdb_path, kaseya, zomentum, resolved, entities=entities, repair=repair,
                                dry_run=dry_run, run_id=f"zk-reconcile-{uuid.uuid4()}",
-                               clock=lambda: datetime.now(UTC))
+                               clock=lambda: datetime.now(UTC),
+                               progress=lambda line: print(f"  {line}", file=out, flush=True))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
     finally:

@@ -225,9 +225,10 @@ def _report_row(difference: Difference, outcome: str, resolved: ResolvedSettings
 
 def reconcile(database: Path, kaseya: KaseyaClient, zomentum: ZomentumClient, resolved: ResolvedSettings, *,
               entities: Sequence[str] | None = None, repair: bool = False, dry_run: bool = False, run_id: str,
-              clock: Callable[[], datetime]) -> ReconcileResult:
+              clock: Callable[[], datetime], progress: Callable[[str], None] = lambda _: None) -> ReconcileResult:
     """Compare, report, and with `repair` settle what the mode allows. `dry_run`: the requests a repair would
-    send are worked out (`result.requests`) and nothing is sent or written."""
+    send are worked out (`result.requests`) and nothing is sent or written. `progress` is told each entity's
+    counts as it is done (`zk reconcile` prints them)."""
     result = ReconcileResult(chosen_entities(entities))
     repairs_linked = resolved.settings.mode.pull_updates_linked_entities
     sender = _Sender(zomentum, resolved, dry_run=dry_run)
@@ -268,6 +269,8 @@ def reconcile(database: Path, kaseya: KaseyaClient, zomentum: ZomentumClient, re
                 entries.append(IdMapEntry(name, str(difference.kaseya_id), zid, "created", payload_hash(sent), sent))
         rows = [_report_row(d, outcomes[id(d)], resolved) for d in differences]
         result.rows.extend(rows)
+        progress(f"{name}: {linked} linked pairs compared, {len(differences)} difference(s), {len(plan)} repair(s) "
+                 + ("planned" if dry_run or not repair else "attempted"))
         if not dry_run:
             _record(database, name, differences, rows, entries, run_id=run_id, now=clock(),
                     fingerprint=resolved.fingerprint)
