@@ -230,6 +230,24 @@ def test_zk_state_status_and_migrate_name_the_store_without_its_password(postgre
     assert "schema zk_shown" in text and "zomentum.id_map" in text
 
 
+def test_zk_state_export_and_import_print_each_table_as_it_is_done(tmp_path):
+    source = DuckDBStateStore(tmp_path / "source.duckdb")
+    source.migrate()
+    _fill(source.database)
+    source.close()
+    out = io.StringIO()
+    assert run_state_command("export", tmp_path / "export", {"ZK_DUCKDB_PATH": str(tmp_path / "source.duckdb")},
+                             out) == 0
+    assert run_state_command("import", tmp_path / "export", {"ZK_DUCKDB_PATH": str(tmp_path / "copy.duckdb")},
+                             out) == 0
+    lines = out.getvalue().splitlines()
+    per_table = len(DURABLE_TABLES)
+    assert lines[0].startswith("exporting ") and lines[per_table + 1].startswith("exported ")
+    assert lines[per_table + 2].startswith("importing ") and lines[-1].startswith("imported ")
+    assert [line.split()[0] for line in lines[1:per_table + 1]] == [table.name for table in DURABLE_TABLES]
+    assert "zomentum.id_map" in lines[per_table + 3 + [t.name for t in DURABLE_TABLES].index("zomentum.id_map")]
+
+
 def test_an_unreachable_store_is_one_line_naming_it_without_its_password(tmp_path):
     store = PostgresStateStore("postgresql://zk:hunter2-secret@127.0.0.1:1/nowhere", "zk_acme")
     with pytest.raises(StateStoreError) as error:

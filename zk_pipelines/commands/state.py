@@ -7,7 +7,7 @@ loads such a directory into an empty store: together they move a tenant from Duc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -33,6 +33,11 @@ def configured_store(environ: Mapping[str, str]) -> StateStore:
     return DuckDBStateStore(Path(environ.get("ZK_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH))
 
 
+def _table_line(out: TextIO) -> Callable[[str, int], None]:
+    """Each table's line as it is done: progress through a large store."""
+    return lambda name, count: print(f"  {name:<28} {count:>10} rows", file=out, flush=True)
+
+
 def run_state_command(action: str, directory: Path | None, environ: Mapping[str, str], out: TextIO) -> int:
     store = configured_store(environ)
     try:
@@ -56,16 +61,14 @@ def run_state_command(action: str, directory: Path | None, environ: Mapping[str,
                     print(f"  {table.name:<28} {len(store.rows(table)):>10} rows", file=out)
         elif action == "export":
             assert directory is not None
-            counts = export_state(store, directory)
+            print(f"exporting {store.describe()} to {directory}", file=out, flush=True)
+            counts = export_state(store, directory, progress=_table_line(out))
             print(f"exported {sum(counts.values())} rows from {store.describe()} to {directory}", file=out)
-            for name, count in counts.items():
-                print(f"  {name:<28} {count:>10} rows", file=out)
         elif action == "import":
             assert directory is not None
-            counts = import_state(store, directory)
+            print(f"importing {directory} into {store.describe()}", file=out, flush=True)
+            counts = import_state(store, directory, progress=_table_line(out))
             print(f"imported {sum(counts.values())} rows from {directory} into {store.describe()}", file=out)
-            for name, count in counts.items():
-                print(f"  {name:<28} {count:>10} rows", file=out)
         return 0
     finally:
         store.close()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -578,8 +578,10 @@ def hydrate_into(connection: duckdb.DuckDBPyConnection, store: PostgresStateStor
 # --- export and import ----------------------------------------------------------------------------------
 
 
-def export_state(store: StateStore, directory: Path) -> dict[str, int]:
-    """Every durable table as JSON lines (one file per table) and a manifest with the schema version."""
+def export_state(store: StateStore, directory: Path,
+                 progress: Callable[[str, int], None] = lambda _table, _rows: None) -> dict[str, int]:
+    """Every durable table as JSON lines (one file per table) and a manifest with the schema version;
+    `progress` is told each table's rows as it is written."""
     directory.mkdir(parents=True, exist_ok=True)
     counts = {}
     for table in DURABLE_TABLES:
@@ -588,14 +590,17 @@ def export_state(store: StateStore, directory: Path) -> dict[str, int]:
             for row in rows:
                 out.write(json.dumps(row, sort_keys=True) + "\n")
         counts[table.name] = len(rows)
+        progress(table.name, len(rows))
     (directory / "manifest.json").write_text(json.dumps(
         {"format": "zk_pipelines state export", "backend": store.backend, "version": store.version(),
          "tables": counts}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return counts
 
 
-def import_state(store: StateStore, directory: Path) -> dict[str, int]:
-    """The export in `directory` loaded into `store`, which must hold no durable rows yet."""
+def import_state(store: StateStore, directory: Path,
+                 progress: Callable[[str, int], None] = lambda _table, _rows: None) -> dict[str, int]:
+    """The export in `directory` loaded into `store`, which must hold no durable rows yet; `progress` is told
+    each table's rows as it is loaded."""
     manifest_path = directory / "manifest.json"
     if not manifest_path.exists():
         raise StateStoreError(f"{directory} holds no manifest.json: not a `zk state export` directory")
@@ -619,6 +624,7 @@ def import_state(store: StateStore, directory: Path) -> dict[str, int]:
                     row[name] = datetime.fromisoformat(row[name])
         store.load_rows(table, rows)
         counts[table.name] = len(rows)
+        progress(table.name, len(rows))
     return counts
 
 
