@@ -127,7 +127,7 @@ def test_the_catalogue_names_each_assets_owner_layer_system_table_columns_and_fr
     assert graph.get(dg.AssetKey(["zomentum", "clients"])).metadata["dagster/table_name"] == "zomentum.id_map"
     changes = graph.get(dg.AssetKey(["raw", "kaseya_changes"]))
     assert changes.metadata["dagster/table_name"] == \
-        "raw.kaseya_accounts, raw.kaseya_contacts, raw.kaseya_opportunities"
+        "raw.kaseya_accounts, raw.kaseya_contacts, raw.kaseya_opportunities, raw.kaseya_timelogs"
     assert "modified_on" in {c.name for c in changes.metadata["dagster/column_schema"].columns}
     assert {"kaseya"} <= graph.get(dg.AssetKey(["raw", "kaseya_products"])).kinds
     assert {"zomentum"} <= graph.get(dg.AssetKey(["zomentum", "items"])).kinds

@@ -12,7 +12,7 @@ from datetime import timedelta
 import dagster as dg
 
 from zk_pipelines.defs.jobs import PULL_GROUPS
-from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
+from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, ZOMENTUM_TARGETS
 from zk_pipelines.storage.pull_store import table_columns
 
 OWNER = "team:integrations"
@@ -30,13 +30,13 @@ HOURLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2)
                                                   warn_window=timedelta(minutes=75))
 
 # Assets whose table is not named by their key.
-CHANGES_TABLES = ("raw.kaseya_accounts", "raw.kaseya_contacts", "raw.kaseya_opportunities")
+CHANGES_TABLES = tuple(f"raw.{source.raw_table}" for source in INCREMENTAL_SOURCES)
 ID_MAP_TABLE = "zomentum.id_map"
 
 
 def table_of(key: dg.AssetKey) -> str | None:
     """The DuckDB table an asset is: its key's, or for the loads the id map (their rows by entity), for
-    raw/kaseya_changes the first of its three lists' tables (all three have one layout)."""
+    raw/kaseya_changes the first of its lists' tables (all have one layout)."""
     path = key.path
     if path == ["raw", "kaseya_changes"]:
         return CHANGES_TABLES[0]

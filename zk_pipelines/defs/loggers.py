@@ -15,6 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from zk_pipelines.domain.entities import INCREMENTAL_SOURCES
+
 EVENT_FILE_LOGGER = "event_log_file"
 PROGRESS_LOGGER = "progress"
 
@@ -31,7 +33,7 @@ class Phase:
 
 PHASES = (
     Phase("extract", ("raw__", "kaseya_catalogue"),
-          (("accounts_rows", "accounts"), ("contacts_rows", "contacts"), ("opportunities_rows", "opportunities"),
+          (*((f"{source.name}_rows", source.name) for source in INCREMENTAL_SOURCES),
            ("rows", "catalogue rows"), ("kaseya_calls", "Kaseya calls"), ("step_kaseya_calls", "Kaseya calls"))),
     Phase("settings", ("settings__",), (("zomentum_calls", "Zomentum calls"),)),
     Phase("staging", ("stg__",), (("rows_staged", "staged"), ("records_rejected", "rejected"),
