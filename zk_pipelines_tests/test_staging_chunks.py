@@ -87,7 +87,8 @@ def staged_with(database: Path, copy: Path, last: datetime, chunk: int) -> tuple
         tables = {entity: connection.execute(f"SELECT * FROM stg.kaseya_{entity} ORDER BY kaseya_id").fetchall()
                   for entity in ENTITIES}
         tables["rejects"] = connection.execute(
-            "SELECT * FROM audit.rejects WHERE entity IN ('accounts', 'opportunities') ORDER BY ALL").fetchall()
+            "SELECT * EXCLUDE (reject_id) FROM audit.rejects WHERE entity IN ('accounts', 'opportunities') "
+            "ORDER BY ALL").fetchall()
     return reports, tables
 
 
