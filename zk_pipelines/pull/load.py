@@ -48,6 +48,9 @@ from zk_pipelines.storage.pull_store import (
 # The custom field on Zomentum opportunities that links to the Kaseya opportunity.
 KASEYA_LINK_FIELD = "Kaseya opportunity"
 
+# The ledger's action for a record a person must settle (an error for `zk audit`): nothing was written.
+CONFLICT = "conflict"
+
 # How a reason names each match field.
 MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}
 
@@ -110,6 +113,12 @@ def _match_key(target: ZomentumTarget, record: dict[str, Any], link_field: str |
     return value.lower() if target.match_field == "email" else str(value)
 
 
+def _scope(target: ZomentumTarget, record: dict[str, Any]) -> str | None:
+    """Client users are matched within their own client only: a person with the same e-mail under another
+    client is another client's contact (or a conflict for a person to settle), never moved over."""
+    return record.get("client_company_id") if target.name == "client_users" else None
+
+
 class MatchIndex:
     """Existing Zomentum records by match key, read once per load (one paged listing) and only when a
     record has to be created. Shared by the load's threads: the first to need it reads the listing whole
@@ -119,7 +128,7 @@ class MatchIndex:
         self._client = client
         self._target = target
         self._link_field = link_field
-        self._index: dict[str, dict[str, Any]] | None = None
+        self._index: dict[str, list[dict[str, Any]]] | None = None
         self._created: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -128,32 +137,40 @@ class MatchIndex:
             return iter(self._client.all_opportunities())
         return self._client.iter_records(self._target.resource)
 
-    def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
+    def _candidates(self, payload: dict[str, Any], fresh: bool) -> list[dict[str, Any]]:
         key = _match_key(self._target, payload, self._link_field)
         with self._lock:
             if self._index is None or fresh:
                 # Built aside and kept only once whole: a listing cut short (an API error on a later page) must
                 # not leave an index that misses records, or a record it lacks would be created a second time.
-                index: dict[str, dict[str, Any]] = {}
-                for record in self._records():
-                    record_key = _match_key(self._target, record, self._link_field)
-                    if record_key is not None:
-                        index.setdefault(record_key, record)
+                index: dict[str, list[dict[str, Any]]] = {}
                 # A fresh listing may have been read before another thread's create landed: what this load
                 # created stays findable.
-                for record in self._created:
+                for record in [*self._records(), *self._created]:
                     record_key = _match_key(self._target, record, self._link_field)
-                    if record_key is not None:
-                        index.setdefault(record_key, record)
+                    if record_key is not None and all(r["id"] != record["id"] for r in index.get(record_key, ())):
+                        index.setdefault(record_key, []).append(record)
                 self._index = index
-            return self._index.get(key) if key is not None else None
+            return list(self._index.get(key, ())) if key is not None else []
+
+    def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
+        """The existing record this payload stands for: same match key, and for a client user the same client."""
+        scope = _scope(self._target, payload)
+        return next((r for r in self._candidates(payload, fresh) if _scope(self._target, r) == scope), None)
+
+    def elsewhere(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Records with the payload's match key under another client (client users only)."""
+        if self._target.name != "client_users":
+            return []
+        scope = _scope(self._target, payload)
+        return [r for r in self._candidates(payload, False) if _scope(self._target, r) != scope]
 
     def add(self, record: dict[str, Any]) -> None:
         key = _match_key(self._target, record, self._link_field)
         with self._lock:
             self._created.append(record)
             if self._index is not None and key is not None:
-                self._index.setdefault(key, record)
+                self._index.setdefault(key, []).append(record)
 
 
 class _Ledger:
@@ -256,7 +273,7 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
             event = outcome.event
             report.zomentum_writes += outcome.writes
             report.counts[event.action] += 1
-            if event.action == "failed":
+            if event.action in ("failed", CONFLICT):
                 failures.append((position, event))
             elif event.action == "created":
                 created.append((position, event))
@@ -410,6 +427,19 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
             return failed(f"{label}: has the same {what} as Kaseya {KASEYA_LINK_ENTITY[target.name]} {owner}, "
                           f"which is linked to Zomentum {target.label} {existing['id']}; one Zomentum "
                           f"{target.label} cannot stand for both: correct the duplicate in Kaseya")
+        if existing is None:
+            strangers = [r for r in index.elsewhere(desired) if r["id"] not in paired]
+            if strangers:
+                # A Zomentum-only person of another client has this e-mail: the same person moved, or two
+                # people sharing a mailbox. Moving them would silently change a client's contacts; creating a
+                # second one could duplicate a person: neither is ours to decide.
+                return failed(
+                    f"{label}: its e-mail {payload.get('email')} is that of Zomentum client user "
+                    + ", ".join(f"{r['id']} (client {r.get('client_company_id')})" for r in strangers)
+                    + f", under another client than this contact's client {payload.get('client_company_id')}; "
+                    "it is neither moved nor duplicated: a person settles it (correct the e-mail in one system, "
+                    "or move the client user in Zomentum), and the next run syncs the contact",
+                    action=CONFLICT)
         if existing is not None:
             current = {key: existing.get(key) for key in payload}
             changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
