@@ -39,6 +39,7 @@ from zk_pipelines.storage.pull_store import (
     IdMapEntry,
     PendingRecord,
     SyncEvent,
+    opportunity_status_ids,
     pending_records,
     read_id_map,
     record_events,
@@ -247,12 +248,16 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
         # (read only when something is to be sent: a quiet hour's load reads two small results, not the map).
         paired = ({zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}
                   if pending else {})
+        # The Kaseya status of each opportunity to send: on first sight, the stage tie-break needs it with the
+        # matched Zomentum opportunity's current stage, which the mapping could not know.
+        status_ids = (opportunity_status_ids(connection, [p.kaseya_id for p in pending if p.zomentum_id is None])
+                      if target.name == "opportunities" and pending else {})
     report = LoadReport(target.name)
     link_field = ensure_link_field(client) if target.matched_by_link and pending else None
     index = MatchIndex(client, target, link_field)
 
     def send_one(position: int) -> Outcome:
-        outcome = _load_one(client, target, pending[position], resolved, index, link_field, paired)
+        outcome = _load_one(client, target, pending[position], resolved, index, link_field, paired, status_ids)
         if outcome.entry is not None:
             # Read only by later records of the same match key, which run after this one on this thread.
             paired[outcome.entry.zomentum_id] = outcome.entry.kaseya_id
@@ -383,8 +388,19 @@ def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str 
     return {**payload, "custom_fields": [{"id": link_field, "values": [link]}]}
 
 
+def _keep_current_stage(payload: dict[str, Any], existing: dict[str, Any], status_id: int | None,
+                        resolved: ResolvedSettings) -> dict[str, Any]:
+    """The payload with the stage the tie-break gives against the matched opportunity's current stage: a
+    status mapped from several stages keeps the current one if it is among them, on first sight too."""
+    if status_id is None:
+        return payload
+    stage = resolved.import_stage(status_id, existing.get("opportunity_pipeline_stage_id"))
+    return {**payload, "opportunity_pipeline_id": stage.pipeline_id, "opportunity_pipeline_stage_id": stage.stage_id}
+
+
 def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
-              index: MatchIndex, link_field: str | None, paired: dict[str, str]) -> Outcome:
+              index: MatchIndex, link_field: str | None, paired: dict[str, str],
+              status_ids: dict[str, int]) -> Outcome:
     kid = record.kaseya_id
     k_link = kaseya_link(resolved, target.name, kid)
     writes = 0
@@ -441,6 +457,10 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
                     "or move the client user in Zomentum), and the next run syncs the contact",
                     action=CONFLICT)
         if existing is not None:
+            if target.name == "opportunities":
+                # The id map keeps this payload (what Zomentum holds now), so later mappings keep the stage too;
+                # its hash stays the mapped one, so the kept stage is not taken for a change next run.
+                payload = _keep_current_stage(payload, existing, status_ids.get(kid), resolved)
             current = {key: existing.get(key) for key in payload}
             changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
             if changes:

@@ -421,6 +421,16 @@ def pending_records(connection: duckdb.DuckDBPyConnection, name: str, *, include
             for kid, p, h, problem, waiting, zid, sp, sh in rows]
 
 
+def opportunity_status_ids(connection: duckdb.DuckDBPyConnection, kaseya_ids: Iterable[str]) -> dict[str, int]:
+    """Kaseya opportunity id -> its staged status id, for the stage tie-break on first sight."""
+    ids = [int(i) for i in kaseya_ids if str(i).lstrip("-").isdigit()]
+    if not ids:
+        return {}
+    return {str(k): int(s) for k, s in connection.execute(
+        "SELECT kaseya_id, status_id FROM stg.kaseya_opportunities WHERE list_contains($ids, kaseya_id)",
+        {"ids": ids}).fetchall() if s is not None}
+
+
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:
     return connection.execute(f"SELECT count(*) FROM mapped.zomentum_{name}").fetchone()[0]
 
