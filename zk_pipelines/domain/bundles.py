@@ -119,14 +119,30 @@ class ItemFacts:
     manufacturer_part_number: str | None = None
     bundle_pricing_level: str | None = None  # bundle | individual; bundles only
     taxable: bool = True
+    # The item's own first pricing option: what a Kaseya product created for it is priced at, whatever the
+    # line's price (a bundle child at 0 or at its share of the bundle, a price agreed for this deal).
+    sell_price: Decimal | None = None
+    cost_price: Decimal | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ItemFacts:
         """From a Zomentum item record (`clients.zomentum_models.Item`)."""
         bundle = item.get("bundle") or {}
         part_number = (item.get("manufacturer_part_number") or "").strip() or None
+        pricing = (item.get("pricing") or [{}])[0] or {}
         return cls(item_id=str(item["id"]), manufacturer_part_number=part_number,
-                   bundle_pricing_level=bundle.get("pricing_level"))
+                   bundle_pricing_level=bundle.get("pricing_level"),
+                   sell_price=_amount(pricing.get("sell_price")), cost_price=_amount(pricing.get("cost_price")))
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -160,9 +176,10 @@ class PlannedLine:
     taxable: bool
     zomentum_item_id: str | None
     manufacturer_part_number: str | None
-    # The item's own price, for a catalogue item created from this line; None where the line's price is not
-    # the item's (a share of a bundle, a zero-priced child, a setup fee).
+    # The item's own price and cost, for a catalogue item created from this line (the Zomentum item's first
+    # pricing option; the line's own price where the item is unknown and the line's price is the item's).
     catalogue_price: Decimal | None = None
+    catalogue_cost: Decimal | None = None
 
     @property
     def total(self) -> Decimal:
@@ -234,7 +251,9 @@ def _planned(
         taxable=facts.taxable,
         zomentum_item_id=line.item_id,
         manufacturer_part_number=facts.manufacturer_part_number,
-        catalogue_price=line.sell_price if unit_price is None else None,
+        catalogue_price=facts.sell_price if facts.sell_price is not None else (
+            line.sell_price if unit_price is None else None),
+        catalogue_cost=facts.cost_price,
     )
 
 

@@ -23,8 +23,8 @@ Decisions the issue leaves open:
 - Quote line margin: percent of the unit price, rounded to 2 decimals, `MarginType` 1 (ASSUMED: 1 means
   percent, as the sandbox seeds it). A PUT must carry it or Kaseya resets it to 0.
 - Catalogue items: inventory products through `POST /v2/inventory/products` (unpublished) with the default
-  warehouse and category, found again by product number (the manufacturer part number, else
-  `ZOM-<item id>`); services, labour, bundles priced as one service and setup fees through the published
+  warehouse and category and the item's own type, price and cost (its first pricing option, never a bundle
+  child's 0 or share), found again by product number (the manufacturer part number, else `ZOM-<item id>`); services, labour, bundles priced as one service and setup fees through the published
   `POST /v2/admin/finance/services/services`, found again by exact name. Kaseya quotes labour lines against
   service ids (line item type 3), so the default labour period only applies to a product of type Labour.
 - Quote lines that carry one of our keys for this document but are no longer planned (the bundle mode
@@ -744,8 +744,10 @@ def is_catalogue_product(line: PlannedLine) -> bool:
 
 
 def _catalogue_amounts(line: PlannedLine) -> dict[str, float]:
+    """The created item's own price and cost (the Zomentum item's), never a bundle child's 0 or its share."""
     price = line.catalogue_price if line.catalogue_price is not None else Decimal(0)
-    return {"UnitPrice": wire_number(price), "UnitCost": wire_number(line.unit_cost)}
+    cost = line.catalogue_cost if line.catalogue_cost is not None else line.unit_cost
+    return {"UnitPrice": wire_number(price), "UnitCost": wire_number(cost)}
 
 
 def product_body(line: PlannedLine, defaults: CatalogueDefaults) -> dict[str, Any]:

@@ -421,6 +421,12 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
 
     label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kid}"
     try:
+        if record.zomentum_id is not None and record.sent_payload is None:
+            # Paired by a push, which made the Kaseya record from this Zomentum record: the two agree, and
+            # mapping it back would lose what Kaseya cannot hold (an item's billing period, its type, a part
+            # number Kaseya needed). What is mapped now becomes the baseline; only later Kaseya changes are sent.
+            return linked("matched", record.zomentum_id, "created",
+                          reason="paired by a push that created the Kaseya record from it; Zomentum kept as it is")
         if record.zomentum_id is not None:
             changes = partial_update(record.sent_payload, payload)
             if changes:
