@@ -14,7 +14,8 @@ from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, wr
 # Zomentum-only catalogue items of the sandbox's seed: every product type, with and without a part number,
 # a bundle priced at bundle level (its software child, "Password Manager Seat", is on no line of its own, so
 # only the bundle creates its product) and one priced per child.
-ITEMS = ("Rack Shelf 1U", "Label Printer", "E-mail Signature Tool", "Security Awareness Training", "Onboarding Hour", "New Hire Onboarding Bundle", "Secure Workstation Bundle")
+ITEMS = ("Rack Shelf 1U", "Label Printer", "E-mail Signature Tool", "Security Awareness Training", "Onboarding Hour",
+         "New Hire Onboarding Bundle", "Secure Workstation Bundle")
 PRODUCT_TYPE = {"hardware": "Hardware", "software": "Software"}
 
 

@@ -36,9 +36,9 @@ that a second push finds its lines and updates them instead of adding new ones. 
 is, not which Zomentum line it came from (Zomentum gives every line a new id in every document revision):
 `zk:{document}:{item}#{n}` for the n-th top-level line of that item, `zk:{document}:{bundle item}#{n}/{child
 item}#{m}` for a bundle's child, `+setup` for a setup fee (a line without an item is named by its name). A
-revision that changes one quantity, adds a line and removes one thus updates, adds and retires exactly those. `ExtDistReference` is chosen over a
-description marker because it is not shown to the customer and is a plain field Kaseya reads back; it is
-meant for distributor references, which our lines (distributor type 0) never have.
+revision that changes one quantity, adds a line and removes one thus updates, adds and retires exactly those.
+`ExtDistReference` is chosen over a description marker because it is not shown to the customer and is a plain
+field Kaseya reads back; it is meant for distributor references, which our lines (distributor type 0) never have.
 
 Zomentum's assumed contract carries no tax flag on lines or items: a line is taxable unless the caller's
 `ItemFacts` for its item says otherwise.

@@ -24,7 +24,8 @@ Decisions the issue leaves open:
   percent, as the sandbox seeds it). A PUT must carry it or Kaseya resets it to 0.
 - Catalogue items: inventory products through `POST /v2/inventory/products` (unpublished) with the default
   warehouse and category and the item's own type, price and cost (its first pricing option, never a bundle
-  child's 0 or share), found again by product number (the manufacturer part number, else `ZOM-<item id>`); services, labour, bundles priced as one service and setup fees through the published
+  child's 0 or share), found again by product number (the manufacturer part number, else `ZOM-<item id>`);
+  services, labour, bundles priced as one service and setup fees through the published
   `POST /v2/admin/finance/services/services`, found again by exact name. Kaseya quotes labour lines against
   service ids (line item type 3), so the default labour period only applies to a product of type Labour.
 - Quote lines are matched by what they are (item, occurrence, bundle: the key in `ExtDistReference`), not by
