@@ -31,7 +31,10 @@ def test_first_sight_keeps_the_current_zomentum_stage_among_equivalent_stages(sa
             entry["kaseya_status"] = PROPOSAL
     harness.settings_path.write_text(yaml.safe_dump(settings, sort_keys=False))
 
-    opportunity = harness.kaseya_records("opportunities")[0]
+    active = {a["id"] for a in harness.kaseya_records("accounts") if a["isActive"] is not False}
+    inactive_contacts = {c["id"] for c in harness.kaseya_records("contacts") if c["isActive"] is False}
+    opportunity = next(o for o in harness.kaseya_records("opportunities") if o["accountId"] in active
+                       and o["contactId"] not in inactive_contacts)
     status_id = next(o["statusId"] for o in harness.kaseya_records("opportunities") if o["status"] == PROPOSAL)
     kaseya.state.update_record("opportunities", opportunity["id"], {"statusId": status_id})
     harness.set_modified_on("opportunities", opportunity["id"], harness.current_hour - timedelta(hours=6))

@@ -54,7 +54,9 @@ def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(syn
     users = {u["email"].lower(): u["id"] for u in harness.zomentum.state.records("users")}
     employees = {e["id"]: e for e in harness.kaseya_records("employees")}
     client_ids = harness.id_map("clients")
-    accounts = [a for a in harness.kaseya_records("accounts") if a["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H")]
+    # Inactive accounts and contacts are not created in Zomentum (test_pull_deactivation).
+    accounts = [a for a in harness.kaseya_records("accounts") if a["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H")
+                and a["isActive"] is not False]
     assert len(accounts) > 20
     for account in accounts:
         client = clients[client_ids[str(account["id"])]]
@@ -72,7 +74,8 @@ def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(syn
     contacts = harness.zomentum_records("client/users")
     contact_ids = harness.id_map("client_users")
     kaseya_contacts = [c for c in harness.kaseya_records("contacts")
-                       if c["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H") and str(c["accountId"]) in client_ids]
+                       if c["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H") and str(c["accountId"]) in client_ids
+                       and c["isActive"] is not False]
     assert len(kaseya_contacts) > 50
     for contact in kaseya_contacts:
         user = contacts[contact_ids[str(contact["id"])]]

@@ -51,6 +51,8 @@ CUSTOM_FIELDS = "custom/fields"
 # Zomentum's notes state no uniqueness rule for a client user's e-mail: one e-mail may belong to client users of
 # several clients (the sandbox enforces none). The pull therefore matches a contact by e-mail within its own
 # client only (`pull/load.py`), and two Kaseya contacts sharing an e-mail in two accounts become two client users.
+# No active flag: the notes give clients and client users none (users have `is_active`, items and documents
+# nothing of the kind), so the pull marks a Kaseya deactivation in a custom field of its own ("Kaseya status").
 
 
 def api_root(base_url: str) -> str:

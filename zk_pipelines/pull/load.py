@@ -39,6 +39,9 @@ from zk_pipelines.storage.pull_store import (
     IdMapEntry,
     PendingRecord,
     SyncEvent,
+    activity_changes,
+    inactive_unpaired,
+    mark_activity,
     opportunity_status_ids,
     pending_records,
     read_id_map,
@@ -51,6 +54,13 @@ KASEYA_LINK_FIELD = "Kaseya opportunity"
 
 # The ledger's action for a record a person must settle (an error for `zk audit`): nothing was written.
 CONFLICT = "conflict"
+
+# Kaseya sources whose staged rows carry Kaseya's active flag (accounts, contacts). Kaseya's product list has
+# none, so a product cannot be seen deactivated. Zomentum's clients and client users have no active flag of
+# their own (zomentum_models.py): the flag goes into this custom field, created if missing.
+ACTIVE_FLAG_SOURCES = ("accounts", "contacts")
+KASEYA_STATUS_FIELD = "Kaseya status"
+CUSTOM_FIELD_ENTITY = {"clients": "client_company", "client_users": "client_user"}
 
 # How a reason names each match field.
 MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}
@@ -96,6 +106,14 @@ def ensure_link_field(client: ZomentumClient) -> str:
         if custom_field.display_name.lower() == KASEYA_LINK_FIELD.lower():
             return custom_field.id
     return client.create_custom_field("opportunity", KASEYA_LINK_FIELD, "text").id
+
+
+def ensure_status_field(client: ZomentumClient, entity_type: str) -> str:
+    """The id of the `entity_type` custom field holding the Kaseya active flag, created if missing."""
+    for custom_field in client.custom_fields(entity_type):
+        if custom_field.display_name.lower() == KASEYA_STATUS_FIELD.lower():
+            return custom_field.id
+    return client.create_custom_field(entity_type, KASEYA_STATUS_FIELD, "text").id
 
 
 def _link_value(record: dict[str, Any], field_id: str) -> str | None:
@@ -252,6 +270,12 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
         # matched Zomentum opportunity's current stage, which the mapping could not know.
         status_ids = (opportunity_status_ids(connection, [p.kaseya_id for p in pending if p.zomentum_id is None])
                       if target.name == "opportunities" and pending else {})
+        # Inactive in Kaseya and never paired: not created (nor matched) in Zomentum; said once, when Kaseya
+        # reports it (mapped in this run), and silently passed over by later runs until it is reactivated.
+        inactive = (inactive_unpaired(connection, target.name, target.source, run_id)
+                    if target.source in ACTIVE_FLAG_SOURCES and pending else {})
+    skipped = [p for p in pending if p.zomentum_id is None and p.kaseya_id in inactive]
+    pending = [p for p in pending if not (p.zomentum_id is None and p.kaseya_id in inactive)]
     report = LoadReport(target.name)
     link_field = ensure_link_field(client) if target.matched_by_link and pending else None
     index = MatchIndex(client, target, link_field)
@@ -267,6 +291,14 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
     failures: list[tuple[int, SyncEvent]] = []
     with _ledger(database, run_id=run_id, partition_key=partition_key, fingerprint=resolved.fingerprint,
                  clock=clock) as ledger:
+        for record in skipped:
+            if inactive[record.kaseya_id]:
+                report.counts["skipped"] += 1
+                ledger.add(SyncEvent("pull", target.name, "skipped", record.kaseya_id, None,
+                                     reason=f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} "
+                                            f"{record.kaseya_id}: inactive in Kaseya, so not created in Zomentum "
+                                            "(it is once reactivated)",
+                                     link=kaseya_link(resolved, target.name, record.kaseya_id)))
         pending_ids = {p.kaseya_id for p in pending}
         for kaseya_id, zomentum_id in unchanged:
             if kaseya_id in pending_ids:
@@ -292,7 +324,42 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
         send_grouped(key_groups(keys), send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
     report.created = [event for _, event in sorted(created, key=lambda pair: pair[0])]
     report.failures = [event for _, event in sorted(failures, key=lambda pair: pair[0])]
+    if target.source in ACTIVE_FLAG_SOURCES:
+        _send_activity(database, client, target, resolved, report, run_id=run_id, partition_key=partition_key,
+                       clock=clock)
     return report
+
+
+def _send_activity(database: Path, client: ZomentumClient, target: ZomentumTarget, resolved: ResolvedSettings,
+                   report: LoadReport, *, run_id: str, partition_key: str | None,
+                   clock: Callable[[], datetime]) -> None:
+    """Tell Zomentum of every paired record whose Kaseya active flag changed since it was last told: the
+    "Kaseya status" custom field set to `inactive` (ledger: `deactivated`) or back to `active` (`reactivated`).
+    The record is otherwise left as it is: a client's documents and opportunities stay where they are."""
+    with connect(database, read_only=True) as connection:
+        changes = activity_changes(connection, target.name, target.source)
+    if not changes:
+        return
+    field_id = ensure_status_field(client, CUSTOM_FIELD_ENTITY[target.name])
+    for kaseya_id, zomentum_id, now_inactive in changes:
+        action, value = ("deactivated", "inactive") if now_inactive else ("reactivated", "active")
+        label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kaseya_id}"
+        try:
+            client.update(target.resource, zomentum_id, {"custom_fields": [{"id": field_id, "values": [value]}]})
+            report.zomentum_writes += 1
+            event = SyncEvent("pull", target.name, action, kaseya_id, zomentum_id, changed_fields=[KASEYA_STATUS_FIELD],
+                              reason=f"{label}: {value} in Kaseya; Zomentum's \"{KASEYA_STATUS_FIELD}\" set to {value}",
+                              link=zomentum_link(resolved, target.name, zomentum_id))
+        except ApiError as exc:
+            event = SyncEvent("pull", target.name, "failed", kaseya_id, zomentum_id, reason=f"{label}: {exc}",
+                              link=kaseya_link(resolved, target.name, kaseya_id))
+            report.failures.append(event)
+        report.counts[event.action] += 1
+        with connect(database) as connection:
+            if event.action == action:
+                mark_activity(connection, target.name, kaseya_id, now_inactive)
+            record_events(connection, [event], run_id=run_id, partition_key=partition_key,
+                          settings_fingerprint=resolved.fingerprint, now=clock())
 
 
 def match_keys(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,

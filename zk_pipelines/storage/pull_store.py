@@ -431,6 +431,48 @@ def opportunity_status_ids(connection: duckdb.DuckDBPyConnection, kaseya_ids: It
         {"ids": ids}).fetchall() if s is not None}
 
 
+# The key the id map's payload carries for a record Zomentum was told is inactive in Kaseya (never sent as such:
+# the load sends it as the "Kaseya status" custom field).
+INACTIVE_MARK = "kaseya_status"
+
+
+def inactive_unpaired(connection: duckdb.DuckDBPyConnection, name: str, source: str, run_id: str
+                      ) -> dict[str, bool]:
+    """Kaseya id -> mapped in this run, of the target's staged rows inactive in Kaseya and paired with nothing."""
+    return {str(k): bool(now) for k, now in connection.execute(
+        f"""SELECT m.kaseya_id, m.run_id IS NOT DISTINCT FROM $run_id
+            FROM mapped.zomentum_{name} m
+            JOIN stg.kaseya_{source} s ON CAST(s.kaseya_id AS VARCHAR) = m.kaseya_id
+            LEFT JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
+            WHERE s.is_active = false AND i.zomentum_id IS NULL""",
+        {"entity": name, "run_id": run_id}).fetchall()}
+
+
+def activity_changes(connection: duckdb.DuckDBPyConnection, name: str, source: str) -> list[tuple[str, str, bool]]:
+    """(Kaseya id, Zomentum id, inactive now) of the paired records whose Kaseya active flag differs from what
+    Zomentum was last told (pairs the pull has sent nothing for yet are left to the pull's first sight)."""
+    return [(str(k), str(z), bool(inactive)) for k, z, inactive in connection.execute(
+        f"""SELECT i.kaseya_id, i.zomentum_id, s.is_active = false
+            FROM zomentum.id_map i
+            JOIN stg.kaseya_{source} s ON CAST(s.kaseya_id AS VARCHAR) = i.kaseya_id
+            WHERE i.entity = $entity AND i.payload IS NOT NULL
+              AND (s.is_active = false) IS DISTINCT FROM
+                  (json_extract_string(i.payload, $mark) IS NOT DISTINCT FROM 'inactive')
+            ORDER BY i.kaseya_id""",
+        {"entity": name, "mark": f"$.{INACTIVE_MARK}"}).fetchall()]
+
+
+def mark_activity(connection: duckdb.DuckDBPyConnection, name: str, kaseya_id: str, inactive: bool) -> None:
+    """Record in the id map's payload what Zomentum was told of the record's Kaseya active flag."""
+    connection.execute(
+        """UPDATE zomentum.id_map
+           SET payload = CASE WHEN $inactive THEN json_merge_patch(payload, $mark_json)
+                              ELSE json_merge_patch(payload, $unmark_json) END
+           WHERE entity = $entity AND kaseya_id = $kaseya_id""",
+        {"entity": name, "kaseya_id": kaseya_id, "inactive": inactive,
+         "mark_json": json.dumps({INACTIVE_MARK: "inactive"}), "unmark_json": json.dumps({INACTIVE_MARK: None})})
+
+
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:
     return connection.execute(f"SELECT count(*) FROM mapped.zomentum_{name}").fetchone()[0]
 
