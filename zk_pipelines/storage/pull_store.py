@@ -197,8 +197,9 @@ def read_snapshot_changed_since(connection: duckdb.DuckDBPyConnection, table: st
 
 def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_ids: Iterable[int],
                           limit: int, stale_before: datetime) -> list[int]:
-    """New products first (never priced), then the least recently refreshed of those refreshed before
-    `stale_before`, at most `limit`."""
+    """New products first (never priced), then those whose listing changed since their pricing was read (a
+    product edited in Kaseya this hour gets its prices this hour too), then the least recently refreshed of
+    those refreshed before `stale_before`, at most `limit`."""
     ids = sorted(set(int(i) for i in product_index_ids))
     if not ids or limit <= 0:
         return []
@@ -206,8 +207,10 @@ def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_i
         """
         SELECT ids.id FROM (SELECT unnest($ids) AS id) ids
         LEFT JOIN raw.kaseya_product_pricing p ON p.product_index_id = ids.id
-        WHERE p.refreshed_at IS NULL OR p.refreshed_at < $stale_before
-        ORDER BY p.refreshed_at ASC NULLS FIRST, ids.id
+        LEFT JOIN raw.kaseya_products listing ON listing.kaseya_key = CAST(ids.id AS VARCHAR)
+        WHERE p.refreshed_at IS NULL OR p.refreshed_at < $stale_before OR listing.changed_at > p.refreshed_at
+        ORDER BY p.refreshed_at IS NULL DESC, coalesce(listing.changed_at > p.refreshed_at, false) DESC,
+                 p.refreshed_at ASC, ids.id
         LIMIT $limit
         """,
         {"ids": ids, "limit": limit, "stale_before": stale_before},
