@@ -88,6 +88,11 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 def _cmd_state(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.state import run_state_command
 
+    if args.action == "rebuild":
+        from zk_pipelines.commands.state_rebuild import run_state_rebuild
+
+        return run_state_rebuild(os.environ, out=sys.stdout, err=sys.stderr)
+
     if args.action in ("export", "import") and args.directory is None:
         raise ConfigurationError(f"zk state {args.action} needs a directory")
     return run_state_command(args.action, args.directory, os.environ, sys.stdout)
@@ -196,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("state", help="the tenant's durable state store: migrate, status, export or import "
-                                     "(PostgreSQL with ZK_STATE_URL, else the DuckDB file)")
-    p.add_argument("action", choices=["migrate", "status", "export", "import"])
+                                     "(PostgreSQL with ZK_STATE_URL, else the DuckDB file); rebuild restores a "
+                                     "lost id map from the Kaseya links Zomentum's records carry")
+    p.add_argument("action", choices=["migrate", "status", "export", "import", "rebuild"])
     p.add_argument("directory", nargs="?", type=Path, help="export: where to write; import: what to load")
     p.set_defaults(func=_cmd_state)
 

@@ -100,12 +100,20 @@ def zomentum_link(resolved: ResolvedSettings, target: str, zomentum_id: str) -> 
     return resolved.settings.links.zomentum.url(ZOMENTUM_LINK_ENTITY[target], zomentum_id)
 
 
-def ensure_link_field(client: ZomentumClient) -> str:
-    """The id of the opportunity custom field holding the Kaseya link, created if missing."""
-    for custom_field in client.custom_fields("opportunity"):
-        if custom_field.display_name.lower() == KASEYA_LINK_FIELD.lower():
+# Every record the pull creates or matches carries its Kaseya link in a custom field of its own: the
+# opportunity's is also how it is matched on first sight; all of them let `zk state rebuild` restore a lost id
+# map, and let a load notice that the id map does not know a record Zomentum says is ours.
+LINK_FIELDS = {"clients": ("client_company", "Kaseya account"), "client_users": ("client_user", "Kaseya contact"),
+               "opportunities": ("opportunity", KASEYA_LINK_FIELD), "items": ("item", "Kaseya product")}
+
+
+def ensure_link_field(client: ZomentumClient, target: str = "opportunities") -> str:
+    """The id of the target's custom field holding the Kaseya link, created if missing."""
+    entity_type, name = LINK_FIELDS[target]
+    for custom_field in client.custom_fields(entity_type):
+        if custom_field.display_name.lower() == name.lower():
             return custom_field.id
-    return client.create_custom_field("opportunity", KASEYA_LINK_FIELD, "text").id
+    return client.create_custom_field(entity_type, name, "text").id
 
 
 def ensure_status_field(client: ZomentumClient, entity_type: str) -> str:
@@ -148,6 +156,7 @@ class MatchIndex:
         self._target = target
         self._link_field = link_field
         self._index: dict[str, list[dict[str, Any]]] | None = None
+        self._unkeyed: list[dict[str, Any]] = []
         self._created: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -157,25 +166,38 @@ class MatchIndex:
         return self._client.iter_records(self._target.resource)
 
     def _candidates(self, payload: dict[str, Any], fresh: bool) -> list[dict[str, Any]]:
-        key = _match_key(self._target, payload, self._link_field)
+        key = _match_key(self._target, payload, self._link_field) if payload else None
         with self._lock:
             if self._index is None or fresh:
                 # Built aside and kept only once whole: a listing cut short (an API error on a later page) must
                 # not leave an index that misses records, or a record it lacks would be created a second time.
                 index: dict[str, list[dict[str, Any]]] = {}
+                unkeyed: list[dict[str, Any]] = []  # no match key (no e-mail, no part number): found by link only
                 # A fresh listing may have been read before another thread's create landed: what this load
                 # created stays findable.
                 for record in [*self._records(), *self._created]:
                     record_key = _match_key(self._target, record, self._link_field)
-                    if record_key is not None and all(r["id"] != record["id"] for r in index.get(record_key, ())):
+                    if record_key is None:
+                        unkeyed.append(record)
+                    elif all(r["id"] != record["id"] for r in index.get(record_key, ())):
                         index.setdefault(record_key, []).append(record)
-                self._index = index
+                self._index, self._unkeyed = index, unkeyed
             return list(self._index.get(key, ())) if key is not None else []
 
     def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
         """The existing record this payload stands for: same match key, and for a client user the same client."""
         scope = _scope(self._target, payload)
         return next((r for r in self._candidates(payload, fresh) if _scope(self._target, r) == scope), None)
+
+    def by_link(self, link: str) -> dict[str, Any] | None:
+        """The record carrying this Kaseya link in the target's link field (the listing read for `find`)."""
+        if self._link_field is None:
+            return None
+        self._candidates({}, False)
+        with self._lock:
+            return next((r for records in (self._index or {}).values() for r in records
+                         if _link_value(r, self._link_field) == link), None) or next(
+                (r for r in self._unkeyed if _link_value(r, self._link_field) == link), None)
 
     def elsewhere(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """Records with the payload's match key under another client (client users only)."""
@@ -277,7 +299,7 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
     skipped = [p for p in pending if p.zomentum_id is None and p.kaseya_id in inactive]
     pending = [p for p in pending if not (p.zomentum_id is None and p.kaseya_id in inactive)]
     report = LoadReport(target.name)
-    link_field = ensure_link_field(client) if target.matched_by_link and pending else None
+    link_field = ensure_link_field(client, target.name) if pending else None
     index = MatchIndex(client, target, link_field)
 
     def send_one(position: int) -> Outcome:
@@ -450,7 +472,7 @@ def send_grouped(groups: list[list[int]], send_one: Callable[[int], Outcome],
 
 def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str | None, link: str
                ) -> dict[str, Any]:
-    if not target.matched_by_link or link_field is None:
+    if link_field is None:
         return payload
     return {**payload, "custom_fields": [{"id": link_field, "values": [link]}]}
 
@@ -529,6 +551,16 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
                     "it is neither moved nor duplicated: a person settles it (correct the e-mail in one system, "
                     "or move the client user in Zomentum), and the next run syncs the contact",
                     action=CONFLICT)
+        if existing is None and link_field is not None:
+            ours = index.by_link(k_link)
+            if ours is not None and paired.get(ours["id"], kid) == kid:
+                # Zomentum holds a record we made or matched for this Kaseya record, and the id map does not
+                # know it (renamed, or its e-mail changed, since): the tenant's state was lost or restored from
+                # an older copy. Creating would make a second one.
+                return failed(f"{label}: Zomentum {target.label} {ours['id']} carries this record's Kaseya link "
+                              f"({LINK_FIELDS[target.name][1]}) but the id map does not pair them: the tenant's "
+                              "state was lost or restored from an older copy; nothing is created until `zk state "
+                              "rebuild` restores the id map from both systems", ours["id"])
         if existing is not None:
             if target.name == "opportunities":
                 # The id map keeps this payload (what Zomentum holds now), so later mappings keep the stage too;
@@ -536,6 +568,8 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
                 payload = _keep_current_stage(payload, existing, status_ids.get(kid), resolved)
             current = {key: existing.get(key) for key in payload}
             changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
+            if link_field is not None and _link_value(existing, link_field) != k_link:
+                changes = _with_link(target, changes, link_field, k_link)  # so that a rebuild finds it
             if changes:
                 client.update(target.resource, existing["id"], changes)
                 writes += 1

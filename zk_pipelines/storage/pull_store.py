@@ -474,6 +474,33 @@ def mark_activity(connection: duckdb.DuckDBPyConnection, name: str, kaseya_id: s
            WHERE entity = $entity AND kaseya_id = $kaseya_id""",
         {"entity": name, "kaseya_id": kaseya_id, "inactive": inactive,
          "mark_json": json.dumps({INACTIVE_MARK: "inactive"}), "unmark_json": json.dumps({INACTIVE_MARK: None})})
+    replicate(connection, ID_MAP, "t.entity = $entity AND t.kaseya_id = $kaseya_id",
+              {"entity": name, "kaseya_id": kaseya_id})
+
+
+def restore_pairs(connection: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str, str, str]], now: datetime
+                  ) -> dict[str, int]:
+    """Pair (entity, Kaseya id, Zomentum id) as `zk state rebuild` found them, without a payload (the next
+    pull takes its mapping as the baseline), unless the id map already pairs that Kaseya record or that
+    Zomentum record. Returns how many were restored per entity."""
+    restored: dict[str, int] = {}
+    for entity, kaseya_id, zomentum_id in pairs:
+        inserted = connection.execute(
+            """
+            INSERT INTO zomentum.id_map (entity, kaseya_id, zomentum_id, link_kind, payload_hash, payload,
+                                         first_synced_at, last_synced_at)
+            SELECT $entity, $kaseya_id, $zomentum_id, 'rebuilt', NULL, NULL, $now, $now
+            WHERE NOT EXISTS (SELECT 1 FROM zomentum.id_map WHERE entity = $entity
+                              AND (kaseya_id = $kaseya_id OR zomentum_id = $zomentum_id))
+            RETURNING kaseya_id
+            """,
+            {"entity": entity, "kaseya_id": kaseya_id, "zomentum_id": zomentum_id, "now": now},
+        ).fetchall()
+        if inserted:
+            replicate(connection, ID_MAP, "t.entity = $entity AND t.kaseya_id = $kaseya_id",
+                      {"entity": entity, "kaseya_id": kaseya_id})
+        restored[entity] = restored.get(entity, 0) + len(inserted)
+    return restored
 
 
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:
