@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines_tests.test_reconcile import differences, reconcile_job
 
 
 def _status(harness: PipelineHarness, resource: str, record_id: str) -> list:
@@ -63,6 +64,10 @@ def test_inactive_records_are_not_created_and_a_deactivation_is_marked_in_zoment
     assert _actions(harness, "clients", account)[-1] == "deactivated"
     assert _actions(harness, "client_users", contact["id"])[-1] == "deactivated"
     assert _actions(harness, "clients", dormant["id"]) == ["skipped"]  # said once, not every run
+
+    # What Zomentum was told of the flag is not a mapped field: a reconciliation finds no drift in it.
+    drifted = [d for d in differences(reconcile_job(harness)) if d.get("class") == "drift"]
+    assert not [d for d in drifted if str(d.get("kaseya_id")) in (str(account), str(contact["id"]))], drifted
 
     # Quiet: a run with no change tells Zomentum nothing again.
     zomentum.state.clear_requests()
