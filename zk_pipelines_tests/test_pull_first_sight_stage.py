@@ -41,8 +41,8 @@ def test_first_sight_keeps_the_current_zomentum_stage_among_equivalent_stages(sa
     link_field = zomentum.state.create_record("custom/fields", {
         "entity_type": "opportunity", "display_name": "Kaseya opportunity", "field_type": "text"})
     pipeline_id, negotiation = _stage(zomentum.state, "Sales Pipeline", "Negotiation")
-    link = settings["links"]["kaseya"]["opportunity"].format(base_url=settings["links"]["kaseya"]["base_url"],
-                                                              id=opportunity["id"])
+    link = settings["links"]["kaseya"]["opportunity"].format(
+        base_url=settings["links"]["kaseya"].get("base_url") or kaseya.base_url, id=opportunity["id"])
     existing = zomentum.state.create_record("opportunities", {
         "name": "Pushed earlier", "client_company_id": zomentum.state.records("client/companies")[0]["id"],
         "opportunity_pipeline_id": pipeline_id, "opportunity_pipeline_stage_id": negotiation,

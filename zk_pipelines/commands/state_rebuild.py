@@ -40,7 +40,8 @@ def run_state_rebuild(env: Mapping[str, str], *, out: TextIO, err: TextIO) -> in
         config = TenantConfig.from_env(env)
         if config.settings_path is None or config.zomentum is None:
             raise ConfigurationError("ZK_SETTINGS and the ZOMENTUM_* variables are needed to rebuild the id map")
-        settings = load_settings(config.settings_path)
+        settings = load_settings(config.settings_path).for_systems(
+            config.kaseya.base_url, config.zomentum.base_url)
     except (ConfigurationError, ValueError) as exc:
         print(f"zk state rebuild: {exc}", file=err)
         return 1

@@ -30,7 +30,7 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
 from zk_pipelines.storage.database import registered
 from zk_pipelines.storage.push_store import ensure_push_tables
-from zk_pipelines.storage.reconcile_store import ensure_report_table
+from zk_pipelines.storage.reconcile_store import INACTIVE_MARK, ensure_report_table
 from zk_pipelines.storage.schema import create_tables, describe_tables
 from zk_pipelines.storage.state_store import (
     ID_MAP,
@@ -434,9 +434,6 @@ def opportunity_status_ids(connection: duckdb.DuckDBPyConnection, kaseya_ids: It
         {"ids": ids}).fetchall() if s is not None}
 
 
-# The key the id map's payload carries for a record Zomentum was told is inactive in Kaseya (never sent as such:
-# the load sends it as the "Kaseya status" custom field).
-INACTIVE_MARK = "kaseya_status"
 
 
 def inactive_unpaired(connection: duckdb.DuckDBPyConnection, name: str, source: str, run_id: str
