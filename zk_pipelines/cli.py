@@ -67,7 +67,8 @@ def _cmd_tenants(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     from zk_pipelines.push.command import run_push_command
 
-    return run_push_command(args.document_id, args.assignments, dry_run=args.dry_run, env=os.environ,
+    return run_push_command(args.document_id, args.assignments, dry_run=args.dry_run, take_over=args.take_over,
+                            env=os.environ,
                             out=sys.stdout, err=sys.stderr)
 
 
@@ -86,6 +87,11 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 def _cmd_state(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.state import run_state_command
+
+    if args.action == "rebuild":
+        from zk_pipelines.commands.state_rebuild import run_state_rebuild
+
+        return run_state_rebuild(os.environ, out=sys.stdout, err=sys.stderr)
 
     if args.action in ("export", "import") and args.directory is None:
         raise ConfigurationError(f"zk state {args.action} needs a directory")
@@ -158,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an opportunity or quote field (repeatable), e.g. --set close_date=2026-12-31")
     p.add_argument("--dry-run", action="store_true",
                    help="print every Kaseya request the push would send (method, path, body); send nothing")
+    p.add_argument("--take-over", action="store_true",
+                   help="take the document over from a `zk push` that died holding it (its process is checked to "
+                        "be gone, on this machine)")
     p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("sync", help="one run of the hourly sync here (default: the last complete hour; a tenant's "
@@ -192,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("state", help="the tenant's durable state store: migrate, status, export or import "
-                                     "(PostgreSQL with ZK_STATE_URL, else the DuckDB file)")
-    p.add_argument("action", choices=["migrate", "status", "export", "import"])
+                                     "(PostgreSQL with ZK_STATE_URL, else the DuckDB file); rebuild restores a "
+                                     "lost id map from the Kaseya links Zomentum's records carry")
+    p.add_argument("action", choices=["migrate", "status", "export", "import", "rebuild"])
     p.add_argument("directory", nargs="?", type=Path, help="export: where to write; import: what to load")
     p.set_defaults(func=_cmd_state)
 

@@ -16,6 +16,7 @@ from zk_pipelines.domain.bundles import (
     divide_equally,
     document_amount,
     is_line_key_of,
+    line_identities,
     line_key,
     plan_quote_lines,
     planned_amount,
@@ -255,15 +256,15 @@ def test_the_quote_lines_add_up_to_the_document_in_every_mode(mode):
 def test_a_document_plans_lines_in_order_with_types_from_the_fixed_table_and_item_facts():
     planned = plan_quote_lines(document(), SPLIT, document_id=DOC, items=FACTS)
     assert [(p.line_key, p.role, p.item_type) for p in planned] == [
-        ("zk:doc-1:H1", LineRole.ITEM, KaseyaItemType.INVENTORY_PRODUCT),
-        ("zk:doc-1:S1", LineRole.ITEM, KaseyaItemType.SERVICE_ITEM),
-        ("zk:doc-1:S1+setup", LineRole.SETUP_FEE, KaseyaItemType.SERVICE_ITEM),
-        ("zk:doc-1:B/C1", LineRole.BUNDLE_CHILD, KaseyaItemType.INVENTORY_PRODUCT),
-        ("zk:doc-1:B/C2", LineRole.BUNDLE_CHILD, KaseyaItemType.INVENTORY_PRODUCT),
-        ("zk:doc-1:B/C3", LineRole.BUNDLE_CHILD, KaseyaItemType.LABOUR_LINE),
-        ("zk:doc-1:I/I1", LineRole.BUNDLE_CHILD, KaseyaItemType.INVENTORY_PRODUCT),
-        ("zk:doc-1:I/I2", LineRole.BUNDLE_CHILD, KaseyaItemType.LABOUR_LINE),
-        ("zk:doc-1:L1", LineRole.ITEM, KaseyaItemType.LABOUR_LINE),
+        ("zk:doc-1:item-H1#1", LineRole.ITEM, KaseyaItemType.INVENTORY_PRODUCT),
+        ("zk:doc-1:item-S1#1", LineRole.ITEM, KaseyaItemType.SERVICE_ITEM),
+        ("zk:doc-1:item-S1#1+setup", LineRole.SETUP_FEE, KaseyaItemType.SERVICE_ITEM),
+        ("zk:doc-1:item-B#1/item-C1#1", LineRole.BUNDLE_CHILD, KaseyaItemType.INVENTORY_PRODUCT),
+        ("zk:doc-1:item-B#1/item-C2#1", LineRole.BUNDLE_CHILD, KaseyaItemType.INVENTORY_PRODUCT),
+        ("zk:doc-1:item-B#1/item-C3#1", LineRole.BUNDLE_CHILD, KaseyaItemType.LABOUR_LINE),
+        ("zk:doc-1:item-I#1/item-I1#1", LineRole.BUNDLE_CHILD, KaseyaItemType.INVENTORY_PRODUCT),
+        ("zk:doc-1:item-I#1/item-I2#1", LineRole.BUNDLE_CHILD, KaseyaItemType.LABOUR_LINE),
+        ("zk:doc-1:item-L1#1", LineRole.ITEM, KaseyaItemType.LABOUR_LINE),
     ]
     hardware, service, setup = planned[:3]
     assert (hardware.quantity, hardware.unit_price, hardware.unit_cost, hardware.discount) == (
@@ -314,9 +315,9 @@ def test_lines_parsed_from_zomentum_csv_plan_directly():
     facts = {"item-B": ItemFacts("item-B", bundle_pricing_level="bundle")}
     planned = plan_quote_lines(lines, SPLIT, document_id="D9", items=facts)
     assert [(p.line_key, p.quantity, p.unit_price) for p in planned] == [
-        ("zk:D9:L1/L2", D(2), D("75.00")),
-        ("zk:D9:L1/L3", D(2), D("75.00")),
-        ("zk:D9:L4", D(12), D("45.00")),
+        ("zk:D9:item-B#1/item-H1#1", D(2), D("75.00")),
+        ("zk:D9:item-B#1/item-S9#1", D(2), D("75.00")),
+        ("zk:D9:item-S1#1", D(12), D("45.00")),
     ]
     assert planned_amount(planned) == document_amount(lines) == D("840.00")
 
@@ -338,3 +339,22 @@ def test_item_facts_from_a_zomentum_item(item, expected):
 ])
 def test_line_keys(args, kwargs, key):
     assert line_key(*args, **kwargs) == key
+
+
+def test_line_keys_say_what_a_line_is_so_a_revision_with_new_line_ids_keeps_them():
+    """Zomentum gives every line a new id in every revision: the keys follow the item, its occurrence and
+    its bundle, so only the lines that changed get new keys."""
+    first = (line("L1", item_id="rack"), line("L2", item_id="rack"), bundle("100.00", *three_children()))
+    revised = (line("R9", item_id="rack", quantity="5"), line("R8", item_id="rack"),
+               line("X", "bundle", "1", "100.00", item_id="item-B",
+                    children=(child("X1", "hardware", cost="20", item_id="item-C1"),
+                              child("X2", "software", cost="5", item_id="item-C2"),
+                              child("X3", "labor", cost="7", item_id="item-C3"))),
+               line("R7", item_id="printer"))
+    facts = {"item-B": ItemFacts("item-B", bundle_pricing_level="bundle")}
+    keys = [p.line_key for p in plan_quote_lines(first, SINGLE, document_id=DOC, items=facts)]
+    revised_keys = [p.line_key for p in plan_quote_lines(revised, SINGLE, document_id=DOC, items=facts)]
+    assert keys == ["zk:doc-1:rack#1", "zk:doc-1:rack#2", "zk:doc-1:item-B#1"]
+    assert revised_keys == [*keys, "zk:doc-1:printer#1"]
+    assert line_identities((line("N1", item_id=""), line("N2", item_id=""))) == {"N1": "name:item n1#1",
+                                                                                "N2": "name:item n2#1"}

@@ -54,7 +54,9 @@ def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(syn
     users = {u["email"].lower(): u["id"] for u in harness.zomentum.state.records("users")}
     employees = {e["id"]: e for e in harness.kaseya_records("employees")}
     client_ids = harness.id_map("clients")
-    accounts = [a for a in harness.kaseya_records("accounts") if a["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H")]
+    # Inactive accounts and contacts are not created in Zomentum (test_pull_deactivation).
+    accounts = [a for a in harness.kaseya_records("accounts") if a["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H")
+                and a["isActive"] is not False]
     assert len(accounts) > 20
     for account in accounts:
         client = clients[client_ids[str(account["id"])]]
@@ -72,7 +74,8 @@ def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(syn
     contacts = harness.zomentum_records("client/users")
     contact_ids = harness.id_map("client_users")
     kaseya_contacts = [c for c in harness.kaseya_records("contacts")
-                       if c["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H") and str(c["accountId"]) in client_ids]
+                       if c["modifiedOn"] < cutoff.strftime("%Y-%m-%dT%H") and str(c["accountId"]) in client_ids
+                       and c["isActive"] is not False]
     assert len(kaseya_contacts) > 50
     for contact in kaseya_contacts:
         user = contacts[contact_ids[str(contact["id"])]]
@@ -181,8 +184,11 @@ def test_zomentum_as_crm_leaves_linked_records_alone(sandboxes, tmp_path):
     next_hour = harness.current_hour - timedelta(hours=1)
     harness.set_modified_on("accounts", account_id, next_hour + timedelta(minutes=5))
     zomentum.state.clear_requests()
+    linked = {f"/v2/client/companies/{zid}" for zid in harness.id_map("clients").values()}
     assert harness.run_hour(next_hour).success
-    assert not [e for e in harness.zomentum_writes() if e["method"] == "PUT"]
+    # A record first seen this hour and matched gets only its Kaseya link written (README, A lost ledger).
+    assert not [(e["path"], e["body"]) for e in harness.zomentum_writes()
+                if e["method"] == "PUT" and e["path"] in linked]
 
 
 @pytest.mark.slow

@@ -79,3 +79,66 @@ def test_zk_push_of_an_unknown_document_says_so(tenant):
     assert result.returncode == 1
     assert result.stderr.strip() == ("zk push: push of Zomentum document no-such-document failed: Zomentum has no "
                                      "such document")
+
+
+def _held_by(tenant: PushTenant, document_id: str, run_id: str) -> None:
+    """`run_id` started pushing the document and never finished (its process died mid-push)."""
+    from datetime import UTC, datetime
+
+    from zk_pipelines.storage.database import connect
+    from zk_pipelines.storage.push_store import ensure_push_tables, start_document
+
+    version = next(d for d in tenant.zomentum_records("documents") if d["id"] == document_id)["current_revision_id"]
+    with connect(tenant.database) as connection:
+        ensure_push_tables(connection)
+        start_document(connection, document_id, version, run_id=run_id, fingerprint="f", now=datetime.now(UTC))
+
+
+def test_a_dead_zk_push_is_taken_over_once_its_process_is_checked_gone_and_the_push_prints_its_run_id(tenant):
+    import socket
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    dead = f"zk-push-{socket.gethostname()}-{int(finished.stdout)}-0123456789ab"
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+    _held_by(tenant, document_id, dead)
+
+    refused = zk_push(tenant, document_id)
+
+    assert refused.returncode == 1
+    assert f"run {dead} has been pushing this document" in refused.stderr
+    assert "`zk push --take-over`" in refused.stderr and tenant.kaseya_writes() == []
+
+    taken = zk_push(tenant, document_id, "--take-over")
+
+    assert taken.returncode == 0, taken.stderr
+    (run_line,) = [line for line in taken.stdout.splitlines() if line.startswith("run id: ")]
+    run_id = run_line.removeprefix("run id: ")
+    assert run_id.startswith(f"zk-push-{socket.gethostname()}-") and run_id != dead
+    assert tenant.sql("SELECT run_id, state FROM push.documents") == [(run_id, "succeeded")]
+    assert len(tenant.marked("opportunities", document_id, "description")) == 1
+
+
+def test_a_live_zk_push_is_not_taken_over(tenant):
+    import socket
+
+    alive = f"zk-push-{socket.gethostname()}-{os.getpid()}-0123456789ab"  # this very process: alive
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+    _held_by(tenant, document_id, alive)
+
+    result = zk_push(tenant, document_id, "--take-over")
+
+    assert result.returncode == 1
+    assert "still running" in result.stderr and tenant.kaseya_writes() == []
+
+
+def test_a_document_a_dagster_run_holds_says_to_terminate_that_run(tenant):
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+    _held_by(tenant, document_id, "5f0c9a52-3b1e-4d7a-9a63-0d6f1c2b7e11")
+
+    result = zk_push(tenant, document_id)
+
+    assert result.returncode == 1
+    assert ("terminate run 5f0c9a52-3b1e-4d7a-9a63-0d6f1c2b7e11 in the Dagster UI (Runs > the run > Terminate)"
+            in result.stderr)
+    assert "minutes" not in result.stderr

@@ -363,18 +363,18 @@ def test_reconciliation_retires_lines_no_longer_planned_once_and_ignores_foreign
     planned = _planned_document()
     bodies = {line.line_key: quote_line_body(line, 1) for line in planned}
     existing = [
-        _kaseya_line(10, bodies["zk:doc-1:L1"]),
-        _kaseya_line(11, bodies["zk:doc-1:L1"]),  # a duplicate of L1
-        _kaseya_line(12, {**bodies["zk:doc-1:L1"], "ExtDistReference": "zk:doc-1:GONE"}),
-        _kaseya_line(13, {**bodies["zk:doc-1:L1"], "ExtDistReference": "zk:doc-1:OLD", "Quantity": 0.0,
+        _kaseya_line(10, bodies["zk:doc-1:item-1#1"]),
+        _kaseya_line(11, bodies["zk:doc-1:item-1#1"]),  # a duplicate of L1
+        _kaseya_line(12, {**bodies["zk:doc-1:item-1#1"], "ExtDistReference": "zk:doc-1:GONE"}),
+        _kaseya_line(13, {**bodies["zk:doc-1:item-1#1"], "ExtDistReference": "zk:doc-1:OLD", "Quantity": 0.0,
                           "UnitPrice": 0.0, "Discount": 0.0}),  # retired by an earlier push
-        _kaseya_line(14, {**bodies["zk:doc-1:L1"], "ExtDistReference": None}),  # added by hand in Kaseya
-        _kaseya_line(15, {**bodies["zk:doc-1:L1"], "ExtDistReference": "zk:doc-10:L1"}),  # another document's
-        _kaseya_line(16, {**bodies["zk:doc-1:L1"], "ExtDistReference": "TDS-99812"}),  # a distributor's
+        _kaseya_line(14, {**bodies["zk:doc-1:item-1#1"], "ExtDistReference": None}),  # added by hand in Kaseya
+        _kaseya_line(15, {**bodies["zk:doc-1:item-1#1"], "ExtDistReference": "zk:doc-10:L1"}),  # another document's
+        _kaseya_line(16, {**bodies["zk:doc-1:item-1#1"], "ExtDistReference": "TDS-99812"}),  # a distributor's
     ]
     result = reconcile_quote_lines(DOC, planned, existing)
-    assert [(line.line_key, line_id) for line, line_id in result.to_update] == [("zk:doc-1:L1", 10)]
-    assert [line.line_key for line in result.to_create] == ["zk:doc-1:L2", "zk:doc-1:L2+setup"]
+    assert [(line.line_key, line_id) for line, line_id in result.to_update] == [("zk:doc-1:item-1#1", 10)]
+    assert [line.line_key for line in result.to_create] == ["zk:doc-1:item-2#1", "zk:doc-1:item-2#1+setup"]
     assert [line["id"] for line in result.to_retire] == [11, 12]
     retired = retired_line_body(existing[2])
     assert (retired["Quantity"], retired["UnitPrice"], retired["Discount"], retired["ExtDistReference"]) == (
@@ -385,8 +385,8 @@ def test_reconciliation_retires_lines_no_longer_planned_once_and_ignores_foreign
 
 
 def test_quote_line_requests_need_a_catalogue_item_for_every_line():
-    with pytest.raises(PushPlanError, match="no Kaseya catalogue item for line\\(s\\) zk:doc-1:L2"):
-        quote_line_requests(88, DOC, _planned_document(), [], {"zk:doc-1:L1": 1})
+    with pytest.raises(PushPlanError, match="no Kaseya catalogue item for line\\(s\\) zk:doc-1:item-2#1"):
+        quote_line_requests(88, DOC, _planned_document(), [], {"zk:doc-1:item-1#1": 1})
 
 
 # --------------------------------------------------------------------------------------------------------

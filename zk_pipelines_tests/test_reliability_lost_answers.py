@@ -79,7 +79,8 @@ def test_the_pull_adopts_every_create_whose_answer_was_lost_and_never_creates_it
         id_map = harness.id_map(entity)
         assert all(id_map[kaseya_id] == zomentum_id for kaseya_id, zomentum_id in adopted)
         assert len(set(id_map.values())) == len(id_map)  # one Zomentum record per Kaseya record
-    assert len(posts(zomentum, "/v2/custom/fields/")) == 1
+    # One Kaseya link field per entity type (clients, client users, opportunities, items), each created once.
+    assert len(posts(zomentum, "/v2/custom/fields/")) == 4
     fields = [f for f in zomentum.state.records("custom/fields") if f["display_name"] == "Kaseya opportunity"]
     assert len(fields) == 1
     names = Counter(c["name"] for c in zomentum.state.records("client/companies"))

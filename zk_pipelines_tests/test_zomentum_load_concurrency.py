@@ -228,15 +228,17 @@ def test_accounts_sharing_a_name_make_one_zomentum_client_under_concurrency(runs
     assert all(f"has the same name as Kaseya account {first}" in events[other][2] for other in others)
 
 
-def test_two_contacts_with_an_existing_zomentum_e_mail_pair_once_and_create_nothing(runs):
+def test_two_contacts_with_the_e_mail_of_another_clients_zomentum_contact_are_conflicts_and_write_nothing(runs):
     run = runs[CONCURRENCY]
     first, second = run.duplicates.with_existing_email
     email = run.duplicates.existing_email
 
     existing = [r for r in run.harness.zomentum.state.records("client/users") if r["email"] == email]
     assert len(existing) == 1
-    assert not [w for w in writes(run) if w["method"] == "POST" and (w["body"] or {}).get("email") == email]
+    assert not [w for w in writes(run) if (w["method"] == "POST" and (w["body"] or {}).get("email") == email)
+                or existing[0]["id"] in w["path"]]
     events = pull_events(run, "client_users", [first, second])
-    assert events[first][:2] == ("matched", existing[0]["id"])
-    assert events[second][0] == "failed"
-    assert f"has the same e-mail as Kaseya contact {first}" in events[second][2]
+    for contact in (first, second):
+        action, zomentum_id, reason = events[contact]
+        assert (action, zomentum_id) == ("conflict", None)
+        assert existing[0]["id"] in reason

@@ -106,6 +106,15 @@ class CreatesEverything:
     def iter_records(self, resource: str):
         return iter(())
 
+    def custom_fields(self, entity_type: str) -> list:
+        return []
+
+    def create_custom_field(self, entity_type: str, display_name: str, field_type: str = "text"):
+        from zk_pipelines.clients.zomentum_models import CustomField
+
+        return CustomField.from_record({"id": f"cf-{entity_type}", "entity_type": entity_type,
+                                        "display_name": display_name, "field_type": field_type})
+
     def create(self, resource: str, payload: dict) -> dict:
         with self.lock:
             self.created += 1

@@ -47,6 +47,14 @@ CUSTOM_FIELDS = "custom/fields"
 # of them and each repeats its request with the new token.
 
 
+# ----- uniqueness (assumed) -----------------------------------------------------------------------------------
+# Zomentum's notes state no uniqueness rule for a client user's e-mail: one e-mail may belong to client users of
+# several clients (the sandbox enforces none). The pull therefore matches a contact by e-mail within its own
+# client only (`pull/load.py`), and two Kaseya contacts sharing an e-mail in two accounts become two client users.
+# No active flag: the notes give clients and client users none (users have `is_active`, items and documents
+# nothing of the kind), so the pull marks a Kaseya deactivation in a custom field of its own ("Kaseya status").
+
+
 def api_root(base_url: str) -> str:
     """`https://api.zomentum.com`, `.../v2` or `.../v2/` all mean the same API root `.../v2`."""
     parts = urlsplit(base_url.strip())

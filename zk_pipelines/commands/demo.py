@@ -60,9 +60,13 @@ def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[KaseyaEdit]:
     state = boxes.kaseya.state
     moment = hour + timedelta(minutes=30)
     with state.lock:  # records last modified before the edits' moment, so that the edit is their newest version
-        account_id, opportunity_id = (
-            min(i for i, r in getattr(state.tenant, table).items() if r.stamps.modified_on < moment)
-            for table in ("accounts", "opportunities"))
+        tenant = state.tenant
+        # Active ones, with an active account and contact: what is inactive in Kaseya is not in Zomentum.
+        active = {i for i, r in tenant.accounts.items() if r.is_active}
+        active_contacts = {i for i, r in tenant.contacts.items() if r.is_active and r.account_id in active}
+        account_id = min(i for i in active if tenant.accounts[i].stamps.modified_on < moment)
+        opportunity_id = min(i for i, r in tenant.opportunities.items() if r.stamps.modified_on < moment
+                             and r.account_id in active and (r.contact_id is None or r.contact_id in active_contacts))
     state.update_record("accounts", account_id, {"website": "https://www.renamed-in-kaseya.example"})
     state.update_record("opportunities", opportunity_id, {"status": "Closed Won"})
     new_account = state.create_record("accounts", {"accountName": "Demo Newaccount Ltd",

@@ -8,7 +8,8 @@ from typing import TextIO
 from zk_pipelines.storage.audit_store import has_ledger, run_outcome_counts
 from zk_pipelines.storage.database import connect
 
-ACTIONS = ("created", "matched", "updated", "unchanged", "deferred", "failed", "rejected")
+ACTIONS = ("created", "matched", "updated", "unchanged", "deferred", "skipped", "deactivated", "reactivated",
+           "failed", "conflict", "rejected")
 
 
 def print_run_summary(out: TextIO, database: Path, run_id: str, indent: str = "  ") -> None:

@@ -145,7 +145,8 @@ def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
         with connect(state.database(), read_only=True) as connection:  # the id map's pairs of this entity
             paired = count_rows(connection, "zomentum.id_map", "WHERE entity = ?", [target.name])
         counts = {action: report.counts.get(action, 0)
-                  for action in ("created", "updated", "unchanged", "matched", "deferred", "failed")}
+                  for action in ("created", "updated", "unchanged", "matched", "deferred", "failed", "conflict",
+                                 "skipped", "deactivated", "reactivated")}
         return dg.MaterializeResult(metadata={
             "dagster/row_count": paired,
             **counts,

@@ -31,11 +31,14 @@ over the plan, to the document's lines exactly, to the cent. The rules that keep
   drop money silently, so both are refused, as are nested bundles, bundles without children and child
   lines under anything but a bundle.
 
-Each planned line has a stable `line_key` (`zk:{document}:{line}`, `zk:{document}:{bundle}/{child}`, with
-`+setup` for a setup fee) that the push writes into the Kaseya line's `ExtDistReference`, so that a second
-push finds its lines and updates them instead of adding new ones. `ExtDistReference` is chosen over a
-description marker because it is not shown to the customer and is a plain field Kaseya reads back; it is
-meant for distributor references, which our lines (distributor type 0) never have.
+Each planned line has a stable `line_key` that the push writes into the Kaseya line's `ExtDistReference`, so
+that a second push finds its lines and updates them instead of adding new ones. The key says what the line
+is, not which Zomentum line it came from (Zomentum gives every line a new id in every document revision):
+`zk:{document}:{item}#{n}` for the n-th top-level line of that item, `zk:{document}:{bundle item}#{n}/{child
+item}#{m}` for a bundle's child, `+setup` for a setup fee (a line without an item is named by its name). A
+revision that changes one quantity, adds a line and removes one thus updates, adds and retires exactly those.
+`ExtDistReference` is chosen over a description marker because it is not shown to the customer and is a plain
+field Kaseya reads back; it is meant for distributor references, which our lines (distributor type 0) never have.
 
 Zomentum's assumed contract carries no tax flag on lines or items: a line is taxable unless the caller's
 `ItemFacts` for its item says otherwise.
@@ -119,14 +122,30 @@ class ItemFacts:
     manufacturer_part_number: str | None = None
     bundle_pricing_level: str | None = None  # bundle | individual; bundles only
     taxable: bool = True
+    # The item's own first pricing option: what a Kaseya product created for it is priced at, whatever the
+    # line's price (a bundle child at 0 or at its share of the bundle, a price agreed for this deal).
+    sell_price: Decimal | None = None
+    cost_price: Decimal | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> ItemFacts:
         """From a Zomentum item record (`clients.zomentum_models.Item`)."""
         bundle = item.get("bundle") or {}
         part_number = (item.get("manufacturer_part_number") or "").strip() or None
+        pricing = (item.get("pricing") or [{}])[0] or {}
         return cls(item_id=str(item["id"]), manufacturer_part_number=part_number,
-                   bundle_pricing_level=bundle.get("pricing_level"))
+                   bundle_pricing_level=bundle.get("pricing_level"),
+                   sell_price=_amount(pricing.get("sell_price")), cost_price=_amount(pricing.get("cost_price")))
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -160,9 +179,10 @@ class PlannedLine:
     taxable: bool
     zomentum_item_id: str | None
     manufacturer_part_number: str | None
-    # The item's own price, for a catalogue item created from this line; None where the line's price is not
-    # the item's (a share of a bundle, a zero-priced child, a setup fee).
+    # The item's own price and cost, for a catalogue item created from this line (the Zomentum item's first
+    # pricing option; the line's own price where the item is unknown and the line's price is the item's).
     catalogue_price: Decimal | None = None
+    catalogue_cost: Decimal | None = None
 
     @property
     def total(self) -> Decimal:
@@ -170,7 +190,26 @@ class PlannedLine:
         return to_cents(self.unit_price * self.quantity - self.discount)
 
 
+def line_identities(lines: Sequence[SourceLine]) -> dict[str, str]:
+    """Line id -> what the line is, stable across document revisions: its item and its occurrence among the
+    lines of that item at its level (`{item}#{n}`); a bundle's child is qualified by its bundle's identity in
+    `line_key`. A line without an item is known by its name."""
+    identities: dict[str, str] = {}
+
+    def walk(level: Sequence[SourceLine]) -> None:
+        seen: dict[str, int] = {}
+        for line in level:
+            what = line.item_id or f"name:{line.name.strip().casefold()}"
+            seen[what] = seen.get(what, 0) + 1
+            identities[line.line_id] = f"{what}#{seen[what]}"
+            walk(line.children)
+
+    walk(lines)
+    return identities
+
+
 def line_key(document_id: str, line_id: str, bundle_line_id: str | None = None, *, setup_fee: bool = False) -> str:
+    """The key of a line whose identity (or, before identities, whose Zomentum line id) is `line_id`."""
     path = f"{bundle_line_id}/{line_id}" if bundle_line_id is not None else line_id
     return f"{LINE_KEY_PREFIX}{document_id}:{path}{'+setup' if setup_fee else ''}"
 
@@ -216,9 +255,12 @@ def _fixed_item_type(document_id: str, line: SourceLine) -> KaseyaItemType:
 def _planned(
     document_id: str, line: SourceLine, facts: ItemFacts, *, role: LineRole, item_type: KaseyaItemType,
     bundle_line_id: str | None = None, unit_price: Decimal | None = None, discount: Decimal | None = None,
+    identities: Mapping[str, str] | None = None,
 ) -> PlannedLine:
+    known = identities or {}
     return PlannedLine(
-        line_key=line_key(document_id, line.line_id, bundle_line_id),
+        line_key=line_key(document_id, known.get(line.line_id, line.line_id),
+                          known.get(bundle_line_id, bundle_line_id) if bundle_line_id is not None else None),
         document_id=document_id,
         source_line_id=line.line_id,
         bundle_line_id=bundle_line_id,
@@ -234,7 +276,9 @@ def _planned(
         taxable=facts.taxable,
         zomentum_item_id=line.item_id,
         manufacturer_part_number=facts.manufacturer_part_number,
-        catalogue_price=line.sell_price if unit_price is None else None,
+        catalogue_price=facts.sell_price if facts.sell_price is not None else (
+            line.sell_price if unit_price is None else None),
+        catalogue_cost=facts.cost_price,
     )
 
 
@@ -245,7 +289,7 @@ def _with_setup_fee(planned: PlannedLine, line: SourceLine) -> tuple[PlannedLine
     gross = planned.unit_price * planned.quantity
     main_discount = min(planned.discount, gross)
     setup = PlannedLine(
-        line_key=line_key(planned.document_id, line.line_id, planned.bundle_line_id, setup_fee=True),
+        line_key=f"{planned.line_key}+setup",
         document_id=planned.document_id,
         source_line_id=line.line_id,
         bundle_line_id=planned.bundle_line_id,
@@ -280,9 +324,12 @@ def split_bundle(
     document_id: str,
     pricing_level: str,
     items: Mapping[str, ItemFacts] | None = None,
+    identities: Mapping[str, str] | None = None,
 ) -> tuple[PlannedLine, ...]:
-    """The Kaseya quote lines for one bundle line (see the module docstring for the rules)."""
+    """The Kaseya quote lines for one bundle line (see the module docstring for the rules); `identities`
+    from `line_identities` of the document's lines (default: keyed by line id)."""
     items = items or {}
+    ids = identities or {}
     where = _where(document_id, bundle)
     if pricing_level not in PRICING_LEVELS:
         raise PushPlanError(f"{where}: unknown bundle pricing level {pricing_level!r}; "
@@ -309,7 +356,8 @@ def split_bundle(
             for child in bundle.children
             for planned in _with_setup_fee(
                 _planned(document_id, child, _facts(items, child), role=LineRole.BUNDLE_CHILD,
-                         item_type=_fixed_item_type(document_id, child), bundle_line_id=bundle.line_id),
+                         item_type=_fixed_item_type(document_id, child), bundle_line_id=bundle.line_id,
+                         identities=ids),
                 child,
             )
         )
@@ -331,18 +379,19 @@ def split_bundle(
             unit_price, discount = _share_as_line(share, child.quantity)
             planned.append(_planned(document_id, child, _facts(items, child), role=LineRole.BUNDLE_CHILD,
                                     item_type=_fixed_item_type(document_id, child), bundle_line_id=bundle.line_id,
-                                    unit_price=unit_price, discount=discount))
+                                    unit_price=unit_price, discount=discount, identities=ids))
         return tuple(planned)
 
     bundle_type = kaseya_item_type("bundle", bundle_mode, pricing_level)
     assert bundle_type is not None  # only the split mode has no bundle line
     lines = list(_with_setup_fee(
-        _planned(document_id, bundle, _facts(items, bundle), role=LineRole.BUNDLE, item_type=bundle_type), bundle))
+        _planned(document_id, bundle, _facts(items, bundle), role=LineRole.BUNDLE, item_type=bundle_type,
+                 identities=ids), bundle))
     if bundle_mode is BundleMode.SERVICE_WITH_ZERO_PRICED_CHILDREN:
         lines += [
             _planned(document_id, child, _facts(items, child), role=LineRole.BUNDLE_CHILD,
                      item_type=_fixed_item_type(document_id, child), bundle_line_id=bundle.line_id,
-                     unit_price=ZERO, discount=ZERO)
+                     unit_price=ZERO, discount=ZERO, identities=ids)
             for child in children
         ]
     return tuple(lines)
@@ -361,6 +410,7 @@ def plan_quote_lines(
     pricing level is not known is refused rather than guessed.
     """
     items = items or {}
+    identities = line_identities(lines)
     planned: list[PlannedLine] = []
     for line in lines:
         if line.type == "bundle":
@@ -368,7 +418,8 @@ def plan_quote_lines(
             if level is None:
                 raise PushPlanError(f"{_where(document_id, line)}: the pricing level (bundle or individual) of "
                                     f"bundle item {line.item_id} is not known; read the item from Zomentum")
-            planned += split_bundle(line, bundle_mode, document_id=document_id, pricing_level=level, items=items)
+            planned += split_bundle(line, bundle_mode, document_id=document_id, pricing_level=level, items=items,
+                                    identities=identities)
             continue
         if line.children:
             raise PushPlanError(f"{_where(document_id, line)}: only bundles have child lines, but this "
@@ -376,12 +427,12 @@ def plan_quote_lines(
         item_type = _fixed_item_type(document_id, line)
         _check_amounts(document_id, line)
         planned += _with_setup_fee(_planned(document_id, line, _facts(items, line), role=LineRole.ITEM,
-                                            item_type=item_type), line)
-    seen: set[str] = set()
+                                            item_type=item_type, identities=identities), line)
+    seen: set[tuple[str | None, str]] = set()
     for entry in planned:
-        if entry.line_key in seen:
+        if (entry.bundle_line_id, entry.source_line_id) in seen and entry.role is not LineRole.SETUP_FEE:
             raise PushPlanError(f"document {document_id}: line id {entry.source_line_id} appears twice")
-        seen.add(entry.line_key)
+        seen.add((entry.bundle_line_id, entry.source_line_id))
     return tuple(planned)
 
 

@@ -23,14 +23,16 @@ Decisions the issue leaves open:
 - Quote line margin: percent of the unit price, rounded to 2 decimals, `MarginType` 1 (ASSUMED: 1 means
   percent, as the sandbox seeds it). A PUT must carry it or Kaseya resets it to 0.
 - Catalogue items: inventory products through `POST /v2/inventory/products` (unpublished) with the default
-  warehouse and category, found again by product number (the manufacturer part number, else
-  `ZOM-<item id>`); services, labour, bundles priced as one service and setup fees through the published
+  warehouse and category and the item's own type, price and cost (its first pricing option, never a bundle
+  child's 0 or share), found again by product number (the manufacturer part number, else `ZOM-<item id>`);
+  services, labour, bundles priced as one service and setup fees through the published
   `POST /v2/admin/finance/services/services`, found again by exact name. Kaseya quotes labour lines against
   service ids (line item type 3), so the default labour period only applies to a product of type Labour.
-- Quote lines that carry one of our keys for this document but are no longer planned (the bundle mode
-  changed, a line was removed) cannot be deleted through the API: they are "retired" (quantity, prices and
-  discount 0) once, and left alone after that. Lines without our key (added by hand in Kaseya) are never
-  touched.
+- Quote lines are matched by what they are (item, occurrence, bundle: the key in `ExtDistReference`), not by
+  Zomentum's line id, which changes with every revision. Lines that carry one of our keys for this document
+  but are no longer planned (the bundle mode changed, a line was removed) cannot be deleted through the API:
+  they are "retired" (quantity, prices and discount 0, description prefixed `RETIRED_LINE_NOTE`) once, and
+  left alone after that. Lines without our key (added by hand in Kaseya) are never touched.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from zk_pipelines.domain.bundles import (
     PlannedLine,
     PushPlanError,
     is_line_key_of,
+    line_key,
     planned_amount,
     to_cents,
 )
@@ -640,8 +643,9 @@ def _is_retired(line: Mapping[str, Any]) -> bool:
 def reconcile_quote_lines(
     document_id: str, planned: Sequence[PlannedLine], existing: Sequence[Mapping[str, Any]]
 ) -> LineReconciliation:
-    """Match planned lines to the quote's existing lines by the key in `ExtDistReference`: a match is
-    updated, the rest created, and our lines that match nothing are retired (once)."""
+    """Match planned lines to the quote's existing lines by the key in `ExtDistReference` (what the line is:
+    item, occurrence, bundle; `bundles.line_identities`): a match is updated, the rest created, and our lines
+    that match nothing are retired (once). A retired line whose item comes back is matched and revived."""
     ours: dict[str, list[Mapping[str, Any]]] = {}
     for line in existing:
         reference = _get(line, "ExtDistReference")
@@ -651,7 +655,10 @@ def reconcile_quote_lines(
     to_update: list[tuple[PlannedLine, int]] = []
     unplanned: list[Mapping[str, Any]] = []
     for line in planned:
-        first, *others = ours.pop(line.line_key, None) or [None]
+        # A line pushed before keys said what a line is carries its Zomentum line id instead (that revision's).
+        legacy = line_key(document_id, line.source_line_id, line.bundle_line_id,
+                          setup_fee=line.role is LineRole.SETUP_FEE)
+        first, *others = ours.pop(line.line_key, None) or ours.pop(legacy, None) or [None]
         if first is None:
             to_create.append(line)
         else:
@@ -688,14 +695,22 @@ def quote_line_requests(
     return tuple(requests)
 
 
+# Kaseya's published contract has no delete for a quote line (only create, read and update): a line the
+# document no longer has is retired by a PUT (quantity, prices and discount 0), its description starting with
+# this note, its name and key kept, so it stays recognisable, totals 0, and is revived if its item comes back.
+RETIRED_LINE_NOTE = "[removed from the Zomentum document]"
+
+
 def retired_line_body(existing: Mapping[str, Any]) -> dict[str, Any]:
-    """A PUT that zeroes one of our lines the document no longer has; it keeps its name and key so it
-    stays recognisable. `Id` 0: the line's catalogue item is not in the read DTO (ASSUMED: a PUT ignores it,
-    as the sandbox does)."""
+    """A PUT that zeroes one of our lines the document no longer has (`RETIRED_LINE_NOTE`). `Id` 0: the line's
+    catalogue item is not in the read DTO (ASSUMED: a PUT ignores it, as the sandbox does)."""
+    description = str(_get(existing, "Description") or "")
+    if not description.startswith(RETIRED_LINE_NOTE):
+        description = f"{RETIRED_LINE_NOTE} {description}".strip()
     return {
         "Id": 0,
         "Name": _get(existing, "Name"),
-        "Description": _get(existing, "Description"),
+        "Description": description,
         "ExtDistReference": _get(existing, "ExtDistReference"),
         "Image": _get(existing, "Image"),
         "UnitPrice": 0.0,
@@ -744,8 +759,10 @@ def is_catalogue_product(line: PlannedLine) -> bool:
 
 
 def _catalogue_amounts(line: PlannedLine) -> dict[str, float]:
+    """The created item's own price and cost (the Zomentum item's), never a bundle child's 0 or its share."""
     price = line.catalogue_price if line.catalogue_price is not None else Decimal(0)
-    return {"UnitPrice": wire_number(price), "UnitCost": wire_number(line.unit_cost)}
+    cost = line.catalogue_cost if line.catalogue_cost is not None else line.unit_cost
+    return {"UnitPrice": wire_number(price), "UnitCost": wire_number(cost)}
 
 
 def product_body(line: PlannedLine, defaults: CatalogueDefaults) -> dict[str, Any]:

@@ -39,6 +39,10 @@ from zk_pipelines.storage.pull_store import (
     IdMapEntry,
     PendingRecord,
     SyncEvent,
+    activity_changes,
+    inactive_unpaired,
+    mark_activity,
+    opportunity_status_ids,
     pending_records,
     read_id_map,
     record_events,
@@ -47,6 +51,16 @@ from zk_pipelines.storage.pull_store import (
 
 # The custom field on Zomentum opportunities that links to the Kaseya opportunity.
 KASEYA_LINK_FIELD = "Kaseya opportunity"
+
+# The ledger's action for a record a person must settle (an error for `zk audit`): nothing was written.
+CONFLICT = "conflict"
+
+# Kaseya sources whose staged rows carry Kaseya's active flag (accounts, contacts). Kaseya's product list has
+# none, so a product cannot be seen deactivated. Zomentum's clients and client users have no active flag of
+# their own (zomentum_models.py): the flag goes into this custom field, created if missing.
+ACTIVE_FLAG_SOURCES = ("accounts", "contacts")
+KASEYA_STATUS_FIELD = "Kaseya status"
+CUSTOM_FIELD_ENTITY = {"clients": "client_company", "client_users": "client_user"}
 
 # How a reason names each match field.
 MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}
@@ -86,12 +100,28 @@ def zomentum_link(resolved: ResolvedSettings, target: str, zomentum_id: str) -> 
     return resolved.settings.links.zomentum.url(ZOMENTUM_LINK_ENTITY[target], zomentum_id)
 
 
-def ensure_link_field(client: ZomentumClient) -> str:
-    """The id of the opportunity custom field holding the Kaseya link, created if missing."""
-    for custom_field in client.custom_fields("opportunity"):
-        if custom_field.display_name.lower() == KASEYA_LINK_FIELD.lower():
+# Every record the pull creates or matches carries its Kaseya link in a custom field of its own: the
+# opportunity's is also how it is matched on first sight; all of them let `zk state rebuild` restore a lost id
+# map, and let a load notice that the id map does not know a record Zomentum says is ours.
+LINK_FIELDS = {"clients": ("client_company", "Kaseya account"), "client_users": ("client_user", "Kaseya contact"),
+               "opportunities": ("opportunity", KASEYA_LINK_FIELD), "items": ("item", "Kaseya product")}
+
+
+def ensure_link_field(client: ZomentumClient, target: str = "opportunities") -> str:
+    """The id of the target's custom field holding the Kaseya link, created if missing."""
+    entity_type, name = LINK_FIELDS[target]
+    for custom_field in client.custom_fields(entity_type):
+        if custom_field.display_name.lower() == name.lower():
             return custom_field.id
-    return client.create_custom_field("opportunity", KASEYA_LINK_FIELD, "text").id
+    return client.create_custom_field(entity_type, name, "text").id
+
+
+def ensure_status_field(client: ZomentumClient, entity_type: str) -> str:
+    """The id of the `entity_type` custom field holding the Kaseya active flag, created if missing."""
+    for custom_field in client.custom_fields(entity_type):
+        if custom_field.display_name.lower() == KASEYA_STATUS_FIELD.lower():
+            return custom_field.id
+    return client.create_custom_field(entity_type, KASEYA_STATUS_FIELD, "text").id
 
 
 def _link_value(record: dict[str, Any], field_id: str) -> str | None:
@@ -110,6 +140,12 @@ def _match_key(target: ZomentumTarget, record: dict[str, Any], link_field: str |
     return value.lower() if target.match_field == "email" else str(value)
 
 
+def _scope(target: ZomentumTarget, record: dict[str, Any]) -> str | None:
+    """Client users are matched within their own client only: a person with the same e-mail under another
+    client is another client's contact (or a conflict for a person to settle), never moved over."""
+    return record.get("client_company_id") if target.name == "client_users" else None
+
+
 class MatchIndex:
     """Existing Zomentum records by match key, read once per load (one paged listing) and only when a
     record has to be created. Shared by the load's threads: the first to need it reads the listing whole
@@ -119,7 +155,8 @@ class MatchIndex:
         self._client = client
         self._target = target
         self._link_field = link_field
-        self._index: dict[str, dict[str, Any]] | None = None
+        self._index: dict[str, list[dict[str, Any]]] | None = None
+        self._unkeyed: list[dict[str, Any]] = []
         self._created: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -128,32 +165,53 @@ class MatchIndex:
             return iter(self._client.all_opportunities())
         return self._client.iter_records(self._target.resource)
 
-    def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
-        key = _match_key(self._target, payload, self._link_field)
+    def _candidates(self, payload: dict[str, Any], fresh: bool) -> list[dict[str, Any]]:
+        key = _match_key(self._target, payload, self._link_field) if payload else None
         with self._lock:
             if self._index is None or fresh:
                 # Built aside and kept only once whole: a listing cut short (an API error on a later page) must
                 # not leave an index that misses records, or a record it lacks would be created a second time.
-                index: dict[str, dict[str, Any]] = {}
-                for record in self._records():
-                    record_key = _match_key(self._target, record, self._link_field)
-                    if record_key is not None:
-                        index.setdefault(record_key, record)
+                index: dict[str, list[dict[str, Any]]] = {}
+                unkeyed: list[dict[str, Any]] = []  # no match key (no e-mail, no part number): found by link only
                 # A fresh listing may have been read before another thread's create landed: what this load
                 # created stays findable.
-                for record in self._created:
+                for record in [*self._records(), *self._created]:
                     record_key = _match_key(self._target, record, self._link_field)
-                    if record_key is not None:
-                        index.setdefault(record_key, record)
-                self._index = index
-            return self._index.get(key) if key is not None else None
+                    if record_key is None:
+                        unkeyed.append(record)
+                    elif all(r["id"] != record["id"] for r in index.get(record_key, ())):
+                        index.setdefault(record_key, []).append(record)
+                self._index, self._unkeyed = index, unkeyed
+            return list(self._index.get(key, ())) if key is not None else []
+
+    def find(self, payload: dict[str, Any], *, fresh: bool = False) -> dict[str, Any] | None:
+        """The existing record this payload stands for: same match key, and for a client user the same client."""
+        scope = _scope(self._target, payload)
+        return next((r for r in self._candidates(payload, fresh) if _scope(self._target, r) == scope), None)
+
+    def by_link(self, link: str) -> dict[str, Any] | None:
+        """The record carrying this Kaseya link in the target's link field (the listing read for `find`)."""
+        if self._link_field is None:
+            return None
+        self._candidates({}, False)
+        with self._lock:
+            return next((r for records in (self._index or {}).values() for r in records
+                         if _link_value(r, self._link_field) == link), None) or next(
+                (r for r in self._unkeyed if _link_value(r, self._link_field) == link), None)
+
+    def elsewhere(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Records with the payload's match key under another client (client users only)."""
+        if self._target.name != "client_users":
+            return []
+        scope = _scope(self._target, payload)
+        return [r for r in self._candidates(payload, False) if _scope(self._target, r) != scope]
 
     def add(self, record: dict[str, Any]) -> None:
         key = _match_key(self._target, record, self._link_field)
         with self._lock:
             self._created.append(record)
             if self._index is not None and key is not None:
-                self._index.setdefault(key, record)
+                self._index.setdefault(key, []).append(record)
 
 
 class _Ledger:
@@ -230,12 +288,22 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
         # (read only when something is to be sent: a quiet hour's load reads two small results, not the map).
         paired = ({zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}
                   if pending else {})
+        # The Kaseya status of each opportunity to send: on first sight, the stage tie-break needs it with the
+        # matched Zomentum opportunity's current stage, which the mapping could not know.
+        status_ids = (opportunity_status_ids(connection, [p.kaseya_id for p in pending if p.zomentum_id is None])
+                      if target.name == "opportunities" and pending else {})
+        # Inactive in Kaseya and never paired: not created (nor matched) in Zomentum; said once, when Kaseya
+        # reports it (mapped in this run), and silently passed over by later runs until it is reactivated.
+        inactive = (inactive_unpaired(connection, target.name, target.source, run_id)
+                    if target.source in ACTIVE_FLAG_SOURCES and pending else {})
+    skipped = [p for p in pending if p.zomentum_id is None and p.kaseya_id in inactive]
+    pending = [p for p in pending if not (p.zomentum_id is None and p.kaseya_id in inactive)]
     report = LoadReport(target.name)
-    link_field = ensure_link_field(client) if target.matched_by_link and pending else None
+    link_field = ensure_link_field(client, target.name) if pending else None
     index = MatchIndex(client, target, link_field)
 
     def send_one(position: int) -> Outcome:
-        outcome = _load_one(client, target, pending[position], resolved, index, link_field, paired)
+        outcome = _load_one(client, target, pending[position], resolved, index, link_field, paired, status_ids)
         if outcome.entry is not None:
             # Read only by later records of the same match key, which run after this one on this thread.
             paired[outcome.entry.zomentum_id] = outcome.entry.kaseya_id
@@ -245,6 +313,14 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
     failures: list[tuple[int, SyncEvent]] = []
     with _ledger(database, run_id=run_id, partition_key=partition_key, fingerprint=resolved.fingerprint,
                  clock=clock) as ledger:
+        for record in skipped:
+            if inactive[record.kaseya_id]:
+                report.counts["skipped"] += 1
+                ledger.add(SyncEvent("pull", target.name, "skipped", record.kaseya_id, None,
+                                     reason=f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} "
+                                            f"{record.kaseya_id}: inactive in Kaseya, so not created in Zomentum "
+                                            "(it is once reactivated)",
+                                     link=kaseya_link(resolved, target.name, record.kaseya_id)))
         pending_ids = {p.kaseya_id for p in pending}
         for kaseya_id, zomentum_id in unchanged:
             if kaseya_id in pending_ids:
@@ -256,7 +332,7 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
             event = outcome.event
             report.zomentum_writes += outcome.writes
             report.counts[event.action] += 1
-            if event.action == "failed":
+            if event.action in ("failed", CONFLICT):
                 failures.append((position, event))
             elif event.action == "created":
                 created.append((position, event))
@@ -270,7 +346,42 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
         send_grouped(key_groups(keys), send_one, record, concurrency=concurrency, idle=ledger.flush_if_due)
     report.created = [event for _, event in sorted(created, key=lambda pair: pair[0])]
     report.failures = [event for _, event in sorted(failures, key=lambda pair: pair[0])]
+    if target.source in ACTIVE_FLAG_SOURCES:
+        _send_activity(database, client, target, resolved, report, run_id=run_id, partition_key=partition_key,
+                       clock=clock)
     return report
+
+
+def _send_activity(database: Path, client: ZomentumClient, target: ZomentumTarget, resolved: ResolvedSettings,
+                   report: LoadReport, *, run_id: str, partition_key: str | None,
+                   clock: Callable[[], datetime]) -> None:
+    """Tell Zomentum of every paired record whose Kaseya active flag changed since it was last told: the
+    "Kaseya status" custom field set to `inactive` (ledger: `deactivated`) or back to `active` (`reactivated`).
+    The record is otherwise left as it is: a client's documents and opportunities stay where they are."""
+    with connect(database, read_only=True) as connection:
+        changes = activity_changes(connection, target.name, target.source)
+    if not changes:
+        return
+    field_id = ensure_status_field(client, CUSTOM_FIELD_ENTITY[target.name])
+    for kaseya_id, zomentum_id, now_inactive in changes:
+        action, value = ("deactivated", "inactive") if now_inactive else ("reactivated", "active")
+        label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kaseya_id}"
+        try:
+            client.update(target.resource, zomentum_id, {"custom_fields": [{"id": field_id, "values": [value]}]})
+            report.zomentum_writes += 1
+            event = SyncEvent("pull", target.name, action, kaseya_id, zomentum_id, changed_fields=[KASEYA_STATUS_FIELD],
+                              reason=f"{label}: {value} in Kaseya; Zomentum's \"{KASEYA_STATUS_FIELD}\" set to {value}",
+                              link=zomentum_link(resolved, target.name, zomentum_id))
+        except ApiError as exc:
+            event = SyncEvent("pull", target.name, "failed", kaseya_id, zomentum_id, reason=f"{label}: {exc}",
+                              link=kaseya_link(resolved, target.name, kaseya_id))
+            report.failures.append(event)
+        report.counts[event.action] += 1
+        with connect(database) as connection:
+            if event.action == action:
+                mark_activity(connection, target.name, kaseya_id, now_inactive)
+            record_events(connection, [event], run_id=run_id, partition_key=partition_key,
+                          settings_fingerprint=resolved.fingerprint, now=clock())
 
 
 def match_keys(target: ZomentumTarget, pending: Sequence[PendingRecord], resolved: ResolvedSettings,
@@ -361,13 +472,24 @@ def send_grouped(groups: list[list[int]], send_one: Callable[[int], Outcome],
 
 def _with_link(target: ZomentumTarget, payload: dict[str, Any], link_field: str | None, link: str
                ) -> dict[str, Any]:
-    if not target.matched_by_link or link_field is None:
+    if link_field is None:
         return payload
     return {**payload, "custom_fields": [{"id": link_field, "values": [link]}]}
 
 
+def _keep_current_stage(payload: dict[str, Any], existing: dict[str, Any], status_id: int | None,
+                        resolved: ResolvedSettings) -> dict[str, Any]:
+    """The payload with the stage the tie-break gives against the matched opportunity's current stage: a
+    status mapped from several stages keeps the current one if it is among them, on first sight too."""
+    if status_id is None:
+        return payload
+    stage = resolved.import_stage(status_id, existing.get("opportunity_pipeline_stage_id"))
+    return {**payload, "opportunity_pipeline_id": stage.pipeline_id, "opportunity_pipeline_stage_id": stage.stage_id}
+
+
 def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRecord, resolved: ResolvedSettings,
-              index: MatchIndex, link_field: str | None, paired: dict[str, str]) -> Outcome:
+              index: MatchIndex, link_field: str | None, paired: dict[str, str],
+              status_ids: dict[str, int]) -> Outcome:
     kid = record.kaseya_id
     k_link = kaseya_link(resolved, target.name, kid)
     writes = 0
@@ -388,6 +510,12 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
 
     label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kid}"
     try:
+        if record.zomentum_id is not None and record.sent_payload is None:
+            # Paired by a push, which made the Kaseya record from this Zomentum record: the two agree, and
+            # mapping it back would lose what Kaseya cannot hold (an item's billing period, its type, a part
+            # number Kaseya needed). What is mapped now becomes the baseline; only later Kaseya changes are sent.
+            return linked("matched", record.zomentum_id, "created",
+                          reason="paired by a push that created the Kaseya record from it; Zomentum kept as it is")
         if record.zomentum_id is not None:
             changes = partial_update(record.sent_payload, payload)
             if changes:
@@ -410,9 +538,38 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
             return failed(f"{label}: has the same {what} as Kaseya {KASEYA_LINK_ENTITY[target.name]} {owner}, "
                           f"which is linked to Zomentum {target.label} {existing['id']}; one Zomentum "
                           f"{target.label} cannot stand for both: correct the duplicate in Kaseya")
+        if existing is None:
+            strangers = [r for r in index.elsewhere(desired) if r["id"] not in paired]
+            if strangers:
+                # A Zomentum-only person of another client has this e-mail: the same person moved, or two
+                # people sharing a mailbox. Moving them would silently change a client's contacts; creating a
+                # second one could duplicate a person: neither is ours to decide.
+                return failed(
+                    f"{label}: its e-mail {payload.get('email')} is that of Zomentum client user "
+                    + ", ".join(f"{r['id']} (client {r.get('client_company_id')})" for r in strangers)
+                    + f", under another client than this contact's client {payload.get('client_company_id')}; "
+                    "it is neither moved nor duplicated: a person settles it (correct the e-mail in one system, "
+                    "or move the client user in Zomentum), and the next run syncs the contact",
+                    action=CONFLICT)
+        if existing is None and link_field is not None:
+            ours = index.by_link(k_link)
+            if ours is not None and paired.get(ours["id"], kid) == kid:
+                # Zomentum holds a record we made or matched for this Kaseya record, and the id map does not
+                # know it (renamed, or its e-mail changed, since): the tenant's state was lost or restored from
+                # an older copy. Creating would make a second one.
+                return failed(f"{label}: Zomentum {target.label} {ours['id']} carries this record's Kaseya link "
+                              f"({LINK_FIELDS[target.name][1]}) but the id map does not pair them: the tenant's "
+                              "state was lost or restored from an older copy; nothing is created until `zk state "
+                              "rebuild` restores the id map from both systems", ours["id"])
         if existing is not None:
+            if target.name == "opportunities":
+                # The id map keeps this payload (what Zomentum holds now), so later mappings keep the stage too;
+                # its hash stays the mapped one, so the kept stage is not taken for a change next run.
+                payload = _keep_current_stage(payload, existing, status_ids.get(kid), resolved)
             current = {key: existing.get(key) for key in payload}
             changes = partial_update(current, payload) if resolved.settings.mode.pull_updates_linked_entities else {}
+            if link_field is not None and _link_value(existing, link_field) != k_link:
+                changes = _with_link(target, changes, link_field, k_link)  # so that a rebuild finds it
             if changes:
                 client.update(target.resource, existing["id"], changes)
                 writes += 1

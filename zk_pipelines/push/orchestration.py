@@ -40,6 +40,7 @@ from zk_pipelines.push.catalogue import CATALOGUE_LISTS, KaseyaCatalogue
 from zk_pipelines.push.document import read_document
 from zk_pipelines.push.execute import Execution, read_back, send_writes, write_opportunity_link
 from zk_pipelines.push.failures import PushFailed, passing
+from zk_pipelines.push.holders import zk_push_process
 from zk_pipelines.push.ledger import PushLedger, read_known_ids, record_push_events, utc_now
 from zk_pipelines.push.resolve import (
     CLIENT_USERS,
@@ -71,6 +72,21 @@ from zk_pipelines.storage.push_store import (
 # Which Kaseya link template (settings.links.kaseya) an audit entity's records open.
 _KASEYA_LINK_ENTITY = {CLIENTS: "account", CLIENT_USERS: "contact", OPPORTUNITIES: "opportunity", QUOTES: "quote",
                        QUOTE_LINES: "quote"}
+
+
+def held_advice(run_id: str, *, known_run: bool) -> str:
+    """What a person does when run `run_id` holds the document: how to release it, by the kind of holder."""
+    process = zk_push_process(run_id)
+    if process is None:
+        # A Dagster run (the sensor's or the launchpad's push job): its instance holds it until it has finished.
+        return (f"push again once it has finished; if its process died, terminate run {run_id} in the Dagster UI "
+                "(Runs > the run > Terminate), which releases the document")
+    host, pid = process
+    if known_run:
+        return f"push again once it has finished (a zk push, process {pid} on {host}, still running)"
+    return (f"push again once it has finished; if that zk push (process {pid} on {host}) died, `zk push "
+            f"--take-over` on {host} checks that it is gone and takes the document over (or wait "
+            f"{HOLD_LAPSES_AFTER.seconds // 60} minutes after its last ledger write)")
 
 
 @dataclass(frozen=True)
@@ -180,11 +196,7 @@ def push_document(
                            sent=tuple(write.request for write in execution.sent), created=dict(execution.ids),
                            ids=ids, opportunity_link=link, recovered=tuple(recovered))
     except DocumentHeld as held:  # nothing of this attempt is recorded: the ledger is the other run's
-        if held.known_run:
-            wait = "push again once it has finished (terminate it in the UI if its process is dead)"
-        else:
-            wait = f"push again once it has finished, or after {HOLD_LAPSES_AFTER.seconds // 60} minutes without " \
-                   "a ledger write from it if it died"
+        wait = held_advice(held.run_id, known_run=held.known_run)
         # Not retried: a retry within seconds would find the same run still holding the document.
         raise PushFailed(document_id, f"run {held.run_id} has been pushing this document since "
                                       f"{held.since:%Y-%m-%d %H:%M:%S %Z}; this attempt sent nothing: {wait}",

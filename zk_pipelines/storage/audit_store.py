@@ -24,7 +24,8 @@ from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX
 LEDGER_ENTITY_OF_REJECTS = {target.source: target.name for target in ZOMENTUM_TARGETS}
 REJECTED = "rejected"
 FAILED = "failed"
-ERROR_ACTIONS = (FAILED, REJECTED)
+CONFLICT = "conflict"  # the pull found the two systems disagreeing in a way a person must settle
+ERROR_ACTIONS = (FAILED, REJECTED, CONFLICT)
 # Not an error (nothing to fix on the record itself) and not done: waits for its parent or its pricing.
 DEFERRED = "deferred"
 
@@ -72,7 +73,7 @@ class LedgerEntry:
     entity: str
     kaseya_id: str | None
     zomentum_id: str | None
-    action: str  # created | updated | unchanged | matched | deferred | failed | skipped | rejected
+    action: str  # created | updated | unchanged | matched | deferred | failed | conflict | skipped | rejected
     reason: str | None
     changed_fields: tuple[str, ...] | None
     link: str | None

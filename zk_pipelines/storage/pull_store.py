@@ -30,7 +30,7 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
 from zk_pipelines.storage.database import registered
 from zk_pipelines.storage.push_store import ensure_push_tables
-from zk_pipelines.storage.reconcile_store import ensure_report_table
+from zk_pipelines.storage.reconcile_store import INACTIVE_MARK, ensure_report_table
 from zk_pipelines.storage.schema import create_tables, describe_tables
 from zk_pipelines.storage.state_store import (
     ID_MAP,
@@ -197,8 +197,9 @@ def read_snapshot_changed_since(connection: duckdb.DuckDBPyConnection, table: st
 
 def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_ids: Iterable[int],
                           limit: int, stale_before: datetime) -> list[int]:
-    """New products first (never priced), then the least recently refreshed of those refreshed before
-    `stale_before`, at most `limit`."""
+    """New products first (never priced), then those whose listing changed since their pricing was read (a
+    product edited in Kaseya this hour gets its prices this hour too), then the least recently refreshed of
+    those refreshed before `stale_before`, at most `limit`."""
     ids = sorted(set(int(i) for i in product_index_ids))
     if not ids or limit <= 0:
         return []
@@ -206,8 +207,10 @@ def pricing_refresh_order(connection: duckdb.DuckDBPyConnection, product_index_i
         """
         SELECT ids.id FROM (SELECT unnest($ids) AS id) ids
         LEFT JOIN raw.kaseya_product_pricing p ON p.product_index_id = ids.id
-        WHERE p.refreshed_at IS NULL OR p.refreshed_at < $stale_before
-        ORDER BY p.refreshed_at ASC NULLS FIRST, ids.id
+        LEFT JOIN raw.kaseya_products listing ON listing.kaseya_key = CAST(ids.id AS VARCHAR)
+        WHERE p.refreshed_at IS NULL OR p.refreshed_at < $stale_before OR listing.changed_at > p.refreshed_at
+        ORDER BY p.refreshed_at IS NULL DESC, coalesce(listing.changed_at > p.refreshed_at, false) DESC,
+                 p.refreshed_at ASC, ids.id
         LIMIT $limit
         """,
         {"ids": ids, "limit": limit, "stale_before": stale_before},
@@ -419,6 +422,82 @@ def pending_records(connection: duckdb.DuckDBPyConnection, name: str, *, include
     return [PendingRecord(kid, json.loads(p) if p else None, h, problem, waiting, zid,
                           json.loads(sp) if sp else None, sh)
             for kid, p, h, problem, waiting, zid, sp, sh in rows]
+
+
+def opportunity_status_ids(connection: duckdb.DuckDBPyConnection, kaseya_ids: Iterable[str]) -> dict[str, int]:
+    """Kaseya opportunity id -> its staged status id, for the stage tie-break on first sight."""
+    ids = [int(i) for i in kaseya_ids if str(i).lstrip("-").isdigit()]
+    if not ids:
+        return {}
+    return {str(k): int(s) for k, s in connection.execute(
+        "SELECT kaseya_id, status_id FROM stg.kaseya_opportunities WHERE list_contains($ids, kaseya_id)",
+        {"ids": ids}).fetchall() if s is not None}
+
+
+
+
+def inactive_unpaired(connection: duckdb.DuckDBPyConnection, name: str, source: str, run_id: str
+                      ) -> dict[str, bool]:
+    """Kaseya id -> mapped in this run, of the target's staged rows inactive in Kaseya and paired with nothing."""
+    return {str(k): bool(now) for k, now in connection.execute(
+        f"""SELECT m.kaseya_id, m.run_id IS NOT DISTINCT FROM $run_id
+            FROM mapped.zomentum_{name} m
+            JOIN stg.kaseya_{source} s ON CAST(s.kaseya_id AS VARCHAR) = m.kaseya_id
+            LEFT JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
+            WHERE s.is_active = false AND i.zomentum_id IS NULL""",
+        {"entity": name, "run_id": run_id}).fetchall()}
+
+
+def activity_changes(connection: duckdb.DuckDBPyConnection, name: str, source: str) -> list[tuple[str, str, bool]]:
+    """(Kaseya id, Zomentum id, inactive now) of the paired records whose Kaseya active flag differs from what
+    Zomentum was last told (pairs the pull has sent nothing for yet are left to the pull's first sight)."""
+    return [(str(k), str(z), bool(inactive)) for k, z, inactive in connection.execute(
+        f"""SELECT i.kaseya_id, i.zomentum_id, s.is_active = false
+            FROM zomentum.id_map i
+            JOIN stg.kaseya_{source} s ON CAST(s.kaseya_id AS VARCHAR) = i.kaseya_id
+            WHERE i.entity = $entity AND i.payload IS NOT NULL
+              AND (s.is_active = false) IS DISTINCT FROM
+                  (json_extract_string(i.payload, $mark) IS NOT DISTINCT FROM 'inactive')
+            ORDER BY i.kaseya_id""",
+        {"entity": name, "mark": f"$.{INACTIVE_MARK}"}).fetchall()]
+
+
+def mark_activity(connection: duckdb.DuckDBPyConnection, name: str, kaseya_id: str, inactive: bool) -> None:
+    """Record in the id map's payload what Zomentum was told of the record's Kaseya active flag."""
+    connection.execute(
+        """UPDATE zomentum.id_map
+           SET payload = CASE WHEN $inactive THEN json_merge_patch(payload, $mark_json)
+                              ELSE json_merge_patch(payload, $unmark_json) END
+           WHERE entity = $entity AND kaseya_id = $kaseya_id""",
+        {"entity": name, "kaseya_id": kaseya_id, "inactive": inactive,
+         "mark_json": json.dumps({INACTIVE_MARK: "inactive"}), "unmark_json": json.dumps({INACTIVE_MARK: None})})
+    replicate(connection, ID_MAP, "t.entity = $entity AND t.kaseya_id = $kaseya_id",
+              {"entity": name, "kaseya_id": kaseya_id})
+
+
+def restore_pairs(connection: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str, str, str]], now: datetime
+                  ) -> dict[str, int]:
+    """Pair (entity, Kaseya id, Zomentum id) as `zk state rebuild` found them, without a payload (the next
+    pull takes its mapping as the baseline), unless the id map already pairs that Kaseya record or that
+    Zomentum record. Returns how many were restored per entity."""
+    restored: dict[str, int] = {}
+    for entity, kaseya_id, zomentum_id in pairs:
+        inserted = connection.execute(
+            """
+            INSERT INTO zomentum.id_map (entity, kaseya_id, zomentum_id, link_kind, payload_hash, payload,
+                                         first_synced_at, last_synced_at)
+            SELECT $entity, $kaseya_id, $zomentum_id, 'rebuilt', NULL, NULL, $now, $now
+            WHERE NOT EXISTS (SELECT 1 FROM zomentum.id_map WHERE entity = $entity
+                              AND (kaseya_id = $kaseya_id OR zomentum_id = $zomentum_id))
+            RETURNING kaseya_id
+            """,
+            {"entity": entity, "kaseya_id": kaseya_id, "zomentum_id": zomentum_id, "now": now},
+        ).fetchall()
+        if inserted:
+            replicate(connection, ID_MAP, "t.entity = $entity AND t.kaseya_id = $kaseya_id",
+                      {"entity": entity, "kaseya_id": kaseya_id})
+        restored[entity] = restored.get(entity, 0) + len(inserted)
+    return restored
 
 
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:

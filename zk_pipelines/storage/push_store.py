@@ -386,7 +386,8 @@ def kaseya_id_for(connection: duckdb.DuckDBPyConnection, entity: str, zomentum_i
 def pair_pushed_record(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_id: int, zomentum_id: str,
                        now: datetime) -> None:
     """Pair a Kaseya record the push created or found with its Zomentum record. Without a payload: the pull
-    has sent Zomentum nothing for it yet (Kaseya as CRM then sends Kaseya's values on its next run)."""
+    has sent Zomentum nothing for it yet, and on its next run takes what it maps as the baseline without
+    writing (a round trip leaves the Zomentum record as it is; later Kaseya changes are sent)."""
     connection.execute(
         """
         INSERT INTO zomentum.id_map (entity, kaseya_id, zomentum_id, link_kind, payload_hash, payload,

@@ -54,15 +54,24 @@ def ensure_report_table(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(REPORT_DDL)
 
 
+# The key the id map's payload carries for a record Zomentum was told is inactive in Kaseya (written by the
+# pull's load, `pull_store.mark_activity`; never sent as such: the load sends it as the "Kaseya status" field).
+INACTIVE_MARK = "kaseya_status"
+
+
 def read_pairs(connection: duckdb.DuckDBPyConnection, entity: str, *, matched_were_sent: bool) -> list[Pair]:
     """The entity's pairs with what the pull last sent. `matched_were_sent=False` (Zomentum as CRM): a pair made
     by matching an existing Zomentum record was never written (Zomentum kept its own values), so it has no
     last-sent payload to compare with."""
+    # The Kaseya active flag Zomentum was told (INACTIVE_MARK) is bookkeeping, not a field the pull sends: it
+    # is not compared.
     rows = connection.execute(
         """SELECT kaseya_id, zomentum_id,
-                  CASE WHEN $matched_were_sent OR link_kind <> 'matched' THEN payload END
+                  CASE WHEN payload IS NOT NULL AND ($matched_were_sent OR link_kind <> 'matched')
+                       THEN json_merge_patch(payload, $unmark) END
            FROM zomentum.id_map WHERE entity = $entity ORDER BY kaseya_id""",
-        {"entity": entity, "matched_were_sent": matched_were_sent}).fetchall()
+        {"entity": entity, "matched_were_sent": matched_were_sent,
+         "unmark": json.dumps({INACTIVE_MARK: None})}).fetchall()
     return [Pair(kid, zid, json.loads(payload) if payload is not None else None) for kid, zid, payload in rows]
 
 
