@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -19,8 +20,9 @@ from zk_pipelines.defs.reconcile import reconcile_job, reconcile_schedule, recon
 from zk_pipelines.defs.resources import PullTuning, tenant_resources
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
+from zk_pipelines.defs.tenants import deployment_definitions
 from zk_pipelines.defs.zomentum_sync import zomentum_assets
-from zk_pipelines.tenants import PARTITIONS_START_VARIABLE
+from zk_pipelines.tenants import PARTITIONS_START_VARIABLE, REGISTRY_VARIABLE, load_registry
 
 
 def build_definitions(*, partitions_start: str = DEFAULT_PARTITIONS_START,
@@ -52,9 +54,15 @@ def freeze_loaded_objects() -> None:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Loaded by Dagster (workspace.yaml); `ZK_PARTITIONS_START` sets the first hourly partition (the
-    tenant's onboarding hour: its first run syncs the whole history, whichever hour it is for)."""
-    definitions = build_definitions(partitions_start=os.environ.get(PARTITIONS_START_VARIABLE)
-                                    or DEFAULT_PARTITIONS_START)
+    """Loaded by Dagster (workspace.yaml). With `ZK_TENANTS`, the registry's tenants (README "Tenants"; a tenant
+    added or removed there appears or goes at the next reload); without it, the one tenant of the environment,
+    `ZK_PARTITIONS_START` setting the first hourly partition (the tenant's onboarding hour: its first run syncs
+    the whole history, whichever hour it is for)."""
+    registry = (os.environ.get(REGISTRY_VARIABLE) or "").strip()
+    if registry:  # a deployment of several tenants: every registry entry a partition (defs/tenants.py)
+        definitions = deployment_definitions(load_registry(Path(registry)), Path(registry))
+    else:
+        definitions = build_definitions(partitions_start=os.environ.get(PARTITIONS_START_VARIABLE)
+                                        or DEFAULT_PARTITIONS_START)
     freeze_loaded_objects()
     return definitions

@@ -175,7 +175,7 @@ def test_the_helm_values_instance_config_is_accepted_by_dagster_and_keeps_deploy
     assert [(limit["key"], limit["limit"], limit["value"]) for limit in queue.tag_concurrency_limits] == [
         (limit["key"], limit["limit"], limit["value"]) for limit in deploy["runs"]["tag_concurrency_limits"]]
     assert {limit["key"] for limit in queue.tag_concurrency_limits} == {PULL_TAG, PUSH_TAG}
-    assert helm.pool_config.default_pool_limit == deploy["pools"]["default_limit"] == 1
+    assert helm.pool_config.default_pool_limit == deploy["pools"]["default_limit"] == 16
 
 
 def test_a_tenants_run_pod_mounts_its_own_secret_and_no_other_tenants(helm_instance, monkeypatch):

@@ -43,9 +43,9 @@ def outcome_table(outcomes: list[EntityOutcomes]) -> dg.MetadataValue:
     }) for o in outcomes])
 
 
-def audit_asset() -> dg.AssetsDefinition:
+def audit_asset(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetsDefinition:
     @dg.asset(
-        key=AUDIT_KEY, group_name=GROUP, pool="duckdb", kinds={"duckdb"},
+        key=AUDIT_KEY, group_name=GROUP, pool="duckdb", kinds={"duckdb"}, partitions_def=partitions,
         # Not downstream of the loads: Dagster does not run a step whose upstream failed, and the run with the most
         # errors is the one the audit must count. The lowest priority makes it the run's last step whatever failed.
         op_tags={PRIORITY_TAG: "-100"},

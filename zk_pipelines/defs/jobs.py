@@ -14,7 +14,9 @@ PULL_TAG = "zk/pull"
 PUSH_TAG = "zk/push"
 
 
-def hourly_sync_job(tenant: str = DEFAULT_TENANT) -> dg.UnresolvedAssetJobDefinition:
+def hourly_sync_job(tenant: str | None = DEFAULT_TENANT) -> dg.UnresolvedAssetJobDefinition:
+    """The job of one tenant's assets (`tenant`: its runs' tag), or, with None, of a deployment's
+    tenant-partitioned assets, whose runs are tagged by the schedule that launches them (`defs/tenants.py`)."""
     # Dagster's own in-process executor: the run's steps one after another in its one process (one Kaseya login,
     # one Zomentum token per run), the same whether the schedule launches the run, a backfill, the launchpad, or
     # `zk sync` executes it in process. Requests go out side by side inside the steps (a thread pool over the
@@ -23,7 +25,7 @@ def hourly_sync_job(tenant: str = DEFAULT_TENANT) -> dg.UnresolvedAssetJobDefini
         HOURLY_JOB,
         selection=dg.AssetSelection.groups(*PULL_GROUPS),
         executor_def=dg.in_process_executor,
-        tags={PULL_TAG: tenant},
+        tags={PULL_TAG: tenant} if tenant else None,
         description="Kaseya -> DuckDB staging -> validated, mapped -> Zomentum upsert, for one hour (or a range "
                     "of hours in one run). A tenant's first run syncs its whole history.",
     )

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from zk_pipelines.clients.http import ApiError, AuthenticationError, PermissionDenied
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, KaseyaUsage
-from zk_pipelines.defs.partitions import SINGLE_RUN, now, partition_keys_of_run
+from zk_pipelines.defs.partitions import SINGLE_RUN, hours_of_run, is_tenant_partitioned, now, partition_keys_of_run
 from zk_pipelines.defs.resources import KaseyaResource, PullTuning, StateStoreResource
 from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, SNAPSHOT_SOURCES, KaseyaSource
 from zk_pipelines.pull.extract import extract_changes, extract_snapshots, refresh_product_pricing
@@ -107,7 +107,9 @@ def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=CHANGES_KEY, group_name=GROUP, kinds={"kaseya", "duckdb"}, partitions_def=partitions,
-        backfill_policy=SINGLE_RUN, pool="kaseya_api", retry_policy=API_STEP_RETRIES,
+        # A backfill of hours is one run; of tenants, a run each (a run's resources are one tenant's).
+        backfill_policy=None if isinstance(partitions, dg.StaticPartitionsDefinition) else SINGLE_RUN,
+        pool="kaseya_api", retry_policy=API_STEP_RETRIES,
         description=f"Kaseya's incremental lists ({', '.join(s.name for s in INCREMENTAL_SOURCES)}), read side by "
                     f"side through the run's one client into {tables}: the latest payload Kaseya sent for each "
                     "record, upserted on the Kaseya id, with the window that brought it. Hourly partitions on "
@@ -119,9 +121,10 @@ def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                        state: StateStoreResource, tuning: PullTuning) -> dg.MaterializeResult:
         database = state.database()
         client = kaseya.client(state)
-        window = context.partition_time_window
+        start, end = (hours_of_run(context.run.tags) if is_tenant_partitioned(context)
+                      else context.partition_time_window)
         with client.step_usage() as calls:
-            results = extract_changes(client, database, INCREMENTAL_SOURCES, window.start, window.end,
+            results = extract_changes(client, database, INCREMENTAL_SOURCES, start, end,
                                       overlap=timedelta(minutes=tuning.overlap_minutes),
                                       whole_history=config.whole_history, run_id=context.run.run_id, now=now())
         keys = partition_keys_of_run(context)
@@ -136,7 +139,8 @@ def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                     by_hour[source.name] = rows_by_hour(connection, source.raw_table, context.run.run_id, keys)
         if failures:
             raise step_failure(failures)  # what was read is kept in raw, pending: the re-run stages it
-        for partition_key in keys:
+        tenant_partitioned = is_tenant_partitioned(context)
+        for partition_key in keys if not tenant_partitioned else ():
             context.add_asset_metadata({f"{name}_modified_in_hour": counts.get(partition_key, 0)
                                         for name, counts in by_hour.items()}, partition_key=partition_key)
         run_figures: dict[str, object] = {"run_partitions": len(keys)}
@@ -149,7 +153,10 @@ def changes_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             }
         run_figures["whole_history"] = any(result.window.whole_history for result in extracted.values())
         run_figures |= api_usage(client, calls.usage())
-        context.add_asset_metadata(run_figures, partition_key=keys[-1])
+        if tenant_partitioned:  # the tenant's partition: the run's hours, their records in one figure
+            run_figures |= {f"{name}_modified_in_run_hours": sum(counts.values()) for name, counts in by_hour.items()}
+        context.add_asset_metadata(run_figures, partition_key=context.partition_key if tenant_partitioned
+                                   else keys[-1])
         return dg.MaterializeResult()
 
     return kaseya_changes
@@ -180,7 +187,7 @@ def _snapshot_metadata(counts: SnapshotCounts) -> dict[str, object]:
             "gone": counts.gone}
 
 
-def catalogue_asset() -> dg.AssetsDefinition:
+def catalogue_asset(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetsDefinition:
     specs = [dg.AssetSpec(
         raw_key(source), group_name=GROUP, kinds={"kaseya", "duckdb"},
         description=f"{source.description} Table raw.{source.raw_table}: an hourly snapshot (Kaseya has no date "
@@ -190,6 +197,7 @@ def catalogue_asset() -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name=CATALOGUE_STEP, specs=specs, can_subset=True, pool="kaseya_api", retry_policy=API_STEP_RETRIES,
+        partitions_def=partitions,
         description="The snapshot Kaseya lists, side by side through the run's one client; products' pricing "
                     "refreshed within its budget.",
     )
@@ -227,5 +235,8 @@ def catalogue_asset() -> dg.AssetsDefinition:
     return kaseya_catalogue
 
 
-def kaseya_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [changes_asset(partitions), catalogue_asset()]
+def kaseya_assets(partitions: dg.PartitionsDefinition, tenants: dg.PartitionsDefinition | None = None
+                  ) -> list[dg.AssetsDefinition]:
+    """With `tenants` (a deployment of several), every asset is partitioned by tenant, the changes' hours in the
+    run's tags (`partitions.HOURS_TAG`); else the changes are hourly and the catalogue is not partitioned."""
+    return [changes_asset(tenants or partitions), catalogue_asset(tenants)]

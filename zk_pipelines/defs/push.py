@@ -16,6 +16,7 @@ from pydantic import Field
 from zk_pipelines.defs.jobs import DEFAULT_TENANT, PUSH_TAG
 from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
+from zk_pipelines.defs.tenant_automation import TenantAutomation
 from zk_pipelines.domain.push_plan import render_plan
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
@@ -122,17 +123,19 @@ def _push(context: dg.OpExecutionContext, config: PushConfig, sources: PushSourc
             "recovered": "\n".join(outcome.recovered) or "nothing in doubt",
             "writes_sent": dg.MetadataValue.md(f"```\n{render_outcome(outcome)}\n```"),
         })
-        context.log_event(dg.AssetMaterialization(PUSHED_DOCUMENTS_KEY, partition=None, metadata={
+        tenant = context.partition_key if context.has_partition_key else None  # a registry tenant's push
+        context.log_event(dg.AssetMaterialization(PUSHED_DOCUMENTS_KEY, partition=tenant, metadata={
             key: metadata[key] for key in ("document_id", "document_version", "kaseya_writes",
                                            "kaseya_opportunity_id", "kaseya_opportunity", "kaseya_quote_id")}))
     return dg.Output(None, metadata=metadata)
 
 
-def pushed_documents_asset() -> dg.AssetSpec:
+def pushed_documents_asset(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetSpec:
     """The push in the lineage: what flows back from Zomentum to Kaseya. Materialized by `push_document_job`
     (one materialization per document pushed), not by the hourly sync."""
     return dg.AssetSpec(
         PUSHED_DOCUMENTS_KEY, group_name="push", kinds={"zomentum", "kaseya", "duckdb"}, deps=PUSH_READS,
+        partitions_def=partitions,
         description="Zomentum documents pushed to Kaseya (Won, or on demand): each becomes a Kaseya opportunity "
                     "(created or fully replaced) and, with push_quotes_on_won, a quote with its lines. Table "
                     "push.documents, one row per document version, with push.requests (every write, ledgered "
@@ -140,8 +143,13 @@ def pushed_documents_asset() -> dg.AssetSpec:
     )
 
 
-def build_push_job(tenant: str = DEFAULT_TENANT) -> dg.JobDefinition:
-    @dg.job(name=PUSH_JOB, executor_def=dg.in_process_executor, tags={PUSH_TAG: tenant},
+def build_push_job(tenant: str | None = DEFAULT_TENANT, partitions: dg.PartitionsDefinition | None = None
+                   ) -> dg.JobDefinition:
+    """One tenant's push job (`tenant`: its runs' tag), or with `partitions` a deployment's, partitioned by
+    tenant: a run's partition names whose document it pushes (the sensor tags it)."""
+
+    @dg.job(name=PUSH_JOB, executor_def=dg.in_process_executor, tags={PUSH_TAG: tenant} if tenant else None,
+            partitions_def=partitions,
             description="Push one Zomentum document to Kaseya (config: document_id, overrides, dry_run).")
     def push_document_job() -> None:
         push_won_document()
@@ -149,28 +157,48 @@ def build_push_job(tenant: str = DEFAULT_TENANT) -> dg.JobDefinition:
     return push_document_job
 
 
-def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-                              ) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=WON_DOCUMENT_SENSOR, job=job, default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=60,
-        description="Zomentum as CRM: polls Zomentum for documents newly marked Won (cursor on updated_at) and "
-                    "launches the push job once per document version (run key: document id and version). Does "
-                    "nothing in kaseya_as_crm mode, where documents are pushed on demand.",
-    )
-    def won_document_sensor(context: dg.SensorEvaluationContext, state: StateStoreResource,
-                            zomentum: ZomentumResource) -> dg.SensorResult | dg.SkipReason:
-        mode = state.settings().mode
-        if not mode.pushes_won_opportunity:
-            return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
-                                 "launchpad)")
-        cursor = PollCursor.from_json(context.cursor) if context.cursor else None
-        found, new_cursor = poll_won_documents(zomentum.client(), cursor, clock())
-        requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
-                                  tags={DOCUMENT_TAG: document.document_id, VERSION_TAG: document.version})
-                    for document in found]
-        skip = None if requests else ("first poll: documents Won from now on are pushed" if cursor is None
-                                      else "no document newly marked Won")
-        return dg.SensorResult(run_requests=requests, cursor=new_cursor.to_json(), skip_reason=skip)
+def build_won_document_sensor(job: dg.JobDefinition, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                              tenant: TenantAutomation | None = None) -> dg.SensorDefinition:
+    """The Won-document sensor of the one tenant (its resources injected), or of `tenant`, a registry tenant
+    (resources of its own, its runs launched for its partition with its tags)."""
+    description = ("Zomentum as CRM: polls Zomentum for documents newly marked Won (cursor on updated_at) and "
+                   "launches the push job once per document version (run key: document id and version). Does "
+                   "nothing in kaseya_as_crm mode, where documents are pushed on demand.")
+    if tenant is None:
+        @dg.sensor(name=WON_DOCUMENT_SENSOR, job=job, default_status=dg.DefaultSensorStatus.RUNNING,
+                   minimum_interval_seconds=60, description=description)
+        def won_document_sensor(context: dg.SensorEvaluationContext, state: StateStoreResource,
+                                zomentum: ZomentumResource) -> dg.SensorResult | dg.SkipReason:
+            return _poll(context, state, zomentum, clock())
 
-    return won_document_sensor
+        return won_document_sensor
+
+    @dg.sensor(name=f"{WON_DOCUMENT_SENSOR}_{tenant.key}", job=job, default_status=dg.DefaultSensorStatus.RUNNING,
+               minimum_interval_seconds=60, description=f"Tenant {tenant.key}. {description}")
+    def tenant_won_document_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        resources = tenant.resources()
+        try:
+            return _poll(context, resources["state"], resources["zomentum"], clock(), tenant)
+        finally:
+            resources["zomentum"].teardown_after_execution(None)
+
+    return tenant_won_document_sensor
+
+
+def _poll(context: dg.SensorEvaluationContext, state: StateStoreResource, zomentum: ZomentumResource,
+          at: datetime, tenant: TenantAutomation | None = None) -> dg.SensorResult | dg.SkipReason:
+    mode = state.settings().mode
+    if not mode.pushes_won_opportunity:
+        return dg.SkipReason(f"mode {mode}: documents are pushed on demand (zk push, or {PUSH_JOB} from the "
+                             "launchpad)")
+    cursor = PollCursor.from_json(context.cursor) if context.cursor else None
+    found, new_cursor = poll_won_documents(zomentum.client(), cursor, at)
+    tenant_tags = tenant.run_tags(PUSH_TAG) if tenant is not None else {}
+    requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
+                              partition_key=tenant.key if tenant is not None else None,
+                              tags={**tenant_tags, DOCUMENT_TAG: document.document_id,
+                                    VERSION_TAG: document.version})
+                for document in found]
+    skip = None if requests else ("first poll: documents Won from now on are pushed" if cursor is None
+                                  else "no document newly marked Won")
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor.to_json(), skip_reason=skip)

@@ -37,9 +37,10 @@ class ReconcileConfig(dg.Config):
     max_drift_share: float = 0.02
 
 
-def reconciliation_asset() -> dg.AssetsDefinition:
+def reconciliation_asset(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetsDefinition:
     @dg.asset(
         key=RECONCILIATION_KEY, group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"},
+        partitions_def=partitions,
         check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset=RECONCILIATION_KEY,
                                        description="Warns when more than `max_drift_share` of the linked records "
                                                    "differ in Zomentum from what the pull last sent.")],
@@ -85,12 +86,12 @@ def reconciliation_asset() -> dg.AssetsDefinition:
     return reconciliation
 
 
-def reconcile_job(tenant: str = DEFAULT_TENANT) -> "dg.UnresolvedAssetJobDefinition":
+def reconcile_job(tenant: str | None = DEFAULT_TENANT) -> "dg.UnresolvedAssetJobDefinition":
     # Tagged as a pull: the queued run coordinator runs one pull-tagged run per tenant at a time, so a
     # reconciliation never compares while the hourly pull is writing (and never runs beside it).
     return dg.define_asset_job(
         RECONCILE_JOB, selection=dg.AssetSelection.assets(RECONCILIATION_KEY), executor_def=dg.in_process_executor,
-        tags={PULL_TAG: tenant},
+        tags={PULL_TAG: tenant} if tenant else None,
         description="Lists Kaseya and Zomentum whole and compares them with the id map: deletions on either side, "
                     "drift, orphans; repairs what the mode allows when `repair` is set (the schedule sets it).")
 

@@ -78,14 +78,18 @@ class StateStoreResource(dg.ConfigurableResource):
         what other workers wrote at every ask (a few queries when nothing changed)."""
         with self._lock:
             if not self._tables_ready:
-                url = _secret(self.state_url, self.state_url_file, "state_url")
-                self._store = open_store(self.database_path, url.reveal() if url else None, self.state_schema)
+                url, schema = self.state_location()
+                self._store = open_store(self.database_path, url.reveal() if url else None, schema)
                 with connect(self.database_path) as connection:
                     ensure_pull_tables(connection, [target.name for target in ZOMENTUM_TARGETS])
                 self._tables_ready = True
             elif isinstance(self._store, PostgresStateStore):
                 hydrate(self.database_path, self._store)
         return self.database_path
+
+    def state_location(self) -> tuple[Secret | None, str | None]:
+        """The PostgreSQL state store's URL and schema (None: the state lives in the DuckDB file)."""
+        return _secret(self.state_url, self.state_url_file, "state_url"), self.state_schema
 
     def store(self) -> StateStore:
         self.database()

@@ -15,9 +15,10 @@ from zk_pipelines.pull.run_settings import resolve_for_run
 RESOLVED_SETTINGS_KEY = dg.AssetKey(["settings", "resolved"])
 
 
-def settings_asset() -> dg.AssetsDefinition:
+def settings_asset(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetsDefinition:
     @dg.asset(
         key=RESOLVED_SETTINGS_KEY, group_name="settings", pool="zomentum_api", kinds={"duckdb"},
+        partitions_def=partitions,
         retry_policy=API_STEP_RETRIES,
         deps=[raw_key(source) for source in KASEYA_SOURCES if source.resolves_settings],
         description="The settings file (ZK_SETTINGS) with every name resolved against the Kaseya lookups this "

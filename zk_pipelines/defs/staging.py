@@ -40,16 +40,18 @@ def reject_table(rejects, limit: int = SAMPLE_ROWS) -> dg.MetadataValue:
     return dg.MetadataValue.table(records=records, schema=REJECT_COLUMNS)
 
 
-def raw_dependency(source: KaseyaSource) -> dg.AssetDep:
+def raw_dependency(source: KaseyaSource, tenant_partitioned: bool = False) -> dg.AssetDep:
     """Staging reads what is pending in raw, whatever hours brought it: as a dependency on an hourly-partitioned
     raw asset, the latest hour. (Dagster's default, every partition, would make each staging step enumerate all
-    the hours since the first: a second per step after five years of them.)"""
-    if source.incremental:
+    the hours since the first: a second per step after five years of them.) Partitioned by tenant, both sides
+    are: the tenant's own partition."""
+    if source.incremental and not tenant_partitioned:
         return dg.AssetDep(raw_key(source), partition_mapping=dg.LastPartitionMapping())
     return dg.AssetDep(raw_key(source))
 
 
-def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
+def build_staged_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition | None = None
+                       ) -> dg.AssetsDefinition:
     assert source.staging is not None
     entity, description, upstream = source.name, source.staging.description, source.staging.upstream
     key = dg.AssetKey(["stg", f"kaseya_{entity}"])
@@ -58,9 +60,9 @@ def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
                    if source.staging.checked else [])
 
     @dg.asset(
-        key=key, group_name=GROUP, pool="duckdb",
+        key=key, group_name=GROUP, pool="duckdb", partitions_def=partitions,
         kinds={"duckdb", "pandera"}, check_specs=check_specs,
-        deps=[raw_dependency(source), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
+        deps=[raw_dependency(source, partitions is not None), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
         description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "
                     "with the record's Kaseya id, the failed check and the offending value. Not partitioned: each "
                     "run stages what is pending in raw (new or changed since staging last read it, whichever run "
@@ -99,5 +101,5 @@ def build_staged_asset(source: KaseyaSource) -> dg.AssetsDefinition:
     return staged
 
 
-def staged_assets() -> list[dg.AssetsDefinition]:
-    return [build_staged_asset(source) for source in STAGED_SOURCES]
+def staged_assets(partitions: dg.PartitionsDefinition | None = None) -> list[dg.AssetsDefinition]:
+    return [build_staged_asset(source, partitions) for source in STAGED_SOURCES]

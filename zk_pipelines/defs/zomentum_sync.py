@@ -41,12 +41,14 @@ def _load_key(target: ZomentumTarget) -> dg.AssetKey:
     return dg.AssetKey(["zomentum", target.name])
 
 
-def build_mapped_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
+def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition | None = None
+                       ) -> dg.AssetsDefinition:
     ordering_only = ORDERING_ONLY_PARENTS.get(target.name, ())
     parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents and t.name not in ordering_only]
 
     @dg.asset(
         key=_mapped_key(target), group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"},
+        partitions_def=partitions,
         op_tags=step_priority(target, load=False),
         deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
         description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
@@ -118,9 +120,11 @@ def _created_records(target: ZomentumTarget, events, resolved) -> dict[str, dg.M
     return metadata
 
 
-def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
+def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition | None = None
+                     ) -> dg.AssetsDefinition:
     @dg.asset(
         key=_load_key(target), group_name=GROUP, pool="zomentum_api", kinds={"zomentum", "duckdb"},
+        partitions_def=partitions,
         op_tags=step_priority(target, load=True),
         retry_policy=API_STEP_RETRIES,
         deps=[_mapped_key(target)],
@@ -163,5 +167,6 @@ def build_load_asset(target: ZomentumTarget) -> dg.AssetsDefinition:
     return loaded
 
 
-def zomentum_assets() -> list[dg.AssetsDefinition]:
-    return [build(target) for target in ZOMENTUM_TARGETS for build in (build_mapped_asset, build_load_asset)]
+def zomentum_assets(partitions: dg.PartitionsDefinition | None = None) -> list[dg.AssetsDefinition]:
+    return [build(target, partitions) for target in ZOMENTUM_TARGETS
+            for build in (build_mapped_asset, build_load_asset)]

@@ -1,0 +1,92 @@
+"""A deployment serving the tenants of a registry (`ZK_TENANTS`): one code location, every tenant a partition.
+
+Every asset is partitioned by tenant (a static partition per registry entry): the UI keeps its 18 asset pages,
+each showing every tenant's status, and the code location builds one asset graph whatever the number of tenants
+(measured in benchmarks/tenant_load.py and docs/performance.md). Each tenant gets its own hourly schedule, daily
+reconciliation schedule and Won-document sensor, named with its key, which launch its runs for its partition with
+its tags; the resources resolve the run's tenant from the registry when the run starts
+(`defs/deployment_resources.py`). Adding or removing a tenant is an edit of the registry and a reload of the code
+location.
+
+Concurrency: a run is one tenant's, and the queued run coordinator allows one pull run (`zk/pull`) and a few push
+runs (`zk/push`) per tenant at a time (deploy/dagster.yaml). The step pools (`kaseya_api`, `zomentum_api`,
+`duckdb`) are sized for the deployment there, never 1: a pool is named on the step, the same step for every
+tenant, so a pool of 1 would make every tenant's extraction wait for one tenant's (a slow or rate-limited tenant
+would hold every other back). Within a tenant, one pull run at a time keeps its steps in turn.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from zk_pipelines.defs.audit import audit_asset
+from zk_pipelines.defs.deployment_resources import deployment_resources
+from zk_pipelines.defs.jobs import PULL_TAG, hourly_sync_job
+from zk_pipelines.defs.kaseya_extract import kaseya_assets
+from zk_pipelines.defs.partitions import HOUR_FORMAT, HOURS_TAG, hourly_partitions, hours_tag, tenant_partitions
+from zk_pipelines.defs.push import build_push_job, build_won_document_sensor
+from zk_pipelines.defs.reconcile import reconcile_job, reconciliation_asset
+from zk_pipelines.defs.resources import PullTuning
+from zk_pipelines.defs.settings_assets import settings_asset
+from zk_pipelines.defs.staging import staged_assets
+from zk_pipelines.defs.tenant_automation import TenantAutomation
+from zk_pipelines.defs.zomentum_sync import zomentum_assets
+from zk_pipelines.tenants import Tenant
+
+HOURLY_SCHEDULE = "hourly_sync"  # + _<tenant>
+RECONCILE_SCHEDULE = "daily_reconcile"  # + _<tenant>
+
+
+def tenant_hourly_schedule(job: dg.UnresolvedAssetJobDefinition, tenant: TenantAutomation) -> dg.ScheduleDefinition:
+    onboarded = datetime.strptime(tenant.tenant.partitions_start, HOUR_FORMAT).replace(tzinfo=UTC)
+
+    @dg.schedule(name=f"{HOURLY_SCHEDULE}_{tenant.key}", job=job, cron_schedule="5 * * * *",
+                 execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description=f"Tenant {tenant.key}: every hour at :05, the hour that just ended (a tenant's first "
+                             "run syncs its whole history).")
+    def hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        hour = context.scheduled_execution_time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        hour -= timedelta(hours=1)
+        if hour < onboarded:
+            return dg.SkipReason(f"tenant {tenant.key} is onboarded at {tenant.tenant.partitions_start}")
+        return dg.RunRequest(run_key=hour.strftime(HOUR_FORMAT), partition_key=tenant.key,
+                             tags={**tenant.run_tags(PULL_TAG), HOURS_TAG: hours_tag(hour)})
+
+    return hourly
+
+
+def tenant_reconcile_schedule(job: dg.UnresolvedAssetJobDefinition, tenant: TenantAutomation
+                              ) -> dg.ScheduleDefinition:
+    @dg.schedule(name=f"{RECONCILE_SCHEDULE}_{tenant.key}", job=job, cron_schedule="35 3 * * *",
+                 execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+                 description=f"Tenant {tenant.key}: every day at 03:35 UTC (between two hourly runs), compare and "
+                             "repair what the mode allows.")
+    def daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        return dg.RunRequest(partition_key=tenant.key, tags=tenant.run_tags(PULL_TAG),
+                             run_config={"ops": {"audit__reconciliation": {"config": {"repair": True}}}})
+
+    return daily
+
+
+def deployment_definitions(tenants: tuple[Tenant, ...], registry: Path, *, tuning: PullTuning | None = None
+                           ) -> dg.Definitions:
+    """Every tenant of the registry at `registry`, from one asset graph partitioned by tenant."""
+    tenant_keys = tenant_partitions([tenant.key for tenant in tenants])
+    earliest = min(tenant.partitions_start for tenant in tenants)
+    job = hourly_sync_job(None)
+    push_job = build_push_job(None, tenant_keys)
+    reconcile = reconcile_job(None)
+    automations = [TenantAutomation(tenant, registry) for tenant in tenants]
+    return dg.Definitions(
+        assets=[*kaseya_assets(hourly_partitions(earliest), tenant_keys), settings_asset(tenant_keys),
+                *staged_assets(tenant_keys), *zomentum_assets(tenant_keys), audit_asset(tenant_keys),
+                reconciliation_asset(tenant_keys)],
+        jobs=[job, push_job, reconcile],
+        schedules=[schedule for tenant in automations
+                   for schedule in (tenant_hourly_schedule(job, tenant), tenant_reconcile_schedule(reconcile, tenant))],
+        sensors=[build_won_document_sensor(push_job, tenant=tenant) for tenant in automations],
+        resources={**deployment_resources(registry), "tuning": tuning or PullTuning()},
+    )
