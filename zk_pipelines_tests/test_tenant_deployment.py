@@ -165,16 +165,19 @@ def test_each_tenants_hour_syncs_into_its_own_zomentum_only(deployment, instance
     assert status == set(KEYS)  # the UI's asset page: every tenant's partition materialized
 
 
-@pytest.mark.slow
 def test_a_tenant_with_a_wrong_password_fails_alone_and_no_record_crosses_tenants(deployment, instance,
                                                                                  postgres_url, monkeypatch):
     monkeypatch.setenv("SANDBOX_03_KASEYA_PASSWORD", "not-the-password")
+    before = {key: deployment.zomentum_clients(key) for key in KEYS}
     results = run_tenants_at_once(deployment, instance)
     assert results["sandbox_01"].success and results["sandbox_02"].success
     failed = results["sandbox_03"]
     assert not failed.success
     errors = failed.errors
-    assert len(errors) == 1 and "Kaseya" in errors[0] and "sandbox_03" not in errors[0] or "credentials" in errors[0]
+    # Both Kaseya steps, each with the reason; nothing after them ran.
+    assert sorted(error.split(":")[0] for error in errors) == ["kaseya_catalogue", "raw__kaseya_changes"]
+    assert all("Kaseya rejected the login of 'api.employee03@msp.example' for tenant 'Sandbox MSP 03'" in error
+               for error in errors)
     assert "not-the-password" not in " ".join(errors)
     # Isolation: every outcome in a tenant's ledger names its own records, in its own Zomentum account.
     ids = {key: set(deployment.zomentum_clients(key)) for key in KEYS}
@@ -184,6 +187,10 @@ def test_a_tenant_with_a_wrong_password_fails_alone_and_no_record_crosses_tenant
                 assert zomentum_id in ids[key]
                 assert all(zomentum_id not in ids[other] for other in KEYS if other != key)
     assert ledger(postgres_url, "sandbox_03") == []
+    after = {key: deployment.zomentum_clients(key) for key in KEYS}
+    assert after["sandbox_03"] == before["sandbox_03"]
+    assert all(not name.endswith(("(02)", "(03)")) for name in after["sandbox_01"].values())
+    assert all(name.endswith("(02)") for name in after["sandbox_02"].values())
     stored = [dg.serialize_value(instance.get_run_by_id(result.run_id)) for result in results.values()]
     assert leaks(stored, [*deployment.secrets.values(), postgres_url]) == []
 
