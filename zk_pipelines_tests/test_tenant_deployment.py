@@ -143,6 +143,7 @@ def ledger(postgres_url: str, key: str) -> list[tuple[str, str | None, str | Non
         connection.close()
 
 
+@pytest.mark.slow
 def test_each_tenants_hour_syncs_into_its_own_zomentum_only(deployment, instance):
     before = {key: set(deployment.zomentum_clients(key)) for key in KEYS}
     results = run_tenants_at_once(deployment, instance)
@@ -165,6 +166,7 @@ def test_each_tenants_hour_syncs_into_its_own_zomentum_only(deployment, instance
     assert status == set(KEYS)  # the UI's asset page: every tenant's partition materialized
 
 
+@pytest.mark.slow
 def test_a_tenant_with_a_wrong_password_fails_alone_and_no_record_crosses_tenants(deployment, instance,
                                                                                  postgres_url, monkeypatch):
     monkeypatch.setenv("SANDBOX_03_KASEYA_PASSWORD", "not-the-password")
