@@ -1,0 +1,110 @@
+"""A registry's definitions, without running anything: the same assets as one tenant's, each partitioned by
+tenant; per tenant a pinned schedule pair and sensor whose requests carry its partition and tags; resources that
+hold the registry's path only; and the hours a tenant-partitioned run syncs, from its tags."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from zk_pipelines.definitions import build_definitions
+from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG
+from zk_pipelines.defs.kubernetes import K8S_CONFIG_TAG
+from zk_pipelines.defs.partitions import HOURS_TAG, TENANT_TAG, hours_of_run, run_partitions
+from zk_pipelines.defs.push import PUSH_JOB
+from zk_pipelines.defs.reconcile import RECONCILE_JOB
+from zk_pipelines.defs.tenants import deployment_definitions
+from zk_pipelines.tenants import registry_from_text
+
+REGISTRY = """
+tenants:
+  acme:
+    partitions_start: "2026-12-01-00:00"
+    settings: acme.yaml
+    state: acme.duckdb
+    kaseya: {base_url: "https://api.bms.kaseya.com", username: api@acme.example, tenant: Acme MSP,
+             password: {env: ACME_KASEYA_PASSWORD}}
+    zomentum: {base_url: "https://api.zomentum.com", refresh_token: {env: ACME_ZOMENTUM_REFRESH_TOKEN}}
+  globex:
+    partitions_start: "2026-12-05-00:00"
+    settings: globex.yaml
+    state: globex.duckdb
+    kaseya: {base_url: "https://api.bms.kaseya.com", username: api@globex.example, tenant: Globex,
+             password: {file: /var/run/secrets/zk/globex/kaseya-password}}
+    zomentum: {base_url: "https://api.zomentum.com", refresh_token: {env: GLOBEX_ZOMENTUM_REFRESH_TOKEN}}
+"""
+FOLDER = Path("/etc/zk")
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dg.Definitions:
+    return deployment_definitions(registry_from_text(REGISTRY, "tenants.yaml", FOLDER), FOLDER / "tenants.yaml")
+
+
+def test_the_assets_are_one_tenants_each_partitioned_by_tenant(definitions):
+    single = build_definitions().get_repository_def().asset_graph
+    graph = definitions.get_repository_def().asset_graph
+    assert graph.get_all_asset_keys() == single.get_all_asset_keys()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def.get_partition_keys() == ["acme", "globex"], key
+    assert {job.name for job in definitions.get_repository_def().get_all_jobs()} >= {HOURLY_JOB, PUSH_JOB,
+                                                                                     RECONCILE_JOB}
+
+
+def test_each_tenant_has_its_schedules_and_sensor_by_name_running_by_default(definitions):
+    assert sorted(s.name for s in definitions.schedules) == [
+        "daily_reconcile_acme", "daily_reconcile_globex", "hourly_sync_acme", "hourly_sync_globex"]
+    assert sorted(s.name for s in definitions.sensors) == ["won_document_sensor_acme", "won_document_sensor_globex"]
+    assert all(s.default_status == dg.DefaultScheduleStatus.RUNNING for s in definitions.schedules)
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in definitions.sensors)
+
+
+@pytest.mark.parametrize(("tick", "expected"), [
+    (datetime(2026, 12, 7, 10, 5, tzinfo=UTC), "2026-12-07-09:00"),
+    (datetime(2026, 12, 5, 0, 5, tzinfo=UTC), None),  # 23:00 the day before globex is onboarded
+])
+def test_the_hourly_schedule_asks_for_the_hour_that_ended_for_its_tenant_with_its_tags(definitions, tick, expected):
+    schedule = definitions.get_schedule_def("hourly_sync_globex")
+    with dg.build_schedule_context(scheduled_execution_time=tick,
+                                   repository_def=definitions.get_repository_def()) as context:
+        result = schedule.evaluate_tick(context)
+    if expected is None:
+        assert result.run_requests == [] and "onboarded at 2026-12-05-00:00" in result.skip_message
+        return
+    (request,) = result.run_requests
+    assert request.partition_key == "globex"
+    assert {k: request.tags[k] for k in (TENANT_TAG, PULL_TAG, HOURS_TAG)} == {
+        TENANT_TAG: "globex", PULL_TAG: "globex", HOURS_TAG: expected}
+    mount = json.loads(request.tags[K8S_CONFIG_TAG])["container_config"]["volume_mounts"][0]
+    assert mount["mount_path"] == "/var/run/secrets/zk/globex"
+
+
+def test_the_resources_hold_the_registrys_path_and_no_value_from_it(definitions):
+    stored = dg.serialize_value(definitions.resolve_job_def(HOURLY_JOB).get_job_snapshot())
+    assert "/etc/zk/tenants.yaml" in stored
+    assert "api@acme.example" not in stored and "ACME_KASEYA_PASSWORD" not in stored
+
+
+@pytest.mark.parametrize(("tags", "hours", "ledger"), [
+    ({HOURS_TAG: "2026-12-01-05:00", TENANT_TAG: "acme"},
+     (datetime(2026, 12, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 6, tzinfo=UTC)), "2026-12-01-05:00"),
+    ({HOURS_TAG: "2026-12-01-05:00...2026-12-01-07:00", "dagster/partition": "acme"},
+     (datetime(2026, 12, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 8, tzinfo=UTC)), "2026-12-01-05:00...2026-12-01-07:00"),
+    ({"dagster/partition": "acme"},  # launched by hand: the last complete hour, no hours for the ledger
+     (datetime(2026, 12, 1, 9, tzinfo=UTC), datetime(2026, 12, 1, 10, tzinfo=UTC)), None),
+])
+def test_a_tenant_partitioned_runs_hours_come_from_its_tags(tags, hours, ledger):
+    assert hours_of_run(tags, clock=datetime(2026, 12, 1, 10, 20, tzinfo=UTC)) == hours
+    assert run_partitions(tags) == ledger
+
+
+def test_a_single_tenants_run_partitions_are_unchanged():
+    assert run_partitions({"dagster/partition": "2026-12-01-05:00"}) == "2026-12-01-05:00"
+    assert run_partitions({"dagster/asset_partition_range_start": "2026-12-01-05:00",
+                           "dagster/asset_partition_range_end": "2026-12-01-06:00"}) == \
+        "2026-12-01-05:00...2026-12-01-06:00"
+    assert run_partitions({}) is None
