@@ -93,7 +93,8 @@ def test_the_resources_hold_the_registrys_path_and_no_value_from_it(definitions)
     ({HOURS_TAG: "2026-12-01-05:00", TENANT_TAG: "acme"},
      (datetime(2026, 12, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 6, tzinfo=UTC)), "2026-12-01-05:00"),
     ({HOURS_TAG: "2026-12-01-05:00...2026-12-01-07:00", "dagster/partition": "acme"},
-     (datetime(2026, 12, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 8, tzinfo=UTC)), "2026-12-01-05:00...2026-12-01-07:00"),
+     (datetime(2026, 12, 1, 5, tzinfo=UTC), datetime(2026, 12, 1, 8, tzinfo=UTC)),
+     "2026-12-01-05:00...2026-12-01-07:00"),
     ({"dagster/partition": "acme"},  # launched by hand: the last complete hour, no hours for the ledger
      (datetime(2026, 12, 1, 9, tzinfo=UTC), datetime(2026, 12, 1, 10, tzinfo=UTC)), None),
 ])

@@ -5,9 +5,9 @@ schedules and sensor at the next load, with no code change."""
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from collections.abc import Iterator
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta

@@ -43,8 +43,8 @@ class _RunTenant(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = context.dagster_run
-        if run is not None:
-            self._run_tenant = run.tags.get(TENANT_TAG) or run.tags.get(PARTITION_TAG)
+        self._config = None  # each run reads its own tenant's entry afresh
+        self._run_tenant = None if run is None else run.tags.get(TENANT_TAG) or run.tags.get(PARTITION_TAG)
 
     def tenant_config(self) -> TenantConfig:
         """The tenant's values, every source read now, in this process (the run worker, the run's pod)."""
