@@ -97,6 +97,10 @@ class DeploymentStateStoreResource(_RunTenant, StateStoreResource):
         config = self.tenant_config()
         return config.state_url, config.state_schema
 
+    def system_base_urls(self) -> tuple[str | None, str | None]:
+        config = self.tenant_config()
+        return config.kaseya.base_url, config.zomentum.base_url if config.zomentum else None
+
 
 def deployment_resources(registry: Path, tenant_key: str | None = None) -> dict[str, dg.ConfigurableResource]:
     """The three resources, the run's tenant's (or `tenant_key`'s) from the registry at `registry`."""

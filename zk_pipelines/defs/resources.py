@@ -101,9 +101,13 @@ class StateStoreResource(dg.ConfigurableResource):
             raise ConfigurationError(f"{TENANT_VARIABLES.settings_path} is not set (path of the settings YAML)")
         return Path(self.settings_path)
 
+    def system_base_urls(self) -> tuple[str | None, str | None]:
+        """Kaseya's and Zomentum's base URLs: the links' when the settings file does not set them."""
+        return self.kaseya_base_url, self.zomentum_base_url
+
     def settings(self) -> IntegrationSettings:
         """The integration settings, validated; names are resolved by `settings/resolved`."""
-        return load_settings(self.settings_file()).for_systems(self.kaseya_base_url, self.zomentum_base_url)
+        return load_settings(self.settings_file()).for_systems(*self.system_base_urls())
 
     def resolved_settings(self) -> ResolvedSettings:
         """The latest resolution `settings/resolved` stored (this run's, when the run materialized it), for the
@@ -120,8 +124,7 @@ class StateStoreResource(dg.ConfigurableResource):
                 return self._resolved[1]
         settings = settings_from_text(text, str(path))
         resolved = resolved_for_step(self.database(), path, settings)
-        resolved = replace(resolved, settings=resolved.settings.for_systems(self.kaseya_base_url,
-                                                                              self.zomentum_base_url))
+        resolved = replace(resolved, settings=resolved.settings.for_systems(*self.system_base_urls()))
         with self._lock:
             self._resolved = (text, resolved)
         return resolved

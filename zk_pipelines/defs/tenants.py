@@ -23,11 +23,13 @@ from pathlib import Path
 import dagster as dg
 
 from zk_pipelines.defs.audit import audit_asset
+from zk_pipelines.defs.catalogue import catalogued
 from zk_pipelines.defs.deployment_resources import deployment_resources
 from zk_pipelines.defs.jobs import PULL_TAG, hourly_sync_job
 from zk_pipelines.defs.kaseya_extract import kaseya_assets
+from zk_pipelines.defs.loggers import code_location_loggers
 from zk_pipelines.defs.partitions import HOUR_FORMAT, HOURS_TAG, hourly_partitions, hours_tag, tenant_partitions
-from zk_pipelines.defs.push import build_push_job, build_won_document_sensor
+from zk_pipelines.defs.push import build_push_job, build_won_document_sensor, pushed_documents_asset
 from zk_pipelines.defs.reconcile import reconcile_job, reconciliation_asset
 from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.defs.settings_assets import settings_asset
@@ -81,12 +83,13 @@ def deployment_definitions(tenants: tuple[Tenant, ...], registry: Path, *, tunin
     reconcile = reconcile_job(None)
     automations = [TenantAutomation(tenant, registry) for tenant in tenants]
     return dg.Definitions(
-        assets=[*kaseya_assets(hourly_partitions(earliest), tenant_keys), settings_asset(tenant_keys),
-                *staged_assets(tenant_keys), *zomentum_assets(tenant_keys), audit_asset(tenant_keys),
-                reconciliation_asset(tenant_keys)],
+        assets=catalogued([*kaseya_assets(hourly_partitions(earliest), tenant_keys), settings_asset(tenant_keys),
+                           *staged_assets(tenant_keys), *zomentum_assets(tenant_keys), audit_asset(tenant_keys),
+                           reconciliation_asset(tenant_keys), pushed_documents_asset(tenant_keys)]),
         jobs=[job, push_job, reconcile],
         schedules=[schedule for tenant in automations
                    for schedule in (tenant_hourly_schedule(job, tenant), tenant_reconcile_schedule(reconcile, tenant))],
         sensors=[build_won_document_sensor(push_job, tenant=tenant) for tenant in automations],
         resources={**deployment_resources(registry), "tuning": tuning or PullTuning()},
+        loggers=code_location_loggers(),
     )
