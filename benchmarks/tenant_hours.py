@@ -25,6 +25,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import psycopg2
 
 from zk_pipelines.defs.jobs import PULL_TAG
@@ -94,9 +95,8 @@ def main() -> None:
             (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
             env = {**os.environ, **secrets, "BENCH_STATE_URL": url, "DAGSTER_HOME": str(home),
                    "DAGSTER_POSTGRES_URL": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
-            import dagster as dg
-            os.environ.update({"DAGSTER_HOME": env["DAGSTER_HOME"], "DAGSTER_POSTGRES_URL": env["DAGSTER_POSTGRES_URL"]})
-            instance = dg.DagsterInstance.get()
+            os.environ["DAGSTER_POSTGRES_URL"] = env["DAGSTER_POSTGRES_URL"]  # deploy/dagster.yaml names it
+            instance = dg.DagsterInstance.from_config(str(home))
             for pool in ("kaseya_api", "zomentum_api", "duckdb"):
                 instance.event_log_storage.set_concurrency_slots(pool, 16)
             instance.dispose()
