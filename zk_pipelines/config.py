@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from zk_pipelines.domain.errors import ConfigurationError
 from zk_pipelines.secrets import Secret
 
 if TYPE_CHECKING:
     from zk_pipelines.storage.state_store import StateStore
-
-
-class ConfigurationError(ValueError):
-    """A required setting is missing or malformed; the message names it."""
 
 
 DEFAULT_HOURLY_CALL_BUDGET = 1400  # Kaseya allows 1500 calls per hour per endpoint: room for retries and others

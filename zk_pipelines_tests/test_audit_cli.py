@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import requests
 
-from zk_pipelines.pull.load import KASEYA_LINK_FIELD
+from zk_pipelines.domain.links import KASEYA_LINK_FIELD
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines_tests.pipeline_harness import (

@@ -59,7 +59,8 @@ def test_the_production_instance_keeps_runs_in_postgres_behind_a_queue_with_per_
         definitions = build_definitions()
         job = definitions.resolve_job_def(HOURLY_JOB)
         assert job.tags[PULL_TAG] == "default"
-        run = instance.create_run_for_job(job, run_config={}, tags={**job.tags, "dagster/partition": "2026-12-01-00:00"})
+        partition = {"dagster/partition": "2026-12-01-00:00"}
+        run = instance.create_run_for_job(job, run_config={}, tags={**job.tags, **partition})
         assert instance.get_run_by_id(run.run_id).tags[PULL_TAG] == "default"
     finally:
         instance.dispose()

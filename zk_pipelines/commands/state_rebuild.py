@@ -2,7 +2,7 @@
 tenant's DuckDB file was lost or restored from an older copy.
 
 Every Zomentum record the pull created or matched carries its Kaseya link in a custom field of its own
-("Kaseya account", "Kaseya contact", "Kaseya product", "Kaseya opportunity": `pull.load.LINK_FIELDS`; the
+("Kaseya account", "Kaseya contact", "Kaseya product", "Kaseya opportunity": `domain.links.LINK_FIELDS`; the
 push writes the opportunity's too). Each link is read back to its Kaseya id through the settings' link
 templates, and the pair is restored (link kind `rebuilt`) unless the id map already pairs that Kaseya record.
 A restored pair has no payload: the next pull takes what it maps as its baseline and writes nothing for it
@@ -20,8 +20,8 @@ from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.commands.state import configured_store
 from zk_pipelines.config import ConfigurationError, TenantConfig
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS
+from zk_pipelines.domain.links import LINK_FIELDS
 from zk_pipelines.domain.settings import load_settings
-from zk_pipelines.pull.load import LINK_FIELDS
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import restore_pairs
 from zk_pipelines.storage.schema import create_tables

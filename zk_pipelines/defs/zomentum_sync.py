@@ -9,7 +9,8 @@ from zk_pipelines.defs.partitions import now, run_partitions
 from zk_pipelines.defs.resources import PullTuning, StateStoreResource, ZomentumResource
 from zk_pipelines.defs.settings_assets import RESOLVED_SETTINGS_KEY
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS, ZomentumTarget
-from zk_pipelines.pull.load import kaseya_link, load_target
+from zk_pipelines.domain.links import kaseya_link
+from zk_pipelines.pull.load import load_target
 from zk_pipelines.pull.map import map_target
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import count_mapped, count_rows

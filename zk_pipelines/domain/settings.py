@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from zk_pipelines.config import ConfigurationError
+from zk_pipelines.domain.errors import ConfigurationError
 
 # --------------------------------------------------------------------------------------------------------
 # Problems and the error that carries them

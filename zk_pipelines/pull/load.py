@@ -31,8 +31,10 @@ from typing import Any, NamedTuple
 
 from zk_pipelines.clients.http import ApiError, NotFound, WriteOutcomeUnknown
 from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.clients.zomentum_links import ensure_link_field
 from zk_pipelines.domain.change_detection import changed_fields, partial_update
-from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY, ZomentumTarget
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZomentumTarget
+from zk_pipelines.domain.links import LINK_FIELDS, kaseya_link, zomentum_link
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import (
@@ -48,9 +50,6 @@ from zk_pipelines.storage.pull_store import (
     record_events,
     upsert_id_map,
 )
-
-# The custom field on Zomentum opportunities that links to the Kaseya opportunity.
-KASEYA_LINK_FIELD = "Kaseya opportunity"
 
 # The ledger's action for a record a person must settle (an error for `zk audit`): nothing was written.
 CONFLICT = "conflict"
@@ -90,30 +89,6 @@ def lost_cause(exc: WriteOutcomeUnknown) -> str:
         return f"HTTP {exc.status}: {cause}"
     how = re.search(r"\((\w+)\)", cause)  # "the answer was lost (ReadTimeout)"
     return f"no answer: {how.group(1)}" if how else cause
-
-
-def kaseya_link(resolved: ResolvedSettings, target: str, kaseya_id: str) -> str:
-    return resolved.settings.links.kaseya.url(KASEYA_LINK_ENTITY[target], kaseya_id)
-
-
-def zomentum_link(resolved: ResolvedSettings, target: str, zomentum_id: str) -> str:
-    return resolved.settings.links.zomentum.url(ZOMENTUM_LINK_ENTITY[target], zomentum_id)
-
-
-# Every record the pull creates or matches carries its Kaseya link in a custom field of its own: the
-# opportunity's is also how it is matched on first sight; all of them let `zk state rebuild` restore a lost id
-# map, and let a load notice that the id map does not know a record Zomentum says is ours.
-LINK_FIELDS = {"clients": ("client_company", "Kaseya account"), "client_users": ("client_user", "Kaseya contact"),
-               "opportunities": ("opportunity", KASEYA_LINK_FIELD), "items": ("item", "Kaseya product")}
-
-
-def ensure_link_field(client: ZomentumClient, target: str = "opportunities") -> str:
-    """The id of the target's custom field holding the Kaseya link, created if missing."""
-    entity_type, name = LINK_FIELDS[target]
-    for custom_field in client.custom_fields(entity_type):
-        if custom_field.display_name.lower() == name.lower():
-            return custom_field.id
-    return client.create_custom_field(entity_type, name, "text").id
 
 
 def ensure_status_field(client: ZomentumClient, entity_type: str) -> str:

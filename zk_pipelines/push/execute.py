@@ -17,6 +17,7 @@ from typing import Any
 from zk_pipelines.clients.http import ApiError, ApiUnavailable, WriteOutcomeUnknown
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.clients.zomentum_links import ensure_link_field
 from zk_pipelines.clients.zomentum_models import OPPORTUNITIES
 from zk_pipelines.domain.push_plan import (
     OPPORTUNITY_READBACK_FIELDS,
@@ -28,7 +29,6 @@ from zk_pipelines.domain.push_plan import (
     quote_line_body,
     readback_differences,
 )
-from zk_pipelines.pull.load import ensure_link_field
 from zk_pipelines.push.failures import PushFailed, passing
 from zk_pipelines.push.ledger import PushLedger
 from zk_pipelines.push.resolve import OPPORTUNITIES as OPPORTUNITY_ENTITY

@@ -25,6 +25,7 @@ from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, TenantConfig
+from zk_pipelines.domain.links import kaseya_link
 from zk_pipelines.domain.push_plan import (
     PendingId,
     PlannedRequest,
@@ -35,7 +36,6 @@ from zk_pipelines.domain.push_plan import (
 )
 from zk_pipelines.domain.settings import load_settings
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
-from zk_pipelines.pull.load import kaseya_link
 from zk_pipelines.push.catalogue import CATALOGUE_LISTS, KaseyaCatalogue
 from zk_pipelines.push.document import read_document
 from zk_pipelines.push.execute import Execution, read_back, send_writes, write_opportunity_link

@@ -28,6 +28,7 @@ from zk_pipelines.domain.entities import (
     ZOMENTUM_TARGETS,
     ZomentumTarget,
 )
+from zk_pipelines.domain.links import KASEYA_LINK_FIELD, kaseya_link, zomentum_link
 from zk_pipelines.domain.reconcile import (
     CLASSES,
     CUSTOM_FIELD_ENTITY,
@@ -41,7 +42,6 @@ from zk_pipelines.domain.reconcile import (
     with_new_ids,
 )
 from zk_pipelines.domain.settings_check import ResolvedSettings
-from zk_pipelines.pull.load import KASEYA_LINK_FIELD, kaseya_link, zomentum_link
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import IdMapEntry, SyncEvent, record_events, upsert_id_map
 from zk_pipelines.storage.reconcile_store import ReportRow, read_desired, read_pairs, replace_report

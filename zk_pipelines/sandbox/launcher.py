@@ -86,7 +86,8 @@ def run_sandboxes(seed: int, scale: str, host: str, kaseya_port: int, zomentum_p
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with running_sandboxes(seed, scale, host, kaseya_port, zomentum_port, tenants) as boxes:
-        print(f"Kaseya BMS sandbox: {boxes.kaseya.base_url}/v2   (control: {boxes.kaseya.base_url}/_sandbox/)", file=out)
+        print(f"Kaseya BMS sandbox: {boxes.kaseya.base_url}/v2   (control: {boxes.kaseya.base_url}/_sandbox/)",
+              file=out)
         print(f"Zomentum sandbox:   {boxes.zomentum.base_url}/v2   (control: {boxes.zomentum.base_url}/_sandbox/)",
               file=out)
         if tenants == 1 and registry is None:

@@ -199,8 +199,8 @@ def build_world(seed: int, scale: str | Scale, now: datetime | None = None, msp:
     rng = random.Random(seed)
 
     employees = tuple(
-        Employee(first_name=(f := _FIRST[(i * 7) % len(_FIRST)]), last_name=(l := _LAST[(i * 11) % len(_LAST)]),
-                 email=f"{_slug(f)}.{_slug(l)}{i}@msp.example", index=i)
+        Employee(first_name=(f := _FIRST[(i * 7) % len(_FIRST)]), last_name=(s := _LAST[(i * 11) % len(_LAST)]),
+                 email=f"{_slug(f)}.{_slug(s)}{i}@msp.example", index=i)
         for i in range(scale.employees)
     )
 
