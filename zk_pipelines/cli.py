@@ -19,12 +19,19 @@ from zk_pipelines.audit.ledger import LedgerUnavailable
 from zk_pipelines.audit.query import SelectionError
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.config import ENVIRONMENT_VARIABLES, SECRET_VARIABLES, ConfigurationError, check_environment_text
-from zk_pipelines.sandbox.world import SCALES
 from zk_pipelines.secrets import redact
 from zk_pipelines.storage.database import DatabaseUnusable
 from zk_pipelines.storage.state_store import StateStoreError
 
-SCALE_NAMES = list(SCALES)
+
+def _scale_name(value: str) -> str:
+    """`zk sandbox --scale` and `zk demo --scale`: one of the sandbox's world sizes. Looked up when one of those
+    commands is parsed, so that the rest of `zk` runs on an install without the sandboxes' extra."""
+    from zk_pipelines.sandbox.world import SCALES
+
+    if value not in SCALES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(SCALES)})")
+    return value
 
 
 def _tenant_count(value: str | None) -> int:
@@ -134,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", help="run the Kaseya and Zomentum sandboxes until interrupted")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scale", choices=SCALE_NAMES, default="medium")
+    p.add_argument("--scale", type=_scale_name, default="medium", help="the world's size (small, medium, ...)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--kaseya-port", type=port_number, default=8601)
     p.add_argument("--zomentum-port", type=port_number, default=8602)
@@ -188,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scale", choices=SCALE_NAMES, default="medium_5y")
+    p.add_argument("--scale", type=_scale_name, default="medium_5y", help="the world's size (small_recent, ...)")
     p.add_argument("--workdir", type=Path, default=None, help="where the demo's DuckDB file goes (default .demo/)")
     p.set_defaults(func=_cmd_demo)
 
