@@ -48,6 +48,7 @@ from zk_pipelines.storage.pull_store import (
     pending_records,
     read_id_map,
     record_events,
+    unchanged_records,
     upsert_id_map,
 )
 
@@ -252,13 +253,7 @@ def load_target(database: Path, client: ZomentumClient, target: ZomentumTarget, 
     updates_linked = resolved.settings.mode.pull_updates_linked_entities
     with connect(database) as connection:
         pending = pending_records(connection, target.name, include_linked_updates=updates_linked)
-        unchanged = connection.execute(
-            f"""SELECT m.kaseya_id, i.zomentum_id FROM mapped.zomentum_{target.name} m
-                JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
-                WHERE m.run_id = $run_id AND m.problem IS NULL
-                  AND ($updates = false OR i.payload_hash = m.payload_hash)""",
-            {"entity": target.name, "run_id": run_id, "updates": updates_linked},
-        ).fetchall()
+        unchanged = unchanged_records(connection, target.name, run_id=run_id, include_linked_updates=updates_linked)
         # Zomentum id -> the Kaseya id it is paired with: a match may not take a record another one already has
         # (read only when something is to be sent: a quiet hour's load reads two small results, not the map).
         paired = ({zomentum_id: kaseya_id for kaseya_id, zomentum_id in read_id_map(connection, target.name).items()}

@@ -26,6 +26,7 @@ from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
     MappedRecord,
+    mapped_payload_hashes,
     mapped_problem_ids,
     mapped_read,
     mapping_order,
@@ -158,8 +159,7 @@ def map_target(database: Path, target: ZomentumTarget, resolved: ResolvedSetting
         rows = [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
         records = map_rows(target, rows, resolved, id_maps, lambda: read_id_map_payloads(connection, target.name))
         if not incremental:  # a snapshot: rewrite only what changed, so "unchanged" means "seen and unchanged"
-            existing = dict(connection.execute(
-                f"SELECT kaseya_id, payload_hash FROM mapped.zomentum_{target.name}").fetchall())
+            existing = mapped_payload_hashes(connection, target.name)
             records = [r for r in records if r.problem or existing.get(r.kaseya_id) != r.payload_hash]
         with transaction(connection):
             upsert_mapped(connection, target.name, records, run_id=run_id, now=now)

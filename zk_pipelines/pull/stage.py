@@ -147,8 +147,7 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, source: Kas
     staged, rejects = 0, []
     # One transaction for all the chunks: a step that fails midway leaves no chunk's rows or reject lines
     # behind for its retry to write a second time.
-    connection.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(connection):
         for start in range(0, len(order), chunk):
             records = read_raw_in_order(connection, table, order[start:start + chunk])
             rows = source.stage(records, inputs, positions=range(start + 1, start + len(records) + 1))
@@ -159,10 +158,6 @@ def _staged_records_in_chunks(connection: duckdb.DuckDBPyConnection, source: Kas
             if len(rejected):
                 rejects.append(rejected)
         staged_read(connection, table, order)
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
     return len(order), staged, (pd.concat(rejects, ignore_index=True) if rejects else empty_rejects())
 
 

@@ -434,8 +434,6 @@ def opportunity_status_ids(connection: duckdb.DuckDBPyConnection, kaseya_ids: It
         {"ids": ids}).fetchall() if s is not None}
 
 
-
-
 def inactive_unpaired(connection: duckdb.DuckDBPyConnection, name: str, source: str, run_id: str
                       ) -> dict[str, bool]:
     """Kaseya id -> mapped in this run, of the target's staged rows inactive in Kaseya and paired with nothing."""
@@ -498,6 +496,24 @@ def restore_pairs(connection: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[s
                       {"entity": entity, "kaseya_id": kaseya_id})
         restored[entity] = restored.get(entity, 0) + len(inserted)
     return restored
+
+
+def unchanged_records(connection: duckdb.DuckDBPyConnection, name: str, *, run_id: str,
+                      include_linked_updates: bool) -> list[tuple[str, str]]:
+    """(Kaseya id, Zomentum id) of the records this run mapped that need no write: linked already and, when linked
+    records are updated (Kaseya as CRM), sent as they are now."""
+    return connection.execute(
+        f"""SELECT m.kaseya_id, i.zomentum_id FROM mapped.zomentum_{name} m
+            JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
+            WHERE m.run_id = $run_id AND m.problem IS NULL
+              AND ($updates = false OR i.payload_hash = m.payload_hash)""",
+        {"entity": name, "run_id": run_id, "updates": include_linked_updates},
+    ).fetchall()
+
+
+def mapped_payload_hashes(connection: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    """Kaseya id -> the hash of the payload last mapped for it (a snapshot target rewrites only what changed)."""
+    return dict(connection.execute(f"SELECT kaseya_id, payload_hash FROM mapped.zomentum_{name}").fetchall())
 
 
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:
