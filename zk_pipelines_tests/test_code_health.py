@@ -163,3 +163,9 @@ def test_ruff_finds_nothing():
     """Lint and import order (pyproject.toml's [tool.ruff]) over the product, the tests and the benchmarks."""
     result = _tool("ruff", "check", "--no-cache", "zk_pipelines", "zk_pipelines_tests", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_nothing_in_the_lower_layers():
+    """domain/, clients/ and storage/ type-check with strict optional (pyproject.toml's [tool.mypy])."""
+    result = _tool("mypy", "zk_pipelines/domain", "zk_pipelines/clients", "zk_pipelines/storage")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -371,7 +371,7 @@ def read_body(response: requests.Response, policy: HttpPolicy, operation: str, s
         raise requests.exceptions.ContentDecodingError(f"{operation}: the answer could not be decompressed") from None
     # What requests' own `.content` does once the body is read (it has no public setter).
     response._content = b"".join(chunks)
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]
     raw.release_conn()
 
 

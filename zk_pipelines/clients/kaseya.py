@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import requests
@@ -640,9 +641,9 @@ class KaseyaClient:
         probes: list[tuple[str, Callable[[], Any]]] = [("user_info", self.user_info)]
         for endpoint, paged in reads:
             if endpoint == "lookup":  # one table per call
-                probes += [(f"lookup:{table}", lambda t=table: self.lookup(t)) for table in LOOKUP_TABLES]
+                probes += [(f"lookup:{table}", partial(self.lookup, table)) for table in LOOKUP_TABLES]
             else:
-                probes.append((endpoint, lambda e=endpoint, p=paged: first_row(e, p)))
+                probes.append((endpoint, partial(first_row, endpoint, paged)))
         for name, probe in probes:
             label = (f"GET /v2/system/lookup/{LOOKUP_TABLES[name.split(':')[1]]}" if name.startswith("lookup:")
                      else ENDPOINTS[name].label)

@@ -138,7 +138,7 @@ def path_segment(name: str, value: Any) -> str:
         if isinstance(value, str) and _TABLE_NAME.fullmatch(value):
             return quote(value, safe="")
         raise NotAKaseyaId(f"{name} {value!r} is not a lookup table name (letters, digits and _)")
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0:
         return str(int(value))
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return str(int(value))

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 import requests
@@ -232,7 +233,7 @@ class ZomentumClient:
             token = self._access_token
             if token is None:
                 self._renew(None)
-                token = self._access_token
+                token = cast(Secret, self._access_token)  # _renew sets it, or raises
             response = self._send(method, path, operation, token, idempotent=idempotent, **request)
             if response.status_code != 401:
                 break
@@ -494,7 +495,7 @@ class ZomentumClient:
 
         for resource in (contract.CLIENTS, contract.CLIENT_USERS, contract.OPPORTUNITIES, contract.PIPELINES,
                          contract.ITEMS, contract.USERS):
-            probe(resource, lambda resource=resource: first_page(resource))
+            probe(resource, partial(first_page, resource))
         probe(f"{contract.CUSTOM_FIELDS}?entity_type=client_company",
               lambda: first_page(contract.CUSTOM_FIELDS, entity_type="client_company"))
         documents = probe(contract.DOCUMENTS, lambda: first_page(contract.DOCUMENTS))

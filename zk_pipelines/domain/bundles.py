@@ -216,7 +216,7 @@ def line_key(document_id: str, line_id: str, bundle_line_id: str | None = None, 
 
 def is_line_key_of(reference: str | None, document_id: str) -> bool:
     """Whether an `ExtDistReference` is one of our line keys for this document."""
-    return bool(reference) and reference.startswith(f"{LINE_KEY_PREFIX}{document_id}:")
+    return bool(reference and reference.startswith(f"{LINE_KEY_PREFIX}{document_id}:"))
 
 
 # --------------------------------------------------------------------------------------------------------

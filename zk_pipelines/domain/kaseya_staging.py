@@ -374,7 +374,8 @@ def _billing_address(addresses: list[Mapping[str, Any]]) -> Mapping[str, Any] | 
 
 def _main_address(addresses: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     mains = [a for a in addresses if _flag(a, "main_phone", "IsMain")]
-    return (mains or addresses or [None])[0]
+    chosen = mains or addresses
+    return chosen[0] if chosen else None
 
 
 def _shipping_addresses(locations: list[Mapping[str, Any]], main: Mapping[str, Any] | None) -> list[dict]:
@@ -679,8 +680,9 @@ def employee_emails(employee_rows: Iterable[Mapping[str, Any]]) -> dict[int, str
     emails = {}
     for row in employee_rows:
         email = row.get("email")
+        raw_id: Any = row.get("kaseya_id")  # absent or not a number: not an employee to look up
         try:
-            kaseya_id = int(row.get("kaseya_id"))
+            kaseya_id = int(raw_id)
         except (TypeError, ValueError):
             continue
         if isinstance(email, str) and email:

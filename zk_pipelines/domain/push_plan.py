@@ -326,11 +326,11 @@ def parse_overrides(assignments: Sequence[str] | Mapping[str, object]) -> PushOv
         pairs = [(str(key).strip(), value) for key, value in assignments.items()]
     else:
         for assignment in assignments:
-            key, equals, value = assignment.partition("=")
+            name, equals, text = assignment.partition("=")
             if not equals:
                 problems.append(f"{assignment!r} is not field=value")
                 continue
-            pairs.append((key.strip(), value))
+            pairs.append((name.strip(), text))
     opportunity: dict[str, Any] = {}
     quote: dict[str, Any] = {}
     for key, value in pairs:
@@ -654,15 +654,16 @@ def reconcile_quote_lines(
     to_create: list[PlannedLine] = []
     to_update: list[tuple[PlannedLine, int]] = []
     unplanned: list[Mapping[str, Any]] = []
-    for line in planned:
+    for planned_line in planned:
         # A line pushed before keys said what a line is carries its Zomentum line id instead (that revision's).
-        legacy = line_key(document_id, line.source_line_id, line.bundle_line_id,
-                          setup_fee=line.role is LineRole.SETUP_FEE)
-        first, *others = ours.pop(line.line_key, None) or ours.pop(legacy, None) or [None]
-        if first is None:
-            to_create.append(line)
+        legacy = line_key(document_id, planned_line.source_line_id, planned_line.bundle_line_id,
+                          setup_fee=planned_line.role is LineRole.SETUP_FEE)
+        matches = ours.pop(planned_line.line_key, None) or ours.pop(legacy, None)
+        if not matches:
+            to_create.append(planned_line)
         else:
-            to_update.append((line, int(_get(first, "Id"))))
+            first, *others = matches
+            to_update.append((planned_line, int(_get(first, "Id"))))
             unplanned += others
     unplanned += [line for lines in ours.values() for line in lines]
     to_retire = tuple(line for line in unplanned if not _is_retired(line))

@@ -655,8 +655,8 @@ class _Reader:
         bundle_name = self.choice(top, "bundle_mode", _TOP_LEVEL, [m.value for m in BundleMode], "a bundle mode")
         fallbacks = self.fallbacks(top)
         links = self.links(top)
-        parts = (mode, sync, product_defaults, opportunity_stages, document_statuses, bundle_name, fallbacks, links)
-        if any(part is None for part in parts):
+        if (mode is None or sync is None or product_defaults is None or opportunity_stages is None
+                or document_statuses is None or bundle_name is None or fallbacks is None or links is None):
             return None
         return IntegrationSettings(
             mode=mode, sync=sync, product_defaults=product_defaults, opportunity_stages=opportunity_stages,
@@ -670,9 +670,10 @@ class _Reader:
         if section is None:
             return None
         values = {key: self.boolean(section, key, "sync", "true or false") for key in keys}
-        if any(value is None for value in values.values()):
+        given = {key: value for key, value in values.items() if value is not None}
+        if len(given) < len(values):
             return None
-        return SyncSelection(**values)
+        return SyncSelection(**given)
 
     def product_defaults(self, top: Mapping[Any, Any]) -> ProductDefaults | None:
         expected = {
@@ -684,9 +685,10 @@ class _Reader:
         if section is None:
             return None
         values = {key: self.text(section, key, "product_defaults", form) for key, form in expected.items()}
-        if any(value is None for value in values.values()):
+        given = {key: value for key, value in values.items() if value is not None}
+        if len(given) < len(values):
             return None
-        return ProductDefaults(**values)
+        return ProductDefaults(**given)
 
     def stage_ref(self, value: object, path: str) -> StageRef | None:
         entry = self.mapping(value, path, ("pipeline", "stage"))

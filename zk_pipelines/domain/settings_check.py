@@ -96,8 +96,8 @@ def check_settings(
                kaseya.opportunity_statuses, "Kaseya opportunity status")
 
     documents = settings.document_statuses
-    for index, entry in enumerate(documents.entries):
-        check.name(f"document_statuses.mapping[{index}].quote_status", entry.quote_status, kaseya.quote_statuses,
+    for index, status_entry in enumerate(documents.entries):
+        check.name(f"document_statuses.mapping[{index}].quote_status", status_entry.quote_status, kaseya.quote_statuses,
                    "Kaseya quote status")
     check.name("document_statuses.default_quote_status", documents.default_quote_status, kaseya.quote_statuses,
                "Kaseya quote status")

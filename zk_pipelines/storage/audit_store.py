@@ -19,6 +19,7 @@ import duckdb
 
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX
+from zk_pipelines.storage.database import one_row
 
 # Kaseya staged entity -> the ledger's entity name (the Zomentum target it becomes).
 LEDGER_ENTITY_OF_REJECTS = {target.source: target.name for target in ZOMENTUM_TARGETS}
@@ -31,11 +32,11 @@ DEFERRED = "deferred"
 
 
 def table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return connection.execute(
+    return one_row(connection.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
         "AND table_schema = $schema AND table_name = $table",
         {"schema": schema, "table": table},
-    ).fetchone()[0] > 0
+    ))[0] > 0
 
 
 def has_ledger(connection: duckdb.DuckDBPyConnection) -> bool:
@@ -237,7 +238,7 @@ def push_requests_for(connection: duckdb.DuckDBPyConnection, entity: str, kaseya
         """,
         {"entity": entity, "kaseya_id": kaseya_id, "zomentum_id": zomentum_id},
     ).fetchall()
-    return [PushRequest(*row[:9], json.loads(row[9]) if row[9] is not None else None, *row[10:]) for row in rows]
+    return [PushRequest(*(*row[:9], json.loads(row[9]) if row[9] is not None else None, *row[10:])) for row in rows]
 
 
 # --- counts per entity, for the audit asset ----------------------------------------------------------------

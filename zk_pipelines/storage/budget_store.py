@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zk_pipelines.clients.kaseya_budget import HOUR, Grant, Spent
-from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.database import connect, one_row
 from zk_pipelines.storage.schema import create_tables
 from zk_pipelines.storage.state_store import PostgresStateStore, StateStore
 
@@ -29,14 +29,14 @@ class DuckDBBudgetStore:
             connection.execute("BEGIN TRANSACTION")
             try:
                 connection.execute("DELETE FROM budget.kaseya_grants WHERE granted_at <= $old", {"old": now - HOUR})
-                used, oldest = connection.execute(
+                used, oldest = one_row(connection.execute(
                     """SELECT coalesce(sum(calls), 0), min(granted_at) FROM budget.kaseya_grants
                        WHERE endpoint = $endpoint AND granted_at > $since AND calls > 0""",
-                    {"endpoint": endpoint, "since": now - HOUR}).fetchone()
+                    {"endpoint": endpoint, "since": now - HOUR}))
                 calls = max(0, min(wanted, hourly_limit - int(used)))
-                grant_id = connection.execute(
+                grant_id = one_row(connection.execute(
                     """INSERT INTO budget.kaseya_grants (endpoint, granted_at, calls) VALUES ($endpoint, $now, $calls)
-                       RETURNING grant_id""", {"endpoint": endpoint, "now": now, "calls": calls}).fetchone()[0]
+                       RETURNING grant_id""", {"endpoint": endpoint, "now": now, "calls": calls}))[0]
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise

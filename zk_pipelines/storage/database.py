@@ -40,12 +40,16 @@ _DAMAGE = ("not a valid duckdb database file", "corrupt database file", "could n
            "could not read from file", "is a directory", "database file has a format version")
 
 
+def _a_directory(path: Path) -> DatabaseUnusable:
+    return DatabaseUnusable(f"{path} is a directory, not a DuckDB file (ZK_DUCKDB_PATH names the file)")
+
+
 def _unusable(path: Path, exc: BaseException) -> DatabaseUnusable | None:
     """The error to raise instead of `exc` when it says the file itself is unusable; None otherwise."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     lowered = text.lower()
     if path.is_dir():
-        return DatabaseUnusable(f"{path} is a directory, not a DuckDB file (ZK_DUCKDB_PATH names the file)")
+        return _a_directory(path)
     if "not a valid duckdb database file" in lowered:
         return DatabaseUnusable(f"{path} is not a DuckDB database file (another kind of file, or an empty one); "
                                 "point ZK_DUCKDB_PATH at the tenant's DuckDB file")
@@ -165,7 +169,7 @@ def connect(path: Path | str, *, read_only: bool = False, wait_seconds: float = 
     back. Waits up to `wait_seconds` while another process holds the file (then raises duckdb.IOException)."""
     path = Path(path)
     if path.is_dir():
-        raise _unusable(path, IsADirectoryError(str(path)))
+        raise _a_directory(path)
     if not read_only:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,3 +234,12 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The one row a statement always answers (an aggregate such as `SELECT count(*)`, an `INSERT ... RETURNING`
+    of one row): a statement that answers none is a bug, said as such rather than as a TypeError on None."""
+    row = result.fetchone()
+    if row is None:
+        raise LookupError("the statement answered no row")
+    return row

@@ -28,7 +28,7 @@ from zk_pipelines.domain.kaseya_staging import (
     folded_name,
 )
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, REJECT_COLUMNS, as_validated_types
-from zk_pipelines.storage.database import registered
+from zk_pipelines.storage.database import one_row, registered
 from zk_pipelines.storage.push_store import ensure_push_tables
 from zk_pipelines.storage.reconcile_store import INACTIVE_MARK, ensure_report_table
 from zk_pipelines.storage.schema import create_tables, describe_tables
@@ -254,7 +254,7 @@ def read_pricing(connection: duckdb.DuckDBPyConnection) -> dict[int, dict[str, A
 
 
 def oldest_pricing_refresh(connection: duckdb.DuckDBPyConnection) -> datetime | None:
-    return connection.execute("SELECT min(refreshed_at) FROM raw.kaseya_product_pricing").fetchone()[0]
+    return one_row(connection.execute("SELECT min(refreshed_at) FROM raw.kaseya_product_pricing"))[0]
 
 
 # --- stg --------------------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def mapped_payload_hashes(connection: duckdb.DuckDBPyConnection, name: str) -> d
 
 
 def count_mapped(connection: duckdb.DuckDBPyConnection, name: str) -> int:
-    return connection.execute(f"SELECT count(*) FROM mapped.zomentum_{name}").fetchone()[0]
+    return one_row(connection.execute(f"SELECT count(*) FROM mapped.zomentum_{name}"))[0]
 
 
 # --- id map and ledger ------------------------------------------------------------------------------
@@ -864,7 +864,7 @@ class PendingCounts:
 def count_pending(connection: duckdb.DuckDBPyConnection, name: str) -> PendingCounts:
     """What `pending_records` would hand the load, counted in SQL with its conditions: `changed` are pending
     only when linked records are updated (Kaseya as CRM)."""
-    row = connection.execute(
+    row = one_row(connection.execute(
         f"""
         SELECT count(*) FILTER (WHERE m.problem IS NOT NULL),
                count(*) FILTER (WHERE m.problem IS NULL AND i.zomentum_id IS NULL),
@@ -876,7 +876,7 @@ def count_pending(connection: duckdb.DuckDBPyConnection, name: str) -> PendingCo
         LEFT JOIN zomentum.id_map i ON i.entity = $entity AND i.kaseya_id = m.kaseya_id
         """,
         {"entity": name},
-    ).fetchone()
+    ))
     return PendingCounts(*(int(value) for value in row))
 
 
@@ -924,9 +924,9 @@ def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids
                       zomentum_id IS NULL, modified_on, $now, $run_id
                FROM client_user_chunk WHERE NOT (special AND zomentum_id IS NOT NULL)""",
             {"now": now, "run_id": run_id})
-        written, waiting = connection.execute(
+        written, waiting = one_row(connection.execute(
             """SELECT count(*) FILTER (WHERE NOT (special AND zomentum_id IS NOT NULL)),
-                      count(*) FILTER (WHERE zomentum_id IS NULL) FROM client_user_chunk""").fetchone()
+                      count(*) FILTER (WHERE zomentum_id IS NULL) FROM client_user_chunk"""))
         left = connection.execute(
             "SELECT kaseya_id FROM client_user_chunk WHERE special AND zomentum_id IS NOT NULL ORDER BY kaseya_id"
         ).fetchnumpy()["kaseya_id"]
@@ -947,11 +947,11 @@ def read_coverage(connection: duckdb.DuckDBPyConnection, entity: str) -> datetim
 def rejected_as_extracted(connection: duckdb.DuckDBPyConnection, table: str, entity: str) -> int:
     """How many records of the entity were rejected by validation in the version raw holds (not for a missing
     parent): a fix in Kaseya moves their ModifiedOn past the hour they were rejected in."""
-    return connection.execute(
+    return one_row(connection.execute(
         f"""SELECT count(DISTINCT r.kaseya_id) FROM raw.{table} r
             JOIN audit.rejects j ON j.entity = $entity AND j.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
             WHERE j.rejected_at >= r.extracted_at AND j.check_name NOT LIKE 'known_%'""",
-        {"entity": entity}).fetchone()[0]
+        {"entity": entity}))[0]
 
 
 def save_coverage(connection: duckdb.DuckDBPyConnection, entity: str, covered_through: datetime, *, run_id: str,
@@ -1006,7 +1006,7 @@ def snapshot_version(connection: duckdb.DuckDBPyConnection, entity: str) -> str:
     """What the entity's raw sources hold, as a version: their row counts and when a row of them last changed."""
     parts = []
     for table in STAGED_SNAPSHOT_TABLES[entity]:
-        count, changed = connection.execute(f"SELECT count(*), max(changed_at) FROM raw.{table}").fetchone()
+        count, changed = one_row(connection.execute(f"SELECT count(*), max(changed_at) FROM raw.{table}"))
         parts.append(f"{table}:{count}:{changed.isoformat() if changed else '-'}")
     return ";".join(parts)
 
@@ -1037,4 +1037,4 @@ def table_columns(targets: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
 
 def count_rows(connection: duckdb.DuckDBPyConnection, table: str, where: str = "", params: Any = None) -> int:
     """The rows of a table the pipeline keeps (`table` is one of its own names, never user input)."""
-    return connection.execute(f"SELECT count(*) FROM {table} {where}", params or []).fetchone()[0]
+    return one_row(connection.execute(f"SELECT count(*) FROM {table} {where}", params or []))[0]

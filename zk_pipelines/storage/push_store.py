@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from zk_pipelines.storage.database import one_row
 from zk_pipelines.storage.schema import create_tables
 from zk_pipelines.storage.state_store import (
     ID_MAP,
@@ -176,7 +177,7 @@ def _claim_document(connection: duckdb.DuckDBPyConnection, document_id: str, ver
         alive = run_alive(holder) if holder else None
         if alive or (alive is None and last_activity > now - HOLD_LAPSES_AFTER):
             raise DocumentHeld(document_id, holder, since, known_run=alive is not None)
-    row = connection.execute(
+    row = one_row(connection.execute(
         """
         INSERT INTO push.documents AS t (document_id, document_version, state, attempts, run_id,
                                          settings_fingerprint, started_at)
@@ -189,7 +190,7 @@ def _claim_document(connection: duckdb.DuckDBPyConnection, document_id: str, ver
         """,
         {"document_id": document_id, "version": version, "state": RUNNING, "run_id": run_id,
          "fingerprint": fingerprint, "now": now},
-    ).fetchone()
+    ))
     return int(row[0])
 
 
@@ -287,7 +288,7 @@ class RequestIntent:
 def record_intent(connection: duckdb.DuckDBPyConnection, intent: RequestIntent, now: datetime) -> int:
     """Written before the request is sent; returns the row's id for `settle_request`."""
     request_id = new_ids(connection, PUSH_REQUESTS, 1)[0]
-    row = connection.execute(
+    row = one_row(connection.execute(
         """
         INSERT INTO push.requests (request_id, document_id, document_version, run_id, attempt, step, system,
                                    endpoint, method, path, body, purpose, record_key, state, intended_at)
@@ -300,7 +301,7 @@ def record_intent(connection: duckdb.DuckDBPyConnection, intent: RequestIntent, 
          "attempt": intent.attempt, "step": intent.step, "system": intent.system, "endpoint": intent.endpoint,
          "method": intent.method, "path": intent.path, "body": json.dumps(intent.body, default=str),
          "purpose": intent.purpose, "record_key": intent.record_key, "state": INTENT, "now": now},
-    ).fetchone()
+    ))
     replicate(connection, PUSH_REQUESTS, "t.request_id = $id", {"id": request_id})
     return int(row[0])
 

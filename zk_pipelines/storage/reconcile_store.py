@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from zk_pipelines.domain.reconcile import Pair
-from zk_pipelines.storage.database import registered, transaction
+from zk_pipelines.storage.database import one_row, registered, transaction
 
 REPORT_DDL = """
 CREATE SCHEMA IF NOT EXISTS audit;
@@ -77,9 +77,9 @@ def read_pairs(connection: duckdb.DuckDBPyConnection, entity: str, *, matched_we
 
 def read_desired(connection: duckdb.DuckDBPyConnection, entity: str) -> dict[str, dict[str, Any]]:
     """Kaseya id -> the pull's mapping of the latest staged Kaseya record (`mapped.zomentum_<entity>`)."""
-    if not connection.execute(
+    if not one_row(connection.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'mapped' AND table_name = $t",
-            {"t": f"zomentum_{entity}"}).fetchone()[0]:
+            {"t": f"zomentum_{entity}"}))[0]:
         return {}
     return {kid: json.loads(payload) for kid, payload in connection.execute(
         f"SELECT kaseya_id, payload FROM mapped.zomentum_{entity} WHERE payload IS NOT NULL AND problem IS NULL"

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import duckdb
 import pandas as pd
 
-from zk_pipelines.storage.database import connect, registered, transaction
+from zk_pipelines.storage.database import connect, one_row, registered, transaction
 
 
 class StateStoreError(Exception):
@@ -269,12 +269,12 @@ class DuckDBStateStore(StateStore):
 
 
 def _duckdb_version(connection: duckdb.DuckDBPyConnection) -> int:
-    exists = connection.execute(
+    exists = one_row(connection.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'state' AND table_name = 'schema_version'").fetchone()[0]
+        "AND schema_name = 'state' AND table_name = 'schema_version'"))[0]
     if not exists:
         return 0
-    return int(connection.execute("SELECT coalesce(max(version), 0) FROM state.schema_version").fetchone()[0])
+    return int(one_row(connection.execute("SELECT coalesce(max(version), 0) FROM state.schema_version"))[0])
 
 
 def _duckdb_rows(connection: duckdb.DuckDBPyConnection, table: DurableTable) -> list[dict[str, Any]]:
@@ -285,12 +285,13 @@ def _duckdb_rows(connection: duckdb.DuckDBPyConnection, table: DurableTable) -> 
 
 def advance_duckdb_sequence(connection: duckdb.DuckDBPyConnection, table: DurableTable) -> None:
     """Past the largest id the table holds (DuckDB has no setval: the sequence is drawn that many times)."""
-    id_column = table.key[0]
-    highest = connection.execute(f"SELECT coalesce(max({id_column}), 0) FROM {table.name}").fetchone()[0]
-    current = connection.execute(f"SELECT currval('{table.sequence}')").fetchone()[0] if _drawn(
-        connection, table.sequence) else 0
+    id_column, sequence = table.key[0], table.sequence
+    if sequence is None:
+        raise ValueError(f"{table.name} takes its ids from no sequence")
+    highest = one_row(connection.execute(f"SELECT coalesce(max({id_column}), 0) FROM {table.name}"))[0]
+    current = one_row(connection.execute(f"SELECT currval('{sequence}')"))[0] if _drawn(connection, sequence) else 0
     if highest > current:
-        connection.execute(f"SELECT max(nextval('{table.sequence}')) FROM range($n)", {"n": int(highest - current)})
+        connection.execute(f"SELECT max(nextval('{sequence}')) FROM range($n)", {"n": int(highest - current)})
 
 
 def _drawn(connection: duckdb.DuckDBPyConnection, sequence: str) -> bool:
