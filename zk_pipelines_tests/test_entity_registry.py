@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from zk_pipelines.clients.kaseya import PROBED_READS, KaseyaClient
-from zk_pipelines.clients.kaseya_wire import ENDPOINTS
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.kaseya_extract import raw_key
 from zk_pipelines.domain.entities import (
@@ -23,6 +22,7 @@ from zk_pipelines.domain.entities import (
     STAGED_SOURCES,
     ZOMENTUM_TARGETS,
 )
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.domain.staging_schemas import REASONS, model_columns, validate_rows
 from zk_pipelines.pull.extract import extract_changes, extract_snapshots, refresh_product_pricing
 from zk_pipelines.pull.stage import stage_entity

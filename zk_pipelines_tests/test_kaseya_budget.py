@@ -14,7 +14,7 @@ from zk_pipelines.clients.kaseya_budget import (
     MemoryBudgetStore,
     RouteBudget,
 )
-from zk_pipelines.clients.kaseya_wire import ENDPOINTS
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.storage.budget_store import DuckDBBudgetStore
 
 ACCOUNTS = ENDPOINTS["accounts"]

@@ -12,8 +12,8 @@ import pytest
 
 from zk_pipelines.clients.http import ValidationFailed
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, RouteBudget
-from zk_pipelines.clients.kaseya_wire import ENDPOINTS
 from zk_pipelines.domain.entities import KASEYA_SOURCES
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.pull.extract import extract_snapshot, refresh_product_pricing
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables

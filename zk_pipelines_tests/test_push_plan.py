@@ -4,6 +4,7 @@ quote-line reconciliation on a re-push, read-back comparison, resolutions and th
 from __future__ import annotations
 
 import json
+import string
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from zk_pipelines.clients import kaseya_wire
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum_models import DocumentLineItem
 from zk_pipelines.domain.bundles import (
@@ -22,6 +22,7 @@ from zk_pipelines.domain.bundles import (
     document_amount,
     plan_quote_lines,
 )
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS, NO_DISTRIBUTOR
 from zk_pipelines.domain.push_plan import (
     OPPORTUNITY_FIELDS,
     OPPORTUNITY_OVERRIDABLE,
@@ -102,16 +103,21 @@ def accepted_by_sandbox(dto_name: str, body: dict) -> None:
 
 
 def test_push_endpoints_are_the_clients_endpoints():
-    for name, (method, template) in PUSH_ENDPOINTS.items():
-        endpoint = kaseya_wire.ENDPOINTS[name]
-        assert (endpoint.method, endpoint.template) == (method, template), name
+    for name in PUSH_ENDPOINTS:
+        endpoint = ENDPOINTS[name]
+        params = {field: 7 for _, field, _, _ in string.Formatter().parse(endpoint.template) if field}
+        request = planned_request(name, "test", **params)
+        assert (request.method, request.path) == (endpoint.method, endpoint.path(**params)), name
+    with pytest.raises(KeyError):
+        planned_request("accounts", "a read is not a push request")
 
 
-def test_quote_line_item_type_ids_are_the_clients():
-    by_wire_name = {"product": KaseyaItemType.INVENTORY_PRODUCT, "service": KaseyaItemType.SERVICE_ITEM,
-                    "labour": KaseyaItemType.LABOUR_LINE}
-    assert {by_wire_name[k]: v for k, v in kaseya_wire.QUOTE_LINE_ITEM_TYPE_IDS.items()} == QUOTE_LINE_ITEM_TYPE_IDS
-    assert quote_line_request(5, _line(), 9).path_params["distributer_type_id"] == kaseya_wire.NO_DISTRIBUTOR
+def test_quote_lines_are_added_with_the_clients_item_type_ids():
+    assert set(QUOTE_LINE_ITEM_TYPE_IDS) == {KaseyaItemType.INVENTORY_PRODUCT, KaseyaItemType.SERVICE_ITEM,
+                                             KaseyaItemType.LABOUR_LINE}
+    request = quote_line_request(5, _line(), 9)
+    assert request.path_params["distributer_type_id"] == NO_DISTRIBUTOR == 0
+    assert request.path_params["item_type_id"] == QUOTE_LINE_ITEM_TYPE_IDS[_line().item_type]
 
 
 # --------------------------------------------------------------------------------------------------------

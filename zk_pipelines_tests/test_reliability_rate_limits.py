@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from zk_pipelines.clients.kaseya import KASEYA_POLICY
-from zk_pipelines.clients.kaseya_wire import ENDPOINTS
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
     materialization_metadata,

@@ -40,22 +40,20 @@ from zk_pipelines.clients.http import (
 )
 from zk_pipelines.clients.kaseya_budget import BudgetExhausted, BudgetStore, RouteBudget
 from zk_pipelines.clients.kaseya_wire import (
-    ENDPOINTS,
     LOOKUP_TABLES,
     MAX_IN_FLIGHT,
     MAX_PAGE_SIZE,
-    Endpoint,
     KaseyaRecord,
-    NotAKaseyaId,
     kaseya_datetime,
     parse_json,
-    parse_kaseya_datetime,
     read_envelope,
     row_identity,
 )
 from zk_pipelines.clients.probe import EndpointCheck
 from zk_pipelines.config import KaseyaCredentials
 from zk_pipelines.domain.entities import KASEYA_SOURCES
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS, Endpoint, NotAKaseyaId
+from zk_pipelines.domain.kaseya_staging import parse_kaseya_moment
 from zk_pipelines.secrets import redact
 
 __all__ = ["BudgetExhausted", "KaseyaClient", "KaseyaUsage", "ListingChanged", "RouteBudget"]
@@ -224,7 +222,7 @@ class KaseyaClient:
         return secrets
 
     def _store_token(self, result: Mapping[str, Any]) -> None:
-        expires = parse_kaseya_datetime(result.get("accessTokenExpireOn"))
+        expires = parse_kaseya_moment(result.get("accessTokenExpireOn") or None)
         # The server's clock may differ from ours, so its instant is only an upper bound on the lifetime;
         # Kaseya's tokens are short (~20 min, unpublished), and a 401 renews the token anyway.
         lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS

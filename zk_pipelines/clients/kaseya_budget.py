@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zk_pipelines.clients.http import RateLimited
-from zk_pipelines.clients.kaseya_wire import Endpoint
+from zk_pipelines.domain.kaseya_endpoints import Endpoint
 
 HOUR = 3600.0
 # The first lease of an endpoint, doubled with each further lease of the client up to `MAX_LEASE`: a quiet

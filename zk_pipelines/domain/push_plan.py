@@ -41,7 +41,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from types import MappingProxyType
@@ -57,34 +57,19 @@ from zk_pipelines.domain.bundles import (
     planned_amount,
     to_cents,
 )
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS, NO_DISTRIBUTOR, QUOTE_LINE_ITEM_TYPE_IDS, Endpoint
+from zk_pipelines.domain.kaseya_staging import parse_kaseya_moment
 from zk_pipelines.domain.settings import KaseyaItemType
 from zk_pipelines.domain.settings_check import ResolvedSettings
 
 # --------------------------------------------------------------------------------------------------------
-# The Kaseya operations a push sends. Names, methods and templates are those of
-# `clients.kaseya_wire.ENDPOINTS` (the domain does not import clients; a test pins the two together).
+# The Kaseya operations a push sends: rows of the client's endpoint table (`domain/kaseya_endpoints.py`).
 
-PUSH_ENDPOINTS: Mapping[str, tuple[str, str]] = MappingProxyType({
-    "create_account": ("POST", "/v2/crm/accounts"),
-    "create_contact": ("POST", "/v2/crm/contacts/summary"),
-    "create_opportunity": ("POST", "/v2/crm/opportunities"),
-    "update_opportunity": ("PUT", "/v2/crm/opportunities/{opportunity_id}"),
-    "create_quote": ("POST", "/v2/crm/quotes"),
-    "update_quote": ("PUT", "/v2/crm/quotes/{quote_id}"),
-    "add_quote_line_item": ("POST", "/v2/crm/quotes/{quote_id}/lineItems/{item_type_id}/{distributer_type_id}"),
-    "update_quote_line_item": ("PUT", "/v2/crm/quotes/{quote_id}/lineItems/{line_item_id}"),
-    "create_service": ("POST", "/v2/admin/finance/services/services"),
-    "create_product": ("POST", "/v2/inventory/products"),
+PUSH_ENDPOINTS = frozenset({
+    "create_account", "create_contact", "create_opportunity", "update_opportunity", "create_quote", "update_quote",
+    "add_quote_line_item", "update_quote_line_item", "create_service", "create_product",
 })
 
-# ASSUMED (as `kaseya_wire.QUOTE_LINE_ITEM_TYPE_IDS`): `itemTypeId` of a quote line by Kaseya item type, and
-# distributor type 0 for "our own catalogue".
-QUOTE_LINE_ITEM_TYPE_IDS: Mapping[KaseyaItemType, int] = MappingProxyType({
-    KaseyaItemType.INVENTORY_PRODUCT: 1,
-    KaseyaItemType.SERVICE_ITEM: 2,
-    KaseyaItemType.LABOUR_LINE: 3,
-})
-NO_DISTRIBUTOR = 0
 MARGIN_TYPE_PERCENT = 1  # ASSUMED, as the sandbox seeds quote lines and services
 
 # Kaseya's ProductType names (a sandbox lookup table, ASSUMED) by Zomentum item type.
@@ -177,12 +162,19 @@ def _fill(value: Any, ids: Mapping[PendingId, int]) -> Any:
     return value
 
 
+def _push_endpoint(name: str) -> Endpoint:
+    if name not in PUSH_ENDPOINTS:
+        raise KeyError(name)
+    return ENDPOINTS[name]
+
+
 def _path(endpoint: str, params: Mapping[str, Any]) -> str:
-    return PUSH_ENDPOINTS[endpoint][1].format(**{key: str(value) for key, value in params.items()})
+    # Not `Endpoint.path`: a parameter may still be a placeholder (`PendingId`), filled in when it is sent.
+    return _push_endpoint(endpoint).template.format(**{key: str(value) for key, value in params.items()})
 
 
 def planned_request(endpoint: str, purpose: str, body: Any = None, **path_params: Any) -> PlannedRequest:
-    method, _ = PUSH_ENDPOINTS[endpoint]
+    method = _push_endpoint(endpoint).method
     return PlannedRequest(endpoint, method, _path(endpoint, path_params), body, purpose, dict(path_params))
 
 
@@ -389,15 +381,14 @@ def _has(record: Mapping[str, Any], name: str) -> bool:
 
 
 def _as_datetime(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str) and _DATETIME_TEXT.match(value.strip()):
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    else:
+    """A date, date-time or date-time text as Kaseya's date-times are read (`parse_kaseya_moment`); None for
+    anything else, text included that is not in ISO form."""
+    if isinstance(value, str) and not _DATETIME_TEXT.match(value.strip()):
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return parse_kaseya_moment(value)
+    except ValueError:
+        return None
 
 
 _DATETIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
