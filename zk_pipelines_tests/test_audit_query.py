@@ -15,8 +15,8 @@ from zk_pipelines.audit.query import (
     parse_since,
     resolve_entity,
 )
-from zk_pipelines.audit.text_table import text_table
 from zk_pipelines.domain.settings import Links, SystemLinks
+from zk_pipelines.domain.text_table import text_table
 from zk_pipelines.storage.audit_store import LedgerEntry, PushRequest, RecordPair
 
 NOW = datetime(2026, 8, 10, 12, 30, tzinfo=UTC)

@@ -25,9 +25,9 @@ from zk_pipelines.audit.ledger import (
     zomentum_url,
 )
 from zk_pipelines.audit.query import SelectionError, errors_wanted, parse_since, resolve_entity
-from zk_pipelines.audit.text_table import text_table
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET
 from zk_pipelines.domain.settings import Links
+from zk_pipelines.domain.text_table import text_table
 from zk_pipelines.storage.audit_store import (
     LedgerEntry,
     LedgerFilter,

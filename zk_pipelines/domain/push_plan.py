@@ -61,6 +61,7 @@ from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS, NO_DISTRIBUTOR, QUOT
 from zk_pipelines.domain.kaseya_staging import parse_kaseya_moment
 from zk_pipelines.domain.settings import KaseyaItemType
 from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.domain.text_table import aligned_columns
 
 # --------------------------------------------------------------------------------------------------------
 # The Kaseya operations a push sends: rows of the client's endpoint table (`domain/kaseya_endpoints.py`).
@@ -1040,12 +1041,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _columns(rows: Sequence[Sequence[str]], indent: str = "  ", right: frozenset[int] = frozenset()) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-                               for i, cell in enumerate(row)).rstrip() for row in rows]
-
-
 def _plain_number(value: Decimal) -> str:
     return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
 
@@ -1058,19 +1053,19 @@ def render_plan(plan: PushPlan) -> str:
     lines += [f"  note: {note}" for note in plan.notes]
     if plan.resolutions:
         lines += ["", "Resolved ids and mapped statuses"]
-        lines += _columns([[r.what, "->", r.result, f"({r.how})"] for r in plan.resolutions])
+        lines += aligned_columns([[r.what, "->", r.result, f"({r.how})"] for r in plan.resolutions])
     overrides = {**plan.overrides.opportunity, **plan.overrides.quote}
     if overrides:
         lines += ["", "Overrides"]
         table = {**OPPORTUNITY_OVERRIDABLE, **QUOTE_OVERRIDABLE}
-        lines += _columns([[key, "=", str(value), f"(sets {table[key].kaseya_field})"]
+        lines += aligned_columns([[key, "=", str(value), f"(sets {table[key].kaseya_field})"]
                            for key, value in overrides.items()])
     if plan.quote_lines:
         lines += ["", "Quote lines"]
         rows = [["key", "type", "name", "quantity", "unit price", "discount", "total"]]
         rows += [[line.line_key, line.item_type.label, line.item_name, _plain_number(line.quantity),
                   f"{line.unit_price:.2f}", f"{line.discount:.2f}", f"{line.total:.2f}"] for line in plan.quote_lines]
-        lines += _columns(rows, right=frozenset({3, 4, 5, 6}))
+        lines += aligned_columns(rows, right=frozenset({3, 4, 5, 6}))
         total = planned_amount(plan.quote_lines)
         check = "" if plan.document_amount is None else (
             f" (document lines: {plan.document_amount:.2f}"

@@ -28,6 +28,7 @@ from zk_pipelines.domain.settings import (
     settings_fingerprint,
     stages_mapped_from,
 )
+from zk_pipelines.domain.text_table import aligned_columns
 
 # --------------------------------------------------------------------------------------------------------
 # What exists in the live systems
@@ -290,18 +291,13 @@ def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f"'{name}'" for name in names)
 
 
-def _columns(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(len(row) for row in rows))]
-    return [indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-
-
 def render_settings(resolved: ResolvedSettings) -> str:
     """The effective settings with the ids they resolve to, every default spelt out, and the fixed
     product type table."""
     settings = resolved.settings
     sync = settings.sync
     lines = [
-        *_columns([
+        *aligned_columns([
             ["settings file", settings.source],
             ["fingerprint", resolved.fingerprint],
             ["mode", f"{settings.mode}: {settings.mode.description}"],
@@ -311,7 +307,7 @@ def render_settings(resolved: ResolvedSettings) -> str:
         ], indent=""),
         "",
         "Defaults for products created in Kaseya",
-        *_columns([
+        *aligned_columns([
             [label, named.name, f"Kaseya id {named.id}"]
             for label, named in (("warehouse", resolved.warehouse), ("labour period", resolved.labour_period),
                                  ("product category", resolved.product_category))
@@ -325,7 +321,7 @@ def render_settings(resolved: ResolvedSettings) -> str:
         status = resolved.export_status(stage.stage_id)
         export_rows.append([str(stage), f"[{stage.kind}]", f"id {stage.stage_id}", "->", status.name,
                             f"id {status.id}", "" if stage.ref in mapped else "(default)"])
-    lines += _columns(export_rows) if export_rows else ["  (Zomentum has no pipelines)"]
+    lines += aligned_columns(export_rows) if export_rows else ["  (Zomentum has no pipelines)"]
 
     lines += ["", "Kaseya opportunity status -> opportunity stage (import)"]
     order = {stage.ref: index for index, stage in enumerate(resolved.stages)}
@@ -338,24 +334,25 @@ def render_settings(resolved: ResolvedSettings) -> str:
             continue
         targets = ", ".join(f"{ref} (id {resolved.stage_by_ref(ref).stage_id})" for ref in candidates)
         import_rows.append([name, f"id {status_id}", "->", targets + (" *" if len(candidates) > 1 else "")])
-    lines += _columns(import_rows) if import_rows else ["  (Kaseya has no opportunity statuses)"]
+    lines += aligned_columns(import_rows) if import_rows else ["  (Kaseya has no opportunity statuses)"]
     if any(row[-1].endswith(" *") for row in import_rows):
         lines.append("  * mapped from several stages: an opportunity keeps its current stage if it is one of them, "
                      "else takes the first of them in its own pipeline, else the first listed")
 
     lines += ["", "Document status -> Kaseya quote status"]
     mapped_documents = {entry.document_status for entry in settings.document_statuses.entries}
-    lines += _columns([
+    lines += aligned_columns([
         [status, "->", (quote := resolved.quote_status(status)).name, f"id {quote.id}",
          "" if status in mapped_documents else "(default)"]
         for status in DOCUMENT_STATUSES
     ])
 
     lines += ["", "Zomentum product type -> Kaseya item type (fixed)"]
-    lines += _columns([[product_type, becomes] for product_type, becomes in product_type_table(settings.bundle_mode)])
+    lines += aligned_columns([[product_type, becomes]
+                              for product_type, becomes in product_type_table(settings.bundle_mode)])
 
     lines += ["", "When no user matches by e-mail"]
-    lines += _columns([
+    lines += aligned_columns([
         ["owner (Zomentum user)", resolved.fallback_owner.name, f"id {resolved.fallback_owner.id}"],
         ["sales representative (Kaseya employee)", resolved.fallback_sales_representative.name,
          f"id {resolved.fallback_sales_representative.id}"],
@@ -365,6 +362,6 @@ def render_settings(resolved: ResolvedSettings) -> str:
     for label, links in (("Kaseya", settings.links.kaseya), ("Zomentum", settings.links.zomentum)):
         base = links.base_url or f"{{{label.upper()}_BASE_URL}}"
         lines.append(f"  {label} at {links.base_url or 'the configured address (' + label.upper() + '_BASE_URL)'}")
-        lines += _columns([[entity, template.replace("{base_url}", base)]
-                           for entity, template in links.templates], indent="    ")
+        lines += aligned_columns([[entity, template.replace("{base_url}", base)]
+                                  for entity, template in links.templates], indent="    ")
     return "\n".join(lines)
