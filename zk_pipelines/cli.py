@@ -54,13 +54,13 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from zk_pipelines.connectivity import run_check
+    from zk_pipelines.commands.check import run_check
 
     return run_check(os.environ, out=sys.stdout)
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
-    from zk_pipelines.settings_commands import run_settings_command
+    from zk_pipelines.commands.settings import run_settings_command
 
     return run_settings_command(args.action, os.environ, out=sys.stdout)
 
@@ -72,7 +72,7 @@ def _cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from zk_pipelines.push.command import run_push_command
+    from zk_pipelines.commands.push import run_push_command
 
     return run_push_command(args.document_id, args.assignments, dry_run=args.dry_run, take_over=args.take_over,
                             env=os.environ,
@@ -112,14 +112,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from zk_pipelines.audit.log import run_audit
+    from zk_pipelines.commands.audit import run_audit
 
     return run_audit(os.environ, entity=args.entity, status=args.status, since=args.since, run=args.run,
                      output_format=args.format, out=sys.stdout, err=sys.stderr)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    from zk_pipelines.audit.history import run_history
+    from zk_pipelines.commands.history import run_history
 
     return run_history(os.environ, args.kind, args.id, out=sys.stdout, err=sys.stderr)
 

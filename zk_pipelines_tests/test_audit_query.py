@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from zk_pipelines.audit.history import RecordTrail, render_trail
-from zk_pipelines.audit.log import audit_line, describe, render_table
 from zk_pipelines.audit.query import (
     SelectionError,
     errors_wanted,
     parse_since,
     resolve_entity,
 )
+from zk_pipelines.commands.audit import audit_line, describe, render_table
+from zk_pipelines.commands.history import RecordTrail, render_trail
 from zk_pipelines.domain.settings import Links, SystemLinks
 from zk_pipelines.domain.text_table import text_table
 from zk_pipelines.storage.audit_store import LedgerEntry, PushRequest, RecordPair

@@ -137,6 +137,15 @@ def test_loading_the_product_loads_neither_the_sandboxes_nor_their_web_stack():
     assert result.stdout.strip() == "[]"
 
 
+def test_every_zk_subcommand_lives_in_commands():
+    """cli.py parses the arguments; what each subcommand does is a module of zk_pipelines/commands/ (the sandboxes
+    are started by their own launcher)."""
+    called = {imp.target.rsplit(".", 1)[0] for imp in ALL_IMPORTS if imp.module == LAZY_STARTER and imp.lazy}
+    elsewhere = sorted(m for m in called
+                       if not _under(m, "zk_pipelines.commands") and not _under(m, "zk_pipelines.sandbox"))
+    assert called and not elsewhere, f"zk subcommands outside commands/: {elsewhere}"
+
+
 SQL_CALLS = {"execute", "executemany", "sql"}
 
 

@@ -22,9 +22,9 @@ import yaml
 
 import zk_pipelines.sandbox.kaseya.app as kaseya_app
 from benchmarks.reliability_report import WonDocument, make_won_documents
-from zk_pipelines.audit.log import run_audit
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.commands.audit import run_audit
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.domain.push_plan import document_markers
 from zk_pipelines.push.failures import PushFailed

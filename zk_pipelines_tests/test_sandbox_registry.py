@@ -18,11 +18,11 @@ import yaml
 from zk_pipelines.cli import main
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.commands.settings import run_settings_command
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.sandbox.launcher import running_sandboxes
 from zk_pipelines.sandbox.runtime import free_port
 from zk_pipelines.secrets import Secret
-from zk_pipelines.settings_commands import run_settings_command
 from zk_pipelines_tests.zk_sandbox_process import REPO, zk_sandbox
 
 TENANTS = ("sandbox_01", "sandbox_02", "sandbox_03")

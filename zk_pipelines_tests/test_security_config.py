@@ -157,12 +157,12 @@ def test_zk_sandbox_refuses_a_port_out_of_range_instead_of_running_for_ever(caps
 
 
 def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_a_file_without_secrets(monkeypatch, capsys):
-    import zk_pipelines.audit.log
+    import zk_pipelines.commands.audit
 
     def broken(*args, **kwargs):
         raise RuntimeError(f"a bug met the password {PASSWORD}")
 
-    monkeypatch.setattr(zk_pipelines.audit.log, "run_audit", broken)
+    monkeypatch.setattr(zk_pipelines.commands.audit, "run_audit", broken)
     status, err = zk(monkeypatch, capsys, ["audit"], **BASE_ENV)
     assert status == 1
     assert_one_line(err, "zk audit: unexpected error (RuntimeError: a bug met the password ***)",

@@ -13,9 +13,9 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from zk_pipelines.audit.history import run_history
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
+from zk_pipelines.commands.history import run_history
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.push.orchestration import PushSources, push_document
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox

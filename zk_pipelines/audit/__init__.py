@@ -1,3 +1,4 @@
-"""The audit views in the terminal: `zk audit` (the entity-level log) and `zk history` (one record's trail
-between the two systems), answered from the ledger in the tenant's DuckDB file. No Dagster here: the
-run-level audit log is the materialization history of the load and push assets in the Dagster UI."""
+"""The ledger's audit views, read from the tenant's DuckDB file: opening the ledger, the links to both systems'
+records, and what a selection (`--entity`, `--since`, ...) means. The commands that print them, `zk audit` and
+`zk history`, are in `zk_pipelines/commands/`. No Dagster here: the run-level audit log is the materialization
+history of the load and push assets in the Dagster UI."""

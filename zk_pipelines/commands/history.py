@@ -20,8 +20,8 @@ from zk_pipelines.audit.ledger import (
     settings_links,
     zomentum_url,
 )
-from zk_pipelines.audit.log import describe
 from zk_pipelines.audit.query import HISTORY_KINDS
+from zk_pipelines.commands.audit import describe
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY
 from zk_pipelines.domain.settings import Links
 from zk_pipelines.storage.audit_store import (
