@@ -25,6 +25,7 @@ from zk_pipelines.defs.local_runs import hour_key, prepare_dagster_home, run_hou
 from zk_pipelines.domain.settings import IntegrationMode, load_settings
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
+from zk_pipelines.storage.audit_store import pull_record_outcomes
 from zk_pipelines.storage.database import connect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,9 +87,7 @@ def _edit_in_kaseya(boxes: Sandboxes, hour: datetime) -> list[KaseyaEdit]:
 
 def _outcomes(database: Path, run_id: str) -> dict[tuple[str, str], tuple[str, str | None]]:
     with connect(database, read_only=True) as connection:
-        return {(entity, kaseya_id): (action, reason) for entity, kaseya_id, action, reason in connection.execute(
-            "SELECT entity, kaseya_id, action, reason FROM audit.sync_events WHERE run_id = ? AND direction = 'pull' "
-            "ORDER BY event_id", [run_id]).fetchall()}
+        return pull_record_outcomes(connection, run_id)
 
 
 def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) -> int:

@@ -298,3 +298,11 @@ def run_outcome_counts(connection: duckdb.DuckDBPyConnection, run_id: str) -> di
     for entity, action, count in rows:
         counts.setdefault(entity, {})[action] = int(count)
     return counts
+
+
+def pull_record_outcomes(connection: duckdb.DuckDBPyConnection, run_id: str
+                         ) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(entity, Kaseya id) -> (action, reason) of what a run's pull recorded for each record (its last event)."""
+    return {(entity, kaseya_id): (action, reason) for entity, kaseya_id, action, reason in connection.execute(
+        "SELECT entity, kaseya_id, action, reason FROM audit.sync_events WHERE run_id = $run_id "
+        "AND direction = 'pull' ORDER BY event_id", {"run_id": run_id}).fetchall()}
