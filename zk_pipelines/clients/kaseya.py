@@ -1,5 +1,6 @@
 """The Kaseya BMS REST API v2 client: login and token refresh for the caller, the HTTP policy, envelope
-errors as typed exceptions, pagination as generators, and a client-side hourly budget per endpoint.
+errors as typed exceptions, pagination as generators; the hourly budget per endpoint is `kaseya_budget.py`, what
+the client spent (per endpoint, per step) `kaseya_usage.py`.
 
 Plain Python (no Dagster). Secrets never reach a log line, a repr or an exception.
 """
@@ -9,11 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -39,6 +38,7 @@ from zk_pipelines.clients.http import (
     send,
 )
 from zk_pipelines.clients.kaseya_budget import BudgetExhausted, BudgetStore, RouteBudget
+from zk_pipelines.clients.kaseya_usage import KaseyaStats, KaseyaUsage, step_tally
 from zk_pipelines.clients.kaseya_wire import (
     LOOKUP_TABLES,
     MAX_IN_FLIGHT,
@@ -91,77 +91,6 @@ class _Token:
         return "_Token(***)"
 
 
-AUTH_ENDPOINTS = frozenset({ENDPOINTS["authenticate"].label, ENDPOINTS["refresh_token"].label})
-
-
-@dataclass(frozen=True)
-class KaseyaUsage:
-    """A reading of a client's counters; `since` gives what was spent between two readings (one step's share
-    of a client the run's steps share)."""
-
-    calls: Mapping[str, int]  # requests sent per endpoint label, retries included, auth routes included
-    retries: int = 0
-    logins: int = 0
-    refreshes: int = 0
-
-    @property
-    def data_calls(self) -> int:
-        """Requests other than login and token refresh."""
-        return sum(n for label, n in self.calls.items() if label not in AUTH_ENDPOINTS)
-
-    def since(self, earlier: KaseyaUsage) -> KaseyaUsage:
-        calls = {label: n - earlier.calls.get(label, 0) for label, n in self.calls.items()}
-        return KaseyaUsage(calls={label: n for label, n in calls.items() if n},
-                           retries=self.retries - earlier.retries, logins=self.logins - earlier.logins,
-                           refreshes=self.refreshes - earlier.refreshes)
-
-
-@dataclass
-class KaseyaStats:
-    """Requests sent per endpoint (retries included) and the retry counter, for metadata and tests. Several
-    threads share one client, so every change goes through `_lock`. What a client records also goes to the
-    tally of the step running in the recording context, if any (`KaseyaClient.step_usage`)."""
-
-    counter: CallCounter = field(default_factory=CallCounter)
-    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    logins: int = 0
-    refreshes: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def _and_step_tally(self) -> tuple[KaseyaStats, ...]:
-        tally = _STEP_TALLY.get()
-        return (self,) if tally is None or tally is self else (self, tally)
-
-    def record_request(self, label: str, sent: CallCounter) -> None:
-        for stats in self._and_step_tally():
-            with stats._lock:
-                stats.calls[label] += sent.sent
-                stats.counter.sent += sent.sent
-                stats.counter.retries += sent.retries
-                stats.counter.waited_seconds += sent.waited_seconds
-
-    def record_login(self) -> None:
-        for stats in self._and_step_tally():
-            with stats._lock:
-                stats.logins += 1
-
-    def record_refresh(self) -> None:
-        for stats in self._and_step_tally():
-            with stats._lock:
-                stats.refreshes += 1
-
-    def usage(self) -> KaseyaUsage:
-        with self._lock:
-            return KaseyaUsage(calls=dict(self.calls), retries=self.counter.retries, logins=self.logins,
-                               refreshes=self.refreshes)
-
-
-# The tally of the step that runs in this context: its thread, and the worker threads it starts with a copy of
-# its context (`contextvars.copy_context().run`). The steps of a run share one client and may run side by
-# side, so a reading of the client's counters before and after a step would count its neighbours' calls too.
-_STEP_TALLY: ContextVar[KaseyaStats | None] = ContextVar("kaseya_step_tally", default=None)
-
-
 class KaseyaClient:
     def __init__(
         self,
@@ -206,12 +135,8 @@ class KaseyaClient:
         """Counts apart the requests sent within the block by this thread and by the worker threads it starts
         with a copy of its context: one step's calls, while other steps send theirs through the same client.
         The client's own `stats` still count everything."""
-        tally = KaseyaStats()
-        token = _STEP_TALLY.set(tally)
-        try:
+        with step_tally() as tally:
             yield tally
-        finally:
-            _STEP_TALLY.reset(token)
 
     # --- authentication -------------------------------------------------------------------------
 
