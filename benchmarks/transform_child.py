@@ -77,8 +77,9 @@ from zk_pipelines.domain.staging_schemas import as_validated_types, validate_row
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 from zk_pipelines.pull.map import _plain, map_target
 from zk_pipelines.pull.stage import stage_entity
+from zk_pipelines.storage.contacts_store import count_pending
 from zk_pipelines.storage.database import connect, registered
-from zk_pipelines.storage.pull_store import count_pending, ensure_pull_tables
+from zk_pipelines.storage.pull_store import ensure_pull_tables
 
 
 class Steps:

@@ -21,14 +21,8 @@ from zk_pipelines.storage.audit_store import (
     record_trail,
 )
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import (
-    IdMapEntry,
-    SyncEvent,
-    ensure_pull_tables,
-    insert_rejects,
-    record_events,
-    upsert_id_map,
-)
+from zk_pipelines.storage.ledger_store import IdMapEntry, SyncEvent, record_events, upsert_id_map
+from zk_pipelines.storage.pull_store import ensure_pull_tables, insert_rejects
 from zk_pipelines.storage.push_store import (
     SENT,
     DocumentIds,

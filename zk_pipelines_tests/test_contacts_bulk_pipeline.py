@@ -22,17 +22,11 @@ from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.pull.map import map_target
 from zk_pipelines.pull.stage import stage_entity
+from zk_pipelines.storage.contacts_store import count_pending
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import (
-    IdMapEntry,
-    RawRecord,
-    count_pending,
-    ensure_pull_tables,
-    pending_records,
-    upsert_id_map,
-    upsert_incremental_raw,
-    upsert_stg,
-)
+from zk_pipelines.storage.ledger_store import IdMapEntry, upsert_id_map
+from zk_pipelines.storage.pull_store import ensure_pull_tables, pending_records, upsert_stg
+from zk_pipelines.storage.raw_store import RawRecord, upsert_incremental_raw
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 FIRST = datetime(2026, 11, 20, tzinfo=UTC)
@@ -297,7 +291,7 @@ def test_the_bad_input_corpus_is_staged_and_mapped_as_the_per_record_path_does(t
 
 
 def test_records_spelled_as_the_wire_spells_them_are_staged_in_sql_and_the_others_record_by_record(tmp_path):
-    from zk_pipelines.storage.pull_store import read_contacts_chunk, staging_order
+    from zk_pipelines.storage.contacts_store import read_contacts_chunk, staging_order
 
     database = edge_world(tmp_path / "split.duckdb")
     with connect(database) as connection:

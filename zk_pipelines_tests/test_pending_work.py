@@ -14,15 +14,8 @@ import pytest
 from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.pull.stage import stage_entity
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import (
-    RawRecord,
-    deferred_ids,
-    ensure_pull_tables,
-    upsert_incremental_raw,
-    upsert_pricing,
-    upsert_snapshot,
-    upsert_stg,
-)
+from zk_pipelines.storage.pull_store import deferred_ids, ensure_pull_tables, upsert_stg
+from zk_pipelines.storage.raw_store import RawRecord, upsert_incremental_raw, upsert_pricing, upsert_snapshot
 
 T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 

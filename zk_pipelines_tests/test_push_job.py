@@ -22,7 +22,7 @@ from zk_pipelines.defs.push import (
 )
 from zk_pipelines.defs.resources import tenant_resources
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import IdMapEntry, upsert_id_map
+from zk_pipelines.storage.ledger_store import IdMapEntry, upsert_id_map
 from zk_pipelines.storage.push_store import ensure_push_tables, start_document
 from zk_pipelines.storage.schema import create_tables
 from zk_pipelines_tests.pipeline_harness import tenant_environment

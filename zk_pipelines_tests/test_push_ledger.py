@@ -14,7 +14,7 @@ from zk_pipelines.push.won_documents import (
     won_documents,
 )
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import IdMapEntry, upsert_id_map
+from zk_pipelines.storage.ledger_store import IdMapEntry, upsert_id_map
 from zk_pipelines.storage.push_store import (
     ADOPTED,
     FAILED,

@@ -15,7 +15,7 @@ import pytest
 
 from zk_pipelines.pull.stage import stage_entity
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import RawRecord, upsert_incremental_raw
+from zk_pipelines.storage.raw_store import RawRecord, upsert_incremental_raw
 
 ENTITIES = ("accounts", "opportunities")
 WHOLE = 10**9

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from zk_pipelines.commands.state import run_state_command
-from zk_pipelines.storage import pull_store, push_store
+from zk_pipelines.storage import ledger_store, pull_store, push_store, raw_store
 from zk_pipelines.storage.budget_store import budget_store_for
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.schema import create_tables
@@ -49,8 +49,8 @@ def backend(request, tmp_path):
         unbind(database)
 
 
-def _event(kaseya_id: str) -> pull_store.SyncEvent:
-    return pull_store.SyncEvent(direction="pull", entity="clients", action="created", kaseya_id=kaseya_id,
+def _event(kaseya_id: str) -> ledger_store.SyncEvent:
+    return ledger_store.SyncEvent(direction="pull", entity="clients", action="created", kaseya_id=kaseya_id,
                                 zomentum_id=f"z{kaseya_id}")
 
 
@@ -67,12 +67,12 @@ def test_every_worker_sees_one_ledger_and_one_id_map_with_ids_that_never_collide
     a, store_a = worker("a")
     b, store_b = worker("b")
     with connect(a) as connection:
-        pull_store.record_events(connection, [_event("1"), _event("2")], run_id="run-a", partition_key=None,
+        ledger_store.record_events(connection, [_event("1"), _event("2")], run_id="run-a", partition_key=None,
                                  settings_fingerprint=None, now=NOW)
-        pull_store.upsert_id_map(connection, [pull_store.IdMapEntry("clients", "1", "z1", "created", "h1", {"n": 1})],
-                                 NOW)
+        ledger_store.upsert_id_map(
+            connection, [ledger_store.IdMapEntry("clients", "1", "z1", "created", "h1", {"n": 1})], NOW)
     with connect(b) as connection:
-        pull_store.record_events(connection, [_event("3")], run_id="run-b", partition_key=None,
+        ledger_store.record_events(connection, [_event("3")], run_id="run-b", partition_key=None,
                                  settings_fingerprint=None, now=NOW)
     if url:
         hydrate(a, store_a)
@@ -83,7 +83,7 @@ def test_every_worker_sees_one_ledger_and_one_id_map_with_ids_that_never_collide
                                         ).fetchall()
             assert [k for _, k in events] == ["1", "2", "3"]
             assert len({i for i, _ in events}) == 3
-            assert pull_store.read_id_map(connection, "clients") == {"1": "z1"}
+            assert ledger_store.read_id_map(connection, "clients") == {"1": "z1"}
     # The store itself holds the one ledger.
     assert [row["kaseya_id"] for row in store_b.rows(DURABLE_TABLES[1])] == ["1", "2", "3"]
 
@@ -93,8 +93,8 @@ def test_a_pair_the_push_makes_never_replaces_the_pulls_pair_written_by_another_
     a, _ = worker("a")
     b, store_b = worker("b")
     with connect(a) as connection:
-        pull_store.upsert_id_map(connection, [pull_store.IdMapEntry("clients", "7", "z7", "created", "h", {"x": 1})],
-                                 NOW)
+        ledger_store.upsert_id_map(
+            connection, [ledger_store.IdMapEntry("clients", "7", "z7", "created", "h", {"x": 1})], NOW)
     with connect(b) as connection:  # b has not seen a's pair yet
         push_store.ensure_push_tables(connection)
         push_store.pair_pushed_record(connection, "clients", 7, "z-other", NOW)
@@ -174,16 +174,16 @@ def test_a_duckdb_file_from_before_versions_is_migrated_keeping_its_rows(tmp_pat
 def _fill(database) -> None:
     with connect(database) as connection:
         create_tables(connection, push_store.PUSH_DDL)
-        pull_store.record_events(connection, [_event(str(i)) for i in range(1, 40)], run_id="r1",
+        ledger_store.record_events(connection, [_event(str(i)) for i in range(1, 40)], run_id="r1",
                                  partition_key="2026-12-07-08:00", settings_fingerprint="fp", now=NOW)
-        pull_store.upsert_id_map(connection, [pull_store.IdMapEntry("clients", str(i), f"z{i}", "created", f"h{i}",
+        ledger_store.upsert_id_map(connection, [ledger_store.IdMapEntry("clients", str(i), f"z{i}", "created", f"h{i}",
                                                                     {"name": f"Client {i}", "n": [i, "ü"]})
                                               for i in range(1, 40)], NOW)
         pull_store.insert_rejects(connection, pd.DataFrame([{
             "entity": "contacts", "kaseya_id": 5, "check": "email_format", "column": "email",
             "value": "x@", "reason": "not an e-mail"}]), run_id="r1", partition_key=None, now=NOW)
         pull_store.save_resolved_settings(connection, "fp", {"mode": "kaseya_as_crm"}, run_id="r1", now=NOW)
-        pull_store.upsert_pricing(connection, [(11, [{"level": 1}], [], {"cost": 2.5})], run_id="r1", now=NOW)
+        raw_store.upsert_pricing(connection, [(11, [{"level": 1}], [], {"cost": 2.5})], run_id="r1", now=NOW)
         push_store.start_document(connection, "doc-9", "v1", run_id="r2", fingerprint="fp", now=NOW)
         request = push_store.record_intent(connection, push_store.RequestIntent(
             "doc-9", "v1", "r2", 1, 1, "kaseya", "create_opportunity", "POST", "/v2/crm/opportunities",
@@ -209,7 +209,7 @@ def test_export_and_import_move_a_tenant_from_duckdb_to_postgresql_and_back_unch
     # Ids go on from the imported ones, in both backends.
     assert target.new_ids(DURABLE_TABLES[1], 1)[0] > 39
     with connect(back.database) as connection:
-        pull_store.record_events(connection, [_event("99")], run_id="r3", partition_key=None,
+        ledger_store.record_events(connection, [_event("99")], run_id="r3", partition_key=None,
                                  settings_fingerprint=None, now=NOW)
         assert connection.execute("SELECT count(DISTINCT event_id) FROM audit.sync_events").fetchone()[0] == 40
     with pytest.raises(StateStoreError, match="already holds rows"):
@@ -285,7 +285,7 @@ def test_a_row_committed_after_a_later_one_still_reaches_every_replica(postgres_
         slow.commit()
         hydrate(reader, store)
         with connect(reader) as connection:
-            assert pull_store.read_id_map(connection, "clients") == {"1": "z1", "2": "z2"}
+            assert ledger_store.read_id_map(connection, "clients") == {"1": "z1", "2": "z2"}
         assert hydrate(reader, store)["zomentum.id_map"] <= 1  # only what may not have been seen is read again
     finally:
         slow.close()
@@ -307,7 +307,7 @@ def test_a_record_waiting_for_its_parent_on_one_worker_is_released_on_another(ba
     later = NOW + timedelta(hours=1)
     with connect(b) as connection:
         pull_store.ensure_pull_tables(connection)
-        pull_store.upsert_incremental_raw(connection, "kaseya_contacts", [pull_store.RawRecord(41, NOW, {"id": 41})],
+        raw_store.upsert_incremental_raw(connection, "kaseya_contacts", [raw_store.RawRecord(41, NOW, {"id": 41})],
                                           window_start=None, window_end=later, run_id="run-b", now=later)
         connection.execute("INSERT INTO stg.kaseya_accounts (kaseya_id, name, staged_at) VALUES (9, 'Acme', $t)",
                            {"t": later})

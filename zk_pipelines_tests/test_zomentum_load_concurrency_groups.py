@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from zk_pipelines.pull.load import Outcome, send_grouped
-from zk_pipelines.storage.pull_store import SyncEvent
+from zk_pipelines.storage.ledger_store import SyncEvent
 
 
 def outcome(position: int) -> Outcome:
@@ -129,11 +129,7 @@ def test_a_record_nothing_could_find_again_is_ledgered_as_soon_as_it_is_created(
     from zk_pipelines.domain.entities import ZOMENTUM_TARGET
     from zk_pipelines.pull import load
     from zk_pipelines.storage.database import connect
-    from zk_pipelines.storage.pull_store import (
-        MappedRecord,
-        ensure_pull_tables,
-        upsert_mapped,
-    )
+    from zk_pipelines.storage.pull_store import MappedRecord, ensure_pull_tables, upsert_mapped
     from zk_pipelines_tests.test_push_plan import _resolved
 
     now = datetime(2026, 11, 1, tzinfo=UTC)

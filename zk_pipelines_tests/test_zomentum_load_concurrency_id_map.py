@@ -7,12 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import (
-    IdMapEntry,
-    ensure_pull_tables,
-    read_id_map_payloads,
-    upsert_id_map,
-)
+from zk_pipelines.storage.ledger_store import IdMapEntry, read_id_map_payloads, upsert_id_map
+from zk_pipelines.storage.pull_store import ensure_pull_tables
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)

@@ -22,7 +22,7 @@ from zk_pipelines.defs.resources import KaseyaResource, PullTuning, StateStoreRe
 from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, SNAPSHOT_SOURCES, KaseyaSource
 from zk_pipelines.pull.extract import extract_changes, extract_snapshots, refresh_product_pricing
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import SnapshotCounts, read_snapshot, rows_by_hour
+from zk_pipelines.storage.raw_store import SnapshotCounts, read_snapshot, rows_by_hour
 
 GROUP = "kaseya_extract"
 CHANGES_STEP = "raw__kaseya_changes"  # the op of the asset raw/kaseya_changes

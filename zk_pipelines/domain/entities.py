@@ -2,10 +2,10 @@
 it is staged and validated) and one per Zomentum resource the pull fills (endpoint, match rule, mapper).
 
 Every other list is derived from these rows: the raw and staging tables (`storage/schema.py`,
-`storage/pull_store.py`), the raw and staged assets and their checks (`defs/`), the readers of the
-extraction (`pull/extract.py`), the endpoints `zk check` probes. A new Kaseya entity is a `KaseyaSource` row
-with a `Staging` (its model in `staging_schemas.py`, its field spec here), the endpoint in
-`clients/kaseya_wire.ENDPOINTS`, and the sandbox's support for it (README, Adding an entity).
+`storage/pull_store.py`, `storage/raw_store.py`), the raw and staged assets and their checks (`defs/`), the
+readers of the extraction (`pull/extract.py`), the endpoints `zk check` probes. A new Kaseya entity is a
+`KaseyaSource` row with a `Staging` (its model in `staging_schemas.py`, its field spec here), the endpoint in
+`domain/kaseya_endpoints.ENDPOINTS`, and the sandbox's support for it (README, Adding an entity).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class KaseyaSource:
     """One Kaseya list extracted into `raw.kaseya_<name>`, and staged when it has a `staging`."""
 
     name: str
-    endpoint: str  # the endpoint read (kaseya_wire.ENDPOINTS)
+    endpoint: str  # the endpoint read (kaseya_endpoints.ENDPOINTS)
     key_field: str  # the record's key in the payload
     incremental: bool  # filterable on ModifiedOn; else an hourly snapshot, change-detected by content hash
     description: str

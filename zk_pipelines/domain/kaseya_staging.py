@@ -476,7 +476,7 @@ def stage_contacts(records: Iterable[Any], *, positions: Iterable[int] | None = 
 
 
 # What `stage_contacts` reads, spelled as Kaseya's wire spells it (camelCase). The column-wise staging in SQL
-# (`storage.pull_store.read_contacts_chunk`) stages a record only when every field it has among the names
+# (`storage.contacts_store.read_contacts_chunk`) stages a record only when every field it has among the names
 # `stage_contacts` reads (ignoring case and underscores, as `read_field` does) is spelled so, and holds a value
 # of the plain JSON kind (a whole number, text, true/false, an ISO-8601 date-time); any other record is handed
 # to `stage_contacts`, so both give the same rows.

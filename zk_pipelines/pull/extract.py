@@ -24,7 +24,7 @@ from zk_pipelines.domain.entities import KaseyaSource
 from zk_pipelines.domain.incremental import ExtractionWindow, planned_window
 from zk_pipelines.domain.kaseya_staging import parse_kaseya_moment, read_field
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import (
+from zk_pipelines.storage.raw_store import (
     RawRecord,
     SnapshotCounts,
     oldest_pricing_refresh,

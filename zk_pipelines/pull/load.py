@@ -37,19 +37,15 @@ from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZomentumTarget
 from zk_pipelines.domain.links import LINK_FIELDS, kaseya_link, zomentum_link
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect
+from zk_pipelines.storage.ledger_store import IdMapEntry, SyncEvent, read_id_map, record_events, upsert_id_map
 from zk_pipelines.storage.pull_store import (
-    IdMapEntry,
     PendingRecord,
-    SyncEvent,
     activity_changes,
     inactive_unpaired,
     mark_activity,
     opportunity_status_ids,
     pending_records,
-    read_id_map,
-    record_events,
     unchanged_records,
-    upsert_id_map,
 )
 
 # The ledger's action for a record a person must settle (an error for `zk audit`): nothing was written.

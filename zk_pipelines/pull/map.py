@@ -23,18 +23,15 @@ from zk_pipelines.domain.bulk_change_detection import client_user_payloads
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import KASEYA_SOURCE, ZomentumTarget
 from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.storage.contacts_store import mapping_order, read_stg_ids, upsert_client_users_mapped
 from zk_pipelines.storage.database import connect, transaction
+from zk_pipelines.storage.ledger_store import read_id_map, read_id_map_payloads
 from zk_pipelines.storage.pull_store import (
     MappedRecord,
     mapped_payload_hashes,
     mapped_problem_ids,
     mapped_read,
-    mapping_order,
-    read_id_map,
-    read_id_map_payloads,
     read_stg,
-    read_stg_ids,
-    upsert_client_users_mapped,
     upsert_mapped,
     upsert_mapped_frame,
 )

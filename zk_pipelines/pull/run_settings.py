@@ -19,7 +19,8 @@ from zk_pipelines.config import ConfigurationError
 from zk_pipelines.domain.settings import IntegrationSettings, load_settings, settings_fingerprint
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import latest_resolved_settings, read_snapshot, save_resolved_settings
+from zk_pipelines.storage.pull_store import latest_resolved_settings, save_resolved_settings
+from zk_pipelines.storage.raw_store import read_snapshot
 
 
 def resolve_for_run(database: Path, settings_path: Path, zomentum: ZomentumClient, *, run_id: str,

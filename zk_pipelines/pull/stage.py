@@ -4,7 +4,7 @@ others.
 
 Contacts, the one entity counted in hundreds of thousands, are staged column-wise a chunk of ids at a time
 (`CONTACTS_PER_CHUNK`): SQL over the raw JSON for the records spelled as the wire spells them
-(`pull_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others, `validate_contacts` for
+(`contacts_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others, `validate_contacts` for
 both. The rows and rejects are the per-record path's (`column_wise=False`), which tests hold them to.
 Accounts (each with its locations and addresses) and opportunities are staged per record, also a chunk of
 ids at a time (`RECORDS_PER_CHUNK`), so a long window's payloads are never all in memory at once."""
@@ -26,23 +26,19 @@ from zk_pipelines.domain.bulk_change_detection import validate_contacts
 from zk_pipelines.domain.entities import KASEYA_SOURCE, KaseyaSource
 from zk_pipelines.domain.kaseya_staging import ProductPricing, employee_emails, stage_contacts
 from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, empty_rejects, validate_rows
+from zk_pipelines.storage.contacts_store import read_contacts_chunk, read_raw_in_order, staged_read, staging_order
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
     deferred_ids,
     insert_rejects,
-    read_contacts_chunk,
-    read_pricing,
-    read_raw_in_order,
-    read_snapshot,
     read_stg,
     save_staged_snapshot_version,
     snapshot_version,
-    staged_read,
     staged_snapshot_version,
-    staging_order,
     stg_ids,
     upsert_stg,
 )
+from zk_pipelines.storage.raw_store import read_pricing, read_snapshot
 
 # Contacts staged at a time: memory stays flat (a few hundred MB) whatever the window holds.
 CONTACTS_PER_CHUNK = 100_000

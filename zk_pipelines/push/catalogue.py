@@ -18,7 +18,7 @@ import duckdb
 
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import read_snapshot_extracted
+from zk_pipelines.storage.raw_store import read_snapshot_extracted
 
 # A snapshot older than this is read from Kaseya instead: the hourly pull refreshes it every hour, so an older
 # one means the pull has not run (a name renamed in Kaseya since must not be missed by a push).

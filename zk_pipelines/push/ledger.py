@@ -15,7 +15,7 @@ from zk_pipelines.domain.push_plan import PlannedRequest
 from zk_pipelines.push.document import ZomentumDocument
 from zk_pipelines.push.resolve import KnownIds
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import SyncEvent, record_events
+from zk_pipelines.storage.ledger_store import SyncEvent, record_events
 from zk_pipelines.storage.push_store import (
     DocumentIds,
     LedgerRequest,

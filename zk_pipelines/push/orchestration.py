@@ -55,7 +55,7 @@ from zk_pipelines.push.resolve import (
 )
 from zk_pipelines.storage.budget_store import budget_store_for
 from zk_pipelines.storage.database import DatabaseUnusable
-from zk_pipelines.storage.pull_store import SyncEvent
+from zk_pipelines.storage.ledger_store import SyncEvent
 from zk_pipelines.storage.push_store import (
     ADOPTED,
     FAILED,

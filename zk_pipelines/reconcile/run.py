@@ -43,7 +43,7 @@ from zk_pipelines.domain.reconcile import (
 )
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect
-from zk_pipelines.storage.pull_store import IdMapEntry, SyncEvent, record_events, upsert_id_map
+from zk_pipelines.storage.ledger_store import IdMapEntry, SyncEvent, record_events, upsert_id_map
 from zk_pipelines.storage.reconcile_store import ReportRow, read_desired, read_pairs, replace_report
 
 # The share of the tenant's hourly Kaseya budget (per endpoint) a reconciliation may bring the hour's count
