@@ -15,7 +15,8 @@ from zk_pipelines.config import ConfigurationError
 from zk_pipelines.defs import resources
 from zk_pipelines.defs.resources import StateStoreResource
 from zk_pipelines.domain.entities import KASEYA_SOURCE, KASEYA_SOURCES
-from zk_pipelines.domain.settings import load_settings, settings_fingerprint
+from zk_pipelines.domain.settings import settings_fingerprint
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.pull.extract import extract_changes
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox

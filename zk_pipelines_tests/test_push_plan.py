@@ -75,7 +75,7 @@ from zk_pipelines.domain.push_plan import (
     service_body,
     with_marker,
 )
-from zk_pipelines.domain.settings import BundleMode, KaseyaItemType, load_settings
+from zk_pipelines.domain.settings import BundleMode, KaseyaItemType
 from zk_pipelines.domain.settings_check import (
     KaseyaCatalog,
     ZomentumCatalog,
@@ -83,6 +83,7 @@ from zk_pipelines.domain.settings_check import (
     ZomentumStage,
     resolve_settings,
 )
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.sandbox.kaseya.dto import INPUT_DTOS, read_input, undefined_properties
 
 D = Decimal

@@ -15,7 +15,7 @@ import pytest
 from zk_pipelines import cli
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.defs.reconcile import DRIFT_CHECK
-from zk_pipelines.domain.settings import load_settings
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.state_store import ID_MAP, SYNC_EVENTS, PostgresStateStore
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
 

@@ -17,11 +17,8 @@ import yaml
 
 from zk_pipelines import cli
 from zk_pipelines.config import ConfigurationError, TenantConfig
-from zk_pipelines.domain.settings import (
-    SettingsError,
-    load_settings,
-    settings_from_text,
-)
+from zk_pipelines.domain.settings import SettingsError
+from zk_pipelines.domain.settings_file import load_settings, settings_from_text
 from zk_pipelines_tests.pipeline_harness import REPO, write_settings
 
 PASSWORD = "config-test-Password-91!"

@@ -24,7 +24,8 @@ from zk_pipelines.clients.zomentum_models import (
     parse_line_items_csv,
 )
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
-from zk_pipelines.domain.settings import SettingsError, settings_from_text
+from zk_pipelines.domain.settings import SettingsError
+from zk_pipelines.domain.settings_file import settings_from_text
 from zk_pipelines.secrets import Secret
 from zk_pipelines_tests.pipeline_harness import REPO
 

@@ -18,14 +18,13 @@ from zk_pipelines.domain.settings import (
     SettingsError,
     StageRef,
     kaseya_item_type,
-    load_settings,
-    parse_settings,
     product_type_table,
     resolve_export_status,
     resolve_import_stage,
     resolve_quote_status,
     settings_fingerprint,
 )
+from zk_pipelines.domain.settings_file import load_settings, parse_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "settings.example.yaml"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zk_pipelines.domain.settings import SettingsError, load_settings
+from zk_pipelines.domain.settings import SettingsError
 from zk_pipelines.domain.settings_check import (
     KaseyaCatalog,
     NamedId,
@@ -19,6 +19,7 @@ from zk_pipelines.domain.settings_check import (
     render_settings,
     resolve_settings,
 )
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.sandbox.world import build_world
 
 REPO = Path(__file__).resolve().parents[1]

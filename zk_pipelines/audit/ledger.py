@@ -15,7 +15,8 @@ import duckdb
 
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
-from zk_pipelines.domain.settings import Links, load_settings
+from zk_pipelines.domain.settings import Links
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.database import LOCK_WAIT_SECONDS, connect
 from zk_pipelines.storage.state_store import open_store, shown_url, unbind
 

@@ -22,7 +22,8 @@ from zk_pipelines.commands.run_summary import print_run_summary
 from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.local_runs import hour_key, prepare_dagster_home, run_hourly_job
-from zk_pipelines.domain.settings import IntegrationMode, load_settings
+from zk_pipelines.domain.settings import IntegrationMode
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.sandbox.launcher import Sandboxes, running_sandboxes
 from zk_pipelines.sandbox.world import SCALES
 from zk_pipelines.storage.audit_store import pull_record_outcomes

@@ -9,8 +9,8 @@ from zk_pipelines.catalogs import fetch_kaseya_catalog, fetch_zomentum_catalog
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, TenantConfig
-from zk_pipelines.domain.settings import load_settings
 from zk_pipelines.domain.settings_check import check_settings, render_problems, render_settings, resolve_settings
+from zk_pipelines.domain.settings_file import load_settings
 
 
 def run_settings_command(action: str, env: Mapping[str, str], out: TextIO) -> int:

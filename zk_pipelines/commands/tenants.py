@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TextIO
 
 from zk_pipelines.config import ConfigurationError
-from zk_pipelines.domain.settings import load_settings
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.tenants import RegistryError, Tenant, deployment_tenants
 
 

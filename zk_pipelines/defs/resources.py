@@ -35,8 +35,9 @@ from zk_pipelines.config import (
     hourly_call_budget,
 )
 from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
-from zk_pipelines.domain.settings import IntegrationSettings, load_settings, settings_from_text
+from zk_pipelines.domain.settings import IntegrationSettings
 from zk_pipelines.domain.settings_check import ResolvedSettings
+from zk_pipelines.domain.settings_file import load_settings, settings_from_text
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.secrets import Secret
 from zk_pipelines.storage.budget_store import DuckDBBudgetStore, PostgresBudgetStore, budget_store_for

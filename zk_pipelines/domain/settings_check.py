@@ -20,7 +20,6 @@ from zk_pipelines.domain.settings import (
     SettingsError,
     SettingsProblem,
     StageRef,
-    closest_names,
     product_type_table,
     resolve_export_status,
     resolve_import_stage,
@@ -28,6 +27,7 @@ from zk_pipelines.domain.settings import (
     settings_fingerprint,
     stages_mapped_from,
 )
+from zk_pipelines.domain.settings_file import closest_names
 from zk_pipelines.domain.text_table import aligned_columns
 
 # --------------------------------------------------------------------------------------------------------

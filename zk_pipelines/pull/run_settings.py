@@ -16,8 +16,9 @@ from zk_pipelines.catalogs import (
 )
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError
-from zk_pipelines.domain.settings import IntegrationSettings, load_settings, settings_fingerprint
+from zk_pipelines.domain.settings import IntegrationSettings, settings_fingerprint
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import latest_resolved_settings, save_resolved_settings
 from zk_pipelines.storage.raw_store import read_snapshot

@@ -34,8 +34,8 @@ from zk_pipelines.domain.push_plan import (
     parse_overrides,
     render_plan,
 )
-from zk_pipelines.domain.settings import load_settings
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.push.catalogue import CATALOGUE_LISTS, KaseyaCatalogue
 from zk_pipelines.push.document import read_document
 from zk_pipelines.push.execute import Execution, read_back, send_writes, write_opportunity_link

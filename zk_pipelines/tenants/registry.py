@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from zk_pipelines.config import ConfigurationError
-from zk_pipelines.domain.settings import RepeatedKeysLoader, YamlMapping, closest_names
+from zk_pipelines.domain.settings_file import RepeatedKeysLoader, YamlMapping, closest_names
 from zk_pipelines.tenants.model import (
     HOUR_FORMAT,
     FromEnv,
