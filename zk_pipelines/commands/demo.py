@@ -91,6 +91,17 @@ def _outcomes(database: Path, run_id: str) -> dict[tuple[str, str], tuple[str, s
         return pull_record_outcomes(connection, run_id)
 
 
+def _run_and_summarise(definitions: dg.Definitions, instance: dg.DagsterInstance, hour: datetime, event_log: Path,
+                       database: Path, out: TextIO) -> dg.ExecuteInProcessResult:
+    """One run of the hourly job for `hour`: its outcome, how long it took and what it did per entity."""
+    started = time.monotonic()
+    result = run_hourly_job(definitions, instance, hour, event_log=event_log)
+    print(f"  run {result.run_id}: {'success' if result.success else 'FAILED'} "
+          f"in {time.monotonic() - started:.0f} s", file=out)
+    print_run_summary(out, database, result.run_id)
+    return result
+
+
 def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) -> int:
     """`workdir` holds the demo's DuckDB file and Dagster's event log (default `.demo/`); `$DAGSTER_HOME`
     (default `.dagster_home/`) the Dagster instance."""
@@ -115,22 +126,14 @@ def run_demo(seed: int, scale: str, out: TextIO, workdir: Path | None = None) ->
         instance = dg.DagsterInstance.get()
         print(f"\ninitial sync: the tenant's first run, for the onboarding hour {onboarding:%Y-%m-%d %H:00} UTC, "
               f"extracts its whole history ({history} days)", file=out, flush=True)
-        started = time.monotonic()
-        initial = run_hourly_job(definitions, instance, onboarding, event_log=event_log)
-        print(f"  run {initial.run_id}: {'success' if initial.success else 'FAILED'} "
-              f"in {time.monotonic() - started:.0f} s", file=out)
-        print_run_summary(out, database, initial.run_id)
+        initial = _run_and_summarise(definitions, instance, onboarding, event_log, database, out)
 
         live_hour = current_hour - timedelta(hours=1)
         edits = _edit_in_kaseya(boxes, live_hour)
         mode = load_settings(settings).mode
         print(f"\nlive hour {live_hour:%Y-%m-%d %H:00} UTC, after {len(edits)} edits in Kaseya; mode {mode.value}: "
               f"{mode.description}", file=out, flush=True)
-        started = time.monotonic()
-        live = run_hourly_job(definitions, instance, live_hour, event_log=event_log)
-        print(f"  run {live.run_id}: {'success' if live.success else 'FAILED'} "
-              f"in {time.monotonic() - started:.0f} s", file=out)
-        print_run_summary(out, database, live.run_id)
+        live = _run_and_summarise(definitions, instance, live_hour, event_log, database, out)
         print("  the edits:", file=out)
         outcomes = _outcomes(database, live.run_id)
         for edit in edits:
