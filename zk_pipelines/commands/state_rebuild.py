@@ -21,7 +21,7 @@ from zk_pipelines.commands.state import configured_store
 from zk_pipelines.config import ConfigurationError, TenantConfig
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS
 from zk_pipelines.domain.links import LINK_FIELDS
-from zk_pipelines.domain.settings import load_settings
+from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import restore_pairs
 from zk_pipelines.storage.schema import create_tables
