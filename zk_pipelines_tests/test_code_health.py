@@ -1,4 +1,4 @@
-"""The code's shape, checked rather than hoped for (../shared/STYLE.md, README's Layout): ruff over the code, an
+"""The code's shape, checked rather than hoped for (README's Layout and Development): ruff over the code, an
 import contract over every module's syntax tree, and mypy over the layers that must type-check.
 
 The import contract reads each module's imports with `ast`, wherever they stand (top level or inside a function), so
