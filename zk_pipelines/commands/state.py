@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from zk_pipelines.config import DEFAULT_DUCKDB_PATH
 from zk_pipelines.storage.state_store import (
     CODE_VERSION,
     DURABLE_TABLES,
@@ -19,10 +20,7 @@ from zk_pipelines.storage.state_store import (
     StateStore,
     export_state,
     import_state,
-    shown_url,
 )
-
-DEFAULT_DUCKDB_PATH = "zk_pipelines.duckdb"
 
 
 def configured_store(environ: Mapping[str, str]) -> StateStore:
@@ -73,5 +71,3 @@ def run_state_command(action: str, directory: Path | None, environ: Mapping[str,
     finally:
         store.close()
 
-
-__all__ = ["configured_store", "run_state_command", "shown_url"]
