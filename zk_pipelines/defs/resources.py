@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -155,7 +156,34 @@ def _secret(value: str | None, file: str | None, field: str) -> Secret | None:
     return None
 
 
-class KaseyaResource(dg.ConfigurableResource):
+class _ClosableClient(Protocol):
+    def close(self) -> None: ...
+
+
+ClientT = TypeVar("ClientT", bound=_ClosableClient)
+
+
+class _OneClientPerRun(dg.ConfigurableResource):
+    """A system's resource that keeps the run's one client: made on first use (a run that never calls the
+    system never logs in), shared by the run's threads, closed when the run ends (callers do not close it)."""
+
+    _client: Any = PrivateAttr(default=None)  # a KaseyaClient or a ZomentumClient, by the subclass
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def run_client(self, make: Callable[[], ClientT]) -> ClientT:
+        with self._lock:
+            if self._client is None:
+                self._client = make()
+            return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+class KaseyaResource(_OneClientPerRun):
     """Kaseya BMS: the API user's credentials (EnvVars, or the paths of mounted secret files) and the tenant's
     hourly call budget per endpoint."""
 
@@ -169,11 +197,6 @@ class KaseyaResource(dg.ConfigurableResource):
     hourly_call_budget: str | None = None  # KASEYA_HOURLY_CALL_BUDGET as written; checked when a run starts
     allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
-    # The run's one Kaseya client (one login; the tenant's budget, kept in the state store, shared with every
-    # other run and push of the tenant).
-    _client: KaseyaClient | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     def credentials(self) -> KaseyaCredentials:
         password = _secret(self.password, self.password_file, "kaseya.password")
         if password is None:
@@ -186,22 +209,13 @@ class KaseyaResource(dg.ConfigurableResource):
         )
 
     def client(self, state: StateStoreResource) -> KaseyaClient:
-        """The run's Kaseya client, made on first use (a run that never calls Kaseya never logs in). Its stats
-        add up over the run; a step counts its own calls apart (`step_usage`)."""
-        with self._lock:
-            if self._client is None:
-                credentials = self.credentials()
-                self._client = KaseyaClient(credentials, budget_store=state.budget_store())
-            return self._client
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        """The run's Kaseya client (one login; the tenant's budget, kept in the state store, shared with every
+        other run and push of the tenant). Its stats add up over the run; a step counts its own calls apart
+        (`step_usage`)."""
+        return self.run_client(lambda: KaseyaClient(self.credentials(), budget_store=state.budget_store()))
 
 
-class ZomentumResource(dg.ConfigurableResource):
+class ZomentumResource(_OneClientPerRun):
     """Zomentum: the API user's refresh token (an EnvVar, or the path of a mounted secret file), and an optional
     access token to start with."""
 
@@ -211,9 +225,6 @@ class ZomentumResource(dg.ConfigurableResource):
     access_token: str | None = None
     access_token_file: str | None = None
     allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
-
-    _client: ZomentumClient | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def credentials(self) -> ZomentumCredentials:
         refresh_token = _secret(self.refresh_token, self.refresh_token_file, "zomentum.refresh_token")
@@ -225,19 +236,9 @@ class ZomentumResource(dg.ConfigurableResource):
             allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}))
 
     def client(self) -> ZomentumClient:
-        """The run's Zomentum client, made on first use and closed when the run ends (callers do not close
-        it): one access token for the run, since each new token invalidates the one before it. Its counter
-        adds up over the run: a step reports `usage().since(<reading at its start>)`."""
-        with self._lock:
-            if self._client is None:
-                self._client = ZomentumClient(self.credentials())
-            return self._client
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        """The run's Zomentum client: one access token for the run, since each new token invalidates the one
+        before it. Its counter adds up over the run: a step reports `usage().since(<reading at its start>)`."""
+        return self.run_client(lambda: ZomentumClient(self.credentials()))
 
 
 class PullTuning(dg.ConfigurableResource):

@@ -15,17 +15,19 @@ closing a database did.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 LOCK_WAIT_SECONDS = 120.0
 
@@ -222,6 +224,21 @@ def registered(connection: duckdb.DuckDBPyConnection, name: str, frame: Any) -> 
         yield
     finally:
         connection.unregister(name)
+
+
+def records_frame(records: Sequence[Any], attributes: Sequence[str], *, as_json: Collection[str] = (),
+                  dtype: str | None = None) -> pd.DataFrame:
+    """A frame of the records (dataclasses) for `registered`: a column per attribute, in that order, named as
+    the attribute; the `as_json` ones as JSON text (a sequence as a JSON list, None as NULL), for a `::JSON`
+    cast in SQL."""
+
+    def column(name: str) -> list[Any]:
+        values = [getattr(record, name) for record in records]
+        if name not in as_json:
+            return values
+        return [None if value is None else json.dumps(value) for value in values]
+
+    return pd.DataFrame({name: column(name) for name in attributes}, dtype=dtype)
 
 
 @contextmanager

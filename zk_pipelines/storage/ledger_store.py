@@ -11,9 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import pandas as pd
 
-from zk_pipelines.storage.database import registered
+from zk_pipelines.storage.database import records_frame, registered
 from zk_pipelines.storage.state_store import (
     ID_MAP,
     SYNC_EVENTS,
@@ -51,14 +50,8 @@ def upsert_id_map(connection: duckdb.DuckDBPyConnection, entries: Sequence[IdMap
     `first_synced_at`; an entity's Kaseya id listed twice keeps its last entry."""
     if not entries:
         return
-    frame = pd.DataFrame({
-        "entity": [e.entity for e in entries],
-        "kaseya_id": [e.kaseya_id for e in entries],
-        "zomentum_id": [e.zomentum_id for e in entries],
-        "link_kind": [e.link_kind for e in entries],
-        "payload_hash": [e.payload_hash for e in entries],
-        "payload": [json.dumps(e.payload) if e.payload is not None else None for e in entries],
-    }, dtype="string").drop_duplicates(["entity", "kaseya_id"], keep="last")
+    frame = records_frame(entries, ("entity", "kaseya_id", "zomentum_id", "link_kind", "payload_hash", "payload"),
+                          as_json={"payload"}, dtype="string").drop_duplicates(["entity", "kaseya_id"], keep="last")
     with registered(connection, "incoming_id_map", frame):
         connection.execute(
             """
@@ -92,17 +85,8 @@ def record_events(connection: duckdb.DuckDBPyConnection, events: Sequence[SyncEv
                   partition_key: str | None, settings_fingerprint: str | None, now: datetime) -> None:
     if not events:
         return
-    frame = pd.DataFrame({
-        "direction": [e.direction for e in events],
-        "entity": [e.entity for e in events],
-        "kaseya_id": [e.kaseya_id for e in events],
-        "zomentum_id": [e.zomentum_id for e in events],
-        "action": [e.action for e in events],
-        "reason": [e.reason for e in events],
-        "changed_fields": [json.dumps(list(e.changed_fields)) if e.changed_fields is not None else None
-                           for e in events],
-        "link": [e.link for e in events],
-    })
+    frame = records_frame(events, ("direction", "entity", "kaseya_id", "zomentum_id", "action", "reason",
+                                   "changed_fields", "link"), as_json={"changed_fields"})
     ids = new_ids(connection, SYNC_EVENTS, len(frame))
     frame["event_id"] = ids
     with registered(connection, "incoming_events", frame):

@@ -13,10 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from zk_pipelines.domain.reconcile import Pair
-from zk_pipelines.storage.database import one_row, registered, transaction
+from zk_pipelines.storage.database import one_row, records_frame, registered, transaction
 
 REPORT_DDL = """
 CREATE SCHEMA IF NOT EXISTS audit;
@@ -90,13 +89,8 @@ def replace_report(connection: duckdb.DuckDBPyConnection, entities: Sequence[str
                    run_id: str, now: datetime) -> None:
     """The entities' differences as this run found them, replacing the previous reconciliation's."""
     ensure_report_table(connection)
-    frame = pd.DataFrame({
-        "entity": [r.entity for r in rows], "class": [r.kind for r in rows],
-        "kaseya_id": [r.kaseya_id for r in rows], "zomentum_id": [r.zomentum_id for r in rows],
-        "changed_in": [r.changed_in for r in rows], "fields": [json.dumps(list(r.fields)) for r in rows],
-        "detail": [r.detail for r in rows], "outcome": [r.outcome for r in rows],
-        "kaseya_link": [r.kaseya_link for r in rows], "zomentum_link": [r.zomentum_link for r in rows],
-    }, dtype="object")
+    frame = records_frame(rows, ("entity", "kind", "kaseya_id", "zomentum_id", "changed_in", "fields", "detail",
+                                 "outcome", "kaseya_link", "zomentum_link"), as_json={"fields"}, dtype="object")
     with transaction(connection):
         connection.execute("DELETE FROM audit.reconciliation WHERE list_contains($entities, entity)",
                            {"entities": list(entities)})
@@ -104,7 +98,7 @@ def replace_report(connection: duckdb.DuckDBPyConnection, entities: Sequence[str
             with registered(connection, "incoming_reconciliation", frame):
                 connection.execute(
                     """INSERT INTO audit.reconciliation
-                       SELECT $run_id, $now, entity, class, kaseya_id, zomentum_id, changed_in, fields::JSON,
+                       SELECT $run_id, $now, entity, kind, kaseya_id, zomentum_id, changed_in, fields::JSON,
                               detail, outcome, kaseya_link, zomentum_link
                        FROM incoming_reconciliation""",
                     {"run_id": run_id, "now": now})
