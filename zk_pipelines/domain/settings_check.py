@@ -187,7 +187,7 @@ class ResolvedStage:
         return StageRef(self.pipeline, self.stage)
 
     def __str__(self) -> str:
-        return f"{self.pipeline} / {self.stage}"
+        return str(self.ref)
 
 
 @dataclass(frozen=True)

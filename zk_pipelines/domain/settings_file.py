@@ -247,6 +247,18 @@ class _Reader:
             return None
         return value
 
+    def first_mapping(self, first: dict[Any, tuple[str, str]], key: Any, value: str, path: str,
+                      names: tuple[str, str], expected: str) -> bool:
+        """Whether this is `key`'s only mapping so far (recorded in `first`: key -> (key path, value)); a
+        second one fails, naming both (`names`: what the key and the value are)."""
+        if key in first:
+            earlier_path, earlier_value = first[key]
+            self.fail(path, f"{names[0]} '{key}' is mapped to {names[1]} '{earlier_value}' by {earlier_path} "
+                            f"and to '{value}' here", expected)
+            return False
+        first[key] = (path, value)
+        return True
+
     def entries(self, parent: Mapping[Any, Any], key: str, path: str, expected: str) -> list[tuple[str, Any]]:
         """(key path, item) for each item of the list under `key`; an empty list is allowed."""
         here = _child(path, key)
@@ -338,16 +350,11 @@ class _Reader:
                 broken = True
                 continue
             ref = StageRef(pipeline, stage)
-            if ref in first_mapping:
-                earlier_path, earlier_status = first_mapping[ref]
-                self.fail(entry_path,
-                          f"stage '{ref}' is mapped to Kaseya status '{earlier_status}' by {earlier_path} "
-                          f"and to '{status}' here",
-                          "one Kaseya status per Zomentum stage (one Kaseya status may be mapped from "
-                          "several stages, not the reverse)")
+            if not self.first_mapping(first_mapping, ref, status, entry_path, ("stage", "Kaseya status"),
+                                      "one Kaseya status per Zomentum stage (one Kaseya status may be mapped from "
+                                      "several stages, not the reverse)"):
                 broken = True
                 continue
-            first_mapping[ref] = (entry_path, status)
             entries.append(StageStatus(ref, status))
         default_stage = None
         if section.get("default_import_stage") is None:
@@ -378,16 +385,12 @@ class _Reader:
             if document_status is None or quote_status is None:
                 broken = True
                 continue
-            if document_status in first_mapping:
-                earlier_path, earlier_status = first_mapping[document_status]
-                self.fail(entry_path,
-                          f"document status '{document_status}' is mapped to Kaseya quote status "
-                          f"'{earlier_status}' by {earlier_path} and to '{quote_status}' here",
-                          "one Kaseya quote status per document status (one quote status may be mapped from "
-                          "several document statuses, not the reverse)")
+            if not self.first_mapping(first_mapping, document_status, quote_status, entry_path,
+                                      ("document status", "Kaseya quote status"),
+                                      "one Kaseya quote status per document status (one quote status may be "
+                                      "mapped from several document statuses, not the reverse)"):
                 broken = True
                 continue
-            first_mapping[document_status] = (entry_path, quote_status)
             entries.append(DocumentQuoteStatus(document_status, quote_status))
         default_status = self.text(section, "default_quote_status", path, "the name of a Kaseya quote status")
         if broken or default_status is None:
