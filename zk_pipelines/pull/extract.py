@@ -14,8 +14,9 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
 from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, ListingChanged
 from zk_pipelines.clients.kaseya_wire import LOOKUP_TABLES
@@ -36,6 +37,8 @@ from zk_pipelines.storage.raw_store import (
     upsert_pricing,
     upsert_snapshot,
 )
+
+T = TypeVar("T")
 
 # How many times a window is listed when Kaseya's list changes while it is paged (records edited meanwhile).
 WINDOW_READS = 3
@@ -127,20 +130,28 @@ def extract_changes(client: KaseyaClient, database: Path, sources: Sequence[Kase
             reach_to=now if rejected_as_extracted(connection, source.raw_table, source.name) else None)
                    for source in sources}
     stop = threading.Event()
-    results: dict[str, IncrementalExtract | BaseException] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="kaseya-list")
+    return _side_by_side({source.name: partial(extract_incremental, client, database, source, windows[source.name],
+                                               run_id=run_id, now=now, stop=stop) for source in sources},
+                         "kaseya-list", stop=stop)
+
+
+def _side_by_side(lists: dict[str, Callable[[], T]], thread_name_prefix: str, *,
+                  stop: threading.Event | None = None) -> dict[str, T | BaseException]:
+    """Each list's reading in a thread of its own, in a copy of the step's context (so the client counts its
+    calls to the step). Returns each list's result, or the error that stopped it: one list failing does not
+    stop the others. Interrupted (the run was terminated), `stop` is set: the lists stop at their next row."""
+    results: dict[str, T | BaseException] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, len(lists)), thread_name_prefix=thread_name_prefix)
     try:
-        # Each list in a copy of the step's context, so the client counts its calls to the step.
-        futures = {source.name: pool.submit(copy_context().run, extract_incremental, client, database, source,
-                                            windows[source.name], run_id=run_id, now=now, stop=stop)
-                   for source in sources}
+        futures = {name: pool.submit(copy_context().run, read) for name, read in lists.items()}
         for name, future in futures.items():
             try:
                 results[name] = future.result()
             except Exception as exc:  # reported per entity by the caller
                 results[name] = exc
-    except BaseException:  # interrupted (the run was terminated): the lists stop at their next row
-        stop.set()
+    except BaseException:
+        if stop is not None:
+            stop.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -221,20 +232,9 @@ def extract_snapshots(client: KaseyaClient, database: Path, sources: Sequence[Ka
     """The snapshot lists of a run, side by side (a thread each, through the run's one client; their inner
     reads, such as the per-category product scans, up to `concurrency` at once). Returns each list's counts,
     or the error that stopped it: one list failing does not stop the others."""
-    results: dict[str, SnapshotCounts | BaseException] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="kaseya-snapshot")
-    try:
-        futures = {source.name: pool.submit(copy_context().run, extract_snapshot, client, database, source,
-                                            run_id=run_id, now=now, concurrency=concurrency)
-                   for source in sources}
-        for name, future in futures.items():
-            try:
-                results[name] = future.result()
-            except Exception as exc:  # reported per entity by the caller
-                results[name] = exc
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return results
+    return _side_by_side({source.name: partial(extract_snapshot, client, database, source, run_id=run_id, now=now,
+                                               concurrency=concurrency) for source in sources},
+                         "kaseya-snapshot")
 
 
 @dataclass(frozen=True)
