@@ -156,6 +156,14 @@ def _secret(value: str | None, file: str | None, field: str) -> Secret | None:
     return None
 
 
+def _required_secret(value: str | None, file: str | None, field: str, what: str) -> Secret:
+    """`_secret`, for a secret the system cannot be called without (`what`: "a password", "a token")."""
+    secret = _secret(value, file, field)
+    if secret is None:
+        raise ConfigurationError(f"{field}: neither {what} nor a secret file is bound")
+    return secret
+
+
 class _ClosableClient(Protocol):
     def close(self) -> None: ...
 
@@ -198,11 +206,9 @@ class KaseyaResource(_OneClientPerRun):
     allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
     def credentials(self) -> KaseyaCredentials:
-        password = _secret(self.password, self.password_file, "kaseya.password")
-        if password is None:
-            raise ConfigurationError("kaseya.password: neither a password nor a secret file is bound")
         return KaseyaCredentials(
-            base_url=self.base_url, username=self.username, password=password, tenant=self.tenant,
+            base_url=self.base_url, username=self.username, tenant=self.tenant,
+            password=_required_secret(self.password, self.password_file, "kaseya.password", "a password"),
             mfa_code=_secret(self.mfa_code, self.mfa_code_file, "kaseya.mfa_code"),
             hourly_call_budget=hourly_call_budget(self.hourly_call_budget),
             allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}),
@@ -227,11 +233,10 @@ class ZomentumResource(_OneClientPerRun):
     allow_insecure_http: str | None = None  # ZK_ALLOW_INSECURE_HTTP as written (config.check_base_url)
 
     def credentials(self) -> ZomentumCredentials:
-        refresh_token = _secret(self.refresh_token, self.refresh_token_file, "zomentum.refresh_token")
-        if refresh_token is None:
-            raise ConfigurationError("zomentum.refresh_token: neither a token nor a secret file is bound")
         return ZomentumCredentials(
-            base_url=self.base_url, refresh_token=refresh_token,
+            base_url=self.base_url,
+            refresh_token=_required_secret(self.refresh_token, self.refresh_token_file, "zomentum.refresh_token",
+                                           "a token"),
             access_token=_secret(self.access_token, self.access_token_file, "zomentum.access_token"),
             allow_insecure_http=allow_insecure_http({INSECURE_HTTP_VARIABLE: self.allow_insecure_http or ""}))
 
