@@ -9,29 +9,26 @@ parameters are by ASP.NET.
 from __future__ import annotations
 
 from zk_pipelines.sandbox.kaseya import dto, render
-from zk_pipelines.sandbox.kaseya.records import Account, Product, Quote, Stock
-from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Reply, Route, not_found, page
+from zk_pipelines.sandbox.kaseya.records import Account, Product, Stock
+from zk_pipelines.sandbox.kaseya.routing import (
+    ApiFailure,
+    Call,
+    Reply,
+    Route,
+    by_key,
+    line_item_of,
+    not_found,
+    page,
+    quote_of,
+)
 
 
 def _account(call: Call, key: str) -> Account:
-    found = call.tenant.accounts.get(call.params[key])
-    if found is None:
-        raise not_found("Account", call.params[key])
-    return found
+    return by_key(call, call.tenant.accounts, "Account", key)
 
 
 def _product(call: Call) -> Product:
-    found = call.tenant.products.get(call.params["productIndexId"])
-    if found is None:
-        raise not_found("Product", call.params["productIndexId"])
-    return found
-
-
-def _quote(call: Call) -> Quote:
-    found = call.tenant.quotes.get(call.params["quotationId"])
-    if found is None:
-        raise not_found("Quotation", call.params["quotationId"])
-    return found
+    return by_key(call, call.tenant.products, "Product", "productIndexId")
 
 
 # --- accounts -------------------------------------------------------------------------------------------
@@ -108,10 +105,7 @@ def contacts_summary(call: Call) -> Reply:
 
 def contact_by_id(call: Call) -> Reply:
     # Declared as a bare DTO; observed enveloped, and served so.
-    found = call.tenant.contacts.get(call.params["id"])
-    if found is None:
-        raise not_found("Contact", call.params["id"])
-    return Reply(render.contact_summary(call.tenant, found))
+    return Reply(render.contact_summary(call.tenant, by_key(call, call.tenant.contacts, "Contact")))
 
 
 def contacts_search(call: Call) -> Reply:
@@ -160,17 +154,12 @@ def opportunities(call: Call) -> Reply:
 
 
 def opportunity_by_id(call: Call) -> Reply:
-    found = call.tenant.opportunities.get(call.params["id"])
-    if found is None:
-        raise not_found("Opportunity", call.params["id"])
-    return Reply(render.opportunity(call.tenant, found))
+    return Reply(render.opportunity(call.tenant, by_key(call, call.tenant.opportunities, "Opportunity")))
 
 
 def opportunity_notes(call: Call) -> Reply:
-    opportunity_id = call.params["id"]
-    if opportunity_id not in call.tenant.opportunities:
-        raise not_found("Opportunity", opportunity_id)
-    rows = [n for n in call.tenant.notes.values() if n.opportunity_id == opportunity_id]
+    opportunity = by_key(call, call.tenant.opportunities, "Opportunity")
+    rows = [n for n in call.tenant.notes.values() if n.opportunity_id == opportunity.id]
     return page(call, rows, lambda n: render.note(call.tenant, n))
 
 
@@ -253,19 +242,15 @@ def quotes_summary(call: Call) -> Reply:
 
 
 def quote_by_id(call: Call) -> Reply:
-    return Reply(render.quote(call.tenant, _quote(call)))
+    return Reply(render.quote(call.tenant, quote_of(call)))
 
 
 def quote_line_item(call: Call) -> Reply:
-    quote = _quote(call)
-    found = quote.line_item(call.params["lineItemId"])
-    if found is None:
-        raise not_found(f"Line item of quotation {quote.id}", call.params["lineItemId"])
-    return Reply(render.line_item(found))
+    return Reply(render.line_item(line_item_of(call)[1]))
 
 
 def quote_line_items(call: Call) -> Reply:
-    return Reply([render.line_item(item) for item in _quote(call).line_items])
+    return Reply([render.line_item(item) for item in quote_of(call).line_items])
 
 
 # --- services and lookups -------------------------------------------------------------------------------
@@ -277,10 +262,7 @@ def services_lookup(call: Call) -> Reply:
 
 
 def service_by_id(call: Call) -> Reply:
-    found = call.tenant.services.get(call.params["serviceId"])
-    if found is None:
-        raise not_found("Service", call.params["serviceId"])
-    return Reply(render.service(call.tenant, found))
+    return Reply(render.service(call.tenant, by_key(call, call.tenant.services, "Service", "serviceId")))
 
 
 def system_lookup(call: Call) -> Reply:

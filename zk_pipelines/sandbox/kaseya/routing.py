@@ -8,7 +8,7 @@ except the lookup table name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from zk_pipelines.sandbox.kaseya.dto import parse_datetime
 
 if TYPE_CHECKING:
-    from zk_pipelines.sandbox.kaseya.records import Tenant
+    from zk_pipelines.sandbox.kaseya.records import Quote, QuoteLineItem, Tenant
 
 MAX_PAGE_SIZE = 100  # ASSUMED: Kaseya's maximum is unpublished; larger requests are capped, not refused.
 DEFAULT_PAGE_SIZE = 25  # ASSUMED: the default when PageSize is absent.
@@ -46,6 +46,27 @@ class Invalid(Exception):
 
 def not_found(what: str, key: object) -> ApiFailure:
     return ApiFailure(404, f"{what} {key} was not found.")
+
+
+def by_key(call: Call, records: Mapping[Any, T], what: str, key: str = "id") -> T:
+    """The record a path parameter (`key`) names, or the 404 Kaseya answers for it."""
+    found = records.get(call.params[key])
+    if found is None:
+        raise not_found(what, call.params[key])
+    return found
+
+
+def quote_of(call: Call) -> Quote:
+    return by_key(call, call.tenant.quotes, "Quotation", "quotationId")
+
+
+def line_item_of(call: Call) -> tuple[Quote, QuoteLineItem]:
+    """The quote and its line item that the path names (`{quotationId}/lineItems/{lineItemId}`)."""
+    quote = quote_of(call)
+    item = quote.line_item(call.params["lineItemId"])
+    if item is None:
+        raise not_found(f"Line item of quotation {quote.id}", call.params["lineItemId"])
+    return quote, item
 
 
 class Query:

@@ -41,7 +41,7 @@ from zk_pipelines.sandbox.kaseya.records import (
     later_than,
     to_millis,
 )
-from zk_pipelines.sandbox.kaseya.routing import Call, Invalid, Reply, Route, not_found
+from zk_pipelines.sandbox.kaseya.routing import Call, Invalid, Reply, Route, by_key, line_item_of, quote_of
 
 
 def _read(call: Call, dto_name: str) -> Body:
@@ -185,9 +185,7 @@ def create_account(call: Call) -> Reply:
 
 def update_account(call: Call) -> Reply:
     tenant = call.tenant
-    account = tenant.accounts.get(call.params["id"])
-    if account is None:
-        raise not_found("Account", call.params["id"])
+    account = by_key(call, tenant.accounts, "Account")
     body = _read(call, "AccountPutInputDto")
     _check(_account_header_problems(tenant, body, account.id))
     _apply_account_header(account, body)
@@ -254,9 +252,7 @@ def create_contact(call: Call) -> Reply:
 
 def update_contact(call: Call) -> Reply:
     tenant = call.tenant
-    contact = tenant.contacts.get(call.params["id"])
-    if contact is None:
-        raise not_found("Contact", call.params["id"])
+    contact = by_key(call, tenant.contacts, "Contact")
     body = _read(call, "ContactPutInputDto")
     _check(_name_problems(body) + _place_problems(tenant, body["AccountId"], body["LocationId"]))
     contact.account_id, contact.location_id = body["AccountId"], body["LocationId"]
@@ -317,9 +313,7 @@ def create_opportunity(call: Call) -> Reply:
 
 def update_opportunity(call: Call) -> Reply:
     tenant = call.tenant
-    opportunity = tenant.opportunities.get(call.params["id"])
-    if opportunity is None:
-        raise not_found("Opportunity", call.params["id"])
+    opportunity = by_key(call, tenant.opportunities, "Opportunity")
     body = _read(call, "OpportunityInputDto")
     _check(_opportunity_problems(tenant, body))
     _apply_opportunity(opportunity, body)
@@ -329,22 +323,14 @@ def update_opportunity(call: Call) -> Reply:
 
 def add_opportunity_note(call: Call) -> Reply:
     tenant = call.tenant
-    if call.params["id"] not in tenant.opportunities:
-        raise not_found("Opportunity", call.params["id"])
+    opportunity = by_key(call, tenant.opportunities, "Opportunity")
     body = _read(call, "OpportunityNotePostInputDto")
-    note = OpportunityNote(tenant.ids.next("note"), call.params["id"], body["Note"], _new_stamps(call))
+    note = OpportunityNote(tenant.ids.next("note"), opportunity.id, body["Note"], _new_stamps(call))
     tenant.notes[note.id] = note
     return Reply(render.note(tenant, note))
 
 
 # --- quotes ---------------------------------------------------------------------------------------------
-
-def _quote(call: Call) -> Quote:
-    found = call.tenant.quotes.get(call.params["quotationId"])
-    if found is None:
-        raise not_found("Quotation", call.params["quotationId"])
-    return found
-
 
 def _catalogue_item(tenant: Tenant, item_type_id: int, item_id: int) -> tuple[str | None, str | None, float, float]:
     """(name, description, price, cost) of the catalogue item a line refers to, or the problem."""
@@ -373,7 +359,7 @@ def _line_problems(body: Body) -> list[str]:
 
 
 def add_quote_line_item(call: Call) -> Reply:
-    tenant, quote = call.tenant, _quote(call)
+    tenant, quote = call.tenant, quote_of(call)
     item_type_id, distributer = call.params["itemTypeId"], call.params["distributerTypeId"]
     body = _read(call, "QuotationLineItemInputDto")
     problems = _line_problems(body)
@@ -408,10 +394,7 @@ def _margin(price: float, cost: float) -> float:
 
 
 def update_quote_line_item(call: Call) -> Reply:
-    quote = _quote(call)
-    item = quote.line_item(call.params["lineItemId"])
-    if item is None:
-        raise not_found(f"Line item of quotation {quote.id}", call.params["lineItemId"])
+    quote, item = line_item_of(call)
     body = _read(call, "QuotationLineItemInputDto")
     _check(_line_problems(body))
     item.name, item.description = body["Name"], body["Description"]
@@ -456,7 +439,7 @@ def create_quote(call: Call) -> Reply:
 
 
 def update_quote(call: Call) -> Reply:
-    tenant, quote = call.tenant, _quote(call)
+    tenant, quote = call.tenant, quote_of(call)
     body = _read(call, "QuotationInputDto")
     _check(_quote_problems(tenant, body))
     _apply_quote(tenant, quote, body)
