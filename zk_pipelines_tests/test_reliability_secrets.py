@@ -162,7 +162,7 @@ def test_both_clients_verify_tls_on_every_request(sandboxes):
 def test_the_demo_and_zk_sandbox_listen_on_127_0_0_1_only():
     assert cli.build_parser().parse_args(["sandbox"]).host == "127.0.0.1"
     with running_sandboxes(seed=7, scale="small_recent") as boxes:  # as `zk demo` starts them
-        for server in (boxes.kaseya.server, boxes.zomentum._server):
+        for server in (boxes.kaseya.server, boxes.zomentum.server):
             bound = {sock.getsockname()[0] for s in server._server.servers for sock in s.sockets}
             assert bound == {"127.0.0.1"}
             assert server.base_url.startswith("http://127.0.0.1:")

@@ -409,6 +409,27 @@ class FaultInjector:
         return fault
 
 
+class FaultControls:
+    """A sandbox state's hold on its fault plan (`faults`), as its control surface and the tests call it."""
+
+    faults: FaultInjector
+
+    def set_faults(self, **plan: Any) -> dict[str, Any]:
+        """Replace the fault plan: `set_faults(seed=42, rules=[{"kind": "http_error", "rate": 0.5}])` (see
+        `sandbox/faults.py` and the README); returns it as `fault_plan()` shows it."""
+        return self.faults.configure(plan)
+
+    def fault_plan(self) -> dict[str, Any]:
+        """The plan, each rule's matched and injected requests, and the injections by kind and route."""
+        return self.faults.view()
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        return self.faults.counts()
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+
 def echo_of(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> str:
     """The `echo_request` answer's message: the request as it arrived, every header and the body as sent."""
     quoted = "; ".join(f"{name}: {value}" for name, value in headers)

@@ -19,9 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
 from zk_pipelines.sandbox.faults import FaultInjector, ServedRoute
+
+if TYPE_CHECKING:
+    from zk_pipelines.sandbox.runtime import RunningServer
 
 MAX_TENANTS = 200
 # Tenant n's seed is the sandbox's plus (n-1) strides: a stride of 1001 moves `seed % 50` (the Kaseya lookup
@@ -116,3 +119,37 @@ class TenantStates(Generic[S]):
             self._routes = tuple(routes)
             for state in self._states.values():
                 state.faults.serve(self._routes)
+
+
+class ServedTenants(Generic[S]):
+    """A started sandbox server and its tenants' states; stop it with `stop()` or by leaving the `with` block.
+    `base_url` is the server root (the API is under `/v2`); `state` is tenant 1's."""
+
+    def __init__(self, states: TenantStates[S], server: RunningServer) -> None:
+        self.states = states
+        self.server = server
+
+    @property
+    def state(self) -> S:
+        return self.states.first
+
+    @property
+    def tenants(self) -> tuple[SandboxTenant, ...]:
+        return self.states.tenants
+
+    def tenant_state(self, tenant: int | str | SandboxTenant) -> S:
+        """The tenant's state (seeded now if this is its first use); KeyError for an unknown one."""
+        return self.states.state(tenant)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -82,14 +82,17 @@ class Query:
         value = values[-1].strip() if values else ""
         return value or None
 
-    def int(self, name: str) -> int | None:
+    def _parsed(self, name: str, parse: Callable[[str], T], expected: str) -> T | None:
         value = self.text(name)
         if value is None:
             return None
         try:
-            return int(value)
+            return parse(value)
         except ValueError:
-            raise Invalid(f"The value '{value}' is not valid for {name}: an integer is expected.") from None
+            raise Invalid(f"The value '{value}' is not valid for {name}: {expected} is expected.") from None
+
+    def int(self, name: str) -> int | None:
+        return self._parsed(name, int, "an integer")
 
     def ints(self, name: str) -> list[int] | None:
         """Repeated (`Filter.Ids=1&Filter.Ids=2`) or comma-separated (`Filter.Ids=1,2`) integers."""
@@ -111,13 +114,7 @@ class Query:
         return value.lower() == "true"
 
     def datetime(self, name: str) -> datetime | None:
-        value = self.text(name)
-        if value is None:
-            return None
-        try:
-            return parse_datetime(value)
-        except ValueError:
-            raise Invalid(f"The value '{value}' is not valid for {name}: a date-time is expected.") from None
+        return self._parsed(name, parse_datetime, "a date-time")
 
     def window(self, prefix: str) -> DateWindow:
         """`<prefix>From` / `<prefix>To`, both inclusive; naive values are UTC (assumed)."""

@@ -9,36 +9,24 @@ from zk_pipelines.sandbox.kaseya.records import Login, login_of
 from zk_pipelines.sandbox.kaseya.state import KaseyaState, Knobs
 from zk_pipelines.sandbox.kaseya.tenants import KaseyaTenants
 from zk_pipelines.sandbox.runtime import RunningServer
-from zk_pipelines.sandbox.tenancy import SandboxTenant
+from zk_pipelines.sandbox.tenancy import SandboxTenant, ServedTenants
 
 
-class KaseyaSandbox:
+class KaseyaSandbox(ServedTenants[KaseyaState]):
     """`base_url` is the server root (the API is under `/v2`). `state` and the credentials are tenant 1's (the
     only tenant of a single-tenant sandbox); `tenants` lists every company, `tenant_state(t)` and `login(t)`
     address one by number, registry key (`sandbox_02`) or company name."""
 
     def __init__(self, tenants: KaseyaTenants, server: RunningServer) -> None:
+        super().__init__(tenants, server)
         self.companies = tenants
-        self.server = server
 
     def __repr__(self) -> str:
         return f"KaseyaSandbox({self.base_url}, {len(self.tenants)} tenants)"
 
-    @property
-    def tenants(self) -> tuple[SandboxTenant, ...]:
-        return self.companies.tenants
-
-    def tenant_state(self, tenant: int | str | SandboxTenant) -> KaseyaState:
-        """The company's state (seeded now if this is its first use); KeyError for an unknown one."""
-        return self.companies.state(tenant)
-
     def login(self, tenant: int | str | SandboxTenant = 1) -> Login:
         """The company's login: `tenant` (the company name), `username`, `password`."""
         return login_of(self.companies.tenant(tenant).number)
-
-    @property
-    def state(self) -> KaseyaState:
-        return self.companies.first
 
     @property
     def username(self) -> str:
@@ -51,19 +39,6 @@ class KaseyaSandbox:
     @property
     def tenant(self) -> str:
         return self.login().tenant
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def __enter__(self) -> KaseyaSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def start_kaseya_sandbox(seed: int = 7, scale: str = "small", host: str = "127.0.0.1", port: int = 0,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from zk_pipelines.sandbox.faults import EVERY_KIND, FaultInjector
+from zk_pipelines.sandbox.faults import EVERY_KIND, FaultControls, FaultInjector
 from zk_pipelines.sandbox.kaseya import editing
 from zk_pipelines.sandbox.kaseya.auth import TokenStore
 from zk_pipelines.sandbox.kaseya.records import Login, Tenant, login_of
@@ -61,7 +61,7 @@ def _checked_knobs(current: Knobs, changes: dict[str, Any]) -> Knobs:
     return replace(current, **values)
 
 
-class KaseyaState:
+class KaseyaState(FaultControls):
     def __init__(self, seed: int = 7, scale: str = "small", knobs: Knobs | None = None,
                  seeded_at: datetime | None = None, number: int = 1) -> None:
         """`seeded_at`: the moment the tenant's history is laid out before (default: now); two sandboxes seeded
@@ -118,21 +118,6 @@ class KaseyaState:
             self.knobs = _checked_knobs(self.knobs, changes)
             self.limiter.limit = self.knobs.rate_limit
             return self.knobs
-
-    def set_faults(self, **plan: Any) -> dict[str, Any]:
-        """Replace the fault plan: `set_faults(seed=42, rules=[{"kind": "http_error", "rate": 0.5}])` (see
-        `sandbox/faults.py` and the README); returns it as `fault_plan()` shows it."""
-        return self.faults.configure(plan)
-
-    def fault_plan(self) -> dict[str, Any]:
-        """The plan, each rule's matched and injected requests, and the injections by kind and route."""
-        return self.faults.view()
-
-    def fault_counts(self) -> dict[str, dict[str, int]]:
-        return self.faults.counts()
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
 
     def expire_access_token(self, access_token: str) -> None:
         """The access token stops working now, as if its lifetime had run out; its refresh token still works."""

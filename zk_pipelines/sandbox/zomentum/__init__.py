@@ -17,14 +17,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from zk_pipelines.sandbox.runtime import RunningServer
-from zk_pipelines.sandbox.tenancy import SandboxTenant
+from zk_pipelines.sandbox.tenancy import SandboxTenant, ServedTenants
 from zk_pipelines.sandbox.zomentum.accounts import ZomentumAccounts
 from zk_pipelines.sandbox.zomentum.app import create_zomentum_app
 from zk_pipelines.sandbox.zomentum.seed import API_USER_EMAIL
 from zk_pipelines.sandbox.zomentum.state import REFRESH_TOKEN, ZomentumState, refresh_token_of
 
 
-class ZomentumSandbox:
+class ZomentumSandbox(ServedTenants[ZomentumState]):
     """A started sandbox server and its accounts; stop it with `stop()` or by leaving the `with` block.
 
     `state` and `refresh_token` are account 1's (the only account of a single-account sandbox); `tenants` lists
@@ -32,44 +32,19 @@ class ZomentumSandbox:
     (`sandbox_02`)."""
 
     def __init__(self, accounts: ZomentumAccounts, server: RunningServer) -> None:
+        super().__init__(accounts, server)
         self.accounts = accounts
-        self._server = server
-
-    @property
-    def state(self) -> ZomentumState:
-        return self.accounts.first
-
-    @property
-    def tenants(self) -> tuple[SandboxTenant, ...]:
-        return self.accounts.tenants
-
-    def tenant_state(self, tenant: int | str | SandboxTenant) -> ZomentumState:
-        """The account's state (seeded now if this is its first use); KeyError for an unknown one."""
-        return self.accounts.state(tenant)
 
     def refresh_token_of(self, tenant: int | str | SandboxTenant) -> str:
         return refresh_token_of(self.accounts.tenant(tenant).number)
 
     @property
-    def base_url(self) -> str:
-        return self._server.base_url
-
-    @property
     def api_url(self) -> str:
-        return f"{self._server.base_url}/v2"
+        return f"{self.base_url}/v2"
 
     @property
     def refresh_token(self) -> str:
         return REFRESH_TOKEN
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> ZomentumSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (f"ZomentumSandbox({self.base_url}, seed={self.state.seed}, scale={self.state.scale!r}, "

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from zk_pipelines.sandbox.faults import EVERY_KIND, SUCCESS_FALSE, WRITE_ONLY_KINDS, FaultInjector
+from zk_pipelines.sandbox.faults import EVERY_KIND, SUCCESS_FALSE, WRITE_ONLY_KINDS, FaultControls, FaultInjector
 from zk_pipelines.sandbox.runtime import RequestLog, SandboxClock, SlidingWindowLimiter
 from zk_pipelines.sandbox.world import SCALES, build_world
 from zk_pipelines.sandbox.zomentum.documents import (
@@ -133,7 +133,7 @@ def _int_param(query: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-class ZomentumState:
+class ZomentumState(FaultControls):
     def __init__(
         self,
         seed: int = 7,
@@ -207,22 +207,11 @@ class ZomentumState:
             return self.knobs()
 
     def set_faults(self, **plan: Any) -> dict[str, Any]:
-        """Replace the fault plan: `set_faults(seed=42, rules=[{"kind": "http_error", "rate": 0.5}])` (see
-        `sandbox/faults.py` and the README); returns it as `fault_plan()` shows it."""
+        """`FaultControls.set_faults`; a plan it refuses is the API's 400."""
         try:
-            return self.faults.configure(plan)
+            return super().set_faults(**plan)
         except ValueError as exc:
             raise ApiProblem(400, str(exc)) from None
-
-    def fault_plan(self) -> dict[str, Any]:
-        """The plan, each rule's matched and injected requests, and the injections by kind and route."""
-        return self.faults.view()
-
-    def fault_counts(self) -> dict[str, dict[str, int]]:
-        return self.faults.counts()
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
 
     def now(self) -> datetime:
         return self.clock.now()
