@@ -182,9 +182,12 @@ def _main_location(account: Mapping[str, Any]) -> int:
     return int(next((loc for loc in locations if loc.get("isMain")), locations[0])["id"])
 
 
-def _or_none(read: Callable[[], Any]) -> Any:
+def _known_record(read: Callable[[int], Any], kaseya_id: int | None) -> Any:
+    """The Kaseya record an earlier pull or push paired with the document's, or None (none paired, or gone)."""
+    if kaseya_id is None:
+        return None
     try:
-        return read()
+        return read(kaseya_id)
     except NotFound:
         return None
 
@@ -220,10 +223,7 @@ class _Planner:
         name = (client.get("name") or "").strip()
         client_id = str(client["id"])
         what = f"client {name}"
-        record, how, searched = None, "", False
-        if self.known.account is not None:
-            record = _or_none(lambda: self.kaseya.account(self.known.account))
-            how = "id map"
+        record, how, searched = _known_record(self.kaseya.account, self.known.account), "id map", False
         if record is None and name:
             rows = self.kaseya.paginate("accounts", {"Filter.AccountName": name})
             record = next((row for row in rows if str(row.get("accountName") or "").strip().casefold()
@@ -256,12 +256,9 @@ class _Planner:
         first, last = (names.get("first") or "").strip(), (names.get("last") or "").strip()
         email = (person.get("email") or "").strip()
         what = f"contact {first} {last}".strip() + (f" <{email}>" if email else "")
-        record, how, searched = None, "", False
-        if self.known.contact is not None:
-            record = _or_none(lambda: self.kaseya.contact(self.known.contact))
-            if record is not None and account != int(record["accountId"]):
-                record = None  # paired with a contact of another account: this account needs its own
-            how = "id map"
+        record, how, searched = _known_record(self.kaseya.contact, self.known.contact), "id map", False
+        if record is not None and account != int(record["accountId"]):
+            record = None  # paired with a contact of another account: this account needs its own
         if record is None and isinstance(account, int):
             if email:
                 rows = self.kaseya.search_contacts(AccountIds=account, EmailAddress=email)
@@ -291,10 +288,9 @@ class _Planner:
     # --- the opportunity --------------------------------------------------------------------------
 
     def _existing_opportunity(self, account: KaseyaId) -> tuple[Any, str, bool]:
-        if self.known.opportunity is not None:
-            record = _or_none(lambda: self.kaseya.opportunity(self.known.opportunity))
-            if record is not None:
-                return record, "id map", False
+        record = _known_record(self.kaseya.opportunity, self.known.opportunity)
+        if record is not None:
+            return record, "id map", False
         if isinstance(account, int):
             for row in self.kaseya.paginate("opportunities", {"Filter.AccountId": account}):
                 if self.source.id in document_markers(row.get("description")):
@@ -400,10 +396,9 @@ class _Planner:
         return pending
 
     def _existing_quote(self, account: KaseyaId) -> tuple[Any, str, bool]:
-        if self.known.quote is not None:
-            record = _or_none(lambda: self.kaseya.quote(self.known.quote))
-            if record is not None:
-                return record, "push ledger", False
+        record = _known_record(self.kaseya.quote, self.known.quote)
+        if record is not None:
+            return record, "push ledger", False
         if isinstance(account, int):
             for row in self.kaseya.iter_quotes(AccountId=account):
                 if self.source.id in document_markers(row.get("name")):
