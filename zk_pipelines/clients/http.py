@@ -187,6 +187,19 @@ def parse_json(text: str, *, object_pairs_hook: Callable[[list[tuple[str, Any]]]
     raise JsonTooDeep(f"the JSON nests deeper than {max_depth} levels")
 
 
+def unreadable_answer(exc: ValueError, response: requests.Response, api: str, operation: str, *, write: bool,
+                      not_json: type[ApiError]) -> ApiError:
+    """The error for an answer `parse_json` refused (`exc`). A write was answered, so it happened, but what it
+    made cannot be told; a read nested too deep is refused; any other read's answer is the API's `not_json`."""
+    unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
+    status = response.status_code
+    if write:
+        return WriteOutcomeUnknown(api, operation, f"{unreadable}; the write may have happened", status=status)
+    if isinstance(exc, JsonTooDeep):
+        return AnswerTooDeep(api, operation, unreadable, status=status)
+    return not_json(api, operation, f"{unreadable} (HTTP {status})", status=status)
+
+
 def retry_after_seconds(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:

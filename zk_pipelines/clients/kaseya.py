@@ -20,13 +20,11 @@ from typing import Any
 import requests
 
 from zk_pipelines.clients.http import (
-    AnswerTooDeep,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
     CallCounter,
     HttpPolicy,
-    JsonTooDeep,
     NotAnId,
     NotFound,
     PermissionDenied,
@@ -36,6 +34,7 @@ from zk_pipelines.clients.http import (
     api_session,
     retry_after_seconds,
     send,
+    unreadable_answer,
 )
 from zk_pipelines.clients.kaseya_budget import BudgetExhausted, BudgetStore, RouteBudget
 from zk_pipelines.clients.kaseya_usage import KaseyaStats, KaseyaUsage, step_tally
@@ -251,17 +250,9 @@ class KaseyaClient:
         try:
             return parse_json(response.text) if response.text.strip() else KaseyaRecord()
         except ValueError as exc:
-            unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
-            if endpoint.method != "GET" and endpoint.name not in ("authenticate", "refresh_token"):
-                raise WriteOutcomeUnknown(
-                    "Kaseya", endpoint.label, f"{unreadable}; the write may have happened",
-                    status=response.status_code) from None
-            if isinstance(exc, JsonTooDeep):
-                raise AnswerTooDeep("Kaseya", endpoint.label, unreadable, status=response.status_code) from None
-            raise ApiUnavailable(
-                "Kaseya", endpoint.label, f"the answer was not JSON (HTTP {response.status_code})",
-                status=response.status_code,
-            ) from None
+            write = endpoint.method != "GET" and endpoint.name not in ("authenticate", "refresh_token")
+            raise unreadable_answer(exc, response, "Kaseya", endpoint.label, write=write,
+                                    not_json=ApiUnavailable) from None
 
     def _http_error(self, endpoint: Endpoint, response: requests.Response, *, idempotent: bool) -> ApiError:
         status = response.status_code

@@ -33,13 +33,11 @@ import requests
 
 from zk_pipelines.clients import zomentum_models as contract
 from zk_pipelines.clients.http import (
-    AnswerTooDeep,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
     CallCounter,
     HttpPolicy,
-    JsonTooDeep,
     NotAnId,
     NotFound,
     PermissionDenied,
@@ -50,6 +48,7 @@ from zk_pipelines.clients.http import (
     parse_json,
     retry_after_seconds,
     send,
+    unreadable_answer,
 )
 from zk_pipelines.clients.probe import EndpointCheck
 from zk_pipelines.clients.zomentum_models import (
@@ -290,13 +289,7 @@ class ZomentumClient:
         try:
             return parse_json(response.text)
         except ValueError as exc:
-            unreadable = str(exc) if isinstance(exc, JsonTooDeep) else "the answer was not JSON"
-            if write:  # the write was answered, so it happened, but we cannot tell what it made
-                raise WriteOutcomeUnknown(API, operation, f"{unreadable}; the write may have happened",
-                                          status=response.status_code) from None
-            if isinstance(exc, JsonTooDeep):
-                raise AnswerTooDeep(API, operation, unreadable, status=response.status_code) from None
-            raise ApiError(API, operation, unreadable, status=response.status_code) from None
+            raise unreadable_answer(exc, response, API, operation, write=write, not_json=ApiError) from None
 
     @staticmethod
     @contextmanager
