@@ -14,6 +14,8 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource, registry_tenant_resources
 from zk_pipelines.sandbox.launcher import running_sandboxes
@@ -115,3 +117,27 @@ def test_a_tenant_whose_secret_file_is_missing_fails_its_own_run_with_the_reason
         moved.rename(deployment.folder / "secrets" / "kaseya-password")
     assert str(raised.value) == (f"kaseya.password: secret file {deployment.folder}/secrets/kaseya-password cannot "
                                  "be read (No such file or directory)")
+
+
+def test_a_run_makes_each_systems_client_once_and_closes_it_when_the_run_ends(monkeypatch, tmp_path):
+    closed: list[object] = []
+    for client_class in (KaseyaClient, ZomentumClient):
+        monkeypatch.setattr(client_class, "close", lambda self, close=client_class.close: (closed.append(self),
+                                                                                            close(self)))
+    made: dict[str, list[object]] = {"kaseya": [], "zomentum": []}
+
+    @dg.asset
+    def two_steps_worth(kaseya: KaseyaResource, zomentum: ZomentumResource, state: StateStoreResource) -> None:
+        for _ in range(2):  # no network: a client logs in and takes a token on its first request only
+            made["kaseya"].append(kaseya.client(state))
+            made["zomentum"].append(zomentum.client())
+        assert closed == []  # callers do not close the run's clients
+
+    resources = {
+        "kaseya": KaseyaResource(base_url="https://kaseya.invalid", username="api", password="pw", tenant="MSP"),
+        "zomentum": ZomentumResource(base_url="https://zomentum.invalid", refresh_token="refresh"),
+        "state": StateStoreResource(duckdb_path=str(tmp_path / "zk.duckdb"), settings_path=str(tmp_path / "s.yaml")),
+    }
+    assert dg.materialize([two_steps_worth], resources=resources).success
+    assert made["kaseya"][0] is made["kaseya"][1] and made["zomentum"][0] is made["zomentum"][1]
+    assert len(closed) == 2 and {id(c) for c in closed} == {id(made["kaseya"][0]), id(made["zomentum"][0])}
