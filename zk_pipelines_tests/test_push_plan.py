@@ -48,6 +48,7 @@ from zk_pipelines.domain.push_plan import (
     catalogue_pending_id,
     catalogue_request,
     client_marker,
+    client_markers,
     contact_body,
     document_marker,
     document_markers,
@@ -125,18 +126,21 @@ def test_quote_lines_are_added_with_the_clients_item_type_ids():
 # Markers
 
 
-@pytest.mark.parametrize(("text", "found", "first"), [
-    (None, (), None),
-    ("", (), None),
-    ("Inbound request", (), None),
-    ("Inbound\n\n[zk_pipelines document D-17]", ("D-17",), "D-17"),
-    ("[zk_pipelines document A] and [zk_pipelines document B]", ("A", "B"), "A"),
-    ("[zk_pipelines client C1]", (), None),
-    ("[zk_pipelines document ]", (), None),
+@pytest.mark.parametrize(("text", "found", "first", "clients"), [
+    (None, (), None, ()),
+    ("", (), None, ()),
+    ("Inbound request", (), None, ()),
+    ("Inbound\n\n[zk_pipelines document D-17]", ("D-17",), "D-17", ()),
+    ("[zk_pipelines document A] and [zk_pipelines document B]", ("A", "B"), "A", ()),
+    ("[zk_pipelines client C1]", (), None, ("C1",)),
+    ("Customer since 2019\n\n[zk_pipelines client C1] [zk_pipelines document A]", ("A",), "A", ("C1",)),
+    ("[zk_pipelines document ]", (), None, ()),
+    ("[zk_pipelines client ]", (), None, ()),
 ])
-def test_markers_are_found_in_text(text, found, first):
+def test_markers_are_found_in_text(text, found, first, clients):
     assert document_markers(text) == found
     assert find_marker(text) == first
+    assert client_markers(text) == clients
 
 
 @pytest.mark.parametrize(("text", "expected"), [

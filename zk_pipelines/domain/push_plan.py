@@ -200,9 +200,18 @@ def client_marker(client_id: str) -> str:
     return _marker("client", client_id)
 
 
+def _marked(text: str | None, kind: str) -> tuple[str, ...]:
+    return tuple(m.group(2) for m in _MARKER.finditer(text or "") if m.group(1) == kind)
+
+
 def document_markers(text: str | None) -> tuple[str, ...]:
     """Every document id marked in `text`, in order."""
-    return tuple(m.group(2) for m in _MARKER.finditer(text or "") if m.group(1) == "document")
+    return _marked(text, "document")
+
+
+def client_markers(text: str | None) -> tuple[str, ...]:
+    """Every client id marked in `text` (an account the push created), in order."""
+    return _marked(text, "client")
 
 
 def find_marker(text: str | None) -> str | None:
