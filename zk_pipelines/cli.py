@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("state", help="the tenant's durable state store: migrate, status, export or import "
                                      "(PostgreSQL with ZK_STATE_URL, else the DuckDB file); rebuild restores a "
-                                     "lost id map from the Kaseya links Zomentum's records carry")
+                                     "lost id map from the Kaseya links Zomentum's records carry and the push's "
+                                     "markers in Kaseya")
     p.add_argument("action", choices=["migrate", "status", "export", "import", "rebuild"])
     p.add_argument("directory", nargs="?", type=Path, help="export: where to write; import: what to load")
     p.set_defaults(func=_cmd_state)

@@ -18,14 +18,16 @@ from psycopg2 import sql
 
 from zk_pipelines.commands.state_rebuild import run_state_rebuild
 from zk_pipelines.defs.push import PUSH_JOB, push_run_config
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.domain.push_plan import client_marker, document_marker
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
 
 RESOURCES = ("client/companies", "client/users", "opportunities", "items")
 KASEYA_RECORDS = ("accounts", "contacts", "opportunities", "quotes", "products")
+ACCOUNTS, OPPORTUNITIES = ENDPOINTS["accounts"].template, ENDPOINTS["opportunities"].template
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.slow)])
 def backend(request):
     """(ZK_STATE_URL or None, the tenant's schema): the state in the tenant's DuckDB file, or in a PostgreSQL
     schema of this test's own (127.0.0.1:5432/test, or wherever `postgres_url` finds a server)."""
@@ -53,7 +55,8 @@ def lose_state(harness: PipelineHarness) -> None:
             connection.commit()
 
 
-def rebuild(harness: PipelineHarness) -> str:
+def run_rebuild(harness: PipelineHarness) -> tuple[int, str, str]:
+    """`zk state rebuild` in the tenant's environment: (exit status, what it printed, its errors)."""
     kaseya, zomentum = harness.kaseya, harness.zomentum
     env = {"KASEYA_BASE_URL": kaseya.base_url, "KASEYA_USERNAME": kaseya.username, "KASEYA_PASSWORD": kaseya.password,
            "KASEYA_TENANT": kaseya.tenant, "ZOMENTUM_BASE_URL": zomentum.base_url,
@@ -62,8 +65,14 @@ def rebuild(harness: PipelineHarness) -> str:
     if harness.state_url:
         env |= {"ZK_STATE_URL": harness.state_url, "ZK_STATE_SCHEMA": harness.state_schema}
     out, err = io.StringIO(), io.StringIO()
-    assert run_state_rebuild(env, out=out, err=err) == 0, err.getvalue()
-    return out.getvalue()
+    status = run_state_rebuild(env, out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def rebuild(harness: PipelineHarness) -> str:
+    status, out, err = run_rebuild(harness)
+    assert status == 0, err
+    return out
 
 
 def _counts(harness: PipelineHarness) -> dict[str, int]:
@@ -165,3 +174,33 @@ def test_what_a_push_created_in_kaseya_is_relinked_by_its_markers_and_never_crea
     assert zomentum.get_record("client/companies", client["id"])["name"] == "Marker Street Dental Group"
     assert harness.sql("SELECT count(*) FROM audit.sync_events WHERE run_id = ? AND action IN ('failed', 'created')",
                        [resynced.run_id]) == [(0,)]
+
+
+def test_the_rebuild_reads_kaseya_within_the_tenants_budget_and_restores_nothing_from_a_partial_read(
+        sandboxes, tmp_path):
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=7, scale="small_recent")
+    zomentum.state.reset(seed=7, scale="small_recent")
+    harness = PipelineHarness(kaseya, zomentum, tmp_path)
+    synced = harness.backfill()
+    assert synced.success, step_errors(synced)
+    linked = harness.id_map("clients")
+    lose_state(harness)
+    # Kaseya says the hour's budget of the opportunities list is spent (its wait is past what a retry waits).
+    kaseya.state.set_faults(seed=1, rules=[{"kind": "rate_limit_burst", "route": f"GET {OPPORTUNITIES}",
+                                            "count": 1, "length": 1, "retry_after": 3600}])
+
+    status, _, err = run_rebuild(harness)
+
+    assert status == 1
+    assert "nothing restored" in err and "resumes next hour" in err
+    assert harness.sql("SELECT count(*) FROM zomentum.id_map") == [(0,)]  # the accounts were read: no half map
+    counted = dict(harness.sql("SELECT endpoint, sum(calls) FROM budget.kaseya_grants GROUP BY endpoint"))
+    assert counted.get(f"GET {ACCOUNTS}", 0) >= 1  # the rebuild's calls count in the tenant's budget
+    assert [e for (e,) in harness.sql("SELECT endpoint FROM budget.kaseya_spent")] == [f"GET {OPPORTUNITIES}"]
+
+    kaseya.state.clear_faults()
+    harness.an_hour_passes()
+    rebuild(harness)
+
+    assert harness.id_map("clients") == linked
