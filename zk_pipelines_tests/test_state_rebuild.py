@@ -193,7 +193,7 @@ def test_the_rebuild_reads_kaseya_within_the_tenants_budget_and_restores_nothing
     status, _, err = run_rebuild(harness)
 
     assert status == 1
-    assert "nothing restored" in err and "resumes next hour" in err
+    assert "nothing was restored" in err and "resumes next hour" in err
     assert harness.sql("SELECT count(*) FROM zomentum.id_map") == [(0,)]  # the accounts were read: no half map
     counted = dict(harness.sql("SELECT endpoint, sum(calls) FROM budget.kaseya_grants GROUP BY endpoint"))
     assert counted.get(f"GET {ACCOUNTS}", 0) >= 1  # the rebuild's calls count in the tenant's budget

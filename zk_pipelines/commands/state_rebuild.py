@@ -99,8 +99,7 @@ def run_state_rebuild(env: Mapping[str, str], *, out: TextIO, err: TextIO) -> in
             marked = kaseya_markers(kaseya, zomentum, existing)
         except ApiError as exc:
             # A partial read would restore a partial id map that looks whole: nothing is written.
-            print(f"zk state rebuild: nothing restored, {exc}; run it again (a Kaseya budget spent for the hour "
-                  "resumes the next hour)", file=err)
+            print(f"zk state rebuild: {exc}; nothing was restored: run it again", file=err)
             return 1
         with connect(config.duckdb_path) as connection:
             create_tables(connection)
