@@ -20,6 +20,7 @@ from zk_pipelines.commands.state_rebuild import run_state_rebuild
 from zk_pipelines.defs.push import PUSH_JOB, push_run_config
 from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.domain.push_plan import client_marker, document_marker
+from zk_pipelines.storage.state_store import ID_MAP, PostgresStateStore
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
 
 RESOURCES = ("client/companies", "client/users", "opportunities", "items")
@@ -73,6 +74,17 @@ def rebuild(harness: PipelineHarness) -> str:
     status, out, err = run_rebuild(harness)
     assert status == 0, err
     return out
+
+
+def stored_pairs(harness: PipelineHarness) -> dict[tuple[str, str], str]:
+    """The id map in the tenant's state store: PostgreSQL's own rows there (not its DuckDB replica's)."""
+    if not harness.state_url:
+        return {(e, k): z for e, k, z in harness.sql("SELECT entity, kaseya_id, zomentum_id FROM zomentum.id_map")}
+    store = PostgresStateStore(harness.state_url, harness.state_schema)
+    try:
+        return {(row["entity"], row["kaseya_id"]): row["zomentum_id"] for row in store.rows(ID_MAP)}
+    finally:
+        store.close()
 
 
 def _counts(harness: PipelineHarness) -> dict[str, int]:
@@ -159,8 +171,9 @@ def test_what_a_push_created_in_kaseya_is_relinked_by_its_markers_and_never_crea
     lose_state(harness)
     summary = rebuild(harness)
 
-    assert harness.id_map("clients")[str(account["id"])] == client["id"]
-    assert harness.id_map("opportunities")[str(opportunity["id"])] == deal["id"]
+    relinked = {("clients", str(account["id"])): client["id"], ("opportunities", str(opportunity["id"])): deal["id"]}
+    in_store = stored_pairs(harness)
+    assert {key: in_store.get(key) for key in relinked} == relinked
     assert "marked in Kaseya" in summary
     kaseya.clear_requests()
     _push(harness, document["id"])
