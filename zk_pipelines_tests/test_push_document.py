@@ -19,7 +19,8 @@ from zk_pipelines.clients.http import WriteOutcomeUnknown
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
-from zk_pipelines.domain.push_plan import document_markers, render_plan
+from zk_pipelines.domain.push_plan.dry_run import render_plan
+from zk_pipelines.domain.push_plan.markers import document_markers
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushOutcome, PushSources, push_document
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox

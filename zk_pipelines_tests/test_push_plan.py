@@ -19,62 +19,69 @@ from zk_pipelines.domain.bundles import (
     ItemFacts,
     LineRole,
     PlannedLine,
+    PushPlanError,
     document_amount,
     plan_quote_lines,
 )
-from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS, NO_DISTRIBUTOR
-from zk_pipelines.domain.push_plan import (
+from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS, NO_DISTRIBUTOR, QUOTE_LINE_ITEM_TYPE_IDS
+from zk_pipelines.domain.push_plan.accounts import AccountDefaults, account_body, contact_body
+from zk_pipelines.domain.push_plan.bodies import (
     OPPORTUNITY_FIELDS,
-    OPPORTUNITY_OVERRIDABLE,
-    OPPORTUNITY_READBACK_FIELDS,
     OPPORTUNITY_REQUIRED,
-    PUSH_ENDPOINTS,
     QUOTE_FIELDS,
-    QUOTE_LINE_ITEM_TYPE_IDS,
-    QUOTE_LINE_READBACK_FIELDS,
-    QUOTE_OVERRIDABLE,
-    AccountDefaults,
-    CatalogueDefaults,
     OpportunityDefaults,
     OpportunityFields,
-    OverrideError,
-    PendingId,
-    PushOverrides,
-    PushPlan,
-    PushPlanError,
     QuoteFields,
-    Resolution,
-    account_body,
+    opportunity_body,
+    opportunity_request,
+    quote_body,
+    quote_request,
+)
+from zk_pipelines.domain.push_plan.catalogue import (
+    CatalogueDefaults,
     catalogue_pending_id,
     catalogue_request,
+    match_product,
+    match_service,
+    product_body,
+    product_number,
+    service_body,
+)
+from zk_pipelines.domain.push_plan.dry_run import render_plan
+from zk_pipelines.domain.push_plan.markers import (
     client_marker,
     client_markers,
-    contact_body,
     document_marker,
     document_markers,
     find_marker,
-    match_product,
-    match_service,
-    opportunity_body,
-    opportunity_request,
-    opportunity_status_for,
+    with_marker,
+)
+from zk_pipelines.domain.push_plan.overrides import (
+    OPPORTUNITY_OVERRIDABLE,
+    QUOTE_OVERRIDABLE,
+    OverrideError,
+    PushOverrides,
     parse_overrides,
-    planned_request,
-    product_body,
-    product_number,
-    quote_body,
+)
+from zk_pipelines.domain.push_plan.plan import PushPlan
+from zk_pipelines.domain.push_plan.quote_lines import (
     quote_line_body,
     quote_line_request,
     quote_line_requests,
-    quote_request,
-    quote_status_for,
-    readback_differences,
     reconcile_quote_lines,
-    render_plan,
     retired_line_body,
+)
+from zk_pipelines.domain.push_plan.readback import (
+    OPPORTUNITY_READBACK_FIELDS,
+    QUOTE_LINE_READBACK_FIELDS,
+    readback_differences,
+)
+from zk_pipelines.domain.push_plan.requests import PUSH_ENDPOINTS, PendingId, planned_request
+from zk_pipelines.domain.push_plan.resolutions import (
+    Resolution,
+    opportunity_status_for,
+    quote_status_for,
     sales_representative_for,
-    service_body,
-    with_marker,
 )
 from zk_pipelines.domain.settings import BundleMode, KaseyaItemType
 from zk_pipelines.domain.settings_check import (
@@ -794,7 +801,8 @@ def test_a_push_and_a_re_push_round_trip_through_the_kaseya_sandbox(kaseya_crede
 
 
 def test_the_push_domain_imports_no_io_layer():
-    code = ("import sys, zk_pipelines.domain.push_plan, zk_pipelines.domain.bundles; "
+    code = ("import importlib, pkgutil, sys, zk_pipelines.domain.push_plan as plan, zk_pipelines.domain.bundles; "
+            "[importlib.import_module(f'{plan.__name__}.{m.name}') for m in pkgutil.iter_modules(plan.__path__)]; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'requests', 'duckdb') "
             "or m.startswith(('zk_pipelines.clients', 'zk_pipelines.storage', 'zk_pipelines.defs'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,7 +4,7 @@ one quantity changed, one line added and one removed are exactly one update, one
 
 from __future__ import annotations
 
-from zk_pipelines.domain.push_plan import RETIRED_LINE_NOTE
+from zk_pipelines.domain.push_plan.quote_lines import RETIRED_LINE_NOTE
 from zk_pipelines_tests.test_push_document import PushTenant, active_lines
 
 LINE_ADD = "/v2/crm/quotes/{quotationId}/lineItems/{itemTypeId}/{distributerTypeId}"

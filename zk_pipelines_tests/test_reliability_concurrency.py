@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from benchmarks.reliability_report import WonDocument, make_won_documents
-from zk_pipelines.domain.push_plan import document_markers
+from zk_pipelines.domain.push_plan.markers import document_markers
 from zk_pipelines_tests.test_reliability_crash import jobs  # noqa: F401  (a fixture)
 
 

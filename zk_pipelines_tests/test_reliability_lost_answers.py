@@ -15,7 +15,7 @@ from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET
-from zk_pipelines.domain.push_plan import document_markers
+from zk_pipelines.domain.push_plan.markers import document_markers
 from zk_pipelines.pull.load import MatchIndex
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document

@@ -19,7 +19,7 @@ from psycopg2 import sql
 from zk_pipelines.commands.state_rebuild import run_state_rebuild
 from zk_pipelines.defs.push import PUSH_JOB, push_run_config
 from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
-from zk_pipelines.domain.push_plan import client_marker, document_marker
+from zk_pipelines.domain.push_plan.markers import client_marker, document_marker
 from zk_pipelines.storage.state_store import ID_MAP, PostgresStateStore
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
 

@@ -25,7 +25,7 @@ from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, TenantConfig
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS
 from zk_pipelines.domain.links import LINK_FIELDS, MARKED_ENTITIES, marker_pairs
-from zk_pipelines.domain.push_plan import client_markers, document_markers
+from zk_pipelines.domain.push_plan.markers import client_markers, document_markers
 from zk_pipelines.domain.settings import IntegrationSettings
 from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.budget_store import budget_store_for

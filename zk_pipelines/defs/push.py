@@ -17,7 +17,7 @@ from zk_pipelines.defs.jobs import DEFAULT_TENANT, PUSH_TAG
 from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
 from zk_pipelines.defs.tenant_automation import TenantAutomation
-from zk_pipelines.domain.push_plan import render_plan
+from zk_pipelines.domain.push_plan.dry_run import render_plan
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
 from zk_pipelines.push.won_documents import PollCursor, poll_won_documents

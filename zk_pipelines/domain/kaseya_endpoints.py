@@ -1,7 +1,7 @@
 """The Kaseya operations the pipeline uses, as data: one row per endpoint (name, method, route template), the
 form a path parameter must have, and the ids a quote line is added with. Both the client (`clients/kaseya.py`,
-which sends them) and the push's plan (`domain/push_plan.py`, which names the requests a push will send) read
-this one table; what else we know of Kaseya's wire is in `clients/kaseya_wire.py`.
+which sends them) and the push's plan (`domain/push_plan/requests.py`, which names the requests a push will
+send) read this one table; what else we know of Kaseya's wire is in `clients/kaseya_wire.py`.
 
 ASSUMED (nobody has published the answer; correct here against a real tenant):
 - Endpoints marked `published=False` below are not in Kaseya's published contract: quote header create and

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
-from zk_pipelines.domain.push_plan import client_markers, document_markers
+from zk_pipelines.domain.push_plan.markers import client_markers, document_markers
 from zk_pipelines.domain.settings_check import ResolvedSettings
 
 # The custom field on Zomentum opportunities that links to the Kaseya opportunity.

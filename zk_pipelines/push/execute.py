@@ -19,16 +19,14 @@ from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.clients.zomentum_links import ensure_link_field
 from zk_pipelines.clients.zomentum_models import OPPORTUNITIES
-from zk_pipelines.domain.push_plan import (
+from zk_pipelines.domain.push_plan.quote_lines import quote_line_body
+from zk_pipelines.domain.push_plan.readback import (
     OPPORTUNITY_READBACK_FIELDS,
     QUOTE_LINE_READBACK_FIELDS,
     QUOTE_READBACK_FIELDS,
-    KaseyaId,
-    PendingId,
-    PlannedRequest,
-    quote_line_body,
     readback_differences,
 )
+from zk_pipelines.domain.push_plan.requests import KaseyaId, PendingId, PlannedRequest
 from zk_pipelines.push.failures import PushFailed, passing
 from zk_pipelines.push.ledger import PushLedger
 from zk_pipelines.push.resolve import OPPORTUNITIES as OPPORTUNITY_ENTITY

@@ -25,15 +25,12 @@ from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, TenantConfig
+from zk_pipelines.domain.bundles import PushPlanError
 from zk_pipelines.domain.links import kaseya_link
-from zk_pipelines.domain.push_plan import (
-    PendingId,
-    PlannedRequest,
-    PushPlan,
-    PushPlanError,
-    parse_overrides,
-    render_plan,
-)
+from zk_pipelines.domain.push_plan.dry_run import render_plan
+from zk_pipelines.domain.push_plan.overrides import parse_overrides
+from zk_pipelines.domain.push_plan.plan import PushPlan
+from zk_pipelines.domain.push_plan.requests import PendingId, PlannedRequest
 from zk_pipelines.domain.settings_check import ResolvedSettings, resolve_settings
 from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.push.catalogue import CATALOGUE_LISTS, KaseyaCatalogue

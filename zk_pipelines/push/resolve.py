@@ -13,7 +13,8 @@ create and the ledger write, or whose answer was lost, finds what it created and
   whose name carries the document marker;
 - catalogue item: a product with the line's product number (the id map first, for items the pull paired),
   a service with the line's item name;
-- quote lines: by the line key each carries in `ExtDistReference` (`domain.push_plan.reconcile_quote_lines`).
+- quote lines: by the line key each carries in `ExtDistReference`
+  (`domain.push_plan.quote_lines.reconcile_quote_lines`).
 
 Reads only: the dry run is this module plus `render_plan`.
 """
@@ -29,41 +30,38 @@ from typing import Any
 from zk_pipelines.clients.http import NotFound
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum_models import parse_timestamp
-from zk_pipelines.domain.bundles import PlannedLine, document_amount, plan_quote_lines, to_cents
-from zk_pipelines.domain.push_plan import (
+from zk_pipelines.domain.bundles import PlannedLine, PushPlanError, document_amount, plan_quote_lines, to_cents
+from zk_pipelines.domain.push_plan.accounts import AccountDefaults, account_body, contact_body
+from zk_pipelines.domain.push_plan.bodies import (
     OPPORTUNITY_FIELDS,
     QUOTE_FIELDS,
-    AccountDefaults,
-    CatalogueDefaults,
-    KaseyaId,
     OpportunityDefaults,
     OpportunityFields,
-    PendingId,
-    PlannedRequest,
-    PushOverrides,
-    PushPlan,
-    PushPlanError,
     QuoteFields,
-    Resolution,
-    account_body,
+    opportunity_body,
+    opportunity_request,
+    quote_body,
+    quote_request,
+)
+from zk_pipelines.domain.push_plan.catalogue import (
+    CatalogueDefaults,
     catalogue_pending_id,
     catalogue_request,
-    contact_body,
-    document_markers,
     is_catalogue_product,
     match_product,
     match_service,
-    opportunity_body,
-    opportunity_request,
-    opportunity_status_for,
-    planned_request,
     product_number,
-    quote_body,
-    quote_line_requests,
-    quote_request,
+)
+from zk_pipelines.domain.push_plan.markers import document_markers
+from zk_pipelines.domain.push_plan.overrides import PushOverrides
+from zk_pipelines.domain.push_plan.plan import PushPlan
+from zk_pipelines.domain.push_plan.quote_lines import quote_line_requests, reconcile_quote_lines
+from zk_pipelines.domain.push_plan.readback import readback_differences
+from zk_pipelines.domain.push_plan.requests import KaseyaId, PendingId, PlannedRequest, planned_request
+from zk_pipelines.domain.push_plan.resolutions import (
+    Resolution,
+    opportunity_status_for,
     quote_status_for,
-    readback_differences,
-    reconcile_quote_lines,
     sales_representative_for,
 )
 from zk_pipelines.domain.settings_check import ResolvedSettings
