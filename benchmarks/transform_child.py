@@ -49,6 +49,16 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+from bulk_change_detection import (
+    CHANGED,
+    CONTACT_COLUMNS,
+    NEW,
+    UNCHANGED,
+    WAITING,
+    client_user_payloads,
+    detect_changes,
+    validate_contacts,
+)
 from measure import own_peak_rss_mb, write_report
 from synthetic_contacts import (
     BASE,
@@ -60,16 +70,6 @@ from synthetic_contacts import (
     staged_contacts,
 )
 
-from zk_pipelines.domain.bulk_change_detection import (
-    CHANGED,
-    CONTACT_COLUMNS,
-    NEW,
-    UNCHANGED,
-    WAITING,
-    client_user_payloads,
-    detect_changes,
-    validate_contacts,
-)
 from zk_pipelines.domain.change_detection import partial_update, payload_hash
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
 from zk_pipelines.domain.kaseya_staging import stage_contacts

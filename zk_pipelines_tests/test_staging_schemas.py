@@ -21,8 +21,10 @@ from zk_pipelines.domain.kaseya_staging import (
 from zk_pipelines.domain.staging_schemas import (
     REJECT_COLUMNS,
     VALUE_LIMIT,
+    as_validated_types,
     empty_frame,
     validate_rows,
+    validate_typed_rows,
 )
 
 REJECT_NAMES = [name for name, _ in REJECT_COLUMNS]
@@ -285,3 +287,35 @@ def test_products_not_yet_priced_are_valid():
     valid, rejects = validate_rows("products", staged("products", [product(500001)]))
     assert rejects.empty
     assert valid.at[0, "pricing_levels"] is None and math.isnan(valid.at[0, "unit_cost"])
+
+
+@pytest.mark.parametrize("records", [
+    pytest.param([contact(1), contact(2, emails=[], jobTitle="CFO")], id="all valid"),
+    pytest.param([contact(1, firstName=None)], id="missing first name"),
+    pytest.param([contact(1, emails=[{"emailAddress": "not-an-email", "isDefault": True}])], id="bad e-mail"),
+    pytest.param([contact(1, accountId=99)], id="unknown account"),
+    pytest.param([contact(1, accountId=None)], id="no account"),
+    pytest.param([contact(3, firstName=None), contact(2), contact(1, accountId=99), contact(4)],
+                 id="order kept around rejects"),
+])
+def test_typed_rows_are_kept_and_rejected_as_validate_rows_keeps_and_rejects_them(records):
+    """The column-wise staging validates rows SQL typed (`validate_typed_rows`): the same rows and the same
+    reject lines, reasons included, as `validate_rows` of the per-record rows."""
+    rows = pd.DataFrame(stage_contacts(records), dtype=object)
+    known = {"accounts": {100001}}
+    expected_valid, expected_rejects = validate_rows("contacts", rows, known_ids=known)
+    typed = as_validated_types(rows, STAGED_COLUMNS["contacts"])
+
+    valid, rejects = validate_typed_rows("contacts", typed, known_ids=known)
+
+    pd.testing.assert_frame_equal(valid, expected_valid)
+    assert rejects.to_dict("records") == expected_rejects.to_dict("records")
+    assert len(expected_rejects) == len(records) - len(expected_valid)
+    assert all(reason for reason in rejects["reason"])
+
+
+def test_typed_rows_must_hold_one_row_per_contact():
+    typed = as_validated_types(pd.DataFrame(stage_contacts([contact(1), contact(1)]), dtype=object),
+                               STAGED_COLUMNS["contacts"])
+    with pytest.raises(ValueError, match="one row per kaseya_id"):
+        validate_typed_rows("contacts", typed)

@@ -2,8 +2,8 @@
 references (client, contact, owner, stage) resolved. A row that cannot be mapped yet (its parent is not in
 Zomentum) keeps a `problem` and is mapped again by every later run until it can be.
 
-Client users (contacts, counted in hundreds of thousands) are mapped column-wise a chunk of ids at a time
-(`bulk_change_detection.client_user_payloads`), written one statement per chunk; the records are the
+Client users (contacts, counted in hundreds of thousands) are mapped column-wise a chunk of ids at a time, in
+SQL (`contacts_store.upsert_client_users_mapped`), written one statement per chunk; the records are the
 per-record path's (`column_wise=False`), payload text and hash included, which tests hold them to."""
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
-from zk_pipelines.domain.bulk_change_detection import client_user_payloads
 from zk_pipelines.domain.change_detection import payload_hash
 from zk_pipelines.domain.entities import KASEYA_SOURCE, ZomentumTarget
 from zk_pipelines.domain.settings_check import ResolvedSettings
-from zk_pipelines.storage.contacts_store import mapping_order, read_stg_ids, upsert_client_users_mapped
+from zk_pipelines.storage.contacts_store import mapping_order, upsert_client_users_mapped
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.ledger_store import read_id_map, read_id_map_payloads
 from zk_pipelines.storage.pull_store import (
@@ -33,7 +31,6 @@ from zk_pipelines.storage.pull_store import (
     mapped_read,
     read_stg,
     upsert_mapped,
-    upsert_mapped_frame,
 )
 
 # Contacts mapped at a time: memory stays flat whatever the window holds.
@@ -97,42 +94,19 @@ def map_rows(target: ZomentumTarget, rows: list[dict[str, Any]], resolved: Resol
     return records
 
 
-def _client_ids(id_map: dict[str, str]) -> dict[int, str]:
-    """Kaseya account id -> Zomentum client id, for the ids `map_rows` finds (it looks up `str(int(id))`)."""
-    return {int(key): value for key, value in id_map.items()
-            if key.lstrip("-").isdigit() and str(int(key)) == key}
-
-
 def _map_client_users_in_chunks(connection: duckdb.DuckDBPyConnection, target: ZomentumTarget, *, run_id: str,
                                 now: datetime, chunk: int) -> MapReport:
     retry = [int(i) for i in mapped_problem_ids(connection, target.name)]
     order = mapping_order(connection, target.source, retry)
     mapped = problems = 0
-    clients: dict[int, str] | None = None
     for start in range(0, len(order), chunk):
         ids = order[start:start + chunk]
-        clients = clients if clients is not None else _client_ids(read_id_map(connection, "clients"))
         with transaction(connection):  # the chunk's mapped rows and "read" for its staged rows land together
-            written, waiting = _map_client_users_chunk(connection, target, ids, clients, run_id=run_id, now=now)
+            written, waiting = upsert_client_users_mapped(connection, ids, run_id=run_id, now=now)
+            mapped_read(connection, target.source, ids)
         mapped += written
         problems += waiting
     return MapReport(target=target.name, mapped=mapped, problems=problems)
-
-
-def _map_client_users_chunk(connection: duckdb.DuckDBPyConnection, target: ZomentumTarget, ids: np.ndarray,
-                            clients: dict[int, str], *, run_id: str, now: datetime) -> tuple[int, int]:
-    written, waiting, left = upsert_client_users_mapped(connection, ids, run_id=run_id, now=now)
-    if len(left):  # texts holding a control character: rendered one at a time, as json.dumps escapes them
-        rows = read_stg_ids(connection, target.source, left)
-        payloads = client_user_payloads(rows, clients)
-        frame = pd.DataFrame({
-            "kaseya_id": payloads["kaseya_id"], "payload": payloads["payload"],
-            "payload_hash": payloads["payload_hash"], "problem": None, "waiting": False,
-            "source_modified_on": rows["modified_on"].to_numpy(),
-        })
-        written += upsert_mapped_frame(connection, target.name, frame, run_id=run_id, now=now)
-    mapped_read(connection, target.source, ids)
-    return written, waiting
 
 
 # The one target counted in hundreds of thousands has a faster path: SQL over the staged rows; the target's row

@@ -4,8 +4,9 @@ others.
 
 Contacts, the one entity counted in hundreds of thousands, are staged column-wise a chunk of ids at a time
 (`CONTACTS_PER_CHUNK`): SQL over the raw JSON for the records spelled as the wire spells them
-(`contacts_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others, `validate_contacts` for
-both. The rows and rejects are the per-record path's (`column_wise=False`), which tests hold them to.
+(`contacts_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others; both are validated by
+the one schema (`validate_typed_rows` of the typed rows, `validate_rows` of the others). The rows and rejects
+are the per-record path's (`column_wise=False`), which tests hold them to.
 Accounts (each with its locations and addresses) and opportunities are staged per record, also a chunk of
 ids at a time (`RECORDS_PER_CHUNK`), so a long window's payloads are never all in memory at once."""
 
@@ -22,10 +23,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from zk_pipelines.domain.bulk_change_detection import validate_contacts
 from zk_pipelines.domain.entities import KASEYA_SOURCE, KaseyaSource
 from zk_pipelines.domain.kaseya_staging import ProductPricing, employee_emails, stage_contacts
-from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX, empty_rejects, validate_rows
+from zk_pipelines.domain.staging_schemas import (
+    REFERENCE_CHECK_PREFIX,
+    empty_rejects,
+    validate_rows,
+    validate_typed_rows,
+)
 from zk_pipelines.storage.contacts_store import read_contacts_chunk, read_raw_in_order, staged_read, staging_order
 from zk_pipelines.storage.database import connect, transaction
 from zk_pipelines.storage.pull_store import (
@@ -113,7 +118,8 @@ def _stage_contacts_chunk(connection: duckdb.DuckDBPyConnection, ids: np.ndarray
     typed, others = read_contacts_chunk(connection, ids, np.arange(start + 1, start + len(ids) + 1))
     # Only the accounts these rows name matter to the known_account check: a smaller set to hand over.
     named = set(typed["account_id"].dropna().astype("int64").tolist())
-    valid, rejected = validate_contacts(typed.drop(columns="position"), known & named)
+    valid, rejected = validate_typed_rows("contacts", typed.drop(columns="position"),
+                                          known_ids={"accounts": known & named})
     parts, rejected_parts = [valid], [rejected]
     if len(others):
         rows = stage_contacts([json.loads(text) for text in others["payload"]], positions=others["position"].tolist())

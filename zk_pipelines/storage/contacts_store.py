@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from zk_pipelines.domain.change_detection import canonical_json
 from zk_pipelines.domain.entities import STAGED_COLUMNS
 from zk_pipelines.domain.kaseya_staging import (
     CONTACT_EMAIL_WIRE_FIELDS,
@@ -212,19 +213,6 @@ def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids
     return np.asarray(ids, dtype="int64")
 
 
-def read_stg_ids(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: np.ndarray) -> pd.DataFrame:
-    """The staged rows of `kaseya_ids`, as `read_stg` returns them, by id."""
-    columns = ", ".join(f"s.{name}" for name, _ in STAGED_COLUMNS[entity])
-    ids = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, dtype="int64")})
-    with registered(connection, "incoming_stg_ids", ids):
-        return connection.execute(
-            f"""SELECT {columns} FROM stg.kaseya_{entity} s SEMI JOIN incoming_stg_ids i USING (kaseya_id)
-                WHERE s.kaseya_id BETWEEN $lowest AND $highest ORDER BY s.kaseya_id""",
-            {"lowest": int(np.min(kaseya_ids)) if len(kaseya_ids) else 0,
-             "highest": int(np.max(kaseya_ids)) if len(kaseya_ids) else -1},
-        ).df()
-
-
 @dataclass(frozen=True)
 class PendingCounts:
     problems: int  # cannot be sent (yet)
@@ -252,28 +240,27 @@ def count_pending(connection: duckdb.DuckDBPyConnection, name: str) -> PendingCo
     return PendingCounts(*(int(value) for value in row))
 
 
-# `map_client_user`'s payload as the canonical JSON `payload_hash` hashes (keys sorted, no spaces), built in
-# SQL: DuckDB's `to_json` quotes a text as `json.dumps` does once control characters are ruled out (rows
-# holding one are left to the per-record renderer). Tested equal to `map_client_user` + `canonical_json`.
+# `map_client_user`'s payload as the canonical JSON `payload_hash` hashes, built by DuckDB's `json_object`: no
+# spaces, keys written in the sorted order `canonical_json` writes them, text quoted as `json.dumps` quotes it
+# but for control characters (DuckDB writes `\u001F` where `json.dumps` writes `\u001f`), so the rows holding one
+# are written again by `canonical_json`. Tested equal to `map_client_user` + `canonical_json`.
 _CLIENT_USER_TEXT_COLUMNS = ("email", "job_title", "first_name", "last_name", "phone")
-_CLIENT_USER_PAYLOAD_SQL = (
-    "'{\"client_company_id\":' || to_json(c.zomentum_id) || ',\"contact_type\":' || "
-    "CASE WHEN coalesce(s.is_poc, false) THEN '\"primary_contact\"' ELSE '\"secondary_contact\"' END || "
-    "',\"email\":' || coalesce(to_json(s.email), 'null') || ',\"job_title\":' || "
-    "coalesce(to_json(s.job_title), 'null') || ',\"name\":{\"first\":' || coalesce(to_json(s.first_name), 'null') "
-    "|| ',\"last\":' || coalesce(to_json(s.last_name), 'null') || '},\"phone\":' || "
-    "coalesce(to_json(s.phone), 'null') || '}'"
-)
+_CLIENT_USER_PAYLOAD_SQL = """json_object(
+    'client_company_id', c.zomentum_id,
+    'contact_type', CASE WHEN coalesce(s.is_poc, false) THEN 'primary_contact' ELSE 'secondary_contact' END,
+    'email', s.email,
+    'job_title', s.job_title,
+    'name', json_object('first', s.first_name, 'last', s.last_name),
+    'phone', s.phone)::VARCHAR"""
 
 
 def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.ndarray, *, run_id: str,
-                               now: datetime) -> tuple[int, int, np.ndarray]:
+                               now: datetime) -> tuple[int, int]:
     """Map the staged contacts `kaseya_ids` to client-user payloads in SQL and upsert them into
-    `mapped.zomentum_client_users` in one statement: a contact whose account has a Zomentum client gets its
-    payload and hash, the others `map_rows`' waiting problem. Returns (rows written, of them waiting, the
-    ids left out because a text holds a control character, for the per-record renderer)."""
+    `mapped.zomentum_client_users`: a contact whose account has a Zomentum client gets its payload and hash,
+    the others `map_rows`' waiting problem. Returns (rows written, of them waiting)."""
     if not len(kaseya_ids):
-        return 0, 0, np.array([], dtype="int64")
+        return 0, 0
     special = " OR ".join(f"regexp_matches(coalesce(s.{name}, ''), '[\\x00-\\x1f]')"
                           for name in _CLIENT_USER_TEXT_COLUMNS)
     ids = pd.DataFrame({"kaseya_id": np.asarray(kaseya_ids, "int64")})
@@ -286,21 +273,31 @@ def upsert_client_users_mapped(connection: duckdb.DuckDBPyConnection, kaseya_ids
                 LEFT JOIN zomentum.id_map c ON c.entity = 'clients' AND c.kaseya_id = CAST(s.account_id AS VARCHAR)
                 WHERE s.kaseya_id BETWEEN $lowest AND $highest""",
             {"lowest": int(np.min(kaseya_ids)), "highest": int(np.max(kaseya_ids))})
-        connection.execute(
-            """INSERT OR REPLACE INTO mapped.zomentum_client_users
-                   (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
-               SELECT CAST(kaseya_id AS VARCHAR), payload::JSON, sha256(payload),
-                      CASE WHEN zomentum_id IS NULL THEN 'contact ' || kaseya_id || ': waits for its Kaseya account '
-                           || coalesce(CAST(account_id AS VARCHAR), 'None') || ' to be in Zomentum (that client '
-                           || 'failed, or has not been pulled yet); retried every run' END,
-                      zomentum_id IS NULL, modified_on, $now, $run_id
-               FROM client_user_chunk WHERE NOT (special AND zomentum_id IS NOT NULL)""",
-            {"now": now, "run_id": run_id})
-        written, waiting = one_row(connection.execute(
-            """SELECT count(*) FILTER (WHERE NOT (special AND zomentum_id IS NOT NULL)),
-                      count(*) FILTER (WHERE zomentum_id IS NULL) FROM client_user_chunk"""))
-        left = connection.execute(
-            "SELECT kaseya_id FROM client_user_chunk WHERE special AND zomentum_id IS NOT NULL ORDER BY kaseya_id"
-        ).fetchnumpy()["kaseya_id"]
-        connection.execute("DROP TABLE client_user_chunk")
-    return int(written), int(waiting), np.asarray(left, dtype="int64")
+    _canonical_control_characters(connection)
+    connection.execute(
+        """INSERT OR REPLACE INTO mapped.zomentum_client_users
+               (kaseya_id, payload, payload_hash, problem, waiting, source_modified_on, mapped_at, run_id)
+           SELECT CAST(kaseya_id AS VARCHAR), payload::JSON, sha256(payload),
+                  CASE WHEN zomentum_id IS NULL THEN 'contact ' || kaseya_id || ': waits for its Kaseya account '
+                       || coalesce(CAST(account_id AS VARCHAR), 'None') || ' to be in Zomentum (that client '
+                       || 'failed, or has not been pulled yet); retried every run' END,
+                  zomentum_id IS NULL, modified_on, $now, $run_id
+           FROM client_user_chunk""",
+        {"now": now, "run_id": run_id})
+    written, waiting = one_row(connection.execute(
+        "SELECT count(*), count(*) FILTER (WHERE zomentum_id IS NULL) FROM client_user_chunk"))
+    connection.execute("DROP TABLE client_user_chunk")
+    return int(written), int(waiting)
+
+
+def _canonical_control_characters(connection: duckdb.DuckDBPyConnection) -> None:
+    """The chunk's payloads holding a control character, as `canonical_json` writes them."""
+    rows = connection.execute(
+        "SELECT kaseya_id, payload FROM client_user_chunk WHERE special AND payload IS NOT NULL").fetchall()
+    if not rows:
+        return
+    canonical = pd.DataFrame({"kaseya_id": np.array([kaseya_id for kaseya_id, _ in rows], dtype="int64"),
+                              "payload": [canonical_json(json.loads(payload)) for _, payload in rows]})
+    with registered(connection, "incoming_canonical_payloads", canonical):
+        connection.execute("""UPDATE client_user_chunk SET payload = f.payload FROM incoming_canonical_payloads f
+                              WHERE client_user_chunk.kaseya_id = f.kaseya_id""")

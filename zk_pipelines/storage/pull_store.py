@@ -177,23 +177,13 @@ def upsert_mapped(connection: duckdb.DuckDBPyConnection, name: str, records: Seq
         return 0
     frame = pd.DataFrame({
         "kaseya_id": [r.kaseya_id for r in records],
-        # The canonical text the payload hash is taken over: the column-wise mapping stores the very text it
-        # hashed, without building a second rendering.
+        # The canonical text the payload hash is taken over, as the column-wise mapping stores it.
         "payload": [canonical_json(r.payload) if r.payload is not None else None for r in records],
         "payload_hash": [r.payload_hash for r in records],
         "problem": [r.problem for r in records],
         "waiting": [r.waiting for r in records],
         "source_modified_on": pd.to_datetime([r.source_modified_on for r in records], utc=True),
     }).drop_duplicates("kaseya_id", keep="last")
-    return upsert_mapped_frame(connection, name, frame, run_id=run_id, now=now)
-
-
-def upsert_mapped_frame(connection: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, *, run_id: str,
-                        now: datetime) -> int:
-    """`upsert_mapped` for records already in columns: kaseya_id, payload (JSON text), payload_hash, problem,
-    waiting, source_modified_on; one statement."""
-    if not len(frame):
-        return 0
     with registered(connection, "incoming_mapped_frame", frame):
         connection.execute(
             f"""INSERT OR REPLACE INTO mapped.zomentum_{name}
