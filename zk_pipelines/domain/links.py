@@ -31,7 +31,7 @@ def zomentum_link(resolved: ResolvedSettings, target: str, zomentum_id: str) -> 
     return resolved.settings.links.zomentum.url(ZOMENTUM_LINK_ENTITY[target], zomentum_id)
 
 
-# The push leaves markers in what it writes to Kaseya (`domain.push_plan`): an account it created carries
+# The push leaves markers in what it writes to Kaseya (`domain.push_plan.markers`): an account it created carries
 # `[zk_pipelines client <id>]` in its description, an opportunity it wrote `[zk_pipelines document <id>]` in
 # its. They pair records the push made even when Zomentum holds no link to them (the push writes only the
 # opportunity's, and last). Quotes carry the document marker in their name too, but Kaseya's list of quotes
