@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from zk_pipelines.audit.ledger import LedgerUnavailable
-from zk_pipelines.audit.query import SelectionError
+from zk_pipelines.audit.query import HISTORY_KINDS, SelectionError
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.config import ENVIRONMENT_VARIABLES, SECRET_VARIABLES, ConfigurationError, check_environment_text
 from zk_pipelines.secrets import redact
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_state)
 
     p = sub.add_parser("history", help="one record's trail between Kaseya and Zomentum, oldest first")
-    p.add_argument("kind", choices=["opportunity", "client", "contact", "item"])
+    p.add_argument("kind", choices=list(HISTORY_KINDS))
     p.add_argument("id", help="the record's Kaseya id or Zomentum id")
     p.set_defaults(func=_cmd_history)
     return parser

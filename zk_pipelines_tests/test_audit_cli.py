@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import requests
 
-from zk_pipelines.domain.links import KASEYA_LINK_FIELD
+from zk_pipelines.domain.entities import ZOMENTUM_TARGET
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
 from zk_pipelines.sandbox.zomentum import start_zomentum_sandbox
 from zk_pipelines_tests.pipeline_harness import (
@@ -203,7 +203,8 @@ def test_history_of_an_unknown_id_is_one_line_and_exit_1(two_runs):
 
 def test_every_paired_zomentum_opportunity_links_to_its_kaseya_opportunity(two_runs):
     harness = two_runs.harness
-    field = next(f for f in harness.zomentum.state.records("custom/fields") if f["display_name"] == KASEYA_LINK_FIELD)
+    link_field = ZOMENTUM_TARGET["opportunities"].link_field  # "Kaseya opportunity"
+    field = next(f for f in harness.zomentum.state.records("custom/fields") if f["display_name"] == link_field)
     opportunities = harness.zomentum_records("opportunities")
     pairs = harness.id_map("opportunities")
     assert len(pairs) > 10

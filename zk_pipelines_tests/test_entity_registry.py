@@ -229,3 +229,161 @@ def test_zk_check_reads_every_entitys_endpoint(kaseya, kaseya_credentials):
     for source in KASEYA_SOURCES:
         if source.endpoint != "lookup":  # one line per lookup table, with its name in the path
             assert ENDPOINTS[source.endpoint].label in probed, source.name
+
+
+# --- no list of entities is kept by hand ---------------------------------------------------------------------
+
+# A child process that adds one Kaseya list and one Zomentum target to the registry (re-running entities.py with
+# two more rows, before anything else reads it), then reads every list the product derives from the registry.
+_WITH_AN_EXTRA_ENTITY = r'''
+import json, sys
+from pathlib import Path
+
+import yaml
+
+import zk_pipelines.domain.entities as entities
+
+text = Path(entities.__file__).read_text(encoding="utf-8")
+rows = {
+    "\nKASEYA_SOURCE = {": "KASEYA_SOURCES = (*KASEYA_SOURCES, _dc.replace(next(s for s in KASEYA_SOURCES "
+                           "if s.name == 'employees'), name='agreements'))",
+    "\nZOMENTUM_TARGET = {": "ZOMENTUM_TARGETS = (*ZOMENTUM_TARGETS, _dc.replace(ZOMENTUM_TARGETS[0], "
+                            "name='agreement_links', resource='agreements', source='agreements', family='agreements', "
+                            "label='agreement', kaseya_link='agreement', zomentum_link='agreement_link', "
+                            "custom_field_entity='agreement', kind='agreement', synonyms=('pacts',)))",
+}
+for marker, row in rows.items():
+    assert text.count(marker) == 1, marker
+    text = text.replace(marker, f"\nimport dataclasses as _dc\n{row}\n{marker}")
+exec(compile(text, entities.__file__, "exec"), entities.__dict__)
+
+from zk_pipelines.audit.query import ENTITY_ALIASES, HISTORY_KINDS
+from zk_pipelines.cli import build_parser
+from zk_pipelines.defs.push import PUSH_READS
+from zk_pipelines.domain.links import LINK_FIELDS
+from zk_pipelines.domain.settings import SettingsError, effective_settings
+from zk_pipelines.domain.settings_file import parse_settings
+from zk_pipelines.pull import load
+from zk_pipelines.push.catalogue import PLAIN_SNAPSHOTS
+from zk_pipelines.push.orchestration import _KASEYA_LINK_ENTITY
+from zk_pipelines.reconcile.run import chosen_entities
+
+settings = yaml.safe_load(Path(sys.argv[1]).read_text(encoding="utf-8"))
+try:
+    parse_settings(settings)
+    missing = None
+except SettingsError as exc:
+    missing = str(exc)
+settings["sync"]["agreements"] = True
+parsed = parse_settings(settings)
+print(json.dumps({
+    "settings without the family": missing,
+    "families": parsed.sync.families(),
+    "effective sync": effective_settings(parsed)["sync"],
+    "audit aliases": {alias: name for alias, name in ENTITY_ALIASES.items() if name == "agreement_links"},
+    "history kinds": HISTORY_KINDS,
+    "zk history KIND": build_parser().parse_args(["history", "agreement", "1"]).kind,
+    "zk reconcile": chosen_entities(["agreement", "agreements"]),
+    "push links": _KASEYA_LINK_ENTITY,
+    "link fields": LINK_FIELDS,
+    "active flag": list(load.ACTIVE_FLAG_SOURCES),
+    "push reads": [key.to_user_string() for key in PUSH_READS],
+    "push catalogue": list(PLAIN_SNAPSHOTS),
+}))
+'''
+
+
+def test_an_entity_added_to_the_registry_appears_in_every_list_derived_from_it():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "settings.example.yaml"
+    result = subprocess.run([sys.executable, "-c", _WITH_AN_EXTRA_ENTITY, str(example)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lists = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "sync.agreements: missing" in lists["settings without the family"]
+    assert lists["families"][-1] == "agreements" and lists["effective sync"]["agreements"] is True
+    assert lists["audit aliases"] == dict.fromkeys(
+        ("agreement_links", "agreements", "agreement", "agreement_link", "pacts"), "agreement_links")
+    assert lists["history kinds"]["agreement"] == "agreement_links"
+    assert lists["zk history KIND"] == "agreement"
+    assert lists["zk reconcile"] == ["agreement_links"]
+    assert lists["push links"]["agreement_links"] == "agreement"
+    assert lists["link fields"]["agreement_links"] == ["agreement", "Kaseya agreement"]
+    assert "agreements" in lists["active flag"]  # its model (the employees') has `is_active`
+    assert "zomentum/agreement_links" in lists["push reads"]
+    assert "agreements" in lists["push catalogue"]
+
+
+# Literal collections in the product naming two or more of the registry's entities, and why each is not a list
+# of entities kept by hand: (file, the entity names in it) -> why.
+NOT_ENTITY_LISTS = {
+    ("catalogs.py", ("opportunity_statuses", "warehouses", "product_categories", "employees")):
+        "the settings catalogue: the Kaseya lists a setting names a record of (with two lookup tables), fixed by "
+        "the settings' fields (settings_check.KaseyaCatalog), not by the entities pulled",
+    ("pull/run_settings.py", ("opportunity_statuses", "warehouses", "product_categories", "employees")):
+        "the settings catalogue, read from the pull's snapshots (see catalogs.py)",
+    ("push/catalogue.py", ("opportunity_statuses", "warehouses", "product_categories", "employees")):
+        "the settings catalogue by the push's names (see catalogs.py)",
+    ("clients/zomentum_models.py", ("client_company", "client_user", "opportunity", "item")):
+        "Zomentum's own enum of custom-field entity types (its contract), checked against its OpenAPI document",
+    ("defs/push.py", ("products", "employees", "opportunity_statuses", "product_categories", "warehouses",
+                      "lookups")):
+        "the Kaseya snapshots a push reads its catalogue from: the push's own need, not every entity",
+    ("domain/settings.py", ("account", "contact", "opportunity", "product")):
+        "the default link templates (URL layouts) per record kind, push-only kinds included; "
+        "test_every_link_kind_of_the_registry_has_a_default_template keeps them covering the registry",
+    ("domain/settings.py", ("client", "client_user", "opportunity", "item")):
+        "the default Zomentum link templates (see above)",
+    ("pull/extract.py", ("products", "lookups")):
+        "the special snapshot readers, named by `KaseyaSource.reader` (hooks, not a list)",
+    ("push/resolve.py", ("clients", "client_users", "opportunities", "items")):
+        "the push's ledger entities, each handled by its own code, with quotes and quote lines the pull has not",
+}
+
+
+def _entity_names_in_literals() -> dict[tuple[str, tuple[str, ...]], int]:
+    """Every tuple, list, set or dict-keys literal of the product (the sandbox's fakes of the remote APIs apart)
+    naming two or more of the registry's entities, any of their names: {(file, names): line}."""
+    import ast
+    from pathlib import Path
+
+    words = {source.name for source in KASEYA_SOURCES}
+    words |= {word for target in ZOMENTUM_TARGETS for word in (*target.aliases, target.custom_field_entity)}
+    product = Path(__file__).resolve().parents[1] / "zk_pipelines"
+    found = {}
+    for path in sorted(product.rglob("*.py")):
+        relative = path.relative_to(product).as_posix()
+        if relative.startswith("sandbox/") or relative == "domain/entities.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Tuple | ast.List | ast.Set):
+                elements = node.elts
+            elif isinstance(node, ast.Dict):
+                elements = [key for key in node.keys if key is not None]
+            else:
+                continue
+            names = tuple(e.value for e in elements if isinstance(e, ast.Constant) and e.value in words)
+            if len(names) >= 2:
+                found[(relative, names)] = node.lineno
+    return found
+
+
+def test_no_list_of_entities_is_kept_by_hand_in_the_product():
+    found = _entity_names_in_literals()
+    kept = [f"zk_pipelines/{file}:{line}: {', '.join(names)}" for (file, names), line in found.items()
+            if (file, names) not in NOT_ENTITY_LISTS]
+    assert not kept, ("derive these from the registry (domain/entities.py), or say in NOT_ENTITY_LISTS why they "
+                      "are not lists of entities:\n" + "\n".join(kept))
+    assert set(NOT_ENTITY_LISTS) <= set(found), "NOT_ENTITY_LISTS names a literal that is gone: drop it"
+
+
+def test_every_link_kind_of_the_registry_has_a_default_template():
+    from zk_pipelines.domain.settings import DEFAULT_KASEYA_LINK_TEMPLATES, DEFAULT_ZOMENTUM_LINK_TEMPLATES
+
+    for target in ZOMENTUM_TARGETS:
+        assert target.kaseya_link in DEFAULT_KASEYA_LINK_TEMPLATES, target.name
+        assert target.zomentum_link in DEFAULT_ZOMENTUM_LINK_TEMPLATES, target.name

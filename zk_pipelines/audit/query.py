@@ -8,17 +8,13 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
+
 # Every name a person may use for an entity the pull syncs -> the ledger's name.
-ENTITY_ALIASES: dict[str, str] = {
-    **dict.fromkeys(("clients", "client", "accounts", "account", "companies", "company"), "clients"),
-    **dict.fromkeys(("client_users", "client_user", "client-users", "contacts", "contact", "users"), "client_users"),
-    **dict.fromkeys(("opportunities", "opportunity", "deals"), "opportunities"),
-    **dict.fromkeys(("items", "item", "products", "product"), "items"),
-}
+ENTITY_ALIASES: dict[str, str] = {alias: target.name for target in ZOMENTUM_TARGETS for alias in target.aliases}
 
 # `zk history KIND ID`: the kinds of record whose pairs the id map holds.
-HISTORY_KINDS: dict[str, str] = {"opportunity": "opportunities", "client": "clients", "contact": "client_users",
-                                 "item": "items"}
+HISTORY_KINDS: dict[str, str] = {target.kind: target.name for target in ZOMENTUM_TARGETS}
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -17,6 +17,7 @@ from zk_pipelines.defs.jobs import DEFAULT_TENANT, PUSH_TAG
 from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
 from zk_pipelines.defs.tenant_automation import TenantAutomation
+from zk_pipelines.domain.entities import ZOMENTUM_TARGETS
 from zk_pipelines.domain.push_plan.dry_run import render_plan
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
@@ -24,8 +25,9 @@ from zk_pipelines.push.won_documents import PollCursor, poll_won_documents
 
 PUSH_JOB = "push_document_job"
 PUSHED_DOCUMENTS_KEY = dg.AssetKey(["push", "documents"])
-# What a push reads: Won documents and the id map from the loads, the Kaseya catalogue from the pull's snapshots.
-PUSH_READS = (*(dg.AssetKey(["zomentum", name]) for name in ("clients", "client_users", "opportunities", "items")),
+# What a push reads: Won documents and the id map from every target's load, and the Kaseya catalogue from the
+# pull's snapshots (the lists a push resolves names in: its own need, not the registry's entities).
+PUSH_READS = (*(dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS),
               *(dg.AssetKey(["raw", f"kaseya_{name}"]) for name in (
                   "products", "employees", "opportunity_statuses", "product_categories", "warehouses", "lookups")))
 PUSH_OP = "push_won_document"

@@ -20,10 +20,6 @@ TABLE_ROWS = 25
 # then loaded) would interleave in the asset graph instead of reading left to right.
 GROUP = "zomentum_sync"
 PRIORITY_TAG = "dagster/priority"
-# A parent that records only wait for: an opportunity whose contact is not in Zomentum yet is deferred until it
-# is, so the contacts' blocking check must not stop the opportunities. The opportunities are ordered after the
-# client users' load by step priority (below), not by an edge that a block would cut.
-ORDERING_ONLY_PARENTS = {"opportunities": ("client_users",)}
 
 
 def step_priority(target: ZomentumTarget, load: bool) -> dict[str, str]:
@@ -44,8 +40,10 @@ def _load_key(target: ZomentumTarget) -> dg.AssetKey:
 
 def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition | None = None
                        ) -> dg.AssetsDefinition:
-    ordering_only = ORDERING_ONLY_PARENTS.get(target.name, ())
-    parents = [_load_key(t) for t in ZOMENTUM_TARGETS if t.name in target.parents and t.name not in ordering_only]
+    # A parent that records only wait for (an opportunity whose contact is not in Zomentum yet is deferred until
+    # it is) is no edge: its blocking check must not stop this target, which step priority orders after it.
+    parents = [_load_key(t) for t in ZOMENTUM_TARGETS
+               if t.name in target.parents and t.name not in target.ordering_only_parents]
 
     @dg.asset(
         key=_mapped_key(target), group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"},
@@ -60,7 +58,7 @@ def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefiniti
     def mapped(context: dg.AssetExecutionContext, state: StateStoreResource) -> dg.MaterializeResult:
         database = state.database()
         resolved = state.resolved_settings()
-        enabled = getattr(resolved.settings.sync, target.family)
+        enabled = resolved.settings.sync.covers(target.family)
         if not enabled:
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         report = map_target(database, target, resolved, run_id=context.run.run_id, now=now())
@@ -136,7 +134,7 @@ def build_load_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition
     def loaded(context: dg.AssetExecutionContext, state: StateStoreResource, zomentum: ZomentumResource,
                tuning: PullTuning) -> dg.MaterializeResult:
         resolved = state.resolved_settings()
-        if not getattr(resolved.settings.sync, target.family):
+        if not resolved.settings.sync.covers(target.family):
             return dg.MaterializeResult(metadata={"skipped": f"sync.{target.family} is off in the settings"})
         client = zomentum.client()
         at_start = client.usage()

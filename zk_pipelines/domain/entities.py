@@ -238,7 +238,7 @@ class ZomentumTarget:
     name: str  # mapped.zomentum_<name>, zomentum.<name>
     resource: str  # Zomentum API resource path (its endpoint)
     source: str  # the staged Kaseya entity
-    family: str  # the settings' sync family that turns it on
+    family: str  # the settings' sync family that turns it on (settings: sync.<family>)
     # The match rule: how an existing Zomentum record is recognised on first sight, by this payload field
     # (dotted path); or, with `match_field` None and `matched_by_link` set, by the target's "Kaseya <kind>" link
     # custom field, which the load also writes into every payload it sends.
@@ -247,19 +247,40 @@ class ZomentumTarget:
     mapper: RowMapper  # a staged row -> its payload, or what it waits for
     kaseya_link: str  # the record kinds in the settings' link templates (settings.links.kaseya / .zomentum)
     zomentum_link: str
+    custom_field_entity: str  # Zomentum's custom-field entity type of its records (link, status, deletion marks)
+    kind: str  # one record's word in `zk history KIND ID` and `zk reconcile --entity`
+    synonyms: tuple[str, ...] = ()  # more words `zk audit --entity` accepts for it, besides its other names
     parents: tuple[str, ...] = ()  # targets that must be loaded first
+    # Parents that records only wait for (deferred until the parent is in Zomentum): loaded first by step
+    # priority, not by an asset edge, so a parent's blocking check does not stop this target.
+    ordering_only_parents: tuple[str, ...] = ()
     matched_by_link: bool = False
+
+    @property
+    def link_field(self) -> str:
+        """The custom field (of `custom_field_entity`) every record carries its Kaseya link in."""
+        return f"Kaseya {self.kaseya_link}"
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Every name a person may use for it: its own, its Kaseya source's, its record kinds, its synonyms."""
+        return tuple(dict.fromkeys((self.name, self.source, self.kind, self.kaseya_link, self.zomentum_link,
+                                    *self.synonyms)))
 
 
 ZOMENTUM_TARGETS: tuple[ZomentumTarget, ...] = (
     ZomentumTarget("clients", "client/companies", "accounts", "accounts", "name", "client", mapped_client,
-                   "account", "client"),
+                   "account", "client", custom_field_entity="client_company", kind="client",
+                   synonyms=("companies", "company")),
     ZomentumTarget("client_users", "client/users", "contacts", "contacts", "email", "client user", mapped_client_user,
-                   "contact", "client_user", ("clients",)),
+                   "contact", "client_user", custom_field_entity="client_user", kind="contact",
+                   synonyms=("client-users", "users"), parents=("clients",)),
     ZomentumTarget("opportunities", "opportunities", "opportunities", "opportunities", None, "opportunity",
-                   mapped_opportunity, "opportunity", "opportunity", ("clients", "client_users"), matched_by_link=True),
+                   mapped_opportunity, "opportunity", "opportunity", custom_field_entity="opportunity",
+                   kind="opportunity", synonyms=("deals",), parents=("clients", "client_users"),
+                   ordering_only_parents=("client_users",), matched_by_link=True),
     ZomentumTarget("items", "items", "products", "products", "manufacturer_part_number", "item", mapped_item,
-                   "product", "item"),
+                   "product", "item", custom_field_entity="item", kind="item"),
 )
 
 ZOMENTUM_TARGET = {target.name: target for target in ZOMENTUM_TARGETS}
@@ -267,3 +288,11 @@ ZOMENTUM_TARGET = {target.name: target for target in ZOMENTUM_TARGETS}
 # Each target's record kind in the settings' link templates, by target (the ledger's entity names).
 ZOMENTUM_LINK_ENTITY = {target.name: target.zomentum_link for target in ZOMENTUM_TARGETS}
 KASEYA_LINK_ENTITY = {target.name: target.kaseya_link for target in ZOMENTUM_TARGETS}
+# Zomentum's custom-field entity type of each target.
+CUSTOM_FIELD_ENTITY = {target.name: target.custom_field_entity for target in ZOMENTUM_TARGETS}
+# The settings' sync families (`sync.<family>: true|false`), in load order.
+SYNC_FAMILIES = tuple(dict.fromkeys(target.family for target in ZOMENTUM_TARGETS))
+# Kaseya sources whose staged rows carry Kaseya's active flag (their model has `is_active`): a target of one
+# tells Zomentum when a record is deactivated or reactivated, and creates none that is inactive.
+ACTIVE_FLAG_SOURCES = tuple(source.name for source in STAGED_SOURCES
+                            if source.staging is not None and "is_active" in dict(source.staging.columns))

@@ -8,19 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
-from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_LINK_ENTITY, ZOMENTUM_TARGETS
 from zk_pipelines.domain.push_plan.markers import client_markers, document_markers
 from zk_pipelines.domain.settings_check import ResolvedSettings
-
-# The custom field on Zomentum opportunities that links to the Kaseya opportunity.
-KASEYA_LINK_FIELD = "Kaseya opportunity"
 
 # Every record the pull creates or matches carries its Kaseya link in a custom field of its own: the
 # opportunity's is also how it is matched on first sight; all of them let `zk state rebuild` restore a lost id
 # map, and let a load notice that the id map does not know a record Zomentum says is ours.
-# Zomentum target -> (custom field entity type, field name).
-LINK_FIELDS = {"clients": ("client_company", "Kaseya account"), "client_users": ("client_user", "Kaseya contact"),
-               "opportunities": ("opportunity", KASEYA_LINK_FIELD), "items": ("item", "Kaseya product")}
+# Zomentum target -> (custom field entity type, field name "Kaseya <kind>").
+LINK_FIELDS = {target.name: (target.custom_field_entity, target.link_field) for target in ZOMENTUM_TARGETS}
 
 
 def kaseya_link(resolved: ResolvedSettings, target: str, kaseya_id: str) -> str:

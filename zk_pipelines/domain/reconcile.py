@@ -40,9 +40,6 @@ CLASSES = (GONE_FROM_KASEYA, GONE_FROM_ZOMENTUM, DRIFT, ORPHAN)
 # The custom field a Zomentum record deleted in Kaseya is marked with (one per Zomentum record kind).
 KASEYA_RECORD_FIELD = "Kaseya record"
 DELETED_IN_KASEYA = "deleted in Kaseya"
-# Zomentum's custom-field entity type of each target.
-CUSTOM_FIELD_ENTITY = {"clients": "client_company", "client_users": "client_user", "opportunities": "opportunity",
-                       "items": "item"}
 # Payload fields holding Zomentum ids of other records: a record re-created under a new id is referred to by it.
 REFERENCE_FIELDS = ("client_company_id", "primary_client_user_id", "linked_client_user_ids")
 

@@ -136,8 +136,6 @@ _BUNDLE_LINE_ITEM_TYPE: Mapping[BundleMode, KaseyaItemType | None] = MappingProx
 DOCUMENT_STATUSES = ("draft", "pending_approval", "approved", "sent", "viewed", "accepted", "won", "lost",
                      "expired")
 
-SYNC_FAMILIES = ("accounts", "contacts", "opportunities", "products")
-
 # Link templates per entity; `{base_url}` and `{id}` are filled in. The paths are assumptions about each
 # product's web address layout (neither vendor documents deep links); a tenant overrides them in `links`.
 DEFAULT_KASEYA_LINK_TEMPLATES: Mapping[str, str] = MappingProxyType({
@@ -173,15 +171,16 @@ class StageRef:
 
 @dataclass(frozen=True)
 class SyncSelection:
-    accounts: bool
-    contacts: bool
-    opportunities: bool
-    products: bool
+    # Each sync family of the registry (`entities.SYNC_FAMILIES`, in its order) -> whether the pull covers it.
+    pulled: Mapping[str, bool]
     push_quotes_on_won: bool
+
+    def covers(self, family: str) -> bool:
+        return self.pulled[family]
 
     def families(self) -> tuple[str, ...]:
         """The entity families the pull covers, in `SYNC_FAMILIES` order."""
-        return tuple(name for name in SYNC_FAMILIES if getattr(self, name))
+        return tuple(name for name, on in self.pulled.items() if on)
 
 
 @dataclass(frozen=True)
@@ -366,7 +365,7 @@ def effective_settings(settings: IntegrationSettings) -> dict[str, Any]:
     documents = settings.document_statuses
     return {
         "mode": settings.mode.value,
-        "sync": {name: getattr(settings.sync, name) for name in (*SYNC_FAMILIES, "push_quotes_on_won")},
+        "sync": {**settings.sync.pulled, "push_quotes_on_won": settings.sync.push_quotes_on_won},
         "product_defaults": {
             "warehouse": settings.product_defaults.warehouse,
             "labour_period": settings.product_defaults.labour_period,

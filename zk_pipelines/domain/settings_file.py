@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
+from zk_pipelines.domain.entities import SYNC_FAMILIES
 from zk_pipelines.domain.settings import (
     DEFAULT_KASEYA_LINK_TEMPLATES,
     DEFAULT_ZOMENTUM_LINK_TEMPLATES,
     DOCUMENT_STATUSES,
-    SYNC_FAMILIES,
     BundleMode,
     DocumentQuoteStatus,
     DocumentStatusMapping,
@@ -304,7 +304,7 @@ class _Reader:
         given = {key: value for key, value in values.items() if value is not None}
         if len(given) < len(values):
             return None
-        return SyncSelection(**given)
+        return SyncSelection({family: given[family] for family in SYNC_FAMILIES}, given["push_quotes_on_won"])
 
     def product_defaults(self, top: Mapping[Any, Any]) -> ProductDefaults | None:
         expected = {

@@ -33,7 +33,7 @@ from zk_pipelines.clients.http import ApiError, NotFound, WriteOutcomeUnknown
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.clients.zomentum_links import ensure_link_field
 from zk_pipelines.domain.change_detection import changed_fields, partial_update
-from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZomentumTarget
+from zk_pipelines.domain.entities import ACTIVE_FLAG_SOURCES, KASEYA_LINK_ENTITY, ZomentumTarget
 from zk_pipelines.domain.links import LINK_FIELDS, kaseya_link, zomentum_link
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect
@@ -51,12 +51,10 @@ from zk_pipelines.storage.pull_store import (
 # The ledger's action for a record a person must settle (an error for `zk audit`): nothing was written.
 CONFLICT = "conflict"
 
-# Kaseya sources whose staged rows carry Kaseya's active flag (accounts, contacts). Kaseya's product list has
-# none, so a product cannot be seen deactivated. Zomentum's clients and client users have no active flag of
-# their own (zomentum_models.py): the flag goes into this custom field, created if missing.
-ACTIVE_FLAG_SOURCES = ("accounts", "contacts")
+# Kaseya's active flag of a target's records (`entities.ACTIVE_FLAG_SOURCES`: accounts, contacts; Kaseya's
+# product list has none, so a product cannot be seen deactivated). Zomentum's clients and client users have no
+# active flag of their own (zomentum_models.py): the flag goes into this custom field, created if missing.
 KASEYA_STATUS_FIELD = "Kaseya status"
-CUSTOM_FIELD_ENTITY = {"clients": "client_company", "client_users": "client_user"}
 
 # How a reason names each match field.
 MATCH_WORDS = {"name": "name", "email": "e-mail", "manufacturer_part_number": "part number"}
@@ -328,7 +326,7 @@ def _send_activity(database: Path, client: ZomentumClient, target: ZomentumTarge
         changes = activity_changes(connection, target.name, target.source)
     if not changes:
         return
-    field_id = ensure_status_field(client, CUSTOM_FIELD_ENTITY[target.name])
+    field_id = ensure_status_field(client, target.custom_field_entity)
     for kaseya_id, zomentum_id, now_inactive in changes:
         action, value = ("deactivated", "inactive") if now_inactive else ("reactivated", "active")
         label = f"{target.label} for Kaseya {KASEYA_LINK_ENTITY[target.name]} {kaseya_id}"

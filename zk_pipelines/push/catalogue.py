@@ -9,7 +9,6 @@ items it needs) and nothing per list the pull already read this hour.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import duckdb
 
 from zk_pipelines.clients.kaseya import KaseyaClient
+from zk_pipelines.domain.entities import SNAPSHOT_SOURCES
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.raw_store import read_snapshot_extracted
 
@@ -24,14 +24,9 @@ from zk_pipelines.storage.raw_store import read_snapshot_extracted
 # one means the pull has not run (a name renamed in Kaseya since must not be missed by a push).
 CATALOGUE_MAX_AGE = timedelta(hours=2)
 
-# Snapshot lists the pull extracts (raw.kaseya_<name>), with the client's reader of each.
-SNAPSHOT_READERS: dict[str, Callable[[KaseyaClient], list[Any]]] = {
-    "opportunity_statuses": KaseyaClient.opportunity_statuses,
-    "warehouses": KaseyaClient.warehouses,
-    "product_categories": KaseyaClient.product_categories,
-    "employees": KaseyaClient.employees,
-    "account_types": KaseyaClient.account_types,
-}
+# The lists the pull extracts whole (raw.kaseya_<name>) and reads as their registry row says: the catalogue reads
+# them the same way. Any other name is a Kaseya lookup table (raw.kaseya_lookups).
+PLAIN_SNAPSHOTS = {source.name: source for source in SNAPSHOT_SOURCES if source.reader is None}
 
 # What the settings resolve names against (catalogs.KASEYA_CATALOG_SOURCES), by the catalogue's names.
 CATALOGUE_LISTS = {"opportunity_statuses": "opportunity_statuses", "quote_statuses": "QuoteStatus",
@@ -57,7 +52,8 @@ class KaseyaCatalogue:
             pulled = self._pulled(name)
             if pulled is None:
                 self.reads_from_kaseya.append(name)
-                pulled = (SNAPSHOT_READERS[name](self._kaseya) if name in SNAPSHOT_READERS
+                source = PLAIN_SNAPSHOTS.get(name)
+                pulled = (list(self._kaseya.read_list(source.endpoint, paged=source.paged)) if source is not None
                           else self._kaseya.lookup(name))
             self._lists[name] = pulled
         return self._lists[name]
@@ -65,7 +61,7 @@ class KaseyaCatalogue:
     def _pulled(self, name: str) -> list[Any] | None:
         if self._database is None or not self._database.exists():
             return None
-        table, lookup = (f"kaseya_{name}", None) if name in SNAPSHOT_READERS else ("kaseya_lookups", name)
+        table, lookup = (f"kaseya_{name}", None) if name in PLAIN_SNAPSHOTS else ("kaseya_lookups", name)
         try:
             with connect(self._database, read_only=True) as connection:
                 rows, extracted_at = read_snapshot_extracted(connection, table, lookup)

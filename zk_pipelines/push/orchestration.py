@@ -26,6 +26,7 @@ from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import ConfigurationError, TenantConfig
 from zk_pipelines.domain.bundles import PushPlanError
+from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY
 from zk_pipelines.domain.links import kaseya_link
 from zk_pipelines.domain.push_plan.dry_run import render_plan
 from zk_pipelines.domain.push_plan.overrides import parse_overrides
@@ -40,8 +41,6 @@ from zk_pipelines.push.failures import PushFailed, passing
 from zk_pipelines.push.holders import zk_push_process
 from zk_pipelines.push.ledger import PushLedger, read_known_ids, record_push_events, utc_now
 from zk_pipelines.push.resolve import (
-    CLIENT_USERS,
-    CLIENTS,
     ITEMS,
     OPPORTUNITIES,
     QUOTE_LINES,
@@ -66,9 +65,11 @@ from zk_pipelines.storage.push_store import (
     unknown_runs,
 )
 
-# Which Kaseya link template (settings.links.kaseya) an audit entity's records open.
-_KASEYA_LINK_ENTITY = {CLIENTS: "account", CLIENT_USERS: "contact", OPPORTUNITIES: "opportunity", QUOTES: "quote",
-                       QUOTE_LINES: "quote"}
+# Which Kaseya link template (settings.links.kaseya) an audit entity's records open: the pull's for the entities
+# it shares (entities.KASEYA_LINK_ENTITY), but none for items: a pushed item is a Kaseya product or a service
+# item, and the "product" template opens products only. A quote line opens its quote.
+_KASEYA_LINK_ENTITY = {**{entity: kind for entity, kind in KASEYA_LINK_ENTITY.items() if entity != ITEMS},
+                       QUOTES: "quote", QUOTE_LINES: "quote"}
 
 
 def held_advice(run_id: str, *, known_run: bool) -> str:

@@ -28,10 +28,9 @@ from zk_pipelines.domain.entities import (
     ZOMENTUM_TARGETS,
     ZomentumTarget,
 )
-from zk_pipelines.domain.links import KASEYA_LINK_FIELD, kaseya_link, zomentum_link
+from zk_pipelines.domain.links import kaseya_link, zomentum_link
 from zk_pipelines.domain.reconcile import (
     CLASSES,
-    CUSTOM_FIELD_ENTITY,
     DELETED_IN_KASEYA,
     KASEYA_RECORD_FIELD,
     Difference,
@@ -82,8 +81,7 @@ def chosen_entities(names: Sequence[str] | None) -> tuple[str, ...]:
     """The targets to reconcile, in load order; accepts the Kaseya names too (accounts, contacts, products)."""
     if not names:
         return ENTITY_NAMES
-    aliases = {**{t.name: t.name for t in ZOMENTUM_TARGETS}, **{t.source: t.name for t in ZOMENTUM_TARGETS},
-               "client": "clients", "contact": "client_users", "opportunity": "opportunities", "item": "items"}
+    aliases = {alias: t.name for t in ZOMENTUM_TARGETS for alias in (t.name, t.source, t.kind)}
     unknown = [name for name in names if name not in aliases]
     if unknown:
         raise ValueError(f"unknown entity {unknown[0]!r}; reconcile one of {', '.join(ENTITY_NAMES)}")
@@ -105,10 +103,10 @@ def _values(record: Mapping[str, Any], field_id: str | None) -> str | None:
     return None
 
 
-def _link_parser(resolved: ResolvedSettings) -> Callable[[str], str | None]:
-    """The Kaseya opportunity id in one of our links (None for any other text)."""
+def _link_parser(resolved: ResolvedSettings, target: ZomentumTarget) -> Callable[[str], str | None]:
+    """The Kaseya id in one of our links to the target's Kaseya records (None for any other text)."""
     marker = "\x00id\x00"
-    prefix, _, suffix = kaseya_link(resolved, "opportunities", marker).partition(marker)
+    prefix, _, suffix = kaseya_link(resolved, target.name, marker).partition(marker)
 
     def parse(text: str) -> str | None:
         if text.startswith(prefix) and text.endswith(suffix) and len(text) > len(prefix) + len(suffix):
@@ -139,11 +137,12 @@ def find_differences(database: Path, kaseya: KaseyaClient, zomentum: ZomentumCli
         pairs = read_pairs(connection, target.name,
                            matched_were_sent=resolved.settings.mode.pull_updates_linked_entities)
         desired = read_desired(connection, target.name)
-    mark_field = _field_id(zomentum, CUSTOM_FIELD_ENTITY[target.name], KASEYA_RECORD_FIELD)
+    mark_field = _field_id(zomentum, target.custom_field_entity, KASEYA_RECORD_FIELD)
     marked = {zid for zid, record in records.items() if _values(record, mark_field) == DELETED_IN_KASEYA}
     linked: dict[str, str] = {}
     if target.matched_by_link:
-        link_field, parse = _field_id(zomentum, "opportunity", KASEYA_LINK_FIELD), _link_parser(resolved)
+        link_field = _field_id(zomentum, target.custom_field_entity, target.link_field)
+        parse = _link_parser(resolved, target)
         for zid, record in records.items():
             value = _values(record, link_field)
             kid = parse(value) if value is not None else None
@@ -185,12 +184,14 @@ class _Sender:
 
     def body(self, repair: Repair) -> dict[str, Any]:
         if repair.action == "mark":
-            field_id = self.field_id(CUSTOM_FIELD_ENTITY[repair.entity], KASEYA_RECORD_FIELD)
+            field_id = self.field_id(ZOMENTUM_TARGET[repair.entity].custom_field_entity, KASEYA_RECORD_FIELD)
             return {"custom_fields": [{"id": field_id, "values": [DELETED_IN_KASEYA]}]}
         body = with_new_ids(repair.body, self.renamed)
         if repair.action == "recreate" and ZOMENTUM_TARGET[repair.entity].matched_by_link:
             link = kaseya_link(self.resolved, repair.entity, repair.kaseya_id)
-            body["custom_fields"] = [{"id": self.field_id("opportunity", KASEYA_LINK_FIELD), "values": [link]}]
+            target = ZOMENTUM_TARGET[repair.entity]
+            body["custom_fields"] = [{"id": self.field_id(target.custom_field_entity, target.link_field),
+                                      "values": [link]}]
         return body
 
     def send(self, repair: Repair, body: dict[str, Any]) -> str:
