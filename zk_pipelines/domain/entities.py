@@ -3,7 +3,9 @@ it is staged and validated) and one per Zomentum resource the pull fills (endpoi
 
 Every other list is derived from these rows: the raw and staging tables (`storage/schema.py`,
 `storage/pull_store.py`, `storage/raw_store.py`), the raw and staged assets and their checks (`defs/`), the
-readers of the extraction (`pull/extract.py`), the endpoints `zk check` probes. A new Kaseya entity is a
+readers of the extraction (`pull/extract.py`), the endpoints `zk check` probes; and on the Zomentum side the
+settings' sync families, the link fields and kinds, the names `zk history`, `zk reconcile` and `zk audit` accept,
+the push's reads (test_entity_registry.py finds no list kept by hand). A new Kaseya entity is a
 `KaseyaSource` row with a `Staging` (its model in `staging_schemas.py`, its field spec here), the endpoint in
 `domain/kaseya_endpoints.ENDPOINTS`, and the sandbox's support for it (README, Adding an entity).
 """
@@ -288,8 +290,6 @@ ZOMENTUM_TARGET = {target.name: target for target in ZOMENTUM_TARGETS}
 # Each target's record kind in the settings' link templates, by target (the ledger's entity names).
 ZOMENTUM_LINK_ENTITY = {target.name: target.zomentum_link for target in ZOMENTUM_TARGETS}
 KASEYA_LINK_ENTITY = {target.name: target.kaseya_link for target in ZOMENTUM_TARGETS}
-# Zomentum's custom-field entity type of each target.
-CUSTOM_FIELD_ENTITY = {target.name: target.custom_field_entity for target in ZOMENTUM_TARGETS}
 # The settings' sync families (`sync.<family>: true|false`), in load order.
 SYNC_FAMILIES = tuple(dict.fromkeys(target.family for target in ZOMENTUM_TARGETS))
 # Kaseya sources whose staged rows carry Kaseya's active flag (their model has `is_active`): a target of one

@@ -34,7 +34,7 @@ from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.clients.zomentum_links import ensure_link_field
 from zk_pipelines.domain.change_detection import changed_fields, partial_update
 from zk_pipelines.domain.entities import ACTIVE_FLAG_SOURCES, KASEYA_LINK_ENTITY, ZomentumTarget
-from zk_pipelines.domain.links import LINK_FIELDS, kaseya_link, zomentum_link
+from zk_pipelines.domain.links import kaseya_link, zomentum_link
 from zk_pipelines.domain.settings_check import ResolvedSettings
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.ledger_store import IdMapEntry, SyncEvent, read_id_map, record_events, upsert_id_map
@@ -522,7 +522,7 @@ def _load_one(client: ZomentumClient, target: ZomentumTarget, record: PendingRec
                 # know it (renamed, or its e-mail changed, since): the tenant's state was lost or restored from
                 # an older copy. Creating would make a second one.
                 return failed(f"{label}: Zomentum {target.label} {ours['id']} carries this record's Kaseya link "
-                              f"({LINK_FIELDS[target.name][1]}) but the id map does not pair them: the tenant's "
+                              f"({target.link_field}) but the id map does not pair them: the tenant's "
                               "state was lost or restored from an older copy; nothing is created until `zk state "
                               "rebuild` restores the id map from both systems", ours["id"])
         if existing is not None:
