@@ -338,6 +338,8 @@ NOT_ENTITY_LISTS = {
         "test_every_link_kind_of_the_registry_has_a_default_template keeps them covering the registry",
     ("domain/settings.py", ("client", "client_user", "opportunity", "item")):
         "the default Zomentum link templates (see above)",
+    ("domain/links.py", ("clients", "opportunities")):
+        "the records the push marks in Kaseya (its own writes: accounts and opportunities), not every entity",
     ("pull/extract.py", ("products", "lookups")):
         "the special snapshot readers, named by `KaseyaSource.reader` (hooks, not a list)",
     ("push/resolve.py", ("clients", "client_users", "opportunities", "items")):
