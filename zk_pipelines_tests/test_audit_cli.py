@@ -74,15 +74,18 @@ def two_runs(tmp_path_factory) -> Iterator[TwoRuns]:
         zomentum.stop()
 
 
-def zk(runs: TwoRuns, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+def zk_env(runs: TwoRuns, **extra_env: str) -> dict[str, str]:
     """The audit commands need only the DuckDB file, and for links the settings and the systems' addresses; no
     credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KASEYA_", "ZOMENTUM_", "ZK_"))}
     env |= {"ZK_DUCKDB_PATH": str(runs.harness.database), "ZK_SETTINGS": str(runs.harness.settings_path),
             "KASEYA_BASE_URL": runs.harness.kaseya.base_url, "ZOMENTUM_BASE_URL": runs.harness.zomentum.base_url}
-    env |= extra_env
-    return subprocess.run([sys.executable, "-m", "zk_pipelines.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    return env | extra_env
+
+
+def zk(runs: TwoRuns, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zk_pipelines.cli", *args], env=zk_env(runs, **extra_env),
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def audit_json(runs: TwoRuns, *args: str) -> list[dict]:
@@ -260,18 +263,24 @@ def test_the_load_metadata_lists_failures_inline_and_links_created_records_in_bo
 
 @pytest.mark.slow
 def test_audit_waits_for_a_running_sync_to_release_the_file(two_runs):
+    """The holder keeps the file until the CLI has said it waits (no sleep: the CLI's start-up time varies with
+    the machine's load), then lets go; the CLI then reads and prints the table."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-                               " time.sleep(3); c.close()", str(two_runs.harness.database)],
-        stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
+                               " sys.stdin.readline(); c.close()", str(two_runs.harness.database)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        result = zk(two_runs, "audit", "--status", "error", "--entity", "clients")
+        cli = subprocess.Popen([sys.executable, "-m", "zk_pipelines.cli", "audit", "--status", "error",
+                                "--entity", "clients"], env=zk_env(two_runs), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO)
+        said = cli.stderr.readline()
     finally:
-        holder.wait(timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "is in use by a running sync; waiting up to 120 s" in result.stderr
-    assert result.stdout.startswith("time (UTC)")
+        holder.communicate("release\n", timeout=30)
+    stdout, rest = cli.communicate(timeout=120)
+    assert "is in use by a running sync; waiting up to 120 s" in said, said + rest
+    assert cli.returncode == 0, said + rest
+    assert stdout.startswith("time (UTC)")
 
 
 @pytest.mark.slow
