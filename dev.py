@@ -5,6 +5,9 @@
     python3 dev.py test [args for pytest]           the whole suite (what CI runs)
     python3 dev.py test --fast [args for pytest]    the fast lane: every test not marked `slow` (under 3 minutes)
 
+Both lanes run on every core (pytest-xdist: `-n auto --dist loadgroup --no-loadscope-reorder`, each test file
+on one worker, see zk_pipelines_tests/conftest.py); `-n 0` runs them in this one process, `-n N` on N workers.
+
 Needs only Python 3.11 and pip (plus, for the browser test, Debian's chromium, which `test` installs with
 apt-get when run as root). The environment is reinstalled only when pyproject.toml or
 constraints.txt changed since the last install (a stamp file in .venv records their hash).
@@ -74,6 +77,13 @@ def ensure_chromium() -> None:
               "until `sudo apt-get install chromium` is run", flush=True)
 
 
+def _workers(pytest_args: list[str]) -> list[str]:
+    """Run the tests on every core (one worker per core, each test file on one worker) unless the arguments
+    choose the workers themselves (`-n 0`: in this process)."""
+    chosen = any(arg.startswith(("-n", "--numprocesses", "--dist")) or arg.endswith("no:xdist") for arg in pytest_args)
+    return [] if chosen else ["-n", "auto", "--dist", "loadgroup", "--no-loadscope-reorder"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__.strip())
@@ -87,7 +97,7 @@ def main(argv: list[str]) -> int:
         rest = [arg for arg in rest if arg != "--fast"]
         if not fast:
             ensure_chromium()
-        cmd = [str(python), "-m", "pytest", *(["-m", "not slow"] if fast else []), *rest]
+        cmd = [str(python), "-m", "pytest", *(["-m", "not slow"] if fast else []), *_workers(rest), *rest]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

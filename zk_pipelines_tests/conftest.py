@@ -1,6 +1,8 @@
 """Shared fixtures: the sandboxes of both systems together here, each system's own in
 zk_pipelines_tests/fixtures/."""
 
+import os
+
 import pytest
 
 from zk_pipelines.sandbox.kaseya import start_kaseya_sandbox
@@ -26,6 +28,20 @@ def pytest_configure(config):
 
     for accepted in ACCEPTED_BETA_FEATURES:
         config.addinivalue_line("filterwarnings", f"ignore:{accepted}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`python3 dev.py test` runs `-n auto --dist loadgroup --no-loadscope-reorder`) each test
+    file is one unit of work, so that its module fixtures (sandboxes, a synced tenant) are set up once; the browser
+    tests are one unit (two Dagster UIs and Chromiums at once would starve each other). The files holding slow
+    tests go first, so that no long file starts last while the other worker has nothing left to do."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a file is kept
+    for item in items:
+        group = "browser" if item.get_closest_marker("browser") else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="module")
