@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
 from zk_pipelines_tests.test_reconcile import differences, reconcile_job
 
@@ -21,6 +23,7 @@ def _actions(harness: PipelineHarness, entity: str, kaseya_id: int) -> list[str]
                                       "ORDER BY event_id", [entity, str(kaseya_id)])]
 
 
+@pytest.mark.slow
 def test_inactive_records_are_not_created_and_a_deactivation_is_marked_in_zomentum(sandboxes, tmp_path):
     kaseya, zomentum = sandboxes
     kaseya.state.reset(seed=7, scale="small_recent")

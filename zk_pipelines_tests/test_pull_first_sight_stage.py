@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import yaml
 
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
@@ -18,6 +19,7 @@ def _stage(zomentum, pipeline: str, stage: str) -> tuple[str, str]:
     return found["id"], next(s["id"] for s in found["stages"] if s["name"] == stage)
 
 
+@pytest.mark.slow
 def test_first_sight_keeps_the_current_zomentum_stage_among_equivalent_stages(sandboxes, tmp_path):
     kaseya, zomentum = sandboxes
     kaseya.state.reset(seed=7, scale="small_recent")

@@ -40,6 +40,7 @@ def audit_errors(harness: PipelineHarness) -> list[dict]:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_a_same_email_person_of_another_client_is_a_conflict_never_moved(harness):
     zomentum = harness.zomentum.state
     elsewhere = zomentum.create_record("client/companies", {"name": "Only In Zomentum Ltd"})
@@ -72,6 +73,7 @@ def test_a_same_email_person_of_another_client_is_a_conflict_never_moved(harness
     assert zomentum.get_record("client/users", person["id"])["client_company_id"] == elsewhere["id"]
 
 
+@pytest.mark.slow
 def test_two_contacts_sharing_an_email_in_two_accounts_become_one_client_user_each(harness):
     first_account, second_account = (a["id"] for a in harness.kaseya_records("accounts")[:2])
     one = _contact(harness, first_account, "Shared", "front.desk@shared.example")

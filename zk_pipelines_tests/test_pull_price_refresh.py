@@ -10,6 +10,7 @@ import pytest
 from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
 
 
+@pytest.mark.slow
 def test_a_product_edited_in_kaseya_brings_its_new_price_to_zomentum_in_the_same_hour(sandboxes, tmp_path):
     kaseya, zomentum = sandboxes
     kaseya.state.reset(seed=7, scale="small_recent")
