@@ -5,7 +5,7 @@
     python3 dev.py test [args for pytest]           the whole suite (what CI runs)
     python3 dev.py test --fast [args for pytest]    the fast lane: every test not marked `slow` (under 3 minutes)
 
-Both lanes run on every core (pytest-xdist: `-n auto --dist loadgroup --no-loadscope-reorder`, each test file
+Both lanes run on every core (pytest-xdist: `-n auto --dist loadfile --no-loadscope-reorder`, each test file
 on one worker, see zk_pipelines_tests/conftest.py); `-n 0` runs them in this one process, `-n N` on N workers.
 
 Needs only Python 3.11 and pip (plus, for the browser test, Debian's chromium, which `test` installs with
@@ -81,7 +81,7 @@ def _workers(pytest_args: list[str]) -> list[str]:
     """Run the tests on every core (one worker per core, each test file on one worker) unless the arguments
     choose the workers themselves (`-n 0`: in this process)."""
     chosen = any(arg.startswith(("-n", "--numprocesses", "--dist")) or arg.endswith("no:xdist") for arg in pytest_args)
-    return [] if chosen else ["-n", "auto", "--dist", "loadgroup", "--no-loadscope-reorder"]
+    return [] if chosen else ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
 """Shared fixtures: the sandboxes of both systems together here, each system's own in
 zk_pipelines_tests/fixtures/."""
 
+import fcntl
 import os
 
 import pytest
@@ -31,17 +32,26 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`python3 dev.py test` runs `-n auto --dist loadgroup --no-loadscope-reorder`) each test
-    file is one unit of work, so that its module fixtures (sandboxes, a synced tenant) are set up once; the browser
-    tests are one unit (two Dagster UIs and Chromiums at once would starve each other). The files holding slow
-    tests go first, so that no long file starts last while the other worker has nothing left to do."""
+    """Under pytest-xdist (`python3 dev.py test` runs `-n auto --dist loadfile --no-loadscope-reorder`) each test
+    file is one unit of work, so that its module fixtures (sandboxes, a synced tenant) are set up once. The files
+    holding slow tests go first, so that no long file starts last while the other worker has nothing left to do."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a file is kept
-    for item in items:
-        group = "browser" if item.get_closest_marker("browser") else item.path.stem
-        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(autouse=True)
+def one_browser_at_a_time(request, tmp_path_factory):
+    """The browser tests (two files) never run at once on two workers: two Dagster UIs and two Chromiums on two
+    cores would starve each other into timeouts. The lock file is in the run's temp folder, which every worker
+    shares."""
+    if request.node.get_closest_marker("browser") is None or not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    with open(tmp_path_factory.getbasetemp().parent / "browser.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -197,6 +197,7 @@ def test_a_tenant_with_a_wrong_password_fails_alone_and_no_record_crosses_tenant
     assert leaks(stored, [*deployment.secrets.values(), postgres_url]) == []
 
 
+@pytest.mark.slow
 def test_a_tenant_added_to_the_registry_gets_its_schedules_and_sensor_at_the_next_load(deployment, instance,
                                                                                       monkeypatch):
     full = deployment.registry.read_text()
