@@ -99,6 +99,22 @@ class Tenant:
             named["state_url"] = self.state_url
         return {field: source for field, source in named.items() if source is not None}
 
+    def origin_of(self, *fields: str) -> str:
+        """Registry fields and where each value is read (a variable, a file, the registry), never a value: what a
+        message asking a person to fix the tenant's credentials names."""
+        named = []
+        for field in fields:
+            system, _, name = field.partition(".")
+            source = getattr(self.kaseya if system == "kaseya" else self.zomentum, name)
+            named.append(f"{field} ({source if isinstance(source, FromEnv | FromFile) else 'in the registry'})")
+        listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+        return f"tenant {self.key}'s {listed}"  # a key is lowercase letters, digits and underscores
+
+    def login_origin(self) -> str:
+        """What a refused Kaseya login asks a person to check."""
+        mfa = ["kaseya.mfa_code"] if self.kaseya.mfa_code else []
+        return self.origin_of("kaseya.username", "kaseya.password", *mfa, "kaseya.tenant")
+
     def config(self, env: Mapping[str, str]) -> TenantConfig:
         """The tenant's configuration with every source read (environment variables from `env`, secret files
         from disk), as `zk` commands and tests use it; a missing or unreadable value is a `ConfigurationError`
@@ -128,12 +144,12 @@ class Tenant:
                 password=secret("kaseya.password", self.kaseya.password),
                 mfa_code=secret("kaseya.mfa_code", self.kaseya.mfa_code, required=False),
                 **({"hourly_call_budget": budget} if budget is not None else {}),
-                allow_insecure_http=insecure)
+                allow_insecure_http=insecure, origin=self.login_origin())
             zomentum = ZomentumCredentials(
                 base_url=text("zomentum.base_url", self.zomentum.base_url),
                 refresh_token=secret("zomentum.refresh_token", self.zomentum.refresh_token),
                 access_token=secret("zomentum.access_token", self.zomentum.access_token, required=False),
-                allow_insecure_http=insecure)
+                allow_insecure_http=insecure, origin=self.origin_of("zomentum.refresh_token"))
         except ConfigurationError as exc:
             if str(exc).startswith(f"tenant {self.key!r}"):
                 raise
