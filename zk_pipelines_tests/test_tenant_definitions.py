@@ -112,7 +112,8 @@ def test_a_single_tenants_run_partitions_are_unchanged():
     assert run_partitions({}) is None
 
 
-@pytest.mark.parametrize(("job_name", "kind"), [(HOURLY_JOB, PULL_TAG), (RECONCILE_JOB, PULL_TAG), (PUSH_JOB, PUSH_TAG)])
+@pytest.mark.parametrize(("job_name", "kind"),
+                         [(HOURLY_JOB, PULL_TAG), (RECONCILE_JOB, PULL_TAG), (PUSH_JOB, PUSH_TAG)])
 def test_a_run_of_a_deployment_job_for_a_tenant_gets_its_tenants_tags_however_it_is_launched(definitions, job_name,
                                                                                             kind):
     # The launchpad, Materialize on the job's page (a subset of its assets) and a backfill of the job ask the job

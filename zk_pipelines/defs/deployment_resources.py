@@ -23,7 +23,6 @@ from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, Zome
 from zk_pipelines.secrets import Secret
 from zk_pipelines.tenants import Tenant, load_registry
 
-
 # A run without its tenant's tags was queued outside the per-tenant run limits (and, on Kubernetes, without its
 # tenant's Secret mounted): Dagster's hidden asset job (Materialize from the asset graph, an asset backfill) knows
 # no tenant tags, only the deployment's jobs give them (`tenant_automation.tenant_run_config`). Such a run could

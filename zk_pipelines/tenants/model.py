@@ -161,6 +161,19 @@ class Tenant:
                             state_schema=_read(self.key, "state_schema", self.state_schema, env, required=False))
 
 
+    def location_variables(self, env: Mapping[str, str], variables: TenantVariables = TENANT_VARIABLES
+                           ) -> dict[str, str]:
+        """The tenant's settings file, state location and systems' addresses, read now, by the single tenant's
+        variables (what the `zk` commands that read the state read); no credential is read."""
+        values = {variables.settings_path: _read(self.key, "settings", self.settings, env),
+                  variables.duckdb_path: _read(self.key, "state", self.state, env),
+                  variables.state_url: _read(self.key, "state_url", self.state_url, env, required=False),
+                  variables.state_schema: _read(self.key, "state_schema", self.state_schema, env, required=False),
+                  variables.kaseya_base_url: _read(self.key, "kaseya.base_url", self.kaseya.base_url, env),
+                  variables.zomentum_base_url: _read(self.key, "zomentum.base_url", self.zomentum.base_url, env)}
+        return {name: value for name, value in values.items() if value is not None}
+
+
 def read_secret_file(path: str | Path) -> str:
     """A mounted secret's value, without the newline `kubectl create secret --from-file` keeps. Errors name the
     file and the reason, never what it holds."""
