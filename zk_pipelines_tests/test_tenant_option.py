@@ -64,7 +64,7 @@ def registry(tmp_path, monkeypatch):
 def test_without_tenant_a_registry_of_several_is_one_error_naming_them(registry, argv):
     status, out, err = zk(*argv)
     assert status == 1 and out == ""
-    assert err.strip().endswith(f"lists 2 tenants: name one with --tenant (acme, globex)"), err
+    assert err.strip().endswith("lists 2 tenants: name one with --tenant (acme, globex)"), err
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)

@@ -3,10 +3,10 @@
 Every asset is partitioned by tenant (a static partition per registry entry): the UI keeps its 18 asset pages,
 each showing every tenant's status, and the code location builds one asset graph whatever the number of tenants
 (measured in benchmarks/tenant_load.py and docs/performance.md). Each tenant gets its own hourly schedule, daily
-reconciliation schedule and Won-document sensor, named with its key, which launch its runs for its partition with
-its tags; the resources resolve the run's tenant from the registry when the run starts
-(`defs/deployment_resources.py`). Adding or removing a tenant is an edit of the registry and a reload of the code
-location.
+reconciliation schedule and Won-document sensor, named with its key, which launch its runs for its partition; the
+jobs give every run for a tenant partition the tenant's tags, however it is launched (`tenant_run_config`); the
+resources resolve the run's tenant from the registry when the run starts (`defs/deployment_resources.py`). Adding
+or removing a tenant is an edit of the registry and a reload of the code location.
 
 Concurrency: a run is one tenant's, and the queued run coordinator allows one pull run (`zk/pull`) and a few push
 runs (`zk/push`) per tenant at a time (deploy/dagster.yaml). The step pools (`kaseya_api`, `zomentum_api`,
