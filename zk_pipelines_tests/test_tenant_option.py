@@ -19,24 +19,8 @@ from zk_pipelines.defs.partitions import HOURS_TAG, TENANT_TAG
 from zk_pipelines.sandbox.launcher import running_sandboxes
 from zk_pipelines.sandbox.registry import SETTINGS_EXAMPLE, write_registry
 from zk_pipelines.tenants import REGISTRY_VARIABLE
+from zk_pipelines_tests.test_tenant_definitions import REGISTRY  # acme (secrets in variables) and globex (a file)
 
-REGISTRY = """
-tenants:
-  acme:
-    partitions_start: "2026-12-01-00:00"
-    settings: acme.yaml
-    state: acme.duckdb
-    kaseya: {base_url: "https://api.bms.kaseya.com", username: api@acme.example, tenant: Acme MSP,
-             password: {env: ACME_KASEYA_PASSWORD}}
-    zomentum: {base_url: "https://api.zomentum.com", refresh_token: {env: ACME_ZOMENTUM_REFRESH_TOKEN}}
-  globex:
-    partitions_start: "2026-12-05-00:00"
-    settings: globex.yaml
-    state: globex.duckdb
-    kaseya: {base_url: "https://api.bms.kaseya.com", username: api@globex.example, tenant: Globex,
-             password: {file: secrets/globex-kaseya-password}}
-    zomentum: {base_url: "https://api.zomentum.com", refresh_token: {env: GLOBEX_ZOMENTUM_REFRESH_TOKEN}}
-"""
 # Every subcommand that acts on one tenant's systems or state.
 COMMANDS = [["sync"], ["check"], ["settings", "check"], ["push", "doc-1", "--dry-run"], ["reconcile", "--dry-run"],
             ["audit"], ["history", "client", "1"], ["state", "status"], ["state", "rebuild"]]
@@ -95,12 +79,12 @@ def test_state_audit_and_history_read_the_named_tenants_state_without_reading_a_
     assert status == 1 and f"in the ledger ({registry / 'globex.duckdb'})" in err
 
 
-def test_a_credential_is_read_from_the_named_tenants_own_source(registry, monkeypatch):
+def test_a_credential_is_read_from_the_named_tenants_own_source(registry):
     status, _, err = zk("check", "--tenant", "acme")
     assert status == 1 and "tenant 'acme', kaseya.password: environment variable ACME_KASEYA_PASSWORD is not set" \
         in err, err
     status, _, err = zk("check", "--tenant", "globex")
-    assert status == 1 and f"secret file {registry / 'secrets' / 'globex-kaseya-password'} cannot be read" in err
+    assert status == 1 and "secret file /var/run/secrets/zk/globex/kaseya-password cannot be read" in err
 
 
 @pytest.fixture(scope="module")

@@ -55,5 +55,5 @@ def tenant_environment(env: Mapping[str, str], name: str | None) -> Mapping[str,
     chosen = registry_tenant(env, name)
     if chosen is None:
         return env
-    ours = {name for name in TENANT_VARIABLES.names()} | {REGISTRY_VARIABLE}
+    ours = {*TENANT_VARIABLES.names(), REGISTRY_VARIABLE}
     return {**{key: value for key, value in env.items() if key not in ours}, **chosen[0].location_variables(env)}
