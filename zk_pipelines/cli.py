@@ -56,13 +56,13 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.check import run_check
 
-    return run_check(os.environ, out=sys.stdout)
+    return run_check(os.environ, out=sys.stdout, tenant=args.tenant)
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.settings import run_settings_command
 
-    return run_settings_command(args.action, os.environ, out=sys.stdout)
+    return run_settings_command(args.action, os.environ, out=sys.stdout, tenant=args.tenant)
 
 
 def _cmd_tenants(args: argparse.Namespace) -> int:
@@ -75,21 +75,21 @@ def _cmd_push(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.push import run_push_command
 
     return run_push_command(args.document_id, args.assignments, dry_run=args.dry_run, take_over=args.take_over,
-                            env=os.environ,
-                            out=sys.stdout, err=sys.stderr)
+                            env=os.environ, out=sys.stdout, err=sys.stderr, tenant=args.tenant)
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.sync import run_sync
 
     return run_sync(hour=args.hour, first=args.first, last=args.last, whole_history=args.whole_history,
-                    out=sys.stdout)
+                    out=sys.stdout, tenant=args.tenant)
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.reconcile import run_reconcile
 
-    return run_reconcile(os.environ, entities=args.entity, repair=args.repair, dry_run=args.dry_run, out=sys.stdout)
+    return run_reconcile(os.environ, entities=args.entity, repair=args.repair, dry_run=args.dry_run, out=sys.stdout,
+                         tenant=args.tenant)
 
 
 def _cmd_state(args: argparse.Namespace) -> int:
@@ -98,11 +98,11 @@ def _cmd_state(args: argparse.Namespace) -> int:
     if args.action == "rebuild":
         from zk_pipelines.commands.state_rebuild import run_state_rebuild
 
-        return run_state_rebuild(os.environ, out=sys.stdout, err=sys.stderr)
+        return run_state_rebuild(os.environ, out=sys.stdout, err=sys.stderr, tenant=args.tenant)
 
     if args.action in ("export", "import") and args.directory is None:
         raise ConfigurationError(f"zk state {args.action} needs a directory")
-    return run_state_command(args.action, args.directory, os.environ, sys.stdout)
+    return run_state_command(args.action, args.directory, os.environ, sys.stdout, tenant=args.tenant)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -115,13 +115,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.audit import run_audit
 
     return run_audit(os.environ, entity=args.entity, status=args.status, since=args.since, run=args.run,
-                     output_format=args.format, out=sys.stdout, err=sys.stderr)
+                     output_format=args.format, out=sys.stdout, err=sys.stderr, tenant=args.tenant)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from zk_pipelines.commands.history import run_history
 
-    return run_history(os.environ, args.kind, args.id, out=sys.stdout, err=sys.stderr)
+    return run_history(os.environ, args.kind, args.id, out=sys.stdout, err=sys.stderr, tenant=args.tenant)
 
 
 def port_number(text: str) -> int:
@@ -133,6 +133,13 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: use 1 to 65535 (0: any free port)")
     return port
+
+
+def tenant_option(parser: argparse.ArgumentParser) -> None:
+    """`--tenant NAME`, for every subcommand that acts on one tenant's systems or state (commands/tenant_choice.py)."""
+    parser.add_argument("--tenant", metavar="NAME",
+                        help="the tenant of the registry ZK_TENANTS names to act on (needed when it lists several); "
+                             "without a registry, the environment's one tenant")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sandbox)
 
     p = sub.add_parser("check", help="authenticate and make one read per endpoint the pipeline uses")
+    tenant_option(p)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("settings", help="check the settings file against the live systems, or show it resolved")
     p.add_argument("action", choices=["check", "show"])
+    tenant_option(p)
     p.set_defaults(func=_cmd_settings)
 
     p = sub.add_parser("tenants", help="the tenants this deployment serves (ZK_TENANTS, else the environment's "
@@ -174,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--take-over", action="store_true",
                    help="take the document over from a `zk push` that died holding it (its process is checked to "
                         "be gone, on this machine)")
+    tenant_option(p)
     p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("sync", help="one run of the hourly sync here (default: the last complete hour; a tenant's "
@@ -183,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="last", help="last hour of the range")
     p.add_argument("--whole-history", action="store_true",
                    help="extract everything Kaseya holds again (a full re-sync); only what changed is written")
+    tenant_option(p)
     p.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("reconcile", help="compare Kaseya, Zomentum and the id map whole: deletions, drift, orphans")
@@ -191,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="settle what the mode allows (see README, Reconciliation)")
     p.add_argument("--dry-run", action="store_true",
                    help="print exactly the Zomentum requests --repair would send; send and write nothing")
+    tenant_option(p)
     p.set_defaults(func=_cmd_reconcile)
 
     p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
@@ -205,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="a duration back from now (30m, 2h, 3d, 1w) or an ISO date or date-time (UTC)")
     p.add_argument("--run", help="a run id, or its first characters as the Dagster UI shows them")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    tenant_option(p)
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("state", help="the tenant's durable state store: migrate, status, export or import "
@@ -213,11 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "markers in Kaseya")
     p.add_argument("action", choices=["migrate", "status", "export", "import", "rebuild"])
     p.add_argument("directory", nargs="?", type=Path, help="export: where to write; import: what to load")
+    tenant_option(p)
     p.set_defaults(func=_cmd_state)
 
     p = sub.add_parser("history", help="one record's trail between Kaseya and Zomentum, oldest first")
     p.add_argument("kind", choices=list(HISTORY_KINDS))
     p.add_argument("id", help="the record's Kaseya id or Zomentum id")
+    tenant_option(p)
     p.set_defaults(func=_cmd_history)
     return parser
 

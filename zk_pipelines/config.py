@@ -70,6 +70,10 @@ class KaseyaCredentials:
     # Client-side hourly budget per route template; Kaseya allows 1500 calls/hour/endpoint.
     hourly_call_budget: int = DEFAULT_HOURLY_CALL_BUDGET
     allow_insecure_http: bool = False  # ZK_ALLOW_INSECURE_HTTP (see `check_base_url`)
+    # Where the login's values were read, as a refused login names them (never a value): the single tenant's
+    # variables, or a registry tenant's sources (`Tenant.config`).
+    origin: str = field(default=(f"{TENANT_VARIABLES.kaseya_username}, {TENANT_VARIABLES.kaseya_password} and "
+                                 f"{TENANT_VARIABLES.kaseya_tenant} (the company name)"), compare=False)
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url, TENANT_VARIABLES.kaseya_base_url, allow_insecure_http=self.allow_insecure_http)
@@ -85,6 +89,8 @@ class ZomentumCredentials:
     refresh_token: Secret
     access_token: Secret | None = None
     allow_insecure_http: bool = False  # ZK_ALLOW_INSECURE_HTTP (see `check_base_url`)
+    # Where the refresh token was read, as a refusal names it (a description: not part of the credentials' value).
+    origin: str = field(default=TENANT_VARIABLES.zomentum_refresh_token, compare=False)
 
     def __post_init__(self) -> None:
         check_base_url(self.base_url, TENANT_VARIABLES.zomentum_base_url,

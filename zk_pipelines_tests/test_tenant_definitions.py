@@ -12,7 +12,8 @@ import dagster as dg
 import pytest
 
 from zk_pipelines.definitions import build_definitions
-from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG
+from zk_pipelines.defs.deployment_resources import DeploymentStateStoreResource, deployment_resources
+from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG, PUSH_TAG
 from zk_pipelines.defs.kubernetes import K8S_CONFIG_TAG
 from zk_pipelines.defs.partitions import HOURS_TAG, TENANT_TAG, hours_of_run, run_partitions
 from zk_pipelines.defs.push import PUSH_JOB
@@ -109,3 +110,54 @@ def test_a_single_tenants_run_partitions_are_unchanged():
                            "dagster/asset_partition_range_end": "2026-12-01-06:00"}) == \
         "2026-12-01-05:00...2026-12-01-06:00"
     assert run_partitions({}) is None
+
+
+@pytest.mark.parametrize(("job_name", "kind"),
+                         [(HOURLY_JOB, PULL_TAG), (RECONCILE_JOB, PULL_TAG), (PUSH_JOB, PUSH_TAG)])
+def test_a_run_of_a_deployment_job_for_a_tenant_gets_its_tenants_tags_however_it_is_launched(definitions, job_name,
+                                                                                            kind):
+    # The launchpad, Materialize on the job's page (a subset of its assets) and a backfill of the job ask the job
+    # for a partition's tags; a schedule's or sensor's request for a partition is resolved through the same call.
+    job = definitions.get_repository_def().get_job(job_name)
+    for key in ("acme", "globex"):
+        tags = job.get_tags_for_partition_key(key, selected_asset_keys=None)
+        assert (tags[TENANT_TAG], tags[kind], tags["dagster/partition"]) == (key, key, key)
+        assert ({PULL_TAG, PUSH_TAG} - {kind}).isdisjoint(tags)  # a push is not held behind the hourly pull
+        mount = json.loads(tags[K8S_CONFIG_TAG])["container_config"]["volume_mounts"][0]
+        assert mount["mount_path"] == f"/var/run/secrets/zk/{key}"
+    if job_name == HOURLY_JOB:
+        subset = job.get_subset(asset_selection={dg.AssetKey(["stg", "kaseya_accounts"])})
+        assert subset.get_tags_for_partition_key("acme", selected_asset_keys=None)[TENANT_TAG] == "acme"
+
+
+def test_a_run_launched_for_a_tenant_partition_without_tags_is_recorded_with_them(definitions):
+    # As the launchpad launches it: the job and a partition, no tag given. It fails (nothing of the registry
+    # exists here); what the instance recorded of it, which the run queue reads, carries the tenant's tags.
+    with dg.instance_for_test() as instance:
+        result = definitions.resolve_job_def(RECONCILE_JOB).execute_in_process(
+            partition_key="globex", instance=instance, raise_on_error=False)
+        tags = instance.get_run_by_id(result.run_id).tags
+    assert (tags[TENANT_TAG], tags[PULL_TAG]) == ("globex", "globex")
+
+
+@dg.asset(partitions_def=dg.StaticPartitionsDefinition(["acme", "globex"]))
+def tenant_state(state: DeploymentStateStoreResource) -> dg.Output[None]:
+    return dg.Output(None, metadata={"settings": str(state.settings_file())})
+
+
+def test_a_run_without_its_tenants_tag_stops_before_reading_anything_and_says_where_to_launch_it(tmp_path,
+                                                                                                  monkeypatch):
+    # Dagster's hidden asset job (Materialize from the global asset graph, an asset backfill) gives a run its
+    # partition and no tenant tag: the run queue's per-tenant limits did not hold it, so it must not run.
+    (tmp_path / "tenants.yaml").write_text(REGISTRY)
+    monkeypatch.setenv("ACME_KASEYA_PASSWORD", "acme-password")
+    monkeypatch.setenv("ACME_ZOMENTUM_REFRESH_TOKEN", "acme-token")
+    resources = deployment_resources(tmp_path / "tenants.yaml")
+    untagged = dg.materialize([tenant_state], partition_key="acme", resources=resources, raise_on_error=False)
+    assert not untagged.success
+    (failure,) = [event for event in untagged.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.cause.message
+    assert "this run for tenant 'acme' carries no zk/tenant tag" in message and HOURLY_JOB in message
+    tagged = dg.materialize([tenant_state], partition_key="acme", resources=resources, tags={TENANT_TAG: "acme"})
+    settings = tagged.asset_materializations_for_node("tenant_state")[0].metadata["settings"].value
+    assert settings == str(tmp_path / "acme.yaml")

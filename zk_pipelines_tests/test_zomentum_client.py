@@ -118,7 +118,8 @@ def test_a_rejected_refresh_token_is_one_clear_error_without_retries(zomentum: Z
     with pytest.raises(AuthenticationError) as raised:
         client.users()
 
-    assert str(raised.value) == f"zomentum GET /v2/auth0/access_token HTTP 401: {REFRESH_REJECTED}"
+    assert str(raised.value) == ("zomentum GET /v2/auth0/access_token HTTP 401: "
+                                 f"{REFRESH_REJECTED.format(origin='ZOMENTUM_REFRESH_TOKEN')}")
     assert raised.value.status == 401
     assert (client.counter.refreshes, client.counter.reads, client.counter.retries) == (1, 0, 0)
 
@@ -517,7 +518,7 @@ def test_probe_with_a_rejected_refresh_token_reports_one_actionable_failure(zome
     checks = client.probe_endpoints()
 
     assert [(c.endpoint, c.ok) for c in checks] == [("GET /v2/auth0/access_token", False)]
-    assert REFRESH_REJECTED in checks[0].detail
+    assert REFRESH_REJECTED.format(origin="ZOMENTUM_REFRESH_TOKEN") in checks[0].detail
     assert "revoked-refresh-token-1234" not in checks[0].line()
 
 

@@ -212,8 +212,7 @@ class KaseyaClient:
                 raise AuthenticationError(
                     "Kaseya", "login",
                     f"Kaseya rejected the login of {creds.username!r} for tenant {creds.tenant!r}: {exc.message}. "
-                    "Check KASEYA_USERNAME, KASEYA_PASSWORD and KASEYA_TENANT (the company name), and that the "
-                    "user's role has 'Has API Access'.",
+                    f"Check {creds.origin}, and that the user's role has 'Has API Access'.",
                     status=exc.status, code=exc.code,
                 ) from None
             self.stats.record_login()

@@ -71,7 +71,7 @@ from zk_pipelines.secrets import Secret, redact
 API = "zomentum"
 REFRESH_REJECTED = (
     "Zomentum rejected the refresh token; create a new one for the API user (Settings > Users, permission "
-    "level API User) and set ZOMENTUM_REFRESH_TOKEN"
+    "level API User) and set {origin}"
 )
 ACCESS_REJECTED_AFTER_REFRESH = (
     "Zomentum rejected a freshly issued access token; check that the API user is active and still has the "
@@ -150,6 +150,7 @@ class ZomentumClient:
         self.session = session or api_session(credentials.base_url)
         self.counter = ZomentumCallCounter()
         self._refresh_token = credentials.refresh_token
+        self._origin = credentials.origin
         self._access_token: Secret | None = credentials.access_token
         self._replaced_token: Secret | None = None  # still in the requests sent just before the refresh
         self._sleep = sleep
@@ -191,7 +192,8 @@ class ZomentumClient:
         finally:
             self._count(sent, "refreshes")
         if response.status_code in contract.REFRESH_TOKEN_REJECTED_STATUSES:
-            raise AuthenticationError(API, operation, REFRESH_REJECTED, status=response.status_code)
+            raise AuthenticationError(API, operation, REFRESH_REJECTED.format(origin=self._origin),
+                                      status=response.status_code)
         if response.status_code != 200:
             raise self._error(response, operation, idempotent=True)
         try:

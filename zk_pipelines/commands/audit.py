@@ -25,6 +25,7 @@ from zk_pipelines.audit.ledger import (
     zomentum_url,
 )
 from zk_pipelines.audit.query import SelectionError, errors_wanted, parse_since, resolve_entity
+from zk_pipelines.commands.tenant_choice import tenant_environment
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET
 from zk_pipelines.domain.settings import Links
 from zk_pipelines.domain.text_table import text_table
@@ -126,8 +127,9 @@ def render_json(lines: Sequence[AuditLine]) -> str:
 
 def run_audit(environ: Mapping[str, str], *, entity: str | None = None, status: str | None = None,
               since: str | None = None, run: str | None = None, output_format: str = "table",
-              out: TextIO, err: TextIO, now: datetime | None = None) -> int:
+              out: TextIO, err: TextIO, now: datetime | None = None, tenant: str | None = None) -> int:
     now = now or datetime.now(UTC)
+    environ = tenant_environment(environ, tenant)
     links = settings_links(environ)
     try:
         since_moment = parse_since(since, now) if since else None

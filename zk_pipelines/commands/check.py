@@ -7,6 +7,7 @@ from typing import TextIO
 
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.probe import EndpointCheck
+from zk_pipelines.commands.tenant_choice import tenant_config
 from zk_pipelines.config import TenantConfig
 
 
@@ -19,8 +20,8 @@ def check_endpoints(config: TenantConfig) -> list[EndpointCheck]:
     return checks
 
 
-def run_check(env: Mapping[str, str], out: TextIO) -> int:
-    config = TenantConfig.from_env(env)
+def run_check(env: Mapping[str, str], out: TextIO, tenant: str | None = None) -> int:
+    config = tenant_config(env, tenant)
     checks = check_endpoints(config)
     for check in checks:
         print(check.line(), file=out)

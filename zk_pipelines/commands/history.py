@@ -22,6 +22,7 @@ from zk_pipelines.audit.ledger import (
 )
 from zk_pipelines.audit.query import HISTORY_KINDS
 from zk_pipelines.commands.audit import describe
+from zk_pipelines.commands.tenant_choice import tenant_environment
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY
 from zk_pipelines.domain.settings import Links
 from zk_pipelines.storage.audit_store import (
@@ -146,8 +147,10 @@ def render_trail(kind: str, trail: RecordTrail, links: Links | None) -> str:
     return "\n".join([*head, "", f"{count}, oldest first (times UTC):", *body])
 
 
-def run_history(environ: Mapping[str, str], kind: str, record_id: str, *, out: TextIO, err: TextIO) -> int:
+def run_history(environ: Mapping[str, str], kind: str, record_id: str, *, out: TextIO, err: TextIO,
+                tenant: str | None = None) -> int:
     entity = HISTORY_KINDS[kind]
+    environ = tenant_environment(environ, tenant)
     links = settings_links(environ)
     path = ledger_path(environ)
     record_id = record_id.strip()

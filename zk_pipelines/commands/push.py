@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from zk_pipelines.clients.zomentum_models import NotAZomentumId, id_segment
-from zk_pipelines.config import TenantConfig
+from zk_pipelines.commands.tenant_choice import tenant_config
 from zk_pipelines.push.failures import PushFailed
 from zk_pipelines.push.holders import push_run_id, zk_push_alive
 from zk_pipelines.push.orchestration import PushSources, push_document, render_outcome
@@ -29,13 +29,13 @@ def one_line(text: str) -> str:
 
 
 def run_push_command(document_id: str, assignments: Sequence[str], *, dry_run: bool, env: Mapping[str, str],
-                     out: TextIO, err: TextIO, take_over: bool = False) -> int:
+                     out: TextIO, err: TextIO, take_over: bool = False, tenant: str | None = None) -> int:
     try:
         id_segment(document_id, "document id")  # before any client is made or any request sent
     except NotAZomentumId as exc:
         print(f"zk push: {exc}", file=err)
         return 1
-    sources = PushSources.from_config(TenantConfig.from_env(env),
+    sources = PushSources.from_config(tenant_config(env, tenant),
                                       run_alive=zk_push_alive if take_over else unknown_runs)
     run_id = push_run_id()
     try:

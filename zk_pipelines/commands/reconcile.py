@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.config import TENANT_VARIABLES, ConfigurationError, TenantConfig
+from zk_pipelines.commands.tenant_choice import tenant_config
+from zk_pipelines.config import TENANT_VARIABLES, ConfigurationError
 from zk_pipelines.pull.run_settings import resolved_for_step
 from zk_pipelines.reconcile.run import reconcile, reconcile_client, render_result
 from zk_pipelines.storage.budget_store import budget_store_for
 
 
 def run_reconcile(environ: Mapping[str, str], *, entities: Sequence[str] | None, repair: bool, dry_run: bool,
-                  out: TextIO) -> int:
-    config = TenantConfig.from_env(environ)
+                  out: TextIO, tenant: str | None = None) -> int:
+    config = tenant_config(environ, tenant)
     if config.settings_path is None:
         raise ConfigurationError(f"environment variable {TENANT_VARIABLES.settings_path} is not set")
     if config.zomentum is None:

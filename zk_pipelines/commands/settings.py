@@ -8,13 +8,14 @@ from typing import TextIO
 from zk_pipelines.catalogs import fetch_kaseya_catalog, fetch_zomentum_catalog
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.config import ConfigurationError, TenantConfig
+from zk_pipelines.commands.tenant_choice import tenant_config
+from zk_pipelines.config import ConfigurationError
 from zk_pipelines.domain.settings_check import check_settings, render_problems, render_settings, resolve_settings
 from zk_pipelines.domain.settings_file import load_settings
 
 
-def run_settings_command(action: str, env: Mapping[str, str], out: TextIO) -> int:
-    config = TenantConfig.from_env(env)
+def run_settings_command(action: str, env: Mapping[str, str], out: TextIO, tenant: str | None = None) -> int:
+    config = tenant_config(env, tenant)
     if config.settings_path is None:
         raise ConfigurationError("environment variable ZK_SETTINGS is not set (path of the settings YAML)")
     if config.zomentum is None:

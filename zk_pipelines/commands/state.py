@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
+from zk_pipelines.commands.tenant_choice import tenant_environment
 from zk_pipelines.config import DEFAULT_DUCKDB_PATH
 from zk_pipelines.storage.state_store import (
     CODE_VERSION,
@@ -36,8 +37,9 @@ def _table_line(out: TextIO) -> Callable[[str, int], None]:
     return lambda name, count: print(f"  {name:<28} {count:>10} rows", file=out, flush=True)
 
 
-def run_state_command(action: str, directory: Path | None, environ: Mapping[str, str], out: TextIO) -> int:
-    store = configured_store(environ)
+def run_state_command(action: str, directory: Path | None, environ: Mapping[str, str], out: TextIO,
+                      tenant: str | None = None) -> int:
+    store = configured_store(tenant_environment(environ, tenant))
     try:
         if action == "migrate":
             before = store.version()

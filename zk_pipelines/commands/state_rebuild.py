@@ -22,7 +22,8 @@ from typing import Any, TextIO
 from zk_pipelines.clients.http import ApiError
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
-from zk_pipelines.config import ConfigurationError, TenantConfig
+from zk_pipelines.commands.tenant_choice import tenant_config
+from zk_pipelines.config import ConfigurationError
 from zk_pipelines.domain.entities import KASEYA_LINK_ENTITY, ZOMENTUM_TARGETS
 from zk_pipelines.domain.links import LINK_FIELDS, MARKED_ENTITIES, marker_pairs
 from zk_pipelines.domain.push_plan.markers import client_markers, document_markers
@@ -79,9 +80,9 @@ def kaseya_markers(kaseya: KaseyaClient, zomentum: ZomentumClient, existing: Map
     return marker_pairs(accounts, opportunities, documents, existing)
 
 
-def run_state_rebuild(env: Mapping[str, str], *, out: TextIO, err: TextIO) -> int:
+def run_state_rebuild(env: Mapping[str, str], *, out: TextIO, err: TextIO, tenant: str | None = None) -> int:
     try:
-        config = TenantConfig.from_env(env)
+        config = tenant_config(env, tenant)
         if config.settings_path is None or config.zomentum is None:
             raise ConfigurationError("ZK_SETTINGS and the ZOMENTUM_* variables are needed to rebuild the id map")
         settings = load_settings(config.settings_path).for_systems(

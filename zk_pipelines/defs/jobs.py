@@ -14,9 +14,10 @@ PULL_TAG = "zk/pull"
 PUSH_TAG = "zk/push"
 
 
-def hourly_sync_job(tenant: str | None = DEFAULT_TENANT) -> dg.UnresolvedAssetJobDefinition:
-    """The job of one tenant's assets (`tenant`: its runs' tag), or, with None, of a deployment's
-    tenant-partitioned assets, whose runs are tagged by the schedule that launches them (`defs/tenants.py`)."""
+def hourly_sync_job(tenant: str | None = DEFAULT_TENANT, tenants: dg.PartitionedConfig | None = None
+                    ) -> dg.UnresolvedAssetJobDefinition:
+    """The job of one tenant's assets (`tenant`: its runs' tag), or, with `tenants`, of a deployment's
+    tenant-partitioned assets, whose runs get their tenant's tags from it (`defs/tenant_automation.py`)."""
     # Dagster's own in-process executor: the run's steps one after another in its one process (one Kaseya login,
     # one Zomentum token per run), the same whether the schedule launches the run, a backfill, the launchpad, or
     # `zk sync` executes it in process. Requests go out side by side inside the steps (a thread pool over the
@@ -26,6 +27,7 @@ def hourly_sync_job(tenant: str | None = DEFAULT_TENANT) -> dg.UnresolvedAssetJo
         selection=dg.AssetSelection.groups(*PULL_GROUPS),
         executor_def=dg.in_process_executor,
         tags={PULL_TAG: tenant} if tenant else None,
+        config=tenants,
         description="Kaseya -> DuckDB staging -> validated, mapped -> Zomentum upsert, for one hour (or a range "
                     "of hours in one run). A tenant's first run syncs its whole history.",
     )

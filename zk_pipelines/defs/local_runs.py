@@ -13,7 +13,7 @@ import dagster as dg
 from zk_pipelines.defs.jobs import HOURLY_JOB
 from zk_pipelines.defs.kaseya_extract import CHANGES_STEP
 from zk_pipelines.defs.loggers import terminal_run_loggers
-from zk_pipelines.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from zk_pipelines.defs.partitions import HOURS_TAG, RANGE_END_TAG, RANGE_START_TAG, hours_tag
 
 HOUR_KEY = "%Y-%m-%d-%H:00"
 REPO = Path(__file__).resolve().parents[2]
@@ -41,14 +41,20 @@ def last_complete_hour(now: datetime) -> datetime:
 
 def run_hourly_job(definitions: dg.Definitions, instance: dg.DagsterInstance, first_hour: datetime,
                    last_hour: datetime | None = None, *, whole_history: bool = False,
-                   event_log: Path | None = None, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
-    """One run of the hourly job for an hour or a range of hours (one run, one query per list). With
-    `event_log`, Dagster's events go to that file and a line per phase to stdout; else errors only."""
+                   event_log: Path | None = None, tags: dict[str, str] | None = None,
+                   tenant: str | None = None) -> dg.ExecuteInProcessResult:
+    """One run of the hourly job for an hour or a range of hours (one run, one query per list); with `tenant`,
+    a registry deployment's run for that tenant's partition, as its schedule asks for it. With `event_log`,
+    Dagster's events go to that file and a line per phase to stdout; else errors only."""
     job = definitions.resolve_job_def(HOURLY_JOB)
     run_config: dict = terminal_run_loggers(event_log) if event_log else dict(QUIET)
     if whole_history:
         run_config["ops"] = {CHANGES_STEP: {"config": {"whole_history": True}}}
     last_hour = last_hour or first_hour
+    if tenant is not None:  # the partition is the tenant (which gives the run its tags), the hours a tag
+        return job.execute_in_process(instance=instance, partition_key=tenant, run_config=run_config,
+                                      raise_on_error=False, tags={**(tags or {}), HOURS_TAG: hours_tag(first_hour,
+                                                                                                      last_hour)})
     if last_hour == first_hour:
         return job.execute_in_process(instance=instance, partition_key=hour_key(first_hour), run_config=run_config,
                                       raise_on_error=False, tags=tags)

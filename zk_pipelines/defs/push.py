@@ -145,13 +145,13 @@ def pushed_documents_asset(partitions: dg.PartitionsDefinition | None = None) ->
     )
 
 
-def build_push_job(tenant: str | None = DEFAULT_TENANT, partitions: dg.PartitionsDefinition | None = None
+def build_push_job(tenant: str | None = DEFAULT_TENANT, tenants: dg.PartitionedConfig | None = None
                    ) -> dg.JobDefinition:
-    """One tenant's push job (`tenant`: its runs' tag), or with `partitions` a deployment's, partitioned by
-    tenant: a run's partition names whose document it pushes (the sensor tags it)."""
+    """One tenant's push job (`tenant`: its runs' tag), or with `tenants` a deployment's, partitioned by tenant:
+    a run's partition names whose document it pushes, and gives the run its tenant's tags."""
 
     @dg.job(name=PUSH_JOB, executor_def=dg.in_process_executor, tags={PUSH_TAG: tenant} if tenant else None,
-            partitions_def=partitions,
+            config=tenants,
             description="Push one Zomentum document to Kaseya (config: document_id, overrides, dry_run).")
     def push_document_job() -> None:
         push_won_document()
@@ -195,11 +195,10 @@ def _poll(context: dg.SensorEvaluationContext, state: StateStoreResource, zoment
                              "launchpad)")
     cursor = PollCursor.from_json(context.cursor) if context.cursor else None
     found, new_cursor = poll_won_documents(zomentum.client(), cursor, at)
-    tenant_tags = tenant.run_tags(PUSH_TAG) if tenant is not None else {}
+    # A registry tenant's run is for its partition, which gives the run the tenant's tags (`tenant_run_config`).
     requests = [dg.RunRequest(run_key=document.run_key, run_config=push_run_config(document.document_id),
                               partition_key=tenant.key if tenant is not None else None,
-                              tags={**tenant_tags, DOCUMENT_TAG: document.document_id,
-                                    VERSION_TAG: document.version})
+                              tags={DOCUMENT_TAG: document.document_id, VERSION_TAG: document.version})
                 for document in found]
     skip = None if requests else ("first poll: documents Won from now on are pushed" if cursor is None
                                   else "no document newly marked Won")

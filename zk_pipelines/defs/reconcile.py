@@ -86,12 +86,13 @@ def reconciliation_asset(partitions: dg.PartitionsDefinition | None = None) -> d
     return reconciliation
 
 
-def reconcile_job(tenant: str | None = DEFAULT_TENANT) -> "dg.UnresolvedAssetJobDefinition":
+def reconcile_job(tenant: str | None = DEFAULT_TENANT, tenants: dg.PartitionedConfig | None = None
+                  ) -> "dg.UnresolvedAssetJobDefinition":
     # Tagged as a pull: the queued run coordinator runs one pull-tagged run per tenant at a time, so a
     # reconciliation never compares while the hourly pull is writing (and never runs beside it).
     return dg.define_asset_job(
         RECONCILE_JOB, selection=dg.AssetSelection.assets(RECONCILIATION_KEY), executor_def=dg.in_process_executor,
-        tags={PULL_TAG: tenant} if tenant else None,
+        tags={PULL_TAG: tenant} if tenant else None, config=tenants,
         description="Lists Kaseya and Zomentum whole and compares them with the id map: deletions on either side, "
                     "drift, orphans; repairs what the mode allows when `repair` is set (the schedule sets it).")
 

@@ -1,7 +1,9 @@
-"""What a registry tenant's schedules and sensor need: its key, its runs' tags, and its own resources."""
+"""What a registry tenant's schedules and sensor need: its key, its runs' tags, and its own resources; and the
+partitioned config that gives a deployment job's runs their tenant's tags, however they are launched."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,3 +32,17 @@ class TenantAutomation:
     def resources(self) -> dict[str, dg.ConfigurableResource]:
         """The tenant's resources outside a run (a sensor's tick): its entry's values, read now."""
         return deployment_resources(self.registry, tenant_key=self.key)
+
+
+def tenant_run_config(partitions: dg.PartitionsDefinition, automations: Sequence[TenantAutomation], kind: str
+                      ) -> dg.PartitionedConfig:
+    """A deployment job's config per tenant partition: no run config of its own, and the tenant's run tags.
+
+    Dagster asks the job for a partition's tags whenever it makes a run of the job for a partition: a schedule's
+    or sensor's request, the launchpad, Materialize on the job's page, a backfill of the job, `zk sync --tenant`.
+    So each of these runs carries `zk/tenant`, its kind's tag and its Secret's mount, and the queued run
+    coordinator's per-tenant limits apply to it (deploy/dagster.yaml)."""
+    tags = {automation.key: automation.run_tags(kind) for automation in automations}
+    return dg.PartitionedConfig(partitions_def=partitions,
+                                run_config_for_partition_key_fn=lambda key: {},
+                                tags_for_partition_key_fn=lambda key: tags[key])

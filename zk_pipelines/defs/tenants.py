@@ -3,10 +3,10 @@
 Every asset is partitioned by tenant (a static partition per registry entry): the UI keeps its 18 asset pages,
 each showing every tenant's status, and the code location builds one asset graph whatever the number of tenants
 (measured in benchmarks/tenant_load.py and docs/performance.md). Each tenant gets its own hourly schedule, daily
-reconciliation schedule and Won-document sensor, named with its key, which launch its runs for its partition with
-its tags; the resources resolve the run's tenant from the registry when the run starts
-(`defs/deployment_resources.py`). Adding or removing a tenant is an edit of the registry and a reload of the code
-location.
+reconciliation schedule and Won-document sensor, named with its key, which launch its runs for its partition; the
+jobs give every run for a tenant partition the tenant's tags, however it is launched (`tenant_run_config`); the
+resources resolve the run's tenant from the registry when the run starts (`defs/deployment_resources.py`). Adding
+or removing a tenant is an edit of the registry and a reload of the code location.
 
 Concurrency: a run is one tenant's, and the queued run coordinator allows one pull run (`zk/pull`) and a few push
 runs (`zk/push`) per tenant at a time (deploy/dagster.yaml). The step pools (`kaseya_api`, `zomentum_api`,
@@ -25,7 +25,7 @@ import dagster as dg
 from zk_pipelines.defs.audit import audit_asset
 from zk_pipelines.defs.catalogue import catalogued
 from zk_pipelines.defs.deployment_resources import deployment_resources
-from zk_pipelines.defs.jobs import PULL_TAG, hourly_sync_job
+from zk_pipelines.defs.jobs import PULL_TAG, PUSH_TAG, hourly_sync_job
 from zk_pipelines.defs.kaseya_extract import kaseya_assets
 from zk_pipelines.defs.loggers import code_location_loggers
 from zk_pipelines.defs.partitions import HOUR_FORMAT, HOURS_TAG, hourly_partitions, hours_tag, tenant_partitions
@@ -34,7 +34,7 @@ from zk_pipelines.defs.reconcile import reconcile_job, reconciliation_asset
 from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
-from zk_pipelines.defs.tenant_automation import TenantAutomation
+from zk_pipelines.defs.tenant_automation import TenantAutomation, tenant_run_config
 from zk_pipelines.defs.zomentum_sync import zomentum_assets
 from zk_pipelines.tenants import Tenant
 
@@ -55,7 +55,7 @@ def tenant_hourly_schedule(job: dg.UnresolvedAssetJobDefinition, tenant: TenantA
         if hour < onboarded:
             return dg.SkipReason(f"tenant {tenant.key} is onboarded at {tenant.tenant.partitions_start}")
         return dg.RunRequest(run_key=hour.strftime(HOUR_FORMAT), partition_key=tenant.key,
-                             tags={**tenant.run_tags(PULL_TAG), HOURS_TAG: hours_tag(hour)})
+                             tags={HOURS_TAG: hours_tag(hour)})  # the tenant's tags come with its partition
 
     return hourly
 
@@ -67,7 +67,7 @@ def tenant_reconcile_schedule(job: dg.UnresolvedAssetJobDefinition, tenant: Tena
                  description=f"Tenant {tenant.key}: every day at 03:35 UTC (between two hourly runs), compare and "
                              "repair what the mode allows.")
     def daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        return dg.RunRequest(partition_key=tenant.key, tags=tenant.run_tags(PULL_TAG),
+        return dg.RunRequest(partition_key=tenant.key,
                              run_config={"ops": {"audit__reconciliation": {"config": {"repair": True}}}})
 
     return daily
@@ -78,10 +78,10 @@ def deployment_definitions(tenants: tuple[Tenant, ...], registry: Path, *, tunin
     """Every tenant of the registry at `registry`, from one asset graph partitioned by tenant."""
     tenant_keys = tenant_partitions([tenant.key for tenant in tenants])
     earliest = min(tenant.partitions_start for tenant in tenants)
-    job = hourly_sync_job(None)
-    push_job = build_push_job(None, tenant_keys)
-    reconcile = reconcile_job(None)
     automations = [TenantAutomation(tenant, registry) for tenant in tenants]
+    job = hourly_sync_job(None, tenant_run_config(tenant_keys, automations, PULL_TAG))
+    push_job = build_push_job(None, tenant_run_config(tenant_keys, automations, PUSH_TAG))
+    reconcile = reconcile_job(None, tenant_run_config(tenant_keys, automations, PULL_TAG))
     return dg.Definitions(
         assets=catalogued([*kaseya_assets(hourly_partitions(earliest), tenant_keys), settings_asset(tenant_keys),
                            *staged_assets(tenant_keys), *zomentum_assets(tenant_keys), audit_asset(tenant_keys),

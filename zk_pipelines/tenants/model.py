@@ -99,6 +99,22 @@ class Tenant:
             named["state_url"] = self.state_url
         return {field: source for field, source in named.items() if source is not None}
 
+    def origin_of(self, *fields: str) -> str:
+        """Registry fields and where each value is read (a variable, a file, the registry), never a value: what a
+        message asking a person to fix the tenant's credentials names."""
+        named = []
+        for field in fields:
+            system, _, name = field.partition(".")
+            source = getattr(self.kaseya if system == "kaseya" else self.zomentum, name)
+            named.append(f"{field} ({source if isinstance(source, FromEnv | FromFile) else 'in the registry'})")
+        listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+        return f"tenant {self.key}'s {listed}"  # a key is lowercase letters, digits and underscores
+
+    def login_origin(self) -> str:
+        """What a refused Kaseya login asks a person to check."""
+        mfa = ["kaseya.mfa_code"] if self.kaseya.mfa_code else []
+        return self.origin_of("kaseya.username", "kaseya.password", *mfa, "kaseya.tenant")
+
     def config(self, env: Mapping[str, str]) -> TenantConfig:
         """The tenant's configuration with every source read (environment variables from `env`, secret files
         from disk), as `zk` commands and tests use it; a missing or unreadable value is a `ConfigurationError`
@@ -128,12 +144,12 @@ class Tenant:
                 password=secret("kaseya.password", self.kaseya.password),
                 mfa_code=secret("kaseya.mfa_code", self.kaseya.mfa_code, required=False),
                 **({"hourly_call_budget": budget} if budget is not None else {}),
-                allow_insecure_http=insecure)
+                allow_insecure_http=insecure, origin=self.login_origin())
             zomentum = ZomentumCredentials(
                 base_url=text("zomentum.base_url", self.zomentum.base_url),
                 refresh_token=secret("zomentum.refresh_token", self.zomentum.refresh_token),
                 access_token=secret("zomentum.access_token", self.zomentum.access_token, required=False),
-                allow_insecure_http=insecure)
+                allow_insecure_http=insecure, origin=self.origin_of("zomentum.refresh_token"))
         except ConfigurationError as exc:
             if str(exc).startswith(f"tenant {self.key!r}"):
                 raise
@@ -143,6 +159,19 @@ class Tenant:
                             duckdb_path=Path(text("state", self.state)),
                             state_url=Secret(state_url) if isinstance(state_url, str) else state_url,
                             state_schema=_read(self.key, "state_schema", self.state_schema, env, required=False))
+
+
+    def location_variables(self, env: Mapping[str, str], variables: TenantVariables = TENANT_VARIABLES
+                           ) -> dict[str, str]:
+        """The tenant's settings file, state location and systems' addresses, read now, by the single tenant's
+        variables (what the `zk` commands that read the state read); no credential is read."""
+        values = {variables.settings_path: _read(self.key, "settings", self.settings, env),
+                  variables.duckdb_path: _read(self.key, "state", self.state, env),
+                  variables.state_url: _read(self.key, "state_url", self.state_url, env, required=False),
+                  variables.state_schema: _read(self.key, "state_schema", self.state_schema, env, required=False),
+                  variables.kaseya_base_url: _read(self.key, "kaseya.base_url", self.kaseya.base_url, env),
+                  variables.zomentum_base_url: _read(self.key, "zomentum.base_url", self.zomentum.base_url, env)}
+        return {name: value for name, value in values.items() if value is not None}
 
 
 def read_secret_file(path: str | Path) -> str:
