@@ -20,6 +20,7 @@ from zk_pipelines.defs.reconcile import reconcile_job, reconcile_schedule, recon
 from zk_pipelines.defs.resources import PullTuning, tenant_resources
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
+from zk_pipelines.defs.tenant_batch import batch_size
 from zk_pipelines.defs.tenants import deployment_definitions
 from zk_pipelines.defs.zomentum_sync import zomentum_assets
 from zk_pipelines.tenants import PARTITIONS_START_VARIABLE, REGISTRY_VARIABLE, load_registry
@@ -60,7 +61,8 @@ def defs() -> dg.Definitions:
     the whole history, whichever hour it is for)."""
     registry = (os.environ.get(REGISTRY_VARIABLE) or "").strip()
     if registry:  # a deployment of several tenants: every registry entry a partition (defs/tenants.py)
-        definitions = deployment_definitions(load_registry(Path(registry)), Path(registry))
+        definitions = deployment_definitions(load_registry(Path(registry)), Path(registry),
+                                             batch=batch_size(os.environ))
     else:
         definitions = build_definitions(partitions_start=os.environ.get(PARTITIONS_START_VARIABLE)
                                         or DEFAULT_PARTITIONS_START)

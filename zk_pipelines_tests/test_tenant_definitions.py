@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from zk_pipelines.config import ConfigurationError
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.deployment_resources import DeploymentStateStoreResource, deployment_resources
 from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG, PUSH_TAG
@@ -18,6 +19,7 @@ from zk_pipelines.defs.kubernetes import K8S_CONFIG_TAG
 from zk_pipelines.defs.partitions import HOURS_TAG, TENANT_TAG, hours_of_run, run_partitions
 from zk_pipelines.defs.push import PUSH_JOB
 from zk_pipelines.defs.reconcile import RECONCILE_JOB
+from zk_pipelines.defs.tenant_batch import BATCH_JOB, BATCH_STEP, BATCH_VARIABLE, batch_size
 from zk_pipelines.defs.tenants import deployment_definitions
 from zk_pipelines.tenants import registry_from_text
 
@@ -53,7 +55,7 @@ def test_the_assets_are_one_tenants_each_partitioned_by_tenant(definitions):
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def.get_partition_keys() == ["acme", "globex"], key
     assert {job.name for job in definitions.get_repository_def().get_all_jobs()} >= {HOURLY_JOB, PUSH_JOB,
-                                                                                     RECONCILE_JOB}
+                                                                                     RECONCILE_JOB, BATCH_JOB}
 
 
 def test_each_tenant_has_its_schedules_and_sensor_by_name_running_by_default(definitions):
@@ -161,3 +163,59 @@ def test_a_run_without_its_tenants_tag_stops_before_reading_anything_and_says_wh
     tagged = dg.materialize([tenant_state], partition_key="acme", resources=resources, tags={TENANT_TAG: "acme"})
     settings = tagged.asset_materializations_for_node("tenant_state")[0].metadata["settings"].value
     assert settings == str(tmp_path / "acme.yaml")
+
+
+INITECH = """
+  initech:
+    partitions_start: "2026-12-01-00:00"
+    settings: initech.yaml
+    state: initech.duckdb
+    kaseya: {base_url: "https://api.bms.kaseya.com", username: api@initech.example, tenant: Initech,
+             password: {file: /var/run/secrets/zk/initech/kaseya-password}}
+    zomentum: {base_url: "https://api.zomentum.com", refresh_token: {env: INITECH_ZOMENTUM_REFRESH_TOKEN}}
+"""
+
+
+@pytest.fixture(scope="module")
+def batched() -> dg.Definitions:
+    """Three tenants, two per hourly run (ZK_TENANT_BATCH=2)."""
+    tenants = registry_from_text(REGISTRY + INITECH, "tenants.yaml", FOLDER)
+    return deployment_definitions(tenants, FOLDER / "tenants.yaml", batch=2)
+
+
+def test_with_batches_each_batch_has_one_hourly_schedule_in_place_of_its_tenants_own(batched):
+    assert sorted(s.name for s in batched.schedules) == [
+        "daily_reconcile_acme", "daily_reconcile_globex", "daily_reconcile_initech",
+        "hourly_sync_batch_01", "hourly_sync_batch_02"]
+    assert len(batched.sensors) == 3  # the Won-document sensors stay per tenant
+    assert batched.get_schedule_def("hourly_sync_batch_01").job_name == BATCH_JOB
+
+
+@pytest.mark.parametrize(("tick", "tenants"), [
+    (datetime(2026, 12, 7, 10, 5, tzinfo=UTC), ["acme", "globex"]),
+    (datetime(2026, 12, 4, 10, 5, tzinfo=UTC), ["acme"]),  # globex is onboarded on the 5th
+])
+def test_a_batch_schedule_asks_for_its_onboarded_tenants_hour_in_one_run_mounting_each_ones_secret(batched, tick,
+                                                                                                   tenants):
+    schedule = batched.get_schedule_def("hourly_sync_batch_01")
+    with dg.build_schedule_context(scheduled_execution_time=tick,
+                                   repository_def=batched.get_repository_def()) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests
+    hour = tick.replace(hour=tick.hour - 1, minute=0).strftime("%Y-%m-%d-%H:00")
+    assert request.run_config["ops"][BATCH_STEP]["config"] == {"tenants": tenants, "hours": hour}
+    assert request.run_key == hour and request.tags[PULL_TAG] == "batch_01" and TENANT_TAG not in request.tags
+    pod = json.loads(request.tags[K8S_CONFIG_TAG])
+    assert [m["mount_path"] for m in pod["container_config"]["volume_mounts"]] == [
+        f"/var/run/secrets/zk/{key}" for key in tenants]
+    assert [v["secret"]["secret_name"] for v in pod["pod_spec_config"]["volumes"]] == [
+        f"zk-tenant-{key}" for key in tenants]
+
+
+@pytest.mark.parametrize(("written", "size"), [("", 1), ("1", 1), (" 25 ", 25), ("0", None), ("ten", None),
+                                               ("201", None)])
+def test_the_batch_size_is_read_from_its_variable(written, size):
+    if size is None:
+        with pytest.raises(ConfigurationError, match=BATCH_VARIABLE):
+            batch_size({BATCH_VARIABLE: written})
+    else:
+        assert batch_size({BATCH_VARIABLE: written}) == size

@@ -17,7 +17,6 @@ from zk_pipelines.tenants import FromFile, Tenant
 
 K8S_CONFIG_TAG = "dagster-k8s/config"  # dagster-k8s reads a run's pod settings from this tag
 SECRETS_ROOT = PurePosixPath("/var/run/secrets/zk")
-_VOLUME = "zk-tenant-secret"
 
 
 def tenant_secret_name(tenant: Tenant) -> str:
@@ -29,14 +28,17 @@ def tenant_secret_directory(tenant: Tenant) -> PurePosixPath:
     return SECRETS_ROOT / tenant.key
 
 
-def kubernetes_run_tags(tenant: Tenant) -> dict[str, str]:
+def kubernetes_run_tags(*tenants: Tenant) -> dict[str, str]:
     """The tags of a tenant's jobs that mount its Secret into their run pods (merged by dagster-k8s with what
-    the run launcher gives every run; a run's tags are text, so the settings are JSON)."""
+    the run launcher gives every run; a run's tags are text, so the settings are JSON). A batch run
+    (`defs/tenant_batch.py`) mounts each of its tenants' Secrets, each at its own tenant's folder."""
     return {K8S_CONFIG_TAG: json.dumps({
         "container_config": {"volume_mounts": [
-            {"name": _VOLUME, "mount_path": str(tenant_secret_directory(tenant)), "read_only": True}]},
+            {"name": tenant_secret_name(tenant), "mount_path": str(tenant_secret_directory(tenant)),
+             "read_only": True} for tenant in tenants]},
         "pod_spec_config": {"volumes": [
-            {"name": _VOLUME, "secret": {"secret_name": tenant_secret_name(tenant)}}]},
+            {"name": tenant_secret_name(tenant), "secret": {"secret_name": tenant_secret_name(tenant)}}
+            for tenant in tenants]},
     })}
 
 

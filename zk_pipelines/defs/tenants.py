@@ -25,7 +25,7 @@ import dagster as dg
 from zk_pipelines.defs.audit import audit_asset
 from zk_pipelines.defs.catalogue import catalogued
 from zk_pipelines.defs.deployment_resources import deployment_resources
-from zk_pipelines.defs.jobs import PULL_TAG, PUSH_TAG, hourly_sync_job
+from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG, PUSH_TAG, hourly_sync_job
 from zk_pipelines.defs.kaseya_extract import kaseya_assets
 from zk_pipelines.defs.loggers import code_location_loggers
 from zk_pipelines.defs.partitions import HOUR_FORMAT, HOURS_TAG, hourly_partitions, hours_tag, tenant_partitions
@@ -35,6 +35,7 @@ from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
 from zk_pipelines.defs.tenant_automation import TenantAutomation, tenant_run_config
+from zk_pipelines.defs.tenant_batch import batch_hourly_schedule, tenant_batch_job, tenant_batches
 from zk_pipelines.defs.zomentum_sync import zomentum_assets
 from zk_pipelines.tenants import Tenant
 
@@ -73,23 +74,31 @@ def tenant_reconcile_schedule(job: dg.UnresolvedAssetJobDefinition, tenant: Tena
     return daily
 
 
-def deployment_definitions(tenants: tuple[Tenant, ...], registry: Path, *, tuning: PullTuning | None = None
-                           ) -> dg.Definitions:
-    """Every tenant of the registry at `registry`, from one asset graph partitioned by tenant."""
+def deployment_definitions(tenants: tuple[Tenant, ...], registry: Path, *, tuning: PullTuning | None = None,
+                           batch: int = 1) -> dg.Definitions:
+    """Every tenant of the registry at `registry`, from one asset graph partitioned by tenant; with `batch` > 1
+    (`ZK_TENANT_BATCH`), the hourly sync runs `batch` tenants per run (`defs/tenant_batch.py`)."""
     tenant_keys = tenant_partitions([tenant.key for tenant in tenants])
     earliest = min(tenant.partitions_start for tenant in tenants)
     automations = [TenantAutomation(tenant, registry) for tenant in tenants]
     job = hourly_sync_job(None, tenant_run_config(tenant_keys, automations, PULL_TAG))
     push_job = build_push_job(None, tenant_run_config(tenant_keys, automations, PUSH_TAG))
     reconcile = reconcile_job(None, tenant_run_config(tenant_keys, automations, PULL_TAG))
-    return dg.Definitions(
+    # A batch run executes the hourly job of these very definitions, resolved once per batch run.
+    batch_job = tenant_batch_job(lambda: definitions.resolve_job_def(HOURLY_JOB))
+    if batch > 1:
+        hourly = [batch_hourly_schedule(batch_job, number, members)
+                  for number, members in enumerate(tenant_batches(tenants, batch), start=1)]
+    else:
+        hourly = [tenant_hourly_schedule(job, tenant) for tenant in automations]
+    definitions = dg.Definitions(
         assets=catalogued([*kaseya_assets(hourly_partitions(earliest), tenant_keys), settings_asset(tenant_keys),
                            *staged_assets(tenant_keys), *zomentum_assets(tenant_keys), audit_asset(tenant_keys),
                            reconciliation_asset(tenant_keys), pushed_documents_asset(tenant_keys)]),
-        jobs=[job, push_job, reconcile],
-        schedules=[schedule for tenant in automations
-                   for schedule in (tenant_hourly_schedule(job, tenant), tenant_reconcile_schedule(reconcile, tenant))],
+        jobs=[job, push_job, reconcile, batch_job],
+        schedules=[*hourly, *(tenant_reconcile_schedule(reconcile, tenant) for tenant in automations)],
         sensors=[build_won_document_sensor(push_job, tenant=tenant) for tenant in automations],
         resources={**deployment_resources(registry), "tuning": tuning or PullTuning()},
         loggers=code_location_loggers(),
     )
+    return definitions
