@@ -23,6 +23,7 @@ from zk_pipelines.definitions import defs as load_code_location
 from zk_pipelines.defs.jobs import HOURLY_JOB, PULL_TAG
 from zk_pipelines.defs.partitions import HOURS_TAG, TENANT_TAG
 from zk_pipelines.defs.push import WON_DOCUMENT_SENSOR
+from zk_pipelines.defs.tenant_batch import BATCH_JOB, BATCH_SCHEDULE, BATCH_TAG
 from zk_pipelines.defs.tenants import HOURLY_SCHEDULE, RECONCILE_SCHEDULE, deployment_definitions
 from zk_pipelines.sandbox.launcher import running_sandboxes
 from zk_pipelines.sandbox.registry import write_registry
@@ -181,19 +182,66 @@ def test_a_tenant_with_a_wrong_password_fails_alone_and_no_record_crosses_tenant
     assert all("Kaseya rejected the login of 'api.employee03@msp.example' for tenant 'Sandbox MSP 03'" in error
                for error in errors)
     assert "not-the-password" not in " ".join(errors)
-    # Isolation: every outcome in a tenant's ledger names its own records, in its own Zomentum account.
+    assert_no_record_crosses_tenants(deployment, postgres_url, before, failed="sandbox_03")
+    stored = [dg.serialize_value(instance.get_run_by_id(result.run_id)) for result in results.values()]
+    assert leaks(stored, [*deployment.secrets.values(), postgres_url]) == []
+
+
+def assert_no_record_crosses_tenants(deployment: Deployment, postgres_url: str, before: dict[str, dict[str, str]],
+                                     failed: str) -> None:
+    """Every outcome in a tenant's ledger names its own records, in its own Zomentum account; each account holds
+    its own MSP's clients only (sandbox tenant n's names end with "(0n)", tenant 1's with no suffix); the failed
+    tenant's ledger and Zomentum are untouched."""
     ids = {key: set(deployment.zomentum_clients(key)) for key in KEYS}
     for key in KEYS:
         for entity, _kaseya_id, zomentum_id in ledger(postgres_url, key):
             if entity == "client" and zomentum_id:
                 assert zomentum_id in ids[key]
                 assert all(zomentum_id not in ids[other] for other in KEYS if other != key)
-    assert ledger(postgres_url, "sandbox_03") == []
+    assert ledger(postgres_url, failed) == []
     after = {key: deployment.zomentum_clients(key) for key in KEYS}
-    assert after["sandbox_03"] == before["sandbox_03"]
-    assert all(not name.endswith(("(02)", "(03)")) for name in after["sandbox_01"].values())
-    assert all(name.endswith("(02)") for name in after["sandbox_02"].values())
-    stored = [dg.serialize_value(instance.get_run_by_id(result.run_id)) for result in results.values()]
+    assert after[failed] == before[failed]
+    for key in KEYS:
+        suffix = f"({key[-2:]})"
+        others = tuple(f"({other[-2:]})" for other in KEYS if other != key)
+        assert all(not name.endswith(others) for name in after[key].values()), key
+        if key != "sandbox_01" and key != failed:
+            assert all(name.endswith(suffix) for name in after[key].values()), key
+
+
+@pytest.mark.slow
+def test_a_batch_run_syncs_its_tenants_each_in_a_run_of_its_own_and_a_wrong_password_fails_that_tenant_alone(
+        deployment, instance, postgres_url, monkeypatch):
+    monkeypatch.setenv("SANDBOX_02_KASEYA_PASSWORD", "not-the-password")  # the middle tenant of the batch
+    before = {key: deployment.zomentum_clients(key) for key in KEYS}
+    definitions = deployment_definitions(load_registry(deployment.registry), deployment.registry, batch=3)
+    schedule = definitions.get_schedule_def(f"{BATCH_SCHEDULE}_01")
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=last_hour() + timedelta(hours=1,
+                                   minutes=5), repository_def=definitions.get_repository_def()) as context:
+        (request,) = schedule.evaluate_tick(context).run_requests
+    batch = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
+        instance=instance, run_config=request.run_config, tags=request.tags, raise_on_error=False)
+    # The batch run fails at its end, naming the one tenant that failed and why; the others synced.
+    assert not batch.success
+    (failure,) = batch.get_step_failure_events()
+    message = failure.event_specific_data.error.message
+    assert "1 of 3 tenants failed their hour (the others synced)" in message
+    (line,) = [line for line in message.splitlines() if line.startswith("tenant ")]
+    assert line.startswith("tenant sandbox_02 (run ")
+    assert "Kaseya rejected the login of 'api.employee02@msp.example' for tenant 'Sandbox MSP 02'" in line
+    assert "not-the-password" not in message
+    # Each tenant's hour is a run of its own: its partition, its tags, its status.
+    runs = {run.tags[TENANT_TAG]: run for run in instance.get_runs(dg.RunsFilter(tags={BATCH_TAG: batch.run_id}))}
+    assert {key: run.status for key, run in runs.items()} == {
+        "sandbox_01": dg.DagsterRunStatus.SUCCESS, "sandbox_02": dg.DagsterRunStatus.FAILURE,
+        "sandbox_03": dg.DagsterRunStatus.SUCCESS}
+    for key, run in runs.items():
+        assert (run.tags[PULL_TAG], run.tags["dagster/partition"]) == (key, key)
+        assert run.tags[HOURS_TAG] == last_hour().strftime("%Y-%m-%d-%H:00")
+    # The UI's asset page: the two tenants that synced are materialized, the failed one is not.
+    assert instance.get_materialized_partitions(dg.AssetKey(["zomentum", "clients"])) == {"sandbox_01", "sandbox_03"}
+    assert_no_record_crosses_tenants(deployment, postgres_url, before, failed="sandbox_02")
+    stored = [dg.serialize_value(run) for run in [*runs.values(), instance.get_run_by_id(batch.run_id)]]
     assert leaks(stored, [*deployment.secrets.values(), postgres_url]) == []
 
 
