@@ -178,25 +178,30 @@ def test_the_helm_values_instance_config_is_accepted_by_dagster_and_keeps_deploy
     assert helm.pool_config.default_pool_limit == deploy["pools"]["default_limit"] == 16
 
 
-def test_a_tenants_run_pod_mounts_its_own_secret_and_no_other_tenants(helm_instance, monkeypatch):
+def run_pod_manifest(instance: dg.DagsterInstance, monkeypatch, tags: dict[str, str]) -> dict:
+    """The Kubernetes Job dagster-k8s builds for a run of the hourly job with these tags."""
     from dagster_k8s import construct_dagster_k8s_job
 
     for name in TENANT_VARIABLES.names():  # the job's resources are bound by name; nothing is called
         monkeypatch.setenv(name, "https://unused.example" if name.endswith("_URL") else "unused")
-    acme, beta = registry_from_text(TENANTS, "tenants.yaml", Path("/etc/zk/tenants"))
     job = build_definitions().resolve_job_def(HOURLY_JOB)
+    run = instance.create_run_for_job(job, tags={**job.tags, **tags})
+    launcher = instance.run_launcher
+    context = launcher.get_container_context_for_run(run)
+    return construct_dagster_k8s_job(
+        job_config=context.get_k8s_job_config(job_image="registry.example.com/zk-pipelines:0.1.0",
+                                              run_launcher=launcher),
+        args=["dagster", "api", "execute_run"], job_name=f"dagster-run-{run.run_id}",
+        user_defined_k8s_config=context.run_k8s_config, component="run_worker").to_dict()
+
+
+def test_a_tenants_run_pod_mounts_its_own_secret_and_no_other_tenants(helm_instance, monkeypatch):
+    acme, beta = registry_from_text(TENANTS, "tenants.yaml", Path("/etc/zk/tenants"))
     manifests = {}
     for tenant in (acme, beta):
         assert secret_files_outside_mount(tenant) == []
-        run = helm_instance.create_run_for_job(job, tags={**job.tags, PULL_TAG: tenant.key,
-                                                          **kubernetes_run_tags(tenant)})
-        launcher = helm_instance.run_launcher
-        context = launcher.get_container_context_for_run(run)
-        manifests[tenant.key] = construct_dagster_k8s_job(
-            job_config=context.get_k8s_job_config(job_image="registry.example.com/zk-pipelines:0.1.0",
-                                                  run_launcher=launcher),
-            args=["dagster", "api", "execute_run"], job_name=f"dagster-run-{run.run_id}",
-            user_defined_k8s_config=context.run_k8s_config, component="run_worker").to_dict()
+        manifests[tenant.key] = run_pod_manifest(helm_instance, monkeypatch,
+                                                 {PULL_TAG: tenant.key, **kubernetes_run_tags(tenant)})
     for key, other in (("acme", "beta_it"), ("beta_it", "acme")):
         pod = manifests[key]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -212,6 +217,18 @@ def test_a_tenants_run_pod_mounts_its_own_secret_and_no_other_tenants(helm_insta
         assert not any(e.get("value_from") for e in container["env"] if e["name"].startswith(("KASEYA", "ZOMENTUM")))
         assert [s["secret_ref"]["name"] for s in container["env_from"] if s.get("secret_ref")] == []
     assert tenant_secret_name(beta) == "zk-tenant-beta-it" and K8S_CONFIG_TAG == "dagster-k8s/config"
+
+
+def test_a_batch_runs_pod_mounts_each_of_its_tenants_secrets_at_that_tenants_folder(helm_instance, monkeypatch):
+    acme, beta = registry_from_text(TENANTS, "tenants.yaml", Path("/etc/zk/tenants"))
+    pod = run_pod_manifest(helm_instance, monkeypatch, {PULL_TAG: "batch_01", **kubernetes_run_tags(acme, beta)})
+    spec = pod["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    volumes = {volume["name"]: volume["secret"]["secret_name"] for volume in spec["volumes"] if volume.get("secret")}
+    assert volumes == {"zk-tenant-acme": "zk-tenant-acme", "zk-tenant-beta-it": "zk-tenant-beta-it"}
+    mounts = {mount["mount_path"]: mount["name"] for mount in container["volume_mounts"] if mount["read_only"]}
+    assert mounts["/var/run/secrets/zk/acme"] == "zk-tenant-acme"
+    assert mounts["/var/run/secrets/zk/beta_it"] == "zk-tenant-beta-it"
 
 
 def test_a_secret_file_outside_the_tenants_mount_is_named():
