@@ -3,12 +3,12 @@ target: at most 3 CPU-seconds per quiet tenant-hour, run launch included).
 
 Starts the sandboxes serving N tenants (scale `small`), writes their registry (state on PostgreSQL, a schema
 each), and with Dagster's instance on PostgreSQL (deploy/dagster.yaml) runs every tenant's first hour (its whole
-history, untimed; in batches of K with `--batch K`), then every tenant's next, quiet hour one run per tenant, and
-with `--batch K` the hour after that, quiet too, in batch runs of K tenants (`defs/tenant_batch.py`,
-ZK_TENANT_BATCH). Each run is a child process started as a run worker is (a fresh interpreter: imports, instance,
-definitions, the run), at most `--parallel` at once. Each child is measured from outside with `os.wait4`: user +
-system CPU and peak RSS; a quiet hour's wall time is all its runs'. The machine's load average is printed beside
-the figures (CPU-seconds are what count).
+history, untimed; in batches of K with `--batch K`), then every tenant's next, quiet hour: one run per tenant, or
+with `--batch K` in batch runs of K tenants (`defs/tenant_batch.py`, ZK_TENANT_BATCH) and the hour after that,
+quiet too, one run per tenant. Each run is a child process started as a run worker is (a fresh interpreter:
+imports, instance, definitions, the run), at most `--parallel` at once. Each child is measured from outside with
+`os.wait4`: user + system CPU and peak RSS; a quiet hour's wall time is all its runs'. The machine's load average
+is printed beside the figures (CPU-seconds are what count).
 
     .venv/bin/python benchmarks/tenant_hours.py [--tenants 50] [--parallel 2] [--batch K] [--postgres URL]
 
@@ -136,9 +136,10 @@ def main() -> None:
             print(f"first hours: {sum(r['success'] for r in first)}/{len(first)} succeeded, "
                   f"CPU {sum(r['cpu_s'] for r in first):.1f} s", flush=True)
             quiet = {}
-            for label, hour, batch in [("a run per tenant", first_hour + timedelta(hours=1), 1),
-                                       (f"{args.batch} tenants per run", first_hour + timedelta(hours=2), args.batch)
-                                       ][:2 if args.batch > 1 else 1]:
+            ways = [("a run per tenant", 1)] if args.batch == 1 else [(f"{args.batch} tenants per run", args.batch),
+                                                                       ("a run per tenant", 1)]
+            for offset, (label, batch) in enumerate(ways, start=1):
+                hour = first_hour + timedelta(hours=offset)
                 started = time.perf_counter()
                 runs = run_hours(registry, keys, hour, args.parallel, env, batch)
                 quiet[label] = quiet_hour(label, runs, time.perf_counter() - started)
