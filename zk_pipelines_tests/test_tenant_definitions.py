@@ -19,7 +19,14 @@ from zk_pipelines.defs.kubernetes import K8S_CONFIG_TAG
 from zk_pipelines.defs.partitions import HOURS_TAG, TENANT_TAG, hours_of_run, run_partitions
 from zk_pipelines.defs.push import PUSH_JOB
 from zk_pipelines.defs.reconcile import RECONCILE_JOB
-from zk_pipelines.defs.tenant_batch import BATCH_JOB, BATCH_STEP, BATCH_VARIABLE, batch_size
+from zk_pipelines.defs.tenant_batch import (
+    BATCH_JOB,
+    BATCH_STEP,
+    BATCH_VARIABLE,
+    TenantHour,
+    batch_size,
+    sync_tenant_hour,
+)
 from zk_pipelines.defs.tenants import deployment_definitions
 from zk_pipelines.tenants import registry_from_text
 
@@ -219,3 +226,13 @@ def test_the_batch_size_is_read_from_its_variable(written, size):
             batch_size({BATCH_VARIABLE: written})
     else:
         assert batch_size({BATCH_VARIABLE: written}) == size
+
+
+def test_a_tenant_the_code_location_does_not_serve_fails_its_hour_with_the_reason_and_raises_nothing(definitions):
+    with dg.instance_for_test() as instance:
+        outcome = sync_tenant_hour(definitions.resolve_job_def(HOURLY_JOB), instance, "initech", "2026-12-01-05:00",
+                                   "the-batch-run")
+        assert instance.get_runs() == []
+    assert outcome == TenantHour("initech", None, False, "not synced: the code location serves no such tenant "
+                                                         "(reload it after editing the registry)")
+    assert outcome.line() == f"tenant initech: {outcome.reason}"

@@ -78,8 +78,9 @@ def sync_tenant_hour(job: dg.JobDefinition, instance: dg.DagsterInstance, tenant
     tags = {TENANT_TAG: tenant, PULL_TAG: tenant, HOURS_TAG: hours, BATCH_TAG: batch_run_id}
     try:
         result = job.execute_in_process(instance=instance, partition_key=tenant, tags=tags, raise_on_error=False)
-    except dg.DagsterInvalidInvocationError as exc:  # no such partition: not in the registry the location loaded
-        return TenantHour(tenant, None, False, f"not synced: {exc}")
+    except dg.DagsterUnknownPartitionError:  # not in the registry the code location loaded
+        return TenantHour(tenant, None, False, "not synced: the code location serves no such tenant (reload it "
+                                               "after editing the registry)")
     failures = result.get_step_failure_events()
     if result.success:
         return TenantHour(tenant, result.run_id, True)
