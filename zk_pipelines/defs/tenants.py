@@ -6,7 +6,9 @@ each showing every tenant's status, and the code location builds one asset graph
 reconciliation schedule and Won-document sensor, named with its key, which launch its runs for its partition; the
 jobs give every run for a tenant partition the tenant's tags, however it is launched (`tenant_run_config`); the
 resources resolve the run's tenant from the registry when the run starts (`defs/deployment_resources.py`). Adding
-or removing a tenant is an edit of the registry and a reload of the code location.
+or removing a tenant is an edit of the registry and a reload of the code location. With `ZK_TENANT_BATCH` > 1, a
+schedule per batch of tenants replaces their hourly schedules, and its run runs each tenant's hour as a run of its
+own in one process (`defs/tenant_batch.py`).
 
 Concurrency: a run is one tenant's, and the queued run coordinator allows one pull run (`zk/pull`) and a few push
 runs (`zk/push`) per tenant at a time (deploy/dagster.yaml). The step pools (`kaseya_api`, `zomentum_api`,
