@@ -81,12 +81,14 @@ def sync_tenant_hour(job: dg.JobDefinition, instance: dg.DagsterInstance, tenant
     except dg.DagsterUnknownPartitionError:  # not in the registry the code location loaded
         return TenantHour(tenant, None, False, "not synced: the code location serves no such tenant (reload it "
                                                "after editing the registry)")
-    failures = result.get_step_failure_events()
     if result.success:
         return TenantHour(tenant, result.run_id, True)
-    reason = (f"{failures[0].step_key}: {failures[0].event_specific_data.error.message.strip()}" if failures
-              else "the run failed before its steps")
-    return TenantHour(tenant, result.run_id, False, reason)
+    failures = result.get_step_failure_events()
+    if not failures:
+        return TenantHour(tenant, result.run_id, False, "the run failed before its steps")
+    error = failures[0].step_failure_data.error
+    return TenantHour(tenant, result.run_id, False,
+                      f"{failures[0].step_key}: {error.message.strip() if error else 'failed'}")
 
 
 def tenant_batch_job(hourly_job: Callable[[], dg.JobDefinition]) -> dg.JobDefinition:
@@ -102,9 +104,10 @@ def tenant_batch_job(hourly_job: Callable[[], dg.JobDefinition]) -> dg.JobDefini
                 f"tenant {tenant}: {'synced' if outcome.success else outcome.reason} (run {outcome.run_id})")
             outcomes.append(outcome)
         failed = [outcome for outcome in outcomes if not outcome.success]
-        metadata = {"tenants": len(outcomes), "synced": [o.tenant for o in outcomes if o.success],
-                    "failed": [o.tenant for o in failed],
-                    "runs": {o.tenant: o.run_id or "" for o in outcomes}}
+        metadata = {"tenants": dg.MetadataValue.int(len(outcomes)),
+                    "synced": dg.MetadataValue.json([o.tenant for o in outcomes if o.success]),
+                    "failed": dg.MetadataValue.json([o.tenant for o in failed]),
+                    "runs": dg.MetadataValue.json({o.tenant: o.run_id or "" for o in outcomes})}
         if failed:
             raise dg.Failure(description=f"{len(failed)} of {len(outcomes)} tenants failed their hour (the others "
                                          "synced):\n" + "\n".join(outcome.line() for outcome in failed),
