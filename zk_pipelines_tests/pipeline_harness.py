@@ -115,6 +115,18 @@ class PipelineHarness:
             "dagster/asset_partition_range_end": hour_key(last),
         })
 
+    def reexecute_from_failure(self, run_id: str) -> dg.JobExecutionResult:
+        """What the UI's "Re-execute from failure" launches: a run of the parent run's failed steps and those
+        they stopped, with its tags (its hours); the steps that succeeded, the extraction among them, do not run
+        again. The job is rebuilt from plain values, as a run worker rebuilds it, in this process."""
+        prefix = self.variables.kaseya_base_url.removesuffix(TENANT_VARIABLES.kaseya_base_url)
+        job = dg.build_reconstructable_job(__name__, hourly_sync_job.__name__, reconstructable_kwargs={
+            "partitions_start": hour_key(self.partitions_start), "variables_prefix": prefix,
+            "tuning": self.tuning.model_dump()})
+        with dg.execute_job(job, self.instance, raise_on_error=False,
+                            reexecution_options=dg.ReexecutionOptions.from_failure(run_id, self.instance)) as result:
+            return result
+
     def run_hour(self, start: datetime, *, whole_history: bool = False) -> dg.ExecuteInProcessResult:
         run_config = {"ops": {CHANGES_STEP: {"config": {"whole_history": True}}}} if whole_history else None
         return self.job.execute_in_process(instance=self.instance, partition_key=hour_key(start),
@@ -152,6 +164,12 @@ class PipelineHarness:
 
     def zomentum_records(self, resource: str) -> dict[str, dict]:
         return {r["id"]: r for r in self.zomentum.state.records(resource)}
+
+
+def hourly_sync_job(*, partitions_start: str, variables_prefix: str, tuning: dict[str, Any]) -> dg.JobDefinition:
+    """A harness tenant's hourly job from plain values (what `build_reconstructable_job` can carry)."""
+    return build_definitions(partitions_start=partitions_start, variables=TENANT_VARIABLES.with_prefix(variables_prefix),
+                             tuning=PullTuning(**tuning)).resolve_job_def("hourly_sync_job")
 
 
 def step_errors(result: dg.ExecuteInProcessResult) -> list[str]:

@@ -48,15 +48,3 @@ def test_a_window_without_a_lower_bound_covers_every_moment_up_to_its_end():
     assert not window.covers(H + timedelta(hours=1, seconds=1)) and not window.covers(None)
     assert window.describe().startswith("the beginning of the tenant's history ..")
     assert not extraction_window(H, H + timedelta(hours=1)).whole_history
-
-
-def test_a_window_reaches_to_the_present_while_rejected_records_wait_for_their_fix():
-    start = datetime(2026, 12, 1, 10, tzinfo=UTC)
-    covered = start
-    now = start + timedelta(hours=30)
-    window = planned_window(start, start + timedelta(hours=1), covered, reach_to=now)
-    assert (window.query_from, window.query_to) == (start - timedelta(minutes=15), now)
-    assert window.extends_coverage(covered) == now
-    # the present never shortens a window (a backfill of hours still to come)
-    assert planned_window(start, start + timedelta(hours=1), covered, reach_to=start).query_to == \
-        start + timedelta(hours=1)

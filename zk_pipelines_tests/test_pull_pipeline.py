@@ -278,14 +278,29 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
                           "AND action = 'deferred'", [result.run_id])[0][0]
     assert waiting > 0
 
-    # The person fixes the e-mail in Kaseya (its ModifiedOn moves to now, past the failed hours) and runs the
-    # failed hours again: the re-run reads up to now while a rejected record waits for its fix, and goes green.
+    # The person fixes the e-mail in Kaseya (its ModifiedOn moves to now, past the failed hours) and clicks
+    # "Re-execute from failure": the extraction, which succeeded, does not run again; staging reads the rejected
+    # contact again by id, and the fixed contact reaches Zomentum in that run, green.
     kaseya.state.update_record("contacts", bad["id"], {"emailAddress": "fixed@example.com"})
     # fixed a minute ago (the module's sandbox clock may have been moved forward by an earlier test)
     harness.set_modified_on("contacts", bad["id"], datetime.now(UTC) - timedelta(minutes=1))
-    again = harness.backfill()
+    kaseya.state.clear_requests()
+    again = harness.reexecute_from_failure(result.run_id)
     assert again.success, step_errors(again)
-    assert str(bad["id"]) in harness.id_map("client_users")
+    started = {e.step_key for e in again.all_events if e.event_type_value == "STEP_START"}
+    assert "raw__kaseya_changes" not in started and "stg__kaseya_contacts" in started
+    # Without the read by id the re-run is green too, but the fixed contact waits for the next hourly run.
+    assert str(bad["id"]) in harness.id_map("client_users"), "the fixed contact did not reach Zomentum"
+    user = harness.zomentum_records("client/users")[harness.id_map("client_users")[str(bad["id"])]]
+    assert user["email"] == "fixed@example.com"
+    # One call per contact held back: the rejected one first, then those waiting for their account.
+    by_id = [e["path"].rsplit("/", 1)[1] for e in kaseya.state.requests()
+             if e["method"] == "GET" and "/contacts/summary/" in e["path"]]
+    waiting_contacts = {kaseya_id for (kaseya_id,) in harness.sql(
+        "SELECT DISTINCT kaseya_id FROM audit.rejects WHERE entity = 'contacts' AND run_id = ? AND "
+        "check_name LIKE 'known_%'", [result.run_id])}
+    assert by_id[0] == str(bad["id"]) and set(by_id[1:]) == waiting_contacts
+    assert materialization_metadata(again, "stg/kaseya_contacts")["held_back_changed"] == 1
     assert harness.sql("SELECT count(*) FROM audit.rejects WHERE kaseya_id = ? AND check_name = 'email_shape'",
                        [str(bad["id"])]) == [(1,)]
 

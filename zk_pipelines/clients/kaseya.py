@@ -8,6 +8,7 @@ Plain Python (no Dagster). Secrets never reach a log line, a repr or an exceptio
 from __future__ import annotations
 
 import logging
+import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -396,6 +397,11 @@ class KaseyaClient:
         if paged:
             return self.paginate(name, self._window(modified_from, modified_to))
         return iter(self.call(name)[0] or [])
+
+    def read_one(self, name: str, kaseya_id: int) -> KaseyaRecord:
+        """One record by its id from a by-id endpoint (`name` in ENDPOINTS, whose one path parameter is the id)."""
+        (parameter,) = [field for _, field, _, _ in string.Formatter().parse(ENDPOINTS[name].template) if field]
+        return self.call(name, path_params={parameter: kaseya_id})[0]
 
     def user_info(self) -> KaseyaRecord:
         return self.call("user_info")[0]

@@ -257,6 +257,9 @@ class PullTuning(dg.ConfigurableResource):
     # it is read again. Kaseya allows 1500 calls per hour per endpoint.
     pricing_calls_per_hour: int = 1000
     pricing_max_age_hours: int = 24
+    # Records a staging rejected or held back for a parent, read again by id (one call each, on the entity's
+    # by-id endpoint) by each later run of staging, rejected first: a fix made in Kaseya after their hour.
+    held_back_reads_per_run: int = Field(default=200, ge=0, le=1400)
     # Requests in flight at once inside one step: Kaseya reads (the lists of a run, per-product pricing) and
     # the writes of a load (Zomentum). The Kaseya client also keeps all its requests to 8 in flight
     # (`kaseya_wire.MAX_IN_FLIGHT`). Kaseya limits calls per hour per endpoint (the budget), not concurrency;

@@ -97,6 +97,9 @@ class KaseyaSource:
     reader: str | None = None  # a snapshot whose reading is special (pull/extract.SNAPSHOT_READERS)
     resolves_settings: bool = False  # the settings resolve names in it: settings/resolved reads it
     staging: Staging | None = None
+    # The endpoint answering one record by its id, in the list's shape: staging reads the records it rejected
+    # or holds back again through it, so that a fix made in Kaseya after their hour is read by the hour's re-run.
+    by_id_endpoint: str | None = None
 
     @property
     def raw_table(self) -> str:
@@ -138,7 +141,8 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             "Kaseya accounts flattened: the main location's billing address as columns, shipping addresses as a "
             "JSON list, the account manager's e-mail from the employees.",
             stager=_with_owner_emails(stage_accounts),
-            upstream=("employees",), checked=True)),
+            upstream=("employees",), checked=True),
+        by_id_endpoint="account"),
     KaseyaSource(
         "contacts", "contacts", "id", True,
         "Kaseya contacts with their e-mails, phones and POC flag, one row per contact.",
@@ -147,7 +151,8 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             "Kaseya contacts with their default e-mail and phone and the POC flag; the account must be a known "
             "(staged) account.",
             stager=lambda records, inputs, positions: stage_contacts(records, positions=positions),
-            upstream=("accounts",), foreign_keys=(references_account(),), checked=True)),
+            upstream=("accounts",), foreign_keys=(references_account(),), checked=True),
+        by_id_endpoint="contact"),
     KaseyaSource(
         "opportunities", "opportunities", "id", True, "Kaseya opportunities, one row per opportunity.",
         staging=Staging(
@@ -160,7 +165,8 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
                 "status_id", "opportunity_statuses", "status", lambda f: (
                     f"{f.subject}: {f.label} {f.shown} is not a known Kaseya opportunity status; refresh the status "
                     "lookup or fix the opportunity in Kaseya; it is staged again every run"))),
-            checked=True)),
+            checked=True),
+        by_id_endpoint="opportunity"),
     KaseyaSource(
         "products", "products", "productIndexId", False,
         "Kaseya inventory products: the per-warehouse rows of one product together, with the category learned "

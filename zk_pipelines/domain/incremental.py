@@ -62,16 +62,11 @@ def extraction_window(partition_start: datetime, partition_end: datetime,
 
 
 def planned_window(partition_start: datetime, partition_end: datetime, covered_through: datetime | None, *,
-                   overlap: timedelta = DEFAULT_OVERLAP, whole_history: bool = False,
-                   reach_to: datetime | None = None) -> ExtractionWindow:
+                   overlap: timedelta = DEFAULT_OVERLAP, whole_history: bool = False) -> ExtractionWindow:
     """The window a run for [partition_start, partition_end) queries, given what earlier runs covered (see the
-    module's docstring); `whole_history` asks for everything whatever was covered. `reach_to` (the present,
-    when records rejected by validation wait for a fix) extends the query past the hours' end: a record fixed
-    in Kaseya is modified then, after the hour that rejected it, and the hour's re-run must see the fix."""
+    module's docstring); `whole_history` asks for everything whatever was covered. (Records rejected in an hour
+    and fixed in Kaseya since are modified after it: staging reads them again by id, `pull.extract.read_held_back`.)"""
     window = extraction_window(partition_start, partition_end, overlap)
-    if reach_to is not None and reach_to > window.query_to:
-        window = ExtractionWindow(window.partition_start, window.partition_end, window.query_from,
-                                  reach_to.astimezone(UTC))
     if whole_history or covered_through is None:
         return ExtractionWindow(window.partition_start, window.partition_end, None, window.query_to)
     if covered_through < window.partition_start:  # hours between what was covered and this window: read them too

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zk_pipelines.clients.http import ApiError, NotFound
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, ListingChanged
 from zk_pipelines.clients.kaseya_wire import LOOKUP_TABLES
 from zk_pipelines.domain.change_detection import payload_hash
@@ -28,10 +29,11 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.raw_store import (
     RawRecord,
     SnapshotCounts,
+    held_back_ids,
     oldest_pricing_refresh,
+    pending_ids,
     pricing_refresh_order,
     read_coverage,
-    rejected_as_extracted,
     save_coverage,
     upsert_incremental_raw,
     upsert_pricing,
@@ -63,6 +65,15 @@ class IncrementalExtract:
 
 class ExtractionStopped(Exception):
     """The run was stopped while a list was being read (what was read so far is kept)."""
+
+
+def raw_record(kaseya_id: int, payload: Any) -> RawRecord:
+    """A record as raw keeps it: its `ModifiedOn` when readable (else it sorts as the oldest)."""
+    try:
+        modified = parse_kaseya_moment(read_field(payload, "ModifiedOn"))
+    except ValueError:
+        modified = None
+    return RawRecord(kaseya_id, modified, payload)
 
 
 def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSource, window: ExtractionWindow, *,
@@ -97,11 +108,7 @@ def extract_incremental(client: KaseyaClient, database: Path, source: KaseyaSour
                 except (TypeError, ValueError):
                     unreadable += 1
                     continue
-                try:
-                    modified = parse_kaseya_moment(read_field(payload, "ModifiedOn"))
-                except ValueError:
-                    modified = None
-                batch.append(RawRecord(kaseya_id, modified, payload))
+                batch.append(raw_record(kaseya_id, payload))
                 if len(batch) >= RAW_BATCH_ROWS:
                     write_batch()
             break
@@ -126,9 +133,7 @@ def extract_changes(client: KaseyaClient, database: Path, sources: Sequence[Kase
     with connect(database) as connection:
         windows = {source.name: planned_window(
             partition_start, partition_end, read_coverage(connection, source.name), overlap=overlap,
-            whole_history=whole_history,
-            reach_to=now if rejected_as_extracted(connection, source.raw_table, source.name) else None)
-                   for source in sources}
+            whole_history=whole_history) for source in sources}
     stop = threading.Event()
     return _side_by_side({source.name: partial(extract_incremental, client, database, source, windows[source.name],
                                                run_id=run_id, now=now, stop=stop) for source in sources},
@@ -156,6 +161,55 @@ def _side_by_side(lists: dict[str, Callable[[], T]], thread_name_prefix: str, *,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+@dataclass(frozen=True)
+class HeldBackRead:
+    """What staging's read of its held-back records by id brought."""
+
+    entity: str
+    wanted: int  # records rejected or waiting that no run read since (at most the limit)
+    read: int
+    changed: int  # read with a payload other than the one staging judged: staged again now
+    gone: tuple[int, ...] = ()  # no longer in Kaseya (404): left as they are
+    stopped: str | None = None  # why some were not read (the endpoint's hourly budget spent, Kaseya's error)
+
+
+def read_held_back(client: KaseyaClient, database: Path, source: KaseyaSource, *, limit: int, run_id: str,
+                   now: datetime, concurrency: int = 1) -> HeldBackRead:
+    """Read again, one call each by id, the entity's records its last staging rejected or held back for a parent
+    (rejected first, at most `limit`), into raw: a record fixed in Kaseya after the hour that rejected it has a
+    `ModifiedOn` past that hour's window, so a re-run of the hour (or "re-execute from failure", which does not
+    list again) reads the fix only this way. A record read unchanged stays as staging judged it."""
+    if source.by_id_endpoint is None:
+        return HeldBackRead(source.name, 0, 0, 0)
+    with connect(database, read_only=True) as connection:
+        ids = held_back_ids(connection, source.raw_table, source.name, run_id=run_id, limit=limit)
+    if not ids:
+        return HeldBackRead(source.name, 0, 0, 0)
+    endpoint = source.by_id_endpoint
+
+    def read(kaseya_id: int) -> Any:
+        try:
+            return client.read_one(endpoint, kaseya_id)
+        except ApiError as exc:  # a record gone, a budget spent, an outage: staging goes on with what it has
+            return exc
+
+    answers = _read_in_order([partial(read, kaseya_id) for kaseya_id in ids], concurrency)
+    records, gone, stopped = [], [], None
+    for kaseya_id, answer in zip(ids, answers, strict=True):
+        if isinstance(answer, NotFound):
+            gone.append(kaseya_id)
+        elif isinstance(answer, ApiError):
+            stopped = stopped or (answer.message if isinstance(answer, BudgetExhausted) else str(answer))
+        else:
+            records.append(raw_record(kaseya_id, answer))
+    with connect(database) as connection:
+        upsert_incremental_raw(connection, source.raw_table, records, window_start=now, window_end=now,
+                               run_id=run_id, now=now)
+        changed = pending_ids(connection, source.raw_table, [record.kaseya_id for record in records])
+    return HeldBackRead(source.name, wanted=len(ids), read=len(records), changed=len(changed), gone=tuple(gone),
+                        stopped=stopped)
 
 
 def _read_in_order(readers: list[Callable[[], Any]], concurrency: int) -> list[Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from zk_pipelines.domain.staging_schemas import REFERENCE_CHECK_PREFIX
 from zk_pipelines.storage.database import one_row, registered
 from zk_pipelines.storage.state_store import (
     PRODUCT_PRICING,
@@ -215,14 +216,33 @@ def read_coverage(connection: duckdb.DuckDBPyConnection, entity: str) -> datetim
     return row[0] if row else None
 
 
-def rejected_as_extracted(connection: duckdb.DuckDBPyConnection, table: str, entity: str) -> int:
-    """How many records of the entity were rejected by validation in the version raw holds (not for a missing
-    parent): a fix in Kaseya moves their ModifiedOn past the hour they were rejected in."""
-    return one_row(connection.execute(
-        f"""SELECT count(DISTINCT r.kaseya_id) FROM raw.{table} r
-            JOIN audit.rejects j ON j.entity = $entity AND j.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
-            WHERE j.rejected_at >= r.extracted_at AND j.check_name NOT LIKE 'known_%'""",
-        {"entity": entity}))[0]
+def held_back_ids(connection: duckdb.DuckDBPyConnection, table: str, entity: str, *, run_id: str, limit: int
+                  ) -> list[int]:
+    """Records of the entity whose last staging did not stage them (rejected by validation, or waiting for a
+    parent) and that nothing since brought again: not pending in raw, not read by run `run_id`. Rejected first,
+    then waiting, each by id; at most `limit`."""
+    return [row[0] for row in connection.execute(
+        f"""WITH latest AS (
+                SELECT kaseya_id, max(rejected_at) AS at FROM audit.rejects WHERE entity = $entity GROUP BY ALL
+            ), held AS (
+                SELECT j.kaseya_id, l.at, bool_or(NOT starts_with(j.check_name, $prefix)) AS rejected
+                FROM audit.rejects j JOIN latest l ON l.kaseya_id = j.kaseya_id AND j.rejected_at = l.at
+                WHERE j.entity = $entity GROUP BY ALL
+            )
+            SELECT r.kaseya_id FROM raw.{table} r
+            JOIN held h ON h.kaseya_id = CAST(r.kaseya_id AS VARCHAR)
+            LEFT JOIN stg.kaseya_{entity} s ON s.kaseya_id = r.kaseya_id
+            WHERE (s.staged_at IS NULL OR s.staged_at < h.at) AND NOT r.stage_pending
+              AND r.run_id IS DISTINCT FROM $run_id
+            ORDER BY h.rejected DESC, r.kaseya_id LIMIT $limit""",
+        {"entity": entity, "prefix": REFERENCE_CHECK_PREFIX, "run_id": run_id, "limit": max(0, limit)}).fetchall()]
+
+
+def pending_ids(connection: duckdb.DuckDBPyConnection, table: str, kaseya_ids: Sequence[int]) -> list[int]:
+    """Those of `kaseya_ids` that staging has still to read (new or changed since it last read them)."""
+    return [row[0] for row in connection.execute(
+        f"SELECT kaseya_id FROM raw.{table} WHERE stage_pending AND list_contains($ids, kaseya_id) ORDER BY 1",
+        {"ids": [int(i) for i in kaseya_ids]}).fetchall()]
 
 
 def save_coverage(connection: duckdb.DuckDBPyConnection, entity: str, covered_through: datetime, *, run_id: str,
