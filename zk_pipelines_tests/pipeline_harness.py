@@ -168,7 +168,8 @@ class PipelineHarness:
 
 def hourly_sync_job(*, partitions_start: str, variables_prefix: str, tuning: dict[str, Any]) -> dg.JobDefinition:
     """A harness tenant's hourly job from plain values (what `build_reconstructable_job` can carry)."""
-    return build_definitions(partitions_start=partitions_start, variables=TENANT_VARIABLES.with_prefix(variables_prefix),
+    variables = TENANT_VARIABLES.with_prefix(variables_prefix)
+    return build_definitions(partitions_start=partitions_start, variables=variables,
                              tuning=PullTuning(**tuning)).resolve_job_def("hourly_sync_job")
 
 

@@ -15,7 +15,13 @@ from zk_pipelines.domain.staging_schemas import validate_rows
 from zk_pipelines.pull.stage import stage_entity
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import deferred_ids, ensure_pull_tables, upsert_stg
-from zk_pipelines.storage.raw_store import RawRecord, upsert_incremental_raw, upsert_pricing, upsert_snapshot
+from zk_pipelines.storage.raw_store import (
+    RawRecord,
+    held_back_ids,
+    upsert_incremental_raw,
+    upsert_pricing,
+    upsert_snapshot,
+)
 
 T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
@@ -108,3 +114,22 @@ def test_a_snapshot_entity_is_staged_again_only_when_its_sources_changed(databas
                        now=T0 + timedelta(hours=2))
     third = stage_entity(database, "products", run_id="s3", partition_key=None, now=T0)
     assert not third.unchanged_snapshot and third.read >= 1
+
+
+def test_records_held_back_by_staging_are_read_again_rejected_first_until_something_brings_them(database):
+    bad = contact(5, 10, emails=[{"emailAddress": "broken@", "isDefault": True}])
+    extract(database, "kaseya_contacts", [contact(2, 99), contact(3, 10), bad], "first")
+    stage_account(database, 10, T0)
+    report = stage_entity(database, "contacts", run_id="first", partition_key=None, now=T0)
+    assert (report.staged, report.rejected_records, report.waiting_records) == (1, 1, 1)
+
+    def held(run_id: str, limit: int = 10) -> list[int]:
+        with connect(database) as connection:
+            return held_back_ids(connection, "kaseya_contacts", "contacts", run_id=run_id, limit=limit)
+
+    assert held("first") == []  # the run that listed them read them just now
+    assert held("re-run") == [5, 2] and held("re-run", limit=1) == [5]  # rejected first, then waiting
+    extract(database, "kaseya_contacts", [contact(5, 10)], "second")  # the fix, listed: pending, not read again
+    assert held("re-run") == [2]
+    stage_entity(database, "contacts", run_id="second", partition_key=None, now=T0 + timedelta(hours=1))
+    assert held("re-run") == [2]

@@ -87,7 +87,9 @@ def build_staged_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition
         description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "
                     "with the record's Kaseya id, the failed check and the offending value. Not partitioned: each "
                     "run stages what is pending in raw (new or changed since staging last read it, whichever run "
-                    "extracted it) and what waits for a parent.",
+                    "extracted it) and what waits for a parent"
+                    + (", after reading the records it rejected or held back again by id from Kaseya (a fix made "
+                       "after their hour)." if source.by_id_endpoint else "."),
     )
     def staged(context: dg.AssetExecutionContext, state: StateStoreResource, kaseya: KaseyaResource,
                tuning: PullTuning) -> dg.MaterializeResult:
