@@ -1,7 +1,7 @@
 """The operator's view as a person sees it: `dagster dev` over a Dagster instance holding a ranged sync that bad
 contacts blocked and in which Zomentum refused some client creates, and headless Chromium driving the UI: the
 check's table of rejects, the per-partition metadata of the ranged run, the clients' load with its failures and
-links that open the records in a new tab, the run re-executed from its page after the fix (green), the push in
+links that open the records in a new tab, the run re-executed from failure after the fix (green), the push in
 the lineage. Screenshots go to test-artifacts/ (docs/audit.md shows them).
 
 Chromium is Debian's (`/usr/bin/chromium`; `python3 dev.py test` installs it when missing), driven by Playwright."""
@@ -108,8 +108,9 @@ def wait_for_run(instance: dg.DagsterInstance, wanted: Callable[[dg.DagsterRun],
 @pytest.mark.timeout(600)
 def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(tmp_path):
     """The operator's view, in the real UI: a ranged run blocked by bad contacts (the check lists them); the
-    contacts fixed in Kaseya, the run re-executed from its page, green; the per-partition metadata of the ranged
-    run; the audit links of the clients' load opening the records in a new tab; the push in the lineage."""
+    contacts fixed in Kaseya, the run re-executed from failure on its page, green, the fixes in Zomentum; the
+    per-partition metadata of the ranged run; the audit links of the clients' load opening the records in a new
+    tab; the push in the lineage."""
     assert CHROMIUM.exists(), (f"{CHROMIUM} is missing: `apt-get install chromium` (python3 dev.py test does it when "
                                "run as root)")
     kaseya = start_kaseya_sandbox(scale="small_recent")
@@ -202,20 +203,31 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                         kaseya.state.update_record("contacts", contact_id,
                                                    {"emailAddress": f"fixed-{contact_id}@example.com"})
                     page.goto(f"{base_url}/runs/{blocked.run_id}", wait_until="domcontentloaded")
-                    # The run page's primary action: Re-execute all (*), every step of the run's hours again.
-                    page.get_by_role("button", name="Re-execute all (*)").click()
+                    # Re-execute > From failure (the primary button's menu): the failed steps and those they
+                    # stopped; the extraction, which succeeded, does not list again.
+                    primary = page.get_by_role("button", name="Re-execute all (*)")
+                    primary.wait_for(timeout=60_000)
+                    primary.locator("xpath=following::button[1]").click()
+                    page.get_by_text("From failure", exact=True).click()
                     rerun = wait_for_run(instance, lambda run: run.parent_run_id == blocked.run_id)
                     assert rerun.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+                    assert rerun.tags.get("dagster/is_resume_retry") == "true"  # from failure, not all steps
                     page.goto(f"{base_url}/runs/{rerun.run_id}", wait_until="domcontentloaded")
                     page.get_by_text("Success").first.wait_for(timeout=60_000)
                     page.screenshot(path=str(ARTIFACTS / "audit-repaired-run.png"), full_page=True)
-                    # The fixes were read (their ModifiedOn is past the range) and nothing is rejected any more;
-                    # contacts whose account was modified after the range wait for it (the next hour reads it).
+                    # The fixes were read by id (their ModifiedOn is past the range), nothing is rejected any
+                    # more, and the fixed contacts whose account is in Zomentum are there, with their new e-mail.
                     fixed = harness.sql("SELECT count(*) FROM raw.kaseya_contacts WHERE run_id = ? AND "
                                         "CAST(payload AS VARCHAR) LIKE '%fixed-%'", [rerun.run_id])
                     assert fixed == [(len(bad),)]
                     assert harness.sql("SELECT count(*) FROM audit.rejects WHERE run_id = ? AND check_name NOT LIKE "
                                        "'known_%'", [rerun.run_id]) == [(0,)]
+                    users = harness.zomentum_records("client/users")
+                    synced = {kaseya_id: users[zomentum_id]["email"]
+                              for kaseya_id, zomentum_id in harness.id_map("client_users").items()
+                              if int(kaseya_id) in bad}
+                    assert synced and all(email == f"fixed-{kaseya_id}@example.com"
+                                          for kaseya_id, email in synced.items())
 
                     # The push in the lineage.
                     page.goto(f"{base_url}/assets/push/documents?view=lineage", wait_until="domcontentloaded")
