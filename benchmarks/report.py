@@ -283,7 +283,7 @@ def seconds_by_group(steps: dict[str, float]) -> str:
         return ""
     groups: dict[str, float] = {}
     for step, seconds in steps.items():
-        group = STEP_GROUPS.get(step.split("__")[0], step)
+        group = STEP_GROUPS.get(step.split("_")[0], step)  # its layer (older reports: `raw__...`)
         groups[group] = groups.get(group, 0.0) + seconds
     return ", ".join(f"{group} {seconds:.1f}" for group, seconds in groups.items()) + \
         f", in all {sum(groups.values()):.1f}"

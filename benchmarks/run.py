@@ -142,7 +142,7 @@ class Benchmark:
         steps = report.get("steps_s", {})
         figures |= {
             "run_s": report.get("run_s"), "success": report.get("success"), "errors": report.get("errors", []),
-            "extract_s": round(sum(s for step, s in steps.items() if step.startswith("raw__")), 3),
+            "extract_s": round(sum(s for step, s in steps.items() if step.startswith("raw_")), 3),
             "steps_s": steps, "memory_by_step": report.get("memory_by_step", {}), "loads": report.get("loads", {}),
             "phases_s": report.get("phases_s", {}),
             "zomentum_record_writes": zomentum.record_writes,

@@ -217,7 +217,7 @@ def test_every_paired_zomentum_opportunity_links_to_its_kaseya_opportunity(two_r
 
 
 def test_the_audit_asset_counts_successes_and_errors_per_entity(two_runs):
-    metadata = materialization_metadata(two_runs.first, "audit/sync_events")
+    metadata = materialization_metadata(two_runs.first, "audit_sync_events")
     rows = {record.data["entity"]: record.data for record in metadata["outcomes"].records}
     assert set(rows) >= {"clients", "client_users", "opportunities", "items"}
     clients = rows["clients"]
@@ -236,14 +236,14 @@ def test_the_audit_asset_counts_successes_and_errors_per_entity(two_runs):
     assert waiting["client_users"] + waiting["opportunities"] > 0
     for entity in ("client_users", "opportunities"):
         assert rows[entity]["last_run_waiting"] == waiting[entity]
-    later = materialization_metadata(two_runs.second, "audit/sync_events")
+    later = materialization_metadata(two_runs.second, "audit_sync_events")
     later_rows = {record.data["entity"]: record.data for record in later["outcomes"].records}
     assert later_rows["clients"]["last_run"] == two_runs.second.run_id
     assert later_rows["clients"]["last_day_errors"] == two_runs.refused_creates  # the first run's, still in the day
 
 
 def test_the_load_metadata_lists_failures_inline_and_links_created_records_in_both_systems(two_runs):
-    metadata = materialization_metadata(two_runs.first, "zomentum/clients")
+    metadata = materialization_metadata(two_runs.first, "zomentum_clients")
     failures = [record.data for record in metadata["failures"].records]
     assert len(failures) == min(two_runs.refused_creates, 25)
     assert all(f["entity"] == "clients" and "Zomentum" in f["reason"] for f in failures)

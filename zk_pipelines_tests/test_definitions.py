@@ -11,19 +11,20 @@ import pytest
 import yaml
 
 from zk_pipelines.definitions import build_definitions, defs
+from zk_pipelines.defs.asset_keys import layer_of
 from zk_pipelines.defs.resources import PullTuning
 
 PULL_ASSETS = {
-    "raw/kaseya_changes",  # the incremental lists: accounts, contacts, opportunities, time logs
-    *(f"raw/kaseya_{name}" for name in ("products", "employees", "opportunity_statuses", "account_types",
+    "raw_kaseya_changes",  # the incremental lists: accounts, contacts, opportunities, time logs
+    *(f"raw_kaseya_{name}" for name in ("products", "employees", "opportunity_statuses", "account_types",
                                         "product_categories", "warehouses", "lookups", "contracts")),
-    "settings/resolved",
-    *(f"stg/kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
+    "settings_resolved",
+    *(f"stg_kaseya_{name}" for name in ("accounts", "contacts", "opportunities", "products", "employees",
                                         "opportunity_statuses", "contracts", "timelogs")),
-    *(f"mapped/zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
-    *(f"zomentum/{name}" for name in ("clients", "client_users", "opportunities", "items")),
-    "audit/sync_events",
-    "push/documents",  # materialized by push_document_job: the push in the lineage
+    *(f"mapped_zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
+    *(f"zomentum_{name}" for name in ("clients", "client_users", "opportunities", "items")),
+    "audit_sync_events",
+    "push_documents",  # materialized by push_document_job: the push in the lineage
 }
 
 
@@ -38,7 +39,7 @@ def test_every_pull_asset_check_job_and_schedule_name_is_pinned():
     assets = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
     assert PULL_ASSETS <= assets
     checks = {(key.asset_key.to_user_string(), key.name) for key in repository.asset_graph.asset_check_keys}
-    assert {(f"stg/kaseya_{name}", "reject_share_within_limit")
+    assert {(f"stg_kaseya_{name}", "reject_share_within_limit")
             for name in ("accounts", "contacts", "opportunities", "products")} <= checks
     assert "hourly_sync_job" in {job.name for job in repository.get_all_jobs()}
     schedule = repository.get_schedule_def("hourly_sync_schedule")
@@ -50,7 +51,7 @@ def test_every_step_that_calls_an_api_or_writes_duckdb_is_in_a_pool():
     repository = build_definitions().get_repository_def()
     for key in repository.asset_graph.get_all_asset_keys():
         node = repository.asset_graph.get(key).assets_def
-        prefix = key.path[0]
+        prefix = layer_of(key)
         if prefix == "push":
             continue  # materialized by the push job's op, in the kaseya_api pool
         pools = {op.pool for op in [node.op]}
@@ -90,7 +91,7 @@ def test_an_unpartitioned_asset_depends_on_an_hourly_partitioned_one_through_its
                 mapping = node.assets_def.get_partition_mapping_for_dep(parent)
                 assert isinstance(mapping, dg.LastPartitionMapping), (key, parent, mapping)
                 checked += 1
-    assert checked == 4  # stg/kaseya_accounts, _contacts, _opportunities, _timelogs on their raw lists
+    assert checked == 4  # stg_kaseya_accounts, _contacts, _opportunities, _timelogs on their raw lists
 
 
 def test_loading_the_code_location_warns_of_nothing_even_when_warnings_are_errors():
@@ -113,31 +114,31 @@ def test_the_catalogue_names_each_assets_owner_layer_system_table_columns_and_fr
         name = key.to_user_string()
         assert node.owners == ["team:integrations"], name
         layer = {"raw": "raw", "settings": "settings", "stg": "staging", "mapped": "mapped", "zomentum": "load",
-                 "audit": "audit", "push": "push"}[key.path[0]]
+                 "audit": "audit", "push": "push"}[layer_of(key)]
         assert node.tags["layer"] == layer, name
         table = node.metadata["dagster/table_name"]
         schema = node.metadata["dagster/column_schema"]
         assert schema.columns, name
-        if key.path[0] in ("raw", "stg", "mapped", "audit", "push", "settings") and name != "raw/kaseya_changes":
-            assert table == ".".join(key.path), name
-        if key.path[0] != "push":
+        if layer_of(key) in ("raw", "stg", "mapped", "audit", "push", "settings") and name != "raw_kaseya_changes":
+            assert table == name.replace("_", ".", 1), name
+        if layer_of(key) != "push":
             assert "dagster/code_references" in node.metadata, name
-        hourly = key.path[0] in ("stg", "mapped", "zomentum") or name == "audit/sync_events"
+        hourly = layer_of(key) in ("stg", "mapped", "zomentum") or name == "audit_sync_events"
         assert (node.freshness_policy is not None) == hourly, name
-    assert graph.get(dg.AssetKey(["zomentum", "clients"])).metadata["dagster/table_name"] == "zomentum.id_map"
-    changes = graph.get(dg.AssetKey(["raw", "kaseya_changes"]))
+    assert graph.get(dg.AssetKey("zomentum_clients")).metadata["dagster/table_name"] == "zomentum.id_map"
+    changes = graph.get(dg.AssetKey("raw_kaseya_changes"))
     assert changes.metadata["dagster/table_name"] == \
         "raw.kaseya_accounts, raw.kaseya_contacts, raw.kaseya_opportunities, raw.kaseya_timelogs"
     assert "modified_on" in {c.name for c in changes.metadata["dagster/column_schema"].columns}
-    assert {"kaseya"} <= graph.get(dg.AssetKey(["raw", "kaseya_products"])).kinds
-    assert {"zomentum"} <= graph.get(dg.AssetKey(["zomentum", "items"])).kinds
-    assert graph.get(dg.AssetKey(["stg", "kaseya_contacts"])).tags["system"] == "kaseya"
+    assert {"kaseya"} <= graph.get(dg.AssetKey("raw_kaseya_products")).kinds
+    assert {"zomentum"} <= graph.get(dg.AssetKey("zomentum_items")).kinds
+    assert graph.get(dg.AssetKey("stg_kaseya_contacts")).tags["system"] == "kaseya"
 
 
 def test_the_push_reads_what_the_pull_loads_in_the_lineage_and_groups_read_left_to_right():
     graph = build_definitions().get_repository_def().asset_graph
-    push = graph.get(dg.AssetKey(["push", "documents"]))
-    assert {dg.AssetKey(["zomentum", "opportunities"]), dg.AssetKey(["raw", "kaseya_products"])} <= \
+    push = graph.get(dg.AssetKey("push_documents"))
+    assert {dg.AssetKey("zomentum_opportunities"), dg.AssetKey("raw_kaseya_products")} <= \
         set(push.parent_keys)
     # Each group's assets depend only on assets of the same or earlier groups, in this order.
     order = ["kaseya_extract", "settings", "staging", "zomentum_sync", "audit", "reconcile", "push"]

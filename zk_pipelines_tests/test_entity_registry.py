@@ -93,14 +93,14 @@ def test_every_entity_has_its_assets_and_checks():
     for source in KASEYA_SOURCES:
         assert raw_key(source) in keys, source.name
     for source in STAGED_SOURCES:
-        key = dg.AssetKey(["stg", source.raw_table])
+        key = dg.AssetKey(f"stg_{source.raw_table}")
         assert key in keys, source.name
         assert ((key, "reject_share_within_limit") in checks) == source.staging.checked, source.name
         parents = graph.get(key).parent_keys
         assert raw_key(source) in parents
-        assert {f"kaseya_{name}" for name in source.staging.upstream} <= {p.path[-1] for p in parents}
+        assert {f"stg_kaseya_{name}" for name in source.staging.upstream} <= {p.path[-1] for p in parents}
     for target in ZOMENTUM_TARGETS:
-        assert {("mapped", f"zomentum_{target.name}"), ("zomentum", target.name)} <= {tuple(k.path) for k in keys}
+        assert {f"mapped_zomentum_{target.name}", f"zomentum_{target.name}"} <= {k.to_user_string() for k in keys}
 
 
 @pytest.fixture(scope="module")

@@ -63,15 +63,15 @@ def check_one_login_and_calls_add_up(result: dg.ExecuteInProcessResult, log: lis
     assert len(steps) == 2  # kaseya_changes and kaseya_catalogue, each once (not once per partition)
     assert sum(m["kaseya_calls"] for m in steps) == len(data_calls)
     assert sum(m["kaseya_logins"] for m in steps) == 1
-    return {name: metadata for name, metadata in materializations(result) if name.startswith("raw/")}
+    return {name: metadata for name, metadata in materializations(result) if name.startswith("raw_")}
 
 
 @pytest.mark.slow
 def test_a_backfill_run_and_an_hourly_run_each_log_in_once(harness, backfill):
     result, log = backfill
     raw = check_one_login_and_calls_add_up(result, log)
-    assert set(raw) == {"raw/kaseya_changes", *(f"raw/{s.raw_table}" for s in KASEYA_SOURCES if not s.incremental)}
-    products = raw["raw/kaseya_products"]
+    assert set(raw) == {"raw_kaseya_changes", *(f"raw_{s.raw_table}" for s in KASEYA_SOURCES if not s.incremental)}
+    products = raw["raw_kaseya_products"]
     pricing = [e for e in log if e["route"].startswith("/v2/inventory/products/{")]
     assert products["pricing_calls"] == len(pricing) > 0
 
@@ -91,10 +91,10 @@ def test_a_run_takes_one_zomentum_access_token_and_each_load_reports_its_own_cal
     hourly = harness.run_hour(harness.current_hour - timedelta(hours=1))
     assert hourly.success, step_errors(hourly)
     sent = harness.zomentum.state.requests()
-    assert zomentum_refreshes(sent) == 1  # settings/resolved and four loads: one token
+    assert zomentum_refreshes(sent) == 1  # settings_resolved and four loads: one token
     steps = {name: metadata for name, metadata in materializations(hourly) if "zomentum_calls" in metadata}
-    assert set(steps) == {"settings/resolved", "zomentum/items", "zomentum/clients", "zomentum/client_users",
-                          "zomentum/opportunities"}
+    assert set(steps) == {"settings_resolved", "zomentum_items", "zomentum_clients", "zomentum_client_users",
+                          "zomentum_opportunities"}
     # Each step's `zomentum_calls` is its own share of the run's client: they add up to the run's requests.
     assert sum(m["zomentum_calls"] for m in steps.values()) == len(sent)
 
@@ -112,7 +112,7 @@ def test_a_run_creates_the_pull_tables_and_reads_its_resolved_settings_once(harn
     result = harness.run_hour(harness.current_hour - timedelta(hours=1))
     assert result.success, step_errors(result)
     mapping_steps = [e.step_key for e in result.get_step_success_events()
-                     if e.step_key.startswith(("mapped__", "zomentum__"))]
+                     if e.step_key.startswith(("mapped_", "zomentum_"))]
     assert len(mapping_steps) == 8
     assert calls == {"ensure_pull_tables": 1, "resolved_for_step": 1}
 

@@ -106,7 +106,7 @@ def test_the_ledger_and_the_metadata_say_which_hours_a_run_was_for(harness):
                     hourly.run_id: hour_key(last)}
     # A ranged run: each hour's materialization says what that hour brought; the run's figures once, on its last.
     events = [e.event_specific_data.materialization for e in ranged.get_asset_materialization_events()
-              if e.event_specific_data.materialization.asset_key == dg.AssetKey(["raw", "kaseya_changes"])]
+              if e.event_specific_data.materialization.asset_key == dg.AssetKey("raw_kaseya_changes")]
     assert [m.partition for m in events] == [hour_key(first_hour + timedelta(hours=n)) for n in range(3)]
     assert all({"accounts_modified_in_hour", "contacts_modified_in_hour", "opportunities_modified_in_hour"}
                <= set(m.metadata) for m in events)

@@ -114,19 +114,19 @@ def test_first_sync_puts_every_valid_entity_into_zomentum_with_mapped_fields(syn
 
 def test_each_target_is_mapped_and_loaded_after_its_parents_and_the_audit_is_the_last_step(synced_once):
     started = [e.step_key for e in synced_once.backfill_result.all_events if e.event_type_value == "STEP_START"]
-    assert started[-1] == "audit__sync_events"
-    loads = [key for key in started if key.startswith(("mapped__", "zomentum__"))]
-    assert loads == [f"{layer}__{prefix}{name}" for name in ("clients", "client_users", "opportunities", "items")
+    assert started[-1] == "audit_sync_events"
+    loads = [key for key in started if key.startswith(("mapped_", "zomentum_"))]
+    assert loads == [f"{layer}_{prefix}{name}" for name in ("clients", "client_users", "opportunities", "items")
                      for layer, prefix in (("mapped", "zomentum_"), ("zomentum", ""))]
 
 
 def test_each_table_asset_reports_its_row_count(synced_once):
     harness, result = synced_once, synced_once.backfill_result
-    for asset, table, where in (("stg/kaseya_contacts", "stg.kaseya_contacts", ""),
-                                ("mapped/zomentum_clients", "mapped.zomentum_clients", ""),
-                                ("zomentum/clients", "zomentum.id_map", "WHERE entity = 'clients'"),
-                                ("audit/sync_events", "audit.sync_events", ""),
-                                ("raw/kaseya_products", "raw.kaseya_products", "")):
+    for asset, table, where in (("stg_kaseya_contacts", "stg.kaseya_contacts", ""),
+                                ("mapped_zomentum_clients", "mapped.zomentum_clients", ""),
+                                ("zomentum_clients", "zomentum.id_map", "WHERE entity = 'clients'"),
+                                ("audit_sync_events", "audit.sync_events", ""),
+                                ("raw_kaseya_products", "raw.kaseya_products", "")):
         rows = materialization_metadata(result, asset)["dagster/row_count"]
         assert rows == harness.sql(f"SELECT count(*) FROM {table} {where}")[0][0] > 0, asset
 
@@ -146,7 +146,7 @@ def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(harness):
     result = harness.backfill()
     assert result.success, step_errors(result)
     assert harness.zomentum_writes() == []
-    assert materialization_metadata(result, "zomentum/clients")["created"] == 0
+    assert materialization_metadata(result, "zomentum_clients")["created"] == 0
 
 
 @pytest.mark.slow
@@ -221,7 +221,7 @@ def test_a_backfill_of_several_days_is_one_run_with_one_query_per_page(synced_on
                      if e["method"] == "GET" and e["path"].lower() == "/v2/crm/accounts/summary"]
     assert len(account_reads) == 1  # 40 accounts over ~48 hours: one page, not 48 queries
     # the tenant's first run: everything Kaseya holds, whatever the first hour of the range
-    assert materialization_metadata(result, "raw/kaseya_changes")["accounts_query"].startswith("the beginning")
+    assert materialization_metadata(result, "raw_kaseya_changes")["accounts_query"].startswith("the beginning")
 
 
 @pytest.mark.slow
@@ -258,7 +258,7 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     harness.set_modified_on("contacts", bad["id"], harness.current_hour - timedelta(hours=5))
     result = harness.backfill()
     failed_checks = {e.asset_key.to_user_string() for e in result.get_asset_check_evaluations() if not e.passed}
-    assert failed_checks == {"stg/kaseya_contacts"}
+    assert failed_checks == {"stg_kaseya_contacts"}
     assert not result.success
     # The check lists the rejects that count (records waiting for a parent do not), and the limit's values.
     check = next(e for e in result.get_asset_check_evaluations() if not e.passed)
@@ -271,8 +271,8 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     # The block stops the contacts and what depends on them only: the accounts and items are loaded, the
     # opportunities' step runs (those with a contact wait for it), and the audit counts the run.
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"zomentum/clients", "zomentum/opportunities", "zomentum/items", "audit/sync_events"} <= materialized
-    assert not {"mapped/zomentum_client_users", "zomentum/client_users"} & materialized
+    assert {"zomentum_clients", "zomentum_opportunities", "zomentum_items", "audit_sync_events"} <= materialized
+    assert not {"mapped_zomentum_client_users", "zomentum_client_users"} & materialized
     assert harness.id_map("clients") and harness.id_map("items")
     waiting = harness.sql("SELECT count(*) FROM audit.sync_events WHERE run_id = ? AND entity = 'opportunities' "
                           "AND action = 'deferred'", [result.run_id])[0][0]
@@ -288,7 +288,7 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
     again = harness.reexecute_from_failure(result.run_id)
     assert again.success, step_errors(again)
     started = {e.step_key for e in again.all_events if e.event_type_value == "STEP_START"}
-    assert "raw__kaseya_changes" not in started and "stg__kaseya_contacts" in started
+    assert "raw_kaseya_changes" not in started and "stg_kaseya_contacts" in started
     # Without the read by id the re-run is green too, but the fixed contact waits for the next hourly run.
     assert str(bad["id"]) in harness.id_map("client_users"), "the fixed contact did not reach Zomentum"
     user = harness.zomentum_records("client/users")[harness.id_map("client_users")[str(bad["id"])]]
@@ -300,7 +300,7 @@ def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, t
         "SELECT DISTINCT kaseya_id FROM audit.rejects WHERE entity = 'contacts' AND run_id = ? AND "
         "check_name LIKE 'known_%'", [result.run_id])}
     assert by_id[0] == str(bad["id"]) and set(by_id[1:]) == waiting_contacts
-    assert materialization_metadata(again, "stg/kaseya_contacts")["held_back_changed"] == 1
+    assert materialization_metadata(again, "stg_kaseya_contacts")["held_back_changed"] == 1
     assert harness.sql("SELECT count(*) FROM audit.rejects WHERE kaseya_id = ? AND check_name = 'email_shape'",
                        [str(bad["id"])]) == [(1,)]
 
@@ -311,7 +311,7 @@ def test_a_settings_name_unknown_in_the_live_systems_fails_the_run_before_anythi
     write_settings(harness.settings_path, **{"product_defaults.warehouse": "Main Warehose"})
     result = harness.backfill()
     assert not result.success
-    failure = next(e for e in result.get_step_failure_events() if e.step_key == "settings__resolved")
+    failure = next(e for e in result.get_step_failure_events() if e.step_key == "settings_resolved")
     assert "no Kaseya warehouse is named 'Main Warehose' (closest: 'Main Warehouse'" in \
         failure.event_specific_data.error.to_string()
     assert harness.zomentum_writes() == []
@@ -326,5 +326,5 @@ def test_the_settings_step_is_attempted_again_when_zomentum_answers_garbled(harn
     result = harness.run_hour(harness.current_hour - timedelta(hours=2))
     assert result.success
     retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert retried == ["settings__resolved"]
+    assert retried == ["settings_resolved"]
     assert sum(harness.zomentum.state.fault_counts()["malformed_json"].values()) == 1

@@ -99,9 +99,9 @@ def test_the_push_job_pushes_one_document_on_demand_with_overrides_kaseya_as_crm
     assert metadata["kaseya_opportunity_id"].value == kaseya_deal["id"]
     assert metadata["settings_fingerprint"].value == tenant.sql(
         "SELECT settings_fingerprint FROM push.documents")[0][0]
-    # The push is in the lineage: each push materializes push/documents, with the Kaseya opportunity's link.
+    # The push is in the lineage: each push materializes push_documents, with the Kaseya opportunity's link.
     (pushed,) = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
-    assert pushed.asset_key == dg.AssetKey(["push", "documents"])
+    assert pushed.asset_key == dg.AssetKey("push_documents")
     assert pushed.metadata["document_id"].value == document_id
     assert pushed.metadata["kaseya_opportunity"] == dg.MetadataValue.url(
         f"{tenant.kaseya.base_url}/crm/opportunities/{kaseya_deal['id']}")

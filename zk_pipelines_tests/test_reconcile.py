@@ -61,18 +61,18 @@ def zk(monkeypatch, capsys):
 def reconcile_job(harness: PipelineHarness, **config):
     job = harness.definitions.resolve_job_def("reconcile_job")
     result = job.execute_in_process(instance=harness.instance, raise_on_error=False,
-                                    run_config={"ops": {"audit__reconciliation": {"config": config}}})
+                                    run_config={"ops": {"audit_reconciliation": {"config": config}}})
     assert result.success, step_errors(result)
     return result
 
 
 def differences(result) -> list[dict]:
-    table = materialization_metadata(result, "audit/reconciliation")["differences"]
+    table = materialization_metadata(result, "audit_reconciliation")["differences"]
     return [dict(record.data) for record in table.records]
 
 
 def counted(result) -> dict[str, dict[str, int]]:
-    return materialization_metadata(result, "audit/reconciliation")["counts"]
+    return materialization_metadata(result, "audit_reconciliation")["counts"]
 
 
 def nothing_differs(result) -> bool:
@@ -94,7 +94,7 @@ def test_a_fresh_sync_reconciles_to_nothing_and_lists_each_system_once_per_page(
     synced.kaseya.state.clear_requests()
     result = reconcile_job(synced)
     assert nothing_differs(result)
-    assert materialization_metadata(result, "audit/reconciliation")["zomentum_writes"] == 0
+    assert materialization_metadata(result, "audit_reconciliation")["zomentum_writes"] == 0
     kaseya_lists = {e["path"] for e in synced.kaseya.state.requests() if e["method"] == "GET"}
     assert kaseya_lists == {"/v2/crm/accounts/summary", "/v2/crm/contacts/summary", "/v2/crm/opportunities",
                             "/v2/inventory/products/searchselect"}
@@ -233,7 +233,7 @@ def test_a_write_answered_200_that_did_not_persist_is_found_and_repaired(synced)
                                              "method": "PUT"}])
     pulled = synced.run_hour(next_hour)
     assert pulled.success, step_errors(pulled)
-    assert materialization_metadata(pulled, "zomentum/clients")["updated"] == 1  # answered 200
+    assert materialization_metadata(pulled, "zomentum_clients")["updated"] == 1  # answered 200
     assert synced.zomentum_records("client/companies")[zomentum_id]["website"] != "https://renamed.example"
     synced.zomentum.state.clear_faults()
 

@@ -19,16 +19,16 @@ from zk_pipelines.secrets import Secret
 def test_the_reconcile_job_schedule_asset_and_check_are_pinned():
     repository = build_definitions().get_repository_def()
     checks = {(key.asset_key.to_user_string(), key.name) for key in repository.asset_graph.asset_check_keys}
-    assert ("audit/reconciliation", "drift_within_threshold") in checks
+    assert ("audit_reconciliation", "drift_within_threshold") in checks
     job = repository.get_job("reconcile_job")
     assert job.tags[PULL_TAG] == "default"  # one pull-tagged run per tenant at a time: never beside the pull
-    assert [node.name for node in job.nodes] == ["audit__reconciliation"]
-    assert "audit__reconciliation" not in [node.name for node in repository.get_job(HOURLY_JOB).nodes]
+    assert [node.name for node in job.nodes] == ["audit_reconciliation"]
+    assert "audit_reconciliation" not in [node.name for node in repository.get_job(HOURLY_JOB).nodes]
     schedule = repository.get_schedule_def("daily_reconcile_schedule")
     assert (schedule.job_name, schedule.cron_schedule, schedule.default_status) == \
         ("reconcile_job", "35 3 * * *", dg.DefaultScheduleStatus.RUNNING)
     assert schedule.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config == \
-        {"ops": {"audit__reconciliation": {"config": {"repair": True}}}}
+        {"ops": {"audit_reconciliation": {"config": {"repair": True}}}}
 
 
 @pytest.mark.parametrize(("names", "chosen"), [

@@ -81,7 +81,7 @@ def test_past_the_limit_pricing_stops_at_the_first_long_429_and_the_next_hour_pr
     # too, and no call to the spent endpoint was sent after it.
     assert set(too_many(harness)) == {PRICING}
     assert 1 <= too_many(harness)[PRICING] <= harness.tuning.kaseya_concurrency
-    stopped = materialization_metadata(first, "raw/kaseya_products")["pricing_stopped"]
+    stopped = materialization_metadata(first, "raw_kaseya_products")["pricing_stopped"]
     assert stopped.startswith(f"rate budget exhausted for {ENDPOINTS['product_pricing_levels'].label} (")
     assert stopped.endswith("resumes next hour (in 60 min)")
     assert len(harness.id_map("items")) == limit
@@ -110,11 +110,11 @@ def test_a_listing_endpoint_out_of_budget_fails_its_step_naming_it_and_the_re_ru
     first = harness.backfill(first=harness.current_hour - timedelta(hours=HOURS + 1))
 
     assert not first.success
-    failure = step_failure(first, "raw__kaseya_changes")
+    failure = step_failure(first, "raw_kaseya_changes")
     assert failure.user_failure_data.description.startswith(f"rate budget exhausted for GET {CONTACTS} (")
     assert "resumes next hour" in failure.user_failure_data.description
     assert kaseya_statuses(harness, CONTACTS) == [429]  # neither the client nor a step retry called again
-    assert [e.step_key for e in first.get_step_failure_events()] == ["raw__kaseya_changes"]
+    assert [e.step_key for e in first.get_step_failure_events()] == ["raw_kaseya_changes"]
     # The accounts and opportunities listed beside the contacts are kept in raw, pending: the re-run stages
     # them without listing them again. The products, which depend on no list of that step, went on.
     assert harness.sql("SELECT count(*) FROM raw.kaseya_accounts WHERE stage_pending")[0][0] >= 30

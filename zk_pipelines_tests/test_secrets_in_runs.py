@@ -70,7 +70,7 @@ def test_a_run_executed_by_zk_sync_leaves_no_secret_in_the_instance(sandboxes, t
     result = subprocess.run([sys.executable, "-m", "zk_pipelines.cli", "sync"], env=env, capture_output=True,
                             text=True, timeout=180, cwd=REPO)
     assert result.returncode == 1 and "FAILED" in result.stdout, result.stdout + result.stderr
-    assert "FAILED raw__kaseya_changes: " in result.stdout  # the extract phase's progress line names the step
+    assert "FAILED raw_kaseya_changes: " in result.stdout  # the extract phase's progress line names the step
     assert any(home.rglob("*.db"))
     assert files_holding(home, SECRETS) == []
     assert files_holding(tmp_path, SECRETS) == []

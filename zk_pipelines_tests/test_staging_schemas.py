@@ -173,7 +173,7 @@ def test_bad_row_is_rejected_and_the_rest_of_the_batch_kept(entity, bad, pricing
      "contact 300018: account id 999 is not a Kaseya account the pipeline has staged; it waits, staged again "
      "every run, until its account is. If the account was rejected, fix it in Kaseya; if it was last modified "
      "before the first hourly partition (ZK_PARTITIONS_START) and never extracted, a whole-history sync "
-     "releases it: `zk sync --whole-history`, or whole_history: true for raw__kaseya_changes in the launchpad"),
+     "releases it: `zk sync --whole-history`, or whole_history: true for raw_kaseya_changes in the launchpad"),
     ([contact(300019, firstName=None)], "not_nullable", "contact 300019: first name is missing; set it in Kaseya"),
 ])
 def test_reasons_name_the_record_and_say_what_to_do(rows, check, reason):

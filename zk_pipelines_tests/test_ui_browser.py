@@ -161,7 +161,7 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                     page.add_init_script(DISMISS_COMMUNITY_DIALOG)
 
                     # The check's table of the rejects that count, with the limit.
-                    page.goto(f"{base_url}/assets/stg/kaseya_contacts?view=checks", wait_until="domcontentloaded")
+                    page.goto(f"{base_url}/assets/stg_kaseya_contacts?view=checks", wait_until="domcontentloaded")
                     page.get_by_text("reject_share_within_limit").first.click()
                     rejects = page.locator("table:has(> thead > tr > th:text-is('reason'))").first
                     rejects.wait_for(timeout=60_000)
@@ -172,7 +172,7 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                     page.screenshot(path=str(ARTIFACTS / "audit-check-rejects.png"), full_page=True)
 
                     # The per-partition metadata of the ranged run: each hour its own counts.
-                    page.goto(f"{base_url}/assets/raw/kaseya_changes?view=events", wait_until="domcontentloaded")
+                    page.goto(f"{base_url}/assets/raw_kaseya_changes?view=events", wait_until="domcontentloaded")
                     page.get_by_text("contacts_modified_in_hour").first.wait_for(timeout=60_000)
                     page.get_by_text("accounts_rows", exact=True).first.wait_for(timeout=10_000)  # the last hour
                     page.screenshot(path=str(ARTIFACTS / "audit-partition-metadata.png"), full_page=True)
@@ -183,7 +183,7 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                     assert page.get_by_text("accounts_rows", exact=True).count() == 0  # the run's figures: once
 
                     # The audit links of the clients' load open the records in a new tab.
-                    page.goto(f"{base_url}/assets/zomentum/clients", wait_until="domcontentloaded")
+                    page.goto(f"{base_url}/assets/zomentum_clients", wait_until="domcontentloaded")
                     link = page.locator(f"a[target=_blank][href^='{zomentum.base_url}/clients/']").first
                     link.wait_for(timeout=60_000)
                     # The failures table: every refused create with its reason, naming Zomentum's 500.
@@ -230,7 +230,7 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                                           for kaseya_id, email in synced.items())
 
                     # The push in the lineage.
-                    page.goto(f"{base_url}/assets/push/documents?view=lineage", wait_until="domcontentloaded")
+                    page.goto(f"{base_url}/assets/push_documents?view=lineage", wait_until="domcontentloaded")
                     page.get_by_text("opportunities").first.wait_for(timeout=60_000)
                     page.screenshot(path=str(ARTIFACTS / "audit-push-lineage.png"), full_page=True)
                 finally:

@@ -51,7 +51,7 @@ def test_the_asset_page_of_a_200_tenant_deployment_shows_one_partition_per_tenan
                     page = browser.new_page(viewport={"width": 1600, "height": 1400})
                     page.add_init_script(DISMISS_COMMUNITY_DIALOG)
                     started = time.monotonic()
-                    page.goto(f"{base_url}/assets/zomentum/clients?view=partitions", wait_until="domcontentloaded")
+                    page.goto(f"{base_url}/assets/zomentum_clients?view=partitions", wait_until="domcontentloaded")
                     page.get_by_text("sandbox_01", exact=True).first.wait_for(timeout=120_000)
                     shown = time.monotonic() - started
                     page.screenshot(path=str(ARTIFACTS / "tenants-200-partitions.png"), full_page=True)

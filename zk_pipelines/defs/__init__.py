@@ -9,7 +9,7 @@ import warnings
 import dagster as dg
 
 ACCEPTED_BETA_FEATURES = (
-    # the single-run backfill policy of raw/kaseya_changes: a range of hours is one run and one query per list
+    # the single-run backfill policy of raw_kaseya_changes: a range of hours is one run and one query per list
     r"Parameter `backfill_policy` of function `asset` is currently in beta",
     # the catalogue's references from each asset to its code (defs/catalogue.py)
     r"Function `with_source_code_references` is currently in beta",

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from zk_pipelines.defs.asset_keys import asset_key
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import StateStoreResource
 from zk_pipelines.defs.zomentum_sync import PRIORITY_TAG
@@ -15,7 +16,7 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import count_rows
 
 GROUP = "audit"
-AUDIT_KEY = dg.AssetKey(["audit", "sync_events"])
+AUDIT_KEY = asset_key("audit", "sync_events")
 RECENT = timedelta(days=1)
 
 OUTCOME_COLUMNS = dg.TableSchema(columns=[

@@ -11,14 +11,16 @@ from datetime import timedelta
 
 import dagster as dg
 
+from zk_pipelines.defs.asset_keys import layer_of, table_of_key
 from zk_pipelines.defs.jobs import PULL_GROUPS
+from zk_pipelines.defs.kaseya_extract import CHANGES_KEY
 from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, ZOMENTUM_TARGETS
 from zk_pipelines.storage.pull_store import table_columns
 
 OWNER = "team:integrations"
 
-# The first part of an asset key: the layer, as a tag, and the system whose records it holds.
-LAYERS: dict[str, tuple[str, str | None]] = {
+# Each layer (`asset_keys.LAYERS`) as a tag, and the system whose records it holds.
+LAYER_TAGS: dict[str, tuple[str, str | None]] = {
     "raw": ("raw", "kaseya"), "settings": ("settings", None), "stg": ("staging", "kaseya"),
     "mapped": ("mapped", "zomentum"), "zomentum": ("load", "zomentum"), "audit": ("audit", None),
     "push": ("push", "kaseya"),
@@ -36,13 +38,12 @@ ID_MAP_TABLE = "zomentum.id_map"
 
 def table_of(key: dg.AssetKey) -> str | None:
     """The DuckDB table an asset is: its key's, or for the loads the id map (their rows by entity), for
-    raw/kaseya_changes the first of its lists' tables (all have one layout)."""
-    path = key.path
-    if path == ["raw", "kaseya_changes"]:
+    raw_kaseya_changes the first of its lists' tables (all have one layout)."""
+    if key == CHANGES_KEY:
         return CHANGES_TABLES[0]
-    if path[0] == "zomentum":
+    if layer_of(key) == "zomentum":
         return ID_MAP_TABLE
-    return ".".join(path)
+    return table_of_key(key)
 
 
 def column_schema(columns: Sequence[tuple[str, str]]) -> dg.TableSchema:
@@ -51,7 +52,7 @@ def column_schema(columns: Sequence[tuple[str, str]]) -> dg.TableSchema:
 
 def _catalogue(tables: dict[str, list[tuple[str, str]]]):
     def entry(spec: dg.AssetSpec) -> dg.AssetSpec:
-        layer, system = LAYERS.get(spec.key.path[0], (spec.key.path[0], None))
+        layer, system = LAYER_TAGS[layer_of(spec.key)]
         table = table_of(spec.key)
         metadata: dict[str, object] = {}
         if table in tables:

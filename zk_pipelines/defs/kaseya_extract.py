@@ -17,6 +17,7 @@ from pydantic import Field
 
 from zk_pipelines.clients.http import ApiError, AuthenticationError, PermissionDenied
 from zk_pipelines.clients.kaseya import BudgetExhausted, KaseyaClient, KaseyaUsage
+from zk_pipelines.defs.asset_keys import asset_key, step_of
 from zk_pipelines.defs.partitions import SINGLE_RUN, hours_of_run, is_tenant_partitioned, now, partition_keys_of_run
 from zk_pipelines.defs.resources import KaseyaResource, PullTuning, StateStoreResource
 from zk_pipelines.domain.entities import INCREMENTAL_SOURCES, SNAPSHOT_SOURCES, KaseyaSource
@@ -25,10 +26,10 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.raw_store import SnapshotCounts, read_snapshot, rows_by_hour
 
 GROUP = "kaseya_extract"
-CHANGES_STEP = "raw__kaseya_changes"  # the op of the asset raw/kaseya_changes
 CATALOGUE_STEP = "kaseya_catalogue"
 
-CHANGES_KEY = dg.AssetKey(["raw", "kaseya_changes"])
+CHANGES_KEY = asset_key("raw", "kaseya_changes")
+CHANGES_STEP = step_of(CHANGES_KEY)
 
 # A step calling an API that failed on what a repeat can fix (an answer garbled, or refused with a server
 # error, after the client's own retries) runs again, visibly in the UI, before the run fails.
@@ -49,7 +50,7 @@ CALLS_COLUMNS = dg.TableSchema(columns=[
 def raw_key(source: KaseyaSource) -> dg.AssetKey:
     """The asset a Kaseya list is extracted by: its own table's for a snapshot, the changes' for an incremental
     list (the incremental lists are one hourly-partitioned asset)."""
-    return CHANGES_KEY if source.incremental else dg.AssetKey(["raw", source.raw_table])
+    return CHANGES_KEY if source.incremental else asset_key("raw", source.raw_table)
 
 
 def final_failure(exc: ApiError) -> dg.Failure:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from zk_pipelines.defs.asset_keys import step_prefix
 from zk_pipelines.domain.entities import INCREMENTAL_SOURCES
 
 EVENT_FILE_LOGGER = "event_log_file"
@@ -32,16 +33,16 @@ class Phase:
 
 
 PHASES = (
-    Phase("extract", ("raw__", "kaseya_catalogue"),
+    Phase("extract", (step_prefix("raw"), "kaseya_catalogue"),
           (*((f"{source.name}_rows", source.name) for source in INCREMENTAL_SOURCES),
            ("rows", "catalogue rows"), ("kaseya_calls", "Kaseya calls"), ("step_kaseya_calls", "Kaseya calls"))),
-    Phase("settings", ("settings__",), (("zomentum_calls", "Zomentum calls"),)),
-    Phase("staging", ("stg__",), (("rows_staged", "staged"), ("records_rejected", "rejected"),
+    Phase("settings", (step_prefix("settings"),), (("zomentum_calls", "Zomentum calls"),)),
+    Phase("staging", (step_prefix("stg"),), (("rows_staged", "staged"), ("records_rejected", "rejected"),
                                    ("records_waiting_for_parent", "waiting for a parent"))),
-    Phase("mapping", ("mapped__",), (("mapped", "mapped"), ("waiting", "waiting"))),
-    Phase("load", ("zomentum__",), tuple((action, action) for action in (
+    Phase("mapping", (step_prefix("mapped"),), (("mapped", "mapped"), ("waiting", "waiting"))),
+    Phase("load", (step_prefix("zomentum"),), tuple((action, action) for action in (
         "created", "matched", "updated", "unchanged", "deferred", "failed"))),
-    Phase("audit", ("audit__",), (("succeeded_this_run", "succeeded"), ("errors_this_run", "errors"))),
+    Phase("audit", (step_prefix("audit"),), (("succeeded_this_run", "succeeded"), ("errors_this_run", "errors"))),
 )
 
 

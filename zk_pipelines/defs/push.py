@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from zk_pipelines.defs.asset_keys import asset_key
 from zk_pipelines.defs.jobs import DEFAULT_TENANT, PUSH_TAG
 from zk_pipelines.defs.kaseya_extract import api_usage
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
@@ -24,11 +25,11 @@ from zk_pipelines.push.orchestration import PushSources, push_document, render_o
 from zk_pipelines.push.won_documents import PollCursor, poll_won_documents
 
 PUSH_JOB = "push_document_job"
-PUSHED_DOCUMENTS_KEY = dg.AssetKey(["push", "documents"])
+PUSHED_DOCUMENTS_KEY = asset_key("push", "documents")
 # What a push reads: Won documents and the id map from every target's load, and the Kaseya catalogue from the
 # pull's snapshots (the lists a push resolves names in: its own need, not the registry's entities).
-PUSH_READS = (*(dg.AssetKey(["zomentum", target.name]) for target in ZOMENTUM_TARGETS),
-              *(dg.AssetKey(["raw", f"kaseya_{name}"]) for name in (
+PUSH_READS = (*(asset_key("zomentum", target.name) for target in ZOMENTUM_TARGETS),
+              *(asset_key("raw", f"kaseya_{name}") for name in (
                   "products", "employees", "opportunity_statuses", "product_categories", "warehouses", "lookups")))
 PUSH_OP = "push_won_document"
 WON_DOCUMENT_SENSOR = "won_document_sensor"

@@ -1,9 +1,10 @@
 """Group `reconcile`: the daily full comparison of Kaseya, Zomentum and the id map (`reconcile/run.py`), its
-report asset `audit/reconciliation`, the check that warns when drift passes a threshold, the job and its
+report asset `audit_reconciliation`, the check that warns when drift passes a threshold, the job and its
 daily schedule."""
 
 import dagster as dg
 
+from zk_pipelines.defs.asset_keys import asset_key, step_of
 from zk_pipelines.defs.jobs import PULL_TAG
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import KaseyaResource, StateStoreResource, ZomentumResource
@@ -12,7 +13,8 @@ from zk_pipelines.reconcile.run import reconcile, reconcile_client
 from zk_pipelines.tenants import DEFAULT_TENANT
 
 GROUP = "reconcile"
-RECONCILIATION_KEY = dg.AssetKey(["audit", "reconciliation"])
+RECONCILIATION_KEY = asset_key("audit", "reconciliation")
+RECONCILIATION_STEP = step_of(RECONCILIATION_KEY)
 RECONCILE_JOB = "reconcile_job"
 DRIFT_CHECK = "drift_within_threshold"
 TABLE_ROWS = 100
@@ -101,5 +103,5 @@ def reconcile_schedule(job: "dg.UnresolvedAssetJobDefinition") -> dg.ScheduleDef
     return dg.ScheduleDefinition(
         name="daily_reconcile_schedule", job=job, cron_schedule="35 3 * * *",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        run_config={"ops": {"audit__reconciliation": {"config": {"repair": True}}}},
+        run_config={"ops": {RECONCILIATION_STEP: {"config": {"repair": True}}}},
         description="Every day at 03:35 UTC (between two hourly runs): compare and repair what the mode allows.")

@@ -108,11 +108,11 @@ class StateStoreResource(dg.ConfigurableResource):
         return self.kaseya_base_url, self.zomentum_base_url
 
     def settings(self) -> IntegrationSettings:
-        """The integration settings, validated; names are resolved by `settings/resolved`."""
+        """The integration settings, validated; names are resolved by `settings_resolved`."""
         return load_settings(self.settings_file()).for_systems(*self.system_base_urls())
 
     def resolved_settings(self) -> ResolvedSettings:
-        """The latest resolution `settings/resolved` stored (this run's, when the run materialized it), for the
+        """The latest resolution `settings_resolved` stored (this run's, when the run materialized it), for the
         settings file as it reads now (`resolved_for_step`), read from DuckDB once per run. The file is read at
         every call: an edit during the run fails the step as `resolved_for_step` does."""
         path = self.settings_file()

@@ -5,6 +5,7 @@
 import dagster as dg
 
 from zk_pipelines.config import ConfigurationError
+from zk_pipelines.defs.asset_keys import asset_key
 from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure, raw_key
 from zk_pipelines.defs.partitions import now
 from zk_pipelines.defs.resources import StateStoreResource, ZomentumResource
@@ -12,7 +13,7 @@ from zk_pipelines.domain.entities import KASEYA_SOURCES
 from zk_pipelines.domain.settings_check import render_settings
 from zk_pipelines.pull.run_settings import resolve_for_run
 
-RESOLVED_SETTINGS_KEY = dg.AssetKey(["settings", "resolved"])
+RESOLVED_SETTINGS_KEY = asset_key("settings", "resolved")
 
 
 def settings_asset(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetsDefinition:

@@ -4,6 +4,7 @@ that stops the load when too many rows of a run are rejected."""
 
 import dagster as dg
 
+from zk_pipelines.defs.asset_keys import staged_key
 from zk_pipelines.defs.kaseya_extract import api_usage, raw_key
 from zk_pipelines.defs.partitions import now, run_partitions
 from zk_pipelines.defs.resources import KaseyaResource, PullTuning, StateStoreResource
@@ -75,7 +76,7 @@ def build_staged_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition
                        ) -> dg.AssetsDefinition:
     assert source.staging is not None
     entity, description, upstream = source.name, source.staging.description, source.staging.upstream
-    key = dg.AssetKey(["stg", f"kaseya_{entity}"])
+    key = staged_key(entity)
     check_specs = ([dg.AssetCheckSpec("reject_share_within_limit", asset=key, blocking=True,
                                       description=BLOCKING_CHECK_DESCRIPTION)]
                    if source.staging.checked else [])
@@ -83,7 +84,7 @@ def build_staged_asset(source: KaseyaSource, partitions: dg.PartitionsDefinition
     @dg.asset(
         key=key, group_name=GROUP, pool="duckdb", partitions_def=partitions,
         kinds={"duckdb", "pandera"}, check_specs=check_specs,
-        deps=[raw_dependency(source, partitions is not None), *(dg.AssetKey(["stg", f"kaseya_{u}"]) for u in upstream)],
+        deps=[raw_dependency(source, partitions is not None), *(staged_key(u) for u in upstream)],
         description=f"{description} Table stg.kaseya_{entity}; rows failing validation go to audit.rejects "
                     "with the record's Kaseya id, the failed check and the offending value. Not partitioned: each "
                     "run stages what is pending in raw (new or changed since staging last read it, whichever run "

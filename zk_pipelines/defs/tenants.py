@@ -32,7 +32,7 @@ from zk_pipelines.defs.kaseya_extract import kaseya_assets
 from zk_pipelines.defs.loggers import code_location_loggers
 from zk_pipelines.defs.partitions import HOUR_FORMAT, HOURS_TAG, hourly_partitions, hours_tag, tenant_partitions
 from zk_pipelines.defs.push import build_push_job, build_won_document_sensor, pushed_documents_asset
-from zk_pipelines.defs.reconcile import reconcile_job, reconciliation_asset
+from zk_pipelines.defs.reconcile import RECONCILIATION_STEP, reconcile_job, reconciliation_asset
 from zk_pipelines.defs.resources import PullTuning
 from zk_pipelines.defs.settings_assets import settings_asset
 from zk_pipelines.defs.staging import staged_assets
@@ -71,7 +71,7 @@ def tenant_reconcile_schedule(job: dg.UnresolvedAssetJobDefinition, tenant: Tena
                              "repair what the mode allows.")
     def daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         return dg.RunRequest(partition_key=tenant.key,
-                             run_config={"ops": {"audit__reconciliation": {"config": {"repair": True}}}})
+                             run_config={"ops": {RECONCILIATION_STEP: {"config": {"repair": True}}}})
 
     return daily
 

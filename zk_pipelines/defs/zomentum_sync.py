@@ -4,6 +4,7 @@ Zomentum in dependency order (clients before client users and opportunities)."""
 
 import dagster as dg
 
+from zk_pipelines.defs.asset_keys import asset_key, staged_key
 from zk_pipelines.defs.kaseya_extract import API_STEP_RETRIES, NOT_RETRIED, final_failure
 from zk_pipelines.defs.partitions import now, run_partitions
 from zk_pipelines.defs.resources import PullTuning, StateStoreResource, ZomentumResource
@@ -31,11 +32,11 @@ def step_priority(target: ZomentumTarget, load: bool) -> dict[str, str]:
 
 
 def _mapped_key(target: ZomentumTarget) -> dg.AssetKey:
-    return dg.AssetKey(["mapped", f"zomentum_{target.name}"])
+    return asset_key("mapped", f"zomentum_{target.name}")
 
 
 def _load_key(target: ZomentumTarget) -> dg.AssetKey:
-    return dg.AssetKey(["zomentum", target.name])
+    return asset_key("zomentum", target.name)
 
 
 def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefinition | None = None
@@ -49,7 +50,7 @@ def build_mapped_asset(target: ZomentumTarget, partitions: dg.PartitionsDefiniti
         key=_mapped_key(target), group_name=GROUP, pool="duckdb", kinds={"duckdb", "python"},
         partitions_def=partitions,
         op_tags=step_priority(target, load=False),
-        deps=[dg.AssetKey(["stg", f"kaseya_{target.source}"]), RESOLVED_SETTINGS_KEY, *parents],
+        deps=[staged_key(target.source), RESOLVED_SETTINGS_KEY, *parents],
         description=f"Zomentum {target.label} payloads mapped field by field from stg.kaseya_{target.source} "
                     f"(the spec's entity mapping), references resolved through the id map. Table "
                     f"mapped.zomentum_{target.name}: the desired state, with a payload hash; a record whose "

@@ -95,7 +95,7 @@ class KaseyaSource:
     description: str
     paged: bool = True  # a paged list (PageNumber, PageSize); else one call answers the whole list
     reader: str | None = None  # a snapshot whose reading is special (pull/extract.SNAPSHOT_READERS)
-    resolves_settings: bool = False  # the settings resolve names in it: settings/resolved reads it
+    resolves_settings: bool = False  # the settings resolve names in it: settings_resolved reads it
     staging: Staging | None = None
     # The endpoint answering one record by its id, in the list's shape: staging reads the records it rejected
     # or holds back again through it, so that a fix made in Kaseya after their hour is read by the hour's re-run.

@@ -316,7 +316,7 @@ def references_account(column: str = "account_id") -> ForeignKey:
         f"{f.subject}: {f.label} {f.shown} is not a Kaseya account the pipeline has staged; it waits, staged again "
         "every run, until its account is. If the account was rejected, fix it in Kaseya; if it was last modified "
         "before the first hourly partition (ZK_PARTITIONS_START) and never extracted, a whole-history sync "
-        "releases it: `zk sync --whole-history`, or whole_history: true for raw__kaseya_changes in the launchpad"))
+        "releases it: `zk sync --whole-history`, or whole_history: true for raw_kaseya_changes in the launchpad"))
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def resolved_for_step(database: Path, settings_path: Path, settings: Integration
     with connect(database) as connection:
         stored = latest_resolved_settings(connection)
     if stored is None:
-        raise ConfigurationError("the settings have not been resolved yet: materialize settings/resolved first")
+        raise ConfigurationError("the settings have not been resolved yet: materialize settings_resolved first")
     fingerprint, catalogs = stored
     if fingerprint != settings_fingerprint(settings):
         raise ConfigurationError(

@@ -1,4 +1,4 @@
-"""Reading the ledger for the audit views (`zk audit`, `zk history`, the `audit/sync_events` asset), as
+"""Reading the ledger for the audit views (`zk audit`, `zk history`, the `audit_sync_events` asset), as
 explicit SQL with parameters. Nothing here writes.
 
 The ledger is `audit.sync_events` (every outcome the pull or the push recorded) together with
