@@ -1,8 +1,8 @@
 """The operator's view as a person sees it: `dagster dev` over a Dagster instance holding a ranged sync that bad
 contacts blocked and in which Zomentum refused some client creates, and headless Chromium driving the UI: the
 check's table of rejects, the per-partition metadata of the ranged run, the clients' load with its failures and
-links that open the records in a new tab, the run re-executed from failure after the fix (green), the push in
-the lineage. Screenshots go to test-artifacts/ (docs/audit.md shows them).
+links that open the records in a new tab, the run re-executed from failure after the fix (green), the asset graph
+whose labels keep their layer, the push in the lineage. Screenshots go to test-artifacts/ (docs/audit.md shows them).
 
 Chromium is Debian's (`/usr/bin/chromium`; `python3 dev.py test` installs it when missing), driven by Playwright."""
 
@@ -228,6 +228,14 @@ def test_an_operator_repairs_a_blocked_hour_and_reads_the_run_in_the_dagster_ui(
                               if int(kaseya_id) in bad}
                     assert synced and all(email == f"fixed-{kaseya_id}@example.com"
                                           for kaseya_id, email in synced.items())
+
+                    # The whole asset graph: each label keeps its layer (raw_kaseya_*, stg_kaseya_*, ...).
+                    page.goto(f"{base_url}/asset-groups", wait_until="domcontentloaded")
+                    page.get_by_text("stg_kaseya_contacts", exact=True).first.wait_for(timeout=60_000)
+                    for label in ("raw_kaseya_changes", "raw_kaseya_products", "stg_kaseya_accounts",
+                                  "mapped_zomentum_clients", "zomentum_clients", "audit_sync_events"):
+                        page.get_by_text(label, exact=True).first.wait_for(timeout=10_000)
+                    page.screenshot(path=str(ARTIFACTS / "audit-asset-graph.png"), full_page=True)
 
                     # The push in the lineage.
                     page.goto(f"{base_url}/assets/push_documents?view=lineage", wait_until="domcontentloaded")
