@@ -61,7 +61,7 @@ def test_within_the_limits_the_sync_waits_out_short_429s_and_finishes_with_every
     zomentum_waits = [e for e in zomentum.state.requests() if e["status"] == 429]
     assert zomentum_waits  # Zomentum's limit was met, and waited out: every record is there
     assert len(harness.id_map("items")) == products
-    loads = [materialization_metadata(result, f"zomentum/{target}")
+    loads = [materialization_metadata(result, f"zomentum_{target}")
              for target in ("clients", "client_users", "opportunities", "items")]
     assert [load["failed"] for load in loads] == [0, 0, 0, 0]
     assert sum(load["zomentum_retry_wait_seconds"] for load in loads) > 0  # the load slowed down, as told

@@ -167,7 +167,7 @@ def test_concurrent_writes_leave_the_same_zomentum_records_with_the_same_writes(
     assert Counter((w["method"], w["route"]) for w in writes(concurrent)) == Counter(
         (w["method"], w["route"]) for w in writes(sequential))
     for run in runs.values():
-        reported = sum(materialization_metadata(run.result, f"zomentum/{target}")["zomentum_writes"]
+        reported = sum(materialization_metadata(run.result, f"zomentum_{target}")["zomentum_writes"]
                        for target in TARGETS)
         record_writes = [w for w in writes(run) if w["route"] != "/v2/custom/fields/"]  # the link field's create
         assert reported == len(record_writes)
