@@ -314,7 +314,7 @@ def test_an_entity_added_to_the_registry_appears_in_every_list_derived_from_it()
     assert lists["push links"]["agreement_links"] == "agreement"
     assert lists["link fields"]["agreement_links"] == ["agreement", "Kaseya agreement"]
     assert "agreements" in lists["active flag"]  # its model (the employees') has `is_active`
-    assert "zomentum/agreement_links" in lists["push reads"]
+    assert "zomentum_agreement_links" in lists["push reads"]
     assert "agreements" in lists["push catalogue"]
 
 
