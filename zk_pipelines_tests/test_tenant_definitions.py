@@ -135,7 +135,7 @@ def test_a_run_of_a_deployment_job_for_a_tenant_gets_its_tenants_tags_however_it
         mount = json.loads(tags[K8S_CONFIG_TAG])["container_config"]["volume_mounts"][0]
         assert mount["mount_path"] == f"/var/run/secrets/zk/{key}"
     if job_name == HOURLY_JOB:
-        subset = job.get_subset(asset_selection={dg.AssetKey(["stg", "kaseya_accounts"])})
+        subset = job.get_subset(asset_selection={dg.AssetKey("stg_kaseya_accounts")})
         assert subset.get_tags_for_partition_key("acme", selected_asset_keys=None)[TENANT_TAG] == "acme"
 
 
