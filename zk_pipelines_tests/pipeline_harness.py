@@ -54,6 +54,15 @@ def tenant_environment(kaseya: KaseyaSandbox, zomentum: ZomentumSandbox, setting
     return variables
 
 
+def reset_sandboxes(sandboxes: tuple[KaseyaSandbox, ZomentumSandbox], *, seed: int = 7
+                    ) -> tuple[KaseyaSandbox, ZomentumSandbox]:
+    """Both sandboxes (the conftest's `sandboxes` pair) back to a fresh `small_recent` world of `seed`."""
+    kaseya, zomentum = sandboxes
+    kaseya.state.reset(seed=seed, scale="small_recent")
+    zomentum.state.reset(seed=seed, scale="small_recent")
+    return kaseya, zomentum
+
+
 def hour_key(moment: datetime) -> str:
     return moment.strftime(HOUR_KEY)
 

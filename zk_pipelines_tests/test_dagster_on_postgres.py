@@ -23,7 +23,7 @@ from zk_pipelines.defs.push import DOCUMENT_TAG, PUSH_JOB, WON_DOCUMENT_SENSOR
 from zk_pipelines.defs.resources import tenant_resources
 from zk_pipelines.sandbox.launcher import Sandboxes
 from zk_pipelines.storage.state_store import ID_MAP, PUSH_DOCUMENTS, PostgresStateStore
-from zk_pipelines_tests.pipeline_harness import tenant_environment
+from zk_pipelines_tests.pipeline_harness import reset_sandboxes, tenant_environment
 from zk_pipelines_tests.test_push_document import PushTenant, settings_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,9 +74,7 @@ def test_the_production_instance_keeps_runs_in_postgres_behind_a_queue_with_per_
 @pytest.mark.slow
 def test_zk_sync_records_its_run_in_the_postgres_instance_it_finds_and_keeps_its_dagster_yaml(
         sandboxes, production_home, postgres_url, tmp_path):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KASEYA_", "ZOMENTUM_", "ZK_"))}
     env |= {**Sandboxes(kaseya, zomentum).environment(), "DAGSTER_HOME": str(production_home),
             TENANT_VARIABLES.settings_path: str(REPO / "settings.example.yaml"),

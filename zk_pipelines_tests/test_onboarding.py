@@ -15,6 +15,7 @@ from zk_pipelines_tests.pipeline_harness import (
     REPO,
     PipelineHarness,
     hour_key,
+    reset_sandboxes,
     step_errors,
 )
 
@@ -23,9 +24,7 @@ YEARS_AGO = datetime(2021, 3, 4, 5, 6, tzinfo=UTC)
 
 @pytest.fixture
 def harness(sandboxes, tmp_path) -> PipelineHarness:
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     return PipelineHarness(kaseya, zomentum, tmp_path)
 
 

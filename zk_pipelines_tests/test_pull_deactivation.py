@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors
 from zk_pipelines_tests.test_reconcile import differences, reconcile_job
 
 
@@ -25,9 +25,7 @@ def _actions(harness: PipelineHarness, entity: str, kaseya_id: int) -> list[str]
 
 @pytest.mark.slow
 def test_inactive_records_are_not_created_and_a_deactivation_is_marked_in_zomentum(sandboxes, tmp_path):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path)
     hours_ago = harness.current_hour - timedelta(hours=5)
     dormant = kaseya.state.create_record("accounts", {"accountName": "Dormant Holdings Ltd", "isActive": False})

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors
 
 PROPOSAL = "Proposal"
 
@@ -21,9 +21,7 @@ def _stage(zomentum, pipeline: str, stage: str) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_first_sight_keeps_the_current_zomentum_stage_among_equivalent_stages(sandboxes, tmp_path):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path)
     # Kaseya's "Proposal" is mapped from both "Proposal Sent" and "Negotiation" (first in pipeline order:
     # "Proposal Sent").

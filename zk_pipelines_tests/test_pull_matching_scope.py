@@ -12,14 +12,12 @@ from datetime import timedelta
 
 import pytest
 
-from zk_pipelines_tests.pipeline_harness import REPO, PipelineHarness, step_errors
+from zk_pipelines_tests.pipeline_harness import REPO, PipelineHarness, reset_sandboxes, step_errors
 
 
 @pytest.fixture
 def harness(sandboxes, tmp_path) -> PipelineHarness:
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     return PipelineHarness(kaseya, zomentum, tmp_path)
 
 

@@ -10,6 +10,7 @@ import pytest
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
     materialization_metadata,
+    reset_sandboxes,
     step_errors,
 )
 
@@ -18,9 +19,7 @@ from zk_pipelines_tests.pipeline_harness import (
 def synced_once(sandboxes, tmp_path_factory) -> PipelineHarness:
     """One full sync shared by the tests that only read its outcome; the Kaseya request log of the backfill is
     kept in `backfill_requests`."""
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("synced_once"))
     harness.backfill_result = harness.backfill()
     assert harness.backfill_result.success, step_errors(harness.backfill_result)
@@ -30,9 +29,7 @@ def synced_once(sandboxes, tmp_path_factory) -> PipelineHarness:
 
 @pytest.fixture
 def harness(sandboxes, tmp_path) -> PipelineHarness:
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     return PipelineHarness(kaseya, zomentum, tmp_path)
 
 
@@ -175,9 +172,7 @@ def test_a_kaseya_edit_is_picked_up_by_the_next_hour_and_updates_exactly_that_re
 
 @pytest.mark.slow
 def test_zomentum_as_crm_leaves_linked_records_alone(sandboxes, tmp_path):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = synced(PipelineHarness(kaseya, zomentum, tmp_path, mode="zomentum_as_crm"))
     account_id = int(next(iter(harness.id_map("clients"))))
     kaseya.state.update_record("accounts", account_id, {"website": "https://ignored.example"})
@@ -247,9 +242,7 @@ def test_bad_rows_land_in_rejects_with_their_reason_while_the_rest_sync(harness)
 def test_too_many_rejects_fail_the_blocking_check_and_stop_the_load(sandboxes, tmp_path):
     from zk_pipelines.defs.resources import PullTuning
 
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path,
                               tuning=PullTuning(max_reject_share=0.0, min_rejects_to_block=1))
     account = harness.kaseya_records("accounts")[0]

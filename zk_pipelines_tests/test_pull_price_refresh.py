@@ -7,14 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors
 
 
 @pytest.mark.slow
 def test_a_product_edited_in_kaseya_brings_its_new_price_to_zomentum_in_the_same_hour(sandboxes, tmp_path):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path)
     first = harness.backfill()
     assert first.success, step_errors(first)

@@ -13,7 +13,7 @@ from benchmarks.reliability_report import WonDocument, make_won_documents
 from zk_pipelines.push.catalogue import CATALOGUE_MAX_AGE
 from zk_pipelines.push.orchestration import PushSources, push_document
 from zk_pipelines.storage.database import connect
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors
 
 LIST_ROUTES = ("/v2/system/lookup/{tableName}", "/v2/crm/opportunities/statuses/Lookup",
                "/v2/hr/employees/searchselect", "/v2/inventory/warehouses/lookup",
@@ -25,9 +25,7 @@ BATCH = (WonDocument(True, 0, (("Rack Shelf 1U", 2), ("Network Assessment", 1)))
 
 @pytest.fixture
 def pulled(sandboxes, tmp_path) -> PipelineHarness:
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path)
     result = harness.run_hour(harness.current_hour - timedelta(hours=1))
     assert result.success, step_errors(result)

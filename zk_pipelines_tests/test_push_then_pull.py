@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from zk_pipelines.defs.push import PUSH_JOB, push_run_config
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors, write_settings
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors, write_settings
 
 # Zomentum-only catalogue items of the sandbox's seed: every product type, with and without a part number,
 # a bundle priced at bundle level (its software child, "Password Manager Seat", is on no line of its own, so
@@ -43,9 +43,7 @@ def won_document(harness: PipelineHarness) -> str:
 @pytest.mark.parametrize("bundle_mode", ["single_service_item", "service_with_zero_priced_children",
                                          "children_with_bundle_price_split"])
 def test_a_push_then_a_pull_leaves_every_zomentum_item_byte_identical(sandboxes, tmp_path, bundle_mode):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path)
     write_settings(harness.settings_path, mode="kaseya_as_crm", bundle_mode=bundle_mode)
     synced = harness.backfill()

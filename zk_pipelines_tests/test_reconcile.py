@@ -17,15 +17,13 @@ from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.defs.reconcile import DRIFT_CHECK
 from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.state_store import ID_MAP, SYNC_EVENTS, PostgresStateStore
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, reset_sandboxes, step_errors
 
 pytestmark = pytest.mark.slow
 
 
 def _synced(sandboxes, tmp_path, mode: str = "kaseya_as_crm") -> PipelineHarness:
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path, mode=mode)
     result = harness.backfill()
     assert result.success, step_errors(result)
@@ -293,9 +291,7 @@ def test_zk_audit_and_zk_history_show_the_reconciliation(synced, zk):
 
 def test_on_the_postgresql_state_store_the_repair_and_its_ledger_land_in_postgresql(sandboxes, tmp_path,
                                                                                    postgres_url):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path, state_url=postgres_url)
     assert harness.backfill().success
     kaseya_id, zomentum_id = first_pair(harness, "client_users")

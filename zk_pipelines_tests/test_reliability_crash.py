@@ -26,7 +26,7 @@ from zk_pipelines.defs.local_runs import prepare_dagster_home
 from zk_pipelines.sandbox.kaseya import KaseyaSandbox
 from zk_pipelines.sandbox.zomentum import ZomentumSandbox
 from zk_pipelines.storage.state_store import open_store, unbind
-from zk_pipelines_tests.pipeline_harness import REPO, hour_key, write_settings
+from zk_pipelines_tests.pipeline_harness import REPO, hour_key, reset_sandboxes, write_settings
 
 JOB_SCRIPT = """
 import os, sys
@@ -183,9 +183,7 @@ class JobProcess:
 @pytest.fixture(params=["duckdb", "postgresql"])
 def jobs(request, sandboxes, tmp_path, monkeypatch) -> Iterator[JobProcesses]:
     """The tenant's jobs, with the state and the instance in DuckDB/SQLite or both on PostgreSQL."""
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     if url:  # the test process reads the instance too
         monkeypatch.setenv("DAGSTER_POSTGRES_URL", url.replace("postgresql://", "postgresql+psycopg2://", 1))

@@ -24,6 +24,7 @@ from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.push_store import document_requests
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
+    reset_sandboxes,
     step_errors,
     write_settings,
 )
@@ -33,9 +34,7 @@ ADOPTED = "Zomentum's answer to the create was lost (no answer: %); the created 
 
 @pytest.fixture
 def fresh(sandboxes):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     return kaseya, zomentum
 
 

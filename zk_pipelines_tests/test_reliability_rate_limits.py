@@ -15,6 +15,7 @@ from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
     materialization_metadata,
+    reset_sandboxes,
     step_errors,
 )
 
@@ -26,9 +27,7 @@ HOURS = 12  # the hours each backfill covers: enough records, a quick run
 
 @pytest.fixture
 def harness(sandboxes, tmp_path) -> PipelineHarness:
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     return PipelineHarness(kaseya, zomentum, tmp_path)
 
 

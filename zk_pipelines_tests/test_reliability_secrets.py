@@ -47,6 +47,7 @@ from zk_pipelines.secrets import Secret, base64_fragments, secret_forms
 from zk_pipelines_tests import secret_scan
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
+    reset_sandboxes,
     step_errors,
     write_settings,
 )
@@ -61,9 +62,7 @@ ENCODED_WRONG_PASSWORD = 'wrong "pa ss"+&=/\\é%-Xq81'
 @pytest.mark.slow
 def test_no_secret_reaches_logs_errors_run_metadata_the_ledger_duckdb_or_zk_output(sandboxes, tmp_path, capsys,
                                                                                      monkeypatch):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     (document_id,) = make_won_documents(kaseya, zomentum, [WonDocument(True, 0, (("Rack Shelf 1U", 1),))])
     # Failures of every sort: tokens expiring mid-run (renewals), refused and lost writes, server errors.
     kaseya.state.set_faults(seed=2, rules=[
@@ -138,9 +137,7 @@ class RecordingAdapter(HTTPAdapter):
 
 
 def test_both_clients_verify_tls_on_every_request(sandboxes):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     adapters = []
     for make in (lambda session: KaseyaClient(KaseyaCredentials(kaseya.base_url, kaseya.username,
                                                                 Secret(kaseya.password), kaseya.tenant),
@@ -180,9 +177,7 @@ def _kaseya_requests(base_url: str) -> Iterator[tuple[str, str, str]]:
 
 
 def test_the_sandboxes_refuse_every_api_request_without_a_valid_token(sandboxes):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     kaseya.state.set_knobs(token_lifetime_seconds=60)
     expired = KaseyaClient(KaseyaCredentials(kaseya.base_url, kaseya.username, Secret(kaseya.password),
                                              kaseya.tenant))
@@ -241,9 +236,7 @@ def _every_fault_kind(sandbox: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 def test_no_form_of_a_secret_reaches_any_store_after_wrong_credentials_expired_tokens_faults_and_echoes(
         sandboxes, tmp_path, capfd, monkeypatch):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     for folder in ("dagster", "right", "wrong"):
         (tmp_path / folder).mkdir()
     instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "dagster"))

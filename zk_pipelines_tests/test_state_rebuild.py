@@ -21,7 +21,7 @@ from zk_pipelines.defs.push import PUSH_JOB, push_run_config
 from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.domain.push_plan.markers import client_marker, document_marker
 from zk_pipelines.storage.state_store import ID_MAP, PostgresStateStore
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors
 
 RESOURCES = ("client/companies", "client/users", "opportunities", "items")
 KASEYA_RECORDS = ("accounts", "contacts", "opportunities", "quotes", "products")
@@ -39,9 +39,7 @@ def backend(request):
 
 @pytest.fixture
 def harness(sandboxes, tmp_path, backend):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     state_url, schema = backend
     return PipelineHarness(kaseya, zomentum, tmp_path, state_url=state_url, state_schema=schema)
 
@@ -191,9 +189,7 @@ def test_what_a_push_created_in_kaseya_is_relinked_by_its_markers_and_never_crea
 
 def test_the_rebuild_reads_kaseya_within_the_tenants_budget_and_restores_nothing_from_a_partial_read(
         sandboxes, tmp_path):
-    kaseya, zomentum = sandboxes
-    kaseya.state.reset(seed=7, scale="small_recent")
-    zomentum.state.reset(seed=7, scale="small_recent")
+    kaseya, zomentum = reset_sandboxes(sandboxes)
     harness = PipelineHarness(kaseya, zomentum, tmp_path)
     synced = harness.backfill()
     assert synced.success, step_errors(synced)
