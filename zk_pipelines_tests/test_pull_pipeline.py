@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from zk_pipelines.clients.http import HttpPolicy
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
     materialization_metadata,
@@ -313,11 +314,20 @@ def test_a_settings_name_unknown_in_the_live_systems_fails_the_run_before_anythi
 
 
 @pytest.mark.slow
-def test_the_settings_step_is_attempted_again_when_zomentum_answers_garbled(harness):
+def test_a_garbled_answer_to_the_settings_read_is_read_again_without_failing_the_step(harness):
     harness.zomentum.state.set_faults(seed=2, rules=[{"kind": "malformed_json", "route": "GET /v2/pipelines",
                                                       "count": 1}])
     result = harness.run_hour(harness.current_hour - timedelta(hours=2))
     assert result.success
+    assert not [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert sum(harness.zomentum.state.fault_counts()["malformed_json"].values()) == 1
+
+
+@pytest.mark.slow
+def test_the_settings_step_is_attempted_again_when_zomentum_answers_garbled_on_every_attempt(harness):
+    harness.zomentum.state.set_faults(seed=2, rules=[{"kind": "malformed_json", "route": "GET /v2/pipelines",
+                                                      "count": HttpPolicy(api_name="zomentum").max_attempts}])
+    result = harness.run_hour(harness.current_hour - timedelta(hours=2))
+    assert result.success
     retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert retried == ["settings_resolved"]
-    assert sum(harness.zomentum.state.fault_counts()["malformed_json"].values()) == 1

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
+from zk_pipelines.clients.kaseya import KASEYA_POLICY
+
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.push import (
     DOCUMENT_TAG,
@@ -147,17 +149,20 @@ def _messages(error) -> str:
 @pytest.mark.slow
 def test_a_push_failing_on_passing_faults_is_attempted_again_in_the_same_run_and_writes_once(tenant):
     document_id = tenant.document([tenant.line("Rack Shelf 1U", 2)])
-    # The opportunity's create is made but its answer lost; then a catalogue read comes back garbled.
+    # The opportunity's create is made but its answer lost; then a catalogue read comes back garbled, on every
+    # attempt the client makes.
+    garbled = KASEYA_POLICY.max_attempts
     tenant.kaseya.state.set_faults(seed=1, rules=[
         {"kind": "lost_answer", "route": "POST /v2/crm/opportunities", "count": 1},
-        {"kind": "malformed_json", "route": "GET /v2/inventory/warehouses/lookup", "count": 1}])
+        {"kind": "malformed_json", "route": "GET /v2/inventory/warehouses/lookup", "count": garbled}])
 
     result = run_push_job(tenant, document_id)
 
     assert result.success
     retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert len(retries) == sum(tenant.kaseya.state.fault_counts()["lost_answer"].values()) + sum(
-        tenant.kaseya.state.fault_counts()["malformed_json"].values()) == 2
+    faults = tenant.kaseya.state.fault_counts()
+    assert (sum(faults["lost_answer"].values()), sum(faults["malformed_json"].values())) == (1, garbled)
+    assert len(retries) == 2
     reasons = " | ".join(_messages(e.event_specific_data.error) for e in retries)
     assert "the answer was not JSON" in reasons and "the next attempt looks for the record" in reasons
     # The lost create was adopted by the next attempt, not sent again.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.reliability_report import WonDocument, make_won_documents
-from zk_pipelines.clients.http import ApiError
+from zk_pipelines.clients.http import ApiError, HttpPolicy
 from zk_pipelines.clients.kaseya import KaseyaClient
 from zk_pipelines.clients.zomentum import ZomentumClient
 from zk_pipelines.config import KaseyaCredentials, ZomentumCredentials
@@ -93,7 +93,8 @@ def test_a_listing_cut_short_while_looking_for_a_record_never_leaves_a_partial_i
     """The match index is read once per load; were a listing that fails on its second page kept as far as it
     got, every record on the later pages would look absent and be created again."""
     _, zomentum = fresh
-    client = ZomentumClient(ZomentumCredentials(zomentum.base_url, Secret(zomentum.refresh_token)))
+    client = ZomentumClient(ZomentumCredentials(zomentum.base_url, Secret(zomentum.refresh_token)),
+                            policy=HttpPolicy(api_name="zomentum", max_attempts=2, backoff_base=0.01))
     field_id = client.create_custom_field("opportunity", "Kaseya opportunity").id
     renewals = next(p for p in zomentum.state.records("pipelines") if p["name"] == "Renewals")
     company = zomentum.state.records("client/companies")[0]
@@ -102,9 +103,10 @@ def test_a_listing_cut_short_while_looking_for_a_record_never_leaves_a_partial_i
         "name": "Renewal made by an earlier run", "client_company_id": company["id"],
         "opportunity_pipeline_id": renewals["id"], "opportunity_pipeline_stage_id": renewals["stages"][0]["id"],
         "custom_fields": [{"id": field_id, "values": [link]}]})
-    # Opportunities are listed one pipeline after the other: the second pipeline's listing answers garbled.
+    # Opportunities are listed one pipeline after the other: the second pipeline's listing answers garbled, on
+    # every attempt the client makes.
     zomentum.state.set_faults(seed=1, rules=[{"kind": "malformed_json", "route": "GET /v2/opportunities",
-                                              "after": 1, "count": 1}])
+                                              "after": 1, "count": client.policy.max_attempts}])
     index = MatchIndex(client, ZOMENTUM_TARGET["opportunities"], field_id)
     wanted = {"name": "Renewal", "custom_fields": [{"id": field_id, "values": [link]}]}
 

@@ -616,11 +616,23 @@ def test_kaseya_token_expiry_in_the_middle_of_paging_is_renewed_and_the_page_rep
     assert [q.split("PageNumber=")[1].split("&")[0] for q in pages] == ["1", "2", "2", "3"]
 
 
-def test_kaseya_malformed_json_on_a_read_is_a_typed_error(
+def test_kaseya_malformed_json_on_a_read_is_read_again(
         kaseya: KaseyaSandbox, kaseya_credentials: KaseyaCredentials) -> None:
     client = kaseya_client(kaseya_credentials)
+    route = "/v2/system/accounttypes/lookup"
+    kaseya.state.set_faults(seed=9, rules=[{"kind": "malformed_json", "route": f"GET {route}", "count": 1}])
+
+    assert client.account_types() == kaseya_client(kaseya_credentials).account_types()
+
+    assert kaseya_route_log(kaseya, route)[:2] == [(200, "malformed_json"), (200, None)]
+    assert client.stats.counter.retries == 1
+
+
+def test_kaseya_malformed_json_on_every_attempt_of_a_read_is_a_typed_error(
+        kaseya: KaseyaSandbox, kaseya_credentials: KaseyaCredentials) -> None:
+    client = kaseya_client(kaseya_credentials, max_attempts=2)
     kaseya.state.set_faults(seed=9, rules=[{"kind": "malformed_json", "route": "GET /v2/system/accounttypes/lookup",
-                                            "count": 1}])
+                                            "count": 2}])
 
     with pytest.raises(ApiError) as raised:
         client.account_types()
@@ -761,10 +773,22 @@ def test_zomentum_token_expiry_in_the_middle_of_paging_is_refreshed_and_the_page
     assert [q.split("page=")[1].split("&")[0] for q in pages] == ["1", "2", "2", "3"]
 
 
-def test_zomentum_malformed_json_on_a_read_is_a_typed_error(
+def test_zomentum_malformed_json_on_a_read_is_read_again(
         zomentum: ZomentumSandbox, zomentum_credentials: ZomentumCredentials) -> None:
     client = zomentum_client(zomentum_credentials)
+    expected = list(client.clients())
     zomentum.state.set_faults(seed=9, rules=[{"kind": "malformed_json", "route": f"GET {COMPANIES}", "count": 1}])
+
+    assert list(client.clients()) == expected
+
+    assert (200, "malformed_json") in zomentum_route_log(zomentum, COMPANIES)
+    assert sum(zomentum.state.fault_counts()["malformed_json"].values()) == 1
+
+
+def test_zomentum_malformed_json_on_every_attempt_of_a_read_is_a_typed_error(
+        zomentum: ZomentumSandbox, zomentum_credentials: ZomentumCredentials) -> None:
+    client = zomentum_client(zomentum_credentials, max_attempts=2)
+    zomentum.state.set_faults(seed=9, rules=[{"kind": "malformed_json", "route": f"GET {COMPANIES}", "count": 2}])
 
     with pytest.raises(ApiError) as raised:
         list(client.clients())

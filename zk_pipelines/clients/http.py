@@ -1,7 +1,7 @@
 """The HTTP policy both API clients share; each API instantiates its own `HttpPolicy`.
 
-Reads (idempotent requests) are retried with bounded exponential backoff on 429, 5xx and connection
-errors, honouring `Retry-After`. Writes are never retried blindly: a write is retried only when the server
+Reads (idempotent requests) are retried with bounded exponential backoff on 429, 5xx, connection errors
+and 2xx answers whose body is not JSON (garbled on the way), honouring `Retry-After`. Writes are never retried blindly: a write is retried only when the server
 said it did not process it (429), and a write whose answer was lost raises `WriteOutcomeUnknown`, so the
 caller searches for the record before creating it again.
 
@@ -187,6 +187,33 @@ def parse_json(text: str, *, object_pairs_hook: Callable[[list[tuple[str, Any]]]
     raise JsonTooDeep(f"the JSON nests deeper than {max_depth} levels")
 
 
+_UNPARSED = object()
+
+
+def answer_json(response: requests.Response, parse: Callable[[str], Any] = parse_json) -> Any:
+    """The answer's JSON, parsed once: `send` has already parsed a read's answer when it was asked to tell a
+    garbled one (`json_answer`), and keeps what it parsed on the response."""
+    parsed = getattr(response, "_zk_json", _UNPARSED)
+    if parsed is _UNPARSED:
+        parsed = parse(response.text)
+        response._zk_json = parsed  # type: ignore[attr-defined]
+    return parsed
+
+
+def _garbled(response: requests.Response, parse: Callable[[str], Any]) -> bool:
+    """A 2xx answer to a read whose body is not JSON: a fault between us and the API (a proxy's error page, a
+    cut body), so the read is sent again. JSON nested too deep is refused, never retried: it would come again."""
+    if not 200 <= response.status_code < 300 or not response.text.strip():
+        return False
+    try:
+        answer_json(response, parse)
+    except JsonTooDeep:
+        return False
+    except ValueError:
+        return True
+    return False
+
+
 def unreadable_answer(exc: ValueError, response: requests.Response, api: str, operation: str, *, write: bool,
                       not_json: type[ApiError]) -> ApiError:
     """The error for an answer `parse_json` refused (`exc`). A write was answered, so it happened, but what it
@@ -234,6 +261,7 @@ def send(
     sleep: Callable[[float], None] = time.sleep,
     counter: CallCounter | None = None,
     checkpoint: Callable[[], None] | None = None,
+    json_answer: Callable[[str], Any] | None = None,
     **kwargs,
 ) -> requests.Response:
     """Send one request under the policy; return the final response (any status but a redirect) or raise.
@@ -243,7 +271,9 @@ def send(
 
     Statuses are the caller's to interpret except those the policy retries; a retried status that is
     still failing after the last attempt is returned to the caller, which turns it into a typed error.
-    The body has been read (within the policy's bounds) when the response is returned.
+    The body has been read (within the policy's bounds) when the response is returned. With `json_answer`
+    (the API's JSON parser), a read answered 2xx with a body that is not JSON is retried as a 5xx is, and the
+    parsed answer is kept for `answer_json`.
     """
     counter = counter or CallCounter()
     attempt = 0
@@ -273,7 +303,8 @@ def send(
                                           status=exc.status) from None
             raise
         else:
-            if response.status_code not in policy.retry_statuses:
+            garbled = json_answer is not None and idempotent and _garbled(response, json_answer)
+            if response.status_code not in policy.retry_statuses and not garbled:
                 return response
             if response.status_code != 429 and not idempotent:
                 return response  # the caller raises WriteOutcomeUnknown / a typed error: never retried

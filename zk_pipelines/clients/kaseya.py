@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from zk_pipelines.clients.http import (
+    answer_json,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
@@ -170,7 +171,7 @@ class KaseyaClient:
             with self._in_flight:
                 return send(self._session, self.policy, method, url, operation=endpoint.label,
                             idempotent=idempotent, secrets=secrets, sleep=self._sleep_out_of_flight,
-                            counter=sent, checkpoint=self._checkpoint, **kwargs)
+                            counter=sent, checkpoint=self._checkpoint, json_answer=parse_json, **kwargs)
         finally:
             self.stats.record_request(endpoint.label, sent)
 
@@ -248,7 +249,7 @@ class KaseyaClient:
 
     def _parse(self, endpoint: Endpoint, response: requests.Response) -> Any:
         try:
-            return parse_json(response.text) if response.text.strip() else KaseyaRecord()
+            return answer_json(response, parse_json) if response.text.strip() else KaseyaRecord()
         except ValueError as exc:
             write = endpoint.method != "GET" and endpoint.name not in ("authenticate", "refresh_token")
             raise unreadable_answer(exc, response, "Kaseya", endpoint.label, write=write,

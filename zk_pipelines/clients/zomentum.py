@@ -1,7 +1,7 @@
 """Zomentum REST API v2 client: bearer tokens from a refresh token, paging, typed errors, line items.
 
 The HTTP policy is the shared one (`clients/http.py`): timeouts, bounded retries of reads on 429/5xx
-honouring `Retry-After`, writes never retried blindly. On top of it: a 401 refreshes the access token
+and garbled answers, honouring `Retry-After`, writes never retried blindly. On top of it: a 401 refreshes the access token
 once and repeats the request (a 401 means the server did nothing, so even a write may be repeated);
 a refresh token Zomentum rejects is an `AuthenticationError` with one sentence a person can act on.
 
@@ -33,6 +33,7 @@ import requests
 
 from zk_pipelines.clients import zomentum_models as contract
 from zk_pipelines.clients.http import (
+    answer_json,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
@@ -258,6 +259,7 @@ class ZomentumClient:
                 self.session, self.policy, method, f"{self.root}/{path}", operation=operation,
                 idempotent=idempotent, secrets=(*self._secrets(), token), sleep=self._sleep, counter=sent,
                 checkpoint=self._checkpoint, headers={"Authorization": f"Bearer {token.reveal()}", "Accept": accept},
+                json_answer=parse_json if accept == contract.JSON else None,
                 **kwargs,
             )
         finally:
@@ -289,7 +291,7 @@ class ZomentumClient:
     @staticmethod
     def _json_of(response: requests.Response, operation: str, *, write: bool = False) -> Any:
         try:
-            return parse_json(response.text)
+            return answer_json(response)
         except ValueError as exc:
             raise unreadable_answer(exc, response, API, operation, write=write, not_json=ApiError) from None
 
