@@ -10,7 +10,6 @@ import dagster as dg
 import pytest
 
 from zk_pipelines.clients.kaseya import KASEYA_POLICY
-
 from zk_pipelines.definitions import build_definitions
 from zk_pipelines.defs.push import (
     DOCUMENT_TAG,

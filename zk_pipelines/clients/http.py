@@ -1,9 +1,10 @@
 """The HTTP policy both API clients share; each API instantiates its own `HttpPolicy`.
 
 Reads (idempotent requests) are retried with bounded exponential backoff on 429, 5xx, connection errors
-and 2xx answers whose body is not JSON (garbled on the way), honouring `Retry-After`. Writes are never retried blindly: a write is retried only when the server
-said it did not process it (429), and a write whose answer was lost raises `WriteOutcomeUnknown`, so the
-caller searches for the record before creating it again.
+and 2xx answers whose body is not JSON (garbled on the way), honouring `Retry-After`. Writes are never
+retried blindly: a write is retried only when the server said it did not process it (429), and a write
+whose answer was lost raises `WriteOutcomeUnknown`, so the caller searches for the record before creating
+it again.
 
 An answer is untrusted input (docs/security.md): its body is read up to `max_body_bytes`, the whole
 attempt (connection to last byte) ends at `deadline_seconds`, and its JSON may nest `MAX_JSON_DEPTH` deep.

@@ -21,7 +21,6 @@ from typing import Any
 import requests
 
 from zk_pipelines.clients.http import (
-    answer_json,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
@@ -33,6 +32,7 @@ from zk_pipelines.clients.http import (
     RateLimited,
     ValidationFailed,
     WriteOutcomeUnknown,
+    answer_json,
     api_session,
     retry_after_seconds,
     send,

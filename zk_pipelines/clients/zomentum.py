@@ -1,8 +1,9 @@
 """Zomentum REST API v2 client: bearer tokens from a refresh token, paging, typed errors, line items.
 
 The HTTP policy is the shared one (`clients/http.py`): timeouts, bounded retries of reads on 429/5xx
-and garbled answers, honouring `Retry-After`, writes never retried blindly. On top of it: a 401 refreshes the access token
-once and repeats the request (a 401 means the server did nothing, so even a write may be repeated);
+and garbled answers, honouring `Retry-After`, writes never retried blindly. On top of it: a 401 refreshes
+the access token once and repeats the request (a 401 means the server did nothing, so even a write may be
+repeated);
 a refresh token Zomentum rejects is an `AuthenticationError` with one sentence a person can act on.
 
 One client may be shared by threads (a load sends its writes concurrently). A refresh invalidates the
@@ -33,7 +34,6 @@ import requests
 
 from zk_pipelines.clients import zomentum_models as contract
 from zk_pipelines.clients.http import (
-    answer_json,
     ApiError,
     ApiUnavailable,
     AuthenticationError,
@@ -45,6 +45,7 @@ from zk_pipelines.clients.http import (
     RateLimited,
     ValidationFailed,
     WriteOutcomeUnknown,
+    answer_json,
     api_session,
     parse_json,
     retry_after_seconds,
