@@ -77,8 +77,8 @@ def accounts_lookup(call: Call) -> Reply:
 
 
 def account_types(call: Call) -> Reply:
-    return Reply([dto.ACCOUNT_TYPE_LOOKUP.render(Id=t.id, Name=t.name, IsActive=t.is_active, IsClient=t.is_client,
-                                                 IsVendor=t.is_vendor)
+    return Reply([dto.render("AccountTypeLookupOutputDto", Id=t.id, Name=t.name, IsActive=t.is_active,
+                             IsClient=t.is_client, IsVendor=t.is_vendor)
                   for t in call.tenant.account_types.values()])
 
 
@@ -209,7 +209,7 @@ def categories_lookup(call: Call) -> Reply:
 
 
 def warehouses(call: Call) -> Reply:
-    return Reply([dto.WAREHOUSE.render(Id=w.id, Name=w.name) for w in call.tenant.warehouses.values()])
+    return Reply([dto.render("WarehouseOutputDto", Id=w.id, Name=w.name) for w in call.tenant.warehouses.values()])
 
 
 # --- employees ------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def system_lookup(call: Call) -> Reply:
     table = call.tenant.lookups.get(call.params["tableName"].lower())
     if table is None:
         raise ApiFailure(404, f"Lookup table '{call.params['tableName']}' was not found.")
-    return Reply([dto.LOOKUP.render(Id=r.id, Name=r.name, IsDefault=r.is_default, IsActive=r.is_active)
+    return Reply([dto.render("LookupOutputDto", Id=r.id, Name=r.name, IsDefault=r.is_default, IsActive=r.is_active)
                   for r in table.rows])
 
 
