@@ -182,6 +182,57 @@ _CONTACT_FIELDS = {"FirstName": "first_name", "MiddleName": "middle_name", "Last
                    "CanRecieveInvoices": "receive_invoices", "EffectiveDate": "effective_date"}
 
 
+@dataclass(frozen=True)
+class _Channel:
+    """A contact's e-mail addresses or its phone numbers: the same editing rules under other names."""
+
+    items: str  # the edit's list (`Emails`); the contact's attribute is its lower case
+    value: str  # an item's value property (`EmailAddress`)
+    attribute: str  # ... and the record's attribute for it (`email_address`)
+    default: str  # the edit's property that sets the default item's value (`EmailAddress`)
+    type_table: str  # the lookup table of the item's type (`EmailType`); the item gives `<table>Id` or `<table>`
+    what: str  # the type, as an error names it
+    record: type[ContactEmail] | type[ContactPhone]
+    id_kind: str  # the id sequence of the items
+
+
+_CHANNELS = (
+    _Channel("Emails", "EmailAddress", "email_address", "EmailAddress", "EmailType", "e-mail type", ContactEmail,
+             "email"),
+    _Channel("Phones", "Phone", "phone", "PhoneNumber", "PhoneType", "phone type", ContactPhone, "phone"),
+)
+
+
+def _replace_channel(tenant: Tenant, contact: Contact, body: Body, channel: _Channel, stamps: Stamps) -> None:
+    """The edit's list replaces the contact's; an item's type defaults to Work, and with no default item the
+    first one is the default."""
+    if channel.items not in body.given:
+        return
+    items = body[channel.items] or []
+    types = _lookup_rows(tenant, channel.type_table)
+    work = tenant.lookup(channel.type_table).by_name("Work").id
+    none_default = not any(item["IsDefault"] for item in items)
+    setattr(contact, channel.items.lower(), [
+        channel.record(tenant.ids.next(channel.id_kind), item[channel.value],
+                       _resolve(item, f"{channel.type_table}Id", channel.type_table, types, channel.what, work) or work,
+                       item["IsDefault"] or i == 0 and none_default, Stamps(**vars(stamps)))
+        for i, item in enumerate(items)])
+
+
+def _set_default_of_channel(tenant: Tenant, contact: Contact, body: Body, channel: _Channel, stamps: Stamps) -> None:
+    """`emailAddress` / `phoneNumber` change the default item's value, or add a default Work item."""
+    if body.get(channel.default) is None:
+        return
+    items = getattr(contact, channel.items.lower())
+    default = next((item for item in items if item.is_default), None)
+    if default:
+        setattr(default, channel.attribute, body[channel.default])
+    else:
+        work = tenant.lookup(channel.type_table).by_name("Work").id
+        items.insert(0, channel.record(tenant.ids.next(channel.id_kind), body[channel.default], work, True,
+                                       Stamps(**vars(stamps))))
+
+
 def _edit_contact(tenant: Tenant, contact: Contact, body: Body, now: datetime) -> None:
     if "AccountId" in body.given:
         if body["AccountId"] not in tenant.accounts:
@@ -195,37 +246,10 @@ def _edit_contact(tenant: Tenant, contact: Contact, body: Body, now: datetime) -
         raise EditRefused(f"locationId {contact.location_id} is not a location of account {contact.account_id}")
     _set(contact, body, _CONTACT_FIELDS)
     stamps = _stamps(tenant, now)
-    email_types, phone_types = _lookup_rows(tenant, "EmailType"), _lookup_rows(tenant, "PhoneType")
-    work_email = tenant.lookup("EmailType").by_name("Work").id
-    work_phone = tenant.lookup("PhoneType").by_name("Work").id
-    if "Emails" in body.given:
-        contact.emails = [
-            ContactEmail(tenant.ids.next("email"), e["EmailAddress"],
-                         _resolve(e, "EmailTypeId", "EmailType", email_types, "e-mail type", work_email) or work_email,
-                         e["IsDefault"] or i == 0 and not any(x["IsDefault"] for x in body["Emails"]),
-                         Stamps(**vars(stamps)))
-            for i, e in enumerate(body["Emails"] or [])]
-    if "Phones" in body.given:
-        contact.phones = [
-            ContactPhone(tenant.ids.next("phone"), p["Phone"],
-                         _resolve(p, "PhoneTypeId", "PhoneType", phone_types, "phone type", work_phone) or work_phone,
-                         p["IsDefault"] or i == 0 and not any(x["IsDefault"] for x in body["Phones"]),
-                         Stamps(**vars(stamps)))
-            for i, p in enumerate(body["Phones"] or [])]
-    if body.get("EmailAddress") is not None:
-        default = next((e for e in contact.emails if e.is_default), None)
-        if default:
-            default.email_address = body["EmailAddress"]
-        else:
-            contact.emails.insert(0, ContactEmail(tenant.ids.next("email"), body["EmailAddress"], work_email, True,
-                                                  Stamps(**vars(stamps))))
-    if body.get("PhoneNumber") is not None:
-        default_phone = next((p for p in contact.phones if p.is_default), None)
-        if default_phone:
-            default_phone.phone = body["PhoneNumber"]
-        else:
-            contact.phones.insert(0, ContactPhone(tenant.ids.next("phone"), body["PhoneNumber"], work_phone, True,
-                                                  Stamps(**vars(stamps))))
+    for channel in _CHANNELS:
+        _replace_channel(tenant, contact, body, channel, stamps)
+    for channel in _CHANNELS:
+        _set_default_of_channel(tenant, contact, body, channel, stamps)
     if "IsPoc" in body.given:
         if body["IsPoc"]:
             for other in tenant.contacts_of(contact.account_id):
