@@ -217,6 +217,13 @@ class Body(dict):
 
     given: frozenset[str] = frozenset()
 
+    def assign(self, record: Any, attributes: Mapping[str, str], *, given_only: bool = False) -> None:
+        """Set `record`'s attributes from the properties `attributes` maps to them (property -> attribute);
+        with `given_only`, only from the properties the request carried (a partial update)."""
+        for prop, attribute in attributes.items():
+            if not given_only or prop in self.given:
+                setattr(record, attribute, self[prop])
+
 
 def read_input(dto_name: str, value: Any, path: str = "", registry: Mapping[str, InputDto] = INPUT_DTOS
                ) -> tuple[Body, list[str]]:

@@ -118,12 +118,6 @@ def _stamps(tenant: Tenant, now: datetime) -> Stamps:
     return Stamps(now, now, _editor(tenant), _editor(tenant))
 
 
-def _set(record: Any, body: Body, names: Mapping[str, str]) -> None:
-    for field, attribute in names.items():
-        if field in body.given:
-            setattr(record, attribute, body[field])
-
-
 # --- accounts -------------------------------------------------------------------------------------------
 
 _ACCOUNT_FIELDS = {"AccountName": "account_name", "AccountCode": "account_code", "Website": "website",
@@ -144,7 +138,7 @@ def _edit_account(tenant: Tenant, account: Account, body: Body, now: datetime) -
                                           account.account_manager_id)
     account.parent_id = _resolve(body, "ParentId", None, {a.id: a.account_name for a in tenant.accounts.values()},
                                  "account", account.parent_id)
-    _set(account, body, _ACCOUNT_FIELDS)
+    body.assign(account, _ACCOUNT_FIELDS, given_only=True)
     if "Locations" in body.given:
         bodies = body["Locations"] or []
         if not bodies:
@@ -244,7 +238,7 @@ def _edit_contact(tenant: Tenant, contact: Contact, body: Body, now: datetime) -
         contact.location_id = body["LocationId"]
     if tenant.accounts[contact.account_id].location(contact.location_id) is None:
         raise EditRefused(f"locationId {contact.location_id} is not a location of account {contact.account_id}")
-    _set(contact, body, _CONTACT_FIELDS)
+    body.assign(contact, _CONTACT_FIELDS, given_only=True)
     stamps = _stamps(tenant, now)
     for channel in _CHANNELS:
         _replace_channel(tenant, contact, body, channel, stamps)
@@ -304,7 +298,7 @@ def _edit_opportunity(tenant: Tenant, opportunity: Opportunity, body: Body, now:
     opportunity.sales_representative_user_id = _resolve(
         body, "SalesRepresentativeUserId", None, {e.id: e.full_name for e in tenant.employees.values()}, "employee",
         opportunity.sales_representative_user_id)
-    _set(opportunity, body, _OPPORTUNITY_FIELDS)
+    body.assign(opportunity, _OPPORTUNITY_FIELDS, given_only=True)
 
 
 def _new_opportunity(tenant: Tenant, body: Body, now: datetime) -> Opportunity:
@@ -337,7 +331,7 @@ def _edit_product(tenant: Tenant, product: Product, body: Body, now: datetime) -
                                        "product type", product.product_type_id)
     product.labour_period_id = _resolve(body, "LabourPeriodId", None, _lookup_rows(tenant, "LabourPeriod"),
                                         "labour period", product.labour_period_id)
-    _set(product, body, _PRODUCT_FIELDS)
+    body.assign(product, _PRODUCT_FIELDS, given_only=True)
     if "Warehouses" in body.given:
         names = {w.id: w.name for w in tenant.warehouses.values()}
         main = tenant.warehouse_named("Main Warehouse").id
