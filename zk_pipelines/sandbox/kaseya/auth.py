@@ -16,7 +16,7 @@ from typing import Any
 
 from zk_pipelines.sandbox.kaseya import dto
 from zk_pipelines.sandbox.kaseya.dto import wire_datetime
-from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Reply, Route
+from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Reply, routes
 
 
 def no_api_access(username: str) -> str:
@@ -149,8 +149,10 @@ def user_info(call: Call) -> Reply:
     return Reply(result)
 
 
-ROUTES = (
-    Route("POST", "/v2/security/authenticate", authenticate, anonymous=True, form=True),
-    Route("POST", "/v2/security/refreshtoken", refresh_token, anonymous=True, form=True),
-    Route("GET", "/v2/security/userinfo", user_info),
-)
+# Login and token refresh take a form and need no bearer token.
+ROUTES = routes({
+    "POST /v2/security/authenticate": authenticate,
+    "POST /v2/security/refreshtoken": refresh_token,
+}, anonymous=True, form=True) + routes({
+    "GET /v2/security/userinfo": user_info,
+})

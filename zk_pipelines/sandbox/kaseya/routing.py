@@ -287,6 +287,17 @@ class Route:
         return params
 
 
+def routes(table: Mapping[str, Operation], *, published: bool = True, anonymous: bool = False, form: bool = False
+           ) -> tuple[Route, ...]:
+    """Routes from `{"GET /v2/crm/opportunities/{id}": operation}` (the contract's method and path), all with
+    the same flags."""
+    built = []
+    for label, operation in table.items():
+        method, template = label.split()
+        built.append(Route(method, template, operation, published=published, anonymous=anonymous, form=form))
+    return tuple(built)
+
+
 def route_shape(text: str) -> str:
     """`GET /v2/crm/opportunities/{id}` or a bare template -> the comparable shape of its path."""
     path = text.split()[-1]

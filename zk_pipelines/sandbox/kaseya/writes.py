@@ -41,7 +41,7 @@ from zk_pipelines.sandbox.kaseya.records import (
     later_than,
     to_millis,
 )
-from zk_pipelines.sandbox.kaseya.routing import Call, Invalid, Reply, Route, by_key, line_item_of, quote_of
+from zk_pipelines.sandbox.kaseya.routing import Call, Invalid, Reply, by_key, line_item_of, quote_of, routes
 
 
 def _read(call: Call, dto_name: str) -> Body:
@@ -528,21 +528,22 @@ def create_product(call: Call) -> Reply:
     return Reply(render.product_row(tenant, product, product.stocks[0]))
 
 
-ROUTES = (
-    Route("POST", "/v2/crm/accounts", create_account),
-    Route("PUT", "/v2/crm/accounts/{id}", update_account),
-    Route("POST", "/v2/crm/contacts/summary", create_contact),
-    Route("PUT", "/v2/crm/contacts/{id}", update_contact),
-    Route("POST", "/v2/crm/opportunities", create_opportunity),
-    Route("PUT", "/v2/crm/opportunities/{id}", update_opportunity),
-    Route("POST", "/v2/crm/opportunities/{id}/notes", add_opportunity_note),
-    Route("POST", "/v2/crm/quotes/{quotationId}/lineItems/{itemTypeId}/{distributerTypeId}", add_quote_line_item),
-    Route("PUT", "/v2/crm/quotes/{quotationId}/lineItems/{lineItemId}", update_quote_line_item),
-    Route("POST", "/v2/admin/finance/services/services", create_service),
-    Route("POST", "/v2/inventory/products/categories", create_product_category),
+ROUTES = routes({
+    "POST /v2/crm/accounts": create_account,
+    "PUT /v2/crm/accounts/{id}": update_account,
+    "POST /v2/crm/contacts/summary": create_contact,
+    "PUT /v2/crm/contacts/{id}": update_contact,
+    "POST /v2/crm/opportunities": create_opportunity,
+    "PUT /v2/crm/opportunities/{id}": update_opportunity,
+    "POST /v2/crm/opportunities/{id}/notes": add_opportunity_note,
+    "POST /v2/crm/quotes/{quotationId}/lineItems/{itemTypeId}/{distributerTypeId}": add_quote_line_item,
+    "PUT /v2/crm/quotes/{quotationId}/lineItems/{lineItemId}": update_quote_line_item,
+    "POST /v2/admin/finance/services/services": create_service,
+    "POST /v2/inventory/products/categories": create_product_category,
+}) + routes({
     # NOT IN KASEYA'S PUBLISHED CONTRACT: quote header create/update and inventory product create. Quoting
     # vendors use unpublished endpoints for these; the sandbox models them in the contract's conventions.
-    Route("POST", "/v2/crm/quotes", create_quote, published=False),
-    Route("PUT", "/v2/crm/quotes/{quotationId}", update_quote, published=False),
-    Route("POST", "/v2/inventory/products", create_product, published=False),
-)
+    "POST /v2/crm/quotes": create_quote,
+    "PUT /v2/crm/quotes/{quotationId}": update_quote,
+    "POST /v2/inventory/products": create_product,
+}, published=False)
