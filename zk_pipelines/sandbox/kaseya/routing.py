@@ -145,36 +145,37 @@ class DateWindow:
 
 # A list filter's record value: an attribute path (`"stamps.created_on"`) or a function of the record.
 RecordValue = str | Callable[[Any], Any]
+Getter = Callable[[Any], Any]
 Test = Callable[[Any], bool]
 
 
-def _contains(query: Query, name: str, value: Callable[[Any], Any]) -> Test | None:
+def _contains(query: Query, name: str, value: Getter) -> Test | None:
     if query.text(name) is None:
         return None
     contains = query.contains(name)
     return lambda record: contains(value(record))
 
 
-def _any_contains(query: Query, name: str, value: Callable[[Any], Any]) -> Test | None:
+def _any_contains(query: Query, name: str, value: Getter) -> Test | None:
     if query.text(name) is None:
         return None
     contains = query.contains(name)
     return lambda record: any(contains(item) for item in value(record))
 
 
-def _equals(read: Callable[[Query, str], Any]) -> Callable[[Query, str, Callable[[Any], Any]], Test | None]:
-    def test(query: Query, name: str, value: Callable[[Any], Any]) -> Test | None:
+def _equals(read: Callable[[Query, str], Any]) -> Callable[[Query, str, Getter], Test | None]:
+    def test(query: Query, name: str, value: Getter) -> Test | None:
         wanted = read(query, name)
         return None if wanted is None else lambda record: value(record) == wanted
     return test
 
 
-def _int_in(query: Query, name: str, value: Callable[[Any], Any]) -> Test | None:
+def _int_in(query: Query, name: str, value: Getter) -> Test | None:
     wanted = query.ints(name)
     return None if wanted is None else lambda record: value(record) in wanted
 
 
-def _within(query: Query, name: str, value: Callable[[Any], Any]) -> Test | None:
+def _within(query: Query, name: str, value: Getter) -> Test | None:
     window = query.window(name)
     if window.start is None and window.end is None:
         return None
@@ -182,7 +183,7 @@ def _within(query: Query, name: str, value: Callable[[Any], Any]) -> Test | None
 
 
 # How each kind of `Filter.*` parameter is read and compared; a parameter that is absent lets every record through.
-_FILTER_KINDS: dict[str, Callable[[Query, str, Callable[[Any], Any]], Test | None]] = {
+_FILTER_KINDS: dict[str, Callable[[Query, str, Getter], Test | None]] = {
     "contains": _contains,  # text, case-insensitive "contains"
     "any_contains": _any_contains,  # text, contained in any of the record's values
     "int_equals": _equals(Query.int),
