@@ -230,7 +230,7 @@ def test_unpublished_endpoints_answer_with_the_contracts_own_dtos(kaseya, kaseya
     validate_schema("ProductsListSearchSelectOutputDto", product["result"], complete=True)
 
 
-@pytest.mark.parametrize("output", dto.OUTPUT_DTOS, ids=lambda d: d.name)
+@pytest.mark.parametrize("output", dto.OUTPUT_DTOS.values(), ids=lambda d: d.name)
 def test_output_dtos_list_exactly_the_contracts_properties(output):
     assert output.properties == schema_properties(output.name)
 

@@ -312,6 +312,16 @@ def test_modified_on_filter_selects_exactly_the_window(kaseya, kaseya_http):
     ("/v2/crm/quotes/summary", lambda t: {"Filter.StatusIds": ",".join(
         str(r.id) for r in t.lookup("QuoteStatus").rows if r.name in ("Draft", "Sent"))},
      lambda t, row: row["statusName"] in ("Draft", "Sent")),
+    ("/v2/crm/contacts/summary", lambda t: {"Filter.Phone": first(t.contacts).phones[0].phone[-4:]},
+     lambda t, row: any(first(t.contacts).phones[0].phone[-4:] in p["phone"] for p in row["phones"])),
+    ("/v2/crm/contacts/search", lambda t: {"Filter.JobTitle": first(t.contacts).job_title.lower()},
+     lambda t, row: row["jobTitle"] == first(t.contacts).job_title),
+    ("/v2/crm/contacts/search", lambda t: {"Filter.LocationName": "HEAD"},
+     lambda t, row: "head" in row["locationName"].lower()),
+    ("/v2/timelogs", lambda t: {"Filter.IsBillable": "false", "Filter.UserId": first(t.timelogs).user_id},
+     lambda t, row: row["isBillable"] is False and row["userId"] == first(t.timelogs).user_id),
+    ("/v2/finance/contracts/summary", lambda t: {"Filter.BillingCycle": first(t.contracts).billing_cycle.upper()},
+     lambda t, row: row["billingCycle"] == first(t.contracts).billing_cycle),
 ])
 def test_list_filters_keep_only_matching_rows(kaseya, kaseya_http, path, params, check):
     tenant = kaseya.state.tenant
@@ -327,6 +337,13 @@ def test_contacts_search_finds_a_contact_by_email(kaseya, kaseya_http):
     rows = kaseya_http.result("GET", "/v2/crm/contacts/search",
                               params={"Filter.EmailAddress": contact.default_email.upper()})
     assert [row["id"] for row in rows] == [contact.id]
+
+
+def test_contacts_search_knows_no_client_portal_users(kaseya_http):
+    # The sandbox models no client portal: asking for contacts with access finds none, without it finds all.
+    path = "/v2/crm/contacts/search"
+    assert kaseya_http.result("GET", path, params={"Filter.HasClientPortalAccess": "true"}) == []
+    assert every_row(kaseya_http, path, {"Filter.HasClientPortalAccess": "false"}) == every_row(kaseya_http, path)
 
 
 # --- writes ---------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def success(reply: Reply) -> dict[str, Any]:
 def failure(code: int, problems: list[str], details: str | None = None) -> dict[str, Any]:
     message = problems[0] if len(problems) == 1 else f"{len(problems)} problems: {'; '.join(problems)}"
     return {"success": False, "result": None,
-            "error": dto.ERROR_INFO.render(Code=code, Message=message, StackStrace=details, SubErrors=problems)}
+            "error": dto.render("ErrorInfo", Code=code, Message=message, StackStrace=details, SubErrors=problems)}
 
 
 def permission_name(route: Route) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from zk_pipelines.sandbox.kaseya import dto
 from zk_pipelines.sandbox.kaseya.dto import wire_datetime
-from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Reply, Route
+from zk_pipelines.sandbox.kaseya.routing import ApiFailure, Call, Invalid, Reply, routes
 
 
 def no_api_access(username: str) -> str:
@@ -101,9 +101,9 @@ def _tokens(call: Call, user_id: int) -> Reply:
     knobs = call.state.knobs
     access, grant = call.state.tokens.issue(user_id, call.now, knobs.token_lifetime_seconds,
                                             knobs.refresh_token_lifetime_seconds)
-    return Reply(dto.TOKEN.render(AccessToken=access, RefreshToken=grant.refresh_token,
-                                  AccessTokenExpireOn=wire_datetime(grant.access_expires),
-                                  RefreshTokenExpireOn=wire_datetime(grant.refresh_expires)))
+    return Reply(dto.render("TokenOutputDto", AccessToken=access, RefreshToken=grant.refresh_token,
+                            AccessTokenExpireOn=wire_datetime(grant.access_expires),
+                            RefreshTokenExpireOn=wire_datetime(grant.refresh_expires)))
 
 
 def authenticate(call: Call) -> Reply:
@@ -138,7 +138,7 @@ def refresh_token(call: Call) -> Reply:
 def user_info(call: Call) -> Reply:
     tenant = call.tenant
     user = tenant.employees[call.user_id]
-    result: dict[str, Any] = dto.USER_INFO.render(
+    result: dict[str, Any] = dto.render("UserInfoOutputDto",
         UserId=user.id, FullName=user.full_name, EmailAddress=user.email_address, TimeStamp=wire_datetime(call.now),
         TimeZoneValue=0.0, TimeZoneName="(UTC) Coordinated Universal Time", OlsonTimeZoneName="Etc/UTC",
         DateFormat="MM/dd/yyyy", TimeFormat="hh:mm tt", TimeFormatWithSeconds="hh:mm:ss tt",
@@ -149,8 +149,10 @@ def user_info(call: Call) -> Reply:
     return Reply(result)
 
 
-ROUTES = (
-    Route("POST", "/v2/security/authenticate", authenticate, anonymous=True, form=True),
-    Route("POST", "/v2/security/refreshtoken", refresh_token, anonymous=True, form=True),
-    Route("GET", "/v2/security/userinfo", user_info),
-)
+# Login and token refresh take a form and need no bearer token.
+ROUTES = routes({
+    "POST /v2/security/authenticate": authenticate,
+    "POST /v2/security/refreshtoken": refresh_token,
+}, anonymous=True, form=True) + routes({
+    "GET /v2/security/userinfo": user_info,
+})

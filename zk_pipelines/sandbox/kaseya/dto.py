@@ -58,82 +58,85 @@ class Dto:
         return {key: values.get(prop) for prop, key in self._keys.items()}
 
 
-ERROR_INFO = Dto("ErrorInfo", "Code Message Details StackStrace SubErrors")
-TOKEN = Dto("TokenOutputDto", "AccessToken RefreshToken AccessTokenExpireOn RefreshTokenExpireOn")
-USER_INFO = Dto("UserInfoOutputDto", "UserId FullName EmailAddress TimeStamp TimeZoneValue TimeZoneName "
-                "OlsonTimeZoneName DateFormat TimeFormat TimeFormatWithSeconds TenantId AccountId LocationId ContactId "
-                "BusinessName UserAccessRights SpecialFeatures ViewsMenus QueuesMenus CurrencyCode CultureCode "
-                "FilesVersionNumber NewTicketingUI IsUserSystemAdmin ProductName PictureUrl OpenIdRealmId")
-ACCOUNT_SUMMARY = Dto("AccountSummaryOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn ParentId AccountCode "
-                      "AccountTypeId AccountType AccountName BusinessTypeId BusinessType ServiceTypeId ServiceType "
-                      "AccountManagerId AccountManagerUserName CurrencyId CurrencyName CreditLimit NetDays "
-                      "SalesTaxItemId SalesTaxItemName Website Description ClassId ClassName IsActive IsBilling "
-                      "AcquiredDate TenantName Locations")
-ACCOUNT_LOCATION = Dto("AccountLocationOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn LocationName IsMain "
-                       "IsActive TimeZoneId DateFormatId TimeFormatId Addresses")
-ACCOUNT_ADDRESS = Dto("AccountAddressOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Address1 Address2 City "
-                      "State ZipCode CountryId Country Phone Fax Latitude Longitude EmailAddress IsMain IsBilling "
-                      "AddressTypeId AddressType")
-ACCOUNT_LOCATION_LOOKUP = Dto("AccountLocationLookupOutputDto", "Id Name AccountId IsMain")
-ACCOUNT_LOOKUP = Dto("AccountLookupOutputDto", "Id Name TenantName IsActive")
-ACCOUNT_TYPE_LOOKUP = Dto("AccountTypeLookupOutputDto", "Id Name IsActive IsClient IsVendor")
-CONTACTS_SUMMARY = Dto("ContactsSummaryOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn AccountId AccountName "
-                       "LocationId LocationName FirstName LastName JobTitle IsPoc IsActive EffectiveDate IsBillable "
-                       "Emails Phones CanRecieveInvoices")
-CONTACT_EMAIL = Dto("ContactEmailOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn EmailAddress EmailTypeId "
-                    "EmailType IsDefault")
-CONTACT_PHONE = Dto("ContactPhoneOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Phone PhoneTypeId PhoneType "
-                    "IsDefault")
-CONTACT_CREATED = Dto("ContactSummaryOutputDto", "Id FirstName LastName AccountId AccountName LocationId LocationName "
-                      "PhoneNumber EmailAddress CustomFieldsData")
-CONTACT = Dto("ContactOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn AccountId AccountName LocationId "
-              "LocationName FirstName MiddleName LastName JobTitle Poc IsActive BillByContact EffectiveDate Phones "
-              "Emails RecieveInvoices CreatedByName ModifiedByName")
-CONTACT_SEARCH = Dto("ContactsSearchSelectOutputDto", "Id AccountId AccountName LocationId LocationName FirstName "
-                     "LastName JobTitle EmailAddress IsPoc IsActive HasClientPortalAccess")
-OPPORTUNITY = Dto("OpportunityOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Subject StatusId Status "
-                  "AccountId AccountName AccountLocationId AccountLocationName ContactId ContactFirstName "
-                  "ContactLastName TypeId Type Probability Rating RatingId LeadSource LeadSourceId "
-                  "SalesRepresentativeFirstName SalesRepresentativeLastName SalesRepresentativeUserId Amount "
-                  "InPipeline Description CustomerPO CloseDate ProbabilityAdjustedRevenue")
-OPPORTUNITY_NOTE = Dto("OpportunityNoteOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Note CreatedByName "
-                       "ModifiedByName")
-OPPORTUNITY_STATUS = Dto("OpportunityStatusLookupOutputDto", "Id Name Probability IsActive IsPipeline StatusActionId "
-                         "StatusActionName")
-PRODUCT_ROW = Dto("ProductsListSearchSelectOutputDto", "Id ProductIndexId ProductNumber ProductName ProductDescription "
-                  "UPC Warehouse WarehouseId QTYInStock QTYAvailable QTYCommitted QTYOnOrder Color WeightedLandedCost "
-                  "SerialNumber IsSerialized StockByLocationId")
-PRICING_LEVEL = Dto("PricingLevelLookupDto", "Id Name Price Margin IsActive IsDefault")
-SUPPLIER = Dto("SupplierLookupOutputDto", "Id Name")
-DEFAULT_COST = Dto("DefaultCostOutputDto", "Id DefaultCost")
-CATEGORY_LOOKUP = Dto("ProductCategoryLookupOutputDto", "Id Name Description IsActive")
-CATEGORY = Dto("ProductCategoriesOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Name Description IsActive")
-WAREHOUSE = Dto("WarehouseOutputDto", "Id Name")
-EMPLOYEE_LOOKUP = Dto("EmployeeLookupOutputDto", "Id Name")
-EMPLOYEE = Dto("EmployeesListSearchSelectOutputDto", "Id FirstName LastName EmailAddress Username JobTitle IsActive")
-QUOTE_SUMMARY = Dto("QuotationsListSummaryOutputDto",
-                    "Id Name QuotationNumber StatusId StatusName ExpiryDate CreatedOn")
-QUOTE = Dto("QuotationOutputDto", "Id QuotationNumber Name StatusId StatusName ExpiryDate CreatedOn CreatedById "
-            "CreatedByName OpportunityId OpportunityTitle AccountId AccountName LocationId LocationName "
-            "SalesRepresentativeFirstName SalesRepresentativeLastName SalesRepresentativeUserId")
-QUOTE_LINE_ITEM = Dto("QuotationLineItemOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn QuotationId Name "
-                      "Description OriginalUnitPrice UnitPrice UnitCost Quantity Discount TTC Total TaxRate Taxable "
-                      "IsDistributerItem ExtDistReference Margin MarginType DistributorTypeId Image")
-SERVICE = Dto("ServiceOutputDto", "Id Name Description UnitCost UnitPrice CategoryId Category SubCategoryId "
-              "SubCategory UnitOfMeasureId UnitOfMeasure IncomeAccountId IncomeAccountCode IncomeAccountName "
-              "ExpenseAccountId ExpenseAccountCode ExpenseAccountName IsActive IsTaxable CreatedOn CreatedBy "
-              "ModifiedOn ModifiedBy Margin MarginType")
-SERVICE_LOOKUP = Dto("ServiceLookupOutputDto", "Id Name Description")
-LOOKUP = Dto("LookupOutputDto", "Id Name IsDefault IsActive")
-CONTRACT_SUMMARY = Dto("ClientContractSummaryOutputDto", "Id ContractName AccountName ContractType "
-                       "ContractBillingPrice Status ContractNumber BillingCycle StartDate EndDate")
-TIME_LOG = Dto("TimeLogOutputDto", "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Timespent OverTimeSpent TimesheetId "
-               "WeekStart WeekEnd TimeEntrySourceId TicketId ProjectId UserId FirstName LastName RoleId Role "
-               "WorkTypeId WorkType Notes InternalNotes AccountId AccountName IsPosted IsApproved IsBilled "
-               "IsBillable StartDate StartTime EndTime CreatedByName ModifiedByName")
+# Every output DTO, by its contract name; the contract test compares each property list with the contract's.
+OUTPUT_DTOS: dict[str, Dto] = {name: Dto(name, properties) for name, properties in {
+    "ErrorInfo": "Code Message Details StackStrace SubErrors",
+    "TokenOutputDto": "AccessToken RefreshToken AccessTokenExpireOn RefreshTokenExpireOn",
+    "UserInfoOutputDto": "UserId FullName EmailAddress TimeStamp TimeZoneValue TimeZoneName OlsonTimeZoneName "
+                         "DateFormat TimeFormat TimeFormatWithSeconds TenantId AccountId LocationId ContactId "
+                         "BusinessName UserAccessRights SpecialFeatures ViewsMenus QueuesMenus CurrencyCode "
+                         "CultureCode FilesVersionNumber NewTicketingUI IsUserSystemAdmin ProductName PictureUrl "
+                         "OpenIdRealmId",
+    "AccountSummaryOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn ParentId AccountCode AccountTypeId "
+                               "AccountType AccountName BusinessTypeId BusinessType ServiceTypeId ServiceType "
+                               "AccountManagerId AccountManagerUserName CurrencyId CurrencyName CreditLimit NetDays "
+                               "SalesTaxItemId SalesTaxItemName Website Description ClassId ClassName IsActive "
+                               "IsBilling AcquiredDate TenantName Locations",
+    "AccountLocationOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn LocationName IsMain IsActive "
+                                "TimeZoneId DateFormatId TimeFormatId Addresses",
+    "AccountAddressOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Address1 Address2 City State ZipCode "
+                               "CountryId Country Phone Fax Latitude Longitude EmailAddress IsMain IsBilling "
+                               "AddressTypeId AddressType",
+    "AccountLocationLookupOutputDto": "Id Name AccountId IsMain",
+    "AccountLookupOutputDto": "Id Name TenantName IsActive",
+    "AccountTypeLookupOutputDto": "Id Name IsActive IsClient IsVendor",
+    "ContactsSummaryOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn AccountId AccountName LocationId "
+                                "LocationName FirstName LastName JobTitle IsPoc IsActive EffectiveDate IsBillable "
+                                "Emails Phones CanRecieveInvoices",
+    "ContactEmailOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn EmailAddress EmailTypeId EmailType "
+                             "IsDefault",
+    "ContactPhoneOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Phone PhoneTypeId PhoneType IsDefault",
+    "ContactSummaryOutputDto": "Id FirstName LastName AccountId AccountName LocationId LocationName PhoneNumber "
+                               "EmailAddress CustomFieldsData",
+    "ContactOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn AccountId AccountName LocationId LocationName "
+                        "FirstName MiddleName LastName JobTitle Poc IsActive BillByContact EffectiveDate Phones "
+                        "Emails RecieveInvoices CreatedByName ModifiedByName",
+    "ContactsSearchSelectOutputDto": "Id AccountId AccountName LocationId LocationName FirstName LastName JobTitle "
+                                     "EmailAddress IsPoc IsActive HasClientPortalAccess",
+    "OpportunityOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Subject StatusId Status AccountId "
+                            "AccountName AccountLocationId AccountLocationName ContactId ContactFirstName "
+                            "ContactLastName TypeId Type Probability Rating RatingId LeadSource LeadSourceId "
+                            "SalesRepresentativeFirstName SalesRepresentativeLastName SalesRepresentativeUserId "
+                            "Amount InPipeline Description CustomerPO CloseDate ProbabilityAdjustedRevenue",
+    "OpportunityNoteOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Note CreatedByName ModifiedByName",
+    "OpportunityStatusLookupOutputDto": "Id Name Probability IsActive IsPipeline StatusActionId StatusActionName",
+    "ProductsListSearchSelectOutputDto": "Id ProductIndexId ProductNumber ProductName ProductDescription UPC "
+                                         "Warehouse WarehouseId QTYInStock QTYAvailable QTYCommitted QTYOnOrder "
+                                         "Color WeightedLandedCost SerialNumber IsSerialized StockByLocationId",
+    "PricingLevelLookupDto": "Id Name Price Margin IsActive IsDefault",
+    "SupplierLookupOutputDto": "Id Name",
+    "DefaultCostOutputDto": "Id DefaultCost",
+    "ProductCategoryLookupOutputDto": "Id Name Description IsActive",
+    "ProductCategoriesOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Name Description IsActive",
+    "WarehouseOutputDto": "Id Name",
+    "EmployeeLookupOutputDto": "Id Name",
+    "EmployeesListSearchSelectOutputDto": "Id FirstName LastName EmailAddress Username JobTitle IsActive",
+    "QuotationsListSummaryOutputDto": "Id Name QuotationNumber StatusId StatusName ExpiryDate CreatedOn",
+    "QuotationOutputDto": "Id QuotationNumber Name StatusId StatusName ExpiryDate CreatedOn CreatedById "
+                          "CreatedByName OpportunityId OpportunityTitle AccountId AccountName LocationId "
+                          "LocationName SalesRepresentativeFirstName SalesRepresentativeLastName "
+                          "SalesRepresentativeUserId",
+    "QuotationLineItemOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn QuotationId Name Description "
+                                  "OriginalUnitPrice UnitPrice UnitCost Quantity Discount TTC Total TaxRate Taxable "
+                                  "IsDistributerItem ExtDistReference Margin MarginType DistributorTypeId Image",
+    "ServiceOutputDto": "Id Name Description UnitCost UnitPrice CategoryId Category SubCategoryId SubCategory "
+                        "UnitOfMeasureId UnitOfMeasure IncomeAccountId IncomeAccountCode IncomeAccountName "
+                        "ExpenseAccountId ExpenseAccountCode ExpenseAccountName IsActive IsTaxable CreatedOn "
+                        "CreatedBy ModifiedOn ModifiedBy Margin MarginType",
+    "ServiceLookupOutputDto": "Id Name Description",
+    "LookupOutputDto": "Id Name IsDefault IsActive",
+    "ClientContractSummaryOutputDto": "Id ContractName AccountName ContractType ContractBillingPrice Status "
+                                      "ContractNumber BillingCycle StartDate EndDate",
+    "TimeLogOutputDto": "Id CreatedBy CreatedOn ModifiedBy ModifiedOn Timespent OverTimeSpent TimesheetId WeekStart "
+                        "WeekEnd TimeEntrySourceId TicketId ProjectId UserId FirstName LastName RoleId Role "
+                        "WorkTypeId WorkType Notes InternalNotes AccountId AccountName IsPosted IsApproved IsBilled "
+                        "IsBillable StartDate StartTime EndTime CreatedByName ModifiedByName",
+}.items()}
 
-# Every output DTO above; the contract test compares each property list with the contract's.
-OUTPUT_DTOS: tuple[Dto, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Dto))
+
+def render(dto_name: str, **values: Any) -> dict[str, Any]:
+    """The named output DTO on the wire: every property, null where `values` has none."""
+    return OUTPUT_DTOS[dto_name].render(**values)
 
 
 # --- input DTOs -----------------------------------------------------------------------------------------
@@ -213,6 +216,13 @@ class Body(dict):
     """
 
     given: frozenset[str] = frozenset()
+
+    def assign(self, record: Any, attributes: Mapping[str, str], *, given_only: bool = False) -> None:
+        """Set `record`'s attributes from the properties `attributes` maps to them (property -> attribute);
+        with `given_only`, only from the properties the request carried (a partial update)."""
+        for prop, attribute in attributes.items():
+            if not given_only or prop in self.given:
+                setattr(record, attribute, self[prop])
 
 
 def read_input(dto_name: str, value: Any, path: str = "", registry: Mapping[str, InputDto] = INPUT_DTOS

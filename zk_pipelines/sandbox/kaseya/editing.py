@@ -118,12 +118,6 @@ def _stamps(tenant: Tenant, now: datetime) -> Stamps:
     return Stamps(now, now, _editor(tenant), _editor(tenant))
 
 
-def _set(record: Any, body: Body, names: Mapping[str, str]) -> None:
-    for field, attribute in names.items():
-        if field in body.given:
-            setattr(record, attribute, body[field])
-
-
 # --- accounts -------------------------------------------------------------------------------------------
 
 _ACCOUNT_FIELDS = {"AccountName": "account_name", "AccountCode": "account_code", "Website": "website",
@@ -144,7 +138,7 @@ def _edit_account(tenant: Tenant, account: Account, body: Body, now: datetime) -
                                           account.account_manager_id)
     account.parent_id = _resolve(body, "ParentId", None, {a.id: a.account_name for a in tenant.accounts.values()},
                                  "account", account.parent_id)
-    _set(account, body, _ACCOUNT_FIELDS)
+    body.assign(account, _ACCOUNT_FIELDS, given_only=True)
     if "Locations" in body.given:
         bodies = body["Locations"] or []
         if not bodies:
@@ -182,6 +176,57 @@ _CONTACT_FIELDS = {"FirstName": "first_name", "MiddleName": "middle_name", "Last
                    "CanRecieveInvoices": "receive_invoices", "EffectiveDate": "effective_date"}
 
 
+@dataclass(frozen=True)
+class _Channel:
+    """A contact's e-mail addresses or its phone numbers: the same editing rules under other names."""
+
+    items: str  # the edit's list (`Emails`); the contact's attribute is its lower case
+    value: str  # an item's value property (`EmailAddress`)
+    attribute: str  # ... and the record's attribute for it (`email_address`)
+    default: str  # the edit's property that sets the default item's value (`EmailAddress`)
+    type_table: str  # the lookup table of the item's type (`EmailType`); the item gives `<table>Id` or `<table>`
+    what: str  # the type, as an error names it
+    record: type[ContactEmail] | type[ContactPhone]
+    id_kind: str  # the id sequence of the items
+
+
+_CHANNELS = (
+    _Channel("Emails", "EmailAddress", "email_address", "EmailAddress", "EmailType", "e-mail type", ContactEmail,
+             "email"),
+    _Channel("Phones", "Phone", "phone", "PhoneNumber", "PhoneType", "phone type", ContactPhone, "phone"),
+)
+
+
+def _replace_channel(tenant: Tenant, contact: Contact, body: Body, channel: _Channel, stamps: Stamps) -> None:
+    """The edit's list replaces the contact's; an item's type defaults to Work, and with no default item the
+    first one is the default."""
+    if channel.items not in body.given:
+        return
+    items = body[channel.items] or []
+    types = _lookup_rows(tenant, channel.type_table)
+    work = tenant.lookup(channel.type_table).by_name("Work").id
+    none_default = not any(item["IsDefault"] for item in items)
+    setattr(contact, channel.items.lower(), [
+        channel.record(tenant.ids.next(channel.id_kind), item[channel.value],
+                       _resolve(item, f"{channel.type_table}Id", channel.type_table, types, channel.what, work) or work,
+                       item["IsDefault"] or i == 0 and none_default, Stamps(**vars(stamps)))
+        for i, item in enumerate(items)])
+
+
+def _set_default_of_channel(tenant: Tenant, contact: Contact, body: Body, channel: _Channel, stamps: Stamps) -> None:
+    """`emailAddress` / `phoneNumber` change the default item's value, or add a default Work item."""
+    if body.get(channel.default) is None:
+        return
+    items = getattr(contact, channel.items.lower())
+    default = next((item for item in items if item.is_default), None)
+    if default:
+        setattr(default, channel.attribute, body[channel.default])
+    else:
+        work = tenant.lookup(channel.type_table).by_name("Work").id
+        items.insert(0, channel.record(tenant.ids.next(channel.id_kind), body[channel.default], work, True,
+                                       Stamps(**vars(stamps))))
+
+
 def _edit_contact(tenant: Tenant, contact: Contact, body: Body, now: datetime) -> None:
     if "AccountId" in body.given:
         if body["AccountId"] not in tenant.accounts:
@@ -193,39 +238,12 @@ def _edit_contact(tenant: Tenant, contact: Contact, body: Body, now: datetime) -
         contact.location_id = body["LocationId"]
     if tenant.accounts[contact.account_id].location(contact.location_id) is None:
         raise EditRefused(f"locationId {contact.location_id} is not a location of account {contact.account_id}")
-    _set(contact, body, _CONTACT_FIELDS)
+    body.assign(contact, _CONTACT_FIELDS, given_only=True)
     stamps = _stamps(tenant, now)
-    email_types, phone_types = _lookup_rows(tenant, "EmailType"), _lookup_rows(tenant, "PhoneType")
-    work_email = tenant.lookup("EmailType").by_name("Work").id
-    work_phone = tenant.lookup("PhoneType").by_name("Work").id
-    if "Emails" in body.given:
-        contact.emails = [
-            ContactEmail(tenant.ids.next("email"), e["EmailAddress"],
-                         _resolve(e, "EmailTypeId", "EmailType", email_types, "e-mail type", work_email) or work_email,
-                         e["IsDefault"] or i == 0 and not any(x["IsDefault"] for x in body["Emails"]),
-                         Stamps(**vars(stamps)))
-            for i, e in enumerate(body["Emails"] or [])]
-    if "Phones" in body.given:
-        contact.phones = [
-            ContactPhone(tenant.ids.next("phone"), p["Phone"],
-                         _resolve(p, "PhoneTypeId", "PhoneType", phone_types, "phone type", work_phone) or work_phone,
-                         p["IsDefault"] or i == 0 and not any(x["IsDefault"] for x in body["Phones"]),
-                         Stamps(**vars(stamps)))
-            for i, p in enumerate(body["Phones"] or [])]
-    if body.get("EmailAddress") is not None:
-        default = next((e for e in contact.emails if e.is_default), None)
-        if default:
-            default.email_address = body["EmailAddress"]
-        else:
-            contact.emails.insert(0, ContactEmail(tenant.ids.next("email"), body["EmailAddress"], work_email, True,
-                                                  Stamps(**vars(stamps))))
-    if body.get("PhoneNumber") is not None:
-        default_phone = next((p for p in contact.phones if p.is_default), None)
-        if default_phone:
-            default_phone.phone = body["PhoneNumber"]
-        else:
-            contact.phones.insert(0, ContactPhone(tenant.ids.next("phone"), body["PhoneNumber"], work_phone, True,
-                                                  Stamps(**vars(stamps))))
+    for channel in _CHANNELS:
+        _replace_channel(tenant, contact, body, channel, stamps)
+    for channel in _CHANNELS:
+        _set_default_of_channel(tenant, contact, body, channel, stamps)
     if "IsPoc" in body.given:
         if body["IsPoc"]:
             for other in tenant.contacts_of(contact.account_id):
@@ -280,7 +298,7 @@ def _edit_opportunity(tenant: Tenant, opportunity: Opportunity, body: Body, now:
     opportunity.sales_representative_user_id = _resolve(
         body, "SalesRepresentativeUserId", None, {e.id: e.full_name for e in tenant.employees.values()}, "employee",
         opportunity.sales_representative_user_id)
-    _set(opportunity, body, _OPPORTUNITY_FIELDS)
+    body.assign(opportunity, _OPPORTUNITY_FIELDS, given_only=True)
 
 
 def _new_opportunity(tenant: Tenant, body: Body, now: datetime) -> Opportunity:
@@ -313,7 +331,7 @@ def _edit_product(tenant: Tenant, product: Product, body: Body, now: datetime) -
                                        "product type", product.product_type_id)
     product.labour_period_id = _resolve(body, "LabourPeriodId", None, _lookup_rows(tenant, "LabourPeriod"),
                                         "labour period", product.labour_period_id)
-    _set(product, body, _PRODUCT_FIELDS)
+    body.assign(product, _PRODUCT_FIELDS, given_only=True)
     if "Warehouses" in body.given:
         names = {w.id: w.name for w in tenant.warehouses.values()}
         main = tenant.warehouse_named("Main Warehouse").id

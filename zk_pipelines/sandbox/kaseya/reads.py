@@ -9,18 +9,22 @@ parameters are by ASP.NET.
 from __future__ import annotations
 
 from zk_pipelines.sandbox.kaseya import dto, render
-from zk_pipelines.sandbox.kaseya.records import Account, Product, Stock
+from zk_pipelines.sandbox.kaseya.records import Account, Contact, Product, Stock, Tenant
 from zk_pipelines.sandbox.kaseya.routing import (
     ApiFailure,
     Call,
     Reply,
-    Route,
     by_key,
     line_item_of,
+    matching,
     not_found,
     page,
     quote_of,
+    routes,
 )
+
+# The `Filter.CreatedOnFrom/To` and `Filter.ModifiedOnFrom/To` windows of the lists that carry them.
+_STAMPS = {"CreatedOn": "stamps.created_on", "ModifiedOn": "stamps.modified_on"}
 
 
 def _account(call: Call, key: str) -> Account:
@@ -34,18 +38,12 @@ def _product(call: Call) -> Product:
 # --- accounts -------------------------------------------------------------------------------------------
 
 def accounts_summary(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    name, code, type_name = q.contains("Filter.AccountName"), q.contains("Filter.AccountCode"), \
-        q.contains("Filter.AccountTypeName")
-    type_id, active = q.int("Filter.AccountTypeId"), q.bool("Filter.IsActive")
-    created, modified = q.window("Filter.CreatedOn"), q.window("Filter.ModifiedOn")
-    rows = [
-        a for a in tenant.accounts.values()
-        if a.stamps.modified_on in modified and a.stamps.created_on in created
-        and (type_id is None or a.account_type_id == type_id) and (active is None or a.is_active == active)
-        and name(a.account_name) and code(a.account_code)
-        and type_name(tenant.account_types[a.account_type_id].name)
-    ]
+    tenant = call.tenant
+    rows = matching(call.query, tenant.accounts.values(),
+                    contains={"AccountName": "account_name", "AccountCode": "account_code",
+                              "AccountTypeName": lambda a: tenant.account_types[a.account_type_id].name},
+                    int_equals={"AccountTypeId": "account_type_id"}, bool_equals={"IsActive": "is_active"},
+                    within=_STAMPS)
     return page(call, rows, lambda a: render.account(tenant, a))
 
 
@@ -68,38 +66,29 @@ def account_locations_lookup(call: Call) -> Reply:
 
 
 def accounts_lookup(call: Call) -> Reply:
-    q = call.query
-    ids, name = q.ints("Filter.Ids"), q.contains("Filter.Name")
-    with_inactive = bool(q.bool("Filter.WithInactiveAccounts"))
-    rows = [a for a in call.tenant.accounts.values()
-            if (ids is None or a.id in ids) and name(a.account_name) and (with_inactive or a.is_active)]
+    rows = matching(call.query, call.tenant.accounts.values(), int_in={"Ids": "id"}, contains={"Name": "account_name"})
+    if not call.query.bool("Filter.WithInactiveAccounts"):
+        rows = [a for a in rows if a.is_active]
     return page(call, rows, lambda account: render.account_lookup(call.tenant, account), with_total=False)
 
 
 def account_types(call: Call) -> Reply:
-    return Reply([dto.ACCOUNT_TYPE_LOOKUP.render(Id=t.id, Name=t.name, IsActive=t.is_active, IsClient=t.is_client,
-                                                 IsVendor=t.is_vendor)
+    return Reply([dto.render("AccountTypeLookupOutputDto", Id=t.id, Name=t.name, IsActive=t.is_active,
+                             IsClient=t.is_client, IsVendor=t.is_vendor)
                   for t in call.tenant.account_types.values()])
 
 
 # --- contacts -------------------------------------------------------------------------------------------
 
 def contacts_summary(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    account_id, active = q.int("Filter.AccountId"), q.bool("Filter.IsActive")
-    account_name, first, last = q.contains("Filter.AccountName"), q.contains("Filter.FirstName"), \
-        q.contains("Filter.LastName")
-    phone, email = q.contains("Filter.Phone"), q.contains("Filter.Email")
-    created, modified = q.window("Filter.CreatedOn"), q.window("Filter.ModifiedOn")
-    rows = [
-        c for c in tenant.contacts.values()
-        if c.stamps.modified_on in modified and c.stamps.created_on in created
-        and (account_id is None or c.account_id == account_id) and (active is None or c.is_active == active)
-        and first(c.first_name) and last(c.last_name)
-        and account_name(tenant.accounts[c.account_id].account_name)
-        and (q.text("Filter.Phone") is None or any(phone(p.phone) for p in c.phones))
-        and (q.text("Filter.Email") is None or any(email(e.email_address) for e in c.emails))
-    ]
+    tenant = call.tenant
+    rows = matching(call.query, tenant.contacts.values(),
+                    int_equals={"AccountId": "account_id"}, bool_equals={"IsActive": "is_active"},
+                    contains={"AccountName": lambda c: tenant.accounts[c.account_id].account_name,
+                              "FirstName": "first_name", "LastName": "last_name"},
+                    any_contains={"Phone": lambda c: [p.phone for p in c.phones],
+                                  "Email": lambda c: [e.email_address for e in c.emails]},
+                    within=_STAMPS)
     return page(call, rows, lambda c: render.contact_summary(tenant, c))
 
 
@@ -108,48 +97,33 @@ def contact_by_id(call: Call) -> Reply:
     return Reply(render.contact_summary(call.tenant, by_key(call, call.tenant.contacts, "Contact")))
 
 
+def _location_name(tenant: Tenant, contact: Contact) -> str | None:
+    found = tenant.find_location(contact.location_id)
+    return found[1].location_name if found else None
+
+
 def contacts_search(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    ids, account_ids, location_id = q.ints("Filter.Ids"), q.ints("Filter.AccountIds"), q.int("Filter.LocationId")
-    is_poc, active = q.bool("Filter.IsPoc"), q.bool("Filter.IsActive")
-    portal = q.bool("Filter.HasClientPortalAccess")
-    account_name, location_name = q.contains("Filter.AccountName"), q.contains("Filter.LocationName")
-    first, last, title = q.contains("Filter.FirstName"), q.contains("Filter.LastName"), q.contains("Filter.JobTitle")
-    email = q.contains("Filter.EmailAddress")
-    rows = []
-    for c in tenant.contacts.values():
-        if ((ids is not None and c.id not in ids) or (account_ids is not None and c.account_id not in account_ids)
-                or (location_id is not None and c.location_id != location_id)
-                or (is_poc is not None and c.is_poc != is_poc) or (active is not None and c.is_active != active)
-                or portal is True):
-            continue
-        if not (first(c.first_name) and last(c.last_name) and title(c.job_title)
-                and account_name(tenant.accounts[c.account_id].account_name)):
-            continue
-        if q.text("Filter.EmailAddress") is not None and not any(email(e.email_address) for e in c.emails):
-            continue
-        if q.text("Filter.LocationName") is not None:
-            found = tenant.find_location(c.location_id)
-            if not found or not location_name(found[1].location_name):
-                continue
-        rows.append(c)
+    tenant = call.tenant
+    rows = matching(call.query, tenant.contacts.values(),
+                    int_in={"Ids": "id", "AccountIds": "account_id"}, int_equals={"LocationId": "location_id"},
+                    # The sandbox models no client portal: no contact has access.
+                    bool_equals={"IsPoc": "is_poc", "IsActive": "is_active", "HasClientPortalAccess": lambda c: False},
+                    contains={"AccountName": lambda c: tenant.accounts[c.account_id].account_name,
+                              "LocationName": lambda c: _location_name(tenant, c),
+                              "FirstName": "first_name", "LastName": "last_name", "JobTitle": "job_title"},
+                    any_contains={"EmailAddress": lambda c: [e.email_address for e in c.emails]})
     return page(call, rows, lambda c: render.contact_search(tenant, c), with_total=False)
 
 
 # --- opportunities --------------------------------------------------------------------------------------
 
 def opportunities(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    status_id, account_id, type_id = q.int("Filter.StatusId"), q.int("Filter.AccountId"), q.int("Filter.TypeId")
-    rep, in_pipeline = q.int("Filter.SalesRepresentativeUserId"), q.bool("Filter.InPipeline")
-    created, modified = q.window("Filter.CreatedOn"), q.window("Filter.ModifiedOn")
-    rows = [
-        o for o in tenant.opportunities.values()
-        if o.stamps.modified_on in modified and o.stamps.created_on in created
-        and (status_id is None or o.status_id == status_id) and (account_id is None or o.account_id == account_id)
-        and (type_id is None or o.type_id == type_id) and (rep is None or o.sales_representative_user_id == rep)
-        and (in_pipeline is None or tenant.statuses[o.status_id].is_pipeline == in_pipeline)
-    ]
+    tenant = call.tenant
+    rows = matching(call.query, tenant.opportunities.values(),
+                    int_equals={"StatusId": "status_id", "AccountId": "account_id", "TypeId": "type_id",
+                                "SalesRepresentativeUserId": "sales_representative_user_id"},
+                    bool_equals={"InPipeline": lambda o: tenant.statuses[o.status_id].is_pipeline},
+                    within=_STAMPS)
     return page(call, rows, lambda o: render.opportunity(tenant, o))
 
 
@@ -202,21 +176,19 @@ def default_cost(call: Call) -> Reply:
 
 
 def categories_lookup(call: Call) -> Reply:
-    q = call.query
-    name, active = q.contains("Filter.Name"), q.bool("Filter.IsActive")
-    rows = [c for c in call.tenant.categories.values() if name(c.name) and (active is None or c.is_active == active)]
+    rows = matching(call.query, call.tenant.categories.values(), contains={"Name": "name"},
+                    bool_equals={"IsActive": "is_active"})
     return page(call, rows, render.category_lookup)
 
 
 def warehouses(call: Call) -> Reply:
-    return Reply([dto.WAREHOUSE.render(Id=w.id, Name=w.name) for w in call.tenant.warehouses.values()])
+    return Reply([dto.render("WarehouseOutputDto", Id=w.id, Name=w.name) for w in call.tenant.warehouses.values()])
 
 
 # --- employees ------------------------------------------------------------------------------------------
 
 def employees_lookup(call: Call) -> Reply:
-    ids, name = call.query.ints("Filter.Ids"), call.query.contains("Filter.Name")
-    rows = [e for e in call.tenant.employees.values() if (ids is None or e.id in ids) and name(e.full_name)]
+    rows = matching(call.query, call.tenant.employees.values(), int_in={"Ids": "id"}, contains={"Name": "full_name"})
     return page(call, rows, render.employee_lookup, with_total=False)
 
 
@@ -232,12 +204,9 @@ def employees_searchselect(call: Call) -> Reply:
 # --- quotes ---------------------------------------------------------------------------------------------
 
 def quotes_summary(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    account_id, status_ids = q.int("Filter.AccountId"), q.ints("Filter.StatusIds")
-    created = q.window("Filter.CreatedOn")
-    rows = [qt for qt in tenant.quotes.values()
-            if qt.stamps.created_on in created and (account_id is None or qt.account_id == account_id)
-            and (status_ids is None or qt.status_id in status_ids)]
+    tenant = call.tenant
+    rows = matching(call.query, tenant.quotes.values(), int_equals={"AccountId": "account_id"},
+                    int_in={"StatusIds": "status_id"}, within={"CreatedOn": "stamps.created_on"})
     return page(call, rows, lambda qt: render.quote_summary(tenant, qt))
 
 
@@ -256,8 +225,7 @@ def quote_line_items(call: Call) -> Reply:
 # --- services and lookups -------------------------------------------------------------------------------
 
 def services_lookup(call: Call) -> Reply:
-    service_id, name = call.query.int("Filter.Id"), call.query.contains("Filter.Name")
-    rows = [s for s in call.tenant.services.values() if (service_id is None or s.id == service_id) and name(s.name)]
+    rows = matching(call.query, call.tenant.services.values(), int_equals={"Id": "id"}, contains={"Name": "name"})
     return page(call, rows, render.service_lookup)
 
 
@@ -269,72 +237,63 @@ def system_lookup(call: Call) -> Reply:
     table = call.tenant.lookups.get(call.params["tableName"].lower())
     if table is None:
         raise ApiFailure(404, f"Lookup table '{call.params['tableName']}' was not found.")
-    return Reply([dto.LOOKUP.render(Id=r.id, Name=r.name, IsDefault=r.is_default, IsActive=r.is_active)
+    return Reply([dto.render("LookupOutputDto", Id=r.id, Name=r.name, IsDefault=r.is_default, IsActive=r.is_active)
                   for r in table.rows])
 
 
 # --- contracts ------------------------------------------------------------------------------------------
 
 def contracts_summary(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    filters = [(q.contains("Filter.ContractType"), lambda c: c.contract_type),
-               (q.contains("Filter.ContractName"), lambda c: c.contract_name),
-               (q.contains("Filter.BillingCycle"), lambda c: c.billing_cycle),
-               (q.contains("Filter.AccountName"), lambda c: tenant.accounts[c.account_id].account_name),
-               (q.contains("Filter.Status"), lambda c: c.status)]
-    rows = [c for c in tenant.contracts.values() if all(test(value(c)) for test, value in filters)]
+    tenant = call.tenant
+    rows = matching(call.query, tenant.contracts.values(),
+                    contains={"ContractType": "contract_type", "ContractName": "contract_name",
+                              "BillingCycle": "billing_cycle", "Status": "status",
+                              "AccountName": lambda c: tenant.accounts[c.account_id].account_name})
     return page(call, rows, lambda c: render.contract(tenant, c))
 
 
 # --- time logs ------------------------------------------------------------------------------------------
 
 def timelogs(call: Call) -> Reply:
-    q, tenant = call.query, call.tenant
-    created, modified, started = q.window("Filter.CreatedOn"), q.window("Filter.ModifiedOn"), \
-        q.window("Filter.StartDate")
-    account, user = q.int("Filter.AccountId"), q.int("Filter.UserId")
-    flags = [(q.bool(f"Filter.{name}"), name) for name in ("IsPosted", "IsApproved", "IsBilled", "IsBillable")]
-    attribute = {"IsPosted": "is_posted", "IsApproved": "is_approved", "IsBilled": "is_billed",
-                 "IsBillable": "is_billable"}
-    rows = [
-        t for t in tenant.timelogs.values()
-        if t.stamps.modified_on in modified and t.stamps.created_on in created and t.start in started
-        and (account is None or t.account_id == account) and (user is None or t.user_id == user)
-        and all(wanted is None or getattr(t, attribute[name]) == wanted for wanted, name in flags)
-    ]
+    tenant = call.tenant
+    rows = matching(call.query, tenant.timelogs.values(), within={**_STAMPS, "StartDate": "start"},
+                    int_equals={"AccountId": "account_id", "UserId": "user_id"},
+                    bool_equals={"IsPosted": "is_posted", "IsApproved": "is_approved", "IsBilled": "is_billed",
+                                 "IsBillable": "is_billable"})
     return page(call, rows, lambda t: render.time_log(tenant, t))
 
 
-ROUTES = (
-    Route("GET", "/v2/crm/accounts/summary", accounts_summary),
-    Route("GET", "/v2/crm/accounts/summary/{id}", account_by_id),
-    Route("GET", "/v2/crm/accounts/{accountId}/locations/{locationId}", account_location),
-    Route("GET", "/v2/crm/accounts/{accountId}/locations/lookup", account_locations_lookup),
-    Route("GET", "/v2/crm/accounts/lookup", accounts_lookup),
-    Route("GET", "/v2/system/accounttypes/lookup", account_types),
-    Route("GET", "/v2/crm/contacts/summary", contacts_summary),
-    Route("GET", "/v2/crm/contacts/summary/{id}", contact_by_id),
-    Route("GET", "/v2/crm/contacts/search", contacts_search),
-    Route("GET", "/v2/crm/opportunities", opportunities),
-    Route("GET", "/v2/crm/opportunities/{id}", opportunity_by_id),
-    Route("GET", "/v2/crm/opportunities/{id}/notes", opportunity_notes),
-    Route("GET", "/v2/crm/opportunities/statuses/Lookup", opportunity_statuses),
-    Route("GET", "/v2/inventory/products/searchselect", products_searchselect),
-    Route("GET", "/v2/inventory/products/{productIndexId}/pricingLevels", pricing_levels),
-    Route("GET", "/v2/inventory/products/{productIndexId}/suppliers/lookup", product_suppliers),
-    Route("GET", "/v2/inventory/products/{productIndexId}/defaultcost", default_cost),
-    Route("GET", "/v2/inventory/products/categories/lookup", categories_lookup),
-    Route("GET", "/v2/inventory/warehouses/lookup", warehouses),
-    Route("GET", "/v2/hr/employees/lookup", employees_lookup),
-    Route("GET", "/v2/hr/employees/searchselect", employees_searchselect),
-    Route("GET", "/v2/crm/quotes/summary", quotes_summary),
-    Route("GET", "/v2/crm/quotes/{quotationId}", quote_by_id),
-    Route("GET", "/v2/crm/quotes/{quotationId}/lineItems/{lineItemId}", quote_line_item),
+ROUTES = routes({
+    "GET /v2/crm/accounts/summary": accounts_summary,
+    "GET /v2/crm/accounts/summary/{id}": account_by_id,
+    "GET /v2/crm/accounts/{accountId}/locations/{locationId}": account_location,
+    "GET /v2/crm/accounts/{accountId}/locations/lookup": account_locations_lookup,
+    "GET /v2/crm/accounts/lookup": accounts_lookup,
+    "GET /v2/system/accounttypes/lookup": account_types,
+    "GET /v2/crm/contacts/summary": contacts_summary,
+    "GET /v2/crm/contacts/summary/{id}": contact_by_id,
+    "GET /v2/crm/contacts/search": contacts_search,
+    "GET /v2/crm/opportunities": opportunities,
+    "GET /v2/crm/opportunities/{id}": opportunity_by_id,
+    "GET /v2/crm/opportunities/{id}/notes": opportunity_notes,
+    "GET /v2/crm/opportunities/statuses/Lookup": opportunity_statuses,
+    "GET /v2/inventory/products/searchselect": products_searchselect,
+    "GET /v2/inventory/products/{productIndexId}/pricingLevels": pricing_levels,
+    "GET /v2/inventory/products/{productIndexId}/suppliers/lookup": product_suppliers,
+    "GET /v2/inventory/products/{productIndexId}/defaultcost": default_cost,
+    "GET /v2/inventory/products/categories/lookup": categories_lookup,
+    "GET /v2/inventory/warehouses/lookup": warehouses,
+    "GET /v2/hr/employees/lookup": employees_lookup,
+    "GET /v2/hr/employees/searchselect": employees_searchselect,
+    "GET /v2/crm/quotes/summary": quotes_summary,
+    "GET /v2/crm/quotes/{quotationId}": quote_by_id,
+    "GET /v2/crm/quotes/{quotationId}/lineItems/{lineItemId}": quote_line_item,
+    "GET /v2/admin/finance/services/lookup": services_lookup,
+    "GET /v2/admin/finance/services/{serviceId}": service_by_id,
+    "GET /v2/system/lookup/{tableName}": system_lookup,
+    "GET /v2/finance/contracts/summary": contracts_summary,
+    "GET /v2/timelogs": timelogs,
+}) + routes({
     # NOT IN KASEYA'S PUBLISHED CONTRACT: a quote's line items (Kaseya publishes only the read by id).
-    Route("GET", "/v2/crm/quotes/{quotationId}/lineItems", quote_line_items, published=False),
-    Route("GET", "/v2/admin/finance/services/lookup", services_lookup),
-    Route("GET", "/v2/admin/finance/services/{serviceId}", service_by_id),
-    Route("GET", "/v2/system/lookup/{tableName}", system_lookup),
-    Route("GET", "/v2/finance/contracts/summary", contracts_summary),
-    Route("GET", "/v2/timelogs", timelogs),
-)
+    "GET /v2/crm/quotes/{quotationId}/lineItems": quote_line_items,
+}, published=False)

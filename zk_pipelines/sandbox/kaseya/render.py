@@ -39,7 +39,7 @@ def _stamps(stamps: Stamps) -> dict[str, Any]:
 
 def address(tenant: Tenant, record: Address) -> dict[str, Any]:
     country_id, country = COUNTRIES.get(record.country_code or "", (None, record.country_code))
-    return dto.ACCOUNT_ADDRESS.render(
+    return dto.render("AccountAddressOutputDto",
         Id=record.id, **_stamps(record.stamps), Address1=record.address1, Address2=record.address2,
         City=record.city, State=record.state, ZipCode=record.zip_code, CountryId=country_id, Country=country,
         Phone=record.phone, Fax=record.fax, Latitude=record.latitude, Longitude=record.longitude,
@@ -49,7 +49,7 @@ def address(tenant: Tenant, record: Address) -> dict[str, Any]:
 
 
 def location(tenant: Tenant, record: Location) -> dict[str, Any]:
-    return dto.ACCOUNT_LOCATION.render(
+    return dto.render("AccountLocationOutputDto",
         Id=record.id, **_stamps(record.stamps), LocationName=record.location_name, IsMain=record.is_main,
         IsActive=record.is_active, Addresses=[address(tenant, a) for a in record.addresses],
     )
@@ -57,7 +57,7 @@ def location(tenant: Tenant, record: Location) -> dict[str, Any]:
 
 def account(tenant: Tenant, record: Account) -> dict[str, Any]:
     account_type = tenant.account_types.get(record.account_type_id)
-    return dto.ACCOUNT_SUMMARY.render(
+    return dto.render("AccountSummaryOutputDto",
         Id=record.id, **_stamps(record.stamps), ParentId=record.parent_id, AccountCode=record.account_code,
         AccountTypeId=record.account_type_id, AccountType=account_type.name if account_type else None,
         AccountName=record.account_name, BusinessTypeId=record.business_type_id,
@@ -72,25 +72,26 @@ def account(tenant: Tenant, record: Account) -> dict[str, Any]:
 
 
 def account_lookup(tenant: Tenant, record: Account) -> dict[str, Any]:
-    return dto.ACCOUNT_LOOKUP.render(Id=record.id, Name=record.account_name, TenantName=tenant.name,
-                                     IsActive=record.is_active)
+    return dto.render("AccountLookupOutputDto", Id=record.id, Name=record.account_name, TenantName=tenant.name,
+                      IsActive=record.is_active)
 
 
 def location_lookup(account_id: int, record: Location) -> dict[str, Any]:
-    return dto.ACCOUNT_LOCATION_LOOKUP.render(Id=record.id, Name=record.location_name, AccountId=account_id,
-                                              IsMain=record.is_main)
+    return dto.render("AccountLocationLookupOutputDto", Id=record.id, Name=record.location_name, AccountId=account_id,
+                      IsMain=record.is_main)
 
 
 def _emails(tenant: Tenant, record: Contact) -> list[dict[str, Any]]:
-    return [dto.CONTACT_EMAIL.render(Id=e.id, **_stamps(e.stamps), EmailAddress=e.email_address,
-                                     EmailTypeId=e.email_type_id,
-                                     EmailType=tenant.lookup_name("EmailType", e.email_type_id), IsDefault=e.is_default)
+    return [dto.render("ContactEmailOutputDto", Id=e.id, **_stamps(e.stamps), EmailAddress=e.email_address,
+                       EmailTypeId=e.email_type_id,
+                       EmailType=tenant.lookup_name("EmailType", e.email_type_id), IsDefault=e.is_default)
             for e in record.emails]
 
 
 def _phones(tenant: Tenant, record: Contact) -> list[dict[str, Any]]:
-    return [dto.CONTACT_PHONE.render(Id=p.id, **_stamps(p.stamps), Phone=p.phone, PhoneTypeId=p.phone_type_id,
-                                     PhoneType=tenant.lookup_name("PhoneType", p.phone_type_id), IsDefault=p.is_default)
+    return [dto.render("ContactPhoneOutputDto", Id=p.id, **_stamps(p.stamps), Phone=p.phone,
+                       PhoneTypeId=p.phone_type_id, PhoneType=tenant.lookup_name("PhoneType", p.phone_type_id),
+                       IsDefault=p.is_default)
             for p in record.phones]
 
 
@@ -102,7 +103,7 @@ def _contact_place(tenant: Tenant, record: Contact) -> dict[str, Any]:
 
 
 def contact_summary(tenant: Tenant, record: Contact) -> dict[str, Any]:
-    return dto.CONTACTS_SUMMARY.render(
+    return dto.render("ContactsSummaryOutputDto",
         Id=record.id, **_stamps(record.stamps), **_contact_place(tenant, record), FirstName=record.first_name,
         LastName=record.last_name, JobTitle=record.job_title, IsPoc=record.is_poc, IsActive=record.is_active,
         EffectiveDate=wire_datetime(record.effective_date), IsBillable=record.is_billable,
@@ -111,14 +112,14 @@ def contact_summary(tenant: Tenant, record: Contact) -> dict[str, Any]:
 
 
 def contact_created(tenant: Tenant, record: Contact) -> dict[str, Any]:
-    return dto.CONTACT_CREATED.render(
+    return dto.render("ContactSummaryOutputDto",
         Id=record.id, FirstName=record.first_name, LastName=record.last_name, **_contact_place(tenant, record),
         PhoneNumber=record.default_phone, EmailAddress=record.default_email, CustomFieldsData=[],
     )
 
 
 def contact(tenant: Tenant, record: Contact) -> dict[str, Any]:
-    return dto.CONTACT.render(
+    return dto.render("ContactOutputDto",
         Id=record.id, **_stamps(record.stamps), **_contact_place(tenant, record), FirstName=record.first_name,
         MiddleName=record.middle_name, LastName=record.last_name, JobTitle=record.job_title, Poc=record.is_poc,
         IsActive=record.is_active, BillByContact=record.bill_by_contact,
@@ -130,7 +131,7 @@ def contact(tenant: Tenant, record: Contact) -> dict[str, Any]:
 
 
 def contact_search(tenant: Tenant, record: Contact) -> dict[str, Any]:
-    return dto.CONTACT_SEARCH.render(
+    return dto.render("ContactsSearchSelectOutputDto",
         Id=record.id, **_contact_place(tenant, record), FirstName=record.first_name, LastName=record.last_name,
         JobTitle=record.job_title, EmailAddress=record.default_email, IsPoc=record.is_poc, IsActive=record.is_active,
         HasClientPortalAccess=False,
@@ -143,7 +144,7 @@ def opportunity(tenant: Tenant, record: Opportunity) -> dict[str, Any]:
     place = owner.location(record.account_location_id) if owner else None
     person = tenant.contacts.get(record.contact_id) if record.contact_id is not None else None
     rep = tenant.employees.get(record.sales_representative_user_id)
-    return dto.OPPORTUNITY.render(
+    return dto.render("OpportunityOutputDto",
         Id=record.id, **_stamps(record.stamps), Subject=record.subject, StatusId=record.status_id,
         Status=status.name if status else None, AccountId=record.account_id,
         AccountName=owner.account_name if owner else None, AccountLocationId=record.account_location_id,
@@ -162,7 +163,7 @@ def opportunity(tenant: Tenant, record: Opportunity) -> dict[str, Any]:
 
 
 def note(tenant: Tenant, record: OpportunityNote) -> dict[str, Any]:
-    return dto.OPPORTUNITY_NOTE.render(
+    return dto.render("OpportunityNoteOutputDto",
         Id=record.id, **_stamps(record.stamps), Note=record.note,
         CreatedByName=tenant.employee_name(record.stamps.created_by),
         ModifiedByName=tenant.employee_name(record.stamps.modified_by),
@@ -170,15 +171,15 @@ def note(tenant: Tenant, record: OpportunityNote) -> dict[str, Any]:
 
 
 def status_lookup(tenant: Tenant) -> list[dict[str, Any]]:
-    return [dto.OPPORTUNITY_STATUS.render(Id=s.id, Name=s.name, Probability=s.probability, IsActive=s.is_active,
-                                          IsPipeline=s.is_pipeline, StatusActionId=STATUS_ACTIONS[s.action],
-                                          StatusActionName=s.action)
+    return [dto.render("OpportunityStatusLookupOutputDto", Id=s.id, Name=s.name, Probability=s.probability,
+                       IsActive=s.is_active, IsPipeline=s.is_pipeline, StatusActionId=STATUS_ACTIONS[s.action],
+                       StatusActionName=s.action)
             for s in tenant.statuses.values()]
 
 
 def product_row(tenant: Tenant, record: Product, stock: Stock) -> dict[str, Any]:
     warehouse = tenant.warehouses.get(stock.warehouse_id)
-    return dto.PRODUCT_ROW.render(
+    return dto.render("ProductsListSearchSelectOutputDto",
         # ASSUMED: the row id joins the product and its stock row; Kaseya does not document its format.
         Id=f"{record.id}_{stock.id}", ProductIndexId=record.id, ProductNumber=record.product_number,
         ProductName=record.product_name, ProductDescription=record.product_description, UPC=record.upc,
@@ -194,7 +195,7 @@ def pricing_levels(tenant: Tenant, record: Product) -> list[dict[str, Any]]:
     rows = []
     for price in record.prices:
         margin = round((price.price - record.default_cost) / price.price * 100, 2) if price.price else 0.0
-        rows.append(dto.PRICING_LEVEL.render(
+        rows.append(dto.render("PricingLevelLookupDto",
             Id=price.pricing_level_id, Name=tenant.pricing_levels[price.pricing_level_id].name, Price=price.price,
             Margin=margin, IsActive=price.is_active, IsDefault=price.is_default,
         ))
@@ -202,35 +203,36 @@ def pricing_levels(tenant: Tenant, record: Product) -> list[dict[str, Any]]:
 
 
 def suppliers(tenant: Tenant, record: Product) -> list[dict[str, Any]]:
-    return [dto.SUPPLIER.render(Id=s.supplier_id, Name=tenant.suppliers[s.supplier_id].name) for s in record.suppliers]
+    return [dto.render("SupplierLookupOutputDto", Id=s.supplier_id, Name=tenant.suppliers[s.supplier_id].name)
+            for s in record.suppliers]
 
 
 def default_cost(record: Product) -> dict[str, Any]:
-    return dto.DEFAULT_COST.render(Id=record.id, DefaultCost=record.default_cost)
+    return dto.render("DefaultCostOutputDto", Id=record.id, DefaultCost=record.default_cost)
 
 
 def category_lookup(record: Category) -> dict[str, Any]:
-    return dto.CATEGORY_LOOKUP.render(Id=record.id, Name=record.name, Description=record.description,
-                                      IsActive=record.is_active)
+    return dto.render("ProductCategoryLookupOutputDto", Id=record.id, Name=record.name, Description=record.description,
+                      IsActive=record.is_active)
 
 
 def category(record: Category) -> dict[str, Any]:
-    return dto.CATEGORY.render(Id=record.id, **_stamps(record.stamps), Name=record.name,
-                               Description=record.description, IsActive=record.is_active)
+    return dto.render("ProductCategoriesOutputDto", Id=record.id, **_stamps(record.stamps), Name=record.name,
+                      Description=record.description, IsActive=record.is_active)
 
 
 def employee(record: Employee) -> dict[str, Any]:
-    return dto.EMPLOYEE.render(Id=record.id, FirstName=record.first_name, LastName=record.last_name,
-                               EmailAddress=record.email_address, Username=record.email_address,
-                               JobTitle=record.job_title, IsActive=record.is_active)
+    return dto.render("EmployeesListSearchSelectOutputDto", Id=record.id, FirstName=record.first_name,
+                      LastName=record.last_name, EmailAddress=record.email_address, Username=record.email_address,
+                      JobTitle=record.job_title, IsActive=record.is_active)
 
 
 def employee_lookup(record: Employee) -> dict[str, Any]:
-    return dto.EMPLOYEE_LOOKUP.render(Id=record.id, Name=record.full_name)
+    return dto.render("EmployeeLookupOutputDto", Id=record.id, Name=record.full_name)
 
 
 def quote_summary(tenant: Tenant, record: Quote) -> dict[str, Any]:
-    return dto.QUOTE_SUMMARY.render(
+    return dto.render("QuotationsListSummaryOutputDto",
         Id=record.id, Name=record.name, QuotationNumber=record.quotation_number, StatusId=record.status_id,
         StatusName=tenant.lookup_name("QuoteStatus", record.status_id), ExpiryDate=wire_datetime(record.expiry_date),
         CreatedOn=wire_datetime(record.stamps.created_on),
@@ -242,7 +244,7 @@ def quote(tenant: Tenant, record: Quote) -> dict[str, Any]:
     place = owner.location(record.location_id) if owner and record.location_id is not None else None
     deal = tenant.opportunities.get(record.opportunity_id) if record.opportunity_id is not None else None
     rep = tenant.employees.get(record.sales_representative_user_id)
-    return dto.QUOTE.render(
+    return dto.render("QuotationOutputDto",
         Id=record.id, QuotationNumber=record.quotation_number, Name=record.name, StatusId=record.status_id,
         StatusName=tenant.lookup_name("QuoteStatus", record.status_id), ExpiryDate=wire_datetime(record.expiry_date),
         CreatedOn=wire_datetime(record.stamps.created_on), CreatedById=record.stamps.created_by or 0,
@@ -257,7 +259,7 @@ def quote(tenant: Tenant, record: Quote) -> dict[str, Any]:
 
 
 def line_item(record: QuoteLineItem) -> dict[str, Any]:
-    return dto.QUOTE_LINE_ITEM.render(
+    return dto.render("QuotationLineItemOutputDto",
         Id=record.id, **_stamps(record.stamps), QuotationId=record.quotation_id, Name=record.name,
         Description=record.description, OriginalUnitPrice=record.original_unit_price, UnitPrice=record.unit_price,
         UnitCost=record.unit_cost, Quantity=record.quantity, Discount=record.discount, TTC=record.total_with_tax,
@@ -270,7 +272,7 @@ def line_item(record: QuoteLineItem) -> dict[str, Any]:
 
 def service(tenant: Tenant, record: Service) -> dict[str, Any]:
     group = tenant.categories.get(record.category_id) if record.category_id is not None else None
-    return dto.SERVICE.render(
+    return dto.render("ServiceOutputDto",
         Id=record.id, Name=record.name, Description=record.description, UnitCost=record.unit_cost,
         UnitPrice=record.unit_price, CategoryId=record.category_id, Category=group.name if group else None,
         SubCategoryId=record.sub_category_id, UnitOfMeasureId=record.unit_of_measure_id,
@@ -282,11 +284,11 @@ def service(tenant: Tenant, record: Service) -> dict[str, Any]:
 
 
 def service_lookup(record: Service) -> dict[str, Any]:
-    return dto.SERVICE_LOOKUP.render(Id=record.id, Name=record.name, Description=record.description)
+    return dto.render("ServiceLookupOutputDto", Id=record.id, Name=record.name, Description=record.description)
 
 
 def contract(tenant: Tenant, record: Contract) -> dict[str, Any]:
-    return dto.CONTRACT_SUMMARY.render(
+    return dto.render("ClientContractSummaryOutputDto",
         Id=record.id, ContractName=record.contract_name, AccountName=tenant.accounts[record.account_id].account_name,
         ContractType=record.contract_type, ContractBillingPrice=record.billing_price, Status=record.status,
         ContractNumber=record.contract_number, BillingCycle=record.billing_cycle,
@@ -301,7 +303,7 @@ def time_log(tenant: Tenant, record: TimeLog) -> dict[str, Any]:
     user = tenant.employees.get(record.user_id)
     week = week_start(record.start)
     end = record.start + timedelta(hours=record.timespent)
-    return dto.TIME_LOG.render(
+    return dto.render("TimeLogOutputDto",
         Id=record.id, **_stamps(record.stamps), Timespent=record.timespent, OverTimeSpent=record.overtime_spent,
         TimesheetId=record.timesheet_id, WeekStart=wire_datetime(week), WeekEnd=wire_datetime(week + timedelta(days=6)),
         TimeEntrySourceId=TIME_SHEET_ENTRY, UserId=record.user_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from zk_pipelines.sandbox.kaseya.dto import parse_datetime
@@ -142,6 +143,69 @@ class DateWindow:
         return (self.start is None or moment >= self.start) and (self.end is None or moment <= self.end)
 
 
+# A list filter's record value: an attribute path (`"stamps.created_on"`) or a function of the record.
+RecordValue = str | Callable[[Any], Any]
+Getter = Callable[[Any], Any]
+Test = Callable[[Any], bool]
+
+
+def _contains(query: Query, name: str, value: Getter) -> Test | None:
+    if query.text(name) is None:
+        return None
+    contains = query.contains(name)
+    return lambda record: contains(value(record))
+
+
+def _any_contains(query: Query, name: str, value: Getter) -> Test | None:
+    if query.text(name) is None:
+        return None
+    contains = query.contains(name)
+    return lambda record: any(contains(item) for item in value(record))
+
+
+def _equals(read: Callable[[Query, str], Any]) -> Callable[[Query, str, Getter], Test | None]:
+    def test(query: Query, name: str, value: Getter) -> Test | None:
+        wanted = read(query, name)
+        return None if wanted is None else lambda record: value(record) == wanted
+    return test
+
+
+def _int_in(query: Query, name: str, value: Getter) -> Test | None:
+    wanted = query.ints(name)
+    return None if wanted is None else lambda record: value(record) in wanted
+
+
+def _within(query: Query, name: str, value: Getter) -> Test | None:
+    window = query.window(name)
+    if window.start is None and window.end is None:
+        return None
+    return lambda record: value(record) in window
+
+
+# How each kind of `Filter.*` parameter is read and compared; a parameter that is absent lets every record through.
+_FILTER_KINDS: dict[str, Callable[[Query, str, Getter], Test | None]] = {
+    "contains": _contains,  # text, case-insensitive "contains"
+    "any_contains": _any_contains,  # text, contained in any of the record's values
+    "int_equals": _equals(Query.int),
+    "int_in": _int_in,  # repeated or comma-separated integers (`Filter.Ids`)
+    "bool_equals": _equals(Query.bool),
+    "within": _within,  # `<name>From` / `<name>To`, inclusive
+}
+
+
+def matching(query: Query, records: Iterable[T], **filters: Mapping[str, RecordValue]) -> list[T]:
+    """The records that every given `Filter.<name>` parameter lets through. `filters` maps a kind (`contains`,
+    `any_contains`, `int_equals`, `int_in`, `bool_equals`, `within`) to `{name: the record's value}`; the
+    parameters are read in the order given, so the first invalid one is the one reported."""
+    tests = []
+    for kind, table in filters.items():
+        for name, value in table.items():
+            test = _FILTER_KINDS[kind](query, f"Filter.{name}", attrgetter(value) if isinstance(value, str) else value)
+            if test is not None:
+                tests.append(test)
+    return [record for record in records if all(test(record) for test in tests)]
+
+
 @dataclass(frozen=True)
 class Reply:
     """A successful answer: the envelope's `result`, and `totalRecords` for paged lists that carry it."""
@@ -222,6 +286,17 @@ class Route:
             elif segment != part.lower():
                 return None
         return params
+
+
+def routes(table: Mapping[str, Operation], *, published: bool = True, anonymous: bool = False, form: bool = False
+           ) -> tuple[Route, ...]:
+    """Routes from `{"GET /v2/crm/opportunities/{id}": operation}` (the contract's method and path), all with
+    the same flags."""
+    built = []
+    for label, operation in table.items():
+        method, template = label.split()
+        built.append(Route(method, template, operation, published=published, anonymous=anonymous, form=form))
+    return tuple(built)
 
 
 def route_shape(text: str) -> str:

@@ -41,7 +41,7 @@ from zk_pipelines.sandbox.kaseya.records import (
     later_than,
     to_millis,
 )
-from zk_pipelines.sandbox.kaseya.routing import Call, Invalid, Reply, Route, by_key, line_item_of, quote_of
+from zk_pipelines.sandbox.kaseya.routing import Call, Invalid, Reply, by_key, line_item_of, quote_of, routes
 
 
 def _read(call: Call, dto_name: str) -> Body:
@@ -102,19 +102,17 @@ def _account_header_problems(tenant: Tenant, body: Body, account_id: int | None)
     return problems
 
 
+_ACCOUNT_HEADER_FIELDS = {"AccountTypeId": "account_type_id", "BusinessTypeId": "business_type_id",
+                          "AccountManagerId": "account_manager_id", "ParentId": "parent_id",
+                          "Description": "description", "Website": "website", "CreditLimit": "credit_limit",
+                          "NetDays": "net_days", "AcquiredDate": "acquired_date",
+                          "RouteInvoiceToParent": "route_invoice_to_parent"}
+
+
 def _apply_account_header(account: Account, body: Body) -> None:
     account.account_name = body["AccountName"].strip()
     account.account_code = body["AccountCode"] or account.account_code
-    account.account_type_id = body["AccountTypeId"]
-    account.business_type_id = body["BusinessTypeId"]
-    account.account_manager_id = body["AccountManagerId"]
-    account.parent_id = body["ParentId"]
-    account.description = body["Description"]
-    account.website = body["Website"]
-    account.credit_limit = body["CreditLimit"]
-    account.net_days = body["NetDays"]
-    account.acquired_date = body["AcquiredDate"]
-    account.route_invoice_to_parent = body["RouteInvoiceToParent"]
+    body.assign(account, _ACCOUNT_HEADER_FIELDS)
     if body["IsActive"] is not None:
         account.is_active = body["IsActive"]
 
@@ -250,16 +248,18 @@ def create_contact(call: Call) -> Reply:
     return Reply(render.contact_created(tenant, contact))
 
 
+_CONTACT_FIELDS = {"AccountId": "account_id", "LocationId": "location_id", "MiddleName": "middle_name",
+                   "JobTitle": "job_title", "IsActive": "is_active", "ReceiveInvoices": "receive_invoices",
+                   "BillByContact": "bill_by_contact", "EffectiveDate": "effective_date"}
+
+
 def update_contact(call: Call) -> Reply:
     tenant = call.tenant
     contact = by_key(call, tenant.contacts, "Contact")
     body = _read(call, "ContactPutInputDto")
     _check(_name_problems(body) + _place_problems(tenant, body["AccountId"], body["LocationId"]))
-    contact.account_id, contact.location_id = body["AccountId"], body["LocationId"]
     contact.first_name, contact.last_name = body["FirstName"].strip(), body["LastName"].strip()
-    contact.middle_name, contact.job_title = body["MiddleName"], body["JobTitle"]
-    contact.is_active, contact.receive_invoices = body["IsActive"], body["ReceiveInvoices"]
-    contact.bill_by_contact, contact.effective_date = body["BillByContact"], body["EffectiveDate"]
+    body.assign(contact, _CONTACT_FIELDS)
     if body["Poc"]:
         _make_poc(tenant, contact, call.now, call.user_id)
     else:
@@ -288,15 +288,16 @@ def _opportunity_problems(tenant: Tenant, body: Body) -> list[str]:
     return problems
 
 
+_OPPORTUNITY_FIELDS = {"StatusId": "status_id", "AccountId": "account_id", "AccountLocationId": "account_location_id",
+                       "ContactId": "contact_id", "TypeId": "type_id", "Probability": "probability",
+                       "RatingId": "rating_id", "LeadSourceId": "lead_source_id",
+                       "SalesRepresentativeUserId": "sales_representative_user_id", "Amount": "amount",
+                       "Description": "description", "CustomerPO": "customer_po", "CloseDate": "close_date"}
+
+
 def _apply_opportunity(opportunity: Opportunity, body: Body) -> None:
     opportunity.subject = body["Subject"].strip()
-    opportunity.status_id, opportunity.account_id = body["StatusId"], body["AccountId"]
-    opportunity.account_location_id, opportunity.contact_id = body["AccountLocationId"], body["ContactId"]
-    opportunity.type_id, opportunity.probability = body["TypeId"], body["Probability"]
-    opportunity.rating_id, opportunity.lead_source_id = body["RatingId"], body["LeadSourceId"]
-    opportunity.sales_representative_user_id, opportunity.amount = body["SalesRepresentativeUserId"], body["Amount"]
-    opportunity.description, opportunity.customer_po = body["Description"], body["CustomerPO"]
-    opportunity.close_date = body["CloseDate"]
+    body.assign(opportunity, _OPPORTUNITY_FIELDS)
 
 
 def create_opportunity(call: Call) -> Reply:
@@ -393,15 +394,16 @@ def _margin(price: float, cost: float) -> float:
     return round((price - cost) / price * 100, 2) if price else 0.0
 
 
+_LINE_ITEM_FIELDS = {"Name": "name", "Description": "description", "ExtDistReference": "ext_dist_reference",
+                     "Image": "image", "UnitPrice": "unit_price", "UnitCost": "unit_cost", "Quantity": "quantity",
+                     "Margin": "margin", "MarginType": "margin_type", "Discount": "discount", "Taxable": "taxable"}
+
+
 def update_quote_line_item(call: Call) -> Reply:
     quote, item = line_item_of(call)
     body = _read(call, "QuotationLineItemInputDto")
     _check(_line_problems(body))
-    item.name, item.description = body["Name"], body["Description"]
-    item.ext_dist_reference, item.image = body["ExtDistReference"], body["Image"]
-    item.unit_price, item.unit_cost, item.quantity = body["UnitPrice"], body["UnitCost"], body["Quantity"]
-    item.margin, item.margin_type = body["Margin"], body["MarginType"]
-    item.discount, item.taxable = body["Discount"], body["Taxable"]
+    body.assign(item, _LINE_ITEM_FIELDS)
     touch(item.stamps, call.now, call.user_id)
     touch(quote.stamps, call.now, call.user_id)
     return Reply(render.line_item(item))
@@ -420,11 +422,14 @@ def _quote_problems(tenant: Tenant, body: Body) -> list[str]:
     return problems
 
 
+_QUOTE_FIELDS = {"StatusId": "status_id", "ExpiryDate": "expiry_date", "AccountId": "account_id",
+                 "OpportunityId": "opportunity_id", "SalesRepresentativeUserId": "sales_representative_user_id"}
+
+
 def _apply_quote(tenant: Tenant, quote: Quote, body: Body) -> None:
-    quote.name, quote.status_id, quote.expiry_date = body["Name"].strip(), body["StatusId"], body["ExpiryDate"]
-    quote.account_id, quote.opportunity_id = body["AccountId"], body["OpportunityId"]
+    quote.name = body["Name"].strip()
+    body.assign(quote, _QUOTE_FIELDS)
     quote.location_id = body["LocationId"] or tenant.accounts[body["AccountId"]].main_location.id
-    quote.sales_representative_user_id = body["SalesRepresentativeUserId"]
 
 
 def create_quote(call: Call) -> Reply:
@@ -523,21 +528,22 @@ def create_product(call: Call) -> Reply:
     return Reply(render.product_row(tenant, product, product.stocks[0]))
 
 
-ROUTES = (
-    Route("POST", "/v2/crm/accounts", create_account),
-    Route("PUT", "/v2/crm/accounts/{id}", update_account),
-    Route("POST", "/v2/crm/contacts/summary", create_contact),
-    Route("PUT", "/v2/crm/contacts/{id}", update_contact),
-    Route("POST", "/v2/crm/opportunities", create_opportunity),
-    Route("PUT", "/v2/crm/opportunities/{id}", update_opportunity),
-    Route("POST", "/v2/crm/opportunities/{id}/notes", add_opportunity_note),
-    Route("POST", "/v2/crm/quotes/{quotationId}/lineItems/{itemTypeId}/{distributerTypeId}", add_quote_line_item),
-    Route("PUT", "/v2/crm/quotes/{quotationId}/lineItems/{lineItemId}", update_quote_line_item),
-    Route("POST", "/v2/admin/finance/services/services", create_service),
-    Route("POST", "/v2/inventory/products/categories", create_product_category),
+ROUTES = routes({
+    "POST /v2/crm/accounts": create_account,
+    "PUT /v2/crm/accounts/{id}": update_account,
+    "POST /v2/crm/contacts/summary": create_contact,
+    "PUT /v2/crm/contacts/{id}": update_contact,
+    "POST /v2/crm/opportunities": create_opportunity,
+    "PUT /v2/crm/opportunities/{id}": update_opportunity,
+    "POST /v2/crm/opportunities/{id}/notes": add_opportunity_note,
+    "POST /v2/crm/quotes/{quotationId}/lineItems/{itemTypeId}/{distributerTypeId}": add_quote_line_item,
+    "PUT /v2/crm/quotes/{quotationId}/lineItems/{lineItemId}": update_quote_line_item,
+    "POST /v2/admin/finance/services/services": create_service,
+    "POST /v2/inventory/products/categories": create_product_category,
+}) + routes({
     # NOT IN KASEYA'S PUBLISHED CONTRACT: quote header create/update and inventory product create. Quoting
     # vendors use unpublished endpoints for these; the sandbox models them in the contract's conventions.
-    Route("POST", "/v2/crm/quotes", create_quote, published=False),
-    Route("PUT", "/v2/crm/quotes/{quotationId}", update_quote, published=False),
-    Route("POST", "/v2/inventory/products", create_product, published=False),
-)
+    "POST /v2/crm/quotes": create_quote,
+    "PUT /v2/crm/quotes/{quotationId}": update_quote,
+    "POST /v2/inventory/products": create_product,
+}, published=False)
