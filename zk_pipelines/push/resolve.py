@@ -21,10 +21,11 @@ Reads only: the dry run is this module plus `render_plan`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from zk_pipelines.clients.http import NotFound
@@ -190,6 +191,36 @@ def _known_record(read: Callable[[int], Any], kaseya_id: int | None) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class _DocumentRecord:
+    """A Kaseya record written for the document itself (its opportunity, its quote): where the pairing with the
+    document is kept, how it is found again through the document marker, and how it is written."""
+
+    key: str  # the step's record key, and the word for the record in resolutions
+    entity: str  # the audit-log entity
+    pending: PendingId  # the placeholder a create fills
+    request: Callable[[int | None, Mapping[str, Any]], PlannedRequest]  # (None: a create; an id: an update)
+    readback_fields: Sequence[str]  # compared with what Kaseya holds to decide an update
+    paired_by: str  # where the pairing with the document is kept
+    pairs_in_id_map: bool
+    read: Callable[[KaseyaClient, int], Any]
+    account_rows: Callable[[KaseyaClient, int], Iterable[Mapping[str, Any]]]
+    marked_in: str  # the field of the account's records that carries the document marker
+    rows_are_summaries: bool = False  # a matched row is read again whole before it is compared
+
+
+OPPORTUNITY = _DocumentRecord(
+    "opportunity", OPPORTUNITIES, NEW_OPPORTUNITY, opportunity_request, OPPORTUNITY_FIELDS, "id map", True,
+    read=lambda kaseya, kaseya_id: kaseya.opportunity(kaseya_id),
+    account_rows=lambda kaseya, account: kaseya.paginate("opportunities", {"Filter.AccountId": account}),
+    marked_in="description")
+QUOTE = _DocumentRecord(
+    "quote", QUOTES, NEW_QUOTE, quote_request, QUOTE_FIELDS, "push ledger", False,
+    read=lambda kaseya, kaseya_id: kaseya.quote(kaseya_id),
+    account_rows=lambda kaseya, account: kaseya.iter_quotes(AccountId=account),
+    marked_in="name", rows_are_summaries=True)
+
+
 class _Planner:
     def __init__(self, kaseya: KaseyaClient, source: ZomentumDocument, resolved: ResolvedSettings,
                  overrides: PushOverrides, known: KnownIds, status_probabilities: Mapping[int, float],
@@ -285,22 +316,45 @@ class _Planner:
 
     # --- the opportunity --------------------------------------------------------------------------
 
-    def _existing_opportunity(self, account: KaseyaId) -> tuple[Any, str, bool]:
-        record = _known_record(self.kaseya.opportunity, self.known.opportunity)
-        if record is not None:
-            return record, "id map", False
+    def _existing(self, record: _DocumentRecord, paired_id: int | None, account: KaseyaId) -> tuple[Any, str, bool]:
+        """(the Kaseya record that stands for the document, how it was found, whether by a search): the one
+        paired with it, else the first of the account's records whose `record.marked_in` carries the document
+        marker; (None, "", False) when there is none."""
+        found = _known_record(partial(record.read, self.kaseya), paired_id)
+        if found is not None:
+            return found, record.paired_by, False
         if isinstance(account, int):
-            for row in self.kaseya.paginate("opportunities", {"Filter.AccountId": account}):
-                if self.source.id in document_markers(row.get("description")):
-                    return row, "the document marker in its description", True
+            for row in record.account_rows(self.kaseya, account):
+                if self.source.id in document_markers(row.get(record.marked_in)):
+                    whole = record.read(self.kaseya, int(row["id"])) if record.rows_are_summaries else row
+                    return whole, f"the document marker in its {record.marked_in}", True
         return None, "", False
+
+    def _write(self, record: _DocumentRecord, existing: Any, how: str, searched: bool, body: Mapping[str, Any], *,
+               what: str, zomentum_id: str, none_found: str) -> KaseyaId:
+        """The document's opportunity or quote: created when none was found (`none_found` says why), else used
+        as found and updated when what Kaseya holds differs from `body`."""
+        id_map_entity = record.entity if record.pairs_in_id_map else None
+        if existing is None:
+            self.step(PushStep(record.request(None, body), record.entity, record.key, CREATED, record.pending,
+                               zomentum_id=zomentum_id, id_map_entity=id_map_entity))
+            self.resolutions.append(Resolution(what, f"a new {record.key}", none_found))
+            return record.pending
+        kaseya_id = int(existing["id"])
+        self.use(FoundRecord(record.key, record.entity, kaseya_id, how, zomentum_id, id_map_entity, searched))
+        self.resolutions.append(Resolution(what, f"{record.key} id {kaseya_id}", how))
+        changed = readback_differences(body, existing, record.readback_fields)
+        if changed:
+            self.step(PushStep(record.request(kaseya_id, body), record.entity, record.key, UPDATED,
+                               zomentum_id=zomentum_id, changed_fields=tuple(d.split(":", 1)[0] for d in changed)))
+        return kaseya_id
 
     def opportunity(self, account: KaseyaId, location: KaseyaId, contact: KaseyaId | None,
                     sales_representative_id: int) -> tuple[KaseyaId, dict[str, Any], KaseyaId]:
         """(opportunity, the body Kaseya should hold, its location)."""
         deal = self.source.opportunity
         deal_id = str(deal["id"])
-        existing, how, searched = self._existing_opportunity(account)
+        existing, how, searched = self._existing(OPPORTUNITY, self.known.opportunity, account)
         status_id, status = opportunity_status_for(str(deal["opportunity_pipeline_stage_id"]), self.resolved,
                                                    document_won=self.source.status == "won")
         self.resolutions.append(status)
@@ -322,20 +376,9 @@ class _Planner:
             type_id=self.lookups.default_id("OpportunityType"), rating_id=self.lookups.default_id("OpportunityRating"),
             probability=_decimal(self.status_probabilities.get(status_id)))
         body = opportunity_body(existing, fields, self.overrides.opportunity, defaults=defaults)
-        what = f"opportunity {deal.get('name')}"
-        if existing is None:
-            self.step(PushStep(opportunity_request(None, body), OPPORTUNITIES, "opportunity", CREATED,
-                               NEW_OPPORTUNITY, None, deal_id, OPPORTUNITIES))
-            self.resolutions.append(Resolution(what, "a new opportunity", "no Kaseya opportunity is paired with it "
-                                                                          "or carries the document marker"))
-            return NEW_OPPORTUNITY, body, body["AccountLocationId"]
-        opportunity_id = int(existing["id"])
-        self.use(FoundRecord("opportunity", OPPORTUNITIES, opportunity_id, how, deal_id, OPPORTUNITIES, searched))
-        self.resolutions.append(Resolution(what, f"opportunity id {opportunity_id}", how))
-        changed = readback_differences(body, existing, OPPORTUNITY_FIELDS)
-        if changed:
-            self.step(PushStep(opportunity_request(opportunity_id, body), OPPORTUNITIES, "opportunity", UPDATED,
-                               zomentum_id=deal_id, changed_fields=tuple(d.split(":", 1)[0] for d in changed)))
+        opportunity_id = self._write(OPPORTUNITY, existing, how, searched, body, what=f"opportunity {deal.get('name')}",
+                                     zomentum_id=deal_id, none_found="no Kaseya opportunity is paired with it or "
+                                                                     "carries the document marker")
         return opportunity_id, body, body["AccountLocationId"]
 
     # --- catalogue items, the quote and its lines ---------------------------------------------------
@@ -393,19 +436,9 @@ class _Planner:
                                                                          else "name")))
         return pending
 
-    def _existing_quote(self, account: KaseyaId) -> tuple[Any, str, bool]:
-        record = _known_record(self.kaseya.quote, self.known.quote)
-        if record is not None:
-            return record, "push ledger", False
-        if isinstance(account, int):
-            for row in self.kaseya.iter_quotes(AccountId=account):
-                if self.source.id in document_markers(row.get("name")):
-                    return self.kaseya.quote(int(row["id"])), "the document marker in its name", True
-        return None, "", False
-
     def quote(self, account: KaseyaId, location: KaseyaId, opportunity: KaseyaId,
               sales_representative_id: int) -> tuple[KaseyaId, dict[str, Any]]:
-        existing, how, searched = self._existing_quote(account)
+        existing, how, searched = self._existing(QUOTE, self.known.quote, account)
         document = self.source.document
         status_id, status = quote_status_for(self.source.status, self.resolved)
         self.resolutions.append(status)
@@ -415,19 +448,9 @@ class _Planner:
             location_id=None if same_account else location, status_id=status_id,
             expiry_date=_moment(document.get("expiry_date")), sales_representative_user_id=sales_representative_id)
         body = quote_body(existing, fields, self.overrides.quote)
-        if existing is None:
-            self.step(PushStep(quote_request(None, body), QUOTES, "quote", CREATED, NEW_QUOTE,
-                               zomentum_id=self.source.id))
-            self.resolutions.append(Resolution(f"document {document.get('name')}", "a new quote",
-                                               "no quote of the account carries the document marker"))
-            return NEW_QUOTE, body
-        quote_id = int(existing["id"])
-        self.use(FoundRecord("quote", QUOTES, quote_id, how, self.source.id, searched=searched))
-        self.resolutions.append(Resolution(f"document {document.get('name')}", f"quote id {quote_id}", how))
-        changed = readback_differences(body, existing, QUOTE_FIELDS)
-        if changed:
-            self.step(PushStep(quote_request(quote_id, body), QUOTES, "quote", UPDATED, zomentum_id=self.source.id,
-                               changed_fields=tuple(d.split(":", 1)[0] for d in changed)))
+        quote_id = self._write(QUOTE, existing, how, searched, body, what=f"document {document.get('name')}",
+                               zomentum_id=self.source.id,
+                               none_found="no quote of the account carries the document marker")
         return quote_id, body
 
     def quote_lines(self, quote: KaseyaId, lines: Sequence[PlannedLine], item_ids: Mapping[str, KaseyaId]) -> None:
