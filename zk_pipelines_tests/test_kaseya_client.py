@@ -102,7 +102,7 @@ def test_success_false_is_a_typed_error_with_code_and_message_and_is_not_retried
     client.user_info()
     control(kaseya, "DELETE", "requests")
     with pytest.raises(ValidationFailed) as info:
-        client.create_opportunity({"Subject": "Missing everything else"})
+        client.call("create_opportunity", body={"Subject": "Missing everything else"})
     assert info.value.status == 200
     assert info.value.message  # the API's own message, naming what is wrong
     assert "POST /v2/crm/opportunities" in str(info.value)
@@ -221,7 +221,7 @@ def test_a_failed_post_is_never_retried(kaseya, kaseya_credentials, exception):
     client = client_with(kaseya_credentials, adapter, sleeps)
     client.user_info()
     with pytest.raises(WriteOutcomeUnknown, match="may have happened"):
-        client.create_product_category({"Name": "Never twice"})
+        client.call("create_product_category", body={"Name": "Never twice"})
     assert adapter.intercepted == 1
     assert sleeps == []
 
@@ -260,7 +260,7 @@ def test_request_bodies_the_client_sends_follow_the_contract(kaseya, client):
         "SalesRepresentativeUserId": employees[0]["id"], "Amount": 1200.5,
         "CloseDate": "2026-12-31T00:00:00",
     }
-    created = client.create_opportunity(body)
+    created, _ = client.call("create_opportunity", body=body)
     assert created["subject"] == "Contract check"
     sent = logged(kaseya, "POST", "/v2/crm/opportunities")[-1]["body"]
     validate_request_body("POST", "/v2/crm/opportunities", sent)

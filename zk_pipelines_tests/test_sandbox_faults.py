@@ -582,7 +582,7 @@ def test_kaseya_create_with_a_lost_answer_is_write_outcome_unknown_and_the_accou
                                             "seconds": seconds}])
 
     with pytest.raises(WriteOutcomeUnknown):
-        client.create_account(account_body(kaseya, "Maybe Created Ltd"))
+        client.call("create_account", body=account_body(kaseya, "Maybe Created Ltd"))
 
     assert [a["accountName"] for a in kaseya.state.records("accounts")].count("Maybe Created Ltd") == 1
     assert kaseya_route_log(kaseya, "/v2/crm/accounts") == [(0, "lost_answer")]  # never repeated blindly
@@ -595,7 +595,7 @@ def test_kaseya_create_refused_by_a_5xx_is_not_repeated_and_not_applied(
                                             "statuses": [503]}])
 
     with pytest.raises(WriteOutcomeUnknown):
-        client.create_account(account_body(kaseya, "Not Created Ltd"))
+        client.call("create_account", body=account_body(kaseya, "Not Created Ltd"))
 
     assert "Not Created Ltd" not in [a["accountName"] for a in kaseya.state.records("accounts")]
     assert kaseya_route_log(kaseya, "/v2/crm/accounts") == [(503, "http_error")]
@@ -664,7 +664,7 @@ def test_kaseya_create_refused_with_401_or_429_is_repeated_and_applied_once(
     client = kaseya_client(kaseya_credentials)
     kaseya.state.set_faults(seed=9, rules=[{**fault, "route": "POST /v2/crm/accounts", "count": 1}])
 
-    created = client.create_account(account_body(kaseya, "Created Once Ltd"))
+    created, _ = client.call("create_account", body=account_body(kaseya, "Created Once Ltd"))
 
     assert created["accountName"] == "Created Once Ltd"
     assert [a["accountName"] for a in kaseya.state.records("accounts")].count("Created Once Ltd") == 1
@@ -676,7 +676,7 @@ def test_kaseya_create_with_a_malformed_answer_is_write_outcome_unknown(
     client = kaseya_client(kaseya_credentials)
     kaseya.state.set_faults(seed=9, rules=[{"kind": "malformed_json", "route": "POST /v2/crm/accounts"}])
 
-    failure = raised_or_returned(lambda: client.create_account(account_body(kaseya, "Garbled Answer Ltd")))
+    failure = raised_or_returned(lambda: client.call("create_account", body=account_body(kaseya, "Garbled Answer Ltd")))
 
     assert [a["accountName"] for a in kaseya.state.records("accounts")].count("Garbled Answer Ltd") == 1
     assert isinstance(failure, WriteOutcomeUnknown), repr(failure)

@@ -167,7 +167,7 @@ def test_the_kaseya_client_raises_only_api_errors_on_any_answer(status, body):
     client.login()
     session.status, session.body = status, body
     for read in (client.user_info, lambda: list(client.iter_accounts()), lambda: client.account(1),
-                 client.account_types, lambda: client.create_account({"AccountName": "x"})):
+                 client.account_types, lambda: client.call("create_account", body={"AccountName": "x"})):
         try:
             read()
         except ApiError:

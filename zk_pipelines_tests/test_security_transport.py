@@ -70,7 +70,7 @@ def test_a_write_redirected_even_to_its_own_origin_is_not_followed(hostile):
 
     server = kaseya_server(hostile, answer)
     with pytest.raises(RedirectRefused, match="elsewhere"):
-        kaseya_client(server).create_account({"AccountName": "X"})
+        kaseya_client(server).call("create_account", body={"AccountName": "X"})
     assert [request.path for request in server.requests if request.method == "POST"][-1] == "/v2/crm/accounts"
     assert not any(request.path.endswith("elsewhere") for request in server.requests)
 

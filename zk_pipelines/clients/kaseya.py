@@ -489,57 +489,8 @@ class KaseyaClient:
         """`system/lookup/{tableName}`; `table` is a key of LOOKUP_TABLES or a raw table name."""
         return self.call("lookup", path_params={"table_name": LOOKUP_TABLES.get(table, table)})[0] or []
 
-    # --- writes (never retried blindly: callers search before re-creating) -------------------------
-
-    def create_account(self, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("create_account", body=body)[0]
-
-    def update_account(self, account_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("update_account", path_params={"account_id": account_id}, body=body)[0]
-
-    def create_contact(self, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("create_contact", body=body)[0]
-
-    def update_contact(self, contact_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("update_contact", path_params={"contact_id": contact_id}, body=body)[0]
-
-    def create_opportunity(self, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("create_opportunity", body=body)[0]
-
-    def update_opportunity(self, opportunity_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
-        """A full replace: `body` must carry every required field (Kaseya has no partial update here)."""
-        return self.call("update_opportunity", path_params={"opportunity_id": opportunity_id}, body=body)[0]
-
-    def add_opportunity_note(self, opportunity_id: int, body: Mapping[str, Any]) -> Any:
-        return self.call("add_opportunity_note", path_params={"opportunity_id": opportunity_id}, body=body)[0]
-
-    def create_quote(self, body: Mapping[str, Any]) -> KaseyaRecord:
-        """Not in Kaseya's published contract (see kaseya_wire)."""
-        return self.call("create_quote", body=body)[0]
-
-    def update_quote(self, quote_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
-        """Not in Kaseya's published contract (see kaseya_wire)."""
-        return self.call("update_quote", path_params={"quote_id": quote_id}, body=body)[0]
-
-    def add_quote_line_item(self, quote_id: int, item_type_id: int, body: Mapping[str, Any],
-                            distributer_type_id: int = 0) -> KaseyaRecord:
-        return self.call("add_quote_line_item", path_params={
-            "quote_id": quote_id, "item_type_id": item_type_id, "distributer_type_id": distributer_type_id,
-        }, body=body)[0]
-
-    def update_quote_line_item(self, quote_id: int, line_item_id: int, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("update_quote_line_item",
-                         path_params={"quote_id": quote_id, "line_item_id": line_item_id}, body=body)[0]
-
-    def create_service(self, body: Mapping[str, Any]) -> KaseyaRecord:
-        return self.call("create_service", body=body)[0]
-
-    def create_product_category(self, body: Mapping[str, Any]) -> Any:
-        return self.call("create_product_category", body=body)[0]
-
-    def create_product(self, body: Mapping[str, Any]) -> KaseyaRecord:
-        """Not in Kaseya's published contract (see kaseya_wire)."""
-        return self.call("create_product", body=body)[0]
+    # Writes have no method of their own: the push sends each planned request through `call` by its endpoint's
+    # name (push/execute.py), and `call` never sends a write twice (callers search before re-creating).
 
     # --- zk check -------------------------------------------------------------------------------
 
