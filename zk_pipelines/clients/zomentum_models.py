@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypedDict
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from zk_pipelines.domain.bundles import DocumentLineItem
+
 # ----- where things are ---------------------------------------------------------------------------
 
 API_PREFIX = "/v2"
@@ -388,39 +390,6 @@ class CustomField:
 
 LINE_ITEM_COLUMNS = ("line_id", "item_id", "name", "description", "type", "quantity", "sell_price", "cost_price",
                      "discount", "setup_price", "billing_period", "parent_line_id")
-
-
-@dataclass(frozen=True)
-class DocumentLineItem:
-    """One line of a document revision; a bundle's lines are its `children`.
-
-    Assumed pricing: a line is worth `quantity * sell_price + setup_price - discount` (`discount` is an
-    amount). A child's `quantity` is absolute, not per bundle. Bundle-level pricing puts the price on the
-    bundle line (children at 0.00); individual-level pricing puts it on the children (bundle line at
-    0.00). The pricing level itself is the bundle item's `bundle.pricing_level`.
-    """
-
-    line_id: str
-    item_id: str | None
-    name: str
-    description: str
-    type: str  # hardware | software | service | labor | bundle
-    quantity: Decimal
-    sell_price: Decimal
-    cost_price: Decimal
-    discount: Decimal
-    setup_price: Decimal
-    billing_period: str | None
-    parent_line_id: str | None
-    children: tuple[DocumentLineItem, ...] = ()
-
-    @property
-    def is_bundle(self) -> bool:
-        return self.type == "bundle"
-
-    @property
-    def amount(self) -> Decimal:
-        return self.quantity * self.sell_price + self.setup_price - self.discount
 
 
 class LineItemsFormatError(ValueError):

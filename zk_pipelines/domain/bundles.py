@@ -1,6 +1,6 @@
 """A Zomentum document's line items -> the Kaseya quote lines a push writes, bundles split by the bundle mode.
 
-The lines come in as Zomentum gives them (`clients.zomentum_models.DocumentLineItem` satisfies `SourceLine`):
+The lines come in as Zomentum gives them (`DocumentLineItem`, read by `clients.zomentum_models`):
 a line is worth `quantity * sell_price + setup_price - discount`, a bundle's lines are its `children`, a
 child's quantity is absolute (already multiplied by the bundle's quantity), bundle-level pricing puts the
 price on the bundle line (children at 0.00) and individual-level pricing on the children (bundle at 0.00).
@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from zk_pipelines.domain.settings import KASEYA_ITEM_TYPE_BY_PRODUCT_TYPE, BundleMode, KaseyaItemType, kaseya_item_type
 
@@ -86,31 +86,37 @@ def divide_equally(total: Decimal, parts: int) -> tuple[Decimal, ...]:
 # What comes in
 
 
-class SourceLine(Protocol):
-    """One Zomentum document line as the planner reads it (`DocumentLineItem` has these attributes)."""
+@dataclass(frozen=True)
+class DocumentLineItem:
+    """One line of a document revision; a bundle's lines are its `children`.
+
+    Assumed pricing: a line is worth `quantity * sell_price + setup_price - discount` (`discount` is an
+    amount). A child's `quantity` is absolute, not per bundle. Bundle-level pricing puts the price on the
+    bundle line (children at 0.00); individual-level pricing puts it on the children (bundle line at
+    0.00). The pricing level itself is the bundle item's `bundle.pricing_level`.
+    """
+
+    line_id: str
+    item_id: str | None
+    name: str
+    description: str
+    type: str  # hardware | software | service | labor | bundle
+    quantity: Decimal
+    sell_price: Decimal
+    cost_price: Decimal
+    discount: Decimal
+    setup_price: Decimal
+    billing_period: str | None
+    parent_line_id: str | None
+    children: tuple[DocumentLineItem, ...] = ()
 
     @property
-    def line_id(self) -> str: ...
+    def is_bundle(self) -> bool:
+        return self.type == "bundle"
+
     @property
-    def item_id(self) -> str | None: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def quantity(self) -> Decimal: ...
-    @property
-    def sell_price(self) -> Decimal: ...
-    @property
-    def cost_price(self) -> Decimal: ...
-    @property
-    def discount(self) -> Decimal: ...
-    @property
-    def setup_price(self) -> Decimal: ...
-    @property
-    def children(self) -> Sequence[SourceLine]: ...
+    def amount(self) -> Decimal:
+        return self.quantity * self.sell_price + self.setup_price - self.discount
 
 
 @dataclass(frozen=True)
@@ -190,13 +196,13 @@ class PlannedLine:
         return to_cents(self.unit_price * self.quantity - self.discount)
 
 
-def line_identities(lines: Sequence[SourceLine]) -> dict[str, str]:
+def line_identities(lines: Sequence[DocumentLineItem]) -> dict[str, str]:
     """Line id -> what the line is, stable across document revisions: its item and its occurrence among the
     lines of that item at its level (`{item}#{n}`); a bundle's child is qualified by its bundle's identity in
     `line_key`. A line without an item is known by its name."""
     identities: dict[str, str] = {}
 
-    def walk(level: Sequence[SourceLine]) -> None:
+    def walk(level: Sequence[DocumentLineItem]) -> None:
         seen: dict[str, int] = {}
         for line in level:
             what = line.item_id or f"name:{line.name.strip().casefold()}"
@@ -223,11 +229,11 @@ def is_line_key_of(reference: str | None, document_id: str) -> bool:
 # Planning
 
 
-def _where(document_id: str, line: SourceLine) -> str:
+def _where(document_id: str, line: DocumentLineItem) -> str:
     return f"document {document_id}, line {line.line_id} ({line.name!r})"
 
 
-def _check_amounts(document_id: str, line: SourceLine) -> None:
+def _check_amounts(document_id: str, line: DocumentLineItem) -> None:
     if line.quantity <= 0:
         raise PushPlanError(f"{_where(document_id, line)}: quantity {line.quantity} must be greater than 0")
     for field in ("sell_price", "cost_price", "discount", "setup_price"):
@@ -238,13 +244,13 @@ def _check_amounts(document_id: str, line: SourceLine) -> None:
         raise PushPlanError(f"{_where(document_id, line)}: the discount {line.discount} exceeds the line's value")
 
 
-def _facts(items: Mapping[str, ItemFacts], line: SourceLine) -> ItemFacts:
+def _facts(items: Mapping[str, ItemFacts], line: DocumentLineItem) -> ItemFacts:
     if line.item_id is not None and line.item_id in items:
         return items[line.item_id]
     return ItemFacts(item_id=line.item_id or "")
 
 
-def _fixed_item_type(document_id: str, line: SourceLine) -> KaseyaItemType:
+def _fixed_item_type(document_id: str, line: DocumentLineItem) -> KaseyaItemType:
     try:
         return KASEYA_ITEM_TYPE_BY_PRODUCT_TYPE[line.type]
     except KeyError:
@@ -253,7 +259,7 @@ def _fixed_item_type(document_id: str, line: SourceLine) -> KaseyaItemType:
 
 
 def _planned(
-    document_id: str, line: SourceLine, facts: ItemFacts, *, role: LineRole, item_type: KaseyaItemType,
+    document_id: str, line: DocumentLineItem, facts: ItemFacts, *, role: LineRole, item_type: KaseyaItemType,
     bundle_line_id: str | None = None, unit_price: Decimal | None = None, discount: Decimal | None = None,
     identities: Mapping[str, str] | None = None,
 ) -> PlannedLine:
@@ -282,7 +288,7 @@ def _planned(
     )
 
 
-def _with_setup_fee(planned: PlannedLine, line: SourceLine) -> tuple[PlannedLine, ...]:
+def _with_setup_fee(planned: PlannedLine, line: DocumentLineItem) -> tuple[PlannedLine, ...]:
     """The line as pushed at its own price, plus its setup fee as a line of its own when it has one."""
     if line.setup_price == 0:
         return (planned,)
@@ -318,7 +324,7 @@ def _share_as_line(share: Decimal, quantity: Decimal) -> tuple[Decimal, Decimal]
 
 
 def split_bundle(
-    bundle: SourceLine,
+    bundle: DocumentLineItem,
     bundle_mode: BundleMode,
     *,
     document_id: str,
@@ -398,7 +404,7 @@ def split_bundle(
 
 
 def plan_quote_lines(
-    lines: Sequence[SourceLine],
+    lines: Sequence[DocumentLineItem],
     bundle_mode: BundleMode,
     *,
     document_id: str,
@@ -436,9 +442,9 @@ def plan_quote_lines(
     return tuple(planned)
 
 
-def document_amount(lines: Sequence[SourceLine]) -> Decimal:
+def document_amount(lines: Sequence[DocumentLineItem]) -> Decimal:
     """What the document's lines are worth together, to the cent (every line and child counted once)."""
-    def amount(line: SourceLine) -> Decimal:
+    def amount(line: DocumentLineItem) -> Decimal:
         own = line.quantity * line.sell_price + line.setup_price - line.discount
         return own + sum((amount(child) for child in line.children), ZERO)
 

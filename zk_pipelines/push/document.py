@@ -16,9 +16,8 @@ from zk_pipelines.clients.zomentum_models import (
     ITEMS,
     OPPORTUNITIES,
     USERS,
-    DocumentLineItem,
 )
-from zk_pipelines.domain.bundles import ItemFacts
+from zk_pipelines.domain.bundles import DocumentLineItem, ItemFacts
 from zk_pipelines.push.failures import PushFailed
 
 

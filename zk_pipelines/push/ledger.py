@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from zk_pipelines.clients.zomentum_models import DocumentLineItem
+from zk_pipelines.domain.bundles import DocumentLineItem
 from zk_pipelines.domain.push_plan.requests import PlannedRequest
 from zk_pipelines.push.document import ZomentumDocument
 from zk_pipelines.push.resolve import KnownIds
