@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from zk_pipelines.audit.ledger import LedgerUnavailable
@@ -142,11 +143,23 @@ def tenant_option(parser: argparse.ArgumentParser) -> None:
                              "without a registry, the environment's one tenant")
 
 
+def _subcommand(sub: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int],
+                summary: str, *, per_tenant: bool = True) -> argparse.ArgumentParser:
+    """The parser of `zk NAME` (`summary`: its line in `zk --help`), run by `handler`; a subcommand that acts on
+    one tenant's systems or state takes `--tenant`."""
+    parser = sub.add_parser(name, help=summary)
+    parser.set_defaults(func=handler)
+    if per_tenant:
+        tenant_option(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zk", description="Kaseya BMS <-> Zomentum sync")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sandbox", help="run the Kaseya and Zomentum sandboxes until interrupted")
+    p = _subcommand(sub, "sandbox", _cmd_sandbox, "run the Kaseya and Zomentum sandboxes until interrupted",
+                    per_tenant=False)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--scale", type=_scale_name, default="medium", help="the world's size (small, medium, ...)")
     p.add_argument("--host", default="127.0.0.1")
@@ -157,24 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "write a tenant registry and print its secrets' export lines")
     p.add_argument("--registry", type=Path, metavar="PATH",
                    help="where the tenant registry goes (default tenants.yaml here)")
-    p.set_defaults(func=_cmd_sandbox)
 
-    p = sub.add_parser("check", help="authenticate and make one read per endpoint the pipeline uses")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_check)
+    _subcommand(sub, "check", _cmd_check, "authenticate and make one read per endpoint the pipeline uses")
 
-    p = sub.add_parser("settings", help="check the settings file against the live systems, or show it resolved")
+    p = _subcommand(sub, "settings", _cmd_settings,
+                    "check the settings file against the live systems, or show it resolved")
     p.add_argument("action", choices=["check", "show"])
-    tenant_option(p)
-    p.set_defaults(func=_cmd_settings)
 
-    p = sub.add_parser("tenants", help="the tenants this deployment serves (ZK_TENANTS, else the environment's "
-                                       "one) and where each value comes from")
+    p = _subcommand(sub, "tenants", _cmd_tenants, "the tenants this deployment serves (ZK_TENANTS, else the "
+                    "environment's one) and where each value comes from", per_tenant=False)
     p.add_argument("--check", action="store_true",
                    help="read every tenant's values and settings file here; exit 1 if any cannot be used")
-    p.set_defaults(func=_cmd_tenants)
 
-    p = sub.add_parser("push", help="push one Zomentum document to Kaseya (opportunity, quote, lines), exactly once")
+    p = _subcommand(sub, "push", _cmd_push,
+                    "push one Zomentum document to Kaseya (opportunity, quote, lines), exactly once")
     p.add_argument("document_id", help="the Zomentum document id")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="FIELD=VALUE",
                    help="override an opportunity or quote field (repeatable), e.g. --set close_date=2026-12-31")
@@ -183,57 +192,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--take-over", action="store_true",
                    help="take the document over from a `zk push` that died holding it (its process is checked to "
                         "be gone, on this machine)")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_push)
 
-    p = sub.add_parser("sync", help="one run of the hourly sync here (default: the last complete hour; a tenant's "
-                                    "first run syncs its whole history)")
+    p = _subcommand(sub, "sync", _cmd_sync, "one run of the hourly sync here (default: the last complete hour; a "
+                    "tenant's first run syncs its whole history)")
     p.add_argument("--hour", help="the hour to sync, YYYY-MM-DD-HH:00 (UTC)")
     p.add_argument("--from", dest="first", help="first hour of a range synced as one run (a backfill)")
     p.add_argument("--to", dest="last", help="last hour of the range")
     p.add_argument("--whole-history", action="store_true",
                    help="extract everything Kaseya holds again (a full re-sync); only what changed is written")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_sync)
 
-    p = sub.add_parser("reconcile", help="compare Kaseya, Zomentum and the id map whole: deletions, drift, orphans")
+    p = _subcommand(sub, "reconcile", _cmd_reconcile,
+                    "compare Kaseya, Zomentum and the id map whole: deletions, drift, orphans")
     p.add_argument("--entity", action="append", metavar="ENTITY",
                    help="clients, client_users, opportunities or items (repeatable; default all)")
     p.add_argument("--repair", action="store_true", help="settle what the mode allows (see README, Reconciliation)")
     p.add_argument("--dry-run", action="store_true",
                    help="print exactly the Zomentum requests --repair would send; send and write nothing")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_reconcile)
 
-    p = sub.add_parser("demo", help="start the sandboxes and run the sync end to end")
+    p = _subcommand(sub, "demo", _cmd_demo, "start the sandboxes and run the sync end to end", per_tenant=False)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--scale", type=_scale_name, default="medium_5y", help="the world's size (small_recent, ...)")
     p.add_argument("--workdir", type=Path, default=None, help="where the demo's DuckDB file goes (default .demo/)")
-    p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("audit", help="the audit log: every outcome per record, from the ledger (ZK_DUCKDB_PATH)")
+    p = _subcommand(sub, "audit", _cmd_audit,
+                    "the audit log: every outcome per record, from the ledger (ZK_DUCKDB_PATH)")
     p.add_argument("--entity", help="clients, client_users (contacts), opportunities, items (products), documents...")
     p.add_argument("--status", choices=["success", "error"], help="error: failed writes and validation rejects")
     p.add_argument("--since", help="a duration back from now (30m, 2h, 3d, 1w) or an ISO date or date-time (UTC)")
     p.add_argument("--run", help="a run id, or its first characters as the Dagster UI shows them")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_audit)
 
-    p = sub.add_parser("state", help="the tenant's durable state store: migrate, status, export or import "
-                                     "(PostgreSQL with ZK_STATE_URL, else the DuckDB file); rebuild restores a "
-                                     "lost id map from the Kaseya links Zomentum's records carry and the push's "
-                                     "markers in Kaseya")
+    p = _subcommand(sub, "state", _cmd_state, "the tenant's durable state store: migrate, status, export or "
+                    "import (PostgreSQL with ZK_STATE_URL, else the DuckDB file); rebuild restores a lost id map "
+                    "from the Kaseya links Zomentum's records carry and the push's markers in Kaseya")
     p.add_argument("action", choices=["migrate", "status", "export", "import", "rebuild"])
     p.add_argument("directory", nargs="?", type=Path, help="export: where to write; import: what to load")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_state)
 
-    p = sub.add_parser("history", help="one record's trail between Kaseya and Zomentum, oldest first")
+    p = _subcommand(sub, "history", _cmd_history, "one record's trail between Kaseya and Zomentum, oldest first")
     p.add_argument("kind", choices=list(HISTORY_KINDS))
     p.add_argument("id", help="the record's Kaseya id or Zomentum id")
-    tenant_option(p)
-    p.set_defaults(func=_cmd_history)
     return parser
 
 
