@@ -388,6 +388,19 @@ def test_a_crash_after_a_kaseya_create_leaves_exactly_one_record_after_the_re_ru
         assert "adopted" in reason[0]
 
 
+def test_a_quote_found_by_its_marker_is_read_whole_and_adopted_without_a_rewrite(tenant):
+    """The quotes summary lacks the opportunity, account, location and sales representative: a quote found there
+    by its marker is compared as Kaseya holds it whole, so an unchanged quote is adopted, not written again."""
+    document_id = tenant.document([tenant.line("Rack Shelf 1U")])
+    with pytest.raises(ProcessDied):
+        tenant.push(document_id, kaseya=DiesAfterCreating(tenant.kaseya_credentials, "create_quote"))
+
+    outcome = tenant.push(document_id, run_id="run-2", later=HOLD_LAPSES_AFTER)
+
+    assert len(tenant.marked("quotes", document_id, "name")) == 1
+    assert [r.endpoint for r in outcome.sent if r.endpoint.endswith("_quote")] == []
+
+
 def test_a_create_whose_answer_was_lost_fails_the_push_and_the_re_run_adopts_the_record(tenant):
     class LosesTheAnswer(KaseyaClient):
         def call(self, name: str, **kwargs: Any) -> tuple[Any, int | None]:
