@@ -314,7 +314,7 @@ class _Planner:
         self.resolutions.append(Resolution(what, "a new contact of the account", "the account has no such contact"))
         return NEW_CONTACT
 
-    # --- the opportunity --------------------------------------------------------------------------
+    # --- the document's own records (its opportunity, its quote): found and written alike -------------
 
     def _existing(self, record: _DocumentRecord, paired_id: int | None, account: KaseyaId) -> tuple[Any, str, bool]:
         """(the Kaseya record that stands for the document, how it was found, whether by a search): the one
@@ -348,6 +348,8 @@ class _Planner:
             self.step(PushStep(record.request(kaseya_id, body), record.entity, record.key, UPDATED,
                                zomentum_id=zomentum_id, changed_fields=tuple(d.split(":", 1)[0] for d in changed)))
         return kaseya_id
+
+    # --- the opportunity --------------------------------------------------------------------------
 
     def opportunity(self, account: KaseyaId, location: KaseyaId, contact: KaseyaId | None,
                     sales_representative_id: int) -> tuple[KaseyaId, dict[str, Any], KaseyaId]:
