@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from contacts_per_record import stage_contacts
 from measure import write_report
 
 from zk_pipelines.clients.http import ApiError
@@ -31,7 +32,6 @@ from zk_pipelines.domain.kaseya_staging import (
     STAGING_PROBLEM,
     ProductPricing,
     stage_accounts,
-    stage_contacts,
     stage_opportunities,
     stage_products,
 )

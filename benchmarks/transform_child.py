@@ -59,6 +59,7 @@ from bulk_change_detection import (
     detect_changes,
     validate_contacts,
 )
+from contacts_per_record import stage_contacts
 from measure import own_peak_rss_mb, write_report
 from synthetic_contacts import (
     BASE,
@@ -72,7 +73,6 @@ from synthetic_contacts import (
 
 from zk_pipelines.domain.change_detection import partial_update, payload_hash
 from zk_pipelines.domain.entities import ZOMENTUM_TARGET, ZOMENTUM_TARGETS
-from zk_pipelines.domain.kaseya_staging import stage_contacts
 from zk_pipelines.domain.staging_schemas import as_validated_types, validate_rows
 from zk_pipelines.domain.zomentum_mapping import map_client_user
 from zk_pipelines.pull.map import _plain, map_target

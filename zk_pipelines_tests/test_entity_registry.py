@@ -25,9 +25,10 @@ from zk_pipelines.domain.entities import (
 from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.domain.staging_schemas import REASONS, model_columns, validate_rows
 from zk_pipelines.pull.extract import extract_changes, extract_snapshots, refresh_product_pricing
-from zk_pipelines.pull.stage import stage_entity
+from zk_pipelines.pull.stage import STAGED_IN_SQL, stage_entity
 from zk_pipelines.storage.database import connect
 from zk_pipelines.storage.pull_store import ensure_pull_tables
+from zk_pipelines_tests.contacts_in_sql import stage_contacts_in_sql
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 STAGED = [source.name for source in STAGED_SOURCES]
@@ -56,7 +57,8 @@ def test_the_registry_is_consistent():
         if source.staging is None:
             continue
         staging = source.staging
-        assert (staging.stager is None) != (not staging.fields), f"{source.name}: a stager or a field spec"
+        ways = [staging.stager is not None, bool(staging.fields), staging.staged_in_sql]
+        assert ways.count(True) == 1, f"{source.name}: a stager, a field spec or staged in SQL"
         columns = dict(model_columns(staging.model))
         assert set(staging.fields) <= set(columns) - {"kaseya_id"}, source.name
         assert set(staging.upstream) <= set(STAGED), source.name
@@ -64,6 +66,13 @@ def test_the_registry_is_consistent():
         assert {key.column for key in staging.foreign_keys} <= set(columns), source.name
     for target in ZOMENTUM_TARGETS:
         assert target.source in STAGED and callable(target.mapper)
+    # the entities staged in SQL are the registry's, each with its SQL stager
+    assert set(STAGED_IN_SQL) == {source.name for source in STAGED_SOURCES if source.staging.staged_in_sql}
+
+
+def test_an_entity_staged_in_sql_has_no_per_record_stager():
+    with pytest.raises(ValueError, match="contacts are staged in SQL"):
+        KASEYA_SOURCE["contacts"].stage([{"id": 1}], inputs=_NoInputs())
 
 
 def test_every_entity_has_its_tables(tmp_path):
@@ -172,7 +181,9 @@ def test_rejects_carry_reasons_naming_the_record(entity):
     source = KASEYA_SOURCE[entity]
     label = source.staging.label
     # A record that is not an object, one without its key, and one whose every required column is missing.
-    rows = source.stage(["not a record", {"Nothing": 1}], inputs=_NoInputs())
+    records = ["not a record", {"Nothing": 1}]
+    rows = (stage_contacts_in_sql(records) if source.staging.staged_in_sql
+            else source.stage(records, inputs=_NoInputs()))
     required = [name for name, column in source.staging.model.to_schema().columns.items()
                 if not column.nullable and name != "kaseya_id"]
     row = {"kaseya_id": 424242}

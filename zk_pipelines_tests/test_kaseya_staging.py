@@ -18,11 +18,11 @@ from zk_pipelines.domain.kaseya_staging import (
     item_type,
     read_field,
     stage_accounts,
-    stage_contacts,
     stage_opportunities,
     stage_opportunity_statuses,
     stage_products,
 )
+from zk_pipelines_tests.contacts_in_sql import stage_contacts_in_sql
 
 
 def pascal(value):
@@ -259,10 +259,103 @@ CONTACT_CASES = {
 
 @pytest.mark.parametrize(("change", "expected"), CONTACT_CASES.values(), ids=CONTACT_CASES.keys())
 def test_contact_rows(spell, change, expected):
-    row = only(stage_contacts([spell(contact(**change))]))
+    row = only(stage_contacts_in_sql([spell(contact(**change))]))
     assert {key: row[key] for key in expected} == expected
     assert (row["kaseya_id"], row["account_id"], row["location_id"]) == (300017, 100001, 200001)
     assert set(row) == {name for name, _ in STAGED_COLUMNS["contacts"]}
+
+
+# Values of other kinds and other spellings, read as the per-record readers read them.
+CONTACT_READINGS = {
+    "ids and numbers as text, padded": ({"id": " 300017 ", "accountId": "100001", "locationId": 200001.0}, {}),
+    "text from numbers": ({"firstName": 42, "lastName": 4.5, "jobTitle": 1e16},
+                          {"first_name": "42", "last_name": "4.5", "job_title": "1e+16"}),
+    "flags from text and 0/1": ({"isPoc": " TRUE ", "isActive": 0}, {"is_poc": True, "is_active": False}),
+    "Poc when IsPoc is absent": ({"isPoc": None, "poc": "true"}, {"is_poc": True}),
+    "snake_case and SHOUTING": ({"firstName": None, "first_name": "Snake", "lastName": None, "LAST_NAME": "Shout"},
+                                {"first_name": "Snake", "last_name": "Shout"}),
+    "two spellings: the first non-null in the record's order": (
+        {"firstName": None, "FirstName": "Second", "FIRSTNAME": "Third"}, {"first_name": "Second"}),
+    "e-mail entries spelled otherwise, flagged by 1": (
+        {"emails": [{"EMAIL_ADDRESS": "a@x.example"}, {"Email_Address": "b@x.example", "is_default": 1}]},
+        {"email": "b@x.example"}),
+    "a phone as a number": ({"phones": [{"phone": 5550100}]}, {"phone": "5550100"}),
+    "a date only": ({"modifiedOn": "2026-02-03"}, {"modified_on": datetime(2026, 2, 3, tzinfo=UTC)}),
+    "a basic date-time, Z": ({"modifiedOn": "20260203T040506Z"},
+                             {"modified_on": datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)}),
+    "seven fraction digits, an offset": ({"modifiedOn": "2026-02-03T04:05:06.1234567+05:30"},
+                                         {"modified_on": datetime(2026, 2, 2, 22, 35, 6, 123456, tzinfo=UTC)}),
+    "a comma fraction, an offset with seconds": ({"modifiedOn": "2026-02-03T04:05,5-01:00:30"},
+                                                 {"modified_on": datetime(2026, 2, 3, 5, 5, 30, 500000, tzinfo=UTC)}),
+    "hours only, any separator, padded": ({"modifiedOn": " 2026-02-03 04 "},
+                                          {"modified_on": datetime(2026, 2, 3, 4, tzinfo=UTC)}),
+}
+
+
+@pytest.mark.parametrize(("change", "expected"), CONTACT_READINGS.values(), ids=CONTACT_READINGS.keys())
+def test_contact_values_of_other_kinds_and_spellings(change, expected):
+    row = only(stage_contacts_in_sql([contact(**change)]))
+    assert {key: row[key] for key in expected} == expected
+    assert (row["kaseya_id"], row["account_id"], row["location_id"]) == (300017, 100001, 200001)
+
+
+_CANNOT = "Kaseya sent a record this pipeline cannot read, check it in Kaseya"
+UNREADABLE_CONTACTS = {
+    "an id that is not whole": ({"id": 4.5}, "has_id", "kaseya_id", "4.5",
+                                f"contact 'Acme Dental LLC' (record 1 of the batch): Id 4.5 is not a whole number; "
+                                f"{_CANNOT}"),
+    "no id": ({"id": None, "accountName": None, "lastName": "Dubois"}, "has_id", "kaseya_id", None,
+              f"contact 'Dubois' (record 1 of the batch): it has no Id, so it cannot be tracked; {_CANNOT}"),
+    "a flag as an account": ({"accountId": True}, "type", "account_id", "True",
+                             f"contact 300017: AccountId True is not a whole number; {_CANNOT}"),
+    "digits beside text": ({"locationId": "20 01"}, "type", "location_id", "20 01",
+                           f"contact 300017: LocationId '20 01' is not a whole number; {_CANNOT}"),
+    "a name as an object": ({"lastName": None, "Last_Name": {"Family_Name": "Dubois"}}, "type", "last_name",
+                            "{'familyname': 'Dubois'}",
+                            f"contact 300017: LastName {{'familyname': 'Dubois'}} is not text; {_CANNOT}"),
+    "a flag as a word": ({"isActive": "yes"}, "type", "is_active", "yes",
+                         f"contact 300017: IsActive 'yes' is not true or false; {_CANNOT}"),
+    "1.0 is not a flag": ({"isPoc": 1.0}, "type", "is_poc", "1.0",
+                          f"contact 300017: IsPoc 1.0 is not true or false; {_CANNOT}"),
+    "e-mails not a list": ({"emails": "a@x.example"}, "type", "email", "a@x.example",
+                           f"contact 300017: Emails 'a@x.example' is not a list of objects; {_CANNOT}"),
+    "an address as a flag": ({"emails": [email("a@x.example"), {"emailAddress": True}]}, "type", "email", "True",
+                             f"contact 300017: EmailAddress True is not text; {_CANNOT}"),
+    "a default flag as a word": ({"phones": [phone("+1 111", default="maybe")]}, "type", "phone", "maybe",
+                                 f"contact 300017: IsDefault 'maybe' is not true or false; {_CANNOT}"),
+    "a blank date-time": ({"modifiedOn": "  "}, "type", "modified_on", "  ",
+                          f"contact 300017: ModifiedOn '  ' is not a date-time; {_CANNOT}"),
+    "no such day": ({"modifiedOn": "2026-02-30T00:00:00"}, "type", "modified_on", "2026-02-30T00:00:00",
+                    f"contact 300017: ModifiedOn '2026-02-30T00:00:00' is not a date-time; {_CANNOT}"),
+    "no such hour": ({"modifiedOn": "2026-02-03T24:00:00"}, "type", "modified_on", "2026-02-03T24:00:00",
+                     f"contact 300017: ModifiedOn '2026-02-03T24:00:00' is not a date-time; {_CANNOT}"),
+    "an offset of a day": ({"modifiedOn": "2026-02-03T04:00:00+24:00"}, "type", "modified_on",
+                           "2026-02-03T04:00:00+24:00",
+                           f"contact 300017: ModifiedOn '2026-02-03T04:00:00+24:00' is not a date-time; {_CANNOT}"),
+    "seconds since 1970": ({"createdOn": 1700000000}, "type", "created_on", "1700000000",
+                           f"contact 300017: CreatedOn 1700000000 is not a date-time; {_CANNOT}"),
+}
+
+
+@pytest.mark.parametrize(("change", "check", "column", "value", "reason"), UNREADABLE_CONTACTS.values(),
+                         ids=UNREADABLE_CONTACTS.keys())
+def test_an_unreadable_contact_is_one_row_carrying_its_problem(change, check, column, value, reason):
+    [row] = stage_contacts_in_sql([contact(**change)])
+    assert row[STAGING_PROBLEM] == StagingProblem(check=check, column=column, value=value, reason=reason)
+
+
+def test_the_first_unreadable_field_is_the_one_reported():
+    [row] = stage_contacts_in_sql([contact(accountId="x", isActive="x", modifiedOn="x")])
+    assert row[STAGING_PROBLEM].column == "account_id"
+
+
+@pytest.mark.parametrize("record", ["not a record", ["a", {"b": None}], None, 7])
+def test_a_payload_that_is_not_an_object_is_rejected_naming_its_place(record):
+    [row] = stage_contacts_in_sql([record])
+    problem = row[STAGING_PROBLEM]
+    assert (problem.check, problem.value) == ("is_object", None if record is None else str(record))
+    assert problem.reason == (f"contact (record 1 of the batch): it is not a JSON object but {type(record).__name__}; "
+                              f"{_CANNOT}")
 
 
 # --- opportunities ---------------------------------------------------------------------------------
@@ -444,8 +537,8 @@ def test_column_lists_derived_from_the_models_are_duckdb_definitions(entity):
 
 
 def test_a_contact_without_a_usable_id_is_named_by_its_place_in_the_whole_batch_when_staged_in_parts():
-    from zk_pipelines.domain.kaseya_staging import STAGING_PROBLEM, stage_contacts
+    from zk_pipelines.domain.kaseya_staging import STAGING_PROBLEM
 
-    rows = stage_contacts([{"Id": 4.5, "FirstName": "Ann"}, {"Id": 7, "FirstName": "Ben"}], positions=[41, 42])
+    rows = stage_contacts_in_sql([{"Id": 4.5, "FirstName": "Ann"}, {"Id": 7, "FirstName": "Ben"}], positions=[41, 42])
     assert "(record 41 of the batch)" in rows[0][STAGING_PROBLEM].reason
     assert rows[1]["kaseya_id"] == 7 and STAGING_PROBLEM not in rows[1]

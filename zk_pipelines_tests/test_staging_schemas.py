@@ -14,7 +14,6 @@ from zk_pipelines.domain.entities import STAGED_COLUMNS, staged_entity
 from zk_pipelines.domain.kaseya_staging import (
     ProductPricing,
     stage_accounts,
-    stage_contacts,
     stage_opportunities,
     stage_products,
 )
@@ -26,6 +25,7 @@ from zk_pipelines.domain.staging_schemas import (
     validate_rows,
     validate_typed_rows,
 )
+from zk_pipelines_tests.contacts_in_sql import stage_contacts_in_sql
 
 REJECT_NAMES = [name for name, _ in REJECT_COLUMNS]
 
@@ -64,7 +64,7 @@ def staged(entity: str, records: list, pricing: dict | None = None) -> pd.DataFr
     if entity == "accounts":
         rows = stage_accounts(records)
     elif entity == "contacts":
-        rows = stage_contacts(records)
+        rows = stage_contacts_in_sql(records)
     elif entity == "opportunities":
         rows = stage_opportunities(records)
     else:
@@ -301,7 +301,7 @@ def test_products_not_yet_priced_are_valid():
 def test_typed_rows_are_kept_and_rejected_as_validate_rows_keeps_and_rejects_them(records):
     """The column-wise staging validates rows SQL typed (`validate_typed_rows`): the same rows and the same
     reject lines, reasons included, as `validate_rows` of the per-record rows."""
-    rows = pd.DataFrame(stage_contacts(records), dtype=object)
+    rows = pd.DataFrame(stage_contacts_in_sql(records), dtype=object)
     known = {"accounts": {100001}}
     expected_valid, expected_rejects = validate_rows("contacts", rows, known_ids=known)
     typed = as_validated_types(rows, STAGED_COLUMNS["contacts"])
@@ -315,7 +315,7 @@ def test_typed_rows_are_kept_and_rejected_as_validate_rows_keeps_and_rejects_the
 
 
 def test_typed_rows_must_hold_one_row_per_contact():
-    typed = as_validated_types(pd.DataFrame(stage_contacts([contact(1), contact(1)]), dtype=object),
+    typed = as_validated_types(pd.DataFrame(stage_contacts_in_sql([contact(1), contact(1)]), dtype=object),
                                STAGED_COLUMNS["contacts"])
     with pytest.raises(ValueError, match="one row per kaseya_id"):
         validate_typed_rows("contacts", typed)

@@ -20,7 +20,6 @@ from zk_pipelines.domain.change_detection import (
 from zk_pipelines.domain.kaseya_staging import (
     ProductPricing,
     stage_accounts,
-    stage_contacts,
     stage_opportunities,
     stage_products,
 )
@@ -32,6 +31,7 @@ from zk_pipelines.domain.zomentum_mapping import (
     map_opportunity,
 )
 from zk_pipelines.sandbox.zomentum.schema import RESOURCES
+from zk_pipelines_tests.contacts_in_sql import stage_contacts_in_sql
 
 FALLBACK_OWNER = "usr-api"
 ZOMENTUM_USERS = {"grace.evans@msp.example": "usr-grace", "anna.adams0@msp.example": "usr-anna"}
@@ -133,7 +133,7 @@ CONTACT = {"id": 300017, "accountId": 100001, "firstName": "Zoë", "lastName": "
     ({"lastName": None}, {"name": {"first": "Zoë", "last": None}}),
 ])
 def test_client_user_from_contact(change, expected):
-    payload = map_client_user(one(stage_contacts([CONTACT | change])), "cc-1")
+    payload = map_client_user(one(stage_contacts_in_sql([CONTACT | change])), "cc-1")
     assert {key: payload[key] for key in expected} == expected
 
 
@@ -231,7 +231,7 @@ def test_item_leaves_pricing_out_when_unknown(pricing):
 
 @pytest.mark.parametrize(("entity", "rows", "mapper"), [
     ("accounts", lambda: stage_accounts([ACCOUNT]), lambda row: map_client(row, owner_for)),
-    ("contacts", lambda: stage_contacts([CONTACT]), lambda row: map_client_user(row, "cc-1")),
+    ("contacts", lambda: stage_contacts_in_sql([CONTACT]), lambda row: map_client_user(row, "cc-1")),
     ("opportunities", lambda: stage_opportunities([OPPORTUNITY]), lambda row: map_opportunity(
         row, client_id="cc-1", contact_id=None, owner_for=owner_for, stage_for=stage_for)),
     ("products", lambda: stage_products([PRODUCT], {500001: PRICING}), map_item),
@@ -256,7 +256,7 @@ class AnyRecord:
 @pytest.mark.parametrize(("resource", "payload"), [
     ("client/companies", lambda: map_client(one(stage_accounts([ACCOUNT])), owner_for)),
     ("client/companies", lambda: map_client(one(stage_accounts([ACCOUNT | {"locations": []}])), owner_for)),
-    ("client/users", lambda: map_client_user(one(stage_contacts([CONTACT])), "cc-1")),
+    ("client/users", lambda: map_client_user(one(stage_contacts_in_sql([CONTACT])), "cc-1")),
     ("opportunities", lambda: opportunity_payload()),
     ("opportunities", lambda: opportunity_payload({"closeDate": None}, contact_id=None)),
     ("items", lambda: map_item(one(stage_products([PRODUCT], {500001: PRICING})))),

@@ -20,7 +20,6 @@ from zk_pipelines.domain.kaseya_staging import (
     Column,
     ProductPricing,
     stage_accounts,
-    stage_contacts,
     stage_fields,
     stage_opportunities,
     stage_opportunity_statuses,
@@ -74,6 +73,9 @@ class Staging:
     description: str  # what the staged table holds (the asset's description)
     fields: Mapping[str, str] = field(default_factory=dict)  # column -> wire field, for a flat entity
     stager: Stager | None = None  # instead of `fields`: the function of an entity with nested or derived parts
+    # instead of both: staged column-wise by SQL over the raw JSON (`storage/contacts_store.py`, run by
+    # `pull/stage.py`), the one implementation of its rules, for an entity counted in hundreds of thousands
+    staged_in_sql: bool = False
     upstream: tuple[str, ...] = ()  # staged entities read first (references, e-mails)
     foreign_keys: tuple[ForeignKey, ...] = ()
     checked: bool = False  # a blocking check stops the load when too many of a run's rows are rejected
@@ -109,6 +111,8 @@ class KaseyaSource:
               ) -> list[dict[str, Any]]:
         """Raw payloads -> rows of the model (a row per unreadable record carries its problem)."""
         assert self.staging is not None, self.name
+        if self.staging.staged_in_sql:
+            raise ValueError(f"{self.name} are staged in SQL, a chunk of raw records at a time (pull/stage.py)")
         if self.staging.stager is not None:
             return self.staging.stager(records, inputs, positions)
         return stage_fields(self.name, self.staging.columns, self.staging.fields, records, id_field=self.key_field,
@@ -150,7 +154,7 @@ KASEYA_SOURCES: tuple[KaseyaSource, ...] = (
             ContactModel, "contact",
             "Kaseya contacts with their default e-mail and phone and the POC flag; the account must be a known "
             "(staged) account.",
-            stager=lambda records, inputs, positions: stage_contacts(records, positions=positions),
+            staged_in_sql=True,
             upstream=("accounts",), foreign_keys=(references_account(),), checked=True),
         by_id_endpoint="contact"),
     KaseyaSource(

@@ -136,12 +136,22 @@ def _truncate(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# What a field that cannot be read "is not", by the DuckDB type of its column (and "LIST" for a list of objects).
+NOT_READABLE_AS: dict[str, str] = {"VARCHAR": "is not text", "BIGINT": "is not a whole number",
+                                   "DOUBLE": "is not a number", "BOOLEAN": "is not true or false",
+                                   "TIMESTAMPTZ": "is not a date-time", "LIST": "is not a list of objects"}
+
+
+def _not_readable(column: str, field_name: str, value: Any, kind: str) -> _Unreadable:
+    return _Unreadable("type", column, value, f"{field_name} {_shown(value)} {NOT_READABLE_AS[kind]}")
+
+
 def _text(record: Mapping[str, Any], column: str, *names: str) -> str | None:
     value = read_field(record, *names)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not text")
+        raise _not_readable(column, names[0], value, "VARCHAR")
     text = str(value).strip()
     return text or None
 
@@ -156,7 +166,7 @@ def _integer(record: Mapping[str, Any], column: str, *names: str) -> int | None:
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         return int(value)
-    raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a whole number")
+    raise _not_readable(column, names[0], value, "BIGINT")
 
 
 def as_number(value: Any) -> float | None:
@@ -179,7 +189,7 @@ def _number(record: Mapping[str, Any], column: str, *names: str) -> float | None
         return None
     number = as_number(value)
     if number is None:
-        raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a number")
+        raise _not_readable(column, names[0], value, "DOUBLE")
     return number
 
 
@@ -191,7 +201,7 @@ def _flag(record: Mapping[str, Any], column: str, *names: str) -> bool | None:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not true or false")
+    raise _not_readable(column, names[0], value, "BOOLEAN")
 
 
 _LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -221,7 +231,7 @@ def _moment(record: Mapping[str, Any], column: str, *names: str) -> datetime | N
     try:
         return parse_kaseya_moment(value)
     except (TypeError, ValueError):
-        raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a date-time") from None
+        raise _not_readable(column, names[0], value, "TIMESTAMPTZ") from None
 
 
 def _objects(record: Mapping[str, Any], column: str, *names: str) -> list[Mapping[str, Any]]:
@@ -229,7 +239,7 @@ def _objects(record: Mapping[str, Any], column: str, *names: str) -> list[Mappin
     if value is None:
         return []
     if not isinstance(value, list | tuple) or not all(isinstance(item, Mapping) for item in value):
-        raise _Unreadable("type", column, value, f"{names[0]} {_shown(value)} is not a list of objects")
+        raise _not_readable(column, names[0], value, "LIST")
     return list(value)
 
 
@@ -251,10 +261,18 @@ def _record_label(entity: str) -> str:
     return staged_entity(entity).label
 
 
+def _no_id(field_name: str) -> _Unreadable:
+    return _Unreadable("has_id", "kaseya_id", None, f"it has no {field_name}, so it cannot be tracked")
+
+
+def _not_an_object(record: Any) -> _Unreadable:
+    return _Unreadable("is_object", None, record, f"it is not a JSON object but {type(record).__name__}")
+
+
 def _record_id(record: Mapping[str, Any], *names: str) -> int:
     value = read_field(record, *names)
     if value is None:
-        raise _Unreadable("has_id", "kaseya_id", None, f"it has no {names[0]}, so it cannot be tracked")
+        raise _no_id(names[0])
     try:
         kaseya_id = _integer(record, "kaseya_id", *names)
     except _Unreadable as problem:
@@ -267,12 +285,42 @@ _NAME_FIELDS = ("AccountName", "Subject", "ProductName", "Name", "LastName", "Fi
 
 
 def _subject(label: str, kaseya_id: int | None, record: Any, position: int) -> str:
-    """How a reject names a record: by id, else by its name and place in the batch."""
+    """How a reject names a record: by id, else by its name (`_NAME_FIELDS`) and place in the batch."""
+    return _named(label, kaseya_id, read_field(record, *_NAME_FIELDS) if isinstance(record, Mapping) else None,
+                  position)
+
+
+def _named(label: str, kaseya_id: int | None, name: Any, position: int) -> str:
     if kaseya_id is not None:
         return f"{label} {kaseya_id}"
-    name = read_field(record, *_NAME_FIELDS) if isinstance(record, Mapping) else None
     named = f" {_shown(name)}" if isinstance(name, str) else ""
     return f"{label}{named} (record {position} of the batch)"
+
+
+def _unreadable_row(label: str, kaseya_id: int | None, name: Any, position: int, problem: _Unreadable
+                    ) -> dict[str, Any]:
+    return _problem_row(kaseya_id, StagingProblem(
+        check=problem.check, column=problem.column,
+        value=None if problem.value is None else _truncate(str(problem.value)),
+        reason=f"{_named(label, kaseya_id, name, position)}: {problem.problem}; Kaseya sent a record this "
+               "pipeline cannot read, check it in Kaseya",
+    ))
+
+
+def unreadable_record_row(entity: str, *, position: int, kaseya_id: int | None, name: Any, check: str,
+                          column: str | None, field_name: str, value: Any, kind: str) -> dict[str, Any]:
+    """The row of a record the column-wise staging (in SQL) found unreadable, worded as the per-record staging
+    words it. `check` is "is_object" (`value` the record), "has_id" (`value` the id, None when it has none) or
+    "type" (`field_name`'s `value` is not of `kind`, a key of `NOT_READABLE_AS`); values as decoded from JSON;
+    `name` the record's first `_NAME_FIELDS` value (it names a record without a usable id)."""
+    if check == "is_object":
+        problem = _not_an_object(value)
+    elif check == "has_id" and value is None:
+        problem = _no_id(field_name)
+    else:
+        problem = _not_readable(column or "", field_name, _normalised(value), kind)
+        problem = _Unreadable(check, column, problem.value, problem.problem)
+    return _unreadable_row(_record_label(entity), kaseya_id, _normalised(name), position, problem)
 
 
 def _stage(
@@ -289,17 +337,13 @@ def _stage(
         kaseya_id: int | None = None
         try:
             if not isinstance(record, Mapping):
-                raise _Unreadable("is_object", None, record, f"it is not a JSON object but {type(record).__name__}")
+                raise _not_an_object(record)
             record = _normalised(record)
             kaseya_id = _record_id(record, *id_names)
             rows.append(build(record, kaseya_id))
         except _Unreadable as problem:
-            rows.append(_problem_row(kaseya_id, StagingProblem(
-                check=problem.check, column=problem.column,
-                value=None if problem.value is None else _truncate(str(problem.value)),
-                reason=f"{_subject(label, kaseya_id, record, position)}: {problem.problem}; Kaseya sent a "
-                       "record this pipeline cannot read, check it in Kaseya",
-            )))
+            name = read_field(record, *_NAME_FIELDS) if isinstance(record, Mapping) else None
+            rows.append(_unreadable_row(label, kaseya_id, name, position, problem))
         except (TypeError, ValueError, AttributeError, KeyError) as error:
             # A shape nobody anticipated: still one reject, never a failed batch.
             rows.append(_problem_row(kaseya_id, StagingProblem(
@@ -437,69 +481,7 @@ def stage_accounts(
     return _stage("accounts", records, build, positions=positions)
 
 
-# --- contacts -----------------------------------------------------------------------------------
-
-
-def _default_entry(entries: list[Mapping[str, Any]], column: str, *names: str) -> str | None:
-    """The value of the first entry flagged IsDefault, else of the first entry that has one."""
-    with_value = [(entry, _text(entry, column, *names)) for entry in entries]
-    with_value = [(entry, value) for entry, value in with_value if value]
-    flagged = [value for entry, value in with_value if _flag(entry, column, "IsDefault")]
-    if flagged:
-        return flagged[0]
-    return with_value[0][1] if with_value else None
-
-
-def stage_contacts(records: Iterable[Any], *, positions: Iterable[int] | None = None) -> list[dict[str, Any]]:
-    """`GET /v2/crm/contacts/summary` records -> `ContactModel` rows. `positions` are the records' places in
-    the whole batch (default 1, 2, ...), which name a record without a usable id in its reject."""
-
-    def build(record: Mapping[str, Any], kaseya_id: int) -> dict[str, Any]:
-        return {
-            "kaseya_id": kaseya_id,
-            "account_id": _integer(record, "account_id", "AccountId"),
-            "account_name": _text(record, "account_name", "AccountName"),
-            "location_id": _integer(record, "location_id", "LocationId"),
-            "first_name": _text(record, "first_name", "FirstName"),
-            "last_name": _text(record, "last_name", "LastName"),
-            "job_title": _text(record, "job_title", "JobTitle"),
-            "email": _default_entry(_objects(record, "email", "Emails"), "email", "EmailAddress"),
-            "phone": _default_entry(_objects(record, "phone", "Phones"), "phone", "Phone", "PhoneNumber"),
-            # The contract declares IsPoc non-null; absent means "not the point of contact".
-            "is_poc": bool(_flag(record, "is_poc", "IsPoc", "Poc")),
-            "is_active": _flag(record, "is_active", "IsActive"),
-            "created_on": _moment(record, "created_on", "CreatedOn"),
-            "modified_on": _moment(record, "modified_on", "ModifiedOn"),
-        }
-
-    return _stage("contacts", records, build, positions=positions)
-
-
-# What `stage_contacts` reads, spelled as Kaseya's wire spells it (camelCase). The column-wise staging in SQL
-# (`storage.contacts_store.read_contacts_chunk`) stages a record only when every field it has among the names
-# `stage_contacts` reads (ignoring case and underscores, as `read_field` does) is spelled so, and holds a value
-# of the plain JSON kind (a whole number, text, true/false, an ISO-8601 date-time); any other record is handed
-# to `stage_contacts`, so both give the same rows.
-CONTACT_WIRE_FIELDS: dict[str, str] = {
-    "kaseya_id": "id",
-    "account_id": "accountId",
-    "account_name": "accountName",
-    "location_id": "locationId",
-    "first_name": "firstName",
-    "last_name": "lastName",
-    "job_title": "jobTitle",
-    "email": "emails",
-    "phone": "phones",
-    "is_poc": "isPoc",
-    "is_active": "isActive",
-    "created_on": "createdOn",
-    "modified_on": "modifiedOn",
-}
-# Every name `stage_contacts` reads from a record (`Poc` too, which the wire never sends) and from its
-# e-mails and phones, the wire's spelling of each first.
-CONTACT_READ_NAMES: tuple[str, ...] = (*CONTACT_WIRE_FIELDS.values(), "poc")
-CONTACT_EMAIL_WIRE_FIELDS: tuple[str, ...] = ("emailAddress", "isDefault")
-CONTACT_PHONE_WIRE_FIELDS: tuple[str, ...] = ("phone", "phoneNumber", "isDefault")
+# --- contacts (staged in SQL: storage/contacts_store.py) --------------------------------------------
 
 # The characters `str.strip()` removes (`str.isspace`), for the same trimming in SQL.
 STRIPPED_CHARACTERS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"

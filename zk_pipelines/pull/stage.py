@@ -3,16 +3,14 @@
 others.
 
 Contacts, the one entity counted in hundreds of thousands, are staged column-wise a chunk of ids at a time
-(`CONTACTS_PER_CHUNK`): SQL over the raw JSON for the records spelled as the wire spells them
-(`contacts_store.read_contacts_chunk`), `kaseya_staging.stage_contacts` for the others; both are validated by
-the one schema (`validate_typed_rows` of the typed rows, `validate_rows` of the others). The rows and rejects
-are the per-record path's (`column_wise=False`), which tests hold them to.
+(`CONTACTS_PER_CHUNK`) by SQL over the raw JSON, the one implementation of their rules, whatever the records'
+spelling (`contacts_store.read_contacts_chunk`); the rows are validated by the one schema (`validate_typed_rows`
+of the rows SQL typed, `validate_rows` of the few it cannot type: unreadable records and numbers too large).
 Accounts (each with its locations and addresses) and opportunities are staged per record, also a chunk of
 ids at a time (`RECORDS_PER_CHUNK`), so a long window's payloads are never all in memory at once."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from zk_pipelines.domain.entities import KASEYA_SOURCE, KaseyaSource
-from zk_pipelines.domain.kaseya_staging import ProductPricing, employee_emails, stage_contacts
+from zk_pipelines.domain.kaseya_staging import ProductPricing, employee_emails
 from zk_pipelines.domain.staging_schemas import (
     REFERENCE_CHECK_PREFIX,
     empty_rejects,
@@ -115,14 +113,13 @@ def _staged_contacts_in_chunks(connection: duckdb.DuckDBPyConnection, *, run_id:
 def _stage_contacts_chunk(connection: duckdb.DuckDBPyConnection, ids: np.ndarray, start: int, known: set[int], *,
                           run_id: str, partition_key: str | None, now: datetime) -> tuple[int, list[pd.DataFrame]]:
     """(rows staged, reject parts) of one chunk of contacts, `start` its place in the batch."""
-    typed, others = read_contacts_chunk(connection, ids, np.arange(start + 1, start + len(ids) + 1))
+    typed, rows = read_contacts_chunk(connection, ids, np.arange(start + 1, start + len(ids) + 1))
     # Only the accounts these rows name matter to the known_account check: a smaller set to hand over.
     named = set(typed["account_id"].dropna().astype("int64").tolist())
     valid, rejected = validate_typed_rows("contacts", typed.drop(columns="position"),
                                           known_ids={"accounts": known & named})
     parts, rejected_parts = [valid], [rejected]
-    if len(others):
-        rows = stage_contacts([json.loads(text) for text in others["payload"]], positions=others["position"].tolist())
+    if rows:
         named = {row["account_id"] for row in rows if isinstance(row.get("account_id"), int)}
         other_valid, other_rejected = validate_rows("contacts", pd.DataFrame(rows, dtype=object),
                                                     known_ids={"accounts": known & named})
@@ -181,27 +178,20 @@ def _staged_snapshot(connection: duckdb.DuckDBPyConnection, source: KaseyaSource
     return len(rows), staged, rejects
 
 
-def _contacts_column_wise(connection: duckdb.DuckDBPyConnection, source: KaseyaSource, *, run_id: str,
-                          partition_key: str | None, now: datetime, chunk: int) -> tuple[int, int, pd.DataFrame]:
-    return _staged_contacts_in_chunks(connection, run_id=run_id, partition_key=partition_key, now=now, chunk=chunk)
-
-
-# The one entity counted in hundreds of thousands has a faster path: SQL over the raw JSON; the registry's stager
-# stays its reference (`column_wise=False`), and stages what the SQL cannot read.
-COLUMN_WISE: dict[str, Callable[..., tuple[int, int, pd.DataFrame]]] = {"contacts": _contacts_column_wise}
+# The stagers of the entities the registry marks `staged_in_sql` (test_entity_registry.py holds the two together).
+STAGED_IN_SQL: dict[str, Callable[..., tuple[int, int, pd.DataFrame]]] = {"contacts": _staged_contacts_in_chunks}
 
 
 def stage_entity(database: Path, entity: str, *, run_id: str, partition_key: str | None, now: datetime,
-                 column_wise: bool = True, contacts_per_chunk: int = CONTACTS_PER_CHUNK,
-                 records_per_chunk: int = RECORDS_PER_CHUNK) -> StageReport:
+                 contacts_per_chunk: int = CONTACTS_PER_CHUNK, records_per_chunk: int = RECORDS_PER_CHUNK
+                 ) -> StageReport:
     """Stage the entity's pending records (new or changed in raw since staging last read them, whichever run
-    extracted them; snapshot entities: all of them, when their sources changed) and those waiting for a parent.
-    `column_wise=False` stages contacts one record at a time, as every other entity is (the reference)."""
+    extracted them; snapshot entities: all of them, when their sources changed) and those waiting for a parent."""
     source = KASEYA_SOURCE[entity]
     with connect(database) as connection:
-        if column_wise and entity in COLUMN_WISE:
-            read, staged, rejects = COLUMN_WISE[entity](
-                connection, source, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
+        if source.staging is not None and source.staging.staged_in_sql:
+            read, staged, rejects = STAGED_IN_SQL[entity](
+                connection, run_id=run_id, partition_key=partition_key, now=now, chunk=contacts_per_chunk)
         elif source.incremental:
             read, staged, rejects = _staged_records_in_chunks(
                 connection, source, run_id=run_id, partition_key=partition_key, now=now, chunk=records_per_chunk)

@@ -17,14 +17,7 @@ import pandas as pd
 
 from zk_pipelines.domain.change_detection import canonical_json
 from zk_pipelines.domain.entities import STAGED_COLUMNS
-from zk_pipelines.domain.kaseya_staging import (
-    CONTACT_EMAIL_WIRE_FIELDS,
-    CONTACT_PHONE_WIRE_FIELDS,
-    CONTACT_READ_NAMES,
-    CONTACT_WIRE_FIELDS,
-    STRIPPED_CHARACTERS,
-    folded_name,
-)
+from zk_pipelines.domain.kaseya_staging import STRIPPED_CHARACTERS, folded_name, unreadable_record_row
 from zk_pipelines.domain.staging_schemas import as_validated_types
 from zk_pipelines.storage.database import one_row, registered
 
@@ -68,137 +61,291 @@ def staged_read(connection: duckdb.DuckDBPyConnection, table: str, kaseya_ids: n
                                WHERE stage_pending AND kaseya_id IN (SELECT kaseya_id FROM incoming_staged_ids)""")
 
 
-def _present(value: str) -> str:
-    return f"({value} IS NOT NULL AND json_type({value}) <> 'NULL')"
+# --- the contact staging rules ----------------------------------------------------------------------------------
+# The pipeline's one implementation of the contact staging rules (a per-record copy that the benchmarks measure
+# against lives in `benchmarks/contacts_per_record.py`). Each field is read as `kaseya_staging.read_field` reads
+# one, whatever the spelling: its name matched regardless of case and underscores, the first non-null value in
+# the record's key order (a record spelled as the wire spells it is read straight by path). Each value is read
+# as the per-record staging reads it: a whole number from a number or digits in text, text from text or a
+# number (trimmed, empty means none), a flag from true/false, 0/1 or their text, a date-time as
+# `parse_kaseya_moment` reads one. The default e-mail and phone: the first entry with a value flagged
+# `IsDefault`, else the first entry with a value (a blank `Phone` hides `PhoneNumber`). The first field that
+# cannot be read makes the record unreadable: its problem is worded by `kaseya_staging.unreadable_record_row`.
+# Not read (rejected as not a date-time, where `fromisoformat` reads them): ISO week dates, digits other
+# than 0-9 (Kaseya sends none of them).
+
+# The fields read, as the wire spells them, in the order of the values list; the name-giving ones last.
+CONTACT_FIELDS = ("id", "accountId", "accountName", "locationId", "firstName", "lastName", "jobTitle", "emails",
+                  "phones", "isPoc", "poc", "isActive", "createdOn", "modifiedOn", "subject", "productName", "name")
+# A record without a usable id is named by the first of these it has (`kaseya_staging._NAME_FIELDS`).
+_NAMING_FIELDS = ("accountName", "subject", "productName", "name", "lastName", "firstName")
+_ENTRY_FIELDS = {"email": ("emailAddress", "isDefault"), "phone": ("phone", "phoneNumber", "isDefault")}
+_LIST_FIELDS = {"email": "emails", "phone": "phones"}
+_INTEGER_FIELDS = {"kaseya_id": "id", "account_id": "accountId", "location_id": "locationId"}
+# A time as `datetime.fromisoformat` reads one (after `parse_kaseya_moment` cut the fraction to six digits and
+# turned a final Z into +00:00): a date (extended or basic), then any one character and a time (its fraction of a
+# second cut to six digits), then an offset (a time too, after at most one character).
+_CLOCK = r"(?:\d{2}(?::\d{2}(?::\d{2})?)?|\d{2}(?:\d{2}(?:\d{2})?)?)(?:[.,]\d+)?"
+_MOMENT = rf"^(\d{{4}}-\d{{2}}-\d{{2}}|\d{{8}})(?:(?s:.)({_CLOCK})(?:(?s:.)?([+-]{_CLOCK}))?)?$"
 
 
-def _whole_number(value: str) -> str:
-    return (f"(NOT {_present(value)} OR (json_type({value}) IN ('BIGINT', 'UBIGINT') "
-            f"AND TRY_CAST({value} AS BIGINT) IS NOT NULL))")
+def _contract_name(field_name: str) -> str:
+    """A field as the per-record staging names it in a problem (the contract's PascalCase)."""
+    return field_name[0].upper() + field_name[1:]
 
 
-def _of_kind(value: str, kind: str) -> str:
-    return f"(NOT {_present(value)} OR json_type({value}) = '{kind}')"
+def _value(values: str, field_name: str, fields: tuple[str, ...] = CONTACT_FIELDS) -> str:
+    return f"{values}[{fields.index(field_name) + 1}]"
 
 
-def _spelled_as_wire(keys: str, names: str, spellings: str) -> str:
-    """No key among `keys` that reads as one of `names` (case and underscores ignored) is spelled otherwise
-    than in `spellings`."""
-    return (f"len(list_filter({keys}, lambda k: list_contains({names}, lower(replace(k, '_', ''))) "
-            f"AND NOT list_contains({spellings}, k))) = 0")
+def _absent(value: str) -> str:
+    return f"({value} IS NULL OR json_type({value}) = 'NULL')"
 
 
-def _stripped(text: str) -> str:
-    return f"nullif(regexp_replace({text}, $strip, '', 'g'), '')"
+def _read_fields(document: str, names: str) -> str:
+    """The JSON values of the fields `$<names>` (wire spellings) of the JSON object `document`, in that order."""
+    wire = (f"len(list_filter(json_keys({document}), lambda k: list_contains(${names}_folded, "
+            f"lower(replace(k, '_', ''))) AND NOT list_contains(${names}, k))) = 0")
+    any_spelling = (f"list_transform(${names}_folded, lambda n: list_filter(map_entries(json_transform({document}, "
+                    f"'\"MAP(VARCHAR, JSON)\"')), lambda e: lower(replace(e.key, '_', '')) = n "
+                    f"AND e.value IS NOT NULL AND json_type(e.value) <> 'NULL')[1].value)")
+    return (f"CASE WHEN json_type({document}) <> 'OBJECT' THEN NULL WHEN {wire} "
+            f"THEN json_extract({document}, ${names}_paths) ELSE {any_spelling} END")
 
 
-def _moment_value(text: str) -> str:
-    # `parse_kaseya_moment` drops fraction digits beyond the sixth and reads a naive time as UTC.
-    return (f"TRY_CAST(regexp_replace({text}, '(\\.\\d{{6}})\\d+', '\\1') || "
-            f"CASE WHEN regexp_matches({text}, '(Z|[+-]\\d\\d:\\d\\d)$') THEN '' ELSE '+00:00' END AS TIMESTAMPTZ)")
+def _integral(value: str) -> str:
+    return (f"(json_type({value}) IN ('BIGINT', 'UBIGINT') "
+            f"OR (json_type({value}) = 'DOUBLE' AND NOT regexp_matches({value}::VARCHAR, '[.eE]')))")
+
+
+def _fractional(value: str) -> str:
+    return f"(json_type({value}) = 'DOUBLE' AND regexp_matches({value}::VARCHAR, '[.eE]'))"
+
+
+def _string(value: str) -> str:
+    """A JSON string's text."""
+    return f"({value} ->> '$')"
+
+
+def _trimmed(text: str) -> str:
+    return f"regexp_replace({text}, $strip, '', 'g')"
+
+
+def _digits(value: str) -> str:
+    """The digits of a whole number (NULL: absent or not one)."""
+    number = f"TRY_CAST({value} AS DOUBLE)"
+    return (f"CASE WHEN {_integral(value)} THEN {value}::VARCHAR "
+            f"WHEN {_fractional(value)} AND isfinite({number}) AND {number} = floor({number}) "
+            f"THEN printf('%.0f', {number}) "
+            f"WHEN json_type({value}) = 'VARCHAR' AND regexp_full_match({value} ->> '$', $whole) "
+            f"THEN {_trimmed(_string(value))} END")
+
+
+def _text(value: str) -> str:
+    return (f"CASE WHEN json_type({value}) = 'VARCHAR' THEN nullif({_trimmed(_string(value))}, '') "
+            f"WHEN {_integral(value)} THEN {value}::VARCHAR "
+            f"WHEN {_fractional(value)} THEN TRY_CAST({value} AS DOUBLE)::VARCHAR END")
+
+
+def _text_unreadable(value: str) -> str:
+    return f"(NOT {_absent(value)} AND json_type({value}) NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE'))"
+
+
+def _flag(value: str) -> str:
+    return (f"CASE WHEN json_type({value}) = 'BOOLEAN' THEN ({value} ->> '$') = 'true' "
+            f"WHEN json_type({value}) IN ('BIGINT', 'UBIGINT') AND {value}::VARCHAR IN ('0', '1') "
+            f"THEN {value}::VARCHAR = '1' "
+            f"WHEN json_type({value}) = 'VARCHAR' THEN CASE lower({_trimmed(_string(value))}) "
+            f"WHEN 'true' THEN true WHEN 'false' THEN false END END")
+
+
+def _moment_layers(column: str, value: str) -> list[list[str]]:
+    """The layers of SQL that read `value` as `parse_kaseya_moment` reads a date-time, into `column` (NULL: absent
+    or not one); each layer reads the columns of the ones before."""
+    cut, parts = f"{column}_cut", f"{column}_parts"
+
+    def part(digits: str, start: int) -> str:  # two digits of HHMMSS, 00 when absent
+        return f"coalesce(nullif({column}_{digits}[{start}:{start + 1}], ''), '00')"
+
+    def split(name: str, text: str) -> list[str]:  # a time's digits apart from its fraction's (microseconds)
+        return [f"replace(regexp_replace({text}, '[.,]\\d+$', ''), ':', '') AS {column}_{name}",
+                f"CAST(rpad(left(regexp_extract({text}, '[.,](\\d+)$', 1), 6), 6, '0') AS BIGINT) "
+                f"AS {column}_{name}_micros"]
+
+    offset = (f"((CAST({part('zone', 1)} AS BIGINT) * 3600 + CAST({part('zone', 3)} AS BIGINT) * 60 "
+              f"+ CAST({part('zone', 5)} AS BIGINT)) * 1000000 + {column}_zone_micros)")
+    return [
+        [f"CASE WHEN json_type({value}) = 'VARCHAR' THEN regexp_replace("
+         f"{_trimmed(_string(value))}, '(\\.\\d{{6}})\\d+', '\\1', 'g') END AS {cut}"],
+        [f"CASE WHEN suffix({cut}, 'Z') OR suffix({cut}, 'z') THEN left({cut}, -1) || '+00:00' ELSE {cut} END "
+         f"AS {column}_text"],
+        [f"CASE WHEN regexp_matches({column}_text, $moment) THEN regexp_extract({column}_text, $moment, "
+         f"['date', 'time', 'zone']) END AS {parts}"],
+        [f"replace({parts}.date, '-', '') AS {column}_date", f"{parts}.zone[1:1] AS {column}_sign",
+         *split("clock", f"{parts}.time"), *split("zone", f"{parts}.zone[2:]")],
+        # an offset is any time shorter than a day, as `datetime.timezone` takes one
+        [f"CASE WHEN {column}_date[1:4] <> '0000' AND {part('clock', 1)} < '24' AND {part('clock', 3)} < '60' "
+         f"AND {part('clock', 5)} < '60' AND {offset} < 86400000000 THEN TRY_CAST({column}_date[1:4] || '-' "
+         f"|| {column}_date[5:6] || '-' || {column}_date[7:8] || ' ' || {part('clock', 1)} || ':' "
+         f"|| {part('clock', 3)} || ':' || {part('clock', 5)} || '+00:00' AS TIMESTAMPTZ) "
+         f"+ to_microseconds({column}_clock_micros "
+         f"- CASE WHEN {column}_sign = '-' THEN -{offset} ELSE {offset} END) END AS {column}"],
+    ]
+
+
+def _unreadable_unless(value: str, read: str) -> str:
+    return f"(NOT {_absent(value)} AND ({read}) IS NULL)"
+
+
+def _problem(check: str, column: str | None, field_name: str | None, value: str, kind: str | None) -> str:
+    def text(item: str | None) -> str:
+        return "NULL::VARCHAR" if item is None else f"'{item}'"
+
+    return (f"{{'check': '{check}', 'column': {text(column)}, 'field': {text(field_name)}, "
+            f"'value': ({value})::VARCHAR, 'kind': {text(kind)}}}")
+
+
+_COLUMN_FIELDS = {"kaseya_id": "id", "account_id": "accountId", "account_name": "accountName",
+                  "location_id": "locationId", "first_name": "firstName", "last_name": "lastName",
+                  "job_title": "jobTitle", "email": "emails", "phone": "phones", "is_poc": "isPoc",
+                  "is_active": "isActive", "created_on": "createdOn", "modified_on": "modifiedOn"}
+_TEXT_COLUMNS = ("account_name", "first_name", "last_name", "job_title")
+_MOMENT_COLUMNS = ("created_on", "modified_on")
 
 
 @functools.cache
 def _contacts_chunk_sql() -> str:
-    """One parse of each payload (`json_extract` of every field at once), then small parses of the values."""
-    columns = list(CONTACT_WIRE_FIELDS)
-    paths = ", ".join(f"'$.{CONTACT_WIRE_FIELDS[column]}'" for column in columns)
+    """One parse of each payload (its fields read at once), then small parses of the values, layer by layer
+    (each value read once, in the layer after what it reads)."""
+    def field(name: str) -> str:
+        return _value("v", name)
 
-    def field(column: str) -> str:
-        return f"v[{columns.index(column) + 1}]"
-
-    entries = {  # column -> (names, spellings, paths of an entry, entry readable, entry value)
-        "email": ("$email_names", "$email_spellings", "['$.emailAddress', '$.isDefault']",
-                  f"{_of_kind('x[1]', 'VARCHAR')} AND {_of_kind('x[2]', 'BOOLEAN')}",
-                  _stripped("x[1] ->> '$'"), "x[2]"),
-        "phone": ("$phone_names", "$phone_spellings", "['$.phone', '$.phoneNumber', '$.isDefault']",
-                  f"{_of_kind('x[1]', 'VARCHAR')} AND {_of_kind('x[2]', 'VARCHAR')} AND {_of_kind('x[3]', 'BOOLEAN')}",
-                  # the first non-null of Phone, PhoneNumber, then trimmed (a blank Phone hides PhoneNumber)
-                  _stripped("coalesce(x[1] ->> '$', x[2] ->> '$')"), "x[3]"),
-    }
-    readable = ["kind = 'OBJECT'", _spelled_as_wire("keys", "$names", "$spellings"), _present(field("kaseya_id"))]
-    selected = []
-    for column in ("kaseya_id", "account_id", "location_id"):
-        readable.append(_whole_number(field(column)))
-        selected.append(f"TRY_CAST({field(column)} AS BIGINT) AS {column}")
-    for column in ("account_name", "first_name", "last_name", "job_title"):
-        readable.append(_of_kind(field(column), "VARCHAR"))
-        selected.append(f"{_stripped(f'{field(column)} ->> {chr(39)}${chr(39)}')} AS {column}")
-    listed = []
-    for column, (names, spellings, entry_paths, entry_readable, entry_value, entry_default) in entries.items():
-        value = field(column)
-        # each entry: (its keys, its fields) from one parse of the entry
-        listed.append(f"list_transform(CASE WHEN json_type({value}) = 'ARRAY' THEN json_extract({value}, '$[*]') "
-                      f"ELSE [] END, lambda e: {{'kind': json_type(e), 'keys': json_keys(e), "
-                      f"'x': json_extract(e, {entry_paths})}}) AS {column}_entries")
-        readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'ARRAY' AND coalesce(list_bool_and("
-                        f"list_transform({column}_entries, lambda s: s.kind = 'OBJECT' AND "
-                        f"{_spelled_as_wire('s.keys', names, spellings)} AND "
-                        f"{entry_readable.replace('x[', 's.x[')})), true)))")
-        # the first entry with a value flagged IsDefault, else the first entry with a value
-        with_value = (f"list_filter(list_transform({column}_entries, lambda s: {{'value': "
-                      f"{entry_value.replace('x[', 's.x[')}, 'is_default': "
-                      f"coalesce({entry_default.replace('x[', 's.x[')} ->> '$' = 'true', false)}}), "
-                      f"lambda s: s.value IS NOT NULL)")
-        selected.append(f"coalesce(list_filter({with_value}, lambda s: s.is_default)[1].value, "
-                        f"({with_value})[1].value) AS {column}")
-    for column in ("is_poc", "is_active"):
-        readable.append(_of_kind(field(column), "BOOLEAN"))
-    selected.append(f"coalesce({field('is_poc')} ->> '$' = 'true', false) AS is_poc")
-    selected.append(f"CASE WHEN json_type({field('is_active')}) = 'BOOLEAN' "
-                    f"THEN {field('is_active')} ->> '$' = 'true' END AS is_active")
-    for column in ("created_on", "modified_on"):
-        value = field(column)
-        moment = _moment_value(f"({value} ->> '$')")
-        readable.append(f"(NOT {_present(value)} OR (json_type({value}) = 'VARCHAR' AND "
-                        f"regexp_full_match({value} ->> '$', $moment) AND {moment} IS NOT NULL))")
-        selected.append(f"CASE WHEN {_present(value)} THEN {moment} END AS {column}")
+    poc = f"CASE WHEN {_absent(field('isPoc'))} THEN {field('poc')} ELSE {field('isPoc')} END"
+    layers: list[list[str]] = [
+        [f"{_digits(field(name))} AS {column}_digits" for column, name in _INTEGER_FIELDS.items()]
+        + [f"{_text(field(_COLUMN_FIELDS[column]))} AS {column}" for column in _TEXT_COLUMNS]
+        + [f"{_flag(poc)} AS poc_flag", f"{_flag(field('isActive'))} AS is_active"]]
+    moments = [_moment_layers(column, field(_COLUMN_FIELDS[column])) for column in _MOMENT_COLUMNS]
+    for depth in range(len(moments[0])):
+        layers.append([expression for moment in moments for expression in moment[depth]])
+    entry_problems = {}
+    for column, names in _ENTRY_FIELDS.items():
+        listed = field(_LIST_FIELDS[column])
+        layers[0].append(
+            f"list_transform(CASE WHEN json_type({listed}) = 'ARRAY' THEN json_extract({listed}, '$[*]') ELSE [] END, "
+            f"lambda e: {{'kind': json_type(e), 'x': {_read_fields('e', f'{column}_names')}}}) AS {column}_entries")
+        first, default = _value("s.x", names[0], names), _value("s.x", "isDefault", names)
+        raw = (first if column == "email"
+               else f"CASE WHEN {_absent(first)} THEN {_value('s.x', names[1], names)} ELSE {first} END")
+        layers[1].append(
+            f"list_transform({column}_entries, lambda s: {{'raw': {raw}, 'value': {_text(raw)}, "
+            f"'text_unreadable': {_text_unreadable(raw)}, 'flag_raw': {default}, 'is_default': {_flag(default)}}}) "
+            f"AS {column}_read")
+        with_value = f"list_filter({column}_read, lambda s: s.value IS NOT NULL)"
+        layers[2].append(f"coalesce(list_filter({with_value}, lambda s: s.is_default)[1].value, "
+                         f"{with_value}[1].value) AS {column}")
+        unreadable_text = f"list_filter({column}_read, lambda s: s.text_unreadable)"
+        unreadable_flag = (f"list_filter({column}_read, lambda s: s.value IS NOT NULL AND "
+                           f"{_unreadable_unless('s.flag_raw', 's.is_default')})")
+        entry_problems[column] = [
+            (f"(NOT {_absent(listed)} AND (json_type({listed}) <> 'ARRAY' OR NOT coalesce(list_bool_and("
+             f"list_transform({column}_entries, lambda s: s.kind = 'OBJECT')), true)))",
+             _problem("type", column, _contract_name(_LIST_FIELDS[column]), listed, "LIST")),
+            (f"len({unreadable_text}) > 0",
+             _problem("type", column, _contract_name(names[0]), f"{unreadable_text}[1].raw", "VARCHAR")),
+            (f"len({unreadable_flag}) > 0",
+             _problem("type", column, "IsDefault", f"{unreadable_flag}[1].flag_raw", "BOOLEAN")),
+        ]
+    # the problems in the order the per-record staging meets them: the record, its id, then column by column
+    problems = [
+        ("kind IS DISTINCT FROM 'OBJECT'", _problem("is_object", None, None, "payload", None)),
+        (_absent(field("id")), _problem("has_id", "kaseya_id", "Id", "NULL", None)),
+        ("kaseya_id_digits IS NULL", _problem("has_id", "kaseya_id", "Id", field("id"), "BIGINT")),
+    ]
+    for column, name in list(_COLUMN_FIELDS.items())[1:]:
+        if column in entry_problems:
+            problems.extend(entry_problems[column])
+            continue
+        value = poc if column == "is_poc" else field(name)
+        read, kind = {"is_poc": ("poc_flag", "BOOLEAN"), "is_active": ("is_active", "BOOLEAN")}.get(
+            column, (f"{column}_digits", "BIGINT") if column in _INTEGER_FIELDS else (column, "TIMESTAMPTZ"))
+        unreadable = _text_unreadable(value) if column in _TEXT_COLUMNS else _unreadable_unless(value, read)
+        problems.append((unreadable, _problem("type", column, _contract_name(name), value,
+                                              "VARCHAR" if column in _TEXT_COLUMNS else kind)))
+    problem = "CASE " + " ".join(f"WHEN {when} THEN {then}" for when, then in problems) + " END"
+    naming = " ".join(f"WHEN NOT {_absent(field(n))} THEN {field(n)}::VARCHAR" for n in _NAMING_FIELDS)
+    layers.append([f"{problem} AS problem"])
+    ctes = "".join(f", layer_{depth} AS (SELECT *, {', '.join(layer)} FROM layer_{depth - 1})"
+                   for depth, layer in enumerate(layers, start=1))
+    # a whole number beyond BIGINT's range is left to `validate_rows`, which rejects it as too large to store
+    integers = [f"TRY_CAST({column}_digits AS BIGINT) AS {column}, CASE WHEN TRY_CAST({column}_digits AS BIGINT) "
+                f"IS NULL THEN {column}_digits END AS {column}_too_large" for column in _INTEGER_FIELDS]
     return f"""
-        WITH chunk AS (
-            SELECT c.position, r.payload
+        WITH layer_0 AS (
+            SELECT c.position, r.payload, json_type(r.payload) AS kind,
+                   {_read_fields('r.payload', 'contact_names')} AS v
             FROM incoming_contacts_chunk c JOIN raw.kaseya_contacts r ON r.kaseya_id = c.kaseya_id
             WHERE r.kaseya_id BETWEEN $lowest AND $highest
-        ), parsed AS (
-            SELECT position, payload, json_type(payload) AS kind, json_keys(payload) AS keys,
-                   json_extract(payload, [{paths}]) AS v
-            FROM chunk
-        ), listed AS (
-            SELECT *, {', '.join(listed)} FROM parsed
-        ), judged AS (
-            SELECT *, coalesce({' AND '.join(readable)}, false) AS readable FROM listed
-        )
-        SELECT position, readable, CASE WHEN readable THEN NULL ELSE payload::VARCHAR END AS payload,
-               {', '.join(selected)}
-        FROM judged ORDER BY position"""
+        ){ctes}
+        SELECT position, problem.check AS problem_check, problem.column AS problem_column,
+               problem.field AS problem_field, problem.value AS problem_value, problem.kind AS problem_kind,
+               CASE WHEN problem.check = 'has_id' THEN CASE {naming} END END AS problem_name,
+               {', '.join(integers)}, {', '.join(_TEXT_COLUMNS)}, email, phone, coalesce(poc_flag, false) AS is_poc,
+               is_active, {', '.join(_MOMENT_COLUMNS)}
+        FROM layer_{len(layers)} ORDER BY position"""
 
 
 def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.ndarray, positions: np.ndarray
-                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The raw contacts `kaseya_ids` (their places in the batch: `positions`) staged in SQL: (typed rows of
-    the records read there, with their `position`; position + payload text of the others, for
-    `kaseya_staging.stage_contacts`). The typed rows are `stage_contacts`' rows, typed as `validate_rows`
-    types them."""
+                        ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The raw contacts `kaseya_ids` (their places in the batch: `positions`) staged: (the rows typed as
+    `validate_rows` types them, with their `position`, for `validate_typed_rows`; the rows it must type itself,
+    for `validate_rows`: a row per unreadable record carrying its problem, and the rows holding a whole number
+    too large for a BIGINT)."""
     blank = "".join(f"\\x{{{ord(c):x}}}" for c in STRIPPED_CHARACTERS)
-    parameters = {
+    parameters: dict[str, Any] = {
         "lowest": int(kaseya_ids.min()) if len(kaseya_ids) else 0,
         "highest": int(kaseya_ids.max()) if len(kaseya_ids) else -1,
-        "names": sorted({folded_name(n) for n in CONTACT_READ_NAMES}),
-        "spellings": sorted(CONTACT_WIRE_FIELDS.values()),
-        "email_names": sorted({folded_name(n) for n in CONTACT_EMAIL_WIRE_FIELDS}),
-        "email_spellings": list(CONTACT_EMAIL_WIRE_FIELDS),
-        "phone_names": sorted({folded_name(n) for n in CONTACT_PHONE_WIRE_FIELDS}),
-        "phone_spellings": list(CONTACT_PHONE_WIRE_FIELDS),
         "strip": f"^[{blank}]+|[{blank}]+$",
-        "moment": r"(19|20|21)\d\d-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?",
+        "whole": f"[{blank}]*-?[0-9]+[{blank}]*",
+        "moment": _MOMENT,
     }
+    for names, fields in (("contact_names", CONTACT_FIELDS), *((f"{c}_names", f) for c, f in _ENTRY_FIELDS.items())):
+        parameters[names] = list(fields)
+        parameters[f"{names}_folded"] = [folded_name(name) for name in fields]
+        parameters[f"{names}_paths"] = [f'$."{name}"' for name in fields]
     chunk = pd.DataFrame({"kaseya_id": kaseya_ids, "position": positions})
     with registered(connection, "incoming_contacts_chunk", chunk):
         frame = connection.execute(_contacts_chunk_sql(), parameters).df()
-    readable = frame["readable"].to_numpy(dtype=bool)
-    others = frame.loc[~readable, ["position", "payload"]].reset_index(drop=True)
-    typed = frame.loc[readable].reset_index(drop=True)
+    untyped = frame["problem_check"].notna()
+    for column in _INTEGER_FIELDS:
+        untyped |= frame[f"{column}_too_large"].notna()
+    typed = frame.loc[~untyped].reset_index(drop=True)
+    rows = [_untyped_row(record) for record in frame.loc[untyped].to_dict("records")]
     return pd.concat([typed[["position"]].astype("int64"), as_validated_types(typed, STAGED_COLUMNS["contacts"])],
-                     axis=1), others
+                     axis=1), rows
+
+
+def _present(value: Any) -> Any:
+    """A value of the frame as Python has it (None for a missing one)."""
+    return None if value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and np.isnan(value)) else value
+
+
+def _untyped_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of the chunk that `validate_rows` types: unreadable (a row carrying its problem), or holding a
+    whole number too large for a BIGINT."""
+    numbers = {column: int(record[f"{column}_too_large"]) if _present(record[f"{column}_too_large"]) is not None
+               else _present(record[column]) for column in _INTEGER_FIELDS}
+    numbers = {column: None if number is None else int(number) for column, number in numbers.items()}
+    if _present(record["problem_check"]) is None:
+        return {**{name: _present(record[name]) for name, _ in STAGED_COLUMNS["contacts"]}, **numbers}
+    value, name = (_present(record[key]) for key in ("problem_value", "problem_name"))
+    return unreadable_record_row(
+        "contacts", position=int(record["position"]),
+        kaseya_id=None if record["problem_check"] != "type" else numbers["kaseya_id"],
+        name=None if name is None else json.loads(name), check=record["problem_check"],
+        column=_present(record["problem_column"]), field_name=_present(record["problem_field"]),
+        value=None if value is None else json.loads(value), kind=_present(record["problem_kind"]))
 
 
 def mapping_order(connection: duckdb.DuckDBPyConnection, entity: str, kaseya_ids: Iterable[int]) -> np.ndarray:
