@@ -9,6 +9,9 @@ the shipping addresses are kept as a JSON list. The columns each function produc
 function of its own: `stage_fields` stages it from its field spec (wire name -> column), reading each field
 with the reader of its column's type.
 
+Contacts, counted in hundreds of thousands, are staged by SQL over the raw JSON (`storage/contacts_store.py`)
+with these readers' rules; `unreadable_record_row` words its unreadable records as `_stage` words them.
+
 A record that cannot be read at all (not an object, no usable id, a field of the wrong kind) becomes a row
 carrying a `StagingProblem` under `STAGING_PROBLEM`; `staging_schemas.validate_rows` turns it into a
 reject. Staging never raises for a bad record.
