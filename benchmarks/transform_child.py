@@ -1,7 +1,8 @@
 """Scenario 6 in a child process: transform and change detection of N staged contacts, no network.
 
 - `per-record`: the contact rules one record at a time, in one batch: the raw payloads staged by the
-  reference (`contacts_per_record.stage_contacts`, the domain's readers), validated (`staging_schemas.validate_rows`), mapped
+  reference (`contacts_per_record.stage_contacts`, the domain's readers), validated
+  (`staging_schemas.validate_rows`), mapped
   (`zomentum_mapping.map_client_user`, rows read back as `pull/map.py` reads them), hashed
   (`change_detection.payload_hash`), compared with the hashes last sent, and the changed ones diffed
   (`change_detection.partial_update`).

@@ -332,6 +332,9 @@ UNREADABLE_CONTACTS = {
     "an offset of a day": ({"modifiedOn": "2026-02-03T04:00:00+24:00"}, "type", "modified_on",
                            "2026-02-03T04:00:00+24:00",
                            f"contact 300017: ModifiedOn '2026-02-03T04:00:00+24:00' is not a date-time; {_CANNOT}"),
+    "before the year 1 in UTC": (
+        {"modifiedOn": "0001-01-01T00:00:00+05:00"}, "type", "modified_on", "0001-01-01T00:00:00+05:00",
+        f"contact 300017: ModifiedOn '0001-01-01T00:00:00+05:00' is not a date-time; {_CANNOT}"),
     "seconds since 1970": ({"createdOn": 1700000000}, "type", "created_on", "1700000000",
                            f"contact 300017: CreatedOn 1700000000 is not a date-time; {_CANNOT}"),
 }

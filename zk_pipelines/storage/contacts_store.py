@@ -71,8 +71,10 @@ def staged_read(connection: duckdb.DuckDBPyConnection, table: str, kaseya_ids: n
 # `parse_kaseya_moment` reads one. The default e-mail and phone: the first entry with a value flagged
 # `IsDefault`, else the first entry with a value (a blank `Phone` hides `PhoneNumber`). The first field that
 # cannot be read makes the record unreadable: its problem is worded by `kaseya_staging.unreadable_record_row`.
-# Not read (rejected as not a date-time, where `fromisoformat` reads them): ISO week dates, digits other
-# than 0-9 (Kaseya sends none of them).
+# Stricter than `fromisoformat` on malformed date-times only: what it reads through its leniencies (ISO week
+# dates, a fraction written without its separator, a character between a six-digit fraction and the offset) and
+# digits other than 0-9 are rejected as not a date-time (or not a whole number); Kaseya sends none of them. A
+# date-time whose UTC year falls outside 1-9999 is not one either (the per-record readers fail on it).
 
 # The fields read, as the wire spells them, in the order of the values list; the name-giving ones last.
 CONTACT_FIELDS = ("id", "accountId", "accountName", "locationId", "firstName", "lastName", "jobTitle", "emails",
@@ -85,8 +87,12 @@ _INTEGER_FIELDS = {"kaseya_id": "id", "account_id": "accountId", "location_id": 
 # A time as `datetime.fromisoformat` reads one (after `parse_kaseya_moment` cut the fraction to six digits and
 # turned a final Z into +00:00): a date (extended or basic), then any one character and a time (its fraction of a
 # second cut to six digits), then an offset (a time too, after at most one character).
-_CLOCK = r"(?:\d{2}(?::\d{2}(?::\d{2})?)?|\d{2}(?:\d{2}(?:\d{2})?)?)(?:[.,]\d+)?"
-_MOMENT = rf"^(\d{{4}}-\d{{2}}-\d{{2}}|\d{{8}})(?:(?s:.)({_CLOCK})(?:(?s:.)?([+-]{_CLOCK}))?)?$"
+_HOURS = r"(?:\d{2}(?::\d{2}(?::\d{2})?)?|\d{2}(?:\d{2}(?:\d{2})?)?)"
+_CLOCK = rf"{_HOURS}(?:[.,]\d+)?"
+_DATE = r"(\d{4}-\d{2}-\d{2}|\d{8})"
+_MOMENT_PARTS = rf"^{_DATE}(?:(?s:.)({_CLOCK})(?:(?s:.)?([+-]{_CLOCK}))?)?$"
+# ... where one character may stand before the offset only after a time without a fraction
+_MOMENT = rf"^{_DATE}(?:(?s:.)(?:{_HOURS}(?:(?s:.)?[+-]{_CLOCK})?|{_HOURS}[.,]\d+(?:[+-]{_CLOCK})?))?$"
 
 
 def _contract_name(field_name: str) -> str:
@@ -179,7 +185,7 @@ def _moment_layers(column: str, value: str) -> list[list[str]]:
          f"{_trimmed(_string(value))}, '(\\.\\d{{6}})\\d+', '\\1', 'g') END AS {cut}"],
         [f"CASE WHEN suffix({cut}, 'Z') OR suffix({cut}, 'z') THEN left({cut}, -1) || '+00:00' ELSE {cut} END "
          f"AS {column}_text"],
-        [f"CASE WHEN regexp_matches({column}_text, $moment) THEN regexp_extract({column}_text, $moment, "
+        [f"CASE WHEN regexp_matches({column}_text, $moment) THEN regexp_extract({column}_text, $moment_parts, "
          f"['date', 'time', 'zone']) END AS {parts}"],
         [f"replace({parts}.date, '-', '') AS {column}_date", f"{parts}.zone[1:1] AS {column}_sign",
          *split("clock", f"{parts}.time"), *split("zone", f"{parts}.zone[2:]")],
@@ -189,7 +195,10 @@ def _moment_layers(column: str, value: str) -> list[list[str]]:
          f"|| {column}_date[5:6] || '-' || {column}_date[7:8] || ' ' || {part('clock', 1)} || ':' "
          f"|| {part('clock', 3)} || ':' || {part('clock', 5)} || '+00:00' AS TIMESTAMPTZ) "
          f"+ to_microseconds({column}_clock_micros "
-         f"- CASE WHEN {column}_sign = '-' THEN -{offset} ELSE {offset} END) END AS {column}"],
+         f"- CASE WHEN {column}_sign = '-' THEN -{offset} ELSE {offset} END) END AS {column}_utc"],
+        # in UTC within Python's years (1-9999), as `validate_rows` takes a date-time
+        [f"CASE WHEN {column}_utc BETWEEN '0001-01-01 00:00:00+00'::TIMESTAMPTZ "
+         f"AND '9999-12-31 23:59:59.999999+00'::TIMESTAMPTZ THEN {column}_utc END AS {column}"],
     ]
 
 
@@ -308,6 +317,7 @@ def read_contacts_chunk(connection: duckdb.DuckDBPyConnection, kaseya_ids: np.nd
         "strip": f"^[{blank}]+|[{blank}]+$",
         "whole": f"[{blank}]*-?[0-9]+[{blank}]*",
         "moment": _MOMENT,
+        "moment_parts": _MOMENT_PARTS,
     }
     for names, fields in (("contact_names", CONTACT_FIELDS), *((f"{c}_names", f) for c, f in _ENTRY_FIELDS.items())):
         parameters[names] = list(fields)
