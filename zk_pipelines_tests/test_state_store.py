@@ -312,3 +312,56 @@ def test_a_record_waiting_for_its_parent_on_one_worker_is_released_on_another(ba
         connection.execute("INSERT INTO stg.kaseya_accounts (kaseya_id, name, staged_at) VALUES (9, 'Acme', $t)",
                            {"t": later})
         assert pull_store.deferred_ids(connection, "contacts") == [41]
+
+
+def test_an_unchanged_store_is_not_hydrated_again_and_the_replica_file_is_not_opened(postgres_url, tmp_path,
+                                                                                      monkeypatch):
+    """Every step asks for the replica: once it is up to date and no durable row was written since, the ask is
+    one statement to PostgreSQL, nothing is applied and the DuckDB file is not opened."""
+    from zk_pipelines.storage import state_store
+
+    replica = tmp_path / "replica.duckdb"
+    store = open_store(replica, postgres_url, "zk_unchanged")
+    try:
+        store.upsert(DURABLE_TABLES[0], [("clients", "1", "z1", "created", None, None, NOW, NOW)])
+        assert hydrate(replica, store)["zomentum.id_map"] == 1
+        opened = []
+        real_connect = state_store.connect
+
+        def counted(path, *args, **kwargs):
+            opened.append(path)
+            return real_connect(path, *args, **kwargs)
+
+        monkeypatch.setattr(state_store, "connect", counted)
+        assert hydrate(replica, store) == {table.name: 0 for table in DURABLE_TABLES}
+        assert hydrate(replica, store) == {table.name: 0 for table in DURABLE_TABLES}
+        assert opened == []
+    finally:
+        unbind(replica)
+
+
+def test_a_row_another_process_writes_after_a_skipped_hydration_reaches_the_replica_at_the_next(postgres_url,
+                                                                                                tmp_path):
+    """The skip never hides a change: another process writes the id map after this replica found nothing new;
+    the next hydration applies its row (and the one after that finds nothing again)."""
+    import subprocess
+    import sys
+
+    replica = tmp_path / "replica.duckdb"
+    store = open_store(replica, postgres_url, "zk_moved")
+    try:
+        hydrate(replica, store)
+        assert hydrate(replica, store)["zomentum.id_map"] == 0
+        writer = ("import sys; from datetime import UTC, datetime\n"
+                  "from zk_pipelines.storage.state_store import ID_MAP, PostgresStateStore\n"
+                  "store = PostgresStateStore(sys.argv[1], 'zk_moved')\n"
+                  "now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)\n"
+                  "store.upsert(ID_MAP, [('clients', '7', 'z7', 'created', None, None, now, now)])\n"
+                  "store.close()\n")
+        subprocess.run([sys.executable, "-c", writer, postgres_url], check=True)
+        assert hydrate(replica, store)["zomentum.id_map"] == 1
+        with connect(replica, read_only=True) as connection:
+            assert ledger_store.read_id_map(connection, "clients") == {"7": "z7"}
+        assert hydrate(replica, store)["zomentum.id_map"] == 0
+    finally:
+        unbind(replica)

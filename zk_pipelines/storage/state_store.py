@@ -313,6 +313,8 @@ class PostgresStateStore(StateStore):
         self.schema = schema
         self._connection: Any = None
         self._lock = threading.RLock()
+        # Per DuckDB file this store hydrated in this process: the watermark of its last hydration.
+        self._replica_watermarks: dict[str, int] = {}
 
     def describe(self) -> str:
         return f"PostgreSQL {shown_url(self.url)}, schema {self.schema}"
@@ -436,6 +438,24 @@ class PostgresStateStore(StateStore):
                 changes[table.name] = cursor.fetchall()
         return changes, new_watermark
 
+    def changed_since(self, watermark: int) -> bool:
+        """Whether any durable row was written by a transaction that the read which gave `watermark` could not
+        see yet: one statement, over the tables' indexes on `zk_xact`."""
+        written = " OR ".join(f"EXISTS (SELECT 1 FROM {table.pg_name} WHERE zk_xact >= %(w)s::text::xid8)"
+                              for table in DURABLE_TABLES)
+        with self.cursor() as cursor:
+            cursor.execute(f"SELECT {written}", {"w": str(watermark)})
+            return bool(cursor.fetchone()[0])
+
+    def replica_watermark(self, database: Path) -> int | None:
+        """The watermark of this store's last hydration of `database` in this process (None: not hydrated)."""
+        with self._lock:
+            return self._replica_watermarks.get(_file_key(database))
+
+    def hydrated(self, database: Path, watermark: int) -> None:
+        with self._lock:
+            self._replica_watermarks[_file_key(database)] = watermark
+
     def rows(self, table: DurableTable) -> list[dict[str, Any]]:
         columns = ", ".join(f"{name}::text" if kind == _J else name for name, kind in table.columns)
         with self.cursor() as cursor:
@@ -548,12 +568,28 @@ def apply_to_replica(connection: duckdb.DuckDBPyConnection, table: DurableTable,
 
 def hydrate(database: Path, store: PostgresStateStore) -> dict[str, int]:
     """Bring the DuckDB file's replica of the durable tables up to date with PostgreSQL: the rows changed since
-    the replica's watermark per table. Returns the rows applied per table."""
+    the replica's watermark per table. Returns the rows applied per table.
+
+    When this store hydrated the file before in this process and no durable row has been written since (one
+    statement asks PostgreSQL), nothing is applied and the file is not opened: the replica holds everything
+    committed before its watermark, and a transaction still running then writes rows at or past it, so an
+    unchanged answer is exact. What this process wrote itself went to PostgreSQL too (`replicate`) and counts
+    as a change, so the next hydration applies it again, harmlessly, as before."""
+    known = store.replica_watermark(database)
+    if known is not None and not store.changed_since(known):
+        return {table.name: 0 for table in DURABLE_TABLES}
     with connect(database) as connection:
-        return hydrate_into(connection, store)
+        applied, watermark = _hydrate(connection, store)
+    store.hydrated(database, watermark)
+    return applied
 
 
 def hydrate_into(connection: duckdb.DuckDBPyConnection, store: PostgresStateStore) -> dict[str, int]:
+    """`hydrate` into an open connection of the replica, always reading the changes since its watermark."""
+    return _hydrate(connection, store)[0]
+
+
+def _hydrate(connection: duckdb.DuckDBPyConnection, store: PostgresStateStore) -> tuple[dict[str, int], int]:
     applied: dict[str, int] = {}
     connection.execute("CREATE SCHEMA IF NOT EXISTS state")
     connection.execute("CREATE TABLE IF NOT EXISTS state.replica (table_name VARCHAR PRIMARY KEY, "
@@ -573,7 +609,7 @@ def hydrate_into(connection: duckdb.DuckDBPyConnection, store: PostgresStateStor
             "watermark = excluded.watermark, source = excluded.source",
             {"t": table.name, "w": watermark, "s": source})
         applied[table.name] = len(rows)
-    return applied
+    return applied, watermark
 
 
 # --- export and import ----------------------------------------------------------------------------------
