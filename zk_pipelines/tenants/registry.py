@@ -34,6 +34,7 @@ Dagster definitions need (`tenants/model.py`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -95,6 +96,10 @@ def load_registry(path: Path) -> tuple[Tenant, ...]:
     return registry_from_text(text, str(path), path.resolve().parent)
 
 
+# Every run of a deployment reads the registry when it starts, once per resource; in a batch run, once per tenant
+# too. The tenants depend on the text and the folder only (no source is read here), so a text read before is not
+# parsed again.
+@functools.lru_cache(maxsize=16)
 def registry_from_text(text: str, source: str, folder: Path) -> tuple[Tenant, ...]:
     """The tenants of a registry's text; relative paths in it are relative to `folder`."""
     try:
