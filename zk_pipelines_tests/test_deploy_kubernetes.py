@@ -113,7 +113,8 @@ def rendered_instance(values: dict, postgres_url: str, kubeconfig: Path) -> dict
                            "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"]},
         "telemetry": {"enabled": values["telemetry"]["enabled"]},
         "concurrency": {
-            "pools": {"default_limit": concurrency["pools"]["defaultLimit"]},
+            "pools": {"default_limit": concurrency["pools"]["defaultLimit"],
+                      "granularity": concurrency["pools"]["granularity"]},
             "runs": {"max_concurrent_runs": concurrency["runs"]["maxConcurrentRuns"],
                      "tag_concurrency_limits": [{"key": limit["key"], "value": limit["value"], "limit": limit["limit"]}
                                                 for limit in concurrency["runs"]["tagConcurrencyLimits"]]}},
@@ -176,6 +177,8 @@ def test_the_helm_values_instance_config_is_accepted_by_dagster_and_keeps_deploy
         (limit["key"], limit["limit"], limit["value"]) for limit in deploy["runs"]["tag_concurrency_limits"]]
     assert {limit["key"] for limit in queue.tag_concurrency_limits} == {PULL_TAG, PUSH_TAG}
     assert helm.pool_config.default_pool_limit == deploy["pools"]["default_limit"] == 16
+    # Pools counted per run by the queue: no step of a run claims a slot in PostgreSQL.
+    assert helm.pool_config.pool_granularity.value == deploy["pools"]["granularity"] == "run"
 
 
 def run_pod_manifest(instance: dg.DagsterInstance, monkeypatch, tags: dict[str, str]) -> dict:

@@ -100,8 +100,8 @@ def tenant_batch_job(hourly_job: Callable[[], dg.JobDefinition]) -> dg.JobDefini
         outcomes = []
         for tenant in config.tenants:
             outcome = sync_tenant_hour(job, context.instance, tenant, config.hours, context.run_id)
-            (context.log.info if outcome.success else context.log.error)(
-                f"tenant {tenant}: {'synced' if outcome.success else outcome.reason} (run {outcome.run_id})")
+            if not outcome.success:  # a tenant that synced is in the step's metadata (`synced`, `runs`)
+                context.log.error(outcome.line())
             outcomes.append(outcome)
         failed = [outcome for outcome in outcomes if not outcome.success]
         metadata = {"tenants": dg.MetadataValue.int(len(outcomes)),
