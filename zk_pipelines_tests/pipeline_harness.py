@@ -6,9 +6,13 @@ history is ~50 hourly partitions in one run.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
+import shutil
+import threading
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +65,70 @@ def reset_sandboxes(sandboxes: tuple[KaseyaSandbox, ZomentumSandbox], *, seed: i
     kaseya.state.reset(seed=seed, scale="small_recent")
     zomentum.state.reset(seed=seed, scale="small_recent")
     return kaseya, zomentum
+
+
+_LOCKS = (type(threading.Lock()), type(threading.RLock()))
+
+
+def _locks_in(root: Any) -> dict[int, Any]:
+    """Every lock reachable from `root` (through attributes, mappings and sequences), keyed by id: a deepcopy
+    memo that makes a copy share the live locks (a lock cannot be copied, and the sandbox's server thread holds
+    these very objects)."""
+    found: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (str, bytes, int, float, type(None), type)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, _LOCKS):
+            found[id(node)] = node
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple, set, frozenset, deque)):
+            stack.extend(node)
+        elif hasattr(node, "__dict__"):
+            stack.extend(vars(node).values())
+    return found
+
+
+def _copied(attributes: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(attributes, _locks_in(attributes))
+
+
+@dataclass
+class SyncedTenant:
+    """A tenant synced once (a module fixture's backfill), that each test of the module starts from as if it had
+    synced the tenant itself: `harness(tmp)` puts both sandboxes back exactly as the sync left them (records,
+    clocks, tokens, request logs) and gives a harness of the same mode and hours over a copy of the tenant's
+    DuckDB file, with a Dagster instance of its own. Only for the DuckDB state store."""
+
+    sandboxes: tuple[KaseyaSandbox, ZomentumSandbox]
+    mode: str
+    now: datetime
+    database: Path
+    kaseya_state: dict[str, Any]
+    zomentum_state: dict[str, Any]
+
+    @classmethod
+    def of(cls, harness: PipelineHarness) -> SyncedTenant:
+        """The state `harness` (on the DuckDB state store, with no run in progress) is in now."""
+        if harness.state_url:
+            raise ValueError("a synced tenant is kept for the DuckDB state store only")
+        return cls((harness.kaseya, harness.zomentum), harness.mode, harness.now, harness.database,
+                   _copied(vars(harness.kaseya.state)), _copied(vars(harness.zomentum.state)))
+
+    def harness(self, tmp: Path) -> PipelineHarness:
+        kaseya, zomentum = self.sandboxes
+        for state, kept in ((kaseya.state, self.kaseya_state), (zomentum.state, self.zomentum_state)):
+            attributes = vars(state)
+            attributes.clear()
+            attributes.update(_copied(kept))
+        for name in (self.database.name, self.database.name + ".wal"):
+            if (self.database.parent / name).exists():
+                shutil.copyfile(self.database.parent / name, tmp / name)
+        return PipelineHarness(kaseya, zomentum, tmp, mode=self.mode, now=self.now)
 
 
 def hour_key(moment: datetime) -> str:

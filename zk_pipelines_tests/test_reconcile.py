@@ -17,27 +17,44 @@ from zk_pipelines.config import TENANT_VARIABLES
 from zk_pipelines.defs.reconcile import DRIFT_CHECK
 from zk_pipelines.domain.settings_file import load_settings
 from zk_pipelines.storage.state_store import ID_MAP, SYNC_EVENTS, PostgresStateStore
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, materialization_metadata, reset_sandboxes, step_errors
+from zk_pipelines_tests.pipeline_harness import (
+    PipelineHarness,
+    SyncedTenant,
+    materialization_metadata,
+    reset_sandboxes,
+    step_errors,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def _synced(sandboxes, tmp_path, mode: str = "kaseya_as_crm") -> PipelineHarness:
+def _synced_once(sandboxes, tmp_path_factory, mode: str) -> SyncedTenant:
+    """One sync of the fresh seed-7 world in `mode` per module; each test starts from a copy of its result."""
     kaseya, zomentum = reset_sandboxes(sandboxes)
-    harness = PipelineHarness(kaseya, zomentum, tmp_path, mode=mode)
+    harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp(mode), mode=mode)
     result = harness.backfill()
     assert result.success, step_errors(result)
-    return harness
+    return SyncedTenant.of(harness)
+
+
+@pytest.fixture(scope="module")
+def synced_kaseya_as_crm_once(sandboxes, tmp_path_factory) -> SyncedTenant:
+    return _synced_once(sandboxes, tmp_path_factory, "kaseya_as_crm")
+
+
+@pytest.fixture(scope="module")
+def synced_zomentum_as_crm_once(sandboxes, tmp_path_factory) -> SyncedTenant:
+    return _synced_once(sandboxes, tmp_path_factory, "zomentum_as_crm")
 
 
 @pytest.fixture
-def synced(sandboxes, tmp_path) -> PipelineHarness:
-    return _synced(sandboxes, tmp_path)
+def synced(synced_kaseya_as_crm_once, tmp_path) -> PipelineHarness:
+    return synced_kaseya_as_crm_once.harness(tmp_path)
 
 
 @pytest.fixture
-def synced_zomentum_crm(sandboxes, tmp_path) -> PipelineHarness:
-    return _synced(sandboxes, tmp_path, mode="zomentum_as_crm")
+def synced_zomentum_crm(synced_zomentum_as_crm_once, tmp_path) -> PipelineHarness:
+    return synced_zomentum_as_crm_once.harness(tmp_path)
 
 
 @pytest.fixture
