@@ -21,7 +21,7 @@ from zk_pipelines.defs.push import PUSH_JOB, push_run_config
 from zk_pipelines.domain.kaseya_endpoints import ENDPOINTS
 from zk_pipelines.domain.push_plan.markers import client_marker, document_marker
 from zk_pipelines.storage.state_store import ID_MAP, PostgresStateStore
-from zk_pipelines_tests.pipeline_harness import PipelineHarness, reset_sandboxes, step_errors
+from zk_pipelines_tests.pipeline_harness import PipelineHarness, SyncedTenant, reset_sandboxes, step_errors
 
 RESOURCES = ("client/companies", "client/users", "opportunities", "items")
 KASEYA_RECORDS = ("accounts", "contacts", "opportunities", "quotes", "products")
@@ -37,11 +37,27 @@ def backend(request):
     return request.getfixturevalue("postgres_url"), f"zk_rebuild_{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-def harness(sandboxes, tmp_path, backend):
+@pytest.fixture(scope="module")
+def synced_once(sandboxes, tmp_path_factory) -> SyncedTenant:
+    """The fresh seed-7 world synced once per module on the DuckDB state store; each test starts from a copy."""
     kaseya, zomentum = reset_sandboxes(sandboxes)
+    harness = PipelineHarness(kaseya, zomentum, tmp_path_factory.mktemp("synced_once"))
+    synced = harness.backfill()
+    assert synced.success, step_errors(synced)
+    return SyncedTenant.of(harness)
+
+
+@pytest.fixture
+def synced(request, tmp_path, backend) -> PipelineHarness:
+    """A tenant after its first sync of the fresh seed-7 world, its state in the backend's store."""
     state_url, schema = backend
-    return PipelineHarness(kaseya, zomentum, tmp_path, state_url=state_url, state_schema=schema)
+    if state_url is None:
+        return request.getfixturevalue("synced_once").harness(tmp_path)
+    kaseya, zomentum = reset_sandboxes(request.getfixturevalue("sandboxes"))
+    harness = PipelineHarness(kaseya, zomentum, tmp_path, state_url=state_url, state_schema=schema)
+    first = harness.backfill()
+    assert first.success, step_errors(first)
+    return harness
 
 
 def lose_state(harness: PipelineHarness) -> None:
@@ -93,10 +109,8 @@ def _kaseya_counts(harness: PipelineHarness) -> dict[str, int]:
     return {entity: len(harness.kaseya_records(entity)) for entity in KASEYA_RECORDS}
 
 
-def test_a_lost_id_map_is_noticed_refused_and_rebuilt_with_no_duplicate(harness):
-    zomentum = harness.zomentum
-    first = harness.backfill()
-    assert first.success, step_errors(first)
+def test_a_lost_id_map_is_noticed_refused_and_rebuilt_with_no_duplicate(synced):
+    harness, zomentum = synced, synced.zomentum
     created = dict(harness.sql("SELECT kaseya_id, zomentum_id FROM zomentum.id_map "
                                "WHERE entity = 'clients' AND link_kind = 'created' ORDER BY kaseya_id"))
     account, client_id = next(iter(created.items()))
@@ -138,15 +152,14 @@ def _push(harness: PipelineHarness, document_id: str) -> None:
     assert pushed.success, step_errors(pushed)
 
 
-def test_what_a_push_created_in_kaseya_is_relinked_by_its_markers_and_never_created_twice(harness):
+def test_what_a_push_created_in_kaseya_is_relinked_by_its_markers_and_never_created_twice(synced):
     """A client that exists only in Zomentum is pushed (Kaseya gets an account marked with the client, an
     opportunity and a quote marked with the document), renamed in Zomentum, and the state is lost before any
     pull saw the push: only the markers in Kaseya tie the records together. Without them the next push would
     create a second account (none has the new name) with a second opportunity and quote, and the next pull a
     second Zomentum client for the account."""
+    harness = synced
     kaseya, zomentum = harness.kaseya.state, harness.zomentum.state
-    synced = harness.backfill()
-    assert synced.success, step_errors(synced)
     pipeline = next(p for p in zomentum.records("pipelines") if p["name"] == "Sales Pipeline")
     client = zomentum.create_record("client/companies", {"name": "Marker Street Dental"})
     deal = zomentum.create_record("opportunities", {
@@ -188,11 +201,9 @@ def test_what_a_push_created_in_kaseya_is_relinked_by_its_markers_and_never_crea
 
 
 def test_the_rebuild_reads_kaseya_within_the_tenants_budget_and_restores_nothing_from_a_partial_read(
-        sandboxes, tmp_path):
-    kaseya, zomentum = reset_sandboxes(sandboxes)
-    harness = PipelineHarness(kaseya, zomentum, tmp_path)
-    synced = harness.backfill()
-    assert synced.success, step_errors(synced)
+        synced_once, tmp_path):
+    harness = synced_once.harness(tmp_path)
+    kaseya = harness.kaseya
     linked = harness.id_map("clients")
     lose_state(harness)
     # Kaseya says the hour's budget of the opportunities list is spent (its wait is past what a retry waits).
