@@ -10,6 +10,7 @@ import pytest
 from zk_pipelines.clients.http import HttpPolicy
 from zk_pipelines_tests.pipeline_harness import (
     PipelineHarness,
+    SyncedTenant,
     materialization_metadata,
     reset_sandboxes,
     step_errors,
@@ -25,7 +26,15 @@ def synced_once(sandboxes, tmp_path_factory) -> PipelineHarness:
     harness.backfill_result = harness.backfill()
     assert harness.backfill_result.success, step_errors(harness.backfill_result)
     harness.backfill_requests = kaseya.state.requests()
+    harness.synced_tenant = SyncedTenant.of(harness)
     return harness
+
+
+@pytest.fixture
+def synced_harness(synced_once, tmp_path) -> PipelineHarness:
+    """A tenant of its own after its first sync: a copy of `synced_once`'s (both sandboxes as that sync left
+    them), for the tests that change the world after the sync."""
+    return synced_once.synced_tenant.harness(tmp_path)
 
 
 @pytest.fixture
@@ -138,8 +147,8 @@ def test_existing_zomentum_records_are_matched_not_duplicated(synced_once):
 
 
 @pytest.mark.slow
-def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(harness):
-    synced(harness)
+def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(synced_harness):
+    harness = synced_harness
     harness.zomentum.state.clear_requests()
     result = harness.backfill()
     assert result.success, step_errors(result)
@@ -148,8 +157,8 @@ def test_a_second_run_with_no_kaseya_change_makes_no_zomentum_write(harness):
 
 
 @pytest.mark.slow
-def test_a_kaseya_edit_is_picked_up_by_the_next_hour_and_updates_exactly_that_record(harness):
-    synced(harness)
+def test_a_kaseya_edit_is_picked_up_by_the_next_hour_and_updates_exactly_that_record(synced_harness):
+    harness = synced_harness
     account_id = int(next(iter(harness.id_map("clients"))))
     harness.kaseya.state.update_record("accounts", account_id, {"website": "https://renamed.example"})
     next_hour = harness.current_hour - timedelta(hours=1)
@@ -188,8 +197,8 @@ def test_zomentum_as_crm_leaves_linked_records_alone(sandboxes, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_record_modified_exactly_on_a_partition_boundary_is_neither_missed_nor_duplicated(harness):
-    synced(harness)
+def test_a_record_modified_exactly_on_a_partition_boundary_is_neither_missed_nor_duplicated(synced_harness):
+    harness = synced_harness
     boundary = harness.current_hour - timedelta(hours=1)  # end of partition H-2, start of partition H-1
     created = harness.kaseya.state.create_record("accounts", {"accountName": "On The Boundary GmbH"})
     harness.set_modified_on("accounts", created["id"], boundary)
