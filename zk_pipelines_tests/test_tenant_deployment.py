@@ -94,10 +94,11 @@ def last_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
-def scheduled_run(definitions: dg.Definitions, key: str, instance: dg.DagsterInstance) -> dg.RunRequest:
-    """What the tenant's hourly schedule asks for at :05 this hour."""
+def scheduled_run(definitions: dg.Definitions, key: str, instance: dg.DagsterInstance,
+                  hour: datetime | None = None) -> dg.RunRequest:
+    """What the tenant's hourly schedule asks for at :05 after `hour` (default: the last hour) ends."""
     schedule = definitions.get_schedule_def(f"{HOURLY_SCHEDULE}_{key}")
-    moment = last_hour() + timedelta(hours=1, minutes=5)
+    moment = (hour or last_hour()) + timedelta(hours=1, minutes=5)
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=moment,
                                    repository_def=definitions.get_repository_def()) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
@@ -123,10 +124,11 @@ def run_in_worker(registry: str, partition_key: str, tags: dict[str, str]) -> Ru
         instance.dispose()
 
 
-def run_tenants_at_once(deployment: Deployment, instance: dg.DagsterInstance) -> dict[str, RunOutcome]:
-    """Each tenant's scheduled run for the last hour, all three at once, each in its own process."""
+def run_tenants_at_once(deployment: Deployment, instance: dg.DagsterInstance,
+                        hour: datetime) -> dict[str, RunOutcome]:
+    """Each tenant's scheduled run for `hour`, all three at once, each in its own process."""
     definitions = deployment_definitions(load_registry(deployment.registry), deployment.registry)
-    requests = {key: scheduled_run(definitions, key, instance) for key in KEYS}
+    requests = {key: scheduled_run(definitions, key, instance, hour) for key in KEYS}
     with ProcessPoolExecutor(max_workers=len(KEYS), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {key: pool.submit(run_in_worker, str(deployment.registry), request.partition_key,
                                     dict(request.tags)) for key, request in requests.items()}
@@ -146,8 +148,9 @@ def ledger(postgres_url: str, key: str) -> list[tuple[str, str | None, str | Non
 
 @pytest.mark.slow
 def test_each_tenants_hour_syncs_into_its_own_zomentum_only(deployment, instance):
+    hour = last_hour()  # taken once: the runs may end in the next hour
     before = {key: set(deployment.zomentum_clients(key)) for key in KEYS}
-    results = run_tenants_at_once(deployment, instance)
+    results = run_tenants_at_once(deployment, instance, hour)
     assert {key: result.errors for key, result in results.items()} == {key: [] for key in KEYS}
     created = {key: {i: n for i, n in deployment.zomentum_clients(key).items() if i not in before[key]}
                for key in KEYS}
@@ -160,7 +163,7 @@ def test_each_tenants_hour_syncs_into_its_own_zomentum_only(deployment, instance
     for key, result in results.items():
         run = instance.get_run_by_id(result.run_id)
         assert (run.tags[TENANT_TAG], run.tags[PULL_TAG], run.tags["dagster/partition"]) == (key, key, key)
-        assert run.tags[HOURS_TAG] == last_hour().strftime("%Y-%m-%d-%H:00")
+        assert run.tags[HOURS_TAG] == hour.strftime("%Y-%m-%d-%H:00")
         materialized = instance.get_latest_materialization_event(dg.AssetKey("zomentum_clients"))
         assert materialized is not None
     status = instance.get_materialized_partitions(dg.AssetKey("zomentum_clients"))
@@ -172,7 +175,7 @@ def test_a_tenant_with_a_wrong_password_fails_alone_and_no_record_crosses_tenant
                                                                                  postgres_url, monkeypatch):
     monkeypatch.setenv("SANDBOX_03_KASEYA_PASSWORD", "not-the-password")
     before = {key: deployment.zomentum_clients(key) for key in KEYS}
-    results = run_tenants_at_once(deployment, instance)
+    results = run_tenants_at_once(deployment, instance, last_hour())
     assert results["sandbox_01"].success and results["sandbox_02"].success
     failed = results["sandbox_03"]
     assert not failed.success
@@ -216,8 +219,9 @@ def test_a_batch_run_syncs_its_tenants_each_in_a_run_of_its_own_and_a_wrong_pass
     before = {key: deployment.zomentum_clients(key) for key in KEYS}
     definitions = deployment_definitions(load_registry(deployment.registry), deployment.registry, batch=3)
     schedule = definitions.get_schedule_def(f"{BATCH_SCHEDULE}_01")
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=last_hour() + timedelta(hours=1,
-                                   minutes=5), repository_def=definitions.get_repository_def()) as context:
+    hour = last_hour()  # taken once: the runs may end in the next hour
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=hour + timedelta(hours=1, minutes=5),
+                                   repository_def=definitions.get_repository_def()) as context:
         (request,) = schedule.evaluate_tick(context).run_requests
     batch = definitions.resolve_job_def(BATCH_JOB).execute_in_process(
         instance=instance, run_config=request.run_config, tags=request.tags, raise_on_error=False)
@@ -237,7 +241,7 @@ def test_a_batch_run_syncs_its_tenants_each_in_a_run_of_its_own_and_a_wrong_pass
         "sandbox_03": dg.DagsterRunStatus.SUCCESS}
     for key, run in runs.items():
         assert (run.tags[PULL_TAG], run.tags["dagster/partition"]) == (key, key)
-        assert run.tags[HOURS_TAG] == last_hour().strftime("%Y-%m-%d-%H:00")
+        assert run.tags[HOURS_TAG] == hour.strftime("%Y-%m-%d-%H:00")
     # The UI's asset page: the two tenants that synced are materialized, the failed one is not.
     assert instance.get_materialized_partitions(dg.AssetKey("zomentum_clients")) == {"sandbox_01", "sandbox_03"}
     assert_no_record_crosses_tenants(deployment, postgres_url, before, failed="sandbox_02")
