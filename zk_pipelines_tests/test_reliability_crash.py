@@ -217,9 +217,15 @@ def test_a_sync_killed_in_the_middle_of_the_load_then_run_again_has_every_record
     zomentum.state.clear_faults()
     (killed,) = jobs.runs()
     assert killed.status == dg.DagsterRunStatus.STARTED  # the instance never heard it end
-    # ... and it still holds the Zomentum pool's one slot: until it is marked failed and the slot freed (the
-    # UI's Terminate and "free slots", or run monitoring), the next run waits for that slot.
-    assert jobs.pool_holders("zomentum_api") == [killed.run_id]
+    if jobs.postgres_url is None:
+        # ... and it still holds the Zomentum pool's one slot (the repository's dagster.yaml counts pools per
+        # step): until it is marked failed and the slot freed (the UI's Terminate and "free slots", or run
+        # monitoring), the next run waits for that slot.
+        assert jobs.pool_holders("zomentum_api") == [killed.run_id]
+    else:
+        # deploy/dagster.yaml counts pools per run, in the queue: no step claimed a slot; the killed run counts
+        # against its pools while it stays STARTED, until it is marked failed.
+        assert jobs.pool_holders("zomentum_api") == []
     jobs.mark_failed(killed.run_id)
     assert jobs.pool_holders("zomentum_api") == []
 

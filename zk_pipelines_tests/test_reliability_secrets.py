@@ -230,7 +230,11 @@ def _every_fault_kind(sandbox: str) -> list[dict[str, Any]]:
     parameters = {"latency": {"seconds": 0.05}, "read_timeout": {"seconds": 0.05}, "lost_answer": {"seconds": 0.0},
                   "rate_limit_burst": {"retry_after": 0, "length": 2}}
     kinds = [kind for kind in FAULT_KINDS if sandbox == "kaseya" or kind != SUCCESS_FALSE]
-    return [{"kind": kind, "rate": 0.03, **parameters.get(kind, {})} for kind in kinds]
+    # Each kind strikes once at a fixed read (threads reorder requests, so a rate alone may miss a kind), then
+    # at random.
+    once = [{"kind": kind, "method": "GET", "after": 10 + 3 * position, "count": 1, **parameters.get(kind, {})}
+            for position, kind in enumerate(kinds)]
+    return [*once, *({"kind": kind, "rate": 0.03, **parameters.get(kind, {})} for kind in kinds)]
 
 
 @pytest.mark.slow

@@ -55,19 +55,22 @@ def load_settings(path: str | PathLike[str]) -> IntegrationSettings:
 
 def settings_from_text(text: str, source: str = "<settings>") -> IntegrationSettings:
     """Validate the text of a settings file (`source` names it in the problems); raises `SettingsError`."""
+    too_deep = SettingsError([SettingsProblem(source, "(file)", "nests too deep to be read",
+                                              "a YAML mapping a few levels deep")])
     try:
         data = yaml.load(text, Loader=_SettingsLoader)  # a SafeLoader that also reports repeated keys
     except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        if problem == LIBYAML_TOO_DEEP:
+            raise too_deep from None
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc)
         raise SettingsError([SettingsProblem(source, where, f"is not valid YAML ({problem})",
                                              "a YAML mapping")]) from None
     except RecursionError:
         # PyYAML builds nested values recursively; settings nest a few levels, a file nested thousands deep is
         # not settings (and would otherwise end in Python's recursion limit).
-        raise SettingsError([SettingsProblem(source, "(file)", "nests too deep to be read",
-                                             "a YAML mapping a few levels deep")]) from None
+        raise too_deep from None
     except (ValueError, OverflowError) as exc:
         # A plain scalar YAML reads as a date or a number that does not exist (`2026-13-45`, `1e999999`...).
         raise SettingsError([SettingsProblem(source, "(file)", f"has a value YAML cannot read ({exc})",
@@ -95,6 +98,9 @@ class _YamlMapping(dict):
 # libyaml's parser where PyYAML was built with it (the wheels are): the same safe constructors, ~10x less CPU to
 # read a file, which every run reads (its settings, and a deployment's registry at each run's start).
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml stops at its own depth limit (1,000) with this problem, where the pure-Python parser hits Python's
+# recursion limit: both are "nests too deep".
+LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
 class _SettingsLoader(_SafeLoader):  # type: ignore[valid-type,misc]
