@@ -20,16 +20,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg2
-
 from zk_pipelines.sandbox.launcher import running_sandboxes
-from zk_pipelines.sandbox.registry import write_registry
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO)]  # run as a script: the repository's benchmarks package beside the installed product
+
+from benchmarks.tenant_hours import postgres_deployment, throwaway_database  # noqa: E402
+
 CHILD = r"""
 import cProfile, collections, json, resource, sys, time
 from datetime import datetime, timedelta
@@ -88,38 +88,18 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=2, help="quiet hours of every tenant after the first")
     parser.add_argument("--cprofile", default="", help="write the quiet hours' cProfile statistics here")
     args = parser.parse_args()
-    server = "postgresql://postgres@127.0.0.1:5432/"
-    database = f"zk_profile_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(server + "postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {database}")  # a fresh name of our own, not a value
-    url = server + database
-    try:
-        with tempfile.TemporaryDirectory() as work, running_sandboxes(seed=7, scale="small",
-                                                                       tenants=args.tenants) as boxes:
-            folder = Path(work)
-            registry = folder / "tenants.yaml"
-            first_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(
-                hours=args.hours + 1)
-            secrets = write_registry(registry, boxes.tenant_environments(), first_hour)
-            registry.write_text(registry.read_text().replace(
-                "    kaseya:\n", "    state_url: {env: BENCH_STATE_URL}\n    kaseya:\n"))
-            home = folder / "dagster_home"
-            home.mkdir()
-            (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
-            env = {**os.environ, **secrets, "BENCH_STATE_URL": url, "DAGSTER_HOME": str(home),
-                   "DAGSTER_POSTGRES_URL": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
-            keys = [f"sandbox_{n:02d}" for n in range(1, args.tenants + 1)]
-            profile = str(Path(args.cprofile).resolve()) if args.cprofile else ""
-            child = subprocess.run([sys.executable, "-c", CHILD, str(registry), ",".join(keys),
-                                    first_hour.isoformat(), str(args.hours), profile],
-                                   env=env, capture_output=True, text=True, check=False)
-            if child.returncode:
-                sys.exit(f"the run worker failed:\n{child.stderr[-4000:]}")
-            report = json.loads(child.stdout.strip().splitlines()[-1])
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        admin.close()
+    with throwaway_database("zk_profile") as url, tempfile.TemporaryDirectory() as work, \
+            running_sandboxes(seed=7, scale="small", tenants=args.tenants) as boxes:
+        first_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=args.hours + 1)
+        registry, _, env = postgres_deployment(Path(work), boxes, first_hour, url)
+        keys = [f"sandbox_{n:02d}" for n in range(1, args.tenants + 1)]
+        profile = str(Path(args.cprofile).resolve()) if args.cprofile else ""
+        child = subprocess.run([sys.executable, "-c", CHILD, str(registry), ",".join(keys),
+                                first_hour.isoformat(), str(args.hours), profile],
+                               env=env, capture_output=True, text=True, check=False)
+        if child.returncode:
+            sys.exit(f"the run worker failed:\n{child.stderr[-4000:]}")
+        report = json.loads(child.stdout.strip().splitlines()[-1])
     runs = report["runs"]
     print(f"warm-up (instance, definitions): {report['warm_up_cpu_s']:.2f} s CPU")
     for run in runs:

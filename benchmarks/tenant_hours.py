@@ -25,8 +25,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg2
@@ -93,6 +96,40 @@ def quiet_hour(label: str, runs: list[dict], wall: float) -> str:
             f"{max(run['peak_rss_mb'] for run in runs):.0f} MB; load average {os.getloadavg()[0]:.1f}")
 
 
+@contextmanager
+def throwaway_database(prefix: str, url: str | None = None) -> Iterator[str]:
+    """`url` as given, else a fresh database on the local PostgreSQL, dropped at the end."""
+    if url is not None:
+        yield url
+        return
+    server = "postgresql://postgres@127.0.0.1:5432/"
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(server + "postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {database}")  # a fresh name of our own, not a value
+    try:
+        yield server + database
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.close()
+
+
+def postgres_deployment(folder: Path, boxes: Any, first_hour: datetime,
+                        url: str) -> tuple[Path, Path, dict[str, str]]:
+    """The sandbox tenants' registry (state on PostgreSQL at `url`) and a Dagster home with deploy/dagster.yaml
+    in `folder`: (registry, home, the run workers' environment)."""
+    registry = folder / "tenants.yaml"
+    secrets = write_registry(registry, boxes.tenant_environments(), first_hour)
+    registry.write_text(registry.read_text().replace(
+        "    kaseya:\n", "    state_url: {env: BENCH_STATE_URL}\n    kaseya:\n"))
+    home = folder / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+    env = {**os.environ, **secrets, "BENCH_STATE_URL": url, "DAGSTER_HOME": str(home),
+           "DAGSTER_POSTGRES_URL": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
+    return registry, home, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tenants", type=int, default=50)
@@ -101,53 +138,31 @@ def main() -> None:
                         help="also sync the next quiet hour K tenants per run, and compare (default 1: not)")
     parser.add_argument("--postgres", help="a database URL to use (default: a throwaway one on 127.0.0.1)")
     args = parser.parse_args()
-    server = "postgresql://postgres@127.0.0.1:5432/"
-    database = f"zk_bench_{uuid.uuid4().hex[:8]}"
-    url = args.postgres
-    if url is None:
-        admin = psycopg2.connect(server + "postgres")
-        admin.autocommit = True
-        admin.cursor().execute(f"CREATE DATABASE {database}")  # a fresh name of our own, not a value
-        url = server + database
-    try:
-        with tempfile.TemporaryDirectory() as work, running_sandboxes(seed=7, scale="small",
-                                                                       tenants=args.tenants) as boxes:
-            folder = Path(work)
-            registry = folder / "tenants.yaml"
-            now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-            first_hour = now - timedelta(hours=3 if args.batch > 1 else 2)
-            secrets = write_registry(registry, boxes.tenant_environments(), first_hour)
-            registry.write_text(registry.read_text().replace(
-                "    kaseya:\n", "    state_url: {env: BENCH_STATE_URL}\n    kaseya:\n"))
-            home = folder / "dagster_home"
-            home.mkdir()
-            (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
-            env = {**os.environ, **secrets, "BENCH_STATE_URL": url, "DAGSTER_HOME": str(home),
-                   "DAGSTER_POSTGRES_URL": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
-            os.environ["DAGSTER_POSTGRES_URL"] = env["DAGSTER_POSTGRES_URL"]  # deploy/dagster.yaml names it
-            instance = dg.DagsterInstance.from_config(str(home))
-            for pool in ("kaseya_api", "zomentum_api", "duckdb"):
-                instance.event_log_storage.set_concurrency_slots(pool, 16)
-            instance.dispose()
-            keys = [f"sandbox_{n:02d}" for n in range(1, args.tenants + 1)]
-            print(f"load average before: {' '.join(f'{load:.1f}' for load in os.getloadavg())}", flush=True)
-            # The first hours set the comparison up (untimed): in batches when batches are measured, to save time.
-            first = run_hours(registry, keys, first_hour, args.parallel, env, args.batch)
-            print(f"first hours: {sum(r['success'] for r in first)}/{len(first)} succeeded, "
-                  f"CPU {sum(r['cpu_s'] for r in first):.1f} s", flush=True)
-            quiet = {}
-            ways = [("a run per tenant", 1)] if args.batch == 1 else [(f"{args.batch} tenants per run", args.batch),
-                                                                       ("a run per tenant", 1)]
-            for offset, (label, batch) in enumerate(ways, start=1):
-                hour = first_hour + timedelta(hours=offset)
-                started = time.perf_counter()
-                runs = run_hours(registry, keys, hour, args.parallel, env, batch)
-                quiet[label] = quiet_hour(label, runs, time.perf_counter() - started)
-                print(quiet[label], flush=True)
-    finally:
-        if args.postgres is None:
-            admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-            admin.close()
+    with throwaway_database("zk_bench", args.postgres) as url, tempfile.TemporaryDirectory() as work, \
+            running_sandboxes(seed=7, scale="small", tenants=args.tenants) as boxes:
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        first_hour = now - timedelta(hours=3 if args.batch > 1 else 2)
+        registry, home, env = postgres_deployment(Path(work), boxes, first_hour, url)
+        os.environ["DAGSTER_POSTGRES_URL"] = env["DAGSTER_POSTGRES_URL"]  # deploy/dagster.yaml names it
+        instance = dg.DagsterInstance.from_config(str(home))
+        for pool in ("kaseya_api", "zomentum_api", "duckdb"):
+            instance.event_log_storage.set_concurrency_slots(pool, 16)
+        instance.dispose()
+        keys = [f"sandbox_{n:02d}" for n in range(1, args.tenants + 1)]
+        print(f"load average before: {' '.join(f'{load:.1f}' for load in os.getloadavg())}", flush=True)
+        # The first hours set the comparison up (untimed): in batches when batches are measured, to save time.
+        first = run_hours(registry, keys, first_hour, args.parallel, env, args.batch)
+        print(f"first hours: {sum(r['success'] for r in first)}/{len(first)} succeeded, "
+              f"CPU {sum(r['cpu_s'] for r in first):.1f} s", flush=True)
+        quiet = {}
+        ways = [("a run per tenant", 1)] if args.batch == 1 else [(f"{args.batch} tenants per run", args.batch),
+                                                                   ("a run per tenant", 1)]
+        for offset, (label, batch) in enumerate(ways, start=1):
+            hour = first_hour + timedelta(hours=offset)
+            started = time.perf_counter()
+            runs = run_hours(registry, keys, hour, args.parallel, env, batch)
+            quiet[label] = quiet_hour(label, runs, time.perf_counter() - started)
+            print(quiet[label], flush=True)
     print(f"{args.tenants} tenants, {args.parallel} runs at once")
     for line in quiet.values():
         print(line)
